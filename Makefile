@@ -1,0 +1,35 @@
+# Two entry points, each self-installing on a fresh machine:
+#   make demo   set up, then run the main job on the embedded synthetic twin world
+#   make test   set up, then lint and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo
+PRESET ?= demo
+
+.PHONY: demo test lint setup clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned: the local 2.13.0 CPU build; any looser request pulls a CUDA build.
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/cascadia-ensemble synth --out $(DEMO_DIR)/world --preset $(PRESET) --overwrite
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache
