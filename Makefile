@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 PRESET ?= demo
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup services clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,15 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# Debian services the tests start themselves (a single-node SLURM); needs root or sudo.
+services:
+	@if [ "$$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then \
+		bash deploy/slurm/install.sh; \
+	else \
+		echo "not root: skipping the SLURM install (slurm tests skip outside CI)"; \
+	fi
+
+test: lint services
 	$(BIN)/pytest
 
 clean:

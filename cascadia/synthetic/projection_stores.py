@@ -1,0 +1,100 @@
+"""Write the projection stores (CMIP6-like Zarr, CORDEX-like NetCDF) with a process pool."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cascadia.synthetic.atmosphere import RegionalWeather
+from cascadia.synthetic.grids import RegularGrid, RotatedGrid
+from cascadia.synthetic.realizations import Realization
+from cascadia.synthetic.stores import (
+    StoreContext,
+    biased_fields,
+    slice_weather,
+    write_cmip_variable,
+    write_cordex_variable,
+)
+from cascadia.synthetic.timeaxis import DayAxis
+
+CMIP_VARIABLES = ("tas", "hurs", "huss", "pr", "uas", "vas", "sfcWind", "psl")
+CORDEX_VARIABLES = ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")
+
+
+@dataclass(frozen=True)
+class FieldTask:
+    """Everything needed to write one experiment of one model: picklable, seeded."""
+
+    family: str  # "cmip6" or "cordex"
+    weather: RegionalWeather  # the experiment's days only
+    axis: DayAxis  # the whole path (historical + scenario)
+    index: slice  # the experiment's days within ``axis``
+    grid: RegularGrid | RotatedGrid
+    biases: dict[str, float]
+    meta: dict[str, str]
+    seed: np.random.SeedSequence
+
+
+def experiment_days(path: Realization, experiment: str) -> slice:
+    """Days of ``experiment`` within a projection path."""
+    if experiment == "historical":
+        return slice(0, path.historical_days)
+    return slice(path.historical_days, path.axis.size)
+
+
+def field_task(
+    family: str,
+    path: Realization,
+    experiment: str,
+    grid: RegularGrid | RotatedGrid,
+    biases: dict[str, float],
+    meta: dict[str, str],
+    seed: np.random.SeedSequence,
+) -> FieldTask:
+    index = experiment_days(path, experiment)
+    return FieldTask(
+        family, slice_weather(path.weather, index), path.axis, index, grid, biases, meta, seed
+    )
+
+
+def write_field_task(
+    task: FieldTask, root: str, storage_options: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Generate the experiment's daily fields and write one store per variable."""
+    ctx = StoreContext(root=root, storage_options=storage_options)
+    lat2, lon2 = task.grid.mesh()
+    daily = biased_fields(
+        task.weather,
+        lat2,
+        lon2,
+        np.random.default_rng(task.seed),
+        task.axis.phase[task.index],
+        **task.biases,
+    )
+    if task.family == "cmip6":
+        assert isinstance(task.grid, RegularGrid)
+        for variable in CMIP_VARIABLES:
+            write_cmip_variable(ctx, daily, task.axis, task.index, task.grid, task.meta, variable)
+    else:
+        assert isinstance(task.grid, RotatedGrid)
+        for variable in CORDEX_VARIABLES:
+            write_cordex_variable(ctx, daily, task.axis, task.index, task.grid, task.meta, variable)
+    return [(collection, row) for collection, rows in ctx.rows.items() for row in rows]
+
+
+def run_field_tasks(
+    tasks: list[FieldTask], root: str, storage_options: dict[str, Any]
+) -> list[list[tuple[str, dict[str, Any]]]]:
+    """Run the tasks on one process per core (forkserver: zarr runs an event-loop thread)."""
+    workers = min(len(tasks), os.cpu_count() or 1)
+    if workers <= 1:
+        return [write_field_task(t, root, storage_options) for t in tasks]
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(write_field_task, t, root, storage_options) for t in tasks]
+        return [f.result() for f in futures]

@@ -1,0 +1,275 @@
+"""The tiny twin world as users meet it: stores, conventions, collections, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import intake_esm
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+
+from cascadia import cli
+from cascadia.synthetic.world import build_world
+
+CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
+TINY_SECONDS = 20.0
+TINY_BYTES = 20e6
+#: netCDF4 >= 1.6.1 is not thread-safe and intake-esm opens assets in threads:
+#: NetCDF collections are opened with h5netcdf (docs/twin-world.md, "Reading it").
+OPEN_KWARGS = {
+    "era5": {},
+    "cmip6": {},
+    "20cr": {"engine": "h5netcdf"},
+    "era20c": {"engine": "h5netcdf"},
+    "cordex": {"engine": "h5netcdf"},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, float]:
+    out = tmp_path_factory.mktemp("twin") / "world"
+    started = time.perf_counter()
+    build_world(str(out), "tiny", seed=0)
+    return out, time.perf_counter() - started
+
+
+def step(times: np.ndarray) -> pd.Timedelta:
+    """The one time step of a regular series (fails if irregular)."""
+    (delta,) = set(np.diff(pd.DatetimeIndex(times)))
+    return pd.Timedelta(delta)
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_tiny_world_is_small_and_fast(tiny):
+    out, seconds = tiny
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert seconds < TINY_SECONDS, f"tiny world took {seconds:.1f} s"
+    assert size <= TINY_BYTES, f"tiny world is {size / 1e6:.1f} MB"
+    manifest = json.loads((out / "world.json").read_text())
+    assert manifest["preset"] == "tiny"
+    assert manifest["stores"]["cmip6"] == 3 * 2 * 4 * 8  # sources x members x exps x vars
+
+
+def test_same_seed_gives_identical_bytes(tiny, tmp_path):
+    out, _ = tiny
+    again = tmp_path / "world"
+    build_world(str(again), "tiny", seed=0)
+    first, second = _tree_digest(out), _tree_digest(again)
+    # collections and truth index hold absolute URIs of their own world: compare
+    # them with the root replaced, every other file byte for byte
+    for name in [n for n in first if n.endswith((".csv", ".json"))]:
+        a = (out / name).read_text().replace(out.as_uri(), "ROOT").replace(str(out), "ROOT")
+        b = (again / name).read_text().replace(again.as_uri(), "ROOT")
+        assert a == b.replace(str(again), "ROOT"), name
+        first.pop(name), second.pop(name)
+    assert first == second
+
+
+@pytest.mark.parametrize("family", sorted(OPEN_KWARGS))
+def test_every_collection_opens_every_store(tiny, family):
+    out, _ = tiny
+    catalog = intake_esm.esm_datastore(str(out / "collections" / f"{family}.json"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
+        datasets = catalog.to_dataset_dict(
+            progressbar=False, xarray_open_kwargs=OPEN_KWARGS[family]
+        )
+    assert set(datasets) == set(catalog.keys())
+    frame = catalog.df
+    for key, ds in datasets.items():
+        rows = frame[
+            frame[catalog.esmcat.aggregation_control.groupby_attrs]
+            .astype(str)
+            .agg(".".join, axis=1)
+            == key
+        ]
+        assert set(rows.variable_id) <= set(ds.data_vars), key
+        for variable in rows.variable_id:
+            assert np.isfinite(ds[variable].isel(time=slice(0, 48)).values).all(), (key, variable)
+
+
+def test_era5_like_conventions(tiny):
+    out, _ = tiny
+    ds = xr.open_zarr(out / "reanalysis/era5/era5-hourly-single-levels.zarr")
+    assert ds.latitude.values[0] > ds.latitude.values[-1]  # descending
+    assert ds.longitude.max() > 350 and ds.longitude.min() >= 0  # 0-360 with the wrap
+    assert step(ds.time.values[:48]) == pd.Timedelta("1h")
+    assert ds["2m_temperature"].attrs["units"] == "K"
+    assert ds["10m_u_component_of_wind"].attrs["units"] == "m s**-1"
+    assert ds["total_precipitation"].attrs["units"] == "m"
+    assert ds["surface_solar_radiation_downwards"].attrs["units"] == "J m**-2"
+    t2m = float(ds["2m_temperature"].mean())
+    assert 280 < t2m < 295
+    tp = ds["total_precipitation"]
+    assert float(tp.min()) >= 0 and float(tp.max()) < 0.08  # metres per hour
+    assert (ds["2m_dewpoint_temperature"] <= ds["2m_temperature"] + 1e-3).all()
+
+
+def test_reanalysis_and_projection_quirks(tiny):
+    out, _ = tiny
+    era20c = xr.open_dataset(
+        next((out / "reanalysis/era20c").glob("*.nc")), engine="h5netcdf", mask_and_scale=False
+    )
+    assert era20c["t2m"].dtype == np.int16 and "scale_factor" in era20c["t2m"].attrs
+    assert step(xr.decode_cf(era20c).time.values[:8]) == pd.Timedelta("6h")
+    air = xr.open_dataset(
+        next((out / "reanalysis/20crv3/mem001").glob("air.2m.*.nc")), engine="h5netcdf"
+    )
+    assert air.lat.values[0] > air.lat.values[-1] and air.lon.max() > 350
+    prate = xr.open_dataset(
+        next((out / "reanalysis/20crv3/mem001").glob("prate.*.nc")), engine="h5netcdf"
+    )
+    assert prate.prate.attrs["units"] == "kg/m^2/s"
+
+    calendars = {}
+    for store in (out / "cmip6").glob("*/*/*/historical/r1i1p1f1/day/tas/gn/*"):
+        ds = xr.open_zarr(store, decode_times=CFTIME)
+        calendars[ds.attrs["source_id"]] = ds.time.dt.calendar
+        assert ds.lat.values[0] < ds.lat.values[-1] and ds.lon.max() > 350
+        assert ds.time.dt.hour.values[0] == 12 and "time_bnds" in ds.coords
+    assert sorted(calendars.values()) == ["360_day", "noleap", "proleptic_gregorian"] or sorted(
+        calendars.values()
+    ) == ["360_day", "noleap", "standard"]
+    pr = xr.open_zarr(next((out / "cmip6").glob("*/*/*/historical/r1i1p1f1/day/pr/gn/*")))
+    assert pr.pr.attrs["units"] == "kg m-2 s-1"
+
+    cordex = xr.open_dataset(next((out / "cordex").rglob("tas_*.nc")), engine="h5netcdf")
+    assert {"rlat", "rlon"} <= set(cordex.dims)
+    assert cordex.lat.dims == ("rlat", "rlon") and cordex.lon.dims == ("rlat", "rlon")
+    pole = cordex["rotated_pole"].attrs
+    assert pole["grid_mapping_name"] == "rotated_latitude_longitude"
+    assert cordex.tas.attrs["grid_mapping"] == "rotated_pole"
+    # a rotated rectangle covering the domain reaches a little beyond it
+    assert 38.0 < float(cordex.lat.min()) < 40.5 and 45 < float(cordex.lat.max()) < 49.0
+
+
+def test_model_biases_differ_by_source(tiny):
+    out, _ = tiny
+    means = {}
+    for store in (out / "cmip6").glob("*/*/*/historical/r1i1p1f1/day/tas/gn/*"):
+        ds = xr.open_zarr(store)
+        means[ds.attrs["source_id"]] = float(ds.tas.mean())
+    assert means["TWIN-ESM-B"] - means["TWIN-ESM-A"] > 2.5  # warm vs cold bias
+
+
+def test_observations_are_oceansites_with_flaws(tiny):
+    out, _ = tiny
+    ds = xr.open_dataset(out / "observations/lacaze-duthiers.nc", engine="h5netcdf")
+    assert list(ds.DEPTH.values) == [500.0, 1000.0]
+    assert ds.TEMP.attrs["units"] == "degree_Celsius"
+    assert step(ds.TIME.values[:48]) == pd.Timedelta("1h")
+    qc = ds.TEMP_QC.values
+    gaps = qc == 9
+    assert gaps.any() and np.isnan(ds.TEMP.values[gaps]).all()
+    spikes = qc == 4
+    assert spikes.any()
+    median = np.nanmedian(ds.TEMP.values, axis=0)
+    assert (np.abs(ds.TEMP.values[spikes[:, 0], 0] - median[0]) > 0.5).all()
+    good = ds.TEMP.values[qc == 1]
+    assert 12.0 < np.median(good) < 14.5
+    csv = pd.read_csv(out / "observations/lacaze-duthiers.csv")
+    assert list(csv.columns) == ["time", "depth", "TEMP", "TEMP_QC"]
+    assert len(csv) == ds.TIME.size * 2
+    np.testing.assert_allclose(
+        csv.TEMP.values.reshape(-1, 2), ds.TEMP.values, atol=1e-4, equal_nan=True
+    )
+
+
+def test_truth_covers_every_combination(tiny):
+    out, _ = tiny
+    index = pd.read_csv(out / "truth/index.csv")
+    combos = set()
+    for family in ("cmip6", "cordex"):
+        frame = pd.read_csv(out / "collections" / f"{family}.csv")
+        combos |= {
+            (family, s, e, m)
+            for s, e, m in frame[["source_id", "experiment_id", "member_id"]]
+            .drop_duplicates()
+            .values
+        }
+    indexed = {
+        tuple(r) for r in index[["family", "source_id", "experiment_id", "member_id"]].values
+    }
+    assert combos <= indexed
+    assert {"ERA5", "20CRv3", "ERA-20C"} <= set(index.source_id)
+    row = index[(index.source_id == "TWIN-ESM-B") & (index.experiment_id == "ssp585")].iloc[0]
+    truth = xr.open_zarr(row.path, decode_times=CFTIME)
+    assert truth.time.dt.calendar == "360_day"
+    temp = truth.temperature.sel(experiment_id="ssp585", member_id=row.member_id)
+    assert np.isfinite(temp.sel(time=slice("2015", None))).all()
+    assert np.isnan(temp.sel(time=slice(None, "2014"))).all()
+    history = xr.open_zarr(out / "truth/history.zarr")
+    assert step(history.time.values[:48]) == pd.Timedelta("1h")
+
+
+def test_run_catalogs_refer_to_collections(tiny):
+    out, _ = tiny
+    for name in ("reanalysis", "cmip6", "cordex"):
+        path = out / "catalogs" / f"{name}.yaml"
+        catalog = yaml.safe_load(path.read_text())
+        for source in catalog["sources"]:
+            assert (path.parent / source["collection"]).resolve().exists()
+            assert source["role"] in {"reference", "hindcast", "projection"}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cascadia.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_rejects_an_unknown_preset(tmp_path):
+    result = run_cli("synth", "--out", str(tmp_path / "w"), "--preset", "huge")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "unknown preset 'huge'" in result.stderr and "tiny" in result.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_cli_refuses_a_non_empty_folder_and_overwrites_on_request(tmp_path):
+    out = tmp_path / "w"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = run_cli("synth", "--out", str(out), "--preset", "tiny")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--overwrite" in result.stderr
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_cli_reports_an_unwritable_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_cli("synth", "--out", str(blocker / "w"), "--preset", "tiny")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and str(blocker) in result.stderr
+
+
+def test_a_failed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "w"
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("cascadia.synthetic.world.write_twentycr", broken)
+    assert cli.main(["synth", "--out", str(out), "--preset", "tiny"]) == 2
+    assert "disk full" in capsys.readouterr().err
+    assert not (out / "world.json").exists()
