@@ -223,9 +223,16 @@ def test_curvilinear_regional_mean() -> None:
     out = regional_means(ds.chunk(time=2), [region])
     assert isinstance(out["tas"].data, dask.array.Array)
     lon_w = np.where(lon2d >= 180, lon2d - 360, lon2d)
-    inside = (lat2d >= 41.02) & (lat2d <= 43.48) & (lon_w >= -1.05) & (lon_w <= 2.95)
-    assert inside.sum() > 5 and not inside.all()
-    w = np.where(inside, np.cos(np.deg2rad(lat2d)), 0.0)
+    # The grid is an affine map of the indices, so each cell is the image of
+    # [i ± 1/2] x [j ± 1/2]: sample it on the same 7 x 7 sub-grid exactly.
+    offsets = (np.arange(7) + 0.5) / 7 - 0.5
+    di, dj = np.meshgrid(offsets, offsets, indexing="ij")
+    plat = lat2d[..., None, None] + 0.6 * di + 0.15 * dj
+    plon = lon_w[..., None, None] + 0.8 * dj - 0.2 * di
+    inside = (plat >= 41.02) & (plat <= 43.48) & (plon >= -1.05) & (plon <= 2.95)
+    fraction = inside.mean(axis=(-2, -1))
+    assert (fraction == 1).sum() > 5 and ((fraction > 0) & (fraction < 1)).any()
+    w = np.cos(np.deg2rad(lat2d)) * fraction
     valid = ~np.isnan(data)
     expected = np.nansum(data * w, axis=(1, 2)) / (w * valid).sum(axis=(1, 2))
     np.testing.assert_allclose(out["tas"].sel(region="gol").values, expected, rtol=1e-12)

@@ -81,6 +81,39 @@ def _overlap_fraction(centres: np.ndarray, lo: float, hi: float, clip: float | N
     return np.divide(overlap, width, out=np.zeros_like(overlap), where=width > 0)
 
 
+def _corners(values: np.ndarray) -> np.ndarray:
+    """Cell corners (ny+1, nx+1) of 2-D centres: means of neighbours, extrapolated at edges."""
+    padded = np.pad(values, 1, mode="reflect", reflect_type="odd")
+    return 0.25 * (padded[:-1, :-1] + padded[1:, :-1] + padded[:-1, 1:] + padded[1:, 1:])
+
+
+def _curvilinear_fraction(
+    lat: np.ndarray, lon: np.ndarray, region: Region, samples: int = 7
+) -> np.ndarray:
+    """Fraction of each curvilinear cell inside the box, from a sub-grid of sample points."""
+    clat, clon = _corners(lat), _corners(lon)
+    t = (np.arange(samples) + 0.5) / samples
+    s_, t_ = np.meshgrid(t, t, indexing="ij")
+    s_, t_ = s_.reshape(-1, 1, 1), t_.reshape(-1, 1, 1)
+
+    def bilinear(c: np.ndarray) -> np.ndarray:
+        return (
+            (1 - s_) * (1 - t_) * c[:-1, :-1]
+            + s_ * (1 - t_) * c[1:, :-1]
+            + (1 - s_) * t_ * c[:-1, 1:]
+            + s_ * t_ * c[1:, 1:]
+        )
+
+    plat, plon = bilinear(clat), bilinear(clon)
+    inside = (
+        (plat >= region.lat_min)
+        & (plat <= region.lat_max)
+        & (plon >= region.lon_min)
+        & (plon <= region.lon_max)
+    )
+    return inside.mean(axis=0)
+
+
 def _extent(lat: np.ndarray, lon: np.ndarray) -> str:
     return (
         f"lat [{np.nanmin(lat):.3f}, {np.nanmax(lat):.3f}], "
@@ -91,48 +124,44 @@ def _extent(lat: np.ndarray, lon: np.ndarray) -> str:
 def region_weights(ds: xr.Dataset, region: Region) -> xr.DataArray:
     """Area weights of the grid cells for one region.
 
-    Why: a plain mean over grid points over-weights high latitudes and
-    ignores that a coarse cell may be only partly in the box.
+        Why: a plain mean over grid points over-weights high latitudes and
+        ignores that a coarse cell may be only partly in the box.
 
-    On regular grids the weight is ``cos(lat) × f`` where ``f`` is the fraction
-    of the cell (bounds midway between centres, latitudes clipped to ±90°)
-    inside the box. On curvilinear grids it is ``cos(lat)`` for cells whose
-    centre is in the box (edges included) and 0 elsewhere. The grid is first
-    normalised with :func:`~cascadia.predictors.grids.normalize_grid`, so the
-    weights carry the normalised coordinates (lon in −180–180, lat ascending).
-    Only coordinates are read.
+        On regular grids the weight is ``cos(lat) × f`` where ``f`` is the fraction
+        of the cell (bounds midway between centres, latitudes clipped to ±90°)
+        inside the box. On curvilinear grids it is ``cos(lat)`` for cells whose
+        fraction ``f`` is estimated by sampling each cell on a 7 x 7 sub-grid
+    (corners midway between neighbouring centres, bilinear in between), so a
+    coarse regional-model cell that only straddles the box still counts. The grid is first
+        normalised with :func:`~cascadia.predictors.grids.normalize_grid`, so the
+        weights carry the normalised coordinates (lon in −180–180, lat ascending).
+        Only coordinates are read.
 
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        Dataset whose horizontal grid is used.
-    region : Region
-        The box.
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            Dataset whose horizontal grid is used.
+        region : Region
+            The box.
 
-    Returns
-    -------
-    xarray.DataArray
-        Non-negative weights (dimensionless, unnormalised) over the horizontal
-        dims, named ``weights``.
+        Returns
+        -------
+        xarray.DataArray
+            Non-negative weights (dimensionless, unnormalised) over the horizontal
+            dims, named ``weights``.
 
-    Raises
-    ------
-    ValueError
-        If no cell of the grid has a positive weight for the region; the
-        message names the region and gives the grid's extent.
+        Raises
+        ------
+        ValueError
+            If no cell of the grid has a positive weight for the region; the
+            message names the region and gives the grid's extent.
     """
     ds = normalize_grid(ds)
     lat = np.asarray(ds["lat"].values, dtype=float)
     lon = np.asarray(ds["lon"].values, dtype=float)
     coslat = np.cos(np.deg2rad(lat))
     if is_curvilinear(ds):
-        inside = (
-            (lat >= region.lat_min)
-            & (lat <= region.lat_max)
-            & (lon >= region.lon_min)
-            & (lon <= region.lon_max)
-        )
-        values = np.where(inside, coslat, 0.0)
+        values = coslat * _curvilinear_fraction(lat, lon, region)
         dims = ds["lat"].dims
         coords = {"lat": ds["lat"], "lon": ds["lon"]}
     else:

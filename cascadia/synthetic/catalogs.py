@@ -131,10 +131,7 @@ ERA5_VARIABLES = {
     "rsds": "surface_solar_radiation_downwards",
 }
 DERIVED_FROM_DEWPOINT = {
-    "hurs": {
-        "function": "hurs_from_dewpoint",
-        "inputs": {"tas": "2m_temperature", "tdps": "2m_dewpoint_temperature"},
-    },
+    "hurs": {"from": {"tas": "2m_temperature", "tdps": "2m_dewpoint_temperature"}},
 }
 CMIP_VARIABLES = {v: v for v in ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")}
 BIAS_KINDS = {
@@ -221,12 +218,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"source_id": "ERA-20C"},
                 (preset.era20c.years.start, preset.era20c.years.end),
                 {"tas": "t2m", "uas": "u10", "vas": "v10", "psl": "msl", "pr": "tp"},
-                derived={
-                    "hurs": {
-                        "function": "hurs_from_dewpoint",
-                        "inputs": {"tas": "t2m", "tdps": "d2m"},
-                    }
-                },
+                derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
                 accumulated={"tp": "period_ending"},
             ),
         ],
@@ -264,6 +256,11 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"frequency": "day", "experiment_id": list(preset.cordex_experiments)},
                 (preset.historical.start, preset.future.end),
                 CMIP_VARIABLES,
+                combo_id={
+                    "source_id": "{driving_source_id}_{source_id}",
+                    "experiment_id": "{experiment_id}",
+                    "member_id": "{member_id}",
+                },
             )
         ],
     }

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,14 +89,31 @@ def write_field_task(
     return [(collection, row) for collection, rows in ctx.rows.items() for row in rows]
 
 
-def run_field_tasks(
+def start_field_tasks(
     tasks: list[FieldTask], root: str, storage_options: dict[str, Any]
-) -> list[list[tuple[str, dict[str, Any]]]]:
-    """Run the tasks on one process per core (forkserver: zarr runs an event-loop thread)."""
+) -> Callable[[], list[list[tuple[str, dict[str, Any]]]]]:
+    """Start the tasks on one process per core; return a function that waits for them.
+
+    The caller keeps working (reanalyses, truth) while the pool writes, which is
+    where the twin world's wall time goes. Workers start with ``forkserver``:
+    zarr runs an event-loop thread that a plain fork would copy half-alive.
+    """
     workers = min(len(tasks), os.cpu_count() or 1)
     if workers <= 1:
-        return [write_field_task(t, root, storage_options) for t in tasks]
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(write_field_task, t, root, storage_options) for t in tasks]
-        return [f.result() for f in futures]
+        return lambda: [write_field_task(t, root, storage_options) for t in tasks]
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("forkserver")
+    )
+    futures = [pool.submit(write_field_task, t, root, storage_options) for t in tasks]
+
+    def join() -> list[list[tuple[str, dict[str, Any]]]]:
+        try:
+            return [f.result() for f in futures]
+        except BrokenProcessPool:
+            # e.g. a __main__ read from stdin cannot be re-imported by the workers;
+            # every task is deterministic and idempotent, so write them all here.
+            return [write_field_task(t, root, storage_options) for t in tasks]
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    return join

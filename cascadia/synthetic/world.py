@@ -21,7 +21,7 @@ from cascadia.synthetic.grids import regular_grid, rotated_grid
 from cascadia.synthetic.mooring import observe, write_mooring
 from cascadia.synthetic.ocean import OceanParams
 from cascadia.synthetic.presets import SCENARIOS, Preset, get_preset
-from cascadia.synthetic.projection_stores import FieldTask, field_task, run_field_tasks
+from cascadia.synthetic.projection_stores import FieldTask, field_task, start_field_tasks
 from cascadia.synthetic.realizations import (
     Realization,
     century_error_scale,
@@ -87,10 +87,9 @@ def build_world(
     report(f"ocean process model for {1 + len(projections)} realizations")
     run_all([history, *projections], params)
 
-    report("ERA5-like hourly store")
+    report("projection stores (background processes) and reanalysis stores")
+    finish_projections = _start_projections(ctx, preset, projections, streams[4])
     _write_reanalyses(ctx, preset, history, streams)
-    report("CMIP6-like and CORDEX-like projection stores")
-    truth_rows = _write_projections(ctx, preset, projections, streams[4])
 
     report("truth, mooring observations, collections and run catalogs")
     _, hourly = write_history_truth(ctx, history, np.random.default_rng(streams[5]))
@@ -102,6 +101,8 @@ def build_world(
     temp, qc = observe(hourly[:, hours], np.random.default_rng(streams[6]))
     time = pd.date_range(f"{preset.observations.start}-01-01", periods=temp.shape[0], freq="h")
     write_mooring(ctx, time, temp, qc)
+    report("waiting for the projection stores; projection truths")
+    truth_rows = finish_projections()
     history_url = ctx.url("truth", "history.zarr")
     for family, source, members in (
         ("era5", "ERA5", ["r1"]),
@@ -189,10 +190,11 @@ def _write_reanalyses(
     )
 
 
-def _write_projections(
+def _start_projections(
     ctx: StoreContext, preset: Preset, projections: list[Realization], stream: Any
-) -> list[dict[str, str]]:
-    """CMIP6-like and CORDEX-like stores and truths; returns the truth index rows.
+) -> Callable[[], list[dict[str, str]]]:
+    """Start writing the CMIP6-like and CORDEX-like stores; the returned function
+    waits for them, writes the projection truths and returns the truth-index rows.
 
     The stores are many and small, and zarr's per-array overhead is CPU-bound
     Python, so experiments are written by a process pool (threads would not help,
@@ -252,9 +254,14 @@ def _write_projections(
             tasks.append(field_task("cordex", path, experiment, rgrid, biases, meta, next(seeds)))
             truth_parts.setdefault(("cordex", pair.rcm), []).append((experiment, path))
 
-    for rows in run_field_tasks(tasks, ctx.root, ctx.storage_options):
-        for collection, row in rows:
-            ctx.add_row(collection, **row)
-    for (family, source_id), parts in truth_parts.items():
-        truth_rows += write_source_truth(ctx, family, source_id, parts)
-    return truth_rows
+    join = start_field_tasks(tasks, ctx.root, ctx.storage_options)
+
+    def finish() -> list[dict[str, str]]:
+        for rows in join():
+            for collection, row in rows:
+                ctx.add_row(collection, **row)
+        for (family, source_id), parts in truth_parts.items():
+            truth_rows.extend(write_source_truth(ctx, family, source_id, parts))
+        return truth_rows
+
+    return finish

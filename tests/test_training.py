@@ -1,0 +1,252 @@
+"""Training and the deep ensemble end to end on a synthetic lagged, thresholded target."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydantic
+import pytest
+import torch
+import yaml
+
+from cascadia.baselines import ClimatologyBaseline
+from cascadia.ensemble import (
+    CheckpointError,
+    DeepEnsemble,
+    load_checkpoint,
+    mixture_moments,
+    mixture_quantiles,
+)
+from cascadia.metrics import crps_gaussian, crps_mixture, interval_coverage
+from cascadia.training import SeriesData, TrainingConfig, prepare_series, train_ensemble
+
+TRAIN = [*range(1992, 2002), 2003, 2004]
+VALIDATION = [2002, 2005]
+TEST = [2006, 2007, 2008]
+THRESHOLDS = np.array([0.15, 0.10])  # °C, as cascadia.events defaults
+
+
+def synthetic_series(n_winters: int = 18, seed: int = 0) -> SeriesData:
+    """Deep anomalies as a known lagged nonlinear function of a 'cooling' input.
+
+    The shelf 'densifies' with a 60-day leaky integral of winter cooling (a
+    severity that varies from winter to winter plus red noise); the deep
+    canyon cools only when the integral exceeds a threshold (deeper: a higher
+    one, a weaker response), plus 0.03 °C noise. A second input is irrelevant.
+    """
+    rng = np.random.default_rng(seed)
+    time = pd.date_range("1990-11-01", f"{1990 + n_winters}-10-31", freq="D")
+    n = len(time)
+    phase = (time.day_of_year.values - 0.5) / np.where(time.is_leap_year, 366, 365)
+    weight = np.clip(np.cos(2 * np.pi * (phase - 0.08)), 0, None) ** 2
+    winter = time.year.values + (time.month.values >= 11)
+    severity = rng.normal(0, 1, n_winters + 1)[winter - winter.min()]
+    noise = np.zeros(n)
+    integral = np.zeros(n)
+    for t in range(1, n):
+        noise[t] = 0.7 * noise[t - 1] + rng.normal(0, 0.5)
+    cooling = weight * np.maximum(0.0, 1.0 + 0.7 * severity + noise)
+    for t in range(1, n):
+        integral[t] = np.exp(-1 / 60) * integral[t - 1] + cooling[t]
+    target = np.stack(
+        [-0.04 * np.maximum(integral - 35, 0), -0.03 * np.maximum(integral - 42, 0)], axis=1
+    )
+    target += rng.normal(0, 0.03, target.shape)
+    target[100:130, 0] = np.nan  # a mooring gap
+    events = np.where(np.isnan(target), np.nan, (target < -THRESHOLDS).astype(float))
+    return SeriesData(
+        time=time.values,
+        predictors=np.stack([cooling, rng.normal(0, 1, n)], axis=1),
+        targets=target,
+        feature_names=("cooling", "humidity"),
+        events=events,
+    )
+
+
+def _config(**overrides: object) -> TrainingConfig:
+    base: dict[str, object] = {
+        "architectures": [
+            {"name": "lstm", "hparams": {"hidden": 24}},
+            {"name": "tcn", "hparams": {"channels": 16, "dropout": 0.0}},
+        ],
+        "members": 2,
+        "seed": 11,
+        "lookback_days": 365,
+        "window_days": 180,
+        "batch_size": 8,
+        "batches_per_epoch": 10,
+        "epochs": 30,
+        "patience": 6,
+        "learning_rate": 3e-3,
+        "train_winters": TRAIN,
+        "validation_winters": VALIDATION,
+        "test_winters": TEST,
+    }
+    base.update(overrides)
+    return TrainingConfig.model_validate(base)
+
+
+# ------------------------------------------------------------------- config
+
+
+def test_config_is_strict() -> None:
+    with pytest.raises(pydantic.ValidationError, match="extra"):
+        _config(learning_rat=1e-3)
+    with pytest.raises(pydantic.ValidationError, match="365"):
+        _config(lookback_days=200)
+    with pytest.raises(pydantic.ValidationError, match="both train and test"):
+        _config(test_winters=[2001])
+    with pytest.raises(pydantic.ValidationError, match="unknown model architecture"):
+        _config(architectures=None, architecture="gru")
+    with pytest.raises(pydantic.ValidationError, match="set from the data"):
+        _config(architectures=[{"name": "lstm", "hparams": {"n_features": 3}}])
+    with pytest.raises(pydantic.ValidationError, match="seeds"):
+        _config(seeds=[1, 2, 3])
+
+
+def test_config_seeds_and_mixed_architectures() -> None:
+    cfg = _config(members=5)
+    assert cfg.member_seeds() == [11, 12, 13, 14, 15]
+    assert [cfg.member_architecture(i).name for i in range(5)] == ["lstm", "tcn"] * 2 + ["lstm"]
+    assert _config(seeds=[7, 3]).member_seeds() == [7, 3]
+    assert TrainingConfig.model_validate(cfg.resolved()).member_seeds() == cfg.member_seeds()
+
+
+def test_normalisation_uses_training_winters_only() -> None:
+    data = synthetic_series()
+    cfg = _config()
+    _, norm = prepare_series(data, cfg)
+    spoiled = data.predictors.copy()
+    winters = data.winters()
+    spoiled[~np.isin(winters, TRAIN)] += 1000.0
+    targets = data.targets.copy()
+    targets[np.isin(winters, TEST)] -= 50.0
+    changed = SeriesData(data.time, spoiled, targets, data.feature_names, data.events)
+    _, norm2 = prepare_series(changed, cfg)
+    assert norm2 == norm
+    train = np.isin(winters, TRAIN)
+    np.testing.assert_allclose(norm.feature_mean, data.predictors[train].mean(0))
+    np.testing.assert_allclose(norm.target_mean, np.nanmean(data.targets[train], 0))
+
+
+def test_mixture_moments_and_quantiles() -> None:
+    mu = np.array([[0.0, 1.0], [1.0, 1.0], [3.0, 1.0]])
+    sd = np.array([[1.0, 0.5], [0.5, 0.5], [2.0, 0.5]])
+    mean, std = mixture_moments(mu, sd)
+    np.testing.assert_allclose(mean, mu.mean(0))
+    np.testing.assert_allclose(std**2, (sd**2 + mu**2).mean(0) - mu.mean(0) ** 2)
+    q = mixture_quantiles(mu, sd, [0.05, 0.5, 0.95])
+    from scipy.stats import norm
+
+    for k, p in enumerate([0.05, 0.5, 0.95]):
+        np.testing.assert_allclose(norm.cdf((q[k] - mu) / sd).mean(0), p, atol=1e-9)
+    np.testing.assert_allclose(q[:, 1], norm.ppf([0.05, 0.5, 0.95], 1.0, 0.5))
+
+
+# --------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[DeepEnsemble, Path, SeriesData]:
+    data = synthetic_series()
+    out = tmp_path_factory.mktemp("model") / "ensemble"
+    ensemble = train_ensemble(_config(), data, out, workers=2)
+    return ensemble, out, data
+
+
+def test_ensemble_beats_climatology_and_is_calibrated(
+    trained: tuple[DeepEnsemble, Path, SeriesData],
+) -> None:
+    ensemble, _, data = trained
+    pred = ensemble.predict(data.predictors, data.time)
+    test = np.isin(data.winters(), TEST)
+    y = data.targets[test]
+    assert (data.events[test] == 1).sum() > 20  # the test winters do cascade
+    crps_ens = crps_mixture(
+        y,
+        np.moveaxis(pred.member_mean[:, test], 0, -1),
+        np.moveaxis(pred.member_std[:, test], 0, -1),
+    )
+    clim = ClimatologyBaseline().fit(data.time, data.targets, TRAIN).predict(data.time)
+    crps_clim = crps_gaussian(y, clim.mean[test], clim.std[test])
+    assert crps_ens < 0.7 * crps_clim, (crps_ens, crps_clim)
+    levels = pred.quantile_levels
+    coverage = interval_coverage(
+        y, pred.quantiles[levels.index(0.05)][test], pred.quantiles[levels.index(0.95)][test]
+    )
+    assert 0.75 <= coverage <= 0.98, coverage
+    assert pred.mean.shape == pred.std.shape == pred.event_probability.shape == (len(data.time), 2)
+    assert pred.member_mean.shape == (2, len(data.time), 2)
+    np.testing.assert_allclose(pred.std**2, pred.aleatoric_std**2 + pred.epistemic_std**2)
+    # Event head: observed event days get higher probabilities than quiet days.
+    ev, prob = data.events[test], pred.event_probability[test]
+    assert prob[ev == 1].mean() > prob[ev == 0].mean() + 0.15
+
+
+def test_model_directory_round_trips(trained: tuple[DeepEnsemble, Path, SeriesData]) -> None:
+    ensemble, out, data = trained
+    for rel in [
+        "config.yaml",
+        "normalisation.json",
+        "seeds.json",
+        "ensemble.json",
+        "members/member_00.safetensors",
+        "members/member_01.safetensors",
+        "curves/member_00.csv",
+        "curves/training_curves.png",
+    ]:
+        assert (out / rel).is_file(), rel
+    config = TrainingConfig.model_validate(yaml.safe_load((out / "config.yaml").read_text()))
+    assert (
+        json.loads((out / "seeds.json").read_text())["seeds"] == config.member_seeds() == [11, 12]
+    )
+    manifest = json.loads((out / "ensemble.json").read_text())
+    assert [m["architecture"] for m in manifest["members"]] == ["lstm", "tcn"]
+    loaded = DeepEnsemble.load(out)
+    assert loaded.normalisation == ensemble.normalisation
+    assert [len(c) for c in loaded.curves] == [len(c) for c in ensemble.curves]
+    a = ensemble.predict(data.predictors, data.time)
+    b = loaded.predict(
+        dict(zip(data.feature_names, data.predictors.T, strict=True)), data.time, segment=1000
+    )
+    np.testing.assert_allclose(b.mean, a.mean, atol=1e-5)
+    np.testing.assert_allclose(b.std, a.std, atol=1e-5)
+    np.testing.assert_allclose(b.event_probability, a.event_probability, atol=1e-5)
+
+
+class _Sentinel:
+    """Unpickling this creates a file: proof that a pickle was (not) executed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (Path.touch, (str(self.path),))  # type: ignore[return-value]
+
+
+def test_pickle_checkpoints_are_refused(
+    trained: tuple[DeepEnsemble, Path, SeriesData], tmp_path: Path
+) -> None:
+    ensemble, out, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    member = copy / "members" / "member_01.safetensors"
+    torch.save(ensemble.members[1].state_dict(), member)
+    with pytest.raises(CheckpointError, match="pickle"):
+        DeepEnsemble.load(copy)
+    sentinel = tmp_path / "executed"
+    member.write_bytes(pickle.dumps({"weight": _Sentinel(sentinel)}))
+    with pytest.raises(CheckpointError, match="pickle"):
+        DeepEnsemble.load(copy)
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(member)
+    assert not sentinel.exists()
+    # A tampered safetensors file fails its manifest digest.
+    shutil.copy(out / "members" / "member_00.safetensors", member)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        DeepEnsemble.load(copy)
