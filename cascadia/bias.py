@@ -98,7 +98,7 @@ class BiasAdjustmentConfig(BaseModel):
         change of a skewed variable when its groups are small (the model quantiles'
         sampling noise enters the ratio ``ref_q / hist_q``; measured +4 % on a +20 %
         rain change with monthly groups, +0.7 % with seasons, see
-        ``docs/bias-adjustment.md``): ``{"pr": "time.season"}`` avoids it.
+        ``docs/bias-adjustment.md``): the default ``{"pr": "time.season"}`` avoids it.
     adapt_freq_thresh
         Per variable, the threshold under which a value counts as zero (a dry day),
         for xsdba's frequency adaptation when the model has more such days than the
@@ -140,7 +140,7 @@ class BiasAdjustmentConfig(BaseModel):
     kinds: dict[str, str] = Field(default_factory=dict)
     nquantiles: int = Field(default=50, ge=3, le=1000)
     group: str = "time.month"
-    groups: dict[str, str] = Field(default_factory=dict)
+    groups: dict[str, str] = Field(default_factory=lambda: {"pr": "time.season"})
     adapt_freq_thresh: dict[str, str] = Field(
         default_factory=lambda: {"pr": "1.1574e-05 kg m-2 s-1"}
     )
@@ -385,11 +385,11 @@ def _qdm(
         max_tail_factor=None,
     )
     with _quiet():
-        obj.set_dataset(params)
+        obj.set_dataset(params.copy())  # set_dataset writes attributes on its argument
     return obj
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FittedAdjustment:
     """Trained QDM adjustments, one per variable (regions as an extra dimension).
 
@@ -630,9 +630,8 @@ class FittedAdjustment:
 
 
 def _with_raw_quantiles(params: xr.Dataset) -> xr.Dataset:
-    """Add xsdba's placeholders (``hist_q_raw``; no frequency adaptation: P0s, pth)."""
-    params = params.assign(hist_q_raw=xr.full_like(params.hist_q, np.nan))
-    return params
+    """Add xsdba's ``hist_q_raw`` placeholder (only read with ``max_tail_factor``)."""
+    return params.assign(hist_q_raw=xr.full_like(params.hist_q, np.nan))
 
 
 def fit(

@@ -73,6 +73,100 @@ def _discard(out: str, fsspec_module: object) -> None:
         print(f"cascadia-ensemble: warning: could not remove {out}: {exc}", file=sys.stderr)
 
 
+def _load_catalogs(paths: list[str]):
+    from cascadia.config import CatalogError, load_run_catalog
+
+    catalogs = []
+    for path in paths:
+        try:
+            catalogs.append(load_run_catalog(path))
+        except CatalogError as exc:
+            raise _UsageError(str(exc)) from None
+    return catalogs
+
+
+class _UsageError(Exception):
+    """Bad input: reported on stderr with exit status 2."""
+
+
+def _catalog_check(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from cascadia.catalog import SourceError, enumerate_combos, open_collection
+
+    try:
+        catalogs = _load_catalogs(args.catalog)
+    except _UsageError as exc:
+        return _fail(str(exc))
+    out = Console()
+    problems = 0
+    for catalog in catalogs:
+        out.print(
+            f"[bold]{catalog.path}[/]: {len(catalog.sources)} source(s), "
+            f"regions {', '.join(r.name for r in catalog.regions)}"
+        )
+        for source in catalog.sources:
+            try:
+                combos = enumerate_combos(catalog, source, open_collection(catalog, source))
+            except SourceError as exc:
+                problems += 1
+                out.print(f"  [red]✗[/] {source.name}: {exc}")
+                continue
+            table = Table(title=f"{source.name} ({source.role}): {len(combos)} combination(s)")
+            for column in ("source_id", "experiment_id", "member_id", "assets", "missing"):
+                table.add_column(column)
+            for combo in combos:
+                problems += bool(combo.missing)
+                table.add_row(
+                    *combo.labels.values(), str(len(combo.assets)), ", ".join(combo.missing) or "-"
+                )
+            out.print(table)
+    return 1 if problems else 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from cascadia.cache import PredictorCache, default_cache_url, fill_cache
+
+    try:
+        catalogs = _load_catalogs(args.catalog)
+    except _UsageError as exc:
+        return _fail(str(exc))
+    cache = PredictorCache(args.cache or default_cache_url())
+    outcomes = []
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        for catalog in catalogs:
+            task = progress.add_task(f"extract {catalog.path}", total=None)
+
+            def advance(outcome, task=task):
+                progress.advance(task)
+                if outcome.status == "failed":
+                    progress.console.print(f"[red]failed[/] {outcome.combo}: {outcome.reason}")
+
+            def total(n, task=task):
+                progress.update(task, total=n)
+
+            outcomes += fill_cache(catalog, cache, args.source, on_combo=advance, on_total=total)
+    table = Table(title=f"predictor cache {cache.url}")
+    for column in ("source", "combination", "status", "seconds", "long gaps"):
+        table.add_column(column)
+    for o in outcomes:
+        table.add_row(o.source, o.combo, o.status, f"{o.seconds:.1f}", str(o.long_gaps))
+    Console().print(table)
+    failed = [o for o in outcomes if o.status == "failed"]
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("extracted", "cached", "failed")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cascadia-ensemble",
@@ -95,6 +189,51 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace the contents of a non-empty output folder"
     )
     synth.set_defaults(handler=_synth)
+
+    catalog = commands.add_parser("catalog", help="inspect run catalogs")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
+    check = catalog_commands.add_parser(
+        "check",
+        help="validate run catalogs and list their combinations",
+        description="Validate run catalogs, open their collections and list every "
+        "(source, experiment, member) combination; exit 1 if a collection cannot be "
+        "reached or a combination lacks a variable.",
+    )
+    check.add_argument(
+        "--catalog",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="run catalog YAML (repeatable)",
+    )
+    check.set_defaults(handler=_catalog_check)
+
+    extract = commands.add_parser(
+        "extract",
+        help="fill the predictor cache",
+        description="Extract canonical daily regional predictors of every combination "
+        "into the predictor cache; cached combinations are skipped, failures are listed "
+        "without stopping the others (exit 1 if any failed).",
+    )
+    extract.add_argument(
+        "--catalog",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="run catalog YAML (repeatable)",
+    )
+    extract.add_argument(
+        "--cache",
+        metavar="URL",
+        help="cache folder or fsspec URL (default: ~/.cache/cascadia/predictors)",
+    )
+    extract.add_argument(
+        "--source",
+        action="append",
+        metavar="NAME",
+        help="only these sources of the catalogs (repeatable)",
+    )
+    extract.set_defaults(handler=_extract)
     return parser
 
 

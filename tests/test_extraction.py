@@ -1,0 +1,283 @@
+"""Canonical daily predictors from the tiny twin equal numpy computed from the raw arrays.
+
+Each reference below reads the raw store with plain xarray/numpy and applies
+the documented rules by hand: area weights cos(lat) x cell fraction in the box,
+ERA5 accumulations belonging to the hour that ends at their stamp, wind speed
+as the mean of hourly speeds, 360_day and noleap years put on the standard
+calendar by inserting interpolated days without moving the season.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from cascadia.cache import PredictorCache, fill_cache, fingerprint
+from cascadia.catalog import SourceError, enumerate_combos, open_collection
+from cascadia.config import CatalogError, RunCatalog, load_run_catalog
+from cascadia.extraction import extract_combo
+from cascadia.predictors.regions import Region
+from cascadia.synthetic.world import build_world
+
+CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("extract") / "world"
+    build_world(str(out), "tiny", seed=3)
+    return out
+
+
+def _combo(catalog: RunCatalog, source_name: str, **labels):
+    source = catalog.source(source_name)
+    datastore = open_collection(catalog, source)
+    combos = [
+        c
+        for c in enumerate_combos(catalog, source, datastore)
+        if all(c.labels[k] == v for k, v in labels.items())
+    ]
+    assert len(combos) == 1, combos
+    return source, combos[0], datastore
+
+
+def _fraction(centres: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Share of each 1-D cell (edges midway between sorted centres) inside [lo, hi]."""
+    order = np.argsort(centres)
+    c = centres[order]
+    edges = np.concatenate(
+        [[c[0] - (c[1] - c[0]) / 2], (c[1:] + c[:-1]) / 2, [c[-1] + (c[-1] - c[-2]) / 2]]
+    )
+    share = np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0, None)
+    out = np.empty_like(share)
+    out[order] = share / np.diff(edges)
+    return out
+
+
+def _regular_weights(lat: np.ndarray, lon: np.ndarray, region: Region) -> np.ndarray:
+    lon180 = (lon + 180.0) % 360.0 - 180.0
+    return (np.cos(np.deg2rad(lat)) * _fraction(lat, region.lat_min, region.lat_max))[
+        :, None
+    ] * _fraction(lon180, region.lon_min, region.lon_max)[None, :]
+
+
+def _area_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return np.tensordot(values, weights, axes=([1, 2], [0, 1])) / weights.sum()
+
+
+def test_era5_hourly_store(world):
+    catalog = load_run_catalog(str(world / "catalogs/reanalysis.yaml"))
+    source, combo, datastore = _combo(catalog, "era5")
+    got = extract_combo(catalog, source, combo, datastore).data.compute()
+
+    raw = xr.open_zarr(world / "reanalysis/era5/era5-hourly-single-levels.zarr").load()
+    assert raw.latitude[0] > raw.latitude[-1] and raw.longitude.max() > 350
+    days = got.time.size
+    for region in catalog.regions:
+        w = _regular_weights(raw.latitude.values, raw.longitude.values, region)
+        per_hour = {
+            name: _area_mean(raw[name].values.astype(float), w)
+            for name in (
+                "2m_temperature",
+                "total_precipitation",
+                "surface_solar_radiation_downwards",
+            )
+        }
+        speed = np.hypot(
+            raw["10m_u_component_of_wind"].values.astype(float),
+            raw["10m_v_component_of_wind"].values.astype(float),
+        )
+        per_hour["speed"] = _area_mean(speed, w)
+        u_mean = _area_mean(raw["10m_u_component_of_wind"].values.astype(float), w)
+        daily = {k: v.reshape(days, 24) for k, v in per_hour.items()}
+        # accumulations stamped at the end of their hour: hour h of day d is stamp h+1
+        rain = np.append(per_hour["total_precipitation"][1:], np.nan).reshape(days, 24)
+        sun = np.append(per_hour["surface_solar_radiation_downwards"][1:], np.nan).reshape(days, 24)
+        at = got.sel(region=region.name)
+        np.testing.assert_allclose(at.tas, daily["2m_temperature"].mean(1), rtol=1e-6)
+        np.testing.assert_allclose(at.sfcWind, daily["speed"].mean(1), rtol=1e-5)
+        np.testing.assert_allclose(at.uas, u_mean.reshape(days, 24).mean(1), atol=1e-5)
+        full = slice(0, days - 1)  # the last day lacks the hour stamped the next midnight
+        np.testing.assert_allclose(
+            at.pr[full], rain.mean(1)[full] * 1000.0 / 3600.0, rtol=1e-5, atol=1e-12
+        )
+        np.testing.assert_allclose(at.rsds[full], sun.mean(1)[full] / 3600.0, rtol=1e-5)
+        assert at.pr.attrs["units"] == "kg m-2 s-1" and at.tas.attrs["units"] == "K"
+        # mean of hourly speeds, not the speed of the mean wind
+        assert (at.sfcWind > np.hypot(at.uas, at.vas)).all()
+        assert 40 < float(at.hurs.mean()) < 100
+
+
+def _cmip_raw(world, source_id: str, variable: str, region: Region) -> xr.DataArray:
+    store = next((world / "cmip6").glob(f"*/*/{source_id}/historical/r1i1p1f1/day/{variable}/gn/*"))
+    raw = xr.open_zarr(store, decode_times=CFTIME).load()
+    w = _regular_weights(raw.lat.values, raw.lon.values, region)
+    return xr.DataArray(
+        _area_mean(raw[variable].values.astype(float), w),
+        dims="time",
+        coords={"time": raw.time.values},
+    )
+
+
+def test_noleap_store_gets_february_29(world):
+    catalog = load_run_catalog(str(world / "catalogs/cmip6.yaml"))
+    source, combo, datastore = _combo(
+        catalog, "cmip6", source_id="TWIN-ESM-A", experiment_id="historical", member_id="r1i1p1f1"
+    )
+    got = extract_combo(catalog, source, combo, datastore).data.compute()
+    region = catalog.regions[0]
+    raw = _cmip_raw(world, "TWIN-ESM-A", "tas", region)
+    assert raw.time.dt.calendar == "noleap"
+    series = got.tas.sel(region=region.name).to_series()
+    for t, value in zip(raw.time.values, raw.values, strict=True):
+        assert series[pd.Timestamp(t.year, t.month, t.day)] == pytest.approx(value, rel=1e-6)
+    leap = pd.Timestamp("2012-02-29")
+    expected = (series[pd.Timestamp("2012-02-28")] + series[pd.Timestamp("2012-03-01")]) / 2
+    assert series[leap] == pytest.approx(expected, rel=1e-9)
+    assert series.index.is_monotonic_increasing and not series.isna().any()
+
+
+def test_360_day_store_keeps_its_seasons(world):
+    catalog = load_run_catalog(str(world / "catalogs/cmip6.yaml"))
+    source, combo, datastore = _combo(
+        catalog, "cmip6", source_id="TWIN-ESM-B", experiment_id="historical", member_id="r1i1p1f1"
+    )
+    got = extract_combo(catalog, source, combo, datastore).data.compute()
+    region = catalog.regions[0]
+    raw = _cmip_raw(world, "TWIN-ESM-B", "tas", region)
+    assert raw.time.dt.calendar == "360_day"
+    series = got.tas.sel(region=region.name).to_series()
+    for year in (2012, 2013, 2014):
+        model_year = raw.sel(time=str(year)).values
+        standard = series[str(year)].values
+        assert standard.size == (366 if year == 2012 else 365)
+        # the 360 model days appear in order; each inserted day lies between its neighbours
+        matched, position = [], 0
+        for value in model_year:
+            hits = np.flatnonzero(np.isclose(standard[position:], value, rtol=1e-7, atol=0))
+            assert hits.size, f"{year}: model value {value} not found after day {position}"
+            position += int(hits[0])
+            matched.append(position)
+            position += 1
+        inserted = sorted(set(range(standard.size)) - set(matched))
+        assert len(inserted) == standard.size - 360
+        for i in inserted:
+            lo, hi = sorted((standard[i - 1], standard[i + 1]))
+            assert lo - 1e-9 <= standard[i] <= hi + 1e-9
+        # no season shift: model day k lands within 3 days of k * len / 360
+        expected = np.arange(360) * standard.size / 360
+        assert np.abs(np.array(matched) - expected).max() <= 3
+
+
+def test_rotated_pole_store(world):
+    catalog = load_run_catalog(str(world / "catalogs/cordex.yaml"))
+    # a box holding every cell entirely: the weights are then exactly cos(lat)
+    wide = Region(name="wide", lat_min=30.0, lat_max=55.0, lon_min=-20.0, lon_max=25.0)
+    catalog = catalog.model_copy(update={"regions": [wide, *catalog.regions]})
+    source, combo, datastore = _combo(
+        catalog, "cordex", experiment_id="ssp585", source_id="TWIN-ESM-C_TWIN-RCM-Y"
+    )
+    got = extract_combo(catalog, source, combo, datastore).data.compute()
+    path = next((world / "cordex").rglob("tas_MED-TWIN_TWIN-ESM-C_ssp585_*.nc"))
+    raw = xr.open_dataset(path, engine="h5netcdf", decode_times=CFTIME).load()
+    assert raw.lat.dims == ("rlat", "rlon")
+    w = np.cos(np.deg2rad(raw.lat.values))
+    expected = _area_mean(raw.tas.values.astype(float), w)
+    standard = got.tas.sel(region="wide").to_series()
+    for t, value in zip(raw.time.values, expected, strict=True):
+        assert standard[pd.Timestamp(t.year, t.month, t.day)] == pytest.approx(value, rel=1e-6)
+    assert not got.to_array().sel(region="gulf_of_lion_shelf").isnull().any()
+
+
+def test_cache_is_reused_and_invalidated(world, tmp_path):
+    catalog = load_run_catalog(str(world / "catalogs/reanalysis.yaml"))
+    cache = PredictorCache(str(tmp_path / "cache"))
+    first = fill_cache(catalog, cache, sources=["era20c"])
+    assert [o.status for o in first] == ["extracted"]
+    again = fill_cache(catalog, cache, sources=["era20c"])
+    assert [o.status for o in again] == ["cached"]
+    source, combo, _ = _combo(catalog, "era20c")
+    key = fingerprint(catalog, source, combo)
+    cached = cache.get(source, combo, key)
+    assert cached is not None and cached.attrs["fingerprint"] == key
+    # a changed catalog entry (another period) is a new key: extracted again
+    changed = source.model_copy(update={"period": source.period.model_copy(update={"end": 2010})})
+    catalog2 = catalog.model_copy(update={"sources": [changed]})
+    assert fingerprint(catalog2, changed, combo) != key
+    assert [o.status for o in fill_cache(catalog2, cache)] == ["extracted"]
+
+
+def test_a_bad_combination_does_not_stop_the_others(world, tmp_path):
+    catalog = load_run_catalog(str(world / "catalogs/cordex.yaml"))
+    source = catalog.sources[0]
+    # a variable some stores lack: remove one file of one combination
+    victim = next((world / "cordex").rglob("psl_MED-TWIN_TWIN-ESM-A_ssp126_*.nc"))
+    victim.rename(victim.with_suffix(".moved"))
+    try:
+        outcomes = fill_cache(catalog, PredictorCache(str(tmp_path / "c")), [source.name])
+    finally:
+        victim.with_suffix(".moved").rename(victim)
+    failed = [o for o in outcomes if o.status == "failed"]
+    assert len(failed) == 1 and "TWIN-ESM-A_TWIN-RCM-X/ssp126" in failed[0].combo
+    assert "cordex.yaml" in failed[0].reason and "[cordex]" in failed[0].reason
+    assert sum(o.status == "extracted" for o in outcomes) == len(outcomes) - 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s.replace("tas: 2m_temperature", "tas: 2m_temperatur"), "2m_temperatur"),
+        (lambda s: s.replace("version: 1", "version: 1\nbogus: 3"), "bogus"),
+        (lambda s: s.replace("role: reference", "role: referee", 1), "role"),
+    ],
+)
+def test_bad_catalogs_name_the_entry(world, tmp_path, change, message):
+    text = (world / "catalogs/reanalysis.yaml").read_text()
+    path = tmp_path / "catalogs" / "bad.yaml"
+    path.parent.mkdir()
+    (tmp_path / "collections").symlink_to(world / "collections")
+    path.write_text(change(text))
+    try:
+        catalog = load_run_catalog(str(path))
+    except CatalogError as exc:
+        assert str(path) in str(exc) and message in str(exc)
+        return
+    source, combo, datastore = _combo(catalog, "era5")
+    with pytest.raises(SourceError) as err:
+        extract_combo(catalog, source, combo, datastore)
+    assert "[era5]" in str(err.value) and message in str(err.value)
+
+
+def test_unknown_units_and_wrong_calendar_are_named(world, tmp_path):
+    catalog = load_run_catalog(str(world / "catalogs/cmip6.yaml"))
+    source, combo, datastore = _combo(
+        catalog, "cmip6", source_id="TWIN-ESM-C", experiment_id="historical", member_id="r2i1p1f1"
+    )
+    store = next((world / "cmip6").glob("*/*/TWIN-ESM-C/historical/r2i1p1f1/day/psl/gn/*"))
+    meta = store / "psl" / ".zattrs"
+    original = meta.read_text()
+    try:
+        meta.write_text(original.replace('"Pa"', '"furlongs"'))
+        (store / ".zmetadata").write_text(
+            (store / ".zmetadata").read_text().replace('"units": "Pa"', '"units": "furlongs"')
+        )
+        with pytest.raises(SourceError) as err:
+            extract_combo(catalog, source, combo, datastore).data.compute()
+        assert "psl" in str(err.value) and "furlongs" in str(err.value)
+        assert "TWIN-ESM-C/historical/r2i1p1f1" in str(err.value)
+    finally:
+        meta.write_text(original)
+        (store / ".zmetadata").write_text(
+            (store / ".zmetadata").read_text().replace('"units": "furlongs"', '"units": "Pa"')
+        )
+
+
+def test_unreachable_store_is_reported(world, tmp_path):
+    catalog = load_run_catalog(str(world / "catalogs/reanalysis.yaml"))
+    source = catalog.source("era5").model_copy(
+        update={"collection": str(tmp_path / "nowhere.json")}
+    )
+    with pytest.raises(SourceError, match=r"nowhere\.json not found"):
+        open_collection(catalog, source)
