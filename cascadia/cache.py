@@ -54,7 +54,9 @@ def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
     """SHA-256 of everything the cached predictors depend on."""
     payload = {
         "cascadia": __version__,
-        "source": source.model_dump(mode="json", exclude={"storage_options"}),
+        "source": source.model_dump(
+            mode="json", exclude={"storage_options", "collection_storage_options"}
+        ),
         "regions": [r.model_dump(mode="json") for r in catalog.regions],
         "calendar": catalog.output_calendar,
         "max_gap_days": catalog.max_gap_days,

@@ -53,33 +53,53 @@ def _where(catalog: RunCatalog, source: SourceConfig) -> str:
 def open_collection(catalog: RunCatalog, source: SourceConfig) -> intake_esm.esm_datastore:
     """Open the source's intake-esm collection (local path or URL with storage options)."""
     url = catalog.resolve(source.collection)
+    options = source.collection_storage_options
+    where = _where(catalog, source)
+    remote = "://" in url and not url.startswith("file://")
     try:
-        fs, path = fsspec.core.url_to_fs(url, **source.storage_options)
-        if not fs.exists(path):
+        fs, path = fsspec.core.url_to_fs(url, **options)
+        # HTTP(S) exists() answers False on a refused connection: try the read instead
+        if not url.startswith(("http://", "https://")) and not fs.exists(path):
             raise FileNotFoundError(url)
-        return intake_esm.esm_datastore(url, storage_options=source.storage_options)
-    except FileNotFoundError:
-        raise SourceError(f"{_where(catalog, source)}: collection {url} not found") from None
-    except Exception as exc:
-        if "://" in url and not url.startswith("file://") and _looks_offline(exc):
+        return intake_esm.esm_datastore(url, storage_options=options)
+    except FileNotFoundError as exc:
+        if remote and _looks_offline(exc):
             raise SourceError(
-                f"{_where(catalog, source)}: collection {url} cannot be reached "
-                f"(no network access?): {exc}"
+                f"{where}: collection {url} cannot be reached (no network access?)"
+            ) from None
+        raise SourceError(f"{where}: collection {url} not found") from None
+    except Exception as exc:
+        if remote and _looks_offline(exc):
+            raise SourceError(
+                f"{where}: collection {url} cannot be reached (no network access?): {exc}"
             ) from None
         raise SourceError(
-            f"{_where(catalog, source)}: collection {url} is not a valid ESM collection: {exc}"
+            f"{where}: collection {url} is not a valid ESM collection: {exc}"
         ) from None
 
 
-def _looks_offline(exc: Exception) -> bool:
-    text = f"{type(exc).__name__} {exc}".lower()
-    return any(w in text for w in ("connect", "resolve", "timeout", "network", "dns", "host"))
+def _looks_offline(exc: BaseException) -> bool:
+    """Whether an error, or one it was raised from, is a failure to reach a host."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = f"{type(seen).__name__} {seen}".lower()
+        if any(w in text for w in ("connect", "resolve", "timeout", "network", "dns", "host")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def combo_columns(datastore: intake_esm.esm_datastore) -> list[str]:
-    """Columns that identify a combination: groupby attributes except the variable."""
+    """Columns that identify a combination.
+
+    The groupby attributes except the variable, plus the attributes the
+    collection joins into a new dimension (Pangeo CMIP6 joins ``member_id`` and
+    ``dcpp_init_year``): cascadia runs one combination per member.
+    """
     control = datastore.esmcat.aggregation_control
-    return [c for c in control.groupby_attrs if c != control.variable_column_name]
+    joined = [a.attribute_name for a in control.aggregations if a.type.value == "join_new"]
+    columns = [c for c in control.groupby_attrs if c != control.variable_column_name]
+    return columns + [c for c in joined if c not in columns]
 
 
 def enumerate_combos(
@@ -165,7 +185,9 @@ def open_combo(
         compat="override",
         join="outer",
     )
-    return merged
+    # joined facets (one member per combination) become length-1 dimensions: drop them
+    merged = merged.squeeze([d for d in combo.facets if d in merged.dims], drop=True)
+    return merged.rename(source.rename) if source.rename else merged
 
 
 def select_period(ds: xr.Dataset, start: int | None, end: int | None) -> xr.Dataset:

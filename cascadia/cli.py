@@ -128,6 +128,7 @@ def _extract(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
 
+    from cascadia.adjustment import adjust_projections
     from cascadia.cache import PredictorCache, default_cache_url, fill_cache
 
     try:
@@ -155,6 +156,11 @@ def _extract(args: argparse.Namespace) -> int:
                 progress.update(task, total=n)
 
             outcomes += fill_cache(catalog, cache, args.source, on_combo=advance, on_total=total)
+            if catalog.bias_adjustment is not None and not args.no_bias_adjustment:
+                task = progress.add_task(f"bias-adjust {catalog.path}", total=None)
+                outcomes += adjust_projections(
+                    catalog, cache, on_combo=lambda o, task=task: advance(o, task)
+                )
     table = Table(title=f"predictor cache {cache.url}")
     for column in ("source", "combination", "status", "seconds", "long gaps"):
         table.add_column(column)
@@ -162,7 +168,8 @@ def _extract(args: argparse.Namespace) -> int:
         table.add_row(o.source, o.combo, o.status, f"{o.seconds:.1f}", str(o.long_gaps))
     Console().print(table)
     failed = [o for o in outcomes if o.status == "failed"]
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("extracted", "cached", "failed")}
+    statuses = ("extracted", "adjusted", "cached", "failed")
+    counts = {s: sum(o.status == s for o in outcomes) for s in statuses}
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
     return 1 if failed else 0
 

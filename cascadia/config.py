@@ -56,8 +56,13 @@ class SourceConfig(_Strict):
 
     name: str
     collection: str
+    #: fsspec options for the collection's JSON/CSV (often plain HTTPS: none).
+    collection_storage_options: dict[str, Any] = {}
+    #: fsspec options for the data assets (e.g. ``{token: anon}``, ``{anon: true}``).
     storage_options: dict[str, Any] = {}
     xarray_open_kwargs: dict[str, Any] = {}
+    #: Renames applied after opening (e.g. new-CDS ERA5 ``{valid_time: time}``).
+    rename: dict[str, str] = {}
     role: Literal["reference", "hindcast", "projection"]
     query: dict[str, str | list[str]] = {}
     period: Period | None = None

@@ -3,17 +3,21 @@
 Why a server and not ``mock_aws``: intake-esm, zarr and h5netcdf reach the bucket
 through s3fs/aiobotocore over HTTP, so only a server on a socket exercises the
 path the real archives take (endpoint, credentials, ranged GETs, listings).
+The server runs in its own process (``python -m moto.server``): in a thread it
+would share the GIL with the writers and dask, and a tiny world took ~1.5x longer.
 
-Import the fixture into a test module with ``s3_options = s3_server.s3_options``
-(a module-level alias keeps ruff's F811 quiet where the test takes it as an
-argument).
+Use the fixture in a test module with ``s3_options = s3_server.s3_options`` (a
+module-level alias: importing the name and taking it as an argument trips
+ruff's F811).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,48 +27,77 @@ import pytest
 BUCKET = "cascadia-test"
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """True once the port accepts connections; False if the server died or timed out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 @contextlib.contextmanager
-def moto_s3(bucket: str = BUCKET) -> Iterator[dict[str, Any]]:
+def moto_s3(bucket: str = BUCKET, timeout: float = 30.0) -> Iterator[dict[str, Any]]:
     """Start moto's S3 API on 127.0.0.1 (a free port), create ``bucket``, yield s3fs options.
 
-    The options carry ``endpoint_url`` in ``client_kwargs``: the form s3fs, zarr's
-    ``FsspecStore`` and intake-esm's ``zarr`` asset format all pass through
-    unchanged (formats ``zarr2``/``zarr3`` drop them, see
-    shared/notes/stack-pitfalls.md).
+    The options are flat strings with ``endpoint_url`` at the top level, not in
+    ``client_kwargs``: intake-esm 2025.12 hands the collection's storage options
+    to ``polars.scan_csv`` as ``cloud_options``, which rejects nested dicts
+    (``'dict' object cannot be converted to 'PyString'``). s3fs, zarr's
+    ``FsspecStore`` and intake-esm's ``zarr`` asset format take them unchanged.
     """
-    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("moto.server")
     s3fs = pytest.importorskip("s3fs")
-    # moto answers any credentials; fixed ones keep botocore from looking for a profile
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    # werkzeug logs every request at INFO: thousands of lines per world
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    process: subprocess.Popen[bytes] | None = None
+    port = 0
+    for _ in range(3):  # another process may grab the port between probe and bind
+        port = _free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if _wait_listening(port, process, timeout):
+            break
+        process.kill()
+        process.wait()
+        process = None
+    if process is None:
+        pytest.fail("the moto S3 server did not start on 127.0.0.1")
+    options: dict[str, Any] = {
+        "key": "testing",
+        "secret": "testing",
+        "endpoint_url": f"http://127.0.0.1:{port}",
+    }
     try:
-        host, port = server.get_host_and_port()
-        options: dict[str, Any] = {
-            "key": "testing",
-            "secret": "testing",
-            "endpoint_url": f"http://{host}:{port}",
-        }
         fs = s3fs.S3FileSystem(**options)
         fs.mkdir(bucket)
         fs.invalidate_cache()
         yield options
     finally:
-        server.stop()
-        # a cached s3fs instance would point at a dead endpoint in a later session
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        # a cached s3fs instance would point at a dead endpoint later in the session
         s3fs.S3FileSystem.clear_instance_cache()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
 def s3_options() -> Iterator[dict[str, Any]]:
-    """s3fs storage options for a bucket ``BUCKET`` on a loopback moto server (session-wide)."""
+    """s3fs storage options for the bucket ``BUCKET`` on a loopback moto server."""
     with moto_s3() as options:
         yield options
