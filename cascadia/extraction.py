@@ -92,6 +92,20 @@ def crop_to_regions(ds: xr.Dataset, regions: Iterable[Region]) -> xr.Dataset:
     return ds.isel(keep) if keep else ds
 
 
+def _check_time_decoded(ds: xr.Dataset, where: str) -> None:
+    """A time axis xarray could not decode (e.g. an unknown calendar) stops here, named."""
+    if "time" not in ds.coords:
+        raise SourceError(f"{where}: no 'time' coordinate (dims: {dict(ds.sizes)})")
+    time = ds["time"]
+    if np.issubdtype(time.dtype, np.datetime64) or time.dtype == object:
+        return
+    attrs = {**time.attrs, **time.encoding}
+    raise SourceError(
+        f"{where}: cannot decode its time axis (units {attrs.get('units')!r}, "
+        f"calendar {attrs.get('calendar')!r}); expected CF time units and a CF calendar"
+    )
+
+
 def extract_combo(
     catalog: RunCatalog,
     source: SourceConfig,
@@ -101,6 +115,7 @@ def extract_combo(
     """Canonical daily predictors of ``combo`` (lazy until computed)."""
     where = f"{catalog.path} [{source.name}] {combo.label}"
     raw = open_combo(catalog, source, combo, datastore)
+    _check_time_decoded(raw, where)
     period = source.period
     raw = select_period(raw, period.start if period else None, period.end if period else None)
     if raw.sizes.get("time", 0) == 0:

@@ -281,3 +281,31 @@ def test_unreachable_store_is_reported(world, tmp_path):
     )
     with pytest.raises(SourceError, match=r"nowhere\.json not found"):
         open_collection(catalog, source)
+
+
+def test_wrong_calendar_attribute_is_named(world):
+    catalog = load_run_catalog(str(world / "catalogs/cmip6.yaml"))
+    source, combo, datastore = _combo(
+        catalog, "cmip6", source_id="TWIN-ESM-A", experiment_id="ssp245", member_id="r2i1p1f1"
+    )
+    stores = list((world / "cmip6").glob("*/*/TWIN-ESM-A/ssp245/r2i1p1f1/day/*/gn/*"))
+    saved = {s: (s / ".zmetadata").read_text() for s in stores}
+    try:
+        for store, text in saved.items():
+            (store / ".zmetadata").write_text(text.replace('"noleap"', '"lunar"'))
+        with pytest.raises(SourceError) as err:
+            extract_combo(catalog, source, combo, datastore)
+        assert "TWIN-ESM-A/ssp245/r2i1p1f1" in str(err.value) and "lunar" in str(err.value)
+    finally:
+        for store, text in saved.items():
+            (store / ".zmetadata").write_text(text)
+
+
+def test_a_region_off_the_grid_is_named(world):
+    catalog = load_run_catalog(str(world / "catalogs/reanalysis.yaml"))
+    far = Region(name="baltic", lat_min=55.0, lat_max=60.0, lon_min=15.0, lon_max=20.0)
+    catalog = catalog.model_copy(update={"regions": [far]})
+    source, combo, datastore = _combo(catalog, "era20c")
+    with pytest.raises(SourceError) as err:
+        extract_combo(catalog, source, combo, datastore)
+    assert "[era20c]" in str(err.value) and "baltic" in str(err.value)
