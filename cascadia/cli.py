@@ -174,6 +174,36 @@ def _extract(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from cascadia.events import EventError
+    from cascadia.jobs import JobError, load_train_job
+    from cascadia.observations import ObservationError
+    from cascadia.targets import TargetError
+    from cascadia.train_job import run_train_job
+
+    started = time.perf_counter()
+    try:
+        job = load_train_job(args.job)
+        result = run_train_job(
+            job, args.out, overwrite=args.overwrite, log=lambda line: console.log(line)
+        )
+    except (JobError, ObservationError, TargetError, EventError, ValidationError) as exc:
+        return _fail(str(exc))
+    elapsed = time.perf_counter() - started
+    seconds = f"{elapsed:.0f} s; training {result.train_seconds:.1f} s"
+    print(f"model directory {result.directory} ({seconds})")
+    for depth, row in result.metrics["ensemble"].items():
+        cells = ", ".join(
+            f"{k} {v:.3f}" if v is not None else f"{k} -"
+            for k, v in row.items()
+            if k in ("crps", "nse", "coverage_90", "event_hit_week", "event_hit_day", "csi")
+        )
+        print(f"  ensemble {depth} m: {cells}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cascadia-ensemble",
@@ -241,6 +271,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="only these sources of the catalogs (repeatable)",
     )
     extract.set_defaults(handler=_extract)
+
+    train = commands.add_parser(
+        "train",
+        help="train and evaluate a deep ensemble from a job file",
+        description="Fill the predictor cache, build the targets, train the deep ensemble "
+        "of a job YAML (see docs/training.md) and evaluate it on the test winters: "
+        "model directory with checkpoints, metrics.json and a report.",
+    )
+    train.add_argument("--job", required=True, metavar="FILE", help="training job YAML")
+    train.add_argument("--out", metavar="DIR", help="model directory (default: the job's output)")
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace an existing model directory"
+    )
+    train.set_defaults(handler=_train)
     return parser
 
 

@@ -1,0 +1,391 @@
+"""Run a training job end to end: predictors → targets → deep ensemble → evaluation.
+
+``run_train_job`` is the Python API behind ``cascadia-ensemble train --job``:
+
+1. fill the predictor cache for the job's source (extraction happens once;
+   later jobs reuse it) and read the canonical daily predictors of every
+   region, flattened to ``<variable>@<region>`` features;
+2. read the mooring (:func:`cascadia.observations.load_mooring`), build the
+   background and anomaly targets and the observed event days
+   (:mod:`cascadia.targets`);
+3. train the deep ensemble (:func:`cascadia.training.train_ensemble`), which
+   writes the model directory (resolved training config, normalisation,
+   seeds, safetensors checkpoints, curves);
+4. add the job's own records (``job.yaml``, ``targets.json``,
+   ``background.csv``, ``timing.json``), reload the ensemble from the
+   directory — evaluation reads what was saved, never the objects in memory —
+   fit the baselines on the training winters and write ``metrics.json``,
+   ``comparison.json``, ``winter_events.json`` and ``report/``.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import yaml
+
+from cascadia import __version__
+from cascadia.baselines import (
+    BaselinePrediction,
+    BuoyancyRegressionBaseline,
+    ClimatologyBaseline,
+    PersistenceBaseline,
+)
+from cascadia.cache import PredictorCache, fill_cache, fingerprint
+from cascadia.catalog import SourceError, enumerate_combos, open_collection
+from cascadia.config import CatalogError, load_run_catalog
+from cascadia.ensemble import DeepEnsemble
+from cascadia.evaluation import (
+    Forecast,
+    bootstrap_crps_difference,
+    evaluate_forecasts,
+    forecast_events,
+    per_winter_event_days,
+    write_json,
+    write_report,
+)
+from cascadia.events import winter_labels
+from cascadia.jobs import JobError, TrainJob
+from cascadia.metrics import gaussian_interval
+from cascadia.observations import load_mooring
+from cascadia.targets import AlignedSeries, align_series, flatten_predictors
+from cascadia.training import SeriesData, train_ensemble
+
+__all__ = ["TrainJobResult", "load_predictors", "run_train_job"]
+
+#: Region whose predictors feed the buoyancy-index baseline (the dense-water source).
+SHELF_REGION = "gulf_of_lion_shelf"
+
+
+@dataclass
+class TrainJobResult:
+    """What a training job produced.
+
+    Attributes
+    ----------
+    directory : Path
+        Model directory.
+    metrics : dict
+        ``{model: {depth: {metric: value}}}`` on the test winters.
+    comparison : dict
+        Paired bootstrap of the CRPS, ensemble vs best member.
+    train_seconds : float
+        Wall time of the ensemble training (s).
+    """
+
+    directory: Path
+    metrics: dict[str, Any]
+    comparison: dict[str, Any]
+    train_seconds: float
+
+
+def load_predictors(job: TrainJob) -> tuple[Any, dict[str, Any]]:
+    """Fill the cache for the job's source and open its predictors (in memory).
+
+    Returns
+    -------
+    tuple
+        The ``(time, region)`` dataset and a provenance dict (catalog, source,
+        combination, fingerprint).
+    """
+    try:
+        catalog = load_run_catalog(job.predictors.catalog)
+        source = catalog.source(job.predictors.source)
+    except CatalogError as exc:
+        raise JobError(str(exc)) from None
+    cache = PredictorCache(job.predictors.cache, job.predictors.cache_storage_options)
+    outcomes = fill_cache(catalog, cache, sources=[source.name])
+    failed = [o for o in outcomes if o.status == "failed"]
+    try:
+        combos = enumerate_combos(catalog, source, open_collection(catalog, source))
+    except SourceError as exc:
+        raise JobError(str(exc)) from None
+    wanted = job.predictors.combo
+    chosen = [c for c in combos if all(c.labels.get(k) == v for k, v in wanted.items())]
+    if len(chosen) != 1:
+        labels = [c.label for c in combos]
+        raise JobError(
+            f"predictors.combo {wanted or '{}'} selects {len(chosen)} of the combinations "
+            f"{labels} of source {source.name!r}; name exactly one"
+        )
+    combo = chosen[0]
+    key = fingerprint(catalog, source, combo)
+    data = cache.get(source, combo, key)
+    if data is None:
+        reasons = "; ".join(o.reason for o in failed) or "unknown reason"
+        raise JobError(f"predictors of {combo.label} could not be extracted: {reasons}")
+    info = {
+        "catalog": catalog.path,
+        "source": source.name,
+        "combo": combo.labels,
+        "fingerprint": key,
+        "cache": cache.url,
+    }
+    return data.load(), info
+
+
+def _baseline_forecast(
+    name: str, pred: BaselinePrediction, series: AlignedSeries, job: TrainJob
+) -> Forecast:
+    mean = series.background + pred.mean
+    std = np.maximum(pred.std, 1e-6)
+    lower, upper = gaussian_interval(mean, std, 0.9)
+    return Forecast(
+        name=name,
+        member_mean=mean[None],
+        member_std=std[None],
+        lower=lower,
+        upper=upper,
+        events=forecast_events(pred.mean, series.time, series.depths, job.events),
+    )
+
+
+def _baselines(series: AlignedSeries, job: TrainJob) -> list[Forecast]:
+    """Climatology, persistence (climatology where last year is missing), index regression."""
+    cfg = job.training
+    time, y = series.time, series.anomaly
+    clim = ClimatologyBaseline(winter_start_month=cfg.winter_start_month)
+    clim_pred = clim.fit(time, y, cfg.train_winters).predict(time)
+    pers = PersistenceBaseline(cfg.winter_start_month).fit(time, y, cfg.train_winters)
+    pers_pred = pers.predict(time, y)
+    # A persistence forecaster without last year's value falls back to climatology,
+    # so that every model is scored on the same days.
+    gap = ~np.isfinite(pers_pred.mean)
+    pers_pred = BaselinePrediction(
+        np.where(gap, clim_pred.mean, pers_pred.mean), np.where(gap, clim_pred.std, pers_pred.std)
+    )
+    names = list(series.feature_names)
+    shelf = {
+        name.split("@")[0]: series.predictors[:, names.index(name)]
+        for name in names
+        if name.endswith(f"@{SHELF_REGION}")
+    }
+    if not shelf:
+        raise JobError(
+            f"the index-regression baseline needs the {SHELF_REGION!r} region's predictors; "
+            f"features are {names}"
+        )
+    reg = BuoyancyRegressionBaseline(winter_start_month=cfg.winter_start_month)
+    reg_pred = reg.fit(time, y, cfg.train_winters, shelf).predict(time, shelf)
+    return [
+        _baseline_forecast("climatology", clim_pred, series, job),
+        _baseline_forecast("persistence", pers_pred, series, job),
+        _baseline_forecast("index_regression", reg_pred, series, job),
+    ]
+
+
+def _write_records(
+    directory: Path, job: TrainJob, series: AlignedSeries, provenance: dict[str, Any], obs: Any
+) -> None:
+    (directory / "job.yaml").write_text(
+        yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+    )
+    frame = pd.DataFrame({"time": pd.DatetimeIndex(series.time).strftime("%Y-%m-%d")})
+    for j, depth in enumerate(series.depths):
+        frame[f"background_{depth:g}"] = series.background[:, j]
+        frame[f"observed_{depth:g}"] = series.temperature[:, j]
+    frame.to_csv(directory / "background.csv", index=False, float_format="%.5f")
+    bg = job.targets.background
+    records = {
+        "target": "daily temperature minus background (degree_Celsius anomaly)",
+        "background": bg.model_dump(mode="json"),
+        "background_end_values": {
+            f"{d:g}": float(series.background[-1, j]) for j, d in enumerate(series.depths)
+        },
+        "excluded_winters": list(job.training.test_winters) if bg.exclude_test_winters else [],
+        "series": series.info,
+        "predictors": provenance,
+        "feature_names": list(series.feature_names),
+        "observation_report": obs.report.to_dict(),
+        "cascadia_version": __version__,
+    }
+    write_json(directory / "targets.json", records)
+
+
+def run_train_job(
+    job: TrainJob,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> TrainJobResult:
+    """Train and evaluate the deep ensemble a job describes.
+
+    Parameters
+    ----------
+    job : TrainJob
+        The validated job (paths relative to its file).
+    out : str or Path, optional
+        Model directory (overrides ``job.output``).
+    overwrite : bool
+        Replace an existing model directory.
+    log : callable
+        Receives one line per step.
+
+    Returns
+    -------
+    TrainJobResult
+
+    Raises
+    ------
+    JobError, ObservationError, TargetError
+        Bad inputs: unknown source, failed extraction, unreadable or fully
+        flagged observations, no overlap between predictors and observations,
+        a split winter without data.
+    """
+    job = job.resolved()
+    target = out if out is not None else job.output
+    if target is None:
+        raise JobError("no model directory: set 'output' in the job or pass --out")
+    directory = Path(target)
+    if directory.exists() and not overwrite:
+        raise JobError(f"model directory {directory} exists (pass --overwrite to replace it)")
+
+    t0 = _time.perf_counter()
+    # Observations first: a bad mooring config fails in seconds, before any extraction.
+    obs = load_mooring(job.observations)
+    data, provenance = load_predictors(job)
+    features, _ = flatten_predictors(data, job.predictors.variables, job.predictors.regions)
+    log(f"predictors: {len(features['feature'])} features, {features.sizes['time']} days")
+    series = align_series(
+        features,
+        obs.temperature,
+        job.targets.background,
+        job.events,
+        exclude_winters=job.training.test_winters,
+        spinup_days=job.targets.spinup_days,
+    )
+    cfg = job.training
+    winters = np.asarray(
+        winter_labels(xr.DataArray(series.time, dims="time"), cfg.winter_start_month).values,
+        dtype=np.int64,
+    )
+    for split, listed in (
+        ("train", cfg.train_winters),
+        ("validation", cfg.validation_winters),
+        ("test", cfg.test_winters),
+    ):
+        empty = [w for w in listed if not np.isfinite(series.anomaly[winters == w]).any()]
+        if empty:
+            raise JobError(
+                f"{split} winters {empty} have no observed day within the series "
+                f"{series.info['series_period']} (observed {series.info['observed_period']})"
+            )
+    log(f"targets: {series.info['series_period']}, observed {series.info['n_observed_days']}")
+    prep_seconds = _time.perf_counter() - t0
+
+    t1 = _time.perf_counter()
+    train_ensemble(
+        cfg,
+        SeriesData(
+            time=series.time,
+            predictors=series.predictors,
+            targets=series.anomaly,
+            feature_names=series.feature_names,
+            events=series.events,
+            depths=series.depths,
+        ),
+        directory,
+        overwrite=overwrite,
+    )
+    train_seconds = _time.perf_counter() - t1
+    log(f"trained {cfg.members} members in {train_seconds:.1f} s")
+    _write_records(directory, job, series, provenance, obs)
+
+    t2 = _time.perf_counter()
+    ensemble = DeepEnsemble.load(directory)
+    pred = ensemble.predict(series.predictors, series.time)
+    q = list(pred.quantile_levels)
+    bg = series.background
+    member_mean = bg[None] + pred.member_mean
+    forecasts = [
+        Forecast(
+            name="ensemble",
+            member_mean=member_mean,
+            member_std=pred.member_std,
+            lower=bg + pred.quantiles[q.index(0.05)],
+            upper=bg + pred.quantiles[q.index(0.95)],
+            events=forecast_events(pred.mean, series.time, series.depths, job.events),
+        )
+    ]
+    for m in range(member_mean.shape[0]):
+        lower, upper = gaussian_interval(member_mean[m], pred.member_std[m], 0.9)
+        forecasts.append(
+            Forecast(
+                name=f"member_{m}",
+                member_mean=member_mean[m][None],
+                member_std=pred.member_std[m][None],
+                lower=lower,
+                upper=upper,
+                events=forecast_events(pred.member_mean[m], series.time, series.depths, job.events),
+            )
+        )
+    baselines = _baselines(series, job)
+    forecasts += baselines
+    test = np.isin(winters, cfg.test_winters)
+    metrics = evaluate_forecasts(
+        forecasts, series.temperature, bg, series.events, test, series.depths
+    )
+    members = [f for f in forecasts if f.name.startswith("member_")]
+    # Best member: lowest mean test CRPS over both depths (hindsight favours the member).
+    best = min(
+        members,
+        key=lambda f: np.mean([metrics[f.name][f"{d:g}"]["crps"] or np.inf for d in series.depths]),
+    )
+    comparison = bootstrap_crps_difference(
+        forecasts[0],
+        best,
+        np.where(test[:, None], series.temperature, np.nan),
+        winters,
+        cfg.test_winters,
+        series.depths,
+        samples=job.evaluation.bootstrap_samples,
+        confidence=job.evaluation.confidence,
+        seed=job.evaluation.seed,
+    )
+    winter_events = per_winter_event_days(
+        forecasts, series.events, winters, cfg.test_winters, series.depths
+    )
+    write_json(directory / "metrics.json", metrics)
+    write_json(directory / "comparison.json", comparison)
+    write_json(directory / "winter_events.json", winter_events)
+    eval_seconds = _time.perf_counter() - t2
+    timing = {
+        "prepare_seconds": prep_seconds,
+        "train_seconds": train_seconds,
+        "evaluate_seconds": eval_seconds,
+        "members": cfg.members,
+        "best_epochs": [i.get("best_epoch") for i in ensemble.info],
+    }
+    write_json(directory / "timing.json", timing)
+    if job.evaluation.report:
+        header = [
+            f"Model directory `{directory}`; predictors {provenance['source']} "
+            f"{provenance['combo']}; {cfg.members} members; training {train_seconds:.0f} s.",
+            f"Temperature = background + predicted anomaly; background: "
+            f"{job.targets.background.model_dump()}.",
+        ]
+        write_report(
+            directory / "report",
+            metrics,
+            comparison,
+            winter_events,
+            forecasts[0],
+            baselines,
+            series.time,
+            series.temperature,
+            bg,
+            test,
+            cfg.test_winters,
+            series.depths,
+            header,
+        )
+    log(f"evaluated on winters {cfg.test_winters} in {eval_seconds:.1f} s → {directory}")
+    return TrainJobResult(directory, metrics, comparison, train_seconds)

@@ -1,0 +1,227 @@
+"""``cascadia-ensemble train --job`` end to end on a small twin world, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from cascadia.cli import main
+from cascadia.jobs import JobError, load_train_job
+from cascadia.synthetic.presets import PRESETS, ReanalysisSpec, Years
+from cascadia.synthetic.world import build_world
+
+#: The tiny preset with 12 years of ERA5 and mooring (2003-2014) on a coarse grid,
+#: so that whole winters can be split into train / validation / test.
+PRESET = PRESETS["tiny"].model_copy(
+    update={
+        "name": "tiny-12y",
+        "era5": ReanalysisSpec(years=Years(start=2003, end=2014), resolution=3.0),
+        "observations": Years(start=2003, end=2014),
+    }
+)
+TRAIN = [2004, 2005, 2006, 2007, 2009, 2010, 2011]
+VALIDATION = [2008, 2014]
+TEST = [2012, 2013]
+MODELS = ["ensemble", "member_0", "member_1", "climatology", "persistence", "index_regression"]
+METRICS = [
+    "rmse",
+    "nse",
+    "kge",
+    "crps",
+    "coverage_90",
+    "spread_skill",
+    "event_hit_week",
+    "event_hit_day",
+    "csi",
+]
+EVENT_METRICS = {"event_hit_week", "event_hit_day", "csi"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train-job")
+    started = time.perf_counter()
+    build_world(str(root / "world"), PRESET, seed=0)
+    print(f"tiny-12y world built in {time.perf_counter() - started:.1f} s")
+    return root
+
+
+def _job(root: Path, **sections: Any) -> dict[str, Any]:
+    job: dict[str, Any] = {
+        "predictors": {
+            "catalog": "world/catalogs/reanalysis.yaml",
+            "source": "era5",
+            "cache": "cache",
+        },
+        "observations": {"path": "world/observations/lacaze-duthiers.nc"},
+        "targets": {"spinup_days": 365},
+        "training": {
+            "architecture": "lstm",
+            "hparams": {"hidden": 16},
+            "members": 2,
+            "seed": 3,
+            "lookback_days": 365,
+            "window_days": 120,
+            "batch_size": 4,
+            "batches_per_epoch": 4,
+            "epochs": 2,
+            "patience": 2,
+            "workers": 2,
+            "train_winters": TRAIN,
+            "validation_winters": VALIDATION,
+            "test_winters": TEST,
+        },
+        "evaluation": {"bootstrap_samples": 200},
+        "output": "model",
+    }
+    for key, value in sections.items():
+        job[key] = {**job[key], **value} if isinstance(value, dict) else value
+    return job
+
+
+def _write(root: Path, name: str, job: dict[str, Any]) -> Path:
+    path = root / name
+    path.write_text(yaml.safe_dump(job), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = _write(world, "train.yaml", _job(world))
+    started = time.perf_counter()
+    assert main(["train", "--job", str(job)]) == 0
+    print(f"train job in {time.perf_counter() - started:.1f} s")
+    out = world / "model"
+    assert "model directory" in capsys.readouterr().out
+    for name in (
+        "config.yaml",
+        "job.yaml",
+        "normalisation.json",
+        "seeds.json",
+        "ensemble.json",
+        "targets.json",
+        "background.csv",
+        "timing.json",
+        "metrics.json",
+        "comparison.json",
+        "winter_events.json",
+        "members/member_00.safetensors",
+        "members/member_01.safetensors",
+        "curves/training_curves.png",
+        "report/report.md",
+        "report/hindcast.png",
+        "report/scatter.png",
+        "report/events.png",
+        "report/pit.png",
+    ):
+        assert (out / name).is_file(), name
+
+    norm = json.loads((out / "normalisation.json").read_text())
+    assert "tas@gulf_of_lion_shelf" in norm["feature_names"]
+    assert "sfcWind@tramontane" in norm["feature_names"]
+    assert json.loads((out / "seeds.json").read_text())["seeds"] == [3, 4]
+    resolved = yaml.safe_load((out / "job.yaml").read_text())
+    assert Path(resolved["predictors"]["catalog"]).is_absolute()
+    assert resolved["targets"]["background"]["extrapolation"] == "hold"
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == set(MODELS)
+    for model in MODELS:
+        assert set(metrics[model]) == {"500", "1000"}
+        for depth, row in metrics[model].items():
+            assert set(METRICS) <= set(row)
+            for metric in METRICS:
+                value = row[metric]
+                if value is None:
+                    # Only event scores may be undefined, and only without observed events.
+                    assert metric in EVENT_METRICS, (model, depth, metric)
+                    assert row["n_observed_event_days"] == 0 or metric == "csi"
+                else:
+                    assert math.isfinite(value), (model, depth, metric)
+            assert row["crps"] > 0
+            assert 0 <= row["coverage_90"] <= 1
+    assert metrics["ensemble"]["500"]["n_observed_event_days"] > 0
+
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["a"] == "ensemble"
+    assert comparison["b"] in MODELS[1:3]
+    for depth in ("500", "1000"):
+        row = comparison[depth]
+        assert row["ci_low"] <= row["difference"] <= row["ci_high"]
+        assert set(row["per_winter"]) == {str(w) for w in TEST}
+
+    background = pd.read_csv(out / "background.csv")
+    assert background["background_500"].notna().all()
+    report = (out / "report" / "report.md").read_text()
+    assert "index_regression" in report and "pit.png" in report
+
+
+def test_job_rejects_unknown_keys(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    job["training"]["epoch"] = 3
+    with pytest.raises(JobError, match=r"training\.epoch"):
+        load_train_job(_write(tmp_path, "bad.yaml", job))
+
+
+def test_job_needs_test_winters(tmp_path: Path) -> None:
+    job = _job(tmp_path, training={"test_winters": []})
+    with pytest.raises(JobError, match="test_winters"):
+        load_train_job(_write(tmp_path, "bad.yaml", job))
+
+
+def _fails(path: Path, capsys: pytest.CaptureFixture[str], out: Path) -> str:
+    assert main(["train", "--job", str(path), "--out", str(out)]) == 2
+    assert not out.exists()
+    return capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_unknown_depth_name_is_a_clear_error(
+    world: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = _job(world, observations={"depth_name": "PRES_NOMINAL"})
+    err = _fails(_write(world, "bad-depth.yaml", job), capsys, world / "bad1")
+    assert "PRES_NOMINAL" in err and "lacaze-duthiers.nc" in err
+
+
+@pytest.mark.slow
+def test_unknown_depth_is_a_clear_error(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = _job(world, observations={"depths": [500, 1500]})
+    err = _fails(_write(world, "bad-depth2.yaml", job), capsys, world / "bad2")
+    assert "1500" in err
+
+
+@pytest.mark.slow
+def test_all_data_flagged_is_a_clear_error(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = _job(world, observations={"good_flags": [7]})
+    err = _fails(_write(world, "flagged.yaml", job), capsys, world / "bad3")
+    assert "no usable" in err and "flagged bad" in err
+
+
+@pytest.mark.slow
+def test_no_overlap_is_a_clear_error(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A mooring record from 1980, long before the predictors (2003-2014).
+    hours = pd.date_range("1980-01-01", "1980-03-31 23:00", freq="h")
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "time": t.isoformat(),
+            "depth": depth,
+            "TEMP": 13.0 + rng.normal(0, 0.02),
+            "TEMP_QC": 1,
+        }
+        for depth in (500.0, 1000.0)
+        for t in hours
+    ]
+    pd.DataFrame(rows).to_csv(world / "old-mooring.csv", index=False)
+    job = _job(world, observations={"path": "old-mooring.csv"})
+    err = _fails(_write(world, "no-overlap.yaml", job), capsys, world / "bad4")
+    assert "no overlap" in err and "1980-01-01" in err
