@@ -187,6 +187,8 @@ def open_combo(
     )
     # joined facets (one member per combination) become length-1 dimensions: drop them
     merged = merged.squeeze([d for d in combo.facets if d in merged.dims], drop=True)
+    # intake-esm's bookkeeping attributes vary from run to run and leak asset paths
+    merged.attrs = {k: v for k, v in merged.attrs.items() if not k.startswith("intake_esm")}
     return merged.rename(source.rename) if source.rename else merged
 
 

@@ -18,7 +18,7 @@ import yaml
 
 from cascadia.synthetic.presets import Preset
 from cascadia.synthetic.stores import StoreContext
-from cascadia.synthetic.writers import write_text
+from cascadia.synthetic.writers import as_uri, write_text
 
 #: groupby attributes and aggregations of each family's collection.
 COLLECTIONS: dict[str, dict[str, Any]] = {
@@ -91,7 +91,8 @@ def write_collections(ctx: StoreContext) -> list[str]:
             "esmcat_version": "0.1.0",
             "id": f"cascadia-twin-{family}",
             "description": f"cascadia twin world: {spec['description']}",
-            "catalog_file": f"{family}.csv",
+            # absolute: intake-esm resolves a relative catalog_file in a bucket as a local path
+            "catalog_file": as_uri(ctx.url("collections", f"{family}.csv")),
             "attributes": [
                 {"column_name": c, "vocabulary": ""}
                 for c in frame.columns
