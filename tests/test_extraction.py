@@ -309,3 +309,13 @@ def test_a_region_off_the_grid_is_named(world):
     with pytest.raises(SourceError) as err:
         extract_combo(catalog, source, combo, datastore)
     assert "[era20c]" in str(err.value) and "baltic" in str(err.value)
+
+
+def test_malformed_collection_is_named(world, tmp_path):
+    catalog = load_run_catalog(str(world / "catalogs/reanalysis.yaml"))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"esmcat_version": "0.1.0", "id": "x", "assets": {}}')
+    source = catalog.source("era5").model_copy(update={"collection": str(broken)})
+    with pytest.raises(SourceError) as err:
+        open_collection(catalog, source)
+    assert "[era5]" in str(err.value) and "not a valid ESM collection" in str(err.value)
