@@ -17,7 +17,7 @@ import xarray as xr
 from cascadia.cache import PredictorCache, fill_cache, fingerprint
 from cascadia.catalog import SourceError, enumerate_combos, open_collection
 from cascadia.config import CatalogError, RunCatalog, load_run_catalog
-from cascadia.extraction import extract_combo
+from cascadia.extraction import check_regions, extract_combo
 from cascadia.predictors.regions import Region
 from cascadia.synthetic.world import build_world
 
@@ -319,3 +319,15 @@ def test_malformed_collection_is_named(world, tmp_path):
     with pytest.raises(SourceError) as err:
         open_collection(catalog, source)
     assert "[era5]" in str(err.value) and "not a valid ESM collection" in str(err.value)
+
+
+def test_an_all_nan_region_series_is_named(world):
+    catalog = load_run_catalog(str(world / "catalogs/reanalysis.yaml"))
+    source, combo, datastore = _combo(catalog, "era20c")
+    extracted = extract_combo(catalog, source, combo, datastore)
+    data = extracted.data.compute()
+    data["tas"] = data.tas.where(data.region != "mistral")  # e.g. a masked-out land region
+    extracted.data = data
+    with pytest.raises(SourceError) as err:
+        check_regions(extracted, catalog, source)
+    assert "[era20c]" in str(err.value) and "tas@mistral" in str(err.value)
