@@ -1,0 +1,207 @@
+"""The results store: lazy init, disjoint region writes, status, provenance, CF."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from cascadia.store import (
+    COMBO_DIMS,
+    RESULT_VARS,
+    ResultsSchema,
+    StoreError,
+    combo_status,
+    initialise_store,
+    mark_failed,
+    write_combo,
+)
+
+TIME = pd.date_range("2000-01-01", "2002-12-31", freq="D").values
+COMBOS = [
+    (e, s, m) for e in ("historical", "ssp585") for s in ("SRC-A", "SRC-B") for m in ("r1", "r2")
+]
+WINTERS = (2000, 2001, 2002)
+M = 3
+
+
+def _schema() -> ResultsSchema:
+    return ResultsSchema(combos=tuple(COMBOS), time=TIME, n_members=M, winters=WINTERS)
+
+
+def _combo_dataset(seed: int, time: np.ndarray = TIME) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    nt, q = len(time), 5
+    coords = {"time": time, "depth": [500.0, 1000.0], "winter": list(WINTERS)}
+
+    def f(*shape: int) -> np.ndarray:
+        return rng.normal(13.0, 0.3, shape).astype(np.float32)
+
+    return xr.Dataset(
+        {
+            "temperature_mean": (("time", "depth"), f(nt, 2)),
+            "temperature_std": (("time", "depth"), np.abs(f(nt, 2))),
+            "temperature_quantile": (("quantile", "time", "depth"), f(q, nt, 2)),
+            "event_probability": (("time",), rng.random(nt).astype(np.float32)),
+            "event_days": (("winter", "ensemble"), rng.integers(0, 40, (3, M)).astype("f4")),
+            "event_count": (("winter", "ensemble"), rng.integers(0, 5, (3, M)).astype("f4")),
+            "peak_intensity": (("winter", "ensemble"), -np.abs(f(3, M))),
+        },
+        coords=coords,
+    )
+
+
+def _prov(tag: str) -> dict[str, str]:
+    return {
+        "fingerprint": hashlib.sha256(tag.encode()).hexdigest(),
+        "model_checkpoint_hash": "sha256:abc123",
+        "package_version": "0.1.0",
+        "catalog_entry": f"cordex.yaml::{tag}",
+    }
+
+
+def _open_strict(path: Path) -> xr.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(path)
+        ds.load()
+    return ds
+
+
+def _sel(ds: xr.Dataset, combo: tuple[str, str, str]) -> xr.Dataset:
+    return ds.sel(dict(zip(COMBO_DIMS, combo, strict=True)))
+
+
+def _chunk_bytes(path: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and not p.name.startswith(".z")
+    }
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "results.zarr"
+    initialise_store(str(path), _schema(), {"institution": "test"})
+    return path
+
+
+def test_initialise_is_lazy_and_cf(store: Path) -> None:
+    # no chunk of any result variable exists before a combo is written
+    for name in RESULT_VARS:
+        assert sorted(p.name for p in (store / name).iterdir()) == [".zarray", ".zattrs"]
+    assert (store / ".zmetadata").exists()
+    ds = _open_strict(store)
+    assert ds.attrs["Conventions"] == "CF-1.10"
+    assert ds.attrs["institution"] == "test"
+    for name in ("temperature_mean", "temperature_std", "temperature_quantile"):
+        a = ds[name].attrs
+        assert a["units"] == "degree_Celsius"
+        assert a["standard_name"] == "sea_water_temperature"
+        assert "cell_methods" in a
+    assert ds.time.encoding["units"] == "days since 1850-01-01"
+    assert ds.time.encoding["calendar"] == "standard"
+    np.testing.assert_array_equal(ds.time.values, TIME)
+    assert ds.depth.values.tolist() == [500.0, 1000.0]
+    assert ds["quantile"].values.tolist() == [0.05, 0.25, 0.5, 0.75, 0.95]
+    assert ds.sizes["ensemble"] == M and ds.sizes["winter"] == 3
+    assert bool(ds.temperature_mean.isnull().all())
+    df = combo_status(str(store))
+    assert len(df) == 8 and set(df.status) == {"missing"}
+
+
+def test_region_writes_status_provenance(store: Path) -> None:
+    schema = _schema()
+    done = {COMBOS[0]: _combo_dataset(1), COMBOS[5]: _combo_dataset(2)}
+    # two combos written concurrently from two separate processes
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
+        futures = [
+            pool.submit(write_combo, str(store), schema, c, d, _prov("-".join(c)))
+            for c, d in done.items()
+        ]
+        for fut in futures:
+            fut.result()
+    failed = COMBOS[3]
+    mark_failed(str(store), failed, "bias adjustment: no overlap with reference")
+
+    ds = _open_strict(store)
+    for combo, src in done.items():
+        got = _sel(ds, combo)
+        for name in RESULT_VARS:
+            np.testing.assert_array_equal(got[name].values, src[name].values)
+        assert str(got.status.values) == "done"
+        assert str(got.fingerprint.values) == _prov("-".join(combo))["fingerprint"]
+        assert str(got.catalog_entry.values) == f"cordex.yaml::{'-'.join(combo)}"
+    for combo in COMBOS:
+        if combo in done:
+            continue
+        got = _sel(ds, combo)
+        for name in RESULT_VARS:
+            assert bool(got[name].isnull().all()), (combo, name)
+    # chunks: one combo per chunk on every per-combo variable
+    for name, var in ds.data_vars.items():
+        assert var.encoding["chunks"][:3] == (1, 1, 1), name
+    df = combo_status(str(store)).set_index(list(COMBO_DIMS))
+    assert df.loc[failed, "status"] == "failed"
+    assert df.loc[failed, "status_reason"] == "bias adjustment: no overlap with reference"
+    assert df.loc[COMBOS[0], "package_version"] == "0.1.0"
+    assert df.loc[COMBOS[0], "model_checkpoint_hash"] == "sha256:abc123"
+    left = [c for c in COMBOS if c not in done and c != failed]
+    assert (df.loc[left, "status"] == "missing").all()
+
+
+def test_rewrite_leaves_others_byte_identical(store: Path) -> None:
+    schema = _schema()
+    for i, c in enumerate(COMBOS[:3]):
+        write_combo(str(store), schema, c, _combo_dataset(i), _prov(str(i)))
+    before = _chunk_bytes(store)
+    meta_before = (store / ".zmetadata").read_bytes()
+    write_combo(str(store), schema, COMBOS[1], _combo_dataset(99), _prov("new"))
+    after = _chunk_bytes(store)
+    assert (store / ".zmetadata").read_bytes() == meta_before
+    changed = {k for k in after if before.get(k) != after[k]}
+    # only chunk 0.0.1[...] (historical, SRC-A, r2) may change
+    assert changed, "rewrite changed nothing"
+    assert all(Path(k).name.startswith("0.0.1") for k in changed), changed
+    assert set(before) <= set(after)
+    ds = _open_strict(store)
+    np.testing.assert_array_equal(
+        _sel(ds, COMBOS[1]).temperature_mean.values, _combo_dataset(99).temperature_mean.values
+    )
+    np.testing.assert_array_equal(
+        _sel(ds, COMBOS[0]).temperature_mean.values, _combo_dataset(0).temperature_mean.values
+    )
+
+
+def test_partial_time_is_nan_padded_and_bad_input_rejected(store: Path) -> None:
+    schema = _schema()
+    sub = TIME[366:]
+    src = _combo_dataset(7, time=sub)
+    write_combo(str(store), schema, COMBOS[4], src, _prov("p"))
+    got = _sel(_open_strict(store), COMBOS[4])
+    assert bool(got.temperature_mean.isel(time=slice(0, 366)).isnull().all())
+    np.testing.assert_array_equal(
+        got.temperature_mean.isel(time=slice(366, None)).values, src.temperature_mean.values
+    )
+    with pytest.raises(StoreError, match="outside"):
+        late = pd.date_range("2002-06-01", "2003-06-01", freq="D").values
+        write_combo(str(store), schema, COMBOS[2], _combo_dataset(1, time=late), _prov("x"))
+    with pytest.raises(StoreError, match="not in the schema"):
+        write_combo(str(store), schema, ("x", "y", "z"), src, _prov("x"))
+    with pytest.raises(StoreError, match="provenance"):
+        write_combo(str(store), schema, COMBOS[2], src, {"fingerprint": "f"})
+    cf = src.convert_calendar("noleap", align_on="year")
+    with pytest.raises(StoreError, match="standard calendar"):
+        write_combo(str(store), schema, COMBOS[2], cf, _prov("x"))
+    assert combo_status(str(store)).set_index(list(COMBO_DIMS)).loc[COMBOS[2], "status"] == (
+        "missing"
+    )
