@@ -155,27 +155,18 @@ def _adjust_member(
             _write(fitted.to_dataset(), fit_url, cache)
         hist_adjusted = fitted.adjust(hist_raw.load()).compute()
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, SourceError) else f"{where} {historical.label}: {exc}"
         for combo in group:
-            record(
-                ComboOutcome(
-                    source.name,
-                    combo.label,
-                    "failed",
-                    seconds=time.perf_counter() - started,
-                    reason=reason,
-                )
-            )
+            record(ComboOutcome.failed(source.name, combo.label, where, exc, started))
         return
     for combo in group:
         started = time.perf_counter()
         try:
-            key = _digest(fit_key, fingerprint(catalog, source, combo))
-            url = adjusted_url(cache, source, combo, key)
+            combo_key = fingerprint(catalog, source, combo)  # stats every asset: once
+            url = adjusted_url(cache, source, combo, _digest(fit_key, combo_key))
             if _exists(url + ".done", cache):
                 record(ComboOutcome(source.name, combo.label, "cached"))
                 continue
-            raw = cache.get(source, combo, fingerprint(catalog, source, combo))
+            raw = cache.get(source, combo, combo_key)
             if raw is None:
                 raise SourceError(f"{where} {combo.label}: not in the predictor cache")
             adjusted = hist_adjusted if combo is historical else fitted.adjust(raw.load()).compute()
@@ -198,13 +189,4 @@ def _adjust_member(
                 )
             )
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, SourceError) else f"{where} {combo.label}: {exc}"
-            record(
-                ComboOutcome(
-                    source.name,
-                    combo.label,
-                    "failed",
-                    seconds=time.perf_counter() - started,
-                    reason=reason,
-                )
-            )
+            record(ComboOutcome.failed(source.name, combo.label, where, exc, started))

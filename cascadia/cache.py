@@ -139,6 +139,18 @@ class ComboOutcome:
     reason: str = ""
     long_gaps: int = 0
 
+    @classmethod
+    def failed(
+        cls, source: str, combo: str, where: str, exc: Exception, started: float
+    ) -> ComboOutcome:
+        """A failure, its reason naming the catalog entry (``where``) unless it already does."""
+        reason = (
+            str(exc)
+            if isinstance(exc, SourceError)
+            else (f"{where} {combo}: {type(exc).__name__}: {exc}")
+        )
+        return cls(source, combo, "failed", seconds=time.perf_counter() - started, reason=reason)
+
 
 def fill_cache(
     catalog: RunCatalog,
@@ -185,12 +197,9 @@ def fill_cache(
                     source.name, combo.label, "extracted", long_gaps=len(extracted.gaps)
                 )
         except Exception as exc:  # isolate: report and go on with the others
-            reason = (
-                str(exc)
-                if isinstance(exc, SourceError)
-                else (f"{catalog.path} [{source.name}] {combo.label}: {type(exc).__name__}: {exc}")
+            outcome = ComboOutcome.failed(
+                source.name, combo.label, f"{catalog.path} [{source.name}]", exc, started
             )
-            outcome = ComboOutcome(source.name, combo.label, "failed", reason=reason)
         outcome.seconds = time.perf_counter() - started
         outcomes.append(outcome)
         if on_combo:

@@ -415,6 +415,12 @@ def biased_fields(
     return daily
 
 
+def _variable_attrs(variable: str, **extra: str) -> dict[str, str]:
+    """CF attributes of a CMIP/CORDEX daily variable."""
+    standard_name, long_name, units = CMIP_ATTRS[variable]
+    return {"standard_name": standard_name, "long_name": long_name, "units": units, **extra}
+
+
 def _noon_time(axis: DayAxis, index: slice, units: str) -> tuple[xr.Variable, xr.Variable]:
     """CMIP daily time at noon with [day start, day end] bounds, in the axis calendar."""
     import cftime
@@ -448,19 +454,13 @@ def write_cmip_variable(
     variable: str,
 ) -> None:
     """One Pangeo-like Zarr v2 store for one variable of one (source, experiment, member)."""
-    standard_name, long_name, units = CMIP_ATTRS[variable]
     time, time_bnds = _noon_time(axis, index, "days since 1850-01-01")
     ds = xr.Dataset(
         {
             variable: (
                 ("time", "lat", "lon"),
                 daily[variable].astype(FLOAT),
-                {
-                    "standard_name": standard_name,
-                    "long_name": long_name,
-                    "units": units,
-                    "cell_methods": "area: mean time: mean",
-                },
+                _variable_attrs(variable, cell_methods="area: mean time: mean"),
             ),
             "time_bnds": time_bnds,
             "lat_bnds": (("lat", "bnds"), bounds(grid.lat)),
@@ -552,21 +552,18 @@ def write_cordex_variable(
     variable: str,
 ) -> None:
     """One Med-CORDEX-like NetCDF file for one variable on the rotated-pole grid."""
-    standard_name, long_name, units = CMIP_ATTRS[variable]
     time, time_bnds = _noon_time(axis, index, "days since 1949-12-01 00:00:00")
     ds = xr.Dataset(
         {
             variable: (
                 ("time", "rlat", "rlon"),
                 daily[variable].astype(FLOAT),
-                {
-                    "standard_name": standard_name,
-                    "long_name": long_name,
-                    "units": units,
-                    "grid_mapping": "rotated_pole",
-                    "coordinates": "lat lon",
-                    "cell_methods": "time: mean",
-                },
+                _variable_attrs(
+                    variable,
+                    grid_mapping="rotated_pole",
+                    coordinates="lat lon",
+                    cell_methods="time: mean",
+                ),
             ),
             "time_bnds": time_bnds,
             "rotated_pole": (
