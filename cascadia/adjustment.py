@@ -15,6 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
@@ -139,21 +140,9 @@ def _adjust_member(
     started = time.perf_counter()
     try:
         hist_key = fingerprint(catalog, source, historical)
-        hist_raw = cache.get(source, historical, hist_key)
-        if hist_raw is None:
-            raise SourceError(
-                f"{where} {historical.label}: not in the predictor cache "
-                "(run `cascadia-ensemble extract` first)"
-            )
-        fit_key = _digest(ref_key, hist_key, config.model_dump(mode="json"))
-        fit_url = f"{cache.url.rstrip('/')}/{source.name}/{historical.slug}/qdm-{fit_key[:20]}.zarr"
-        if _exists(fit_url + ".done", cache):
-            fitted = FittedAdjustment.from_dataset(_read(fit_url, cache).load())
-        else:
-            variables = [v for v in hist_raw.data_vars if v in reference.data_vars]
-            fitted = fit(reference[variables].load(), hist_raw[variables].load(), config)
-            _write(fitted.to_dataset(), fit_url, cache)
-        hist_adjusted = fitted.adjust(hist_raw.load()).compute()
+        member = fit_member(
+            catalog, cache, source, historical, hist_key, reference, ref_key, config
+        )
     except Exception as exc:
         for combo in group:
             record(ComboOutcome.failed(source.name, combo.label, where, exc, started))
@@ -161,32 +150,113 @@ def _adjust_member(
     for combo in group:
         started = time.perf_counter()
         try:
-            combo_key = fingerprint(catalog, source, combo)  # stats every asset: once
-            url = adjusted_url(cache, source, combo, _digest(fit_key, combo_key))
-            if _exists(url + ".done", cache):
-                record(ComboOutcome(source.name, combo.label, "cached"))
-                continue
-            raw = cache.get(source, combo, combo_key)
-            if raw is None:
-                raise SourceError(f"{where} {combo.label}: not in the predictor cache")
-            adjusted = hist_adjusted if combo is historical else fitted.adjust(raw.load()).compute()
-            adjusted.attrs.update(
-                {
-                    "bias_adjustment": "xsdba QuantileDeltaMapping",
-                    "bias_reference_fingerprint": ref_key,
-                    "fit": fit_url,
-                }
-            )
-            _write(adjusted, url, cache)
-            if combo is not historical:
-                report = diagnostics(
-                    reference, hist_raw.load(), hist_adjusted, raw.load(), adjusted, config=config
-                )
-                _write(report, url.replace("adjusted-", "diagnostics-"), cache)
+            # fingerprint stats every asset: once per combination
+            key = hist_key if combo is historical else fingerprint(catalog, source, combo)
+            _, status = adjust_combo(catalog, cache, source, combo, key, member, reference, config)
             record(
                 ComboOutcome(
-                    source.name, combo.label, "adjusted", seconds=time.perf_counter() - started
+                    source.name, combo.label, status, seconds=time.perf_counter() - started
                 )
             )
         except Exception as exc:
             record(ComboOutcome.failed(source.name, combo.label, where, exc, started))
+
+
+@dataclass(frozen=True)
+class MemberFit:
+    """A QDM fitted on one member's historical run against the reference, in the cache."""
+
+    historical: Combo
+    hist_key: str  # input fingerprint of the historical combination
+    ref_key: str  # input fingerprint of the reference
+    fit_key: str
+    url: str
+
+    def load(self, cache: PredictorCache) -> FittedAdjustment:
+        return FittedAdjustment.from_dataset(_read(self.url, cache).load())
+
+    def adjusted_url(
+        self, cache: PredictorCache, source: SourceConfig, combo: Combo, key: str
+    ) -> str:
+        """Where ``combo`` (input fingerprint ``key``) adjusted with this fit is stored."""
+        return adjusted_url(cache, source, combo, _digest(self.fit_key, key))
+
+
+def fit_member(
+    catalog: RunCatalog,
+    cache: PredictorCache,
+    source: SourceConfig,
+    historical: Combo,
+    hist_key: str,
+    reference: xr.Dataset,
+    ref_key: str,
+    config: BiasAdjustmentConfig,
+) -> MemberFit:
+    """Fit (or find in the cache) the QDM of one member's historical run.
+
+    ``hist_key`` and ``ref_key`` are the input fingerprints of the historical run and
+    of the reference (both already in the predictor cache).
+    """
+    where = f"{catalog.path} [{source.name}]"
+    hist_raw = cache.get(source, historical, hist_key)
+    if hist_raw is None:
+        raise SourceError(
+            f"{where} {historical.label}: not in the predictor cache "
+            "(run `cascadia-ensemble extract` first)"
+        )
+    fit_key = _digest(ref_key, hist_key, config.model_dump(mode="json"))
+    fit_url = f"{cache.url.rstrip('/')}/{source.name}/{historical.slug}/qdm-{fit_key[:20]}.zarr"
+    if not _exists(fit_url + ".done", cache):
+        variables = [v for v in hist_raw.data_vars if v in reference.data_vars]
+        fitted = fit(reference[variables].load(), hist_raw[variables].load(), config)
+        _write(fitted.to_dataset(), fit_url, cache)
+    return MemberFit(historical, hist_key, ref_key, fit_key, fit_url)
+
+
+def adjust_combo(
+    catalog: RunCatalog,
+    cache: PredictorCache,
+    source: SourceConfig,
+    combo: Combo,
+    key: str,
+    member: MemberFit,
+    reference: xr.Dataset,
+    config: BiasAdjustmentConfig,
+) -> tuple[str, str]:
+    """Adjust one combination (input fingerprint ``key``) with its member's fit.
+
+    Writes the adjusted predictors and, for a scenario, the before/after diagnostics;
+    returns their URL and ``"adjusted"``, or ``"cached"`` when they were already there.
+    """
+    where = f"{catalog.path} [{source.name}]"
+    url = member.adjusted_url(cache, source, combo, key)
+    if _exists(url + ".done", cache):
+        return url, "cached"
+    raw = cache.get(source, combo, key)
+    if raw is None:
+        raise SourceError(f"{where} {combo.label}: not in the predictor cache")
+    fitted = member.load(cache)
+    adjusted = fitted.adjust(raw.load()).compute()
+    adjusted.attrs.update(
+        {
+            "bias_adjustment": "xsdba QuantileDeltaMapping",
+            "bias_reference_fingerprint": member.ref_key,
+            "fit": member.url,
+        }
+    )
+    _write(adjusted, url, cache)
+    if combo.facets != member.historical.facets:
+        hist_raw = cache.get(source, member.historical, member.hist_key)
+        if hist_raw is None:
+            raise SourceError(f"{where} {member.historical.label}: not in the predictor cache")
+        hist_url = member.adjusted_url(cache, source, member.historical, member.hist_key)
+        hist_adjusted = (
+            _read(hist_url, cache).load()
+            if _exists(hist_url + ".done", cache)
+            else fitted.adjust(hist_raw.load()).compute()
+        )
+        report = diagnostics(
+            reference, hist_raw.load(), hist_adjusted, raw.load(), adjusted, config=config
+        )
+        _write(report, url.replace("adjusted-", "diagnostics-"), cache)
+    return url, "adjusted"

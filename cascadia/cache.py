@@ -80,11 +80,26 @@ class PredictorCache:
 
     def get(self, source: SourceConfig, combo: Combo, key: str) -> xr.Dataset | None:
         """The cached predictors for ``key``, or None if absent or incomplete."""
+        store = self.complete_url(source, combo, key)
+        if store is None:
+            return None
+        return self.open(store)
+
+    def complete_url(self, source: SourceConfig, combo: Combo, key: str) -> str | None:
+        """URL of the cached predictors for ``key`` if complete (marker written), else None."""
         store, marker = self._paths(source, combo, key)
         fs, path = fsspec.core.url_to_fs(marker, **self.storage_options)
-        if not fs.exists(path):
-            return None
-        return xr.open_zarr(store, storage_options=self._zarr_options(store))
+        return store if fs.exists(path) else None
+
+    def open(self, url: str) -> xr.Dataset:
+        """Open (lazily) a Zarr store of this cache by URL, as ``(time, region)`` predictors.
+
+        Coordinates other than the axes are dropped: a grid-mapping scalar carried
+        along by the regional means (CORDEX's ``rotated_pole``) describes no axis of
+        the cached series, and would make two sources' region axes compare unequal.
+        """
+        ds = xr.open_zarr(url, storage_options=self._zarr_options(url))
+        return ds.drop_vars([c for c in ds.coords if c not in ds.dims])
 
     def put(self, source: SourceConfig, combo: Combo, key: str, extracted: Extracted) -> str:
         """Write the computed predictors, then the marker that makes them count."""
@@ -126,6 +141,39 @@ class PredictorCache:
 
     def _zarr_options(self, url: str) -> dict[str, Any] | None:
         return self.storage_options if "://" in url and self.storage_options else None
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """Where one combination's cached predictors are, and whether they were just made."""
+
+    url: str
+    key: str
+    status: str  # "extracted" or "cached"
+    long_gaps: int = 0
+
+
+def cache_combo(
+    catalog: RunCatalog,
+    cache: PredictorCache,
+    source: SourceConfig,
+    combo: Combo,
+    key: str,
+    datastore: Any = None,
+) -> CacheEntry:
+    """Extract one combination into the cache unless ``key`` is already there.
+
+    ``key`` is :func:`fingerprint` of the combination (computed by the caller, who
+    usually needs it too). Errors propagate (:class:`SourceError` names the entry).
+    """
+    url = cache.complete_url(source, combo, key)
+    if url is not None:
+        return CacheEntry(url, key, "cached")
+    extracted = extract_combo(catalog, source, combo, datastore)
+    extracted.data = extracted.data.compute()
+    check_regions(extracted, catalog, source)
+    url = cache.put(source, combo, key, extracted)
+    return CacheEntry(url, key, "extracted", long_gaps=len(extracted.gaps))
 
 
 @dataclass
@@ -186,16 +234,10 @@ def fill_cache(
         started = time.perf_counter()
         try:
             key = fingerprint(catalog, source, combo)
-            if cache.get(source, combo, key) is not None:
-                outcome = ComboOutcome(source.name, combo.label, "cached")
-            else:
-                extracted = extract_combo(catalog, source, combo, datastore)
-                extracted.data = extracted.data.compute()
-                check_regions(extracted, catalog, source)
-                cache.put(source, combo, key, extracted)
-                outcome = ComboOutcome(
-                    source.name, combo.label, "extracted", long_gaps=len(extracted.gaps)
-                )
+            entry = cache_combo(catalog, cache, source, combo, key, datastore)
+            outcome = ComboOutcome(
+                source.name, combo.label, entry.status, long_gaps=entry.long_gaps
+            )
         except Exception as exc:  # isolate: report and go on with the others
             outcome = ComboOutcome.failed(
                 source.name, combo.label, f"{catalog.path} [{source.name}]", exc, started

@@ -204,6 +204,171 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from cascadia.events import EventError
+    from cascadia.jobs import JobError
+    from cascadia.observations import ObservationError
+    from cascadia.targets import TargetError
+    from cascadia.tuning import load_tune_job, run_tune_job
+
+    if args.trials is not None and args.trials < 1:
+        return _fail(f"--trials must be at least 1, got {args.trials}")
+    started = time.perf_counter()
+    try:
+        job = load_tune_job(args.job)
+        result = run_tune_job(job, args.study_dir, args.trials, log=lambda line: console.log(line))
+    except (JobError, ObservationError, TargetError, EventError, ValidationError) as exc:
+        return _fail(str(exc))
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result.states.items()))
+    best = result.best
+    print(f"study {result.storage} ({states}; {time.perf_counter() - started:.0f} s)")
+    print(
+        f"  best trial {best['trial']}: validation CRPS {best['validation_crps']:.4f} °C, "
+        f"{best['candidate']['architecture']} {best['candidate']['hparams']}, "
+        f"lookback {best['candidate']['lookback_days']} d, "
+        f"learning rate {best['candidate']['learning_rate']:.2e}"
+    )
+    print(f"  comparison  {result.directory / 'comparison.md'} (.csv, .json)")
+    print(f"  best job    {result.directory / 'best-train-job.yaml'}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from cascadia.inference import InferenceConfig
+    from cascadia.pipeline import RunInputError, run_pipeline
+
+    if args.workers is not None and args.workers < 1:
+        return _fail(f"--workers must be at least 1, got {args.workers}")
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    total = [0]
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    # the bar starts once the inputs are checked: bad input prints one line only
+    planning = console.status("planning the run: catalogs, input fingerprints, results store")
+    progress = Progress(*columns, console=console)
+
+    def describe() -> str:
+        left = total[0] - sum(counts.values())
+        return (
+            f"combinations: {counts['done'] + counts['skipped']} done "
+            f"({counts['skipped']} up to date), {counts['failed']} failed, {left} left"
+        )
+
+    def on_total(n: int) -> None:
+        planning.stop()
+        total[0] = n
+        progress.start()
+        progress.add_task(describe(), total=n)
+
+    def on_result(result) -> None:
+        counts[result.status] += 1
+        progress.update(progress.task_ids[0], advance=1, description=describe())
+        if result.status == "failed":
+            progress.console.print(f"[red]failed[/] {result.label}: {result.reason}")
+
+    planning.start()
+    try:
+        summary = run_pipeline(
+            args.catalog,
+            args.model,
+            args.out,
+            cache=args.cache,
+            config=InferenceConfig(member_series=not args.no_member_series),
+            cluster=args.cluster,
+            workers=args.workers,
+            on_total=on_total,
+            on_result=on_result,
+        )
+    except RunInputError as exc:
+        return _fail(str(exc))
+    finally:
+        planning.stop()
+        progress.stop()
+    table = Table(title=f"results store {summary.store}")
+    for column in ("combination", "catalog entry", "status", "seconds", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in sorted(summary.results, key=lambda r: (r.entry, r.label)):
+        table.add_row(r.label, r.entry, r.status, f"{r.seconds:.1f}", r.reason)
+    Console().print(table)
+    print(
+        f"{summary.count('done')} done, {summary.count('skipped')} up to date, "
+        f"{summary.count('failed')} failed; {summary.tasks_submitted} tasks; "
+        f"spread statistics: {summary.spread}; {summary.seconds:.0f} s"
+    )
+    return 0 if summary.ok else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from cascadia.demo import DemoError, run_demo
+    from cascadia.jobs import JobError
+    from cascadia.pipeline import RunInputError
+
+    if args.workers is not None and args.workers < 1:
+        return _fail(f"--workers must be at least 1, got {args.workers}")
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    progress = Progress(*columns, console=console)
+    status = console.status("demo: synth")
+    names = iter(("train", "run", "report"))
+
+    def on_stage(stage) -> None:
+        progress.stop()
+        mark = "[dim]skipped[/]" if stage.skipped else "[green]done[/]"
+        console.print(f"{stage.name:<7} {mark} {stage.seconds:7.1f} s  {stage.detail}")
+        status.update(f"demo: {next(names, 'finishing')}")
+
+    def on_total(n: int) -> None:
+        status.stop()
+        progress.start()
+        progress.add_task("combinations", total=n)
+
+    def on_result(result) -> None:
+        progress.update(progress.task_ids[0], advance=1)
+        if result.status == "failed":
+            progress.console.print(f"[red]failed[/] {result.label}: {result.reason}")
+
+    status.start()
+    try:
+        result = run_demo(
+            args.preset,
+            args.out,
+            workers=args.workers,
+            seed=args.seed,
+            log=lambda line: status.update(f"demo: {line}"),
+            on_stage=on_stage,
+            on_total=on_total,
+            on_result=on_result,
+        )
+    except (DemoError, JobError, RunInputError) as exc:
+        return _fail(str(exc))
+    finally:
+        status.stop()
+        progress.stop()
+    total = sum(s.seconds for s in result.stages)
+    print(f"demo ({args.preset}, seed {args.seed}) in {total:.0f} s under {result.out}")
+    print(f"  world         {result.world}")
+    print(f"  model         {result.model} (job {result.out / 'train.yaml'})")
+    print(f"  results       {result.results}")
+    for path in result.report.files if result.report else []:
+        print(f"  report        {path}")
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cascadia-ensemble",
@@ -270,6 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="only these sources of the catalogs (repeatable)",
     )
+    extract.add_argument(
+        "--no-bias-adjustment",
+        action="store_true",
+        help="extract only; skip the catalog's bias adjustment of projections",
+    )
     extract.set_defaults(handler=_extract)
 
     train = commands.add_parser(
@@ -285,6 +455,83 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an existing model directory"
     )
     train.set_defaults(handler=_train)
+
+    tune = commands.add_parser(
+        "tune",
+        help="hyperparameter search (optuna) and comparison of the best configurations",
+        description="Search architecture, size, lookback, learning rate and dropout with "
+        "optuna (pruning; SQLite study that resumes) on the train/validation winters of a "
+        "tune job (see docs/tuning.md), retrain the top configurations as ensembles and "
+        "compare them on the test winters (bootstrap and Diebold-Mariano tables).",
+    )
+    tune.add_argument("--job", required=True, metavar="FILE", help="tune job YAML")
+    tune.add_argument(
+        "--study-dir",
+        metavar="DIR",
+        help="study directory for the SQLite file and results (default: the storage's folder)",
+    )
+    tune.add_argument(
+        "--trials", type=int, metavar="N", help="total trials of the study (default: the job's)"
+    )
+    tune.set_defaults(handler=_tune)
+    run = commands.add_parser(
+        "run",
+        help="run a trained model over every combination of run catalogs into a results store",
+        description="Enumerate every (source, experiment, member) combination of the run "
+        "catalogs and run, on a Dask cluster, one task chain per combination: cached "
+        "extraction, bias adjustment (projections), features, deep-ensemble inference, "
+        "events, written by region into one consolidated Zarr store (see docs/run.md). "
+        "Combinations already stored with the same fingerprint are skipped; failures are "
+        "listed without stopping the others. Exit 0 when every combination is done, 1 when "
+        "some failed, 2 for bad input.",
+    )
+    run.add_argument(
+        "--catalog",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="run catalog YAML (repeatable)",
+    )
+    run.add_argument(
+        "--model", required=True, metavar="DIR", help="model directory (cascadia-ensemble train)"
+    )
+    run.add_argument(
+        "--out", required=True, metavar="URL", help="results store (Zarr folder or fsspec URL)"
+    )
+    run.add_argument(
+        "--cache",
+        metavar="URL",
+        help="predictor cache folder or fsspec URL (default: ~/.cache/cascadia/predictors)",
+    )
+    run.add_argument(
+        "--cluster",
+        metavar="KIND",
+        help="local | slurm | pbs | tcp://HOST:PORT (default: cascadia.cluster config, local)",
+    )
+    run.add_argument(
+        "--workers", type=int, metavar="N", help="Dask workers (default: cores for local)"
+    )
+    run.add_argument(
+        "--no-member-series",
+        action="store_true",
+        help="do not store each member's daily series (temperature_member)",
+    )
+    run.set_defaults(handler=_run)
+    demo = commands.add_parser(
+        "demo",
+        help="the whole chain on the embedded twin world: synth, train, run, report",
+        description="Build the twin world, train the deep ensemble on it, run it over every "
+        "reanalysis and projection of the world into one results store and write a report "
+        "that compares the projected change of cascading with the twin's truth. Stages "
+        "whose output is already complete under --out are skipped (see docs/run.md).",
+    )
+    demo.add_argument("--preset", default="demo", help="tiny | demo (default: demo)")
+    demo.add_argument("--out", default="demo", metavar="DIR", help="output folder (default: demo)")
+    demo.add_argument(
+        "--workers", type=int, metavar="N", help="Dask workers (default: one per core)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="twin world seed (default: 0)")
+    demo.set_defaults(handler=_demo)
     return parser
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "background_series",
     "event_days",
     "event_probability",
+    "events_from_flags",
     "events_table",
     "winter_labels",
     "winter_statistics",
@@ -351,9 +352,21 @@ def event_days(
     cfg = config or EventConfig()
     _check_dim(anomaly, dim)
     thr = _threshold(anomaly, threshold, cfg)
-    below = anomaly < -thr
+    return events_from_flags(anomaly < -thr, config=cfg, dim=dim)
+
+
+def events_from_flags(
+    below: xr.DataArray, *, config: EventConfig | None = None, dim: str = "time"
+) -> xr.DataArray:
+    """Event days from daily "below threshold" flags (the duration and gap rule).
+
+    The second half of :func:`event_days`, for flags that do not come from an
+    anomaly — e.g. a forecast's probability of being below the threshold.
+    """
+    cfg = config or EventConfig()
+    _check_dim(below, dim)
     if cfg.season_months is not None:
-        below = below & anomaly[dim].dt.month.isin(cfg.season_months)
+        below = below & below[dim].dt.month.isin(cfg.season_months)
     mask = xr.apply_ufunc(
         _event_mask_np,
         _one_time_chunk(below, dim),
@@ -362,7 +375,7 @@ def event_days(
         dask="parallelized",
         output_dtypes=[bool],
         kwargs={"max_gap": cfg.max_gap_days, "min_count": cfg.min_duration_days},
-    ).transpose(*anomaly.dims)
+    ).transpose(*below.dims)
     mask.name = "event"
     mask.attrs = {
         "long_name": "day belonging to a cascading event",

@@ -5,8 +5,9 @@ A training job names, in one YAML file validated where it enters (pydantic,
 
 * ``predictors`` — the run catalog and source (e.g. the twin's
   ``catalogs/reanalysis.yaml``, source ``era5``), the predictor cache that
-  holds its canonical daily predictors, and optional subsets of variables
-  and regions (default: every variable of every region);
+  holds its canonical daily predictors;
+* ``features`` — a :class:`cascadia.features.FeatureSpec` (variable and region
+  subsets, the physics-shaped buoyancy-loss columns);
 * ``observations`` — a :class:`cascadia.observations.ObservationConfig`;
 * ``targets`` — the background treatment (:class:`cascadia.targets.BackgroundConfig`)
   and the predictor spin-up kept before the first observation;
@@ -30,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cascadia.events import EventConfig
+from cascadia.features import FeatureSpec
 from cascadia.observations import ObservationConfig
 from cascadia.targets import BackgroundConfig
 from cascadia.training import TrainingConfig
@@ -41,6 +43,7 @@ __all__ = [
     "TargetSpec",
     "TrainJob",
     "load_train_job",
+    "read_job_yaml",
 ]
 
 
@@ -68,8 +71,6 @@ class PredictorSpec(_Strict):
         Predictor cache folder or fsspec URL; filled if the source is not cached.
     cache_storage_options
         fsspec options of the cache.
-    variables, regions
-        Subsets of canonical variables and region names (all if None).
     """
 
     catalog: str
@@ -77,8 +78,6 @@ class PredictorSpec(_Strict):
     combo: dict[str, str] = Field(default_factory=dict)
     cache: str
     cache_storage_options: dict[str, Any] = Field(default_factory=dict)
-    variables: list[str] | None = None
-    regions: list[str] | None = None
 
 
 class TargetSpec(_Strict):
@@ -122,6 +121,7 @@ class TrainJob(_Strict):
     """A validated training job; ``path`` is the job file (for relative paths)."""
 
     predictors: PredictorSpec
+    features: FeatureSpec = Field(default_factory=FeatureSpec)
     observations: ObservationConfig
     targets: TargetSpec = Field(default_factory=TargetSpec)
     events: EventConfig = Field(default_factory=EventConfig)
@@ -164,6 +164,19 @@ def _where(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
+def read_job_yaml(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a job file (``yaml.safe_load``), or a JobError naming it."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise JobError(f"{path}: no such job file") from None
+    except yaml.YAMLError as exc:
+        raise JobError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise JobError(f"{path}: expected a mapping at the top level")
+    return data
+
+
 def load_train_job(path: str | Path) -> TrainJob:
     """Read and validate a training job YAML (``yaml.safe_load``).
 
@@ -173,14 +186,7 @@ def load_train_job(path: str | Path) -> TrainJob:
         Naming the file and, for invalid content, each offending field.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise JobError(f"{path}: no such job file") from None
-    except yaml.YAMLError as exc:
-        raise JobError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise JobError(f"{path}: expected a mapping at the top level")
+    data = read_job_yaml(path)
     try:
         return TrainJob.model_validate({**data, "path": str(path.resolve())})
     except ValidationError as exc:

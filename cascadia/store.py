@@ -8,11 +8,16 @@ never touch each other's chunks. The store is created lazily from a dask templat
 (``compute=False``): large variables have no chunk on disk until a combination is
 written, and read back as NaN (explicit ``_FillValue`` NaN).
 
-A combination's data is written first and its ``status``/provenance last, so a run killed
-mid-write leaves the combination "missing" (or its previous status) and a rerun redoes it.
-Region writes never rewrite ``.zmetadata``: the metadata does not change after
-:func:`initialise_store`, so the consolidated metadata stays valid without concurrent
-writers racing on one file.
+A combination is first marked "writing", then its data is written, then its
+``status``/provenance ("done") last, so a run killed mid-write leaves the combination
+"writing" (never "done" over half-new data) and a rerun redoes it. Region writes never
+rewrite ``.zmetadata``: the metadata does not change after :func:`initialise_store`, so
+the consolidated metadata stays valid without concurrent writers racing on one file;
+only the client re-consolidates (:func:`update_attrs`), before or after the writers.
+
+:func:`prepare_store` reuses an existing store whose axes can take a run (combos of a run
+that fall in holes of the label product are switched from "not_in_catalog" to "missing")
+and refuses, naming the difference, one that cannot: it never wipes a written combination.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dask.array as da
+import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 
 COMBO_DIMS: tuple[str, str, str] = ("experiment", "source_id", "member_id")
-STATUSES: tuple[str, ...] = ("missing", "done", "failed")
+STATUSES: tuple[str, ...] = ("missing", "writing", "done", "failed")
 PROVENANCE_VARS: tuple[str, ...] = (
     "fingerprint",
     "model_checkpoint_hash",
@@ -37,69 +44,124 @@ PROVENANCE_VARS: tuple[str, ...] = (
 STRING_VARS: tuple[str, ...] = ("status", "status_reason", *PROVENANCE_VARS)
 TIME_UNITS = "days since 1850-01-01"
 CALENDAR = "standard"
+TITLE = "cascadia ensemble results"
+
+_TEMPERATURE = {"standard_name": "sea_water_temperature", "units": "degree_Celsius"}
+_COOLING = {"units": "degree_Celsius", "units_metadata": "temperature: difference"}
+_EVENT_RULE = (
+    "event rule of the model's job.yaml (events) on the predicted anomaly, see docs/events.md"
+)
 
 # name -> (non-combo dims, attrs)
 RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "temperature_mean": (
         ("time", "depth"),
         {
-            "standard_name": "sea_water_temperature",
+            **_TEMPERATURE,
             "long_name": "Deep-ensemble mean of daily sea water temperature",
-            "units": "degree_Celsius",
             "cell_methods": "time: mean ensemble: mean",
         },
     ),
     "temperature_std": (
         ("time", "depth"),
         {
-            "standard_name": "sea_water_temperature",
+            **_TEMPERATURE,
             "long_name": "Deep-ensemble standard deviation of daily sea water temperature",
-            "units": "degree_Celsius",
             "cell_methods": "time: mean ensemble: standard_deviation",
         },
     ),
     "temperature_quantile": (
         ("quantile", "time", "depth"),
         {
-            "standard_name": "sea_water_temperature",
+            **_TEMPERATURE,
             "long_name": "Deep-ensemble predictive quantiles of daily sea water temperature",
-            "units": "degree_Celsius",
             "cell_methods": "time: mean ensemble: quantile",
         },
     ),
+    "temperature_member": (
+        ("ensemble", "time", "depth"),
+        {
+            **_TEMPERATURE,
+            "long_name": "Daily sea water temperature predicted by each deep-ensemble member",
+            "cell_methods": "time: mean",
+        },
+    ),
     "event_probability": (
-        ("time",),
+        ("time", "depth"),
         {
             "long_name": "Probability of a dense shelf water cascading event day",
             "units": "1",
             "cell_methods": "time: point ensemble: mean",
+            "comment": "mean over deep-ensemble members of their event-head probability",
         },
     ),
     "event_days": (
-        ("winter", "ensemble"),
+        ("winter", "depth"),
         {
-            "long_name": "Cascading event days per winter",
+            "long_name": "Cascading event days per winter (deep-ensemble mean anomaly)",
             "units": "days",
             "cell_methods": "time: sum within winter",
+            "comment": _EVENT_RULE,
         },
     ),
     "event_count": (
-        ("winter", "ensemble"),
+        ("winter", "depth"),
         {
-            "long_name": "Number of cascading events per winter",
+            "long_name": "Cascading events starting in the winter (deep-ensemble mean anomaly)",
             "units": "1",
             "cell_methods": "time: sum within winter",
+            "comment": _EVENT_RULE,
         },
     ),
     "peak_intensity": (
-        ("winter", "ensemble"),
+        ("winter", "depth"),
         {
-            "long_name": "Peak cascading intensity (largest negative temperature anomaly)",
-            "units": "degree_Celsius",
-            "cell_methods": "time: minimum within winter",
+            **_COOLING,
+            "long_name": "Largest cooling below the background on an event day "
+            "(deep-ensemble mean anomaly; positive = colder)",
+            "cell_methods": "time: maximum within winter",
+        },
+    ),
+    "member_event_days": (
+        ("winter", "ensemble", "depth"),
+        {
+            "long_name": "Cascading event days per winter of each deep-ensemble member",
+            "units": "days",
+            "cell_methods": "time: sum within winter",
+            "comment": _EVENT_RULE,
+        },
+    ),
+    "member_event_count": (
+        ("winter", "ensemble", "depth"),
+        {
+            "long_name": "Cascading events starting in the winter, per deep-ensemble member",
+            "units": "1",
+            "cell_methods": "time: sum within winter",
+            "comment": _EVENT_RULE,
+        },
+    ),
+    "member_peak_intensity": (
+        ("winter", "ensemble", "depth"),
+        {
+            **_COOLING,
+            "long_name": "Largest cooling below the background on an event day, per "
+            "deep-ensemble member (positive = colder)",
+            "cell_methods": "time: maximum within winter",
+        },
+    ),
+    "winter_days": (
+        ("winter",),
+        {
+            "long_name": "Days of the winter covered by the combination's run",
+            "units": "days",
+            "comment": "the winter statistics cover these days: fewer than a full winter at "
+            "the ends of a run; a scenario's first winter includes the days of the "
+            "historical run it continues",
         },
     ),
 }
+#: Result variables a store may go without (``ResultsSchema.member_series``).
+OPTIONAL_VARS: tuple[str, ...] = ("temperature_member",)
 
 
 class StoreError(ValueError):
@@ -116,6 +178,7 @@ class ResultsSchema:
     quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
     n_members: int = 5
     winters: tuple[int, ...] = field(default_factory=tuple)
+    member_series: bool = True  # store temperature_member (ensemble, time, depth)
 
     def __post_init__(self) -> None:
         combos = tuple(tuple(str(x) for x in c) for c in self.combos)
@@ -139,6 +202,25 @@ class ResultsSchema:
         object.__setattr__(self, "winters", tuple(int(w) for w in self.winters))
         if self.n_members < 1:
             raise StoreError("n_members must be >= 1")
+
+    def __eq__(self, other: object) -> bool:
+        """Same combinations (in any order), same axes."""
+        if not isinstance(other, ResultsSchema):
+            return NotImplemented
+        fields = ("depth", "quantiles", "n_members", "winters", "member_series")
+        return (
+            sorted(self.combos) == sorted(other.combos)
+            and all(getattr(self, f) == getattr(other, f) for f in fields)
+            and np.array_equal(self.time, other.time)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # holds an array
+
+    @property
+    def variables(self) -> dict[str, tuple[tuple[str, ...], dict[str, str]]]:
+        """The per-combination result variables of this store."""
+        skip = () if self.member_series else OPTIONAL_VARS
+        return {k: v for k, v in RESULT_VARS.items() if k not in skip}
 
     def _labels(self, i: int) -> list[str]:
         return sorted({c[i] for c in self.combos})
@@ -189,7 +271,7 @@ def template(schema: ResultsSchema, attrs: Mapping[str, Any] | None = None) -> x
     coords = schema.coords()
     combo_shape = _shape(schema, COMBO_DIMS)
     data_vars: dict[str, xr.Variable] = {}
-    for name, (extra, vattrs) in RESULT_VARS.items():
+    for name, (extra, vattrs) in schema.variables.items():
         dims = (*COMBO_DIMS, *extra)
         shape = _shape(schema, dims)
         chunks = (1, 1, 1, *shape[3:])
@@ -223,7 +305,7 @@ def template(schema: ResultsSchema, attrs: Mapping[str, Any] | None = None) -> x
     ds["quantile"].attrs.update({"long_name": "quantile level", "units": "1"})
     ds["ensemble"].attrs.update({"long_name": "deep-ensemble member index"})
     ds["winter"].attrs.update({"long_name": "winter, labelled by the year of its January"})
-    ds.attrs.update({"Conventions": "CF-1.10", "title": "cascadia ensemble results"})
+    ds.attrs.update({"Conventions": "CF-1.10", "title": TITLE})
     ds.attrs.update(dict(attrs or {}))
     return ds
 
@@ -297,7 +379,7 @@ def _strings(values: Mapping[str, str]) -> xr.Dataset:
 
 def _conform(schema: ResultsSchema, dataset: xr.Dataset) -> xr.Dataset:
     """One combo's results, reindexed on the store's axes (NaN where not covered)."""
-    missing = [v for v in RESULT_VARS if v not in dataset]
+    missing = [v for v in schema.variables if v not in dataset]
     if missing:
         raise StoreError(f"dataset lacks result variables {missing}")
     dataset = dataset.drop_vars([d for d in COMBO_DIMS if d in dataset.coords])
@@ -317,7 +399,7 @@ def _conform(schema: ResultsSchema, dataset: xr.Dataset) -> xr.Dataset:
             raise StoreError(f"winters outside the store axis: {sorted(extra_w)}")
     coords = schema.coords()
     out = {}
-    for name, (extra_dims, _) in RESULT_VARS.items():
+    for name, (extra_dims, _) in schema.variables.items():
         var = dataset[name]
         dims = [d for d in var.dims if d not in COMBO_DIMS]
         if set(dims) != set(extra_dims):
@@ -352,6 +434,8 @@ def write_combo(
     if lacking:
         raise StoreError(f"provenance lacks {lacking}")
     data = _conform(schema, dataset)
+    writing = {"status": "writing", "status_reason": "", "fingerprint": ""}
+    _region_write(url, _strings(writing), region, storage_options)
     _region_write(url, data, region, storage_options)
     meta = {k: provenance[k] for k in PROVENANCE_VARS}
     meta.update(status="done", status_reason="")
@@ -394,3 +478,139 @@ def combo_status(url: str, storage_options: Mapping[str, Any] | None = None) -> 
     df = df[df["status"] != "not_in_catalog"]
     cols = [*COMBO_DIMS, *STRING_VARS]
     return df[cols].astype(str).reset_index(drop=True)
+
+
+def _zarr_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"storage_options": dict(storage_options)} if storage_options else {}
+
+
+def open_schema(url: str, storage_options: Mapping[str, Any] | None = None) -> ResultsSchema | None:
+    """The schema of the results store at ``url``; None if nothing is there.
+
+    Raises
+    ------
+    StoreError
+        Something is at ``url`` that is not a (complete) cascadia results store.
+    """
+    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    if not fs.exists(path) or not fs.ls(path):
+        return None
+    try:
+        ds = _open(url, storage_options)
+    except (OSError, KeyError, ValueError) as exc:
+        raise StoreError(
+            f"{url} exists but is not a consolidated Zarr results store ({exc}); "
+            "remove it or choose another output"
+        ) from None
+    with ds:
+        if ds.attrs.get("title") != TITLE or "status" not in ds:
+            raise StoreError(f"{url} exists but is not a cascadia results store")
+        status = ds["status"].values
+        labels = [[str(x) for x in ds[d].values] for d in COMBO_DIMS]
+        combos = [
+            (labels[0][i], labels[1][j], labels[2][k])
+            for i, j, k in zip(*np.nonzero(status != "not_in_catalog"), strict=True)
+        ]
+        return ResultsSchema(
+            combos=tuple(combos),
+            time=ds["time"].values,
+            depth=tuple(ds["depth"].values.tolist()),
+            quantiles=tuple(ds["quantile"].values.tolist()),
+            n_members=ds.sizes["ensemble"],
+            winters=tuple(ds["winter"].values.tolist()),
+            member_series=all(v in ds for v in OPTIONAL_VARS),
+        )
+
+
+def _day(value: np.datetime64) -> str:
+    return str(np.datetime64(value, "D"))
+
+
+def incompatibilities(existing: ResultsSchema, wanted: ResultsSchema) -> list[str]:
+    """Why a store with schema ``existing`` cannot take the combinations of ``wanted``."""
+    problems = []
+    for name in ("depth", "quantiles", "n_members", "member_series"):
+        if getattr(existing, name) != getattr(wanted, name):
+            problems.append(
+                f"{name} is {getattr(existing, name)} in the store, "
+                f"{getattr(wanted, name)} for this run"
+            )
+    for i, dim in enumerate(COMBO_DIMS):
+        new = sorted(set(wanted._labels(i)) - set(existing._labels(i)))
+        if new:
+            problems.append(f"new {dim} labels {new} (labels cannot be inserted)")
+    if len(wanted.time) and (
+        not len(existing.time)
+        or wanted.time[0] < existing.time[0]
+        or wanted.time[-1] > existing.time[-1]
+    ):
+        have = (
+            f"{_day(existing.time[0])}..{_day(existing.time[-1])}" if len(existing.time) else "none"
+        )
+        problems.append(
+            f"time {_day(wanted.time[0])}..{_day(wanted.time[-1])} is not within the store's {have}"
+        )
+    new_winters = sorted(set(wanted.winters) - set(existing.winters))
+    if new_winters:
+        problems.append(f"new winters {new_winters}")
+    return problems
+
+
+def prepare_store(
+    url: str,
+    schema: ResultsSchema,
+    attrs: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> ResultsSchema:
+    """Create the store, or reuse an existing one that can take ``schema``'s combos.
+
+    Returns the schema to write with: the existing store's (its axes fix the regions),
+    with this run's combos added where they fall in holes of its label product.
+    Written combinations are never touched here.
+
+    Raises
+    ------
+    StoreError
+        The existing store cannot take the run (new labels, a longer time axis, other
+        depths / quantiles / members): each difference is named.
+    """
+    existing = open_schema(url, storage_options)
+    if existing is None:
+        initialise_store(url, schema, attrs, storage_options)
+        return schema
+    problems = incompatibilities(existing, schema)
+    if problems:
+        raise StoreError(
+            f"the results store {url} cannot take this run: "
+            + "; ".join(problems)
+            + ". Write to a new --out (a store's axes are fixed when it is created)."
+        )
+    holes = [c for c in schema.combos if c not in existing.combos]
+    merged = ResultsSchema(
+        combos=existing.combos + tuple(holes),
+        time=existing.time,
+        depth=existing.depth,
+        quantiles=existing.quantiles,
+        n_members=existing.n_members,
+        winters=existing.winters,
+        member_series=existing.member_series,
+    )
+    for combo in holes:
+        _region_write(url, _strings({"status": "missing"}), merged.region(combo), storage_options)
+    if attrs:
+        update_attrs(url, attrs, storage_options)
+    return merged
+
+
+def update_attrs(
+    url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Set global attributes and re-consolidate (client side, while no worker writes).
+
+    Nothing is rewritten when the attributes already have these values.
+    """
+    group = zarr.open_group(url, mode="r+", zarr_format=2, **_zarr_options(storage_options))
+    if all(group.attrs.get(k) == v for k, v in attrs.items()):
+        return
+    group.attrs.update(dict(attrs))
+    zarr.consolidate_metadata(group.store, zarr_format=2)

@@ -53,6 +53,7 @@ __all__ = [
     "TargetError",
     "align_series",
     "compute_background",
+    "extend_background",
     "flatten_predictors",
 ]
 
@@ -137,7 +138,9 @@ def _days(time: Any) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(np.asarray(time))).normalize()
 
 
-def _extend(values: FloatArray, days: pd.DatetimeIndex, cfg: BackgroundConfig) -> FloatArray:
+def extend_background(
+    values: FloatArray, days: pd.DatetimeIndex, cfg: BackgroundConfig
+) -> FloatArray:
     """Fill one depth's background: interpolate inside the known span, extrapolate outside."""
     out = values.copy()
     known = np.flatnonzero(np.isfinite(values))
@@ -201,7 +204,8 @@ def compute_background(
     ).transpose("time", "depth")
     days = _days(temperature["time"].values)
     filled = np.stack(
-        [_extend(raw.values[:, j], days, config) for j in range(raw.sizes["depth"])], axis=1
+        [extend_background(raw.values[:, j], days, config) for j in range(raw.sizes["depth"])],
+        axis=1,
     )
     out = xr.DataArray(filled, dims=("time", "depth"), coords=raw.coords, name="background")
     out.attrs = {

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import xarray as xr
 import yaml
@@ -39,6 +40,12 @@ from cascadia.baselines import (
     PersistenceBaseline,
 )
 from cascadia.cache import PredictorCache, fill_cache, fingerprint
+from cascadia.calibration import (
+    exceedance_probability,
+    fit_calibration,
+    fit_probability_thresholds,
+    probability_events,
+)
 from cascadia.catalog import SourceError, enumerate_combos, open_collection
 from cascadia.config import CatalogError, load_run_catalog
 from cascadia.ensemble import DeepEnsemble
@@ -46,19 +53,19 @@ from cascadia.evaluation import (
     Forecast,
     bootstrap_crps_difference,
     evaluate_forecasts,
-    forecast_events,
     per_winter_event_days,
     write_json,
     write_report,
 )
 from cascadia.events import winter_labels
+from cascadia.features import model_features, save_feature_spec
 from cascadia.jobs import JobError, TrainJob
 from cascadia.metrics import gaussian_interval
 from cascadia.observations import load_mooring
-from cascadia.targets import AlignedSeries, align_series, flatten_predictors
+from cascadia.targets import AlignedSeries, align_series
 from cascadia.training import SeriesData, train_ensemble
 
-__all__ = ["TrainJobResult", "load_predictors", "run_train_job"]
+__all__ = ["JobSeries", "TrainJobResult", "load_predictors", "prepare_job_series", "run_train_job"]
 
 #: Region whose predictors feed the buoyancy-index baseline (the dense-water source).
 SHELF_REGION = "gulf_of_lion_shelf"
@@ -131,8 +138,32 @@ def load_predictors(job: TrainJob) -> tuple[Any, dict[str, Any]]:
     return data.load(), info
 
 
+def _probability_events(
+    anomaly_mean: npt.NDArray[np.float64],
+    std: npt.NDArray[np.float64],
+    series: AlignedSeries,
+    job: TrainJob,
+    validation: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.bool_]:
+    """Event days by the ensemble's rule: P(below threshold) ≥ a validation-chosen level.
+
+    Every model (members, baselines) gets the same rule with its own level fitted
+    on the validation winters, so event scores compare forecasts, not rules.
+    """
+    thresholds = [job.events.threshold_for(d) for d in series.depths]
+    prob = exceedance_probability(anomaly_mean, std, thresholds)
+    levels = fit_probability_thresholds(
+        prob, series.events, validation, series.time, series.depths, job.events
+    )
+    return probability_events(prob, series.time, series.depths, levels, job.events)
+
+
 def _baseline_forecast(
-    name: str, pred: BaselinePrediction, series: AlignedSeries, job: TrainJob
+    name: str,
+    pred: BaselinePrediction,
+    series: AlignedSeries,
+    job: TrainJob,
+    validation: npt.NDArray[np.bool_],
 ) -> Forecast:
     mean = series.background + pred.mean
     std = np.maximum(pred.std, 1e-6)
@@ -143,11 +174,13 @@ def _baseline_forecast(
         member_std=std[None],
         lower=lower,
         upper=upper,
-        events=forecast_events(pred.mean, series.time, series.depths, job.events),
+        events=_probability_events(pred.mean[None], std[None], series, job, validation),
     )
 
 
-def _baselines(series: AlignedSeries, job: TrainJob) -> list[Forecast]:
+def _baselines(
+    series: AlignedSeries, job: TrainJob, validation: npt.NDArray[np.bool_]
+) -> list[Forecast]:
     """Climatology, persistence (climatology where last year is missing), index regression."""
     cfg = job.training
     time, y = series.time, series.anomaly
@@ -175,9 +208,9 @@ def _baselines(series: AlignedSeries, job: TrainJob) -> list[Forecast]:
     reg = BuoyancyRegressionBaseline(winter_start_month=cfg.winter_start_month)
     reg_pred = reg.fit(time, y, cfg.train_winters, shelf).predict(time, shelf)
     return [
-        _baseline_forecast("climatology", clim_pred, series, job),
-        _baseline_forecast("persistence", pers_pred, series, job),
-        _baseline_forecast("index_regression", reg_pred, series, job),
+        _baseline_forecast("climatology", clim_pred, series, job, validation),
+        _baseline_forecast("persistence", pers_pred, series, job, validation),
+        _baseline_forecast("index_regression", reg_pred, series, job, validation),
     ]
 
 
@@ -192,6 +225,7 @@ def _write_records(
         frame[f"background_{depth:g}"] = series.background[:, j]
         frame[f"observed_{depth:g}"] = series.temperature[:, j]
     frame.to_csv(directory / "background.csv", index=False, float_format="%.5f")
+    save_feature_spec(directory, job.features)
     bg = job.targets.background
     records = {
         "target": "daily temperature minus background (degree_Celsius anomaly)",
@@ -207,6 +241,85 @@ def _write_records(
         "cascadia_version": __version__,
     }
     write_json(directory / "targets.json", records)
+
+
+@dataclass
+class JobSeries:
+    """A job's data, ready to train on: what :func:`prepare_job_series` returns.
+
+    Attributes
+    ----------
+    observations
+        The mooring (:func:`cascadia.observations.load_mooring`), with its QC report.
+    provenance : dict
+        Predictor provenance (catalog, source, combination, cache fingerprint).
+    series : AlignedSeries
+        Features, background, anomaly targets and observed event days on one daily axis.
+    winters : numpy.ndarray
+        ``(time,)`` winter year of each day.
+    """
+
+    observations: Any
+    provenance: dict[str, Any]
+    series: AlignedSeries
+    winters: npt.NDArray[np.int64]
+
+
+def training_data(series: AlignedSeries) -> SeriesData:
+    """The aligned predictors, anomaly targets and event days as training input."""
+    return SeriesData(
+        time=series.time,
+        predictors=series.predictors,
+        targets=series.anomaly,
+        feature_names=series.feature_names,
+        events=series.events,
+        depths=series.depths,
+    )
+
+
+def prepare_job_series(job: TrainJob, log: Callable[[str], None] = print) -> JobSeries:
+    """Load a job's observations and predictors and align features with targets.
+
+    Shared by the train and tune jobs, so that a search sees exactly the data a
+    training job would. Every split winter must hold an observed day.
+
+    Raises
+    ------
+    JobError, ObservationError, TargetError
+        As :func:`run_train_job`.
+    """
+    job = job.resolved()
+    # Observations first: a bad mooring config fails in seconds, before any extraction.
+    obs = load_mooring(job.observations)
+    data, provenance = load_predictors(job)
+    features = model_features(data, job.features)
+    log(f"predictors: {len(features['feature'])} features, {features.sizes['time']} days")
+    series = align_series(
+        features,
+        obs.temperature,
+        job.targets.background,
+        job.events,
+        exclude_winters=job.training.test_winters,
+        spinup_days=job.targets.spinup_days,
+    )
+    cfg = job.training
+    winters = np.asarray(
+        winter_labels(xr.DataArray(series.time, dims="time"), cfg.winter_start_month).values,
+        dtype=np.int64,
+    )
+    for split, listed in (
+        ("train", cfg.train_winters),
+        ("validation", cfg.validation_winters),
+        ("test", cfg.test_winters),
+    ):
+        empty = [w for w in listed if not np.isfinite(series.anomaly[winters == w]).any()]
+        if empty:
+            raise JobError(
+                f"{split} winters {empty} have no observed day within the series "
+                f"{series.info['series_period']} (observed {series.info['observed_period']})"
+            )
+    log(f"targets: {series.info['series_period']}, observed {series.info['n_observed_days']}")
+    return JobSeries(obs, provenance, series, winters)
 
 
 def run_train_job(
@@ -249,62 +362,44 @@ def run_train_job(
         raise JobError(f"model directory {directory} exists (pass --overwrite to replace it)")
 
     t0 = _time.perf_counter()
-    # Observations first: a bad mooring config fails in seconds, before any extraction.
-    obs = load_mooring(job.observations)
-    data, provenance = load_predictors(job)
-    features, _ = flatten_predictors(data, job.predictors.variables, job.predictors.regions)
-    log(f"predictors: {len(features['feature'])} features, {features.sizes['time']} days")
-    series = align_series(
-        features,
-        obs.temperature,
-        job.targets.background,
-        job.events,
-        exclude_winters=job.training.test_winters,
-        spinup_days=job.targets.spinup_days,
+    prepared = prepare_job_series(job, log)
+    obs, provenance, series, winters = (
+        prepared.observations,
+        prepared.provenance,
+        prepared.series,
+        prepared.winters,
     )
     cfg = job.training
-    winters = np.asarray(
-        winter_labels(xr.DataArray(series.time, dims="time"), cfg.winter_start_month).values,
-        dtype=np.int64,
-    )
-    for split, listed in (
-        ("train", cfg.train_winters),
-        ("validation", cfg.validation_winters),
-        ("test", cfg.test_winters),
-    ):
-        empty = [w for w in listed if not np.isfinite(series.anomaly[winters == w]).any()]
-        if empty:
-            raise JobError(
-                f"{split} winters {empty} have no observed day within the series "
-                f"{series.info['series_period']} (observed {series.info['observed_period']})"
-            )
-    log(f"targets: {series.info['series_period']}, observed {series.info['n_observed_days']}")
     prep_seconds = _time.perf_counter() - t0
 
     t1 = _time.perf_counter()
-    train_ensemble(
-        cfg,
-        SeriesData(
-            time=series.time,
-            predictors=series.predictors,
-            targets=series.anomaly,
-            feature_names=series.feature_names,
-            events=series.events,
-            depths=series.depths,
-        ),
-        directory,
-        overwrite=overwrite,
-    )
+    train_ensemble(cfg, training_data(series), directory, overwrite=overwrite)
     train_seconds = _time.perf_counter() - t1
     log(f"trained {cfg.members} members in {train_seconds:.1f} s")
     _write_records(directory, job, series, provenance, obs)
 
     t2 = _time.perf_counter()
     ensemble = DeepEnsemble.load(directory)
+    validation = np.isin(winters, cfg.validation_winters)
+    raw = ensemble.predict(series.predictors, series.time)
+    ensemble.calibration = fit_calibration(
+        raw.member_mean,
+        raw.member_std,
+        series.anomaly,
+        series.events,
+        validation,
+        series.time,
+        series.depths,
+        job.events,
+        cfg.validation_winters,
+    )
+    ensemble.calibration.save(directory)
+    log(f"calibrated on validation winters: {ensemble.calibration.to_dict()}")
     pred = ensemble.predict(series.predictors, series.time)
     q = list(pred.quantile_levels)
     bg = series.background
     member_mean = bg[None] + pred.member_mean
+    p_event = ensemble.calibration.event_probability_threshold
     forecasts = [
         Forecast(
             name="ensemble",
@@ -312,7 +407,9 @@ def run_train_job(
             member_std=pred.member_std,
             lower=bg + pred.quantiles[q.index(0.05)],
             upper=bg + pred.quantiles[q.index(0.95)],
-            events=forecast_events(pred.mean, series.time, series.depths, job.events),
+            events=probability_events(
+                pred.event_probability, series.time, series.depths, p_event, job.events
+            ),
         )
     ]
     for m in range(member_mean.shape[0]):
@@ -324,10 +421,12 @@ def run_train_job(
                 member_std=pred.member_std[m][None],
                 lower=lower,
                 upper=upper,
-                events=forecast_events(pred.member_mean[m], series.time, series.depths, job.events),
+                events=_probability_events(
+                    pred.member_mean[m][None], pred.member_std[m][None], series, job, validation
+                ),
             )
         )
-    baselines = _baselines(series, job)
+    baselines = _baselines(series, job, validation)
     forecasts += baselines
     test = np.isin(winters, cfg.test_winters)
     metrics = evaluate_forecasts(

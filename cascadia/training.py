@@ -32,10 +32,11 @@ import math
 import multiprocessing as mp
 import os
 import time as _time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -108,10 +109,24 @@ class TrainingConfig(BaseModel):
         Random windows per batch and batches per epoch.
     epochs, patience
         Maximum epochs; epochs without validation improvement before stopping.
+    min_epochs
+        Epochs trained before a best epoch is kept or stopping is considered:
+        with a handful of validation winters the score is noisy, and an early
+        lucky epoch (a member still near climatology) would otherwise win.
     learning_rate, weight_decay, grad_clip
         AdamW settings and gradient-norm clipping (None: no clipping).
     event_loss_weight
         Weight of the event BCE relative to the Gaussian NLL (0: off).
+    nll_beta
+        β of the β-NLL (Seitzer et al. 2022): each day's NLL is weighted by
+        σ^(2β) (no gradient through the weight). With β = 0 (plain NLL) the
+        mean's gradient scales with 1/σ², so a member can "explain" the rare
+        cascading days by a wide variance and never learn their mean; β = 0.5
+        restores the mean's gradient. Validation always uses the plain NLL.
+    early_stopping
+        Validation score that selects the best epoch and stops training:
+        Gaussian NLL, or CRPS (less dominated by the few cascading days whose
+        NLL explodes when a member is confidently wrong).
     train_winters, validation_winters, test_winters
         Disjoint lists of winter years.
     winter_start_month
@@ -137,10 +152,13 @@ class TrainingConfig(BaseModel):
     batches_per_epoch: int = Field(16, ge=1)
     epochs: int = Field(50, ge=1)
     patience: int = Field(8, ge=1)
+    min_epochs: int = Field(1, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float | None = Field(1.0, gt=0)
     event_loss_weight: float = Field(0.5, ge=0)
+    nll_beta: float = Field(0.0, ge=0, le=1)
+    early_stopping: Literal["nll", "crps"] = "nll"
     train_winters: list[int] = Field(min_length=1)
     validation_winters: list[int] = Field(min_length=1)
     test_winters: list[int] = Field(default_factory=list)
@@ -171,6 +189,8 @@ class TrainingConfig(BaseModel):
                 both = splits[a] & splits[b]
                 if both:
                     raise ValueError(f"winters {sorted(both)} are in both {a} and {b}")
+        if self.min_epochs > self.epochs:
+            raise ValueError(f"min_epochs ({self.min_epochs}) exceeds epochs ({self.epochs})")
         if self.seeds is not None and len(self.seeds) != self.members:
             raise ValueError(f"{len(self.seeds)} seeds given for {self.members} members")
         if self.architectures is not None and not self.architectures:
@@ -305,14 +325,18 @@ def prepare_series(
     return prepared, norm
 
 
-def gaussian_nll(out: ModelOutput, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def gaussian_nll(
+    out: ModelOutput, target: torch.Tensor, mask: torch.Tensor, beta: float = 0.0
+) -> torch.Tensor:
     """Mean Gaussian negative log-likelihood over ``mask`` (nats per value).
 
     ½[log 2π + log σ² + (y − μ)²/σ²]; the constant is kept so that curves read
-    as true NLLs.
+    as true NLLs. ``beta`` > 0 gives the β-NLL (weights σ^(2β), detached).
     """
     y = torch.where(mask, target, torch.zeros_like(target))
     nll = 0.5 * (_LOG_2PI + out.log_var + (y - out.mean) ** 2 * torch.exp(-out.log_var))
+    if beta > 0:
+        nll = nll * torch.exp(beta * out.log_var).detach()
     return (nll * mask).sum() / mask.sum().clamp_min(1)
 
 
@@ -342,8 +366,8 @@ class MemberResult:
         ``val_nll``, ``val_bce``, ``seconds``.
     best_epoch : int
         Epoch whose weights were kept.
-    best_val_nll : float
-        Its validation NLL (nats per value, standardised units).
+    best_val_score : float
+        Its validation score (``early_stopping`` metric, standardised units).
     """
 
     index: int
@@ -353,7 +377,7 @@ class MemberResult:
     state: dict[str, np.ndarray]
     curve: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
-    best_val_nll: float = float("nan")
+    best_val_score: float = float("nan")
 
     def model(self) -> torch.nn.Module:
         """Rebuild the trained model."""
@@ -371,18 +395,36 @@ def _window_starts(series: PreparedSeries, length: int, lookback: int) -> npt.ND
     return starts[ok]
 
 
+def gaussian_crps(out: ModelOutput, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean closed-form CRPS of the Gaussians over ``mask`` (target units)."""
+    sigma = torch.exp(0.5 * out.log_var)
+    y = torch.where(mask, target, out.mean)
+    z = (y - out.mean) / sigma
+    normal = torch.distributions.Normal(0.0, 1.0)
+    pdf = torch.exp(normal.log_prob(z))
+    crps = sigma * (z * (2 * normal.cdf(z) - 1) + 2 * pdf - 1 / math.sqrt(math.pi))
+    return (crps * mask).sum() / mask.sum().clamp_min(1)
+
+
 def _validate(
     model: torch.nn.Module, series: PreparedSeries, segment: int | None
-) -> tuple[float, float]:
+) -> dict[str, float]:
     out = predict_series(model, series.x, segment=segment)  # type: ignore[arg-type]
     y = torch.from_numpy(series.y)
     mask = torch.from_numpy(series.validation)[:, None] & torch.isfinite(y)
-    nll = gaussian_nll(out, y, mask).item()
-    bce = _event_bce(out, torch.from_numpy(series.events), mask).item()
-    return nll, bce
+    return {
+        "val_nll": gaussian_nll(out, y, mask).item(),
+        "val_crps": gaussian_crps(out, y, mask).item(),
+        "val_bce": _event_bce(out, torch.from_numpy(series.events), mask).item(),
+    }
 
 
-def train_member(config: TrainingConfig, series: PreparedSeries, index: int) -> MemberResult:
+def train_member(
+    config: TrainingConfig,
+    series: PreparedSeries,
+    index: int,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> MemberResult:
     """Train one member from its seed, with early stopping on validation NLL.
 
     Parameters
@@ -393,6 +435,10 @@ def train_member(config: TrainingConfig, series: PreparedSeries, index: int) -> 
         Standardised data and split masks (from :func:`prepare_series`).
     index : int
         Member index (selects the seed and, in mixed ensembles, the architecture).
+    on_epoch : callable, optional
+        Called after each epoch with its number and curve row (e.g. to report
+        to an optuna trial); an exception it raises (``optuna.TrialPruned``)
+        stops training and propagates.
 
     Returns
     -------
@@ -437,7 +483,7 @@ def train_member(config: TrainingConfig, series: PreparedSeries, index: int) -> 
             y = y_all[sl]
             mask = train_all[sl][..., None] & torch.isfinite(y)
             nll = gaussian_nll(scored, y, mask)
-            loss = nll
+            loss = gaussian_nll(scored, y, mask, config.nll_beta) if config.nll_beta else nll
             if config.event_loss_weight > 0:
                 loss = loss + config.event_loss_weight * _event_bce(scored, e_all[sl], mask)
             optimiser.zero_grad()
@@ -447,19 +493,23 @@ def train_member(config: TrainingConfig, series: PreparedSeries, index: int) -> 
             optimiser.step()
             losses.append(loss.item())
             nlls.append(nll.item())
-        val_nll, val_bce = _validate(model, series, config.validation_segment_days)
+        scores = _validate(model, series, config.validation_segment_days)
         curve.append(
             {
                 "epoch": float(epoch),
                 "train_loss": float(np.mean(losses)),
                 "train_nll": float(np.mean(nlls)),
-                "val_nll": val_nll,
-                "val_bce": val_bce,
+                **scores,
                 "seconds": _time.perf_counter() - t0,
             }
         )
-        if val_nll < best[0] - 1e-5:
-            best = (val_nll, epoch, copy.deepcopy(model.state_dict()))
+        val_score = scores[f"val_{config.early_stopping}"]
+        if on_epoch is not None:
+            on_epoch(epoch, curve[-1])
+        if epoch < config.min_epochs:
+            continue
+        if val_score < best[0] - 1e-5:
+            best = (val_score, epoch, copy.deepcopy(model.state_dict()))
             stale = 0
         else:
             stale += 1
@@ -474,7 +524,7 @@ def train_member(config: TrainingConfig, series: PreparedSeries, index: int) -> 
         state={k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()},
         curve=curve,
         best_epoch=best[1],
-        best_val_nll=best[0],
+        best_val_score=best[0],
     )
 
 
@@ -529,7 +579,14 @@ def train_ensemble(
     n_workers = workers or config.workers or min(config.members, os.cpu_count() or 1)
     n_workers = min(n_workers, config.members)
     if n_workers == 1:
-        results = [train_member(config, series, i) for i in range(config.members)]
+        # One torch thread, as in each worker process: small recurrent batches run
+        # slower on several threads, and results do not depend on the core count.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            results = [train_member(config, series, i) for i in range(config.members)]
+        finally:
+            torch.set_num_threads(threads)
     else:
         payload = config.model_dump(mode="json")
         with ProcessPoolExecutor(
@@ -546,7 +603,14 @@ def train_ensemble(
         config=config.resolved(),
         seeds=[r.seed for r in results],
         curves=[r.curve for r in results],
-        info=[{"best_epoch": r.best_epoch, "best_val_nll": r.best_val_nll} for r in results],
+        info=[
+            {
+                "best_epoch": r.best_epoch,
+                "best_val_score": r.best_val_score,
+                "early_stopping": config.early_stopping,
+            }
+            for r in results
+        ],
     )
     if out_dir is not None:
         ensemble.save(out_dir, overwrite=overwrite)

@@ -13,14 +13,18 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from cascadia import store as store_module
 from cascadia.store import (
     COMBO_DIMS,
+    OPTIONAL_VARS,
     RESULT_VARS,
     ResultsSchema,
     StoreError,
     combo_status,
     initialise_store,
     mark_failed,
+    open_schema,
+    prepare_store,
     write_combo,
 )
 
@@ -36,26 +40,17 @@ def _schema() -> ResultsSchema:
     return ResultsSchema(combos=tuple(COMBOS), time=TIME, n_members=M, winters=WINTERS)
 
 
-def _combo_dataset(seed: int, time: np.ndarray = TIME) -> xr.Dataset:
+def _combo_dataset(seed: int, time: np.ndarray = TIME, member_series: bool = True) -> xr.Dataset:
+    """Random values for every result variable, on its own dims."""
     rng = np.random.default_rng(seed)
-    nt, q = len(time), 5
+    sizes = {"time": len(time), "depth": 2, "quantile": 5, "ensemble": M, "winter": 3}
     coords = {"time": time, "depth": [500.0, 1000.0], "winter": list(WINTERS)}
-
-    def f(*shape: int) -> np.ndarray:
-        return rng.normal(13.0, 0.3, shape).astype(np.float32)
-
-    return xr.Dataset(
-        {
-            "temperature_mean": (("time", "depth"), f(nt, 2)),
-            "temperature_std": (("time", "depth"), np.abs(f(nt, 2))),
-            "temperature_quantile": (("quantile", "time", "depth"), f(q, nt, 2)),
-            "event_probability": (("time",), rng.random(nt).astype(np.float32)),
-            "event_days": (("winter", "ensemble"), rng.integers(0, 40, (3, M)).astype("f4")),
-            "event_count": (("winter", "ensemble"), rng.integers(0, 5, (3, M)).astype("f4")),
-            "peak_intensity": (("winter", "ensemble"), -np.abs(f(3, M))),
-        },
-        coords=coords,
-    )
+    data = {
+        name: (dims, rng.normal(13.0, 0.3, [sizes[d] for d in dims]).astype(np.float32))
+        for name, (dims, _) in RESULT_VARS.items()
+        if member_series or name not in OPTIONAL_VARS
+    }
+    return xr.Dataset(data, coords=coords)
 
 
 def _prov(tag: str) -> dict[str, str]:
@@ -205,3 +200,87 @@ def test_partial_time_is_nan_padded_and_bad_input_rejected(store: Path) -> None:
     assert combo_status(str(store)).set_index(list(COMBO_DIMS)).loc[COMBOS[2], "status"] == (
         "missing"
     )
+
+
+def test_prepare_store_reuses_a_compatible_store_and_names_what_does_not_fit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "results.zarr"
+    # a run over 7 of the 8 combos: the last one is a hole of the label product
+    first = ResultsSchema(combos=tuple(COMBOS[:7]), time=TIME, n_members=M, winters=WINTERS)
+    assert prepare_store(str(path), first, {"model_checkpoint_hash": "sha256:a"}) == first
+    write_combo(str(path), first, COMBOS[0], _combo_dataset(0), _prov("0"))
+    before = _chunk_bytes(path)
+
+    # the same run again: reused, nothing written but the global attribute
+    assert prepare_store(str(path), first, {"model_checkpoint_hash": "sha256:b"}) == first
+    assert _chunk_bytes(path) == before
+    assert _open_strict(path).attrs["model_checkpoint_hash"] == "sha256:b"
+
+    # a run that adds the hole combo and covers a shorter period: it joins the store
+    wider = ResultsSchema(combos=(COMBOS[7],), time=TIME[10:], n_members=M, winters=WINTERS[1:])
+    merged = prepare_store(str(path), wider)
+    assert set(merged.combos) == set(COMBOS)
+    np.testing.assert_array_equal(merged.time, TIME)
+    assert merged.region(COMBOS[0]) == first.region(COMBOS[0])
+    status = combo_status(str(path)).set_index(list(COMBO_DIMS))["status"]
+    assert status[COMBOS[7]] == "missing" and status[COMBOS[0]] == "done"
+    after = _chunk_bytes(path)
+    assert all(after[k] == v for k, v in before.items() if not k.startswith("status/"))
+    assert open_schema(str(path)) == merged
+
+    def refused(schema: ResultsSchema, match: str) -> None:
+        with pytest.raises(StoreError, match=match):
+            prepare_store(str(path), schema)
+
+    later = pd.date_range("2001-01-01", "2003-06-30", freq="D").values
+    refused(ResultsSchema(combos=(("ssp126", "SRC-A", "r1"),), time=TIME), "new experiment")
+    refused(ResultsSchema(combos=(COMBOS[0],), time=later, n_members=M), r"time 2001-01-01")
+    refused(ResultsSchema(combos=(COMBOS[0],), time=TIME, n_members=M + 1), "n_members")
+    refused(
+        ResultsSchema(combos=(COMBOS[0],), time=TIME, n_members=M, member_series=False),
+        "member_series",
+    )
+    assert combo_status(str(path)).set_index(list(COMBO_DIMS)).loc[COMBOS[0], "status"] == "done"
+
+    other = tmp_path / "not-a-store"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not a consolidated Zarr"):
+        prepare_store(str(other), first)
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_member_series_is_optional(tmp_path: Path) -> None:
+    path = tmp_path / "lean.zarr"
+    schema = ResultsSchema(
+        combos=tuple(COMBOS), time=TIME, n_members=M, winters=WINTERS, member_series=False
+    )
+    initialise_store(str(path), schema)
+    src = _combo_dataset(3, member_series=False)
+    write_combo(str(path), schema, COMBOS[2], src, _prov("lean"))
+    ds = _open_strict(path)
+    assert not any(v in ds for v in OPTIONAL_VARS)
+    np.testing.assert_array_equal(
+        _sel(ds, COMBOS[2]).member_event_days.values, src.member_event_days.values
+    )
+    assert open_schema(str(path)).member_series is False
+
+
+def test_a_write_that_dies_never_leaves_done_over_new_data(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = _schema()
+    write_combo(str(store), schema, COMBOS[1], _combo_dataset(1), _prov("old"))
+    real = store_module._region_write
+
+    def dies_on_data(url, ds, region, options):  # the status write passes, the data write dies
+        if "temperature_mean" in ds:
+            raise OSError("disk full")
+        real(url, ds, region, options)
+
+    monkeypatch.setattr(store_module, "_region_write", dies_on_data)
+    with pytest.raises(OSError, match="disk full"):
+        write_combo(str(store), schema, COMBOS[1], _combo_dataset(2), _prov("new"))
+    row = combo_status(str(store)).set_index(list(COMBO_DIMS)).loc[COMBOS[1]]
+    assert row["status"] == "writing" and row["fingerprint"] == ""

@@ -1,0 +1,297 @@
+"""A trained model directory applied to a combination's predictors (cascadia.inference).
+
+A tiny twin world (two years of ERA5-like reanalysis and mooring, one CMIP-like model)
+and a tiny deep ensemble trained on it in a module fixture: what a prediction must
+equal is computed here independently, from the model directory's own files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+from scipy.stats import norm
+
+from cascadia.cache import PredictorCache, fill_cache, fingerprint
+from cascadia.calibration import Calibration
+from cascadia.catalog import enumerate_combos, open_collection
+from cascadia.config import load_run_catalog
+from cascadia.ensemble import DeepEnsemble
+from cascadia.events import EventConfig, events_from_flags
+from cascadia.features import load_feature_spec, model_features
+from cascadia.inference import (
+    InferenceConfig,
+    InferenceError,
+    TrainedModel,
+    cached_model,
+    load_count,
+    model_checksum,
+)
+from cascadia.jobs import TrainJob
+from cascadia.synthetic.presets import PRESETS
+from cascadia.synthetic.world import build_world
+from cascadia.targets import BackgroundConfig
+from cascadia.train_job import run_train_job
+
+PRESET = PRESETS["tiny"].model_copy(
+    update={
+        "name": "tiny-inference",
+        "cmip_sources": PRESETS["tiny"].cmip_sources[:1],
+        "cmip_members": 1,
+        "cordex": (),
+    }
+)
+VARIABLES = ["hurs", "pr", "psl", "sfcWind", "tas", "uas", "vas"]  # common to every source
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Predict with one torch thread, as the workers do: on a shared machine a
+    recurrent model spread over every core runs its days many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """World, predictor cache, trained model, and the predictors of three combinations."""
+    root = tmp_path_factory.mktemp("inference")
+    started = time.perf_counter()
+    build_world(str(root / "world"), PRESET, seed=0)
+    job = {
+        "predictors": {
+            "catalog": str(root / "world/catalogs/reanalysis.yaml"),
+            "source": "era5",
+            "cache": str(root / "cache"),
+        },
+        "features": {"variables": VARIABLES, "physics": False},
+        "observations": {"path": str(root / "world/observations/lacaze-duthiers.nc")},
+        "targets": {"spinup_days": 365},
+        "training": {
+            "architecture": "lstm",
+            "hparams": {"hidden": 8},
+            "members": 2,
+            "seed": 5,
+            "lookback_days": 365,
+            "window_days": 60,
+            "batch_size": 2,
+            "batches_per_epoch": 2,
+            "epochs": 1,
+            "patience": 1,
+            "workers": 1,
+            "train_winters": [2014],
+            "validation_winters": [2015],
+            "test_winters": [2013],
+        },
+        "evaluation": {"bootstrap_samples": 100, "report": False},
+    }
+    run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
+    cache = PredictorCache(str(root / "cache"))
+    era5 = load_run_catalog(str(root / "world/catalogs/reanalysis.yaml"))
+    source = era5.source("era5")
+    (combo,) = enumerate_combos(era5, source, open_collection(era5, source))
+    daily = cache.get(source, combo, fingerprint(era5, source, combo)).load()
+    cmip = load_run_catalog(str(root / "world/catalogs/cmip6.yaml"))
+    src = cmip.sources[0]
+    src = src.model_copy(update={"query": {**src.query, "experiment_id": ["historical", "ssp585"]}})
+    cmip = cmip.model_copy(update={"sources": [src]})
+    assert all(o.status == "extracted" for o in fill_cache(cmip, cache))
+    series = {
+        c.labels["experiment_id"]: cache.get(src, c, fingerprint(cmip, src, c)).load()
+        for c in enumerate_combos(cmip, src, open_collection(cmip, src))
+    }
+    print(f"world, model and predictors in {time.perf_counter() - started:.1f} s")
+    return {
+        "root": root,
+        "model_dir": root / "model",
+        "era5": daily,
+        "historical": series["historical"],
+        "ssp585": series["ssp585"],
+    }
+
+
+@pytest.fixture(scope="module")
+def model(twin: dict[str, object]) -> TrainedModel:
+    return TrainedModel.load(twin["model_dir"])
+
+
+def _winter(time: np.ndarray) -> np.ndarray:
+    days = pd.DatetimeIndex(time)
+    return days.year.to_numpy() + (days.month.to_numpy() >= 11)
+
+
+def test_prediction_is_the_ensemble_plus_the_training_background(twin, model) -> None:
+    daily = twin["era5"]
+    out = model.predict(daily)
+    # independently: the ensemble and the feature recipe of the directory, and its CSV
+    ensemble = DeepEnsemble.load(twin["model_dir"])
+    features = model_features(daily, load_feature_spec(twin["model_dir"]))
+    pred = ensemble.predict(features.values, daily["time"].values)
+    table = pd.read_csv(twin["model_dir"] / "background.csv", parse_dates=["time"])
+    table = table.set_index("time").reindex(daily.indexes["time"])
+    background = table[["background_500", "background_1000"]].to_numpy()
+    inside = table[["observed_500", "observed_1000"]].notna().to_numpy().all(axis=1)
+    assert inside.sum() > 600  # most of the two years are inside the observed record
+
+    np.testing.assert_array_equal(out["time"].values, daily["time"].values)
+    assert out["depth"].values.tolist() == [500.0, 1000.0]
+    mean = out.temperature_mean.transpose("time", "depth").values
+    np.testing.assert_allclose(mean[inside], (background + pred.mean)[inside], atol=1e-9)
+    np.testing.assert_allclose(out.temperature_std.values, pred.std, atol=1e-12)
+    q = out.temperature_quantile.transpose("quantile", "time", "depth").values
+    np.testing.assert_allclose(q[:, inside], (background[None] + pred.quantiles)[:, inside])
+    members = out.temperature_member.transpose("ensemble", "time", "depth").values
+    np.testing.assert_allclose(members[:, inside], (background[None] + pred.member_mean)[:, inside])
+    np.testing.assert_allclose(out.event_probability.values, pred.event_probability)
+    assert out["quantile"].values.tolist() == [0.05, 0.25, 0.5, 0.75, 0.95]
+    # realistic deep temperatures (°C), ordered quantiles
+    assert 12.0 < float(out.temperature_mean.mean()) < 15.0
+    assert bool((np.diff(q, axis=0) >= 0).all())
+    assert out.attrs["model_checkpoint_hash"] == model_checksum(twin["model_dir"])
+    lean = model.predict(daily, config=InferenceConfig(member_series=False))
+    assert "temperature_member" not in lean
+
+
+def test_winter_statistics_follow_the_event_rule(twin, model) -> None:
+    # A low threshold and probability level so that the barely trained model flags
+    # events: the test can fail.
+    rule = EventConfig(thresholds={500.0: 0.02, 1000.0: 0.02})
+    calibration = Calibration((500.0, 1000.0), (1.0, 1.0), (0.02, 0.02), (0.3, 0.3))
+    ensemble = dataclasses.replace(model.ensemble, calibration=calibration)
+    sensitive = dataclasses.replace(model, ensemble=ensemble, events=rule)
+    daily = twin["era5"]
+    out = sensitive.predict(daily)
+    t = daily["time"].values
+    background = sensitive.background_on(t)
+    anomaly = out.temperature_mean.transpose("time", "depth").values - background
+    pred = ensemble.predict(sensitive._features(daily).values, t)
+    winters = _winter(t)
+    assert out["winter"].values.tolist() == sorted(set(winters.tolist())) == [2013, 2014, 2015]
+    np.testing.assert_array_equal(out.winter_days.values, [304, 365, 61])
+
+    def expected(probability: np.ndarray, anom: np.ndarray) -> dict[str, np.ndarray]:
+        below = xr.DataArray(
+            probability >= 0.3, dims=("time", "depth"), coords={"time": t, "depth": [500, 1000]}
+        )
+        flags = events_from_flags(below, config=rule).values
+        starts = flags & ~np.vstack([np.zeros((1, 2), bool), flags[:-1]])
+        rows = {"event_days": [], "event_count": [], "peak_intensity": []}
+        for w in (2013, 2014, 2015):
+            sel = winters == w
+            rows["event_days"].append(flags[sel].sum(axis=0))
+            rows["event_count"].append(starts[sel].sum(axis=0))
+            cooling = np.where(flags[sel], -anom[sel], -np.inf).max(axis=0)
+            rows["peak_intensity"].append(np.where(np.isinf(cooling), np.nan, cooling))
+        return {k: np.array(v, dtype=float) for k, v in rows.items()}
+
+    # The ensemble's probability is the mixture's P(anomaly < -0.02 degC).
+    mixture = norm.cdf((-0.02 - pred.member_mean) / pred.member_std).mean(axis=0)
+    np.testing.assert_allclose(out.event_probability.transpose("time", "depth"), mixture)
+    mean_stats = expected(mixture, anomaly)
+    assert mean_stats["event_days"].sum() > 0
+    for name, values in mean_stats.items():
+        np.testing.assert_allclose(out[name].transpose("winter", "depth").values, values, atol=1e-9)
+    for m in range(2):
+        single = norm.cdf((-0.02 - pred.member_mean[m]) / pred.member_std[m])
+        for name, values in expected(single, pred.member_mean[m]).items():
+            got = out[f"member_{name}"].isel(ensemble=m).transpose("winter", "depth").values
+            np.testing.assert_allclose(got, values, atol=1e-9)
+
+
+def test_background_continues_outside_the_record(twin, model) -> None:
+    table = pd.read_csv(twin["model_dir"] / "background.csv", parse_dates=["time"])
+    table = table.set_index("time")
+    days = pd.date_range("2011-06-01", "2016-12-31").values
+    held = model.background_on(days)
+    for j, depth in enumerate(("500", "1000")):
+        observed = table[f"observed_{depth}"].notna()
+        first, last = table.index[observed][[0, -1]]
+        values = table[f"background_{depth}"]
+        before = days < np.datetime64(first)
+        after = days > np.datetime64(last)
+        assert before.any() and after.any()
+        np.testing.assert_allclose(held[before, j], values[first])
+        np.testing.assert_allclose(held[after, j], values[last])
+        inside = ~before & ~after
+        np.testing.assert_allclose(held[inside, j], values.reindex(days[inside]).to_numpy())
+
+    trend = dataclasses.replace(
+        model, background_config=BackgroundConfig(extrapolation="linear_trend", trend_years=1.0)
+    )
+    ahead = trend.background_on(days)
+    observed = table["observed_500"].notna()
+    first, last = table.index[observed][[0, -1]]
+    known = table["background_500"][first:last]  # the record: first to last observed day
+    t_known = (known.index - last).days.to_numpy(dtype=float)
+    near = t_known >= -365.25
+    slope = np.polyfit(t_known[near], known.to_numpy()[near], 1)[0]
+    after = days > np.datetime64(last)
+    t_after = (pd.DatetimeIndex(days[after]) - last).days.to_numpy(dtype=float)
+    np.testing.assert_allclose(ahead[after, 0], known[last] + slope * t_after, rtol=1e-10)
+    assert abs(slope) > 1e-6  # a trend, not a hold
+
+
+def test_scenario_context_is_one_continuous_run(twin, model) -> None:
+    hist, ssp = twin["historical"], twin["ssp585"]
+    assert pd.Timestamp(ssp.time.values[0]) == pd.Timestamp(hist.time.values[-1]) + pd.Timedelta(
+        days=1
+    )
+    config = InferenceConfig(context_days=400)
+    warm = model.predict(ssp, context=hist, config=config)
+    cold = model.predict(ssp)
+    assert warm.attrs["context_days"] == 400 and cold.attrs["context_days"] == 0
+    joined = xr.concat([hist.isel(time=slice(-400, None)), ssp], dim="time")
+    whole = model.predict(joined).sel(time=ssp.time)
+    for name in ("temperature_mean", "temperature_std", "temperature_member"):
+        np.testing.assert_allclose(warm[name].values, whole[name].values, rtol=0, atol=1e-9)
+    assert float(np.abs(warm.temperature_mean - cold.temperature_mean).max()) > 1e-4
+    np.testing.assert_array_equal(warm.time.values, ssp.time.values)
+    # the first scenario winter (Nov 2014 - Oct 2015) counts the context's Nov-Dec 2014
+    assert warm.winter_days.sel(winter=2015).item() == 365
+    assert cold.winter_days.sel(winter=2015).item() == 304
+    # a context that does not end the day before is not used
+    gap = model.predict(ssp, context=hist.isel(time=slice(None, -5)), config=config)
+    assert gap.attrs["context_days"] == 0
+
+
+def test_predictors_the_model_cannot_use_are_named(twin, model) -> None:
+    daily = twin["era5"]
+    with pytest.raises(InferenceError, match=r"model features: .*'tas'"):
+        model.predict(daily.drop_vars("tas"))
+    noleap = daily.convert_calendar("noleap")
+    with pytest.raises(InferenceError, match="standard calendar"):
+        model.predict(noleap)
+    holes = daily.drop_sel(time=daily.time.values[100:103])
+    with pytest.raises(InferenceError, match="consecutive days"):
+        model.predict(holes)
+
+
+def test_model_directory_checksum_and_once_per_process_cache(twin, tmp_path: Path) -> None:
+    before = load_count()
+    checksum = model_checksum(twin["model_dir"])
+    first = cached_model(twin["model_dir"], checksum)
+    again = cached_model(twin["model_dir"], checksum)
+    assert again is first and load_count() == before + 1
+    with pytest.raises(InferenceError, match="changed during the run"):
+        cached_model(twin["model_dir"], "sha256:" + "0" * 64)
+
+    copy = tmp_path / "model"
+    shutil.copytree(twin["model_dir"], copy)
+    assert model_checksum(copy) == checksum
+    table = pd.read_csv(copy / "background.csv")
+    table.loc[200, "background_500"] += 0.01
+    table.to_csv(copy / "background.csv", index=False, float_format="%.5f")
+    assert model_checksum(copy) != checksum
+    (copy / "features.json").unlink()
+    with pytest.raises(InferenceError, match=r"features\.json is missing"):
+        TrainedModel.load(copy)

@@ -1,0 +1,385 @@
+"""``cascadia-ensemble run`` on a small twin world: every combination, reruns, a killed run.
+
+The world: eleven years of ERA5-like reference (enough overlap for the bias adjustment),
+two 20CR-like members, ERA-20C-like, one CMIP-like model (noleap calendar) and one
+CORDEX-like model (rotated pole), each with a historical and an ssp585 run. A tiny deep
+ensemble is trained on the reference in a module fixture; what the store must hold is
+recomputed here in memory with :meth:`TrainedModel.predict` on the cached predictors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+import yaml
+
+from cascadia.cache import PredictorCache, fingerprint
+from cascadia.catalog import enumerate_combos, open_collection
+from cascadia.cli import main
+from cascadia.cluster import open_cluster
+from cascadia.config import load_run_catalog
+from cascadia.inference import InferenceConfig, TrainedModel, load_count
+from cascadia.jobs import TrainJob
+from cascadia.pipeline import RunSummary, run_pipeline
+from cascadia.store import COMBO_DIMS, RESULT_VARS, combo_status
+from cascadia.synthetic.presets import PRESETS, ReanalysisSpec, Years
+from cascadia.synthetic.world import build_world
+from cascadia.train_job import run_train_job
+
+TINY = PRESETS["tiny"]
+PRESET = TINY.model_copy(
+    update={
+        "name": "run-twin",
+        "era5": ReanalysisSpec(years=Years(start=2004, end=2014), resolution=3.0),
+        "cmip_sources": TINY.cmip_sources[:1],
+        "cmip_members": 1,
+        "historical": Years(start=2004, end=2014),
+        "future": Years(start=2015, end=2016),
+        "cordex": TINY.cordex[:1],
+        "cordex_experiments": ("historical", "ssp585"),
+        "observations": Years(start=2004, end=2014),
+    }
+)
+ERA20C = ("reanalysis", "ERA-20C", "r1")
+CMIP_SSP = ("ssp585", "TWIN-ESM-A", "r1i1p1f1")
+N_COMBOS = 8  # ERA5, 2 x 20CR, ERA-20C, CMIP x 2, CORDEX x 2
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Predict with one torch thread, as the workers do: on a shared machine a
+    recurrent model spread over every core runs its days many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The world, run catalogs, a trained model and the predictor cache it filled."""
+    root = tmp_path_factory.mktemp("pipeline")
+    started = time.perf_counter()
+    build_world(str(root / "world"), PRESET, seed=0)
+    catalogs = root / "world/catalogs"
+    cmip = yaml.safe_load((catalogs / "cmip6.yaml").read_text())
+    cmip["sources"][0]["query"]["experiment_id"] = ["historical", "ssp585"]
+    (catalogs / "cmip6-run.yaml").write_text(yaml.safe_dump(cmip))
+    job = {
+        "predictors": {
+            "catalog": str(catalogs / "reanalysis.yaml"),
+            "source": "era5",
+            "cache": str(root / "cache"),
+        },
+        "features": {
+            "variables": ["hurs", "pr", "psl", "sfcWind", "tas", "uas", "vas"],
+            "physics": False,
+        },
+        "observations": {"path": str(root / "world/observations/lacaze-duthiers.nc")},
+        "targets": {"spinup_days": 365},
+        "training": {
+            "architecture": "lstm",
+            "hparams": {"hidden": 8},
+            "members": 2,
+            "seed": 1,
+            "lookback_days": 365,
+            "window_days": 60,
+            "batch_size": 2,
+            "batches_per_epoch": 1,
+            "epochs": 1,
+            "patience": 1,
+            "workers": 1,
+            "train_winters": [2006, 2007, 2009, 2010],
+            "validation_winters": [2008, 2011],
+            "test_winters": [2012, 2013],
+        },
+        "evaluation": {"bootstrap_samples": 100, "report": False},
+    }
+    run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
+    print(f"world and model in {time.perf_counter() - started:.1f} s")
+    return {
+        "root": root,
+        "catalogs": [str(catalogs / f"{n}.yaml") for n in ("reanalysis", "cmip6-run", "cordex")],
+        "model": root / "model",
+        "cache": str(root / "cache"),
+        "era20c": root / "world/reanalysis/era20c/era20c_sfc_6hr_2010-2011.nc",
+    }
+
+
+@pytest.fixture(scope="module")
+def first_run(twin: dict[str, Any]) -> dict[str, Any]:
+    """A run on a LocalCluster of two worker processes, ERA-20C's file missing on disk."""
+    out = str(twin["root"] / "results.zarr")
+    hidden = twin["era20c"].with_suffix(".hidden")
+    twin["era20c"].rename(hidden)
+    started = time.perf_counter()
+    try:
+        with open_cluster("local", workers=2) as client:
+            summary = run_pipeline(
+                twin["catalogs"], twin["model"], out, cache=twin["cache"], client=client
+            )
+            loads = client.run(load_count)
+    finally:
+        hidden.rename(twin["era20c"])  # same mtime: the same input fingerprint as before
+    print(f"first run: {time.perf_counter() - started:.1f} s")
+    return {"out": out, "summary": summary, "loads": loads}
+
+
+def _by_combo(summary: RunSummary) -> dict[tuple[str, str, str], str]:
+    return {r.combo: r.status for r in summary.results if r.combo is not None}
+
+
+def _open_strict(path: str) -> xr.Dataset:
+    """The store as a plain ``xr.open_zarr`` gives it, any warning an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return xr.open_zarr(path).load()
+
+
+def _predictors(twin: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Each combination's model inputs, found in the predictor cache independently."""
+    cache = PredictorCache(twin["cache"])
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in twin["catalogs"]:
+        catalog = load_run_catalog(path)
+        for source in catalog.sources:
+            for combo in enumerate_combos(catalog, source, open_collection(catalog, source)):
+                labels = combo.labels
+                key = (labels["experiment_id"], labels["source_id"], labels["member_id"])
+                if source.role == "projection":
+                    folder = Path(twin["cache"]) / source.name / combo.slug
+                    (adjusted,) = folder.glob("adjusted-*.zarr")
+                    found[key] = {"daily": xr.open_zarr(adjusted), "source": source}
+                else:
+                    daily = cache.get(source, combo, fingerprint(catalog, source, combo))
+                    found[key] = {"daily": daily, "source": source}
+    for key, item in found.items():
+        if item["source"].role == "projection" and key[0] != "historical":
+            item["context"] = found[("historical", *key[1:])]["daily"]
+    return found
+
+
+def _chunks(path: str, combos: list[tuple[str, str, str]]) -> dict[str, tuple[bytes, int]]:
+    """Bytes and mtime of every chunk file of the given combinations."""
+    with xr.open_zarr(path) as ds:
+        labels = [[str(x) for x in ds[d].values] for d in COMBO_DIMS]
+    prefixes = {".".join(str(labels[i].index(c[i])) for i in range(3)) for c in combos}
+    out = {}
+    for file in Path(path).rglob("*"):
+        name = file.name
+        if file.is_file() and any(name == p or name.startswith(p + ".") for p in prefixes):
+            out[str(file.relative_to(path))] = (file.read_bytes(), file.stat().st_mtime_ns)
+    return out
+
+
+def test_every_combination_runs_and_equals_the_model_in_memory(twin, first_run) -> None:
+    summary, out = first_run["summary"], first_run["out"]
+    statuses = _by_combo(summary)
+    assert len(statuses) == N_COMBOS
+    assert statuses.pop(ERA20C) == "failed"
+    assert set(statuses.values()) == {"done"}, summary.results
+    (failure,) = summary.failed
+    assert "era20c_sfc_6hr_2010-2011.nc" in failure.reason and "[era20c]" in failure.reason
+    # the model was loaded once per worker process, not once per combination
+    loads = first_run["loads"]
+    assert len(loads) == 2 and all(n <= 1 for n in loads.values()), loads
+    assert sum(loads.values()) >= 1 and summary.count("done") > len(loads)
+
+    # the spread hook ran once every combination had finished
+    spread = importlib.util.find_spec("cascadia.spread") is not None
+    assert summary.spread == (
+        "written" if spread else "not written: cascadia.spread is not available"
+    )
+
+    ds = _open_strict(out)
+    table = combo_status(out).set_index(list(COMBO_DIMS))
+    assert table.loc[ERA20C, "status"] == "failed"
+    assert table.loc[ERA20C, "status_reason"] == failure.reason
+    assert ds.attrs["Conventions"] == "CF-1.10"
+    assert ds.attrs["model_checkpoint_hash"] == TrainedModel.load(twin["model"]).checksum
+    # one standard daily axis: the union of the sources' periods (2004-2016)
+    np.testing.assert_array_equal(
+        ds["time"].values, pd.date_range("2004-01-01", "2016-12-31").values
+    )
+    assert ds["winter"].values.tolist() == list(range(2004, 2018))
+
+    model = TrainedModel.load(twin["model"])
+    inputs = _predictors(twin)
+    for combo in statuses:
+        item = inputs[combo]
+        expected = model.predict(item["daily"].load(), item.get("context"), InferenceConfig())
+        stored = ds.sel(dict(zip(COMBO_DIMS, combo, strict=True)))
+        assert str(stored.status.values) == "done"
+        assert str(stored.package_version.values) and str(stored.fingerprint.values)
+        for name, (dims, _) in RESULT_VARS.items():
+            got = stored[name]
+            for dim in ("time", "winter"):
+                if dim in dims:
+                    outside = got.drop_sel({dim: expected[dim].values})
+                    assert bool(outside.isnull().all()), (combo, name)
+                    got = got.sel({dim: expected[dim].values})
+            want = expected[name].transpose(*dims).values
+            np.testing.assert_allclose(got.values, want, rtol=1e-6, atol=1e-6, err_msg=str(combo))
+    # the noleap model is on the standard calendar: its 29 February has a prediction
+    leap = ds.temperature_mean.sel(experiment="historical", source_id="TWIN-ESM-A")
+    assert bool(leap.sel(member_id="r1i1p1f1", time="2008-02-29").notnull().all())
+    # a scenario continues its historical run: its first winter is complete
+    ssp = ds.sel(dict(zip(COMBO_DIMS, CMIP_SSP, strict=True)))
+    assert ssp.winter_days.sel(winter=2015).item() == 365
+    assert bool(ssp.temperature_mean.sel(time=slice("2004", "2014")).isnull().all())
+
+
+def test_reruns_do_only_what_is_missing(twin, first_run, capsys) -> None:
+    out = first_run["out"]
+    done = [c for c, s in _by_combo(first_run["summary"]).items() if s == "done"]
+    before = _chunks(out, done)
+    args = ["run", "--model", str(twin["model"]), "--out", out, "--cache", twin["cache"]]
+    for path in twin["catalogs"]:
+        args += ["--catalog", path]
+
+    # the file is still missing: the failure is reported again, nothing else is run
+    hidden = twin["era20c"].with_suffix(".hidden")
+    twin["era20c"].rename(hidden)
+    try:
+        assert main(args) == 1
+    finally:
+        hidden.rename(twin["era20c"])
+    printed = capsys.readouterr().out
+    assert f"0 done, {N_COMBOS - 1} up to date, 1 failed; 0 tasks" in printed
+
+    # the file is back: only ERA-20C runs (its extraction and its prediction)
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, threads_per_worker=1) as client:
+        started = time.perf_counter()
+        again = run_pipeline(
+            twin["catalogs"], twin["model"], out, cache=twin["cache"], client=client
+        )
+        seconds = time.perf_counter() - started
+    statuses = _by_combo(again)
+    assert statuses.pop(ERA20C) == "done"
+    assert set(statuses.values()) == {"skipped"}
+    assert again.tasks_submitted == 2
+    print(f"rerun of one combination: {seconds:.1f} s")
+    assert _chunks(out, done) == before
+
+    # nothing left: no task, no cluster, no chunk rewritten; exit 0
+    everything = _chunks(out, [*done, ERA20C])
+    started = time.perf_counter()
+    assert main(args) == 0
+    print(f"rerun with nothing to do: {time.perf_counter() - started:.1f} s")
+    printed = capsys.readouterr().out
+    assert f"0 done, {N_COMBOS} up to date, 0 failed; 0 tasks" in printed
+    if importlib.util.find_spec("cascadia.spread") is not None:
+        assert "spread statistics: up to date" in printed
+    assert _chunks(out, [*done, ERA20C]) == everything
+
+
+def test_bad_input_exits_2_with_one_line(twin, tmp_path, capsys) -> None:
+    base = ["run", "--model", str(twin["model"]), "--out", str(tmp_path / "r.zarr")]
+    assert main([*base, "--catalog", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.yaml: no such run catalog" in err[0]
+    no_model = ["run", "--catalog", twin["catalogs"][0], "--model", str(tmp_path)]
+    assert main([*no_model, "--out", str(tmp_path / "r.zarr")]) == 2
+    assert "is not a model directory" in capsys.readouterr().err
+    assert not (tmp_path / "r.zarr").exists()
+
+
+#: A run in a process of its own (two worker threads), to be killed with SIGKILL.
+KILLABLE_RUN = """
+import sys
+
+from distributed import Client
+
+from cascadia.pipeline import run_pipeline
+
+if __name__ == "__main__":
+    out, model, cache, *catalogs = sys.argv[1:]
+    with Client(processes=False, n_workers=2, threads_per_worker=1) as client:
+        run_pipeline(catalogs, model, out, cache=cache, client=client)
+"""
+
+
+def test_a_killed_run_resumes_with_only_the_missing_combinations(twin, first_run, tmp_path) -> None:
+    out = str(tmp_path / "killed.zarr")
+    # one combination's read hangs (a FIFO in place of a data chunk) so that the run
+    # cannot finish before it is killed: its cached predictors are removed first
+    folder = Path(twin["cache"]) / "cmip6" / "cmip6.TWIN-ESM-A_ssp585_r1i1p1f1"
+    (raw,) = [p for p in folder.glob("*.zarr") if re.fullmatch(r"[0-9a-f]{20}\.zarr", p.name)]
+    shutil.rmtree(raw)
+    raw.with_suffix(".json").unlink()
+    world = twin["root"] / "world/cmip6/ScenarioMIP/TWINLAB-A/TWIN-ESM-A/ssp585/r1i1p1f1"
+    chunk = world / "day/tas/gn/v20260101/tas/0.0.0"
+    saved = chunk.with_suffix(".saved")
+    chunk.rename(saved)
+    os.mkfifo(chunk)
+    script = tmp_path / "run.py"
+    script.write_text(KILLABLE_RUN)
+    command = [sys.executable, str(script), out, str(twin["model"]), twin["cache"]]
+    command += twin["catalogs"]
+    proc = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 420  # generous: CI machines may be loaded
+        while time.monotonic() < deadline:
+            try:
+                if (combo_status(out)["status"] == "done").sum() >= 3:
+                    break
+            except Exception:  # the store does not exist yet, or a chunk is being written
+                pass
+            assert proc.poll() is None, "the run ended although one read hangs"
+            time.sleep(0.2)
+        else:
+            pytest.fail("fewer than 3 combinations done after 420 s")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        chunk.unlink()
+        saved.rename(chunk)
+
+    table = combo_status(out).set_index(list(COMBO_DIMS))
+    done_before = [c for c in table.index if table.loc[c, "status"] == "done"]
+    assert len(done_before) >= 3 and CMIP_SSP not in done_before
+    before = _chunks(out, done_before)
+    from distributed import Client
+
+    with Client(processes=False, n_workers=2, threads_per_worker=1) as client:
+        resumed = run_pipeline(
+            twin["catalogs"], twin["model"], out, cache=twin["cache"], client=client
+        )
+    statuses = _by_combo(resumed)
+    assert {c for c, s in statuses.items() if s == "skipped"} == set(done_before)
+    assert {c for c, s in statuses.items() if s == "done"} == set(statuses) - set(done_before)
+    assert len(statuses) == N_COMBOS and not resumed.failed
+    assert _chunks(out, done_before) == before
+    # the resumed store holds what an uninterrupted run stored
+    first = _open_strict(first_run["out"])
+    again = _open_strict(out)
+    for combo in statuses:
+        where = dict(zip(COMBO_DIMS, combo, strict=True))
+        a = first.temperature_mean.sel(where).values
+        if str(first.status.sel(where).values) == "done":
+            np.testing.assert_array_equal(again.temperature_mean.sel(where).values, a)
