@@ -22,7 +22,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/cascadia-ensemble synth --out $(DEMO_DIR)/world --preset $(PRESET) --overwrite
+	$(BIN)/cascadia-ensemble demo --preset $(PRESET) --out $(DEMO_DIR)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,7 +182,7 @@ def open_combo(
         cause = exc.__cause__ or exc
         raise SourceError(f"{where}: cannot open its stores: {cause}") from None
     merged = xr.merge(
-        [ds[[v for v in source.source_variables if v in ds.data_vars]] for ds in datasets.values()],
+        [_requested(ds, source.source_variables) for ds in datasets.values()],
         compat="override",
         join="outer",
     )
@@ -190,6 +191,19 @@ def open_combo(
     # intake-esm's bookkeeping attributes vary from run to run and leak asset paths
     merged.attrs = {k: v for k, v in merged.attrs.items() if not k.startswith("intake_esm")}
     return merged.rename(source.rename) if source.rename else merged
+
+
+def _requested(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
+    """The requested data variables of one intake-esm dataset, nothing else of the catalog's.
+
+    Files holding several variables (ERA-20C's MARS conversions) are listed once per
+    variable; intake-esm opens each and turns the file's other variables into
+    coordinates. Left in, they clash with the same names as data variables of the
+    other datasets ("unable to determine if these variables should be coordinates").
+    """
+    wanted = [v for v in variables if v in ds.data_vars]
+    promoted = [c for c in ds.coords if c in variables and c not in wanted]
+    return ds[wanted].drop_vars(promoted)
 
 
 def select_period(ds: xr.Dataset, start: int | None, end: int | None) -> xr.Dataset:

@@ -331,3 +331,37 @@ def test_an_all_nan_region_series_is_named(world):
     with pytest.raises(SourceError) as err:
         check_regions(extracted, catalog, source)
     assert "[era20c]" in str(err.value) and "tas@mistral" in str(err.value)
+
+
+def test_multi_variable_files_split_over_decades_are_joined(world, tmp_path):
+    """ERA-20C's MARS conversions hold every variable per file, one file per decade.
+
+    intake-esm lists each file once per variable and turns the file's other variables
+    into coordinates; joined over several files they used to clash in the merge.
+    """
+    import shutil
+
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    folder = copy / "reanalysis/era20c"
+    (original,) = folder.glob("*.nc")
+    earlier = folder / "era20c_sfc_6hr_2008-2009.nc"
+    with xr.open_dataset(original, engine="h5netcdf") as ds:
+        shifted = ds.load().assign_coords(time=ds["time"] - pd.Timedelta(days=731))
+    shifted.to_netcdf(earlier, engine="h5netcdf")
+    table = pd.read_csv(copy / "collections/era20c.csv")
+    table["path"] = table["path"].str.replace(str(world), str(copy))
+    before = table.copy()
+    before["path"] = before["path"].str.replace(original.name, earlier.name)
+    before["time_range"] = "20080101-20091231"
+    pd.concat([before, table]).to_csv(copy / "collections/era20c.csv", index=False)
+    collection = (copy / "collections/era20c.json").read_text()
+    (copy / "collections/era20c.json").write_text(collection.replace(str(world), str(copy)))
+    text = (copy / "catalogs/reanalysis.yaml").read_text()
+    (copy / "catalogs/reanalysis.yaml").write_text(text.replace("start: 2010", "start: 2008"))
+    catalog = load_run_catalog(str(copy / "catalogs/reanalysis.yaml"))
+    source, combo, datastore = _combo(catalog, "era20c")
+    daily = extract_combo(catalog, source, combo, datastore).data.load()
+    assert str(daily["time"].values[0])[:10] == "2008-01-01"
+    assert str(daily["time"].values[-1])[:10] == "2011-12-31"
+    assert not daily["tas"].sel(region="gulf_of_lion_shelf").isnull().any()

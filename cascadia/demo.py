@@ -1,0 +1,297 @@
+"""The whole chain on the embedded twin world: synth → train → run → report.
+
+Why one entry point: the quick start must show, on a fresh machine, what the package is
+for — a results store over every reanalysis and projection of the twin, and a report that
+scores the run's projected change against the twin's truth. Each stage is skipped when its
+output is already complete for the same inputs, so ``run_demo`` can be called again after
+an interruption and does only what is missing. ``DIR`` holds ``world/``, ``cache/``
+(predictor cache), ``train.yaml`` (the generated training job), ``model/``,
+``results.zarr`` and ``report/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cascadia.config import load_run_catalog
+from cascadia.jobs import load_train_job
+from cascadia.pipeline import ComboResult, RunSummary, run_pipeline
+from cascadia.report import ReportResult, write_run_report
+from cascadia.synthetic.presets import PRESETS, Preset, ReanalysisSpec, Years
+from cascadia.synthetic.world import MANIFEST, build_world
+from cascadia.train_job import run_train_job
+
+__all__ = [
+    "DEMO_JOBS",
+    "DEMO_WORLDS",
+    "TRUTH_PERIODS",
+    "DemoError",
+    "DemoResult",
+    "StageResult",
+    "demo_job",
+    "run_demo",
+]
+
+#: The training job of each preset (repository ``jobs/``): the demo job is the documented
+#: default ensemble; the tiny one a smoke job whose scores mean nothing.
+DEMO_JOBS: dict[str, str] = {"demo": "train.yaml", "tiny": "train-tiny.yaml"}
+#: The world of each demo preset. ``tiny`` is the tiny twin with ERA5, the historical
+#: runs and the mooring over 2004-2014 and one CMIP member: bias adjustment needs at
+#: least 10 years of overlap with the reference, which the 2-year tiny ERA5 lacks.
+DEMO_WORLDS: dict[str, Preset] = {
+    "demo": PRESETS["demo"],
+    "tiny": PRESETS["tiny"].model_copy(
+        update={
+            "name": "tiny-demo",
+            "era5": ReanalysisSpec(years=Years(start=2004, end=2014), resolution=2.25),
+            "historical": Years(start=2004, end=2014),
+            "observations": Years(start=2004, end=2014),
+            "cmip_members": 1,
+        }
+    ),
+}
+#: Base and future winters of the truth comparison: the headline periods for ``demo``; the
+#: tiny world only spans 2012-2016, so its periods just exercise the chain.
+TRUTH_PERIODS: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "demo": ((1993, 2022), (2080, 2100)),
+    "tiny": ((2005, 2014), (2015, 2016)),
+}
+JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"
+#: Written last by ``run_train_job``'s scoring: a model folder without it is incomplete.
+MODEL_COMPLETE = "timing.json"
+#: Keys of a job that name where it lives rather than what it trains.
+_LOCATION_KEYS = ("path", "output")
+
+
+class DemoError(ValueError):
+    """The demo cannot run: unknown preset, missing job template, failed stage."""
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """One stage of the chain: its name, wall time, whether it was skipped, and why."""
+
+    name: str
+    seconds: float
+    skipped: bool
+    detail: str
+
+
+@dataclass
+class DemoResult:
+    """Where everything is, what each stage did, and the run's summary."""
+
+    out: Path
+    stages: list[StageResult] = field(default_factory=list)
+    summary: RunSummary | None = None
+    report: ReportResult | None = None
+
+    @property
+    def world(self) -> Path:
+        return self.out / "world"
+
+    @property
+    def model(self) -> Path:
+        return self.out / "model"
+
+    @property
+    def results(self) -> Path:
+        return self.out / "results.zarr"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.out / "report"
+
+    @property
+    def ok(self) -> bool:
+        return self.summary is not None and self.summary.ok
+
+    def stage(self, name: str) -> StageResult:
+        return next(s for s in self.stages if s.name == name)
+
+
+def demo_job(preset: str, out: str | Path) -> dict[str, Any]:
+    """The training job of ``preset`` with every path pointing into ``out``.
+
+    The one place the demo's job is made: the repository's ``jobs/`` template for the
+    preset, its predictors, cache, observations and output redirected to ``out``'s
+    world, cache and model folders (absolute paths).
+    """
+    if preset not in DEMO_JOBS:
+        raise DemoError(f"unknown preset {preset!r}; expected one of: {', '.join(DEMO_JOBS)}")
+    template = JOBS_DIR / DEMO_JOBS[preset]
+    if not template.is_file():
+        raise DemoError(
+            f"training job template {template} not found: the demo needs the repository's "
+            "jobs/ folder (an editable install, as `make demo` does)"
+        )
+    job = yaml.safe_load(template.read_text(encoding="utf-8"))
+    root = Path(out).resolve()
+    job["predictors"]["catalog"] = str(root / "world/catalogs/reanalysis.yaml")
+    job["predictors"]["cache"] = str(root / "cache/predictors")
+    job["observations"]["path"] = str(root / "world/observations/lacaze-duthiers.nc")
+    job["output"] = str(root / "model")
+    # the model must run on every source of the run, not only the reference it trains on
+    features = job.setdefault("features", {}) or {}
+    features["variables"] = common_variables(root / "world")
+    job["features"] = features
+    return job
+
+
+def common_variables(world: Path) -> list[str]:
+    """Canonical predictors that every source of the world's run catalogs provides.
+
+    Why: a job with ``variables: null`` takes every variable of the reference (ERA5 has
+    ``rsds``); a model trained on those cannot run on 20CR, ERA-20C or the projections.
+    """
+    names: set[str] | None = None
+    for catalog in _manifest(world)["catalogs"]:
+        for source in load_run_catalog(str(world / catalog)).sources:
+            have = set(source.variables) | set(source.derived)
+            if {"uas", "vas"} <= have:
+                have.add("sfcWind")  # extraction derives it from the components
+            names = have if names is None else names & have
+    if not names:
+        raise DemoError(f"the run catalogs of {world} share no predictor variable")
+    return sorted(names)
+
+
+def world_is_complete(world: Path, preset: str, seed: int) -> bool:
+    """True when ``world`` holds a finished world (``world.json``) of the demo preset
+    ``preset`` and ``seed``."""
+    manifest = world / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return False
+    return data.get("preset") == DEMO_WORLDS[preset].name and data.get("seed") == seed
+
+
+def _job_identity(job: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in job.items() if k not in _LOCATION_KEYS}
+
+
+def model_is_complete(model: Path, job_file: Path) -> bool:
+    """True when ``model`` was fully trained by the job in ``job_file`` (paths resolved)."""
+    recorded = model / "job.yaml"
+    if not (model / MODEL_COMPLETE).is_file() or not recorded.is_file():
+        return False
+    wanted = load_train_job(job_file).resolved().model_dump(mode="json")
+    have = yaml.safe_load(recorded.read_text(encoding="utf-8")) or {}
+    return _job_identity(have) == _job_identity(wanted)
+
+
+def _timed(
+    name: str, work: Callable[[], tuple[bool, str]], on_stage: Callable[[StageResult], None]
+) -> StageResult:
+    started = time.perf_counter()
+    skipped, detail = work()
+    result = StageResult(name, time.perf_counter() - started, skipped, detail)
+    on_stage(result)
+    return result
+
+
+def run_demo(
+    preset: str = "demo",
+    out: str | Path = "demo",
+    *,
+    workers: int | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] = lambda _: None,
+    on_stage: Callable[[StageResult], None] = lambda _: None,
+    on_total: Callable[[int], None] | None = None,
+    on_result: Callable[[ComboResult], None] | None = None,
+) -> DemoResult:
+    """Synth, train, run and report on the twin world of ``preset`` under ``out``.
+
+    Parameters
+    ----------
+    preset
+        ``tiny`` (seconds to minutes, a smoke test) or ``demo`` (the quick start).
+    out
+        Folder for ``world/``, ``cache/``, ``train.yaml``, ``model/``, ``results.zarr``
+        and ``report/``; reused: a complete world of the same preset and seed, a model
+        trained by the same job and the store's done combinations are kept.
+    workers
+        Dask workers of the local cluster (default: one per core).
+    seed
+        Seed of the twin world.
+    log, on_stage, on_total, on_result
+        Progress: lines of the current stage; each finished stage; the run's number of
+        combinations and each combination's result.
+
+    Raises
+    ------
+    DemoError
+        Unknown preset or missing job template.
+    """
+    if preset not in DEMO_WORLDS or preset not in DEMO_JOBS:
+        raise DemoError(f"unknown preset {preset!r}; expected one of: {', '.join(DEMO_JOBS)}")
+    root = Path(out).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    result = DemoResult(out=root)
+
+    def synth() -> tuple[bool, str]:
+        if world_is_complete(result.world, preset, seed):
+            return True, f"{preset} world (seed {seed}) already complete"
+        build_world(str(result.world), DEMO_WORLDS[preset], seed, overwrite=True, step=log)
+        return False, f"{preset} world (seed {seed}) built"
+
+    job_file = root / "train.yaml"
+
+    def train() -> tuple[bool, str]:
+        job_file.write_text(yaml.safe_dump(demo_job(preset, root), sort_keys=False), "utf-8")
+        if model_is_complete(result.model, job_file):
+            return True, "model already trained by this job"
+        if result.model.exists():
+            shutil.rmtree(result.model)
+        trained = run_train_job(load_train_job(job_file), result.model, log=log)
+        return False, f"trained in {trained.train_seconds:.0f} s"
+
+    def run() -> tuple[bool, str]:
+        catalogs = [str(result.world / c) for c in _manifest(result.world)["catalogs"]]
+        summary = run_pipeline(
+            catalogs,
+            result.model,
+            str(result.results),
+            cache=str(root / "cache/predictors"),
+            workers=workers,
+            on_total=on_total,
+            on_result=on_result,
+        )
+        result.summary = summary
+        n = len(summary.results)
+        detail = (
+            f"{summary.count('done')} done, {summary.count('skipped')} up to date, "
+            f"{summary.count('failed')} failed of {n} combinations"
+        )
+        return summary.count("skipped") == n, detail
+
+    def report() -> tuple[bool, str]:
+        result.report = write_run_report(
+            str(result.results),
+            result.report_dir,
+            truth_index=result.world / "truth/index.csv",
+            model_dir=result.model,
+            base=TRUTH_PERIODS[preset][0],
+            future=TRUTH_PERIODS[preset][1],
+        )
+        return False, f"{len(result.report.files)} files"
+
+    for name, work in (("synth", synth), ("train", train), ("run", run), ("report", report)):
+        result.stages.append(_timed(name, work, on_stage))
+    return result
+
+
+def _manifest(world: Path) -> dict[str, Any]:
+    return json.loads((world / MANIFEST).read_text(encoding="utf-8"))

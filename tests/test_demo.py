@@ -1,0 +1,173 @@
+"""``run_demo`` end to end on the tiny twin: the four outputs, resumability, and the truth
+comparison checked against an independent computation from the two stores."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from cascadia.demo import TRUTH_PERIODS, run_demo
+from cascadia.events import EventConfig, anomalies, event_days
+
+pytestmark = pytest.mark.slow
+
+SCENARIO = "ssp585"
+DEPTH = 500.0
+
+
+def _tree(root: Path) -> dict[str, int]:
+    """Modification times of every file under ``root`` (nanoseconds)."""
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    started = time.perf_counter()
+    first = run_demo("tiny", out, workers=2)
+    first_seconds = time.perf_counter() - started
+    before = {name: _tree(out / name) for name in ("world", "model", "results.zarr")}
+    started = time.perf_counter()
+    second = run_demo("tiny", out, workers=2)
+    second_seconds = time.perf_counter() - started
+    after = {name: _tree(out / name) for name in ("world", "model", "results.zarr")}
+    print(f"first run_demo {first_seconds:.1f} s, second {second_seconds:.1f} s")
+    return {
+        "out": out,
+        "first": first,
+        "second": second,
+        "second_seconds": second_seconds,
+        "before": before,
+        "after": after,
+    }
+
+
+def test_the_four_outputs_exist_and_every_combination_is_done(demo) -> None:
+    out, first = demo["out"], demo["first"]
+    for name in ("world/world.json", "model/timing.json", "results.zarr/.zmetadata"):
+        assert (out / name).is_file(), name
+    for name in ("report.md", "hindcast.png", "event-days.png", "truth-change.png"):
+        assert (out / "report" / name).stat().st_size > 1000, name
+    assert [s.name for s in first.stages] == ["synth", "train", "run", "report"]
+    assert not any(s.skipped for s in first.stages[:3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(out / "results.zarr")
+    status = [str(v) for v in ds["status"].values.ravel()]
+    listed = [v for v in status if v != "not_in_catalog"]
+    assert len(listed) == len(first.summary.results) >= 20
+    assert set(listed) == {"done"}
+    assert first.ok
+    report = (out / "report/report.md").read_text()
+    assert "Against the twin's truth" in report and SCENARIO in report
+
+
+def test_a_second_call_skips_synth_train_and_run_and_rewrites_nothing(demo) -> None:
+    second = demo["second"]
+    assert [s.skipped for s in second.stages] == [True, True, True, False]
+    assert second.summary.count("skipped") == len(second.summary.results)
+    assert demo["after"] == demo["before"]
+    assert demo["second_seconds"] < 60, demo["second_seconds"]
+
+
+def _run_winter_event_days(ds: xr.Dataset, source: str, member: str) -> pd.Series:
+    """Per-winter event days at DEPTH of the scenario joined to its historical run (before
+    2015-01-01, and winters before 2015, from the historical), scaled to the Nov-Apr season."""
+    hist = ds.sel(experiment="historical", source_id=source, member_id=member)
+    scen = ds.sel(experiment=SCENARIO, source_id=source, member_id=member)
+    days = pd.DatetimeIndex(ds["time"].values)
+    before = days < pd.Timestamp("2015-01-01")
+    finite = np.where(
+        before,
+        np.isfinite(hist["temperature_mean"].values).any(axis=1),
+        np.isfinite(scen["temperature_mean"].values).any(axis=1),
+    )
+    season = np.isin(days.month, [11, 12, 1, 2, 3, 4])
+    label = days.year + (days.month >= 11)
+    covered = pd.Series(finite & season).groupby(label).sum()
+    winters = ds["winter"].values
+    counts = np.where(
+        winters < 2015,
+        hist["event_days"].sel(depth=DEPTH).values,
+        scen["event_days"].sel(depth=DEPTH).values,
+    )
+    out = {}
+    for w, n in zip(winters, counts, strict=True):
+        full = (pd.Timestamp(w, 5, 1) - pd.Timestamp(w - 1, 11, 1)).days
+        have = covered.get(w, 0)
+        out[int(w)] = n * full / have if have >= 0.9 * full else np.nan
+    return pd.Series(out)
+
+
+def _truth_winter_event_days(truth: xr.Dataset, member: str, events: EventConfig) -> pd.Series:
+    one = truth.sel(member_id=member, depth=DEPTH)["temperature"]
+    temp = one.sel(experiment_id="historical").fillna(one.sel(experiment_id=SCENARIO)).load()
+    flags = event_days(anomalies(temp, config=events), config=events).values
+    months = temp["time"].dt.month.values
+    years = temp["time"].dt.year.values
+    label = years + (months >= 11)
+    season = np.isin(months, [11, 12, 1, 2, 3, 4]) & np.isfinite(temp.values)
+    out = {}
+    for w in np.unique(label):
+        full = (pd.Timestamp(w, 5, 1) - pd.Timestamp(w - 1, 11, 1)).days
+        have = season[label == w].sum()
+        n = flags[label == w].sum()
+        out[int(w)] = n * full / have if have >= 0.9 * full else np.nan
+    return pd.Series(out)
+
+
+def _change(per_model: dict[str, list[pd.Series]]) -> dict[str, float]:
+    """Members averaged, then period means (both winters needed) and their change."""
+    (b0, b1), (f0, f1) = TRUTH_PERIODS["tiny"]
+    changes = {}
+    for source, members in per_model.items():
+        mean = pd.concat(members, axis=1).mean(axis=1)
+        base = mean.reindex(range(b0, b1 + 1))
+        future = mean.reindex(range(f0, f1 + 1))
+        # a period mean needs 80 % of its winters (cascadia.spread's rule)
+        if base.count() >= 0.8 * base.size and future.count() >= 0.8 * future.size:
+            changes[source] = future.mean() - base.mean()
+    return changes
+
+
+def test_truth_comparison_equals_an_independent_computation(demo) -> None:
+    out = demo["out"]
+    table = json.loads((out / "report/truth_comparison.json").read_text())
+    row = table["scenarios"][SCENARIO]
+    events = EventConfig.model_validate(table["event_rule"])
+    ds = xr.open_zarr(out / "results.zarr")
+    index = pd.read_csv(out / "world/truth/index.csv")
+    status = ds["status"].sel(experiment=SCENARIO).to_pandas()
+    run_models: dict[str, list[pd.Series]] = {}
+    true_models: dict[str, list[pd.Series]] = {}
+    for source in status.index:
+        for member in status.columns:
+            if str(status.loc[source, member]) != "done":
+                continue
+            run_models.setdefault(source, []).append(_run_winter_event_days(ds, source, member))
+            rcm = source.rsplit("_", 1)[-1]
+            rows = index[(index.experiment_id == SCENARIO) & (index.member_id == member)]
+            path = rows[rows.source_id.isin([source, rcm])].path.iloc[0]
+            truth = xr.open_zarr(path, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True))
+            true_models.setdefault(source, []).append(
+                _truth_winter_event_days(truth, member, events)
+            )
+    run = _change(run_models)
+    true = _change(true_models)
+    assert len(run) == row["run"]["n_models"] >= 3
+    assert row["run"]["change"] == pytest.approx(np.mean(list(run.values())), abs=2e-3)
+    assert row["run"]["model_min"] == pytest.approx(min(run.values()), abs=2e-3)
+    assert row["run"]["model_max"] == pytest.approx(max(run.values()), abs=2e-3)
+    assert row["truth"]["change"] == pytest.approx(np.mean(list(true.values())), abs=2e-3)
+    assert row["truth"]["model_min"] == pytest.approx(min(true.values()), abs=2e-3)
+    assert row["truth"]["model_max"] == pytest.approx(max(true.values()), abs=2e-3)
+    # the truth is a different thing than the run: not trivially the same numbers
+    assert row["truth"]["per_model"] != row["run"]["per_model"]
