@@ -82,40 +82,6 @@ class RunMeasurement:
         return max(self.peak_rss.values())
 
 
-def quick_train_job(world: Path, cache: str) -> dict[str, Any]:
-    """A tiny 2-member LSTM job on the world's ERA5 (seconds to train, not a good model)."""
-    return {
-        "predictors": {
-            "catalog": str(world / "catalogs" / "reanalysis.yaml"),
-            "source": "era5",
-            "cache": cache,
-        },
-        "features": {
-            "variables": ["hurs", "pr", "psl", "sfcWind", "tas", "uas", "vas"],
-            "physics": False,
-        },
-        "observations": {"path": str(world / "observations" / "lacaze-duthiers.nc")},
-        "targets": {"spinup_days": 365},
-        "training": {
-            "architecture": "lstm",
-            "hparams": {"hidden": 8},
-            "members": 2,
-            "seed": 1,
-            "lookback_days": 365,
-            "window_days": 60,
-            "batch_size": 2,
-            "batches_per_epoch": 1,
-            "epochs": 1,
-            "patience": 1,
-            "workers": 1,
-            "train_winters": [2006, 2007, 2009, 2010],
-            "validation_winters": [2008, 2011],
-            "test_winters": [2012, 2013],
-        },
-        "evaluation": {"bootstrap_samples": 100, "report": False},
-    }
-
-
 def world_catalogs(world: Path) -> tuple[str, ...]:
     """Every run catalog of a twin world (``catalogs/*.yaml``)."""
     found = tuple(sorted(str(p) for p in (world / "catalogs").glob("*.yaml")))
@@ -135,7 +101,7 @@ def build_quick_inputs(
     ``training`` overrides keys of the job's ``training`` section (e.g. the winters of a
     world with fewer years).
     """
-    from cascadia.jobs import TrainJob
+    from cascadia.jobs import TrainJob, smoke_train_job
     from cascadia.synthetic.world import build_world
     from cascadia.train_job import run_train_job
 
@@ -145,7 +111,7 @@ def build_quick_inputs(
     if not (model / "job.yaml").exists():
         if model.exists():
             shutil.rmtree(model)
-        spec = quick_train_job(world, cache)
+        spec = smoke_train_job(world, cache)
         spec["training"].update(training or {})
         job = TrainJob.model_validate(spec)
         run_train_job(job, model, log=lambda _: None)

@@ -44,6 +44,7 @@ __all__ = [
     "TrainJob",
     "load_train_job",
     "read_job_yaml",
+    "smoke_train_job",
 ]
 
 
@@ -192,3 +193,43 @@ def load_train_job(path: str | Path) -> TrainJob:
     except ValidationError as exc:
         lines = [f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise JobError(f"{path}: invalid training job:\n  " + "\n  ".join(lines)) from None
+
+
+def smoke_train_job(world: str | Path, cache: str, **training: Any) -> dict[str, Any]:
+    """A tiny 2-member LSTM job on a twin world's ERA5: seconds to train, scores meaningless.
+
+    For tests and benchmarks that need *a* model directory, not a good one; keys of
+    ``training`` override the training section (e.g. other winters for a shorter world).
+    """
+    root = Path(world)
+    return {
+        "predictors": {
+            "catalog": str(root / "catalogs" / "reanalysis.yaml"),
+            "source": "era5",
+            "cache": cache,
+        },
+        "features": {
+            "variables": ["hurs", "pr", "psl", "sfcWind", "tas", "uas", "vas"],
+            "physics": False,
+        },
+        "observations": {"path": str(root / "observations" / "lacaze-duthiers.nc")},
+        "targets": {"spinup_days": 365},
+        "training": {
+            "architecture": "lstm",
+            "hparams": {"hidden": 8},
+            "members": 2,
+            "seed": 1,
+            "lookback_days": 365,
+            "window_days": 60,
+            "batch_size": 2,
+            "batches_per_epoch": 1,
+            "epochs": 1,
+            "patience": 1,
+            "workers": 1,
+            "train_winters": [2006, 2007, 2009, 2010],
+            "validation_winters": [2008, 2011],
+            "test_winters": [2012, 2013],
+            **training,
+        },
+        "evaluation": {"bootstrap_samples": 100, "report": False},
+    }

@@ -10,13 +10,11 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import xarray as xr
 from scipy.stats import norm
 
@@ -35,7 +33,7 @@ from cascadia.inference import (
     load_count,
     model_checksum,
 )
-from cascadia.jobs import TrainJob
+from cascadia.jobs import TrainJob, smoke_train_job
 from cascadia.synthetic.presets import PRESETS
 from cascadia.synthetic.world import build_world
 from cascadia.targets import BackgroundConfig
@@ -52,14 +50,7 @@ PRESET = PRESETS["tiny"].model_copy(
 VARIABLES = ["hurs", "pr", "psl", "sfcWind", "tas", "uas", "vas"]  # common to every source
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Predict with one torch thread, as the workers do: on a shared machine a
-    recurrent model spread over every core runs its days many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -68,33 +59,15 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("inference")
     started = time.perf_counter()
     build_world(str(root / "world"), PRESET, seed=0)
-    job = {
-        "predictors": {
-            "catalog": str(root / "world/catalogs/reanalysis.yaml"),
-            "source": "era5",
-            "cache": str(root / "cache"),
-        },
-        "features": {"variables": VARIABLES, "physics": False},
-        "observations": {"path": str(root / "world/observations/lacaze-duthiers.nc")},
-        "targets": {"spinup_days": 365},
-        "training": {
-            "architecture": "lstm",
-            "hparams": {"hidden": 8},
-            "members": 2,
-            "seed": 5,
-            "lookback_days": 365,
-            "window_days": 60,
-            "batch_size": 2,
-            "batches_per_epoch": 2,
-            "epochs": 1,
-            "patience": 1,
-            "workers": 1,
-            "train_winters": [2014],
-            "validation_winters": [2015],
-            "test_winters": [2013],
-        },
-        "evaluation": {"bootstrap_samples": 100, "report": False},
-    }
+    job = smoke_train_job(
+        root / "world",
+        str(root / "cache"),
+        seed=5,
+        batches_per_epoch=2,
+        train_winters=[2014],
+        validation_winters=[2015],
+        test_winters=[2013],
+    )
     run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
     cache = PredictorCache(str(root / "cache"))
     era5 = load_run_catalog(str(root / "world/catalogs/reanalysis.yaml"))

@@ -18,14 +18,12 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import xarray as xr
 import yaml
 
@@ -35,7 +33,7 @@ from cascadia.cli import main
 from cascadia.cluster import open_cluster
 from cascadia.config import load_run_catalog
 from cascadia.inference import InferenceConfig, TrainedModel, load_count
-from cascadia.jobs import TrainJob
+from cascadia.jobs import TrainJob, smoke_train_job
 from cascadia.pipeline import RunSummary, run_pipeline
 from cascadia.store import COMBO_DIMS, RESULT_VARS, combo_status
 from cascadia.synthetic.presets import PRESETS, ReanalysisSpec, Years
@@ -60,17 +58,7 @@ ERA20C = ("reanalysis", "ERA-20C", "r1")
 CMIP_SSP = ("ssp585", "TWIN-ESM-A", "r1i1p1f1")
 N_COMBOS = 8  # ERA5, 2 x 20CR, ERA-20C, CMIP x 2, CORDEX x 2
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Predict with one torch thread, as the workers do: on a shared machine a
-    recurrent model spread over every core runs its days many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
@@ -83,36 +71,7 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cmip = yaml.safe_load((catalogs / "cmip6.yaml").read_text())
     cmip["sources"][0]["query"]["experiment_id"] = ["historical", "ssp585"]
     (catalogs / "cmip6-run.yaml").write_text(yaml.safe_dump(cmip))
-    job = {
-        "predictors": {
-            "catalog": str(catalogs / "reanalysis.yaml"),
-            "source": "era5",
-            "cache": str(root / "cache"),
-        },
-        "features": {
-            "variables": ["hurs", "pr", "psl", "sfcWind", "tas", "uas", "vas"],
-            "physics": False,
-        },
-        "observations": {"path": str(root / "world/observations/lacaze-duthiers.nc")},
-        "targets": {"spinup_days": 365},
-        "training": {
-            "architecture": "lstm",
-            "hparams": {"hidden": 8},
-            "members": 2,
-            "seed": 1,
-            "lookback_days": 365,
-            "window_days": 60,
-            "batch_size": 2,
-            "batches_per_epoch": 1,
-            "epochs": 1,
-            "patience": 1,
-            "workers": 1,
-            "train_winters": [2006, 2007, 2009, 2010],
-            "validation_winters": [2008, 2011],
-            "test_winters": [2012, 2013],
-        },
-        "evaluation": {"bootstrap_samples": 100, "report": False},
-    }
+    job = smoke_train_job(root / "world", str(root / "cache"))
     run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
     print(f"world and model in {time.perf_counter() - started:.1f} s")
     return {

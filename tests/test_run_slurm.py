@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import dask
@@ -28,7 +27,7 @@ import test_cluster
 import xarray as xr
 import yaml
 
-from cascadia.jobs import TrainJob
+from cascadia.jobs import TrainJob, smoke_train_job
 from cascadia.pipeline import RunSummary, run_pipeline
 from cascadia.synthetic.presets import PRESETS, ReanalysisSpec, Years
 from cascadia.synthetic.world import build_world
@@ -56,40 +55,6 @@ N_COMBOS = 3  # ERA5, CMIP historical + ssp585
 pytestmark = pytest.mark.slurm
 
 
-def _train_job(root: Path) -> dict[str, Any]:
-    catalogs = root / "world/catalogs"
-    return {
-        "predictors": {
-            "catalog": str(catalogs / "reanalysis.yaml"),
-            "source": "era5",
-            "cache": str(root / "train-cache"),
-        },
-        "features": {
-            "variables": ["hurs", "pr", "psl", "sfcWind", "tas", "uas", "vas"],
-            "physics": False,
-        },
-        "observations": {"path": str(root / "world/observations/lacaze-duthiers.nc")},
-        "targets": {"spinup_days": 365},
-        "training": {
-            "architecture": "lstm",
-            "hparams": {"hidden": 8},
-            "members": 2,
-            "seed": 1,
-            "lookback_days": 365,
-            "window_days": 60,
-            "batch_size": 2,
-            "batches_per_epoch": 1,
-            "epochs": 1,
-            "patience": 1,
-            "workers": 1,
-            "train_winters": [2006, 2007, 2009, 2010],
-            "validation_winters": [2008, 2011],
-            "test_winters": [2012, 2013],
-        },
-        "evaluation": {"bootstrap_samples": 100, "report": False},
-    }
-
-
 @pytest.fixture(scope="module")
 def twin(local_slurm: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """World, run catalogs and trained model (after the SLURM check: no build if skipped)."""
@@ -103,7 +68,8 @@ def twin(local_slurm: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     cmip = yaml.safe_load((catalogs / "cmip6.yaml").read_text())
     cmip["sources"][0]["query"]["experiment_id"] = ["historical", "ssp585"]
     (catalogs / "cmip6-run.yaml").write_text(yaml.safe_dump(cmip))
-    run_train_job(TrainJob.model_validate(_train_job(root)), root / "model", log=lambda _: None)
+    job = smoke_train_job(root / "world", str(root / "train-cache"))
+    run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
     print(f"world and model: {time.perf_counter() - started:.1f} s")
     return {
         "root": root,
