@@ -13,27 +13,23 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+import test_train_job
 import yaml
 from scipy import stats
 
 import cascadia.tuning as tuning
 from cascadia.cli import main
 from cascadia.evaluation import Forecast, bootstrap_crps_difference, diebold_mariano
-from cascadia.synthetic.presets import PRESETS, ReanalysisSpec, Years
 from cascadia.synthetic.world import build_world
 from cascadia.tuning import load_tune_job
 
-#: The 12-year tiny preset of tests/test_train_job.py (2003-2014 ERA5 and mooring).
-PRESET = PRESETS["tiny"].model_copy(
-    update={
-        "name": "tiny-12y",
-        "era5": ReanalysisSpec(years=Years(start=2003, end=2014), resolution=3.0),
-        "observations": Years(start=2003, end=2014),
-    }
+# The 12-year tiny preset and winter splits of the train job tests (2003-2014 ERA5 and mooring).
+PRESET, TRAIN, VALIDATION, TEST = (
+    test_train_job.PRESET,
+    test_train_job.TRAIN,
+    test_train_job.VALIDATION,
+    test_train_job.TEST,
 )
-TRAIN = [2004, 2005, 2006, 2007, 2009, 2010, 2011]
-VALIDATION = [2008, 2014]
-TEST = [2012, 2013]
 
 
 def _job(**search: Any) -> dict[str, Any]:
