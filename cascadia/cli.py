@@ -369,6 +369,44 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _ceiling(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from cascadia.synthetic.ceiling import (
+        TABLE_COLUMNS,
+        CeilingError,
+        compute_ceiling,
+        share_sentence,
+        table_rows,
+        write_ceiling,
+    )
+
+    out = Path(args.out) if args.out else Path(args.model) / "report" / "ceiling"
+    try:
+        with console.status("regenerating the twin's history and scoring the oracles"):
+            result = compute_ceiling(args.world, args.model)
+    except CeilingError as exc:
+        return _fail(str(exc))
+    try:
+        paths = write_ceiling(result, out)
+    except OSError as exc:
+        return _fail(f"cannot write the ceiling to {out}: {exc}")
+    screen = Console()
+    for depth, entry in result["depths"].items():
+        table = Table(title=f"{depth} m: {entry['n_test_days']} test days, skill vs best baseline")
+        for i, column in enumerate(TABLE_COLUMNS):
+            table.add_column(column, justify="right" if i else "left", no_wrap=not i)
+        for row in table_rows(result, depth):
+            table.add_row(*row)
+        screen.print(table)
+        screen.print(share_sentence(result, depth))
+    for path in paths:
+        print(f"  {path.suffix[1:]:<5} {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cascadia-ensemble",
@@ -532,6 +570,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0, help="twin world seed (default: 0)")
     demo.set_defaults(handler=_demo)
+    ceiling = commands.add_parser(
+        "ceiling",
+        help="skill ceiling on the twin world: oracles next to the trained model",
+        description="Regenerate the twin world's history (checked against its truth) and "
+        "score a full-ocean oracle, an atmosphere-only oracle and the background alone on the "
+        "model's test days, next to the ensemble and baselines of its metrics.json (see "
+        "docs/ceiling.md). Writes ceiling.json, ceiling.md and ceiling.png.",
+    )
+    ceiling.add_argument(
+        "--model", required=True, metavar="DIR", help="model directory (cascadia-ensemble train)"
+    )
+    ceiling.add_argument(
+        "--world", required=True, metavar="DIR", help="twin world the model was trained on"
+    )
+    ceiling.add_argument(
+        "--out", metavar="DIR", help="output folder (default: <model>/report/ceiling)"
+    )
+    ceiling.set_defaults(handler=_ceiling)
     return parser
 
 

@@ -349,6 +349,17 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _comparison_line(comparison: Mapping[str, Any], key: str, label: str) -> str:
+    """One sentence: CRPS(a) − CRPS(b) at a depth with its bootstrap interval."""
+    row = comparison[key]
+    return (
+        f"- CRPS {comparison['a']} − {comparison['b']} ({label}): "
+        f"{_fmt(row['difference'], 4)} °C ({int(100 * comparison['confidence'])} % CI "
+        f"{_fmt(row['ci_low'], 4)} … {_fmt(row['ci_high'], 4)}; paired bootstrap over test "
+        f"winters, {comparison['samples']} resamples)."
+    )
+
+
 def write_report(
     directory: Path,
     metrics: Mapping[str, Mapping[str, Mapping[str, float | None]]],
@@ -461,15 +472,14 @@ def write_report(
             row = per_depth[key]
             cells = [_fmt(row[m]) for m in (*METRICS, "nse_anomaly")]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
-        cmp_ = comparison[key]
-        lines += [
-            "",
-            f"CRPS {comparison['a']} − {comparison['b']}: {_fmt(cmp_['difference'], 4)} °C "
-            f"({int(100 * comparison['confidence'])} % CI {_fmt(cmp_['ci_low'], 4)} … "
-            f"{_fmt(cmp_['ci_high'], 4)}; paired bootstrap over test winters, "
-            f"{comparison['samples']} resamples).",
-            "",
-        ]
+        lines += ["", _comparison_line(comparison, key, "best member on the test winters")]
+        if "selected_on_validation" in comparison:
+            lines.append(
+                _comparison_line(
+                    comparison["selected_on_validation"], key, "best member on validation"
+                )
+            )
+        lines.append("")
     lines += [
         "![hindcast](hindcast.png)",
         "",

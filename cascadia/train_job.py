@@ -322,6 +322,38 @@ def prepare_job_series(job: TrainJob, log: Callable[[str], None] = print) -> Job
     return JobSeries(obs, provenance, series, winters)
 
 
+def _best_member(
+    members: list[Forecast], scores: dict[str, Any], depths: tuple[float, ...]
+) -> Forecast:
+    """The member with the lowest CRPS averaged over the depths of ``scores``."""
+    return min(
+        members,
+        key=lambda f: np.mean([scores[f.name][f"{d:g}"]["crps"] or np.inf for d in depths]),
+    )
+
+
+def _compare(
+    a: Forecast,
+    b: Forecast,
+    observed: npt.NDArray[np.float64],
+    winters: npt.NDArray[np.int64],
+    depths: tuple[float, ...],
+    job: TrainJob,
+) -> dict[str, Any]:
+    """Paired bootstrap of CRPS(a) − CRPS(b) over the test winters (the job's settings)."""
+    return bootstrap_crps_difference(
+        a,
+        b,
+        observed,
+        winters,
+        job.training.test_winters,
+        depths,
+        samples=job.evaluation.bootstrap_samples,
+        confidence=job.evaluation.confidence,
+        seed=job.evaluation.seed,
+    )
+
+
 def run_train_job(
     job: TrainJob,
     out: str | Path | None = None,
@@ -433,21 +465,17 @@ def run_train_job(
         forecasts, series.temperature, bg, series.events, test, series.depths
     )
     members = [f for f in forecasts if f.name.startswith("member_")]
-    # Best member: lowest mean test CRPS over both depths (hindsight favours the member).
-    best = min(
-        members,
-        key=lambda f: np.mean([metrics[f.name][f"{d:g}"]["crps"] or np.inf for d in series.depths]),
+    observed_test = np.where(test[:, None], series.temperature, np.nan)
+    # Best member in hindsight: lowest mean test CRPS over both depths (favours the member).
+    best = _best_member(members, metrics, series.depths)
+    comparison = _compare(forecasts[0], best, observed_test, winters, series.depths, job)
+    # The member a user could have picked without the test winters: best on validation.
+    scores_on_validation = evaluate_forecasts(
+        members, series.temperature, bg, series.events, validation, series.depths
     )
-    comparison = bootstrap_crps_difference(
-        forecasts[0],
-        best,
-        np.where(test[:, None], series.temperature, np.nan),
-        winters,
-        cfg.test_winters,
-        series.depths,
-        samples=job.evaluation.bootstrap_samples,
-        confidence=job.evaluation.confidence,
-        seed=job.evaluation.seed,
+    chosen = _best_member(members, scores_on_validation, series.depths)
+    comparison["selected_on_validation"] = _compare(
+        forecasts[0], chosen, observed_test, winters, series.depths, job
     )
     winter_events = per_winter_event_days(
         forecasts, series.events, winters, cfg.test_winters, series.depths

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import multiprocessing as mp
 import os
@@ -58,8 +59,10 @@ __all__ = [
     "TrainingConfig",
     "gaussian_nll",
     "prepare_series",
+    "select_candidates",
     "train_ensemble",
     "train_member",
+    "validation_crps",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -98,8 +101,14 @@ class TrainingConfig(BaseModel):
     members
         Ensemble size M (5: the deep-ensemble default of Lakshminarayanan
         et al. 2017; more adds little).
+    candidates
+        Members trained before selection (None: ``members``): the ``members``
+        candidates with the best validation score (the early-stopping score at
+        their best epoch) are kept. With a handful of training events a seed
+        decides whether a member learns the cascades at all; the validation
+        winters tell which did, the test winters never enter.
     seed, seeds
-        Member *i* is seeded with ``seeds[i]`` if given, else ``seed + i``.
+        Candidate *i* is seeded with ``seeds[i]`` if given, else ``seed + i``.
     lookback_days
         Context before the scored part of a training window (days, ≥ 365:
         cascading depends on the whole winter and the preceding autumn).
@@ -144,6 +153,7 @@ class TrainingConfig(BaseModel):
     hparams: dict[str, Any] = Field(default_factory=dict)
     architectures: list[ArchitectureSpec] | None = None
     members: int = Field(5, ge=1)
+    candidates: int | None = Field(None, ge=1)
     seed: int = 0
     seeds: list[int] | None = None
     lookback_days: int = Field(365, ge=365)
@@ -191,22 +201,31 @@ class TrainingConfig(BaseModel):
                     raise ValueError(f"winters {sorted(both)} are in both {a} and {b}")
         if self.min_epochs > self.epochs:
             raise ValueError(f"min_epochs ({self.min_epochs}) exceeds epochs ({self.epochs})")
-        if self.seeds is not None and len(self.seeds) != self.members:
-            raise ValueError(f"{len(self.seeds)} seeds given for {self.members} members")
+        if self.candidates is not None and self.candidates < self.members:
+            raise ValueError(
+                f"candidates ({self.candidates}) must be at least members ({self.members})"
+            )
+        if self.seeds is not None and len(self.seeds) != self.n_candidates:
+            raise ValueError(f"{len(self.seeds)} seeds given for {self.n_candidates} candidates")
         if self.architectures is not None and not self.architectures:
             raise ValueError("architectures, when given, must not be empty")
         return self
 
-    def member_seeds(self) -> list[int]:
-        """Seed of each member."""
+    @property
+    def n_candidates(self) -> int:
+        """Members trained before the validation selection."""
+        return self.candidates or self.members
+
+    def candidate_seeds(self) -> list[int]:
+        """Seed of each trained candidate."""
         return (
             list(self.seeds)
             if self.seeds is not None
-            else [self.seed + i for i in range(self.members)]
+            else [self.seed + i for i in range(self.n_candidates)]
         )
 
     def member_architecture(self, index: int) -> ArchitectureSpec:
-        """Architecture of member ``index``."""
+        """Architecture of candidate ``index``."""
         if self.architectures:
             return self.architectures[index % len(self.architectures)]
         return ArchitectureSpec(name=self.architecture, hparams=self.hparams)
@@ -219,7 +238,7 @@ class TrainingConfig(BaseModel):
     def resolved(self) -> dict[str, Any]:
         """JSON-ready dict with the defaults and the member seeds filled in."""
         data = self.model_dump(mode="json")
-        data["seeds"] = self.member_seeds()
+        data["seeds"] = self.candidate_seeds()
         return data
 
 
@@ -445,7 +464,7 @@ def train_member(
     MemberResult
         Best-epoch weights, curve and seed.
     """
-    seed = config.member_seeds()[index]
+    seed = config.candidate_seeds()[index]
     spec = config.member_architecture(index)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -541,6 +560,40 @@ def _train_member_worker(
     return train_member(TrainingConfig.model_validate(config_json), series, index)
 
 
+def validation_crps(
+    model: torch.nn.Module, series: PreparedSeries, norm: Normalisation, segment: int | None
+) -> float:
+    """Validation CRPS of a member's Gaussians in °C, mean over depths.
+
+    The candidates' selection score: physical units, as the tuning objective
+    ranks configurations, so the depth with the larger anomalies (500 m) counts
+    for more than one whose anomalies are mostly noise.
+    """
+    out = predict_series(model, series.x, segment=segment)  # type: ignore[arg-type]
+    y = torch.from_numpy(series.y)
+    validation = torch.from_numpy(series.validation)
+    per_depth = []
+    for d in range(y.shape[1]):
+        one = ModelOutput(*(part[:, d : d + 1] for part in out))
+        mask = (validation & torch.isfinite(y[:, d]))[:, None]
+        per_depth.append(gaussian_crps(one, y[:, d : d + 1], mask).item() * norm.target_std[d])
+    return float(np.mean(per_depth))
+
+
+def select_candidates(
+    results: list[MemberResult], scores: list[float], members: int
+) -> list[MemberResult]:
+    """The ``members`` results with the lowest scores, in candidate order.
+
+    A candidate with a non-finite score (diverged) is ranked last.
+    """
+    rank = {
+        r.index: s if math.isfinite(s) else math.inf for r, s in zip(results, scores, strict=True)
+    }
+    ranked = sorted(results, key=lambda r: (rank[r.index], r.index))[:members]
+    return sorted(ranked, key=lambda r: r.index)
+
+
 def train_ensemble(
     config: TrainingConfig,
     data: SeriesData,
@@ -549,7 +602,7 @@ def train_ensemble(
     workers: int | None = None,
     overwrite: bool = False,
 ) -> DeepEnsemble:
-    """Train M members (in parallel processes) and assemble the deep ensemble.
+    """Train the candidates (in parallel processes), keep the M best on validation.
 
     Parameters
     ----------
@@ -568,7 +621,8 @@ def train_ensemble(
     Returns
     -------
     DeepEnsemble
-        The trained ensemble (members in index order).
+        The trained ensemble (kept members in candidate order; each member's
+        ``info`` names its candidate index and validation score).
 
     Notes
     -----
@@ -576,15 +630,15 @@ def train_ensemble(
     must guard its entry point with ``if __name__ == "__main__":``.
     """
     series, norm = prepare_series(data, config)
-    n_workers = workers or config.workers or min(config.members, os.cpu_count() or 1)
-    n_workers = min(n_workers, config.members)
+    n = config.n_candidates
+    n_workers = min(workers or config.workers or min(n, os.cpu_count() or 1), n)
     if n_workers == 1:
         # One torch thread, as in each worker process: small recurrent batches run
         # slower on several threads, and results do not depend on the core count.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            results = [train_member(config, series, i) for i in range(config.members)]
+            results = [train_member(config, series, i) for i in range(n)]
         finally:
             torch.set_num_threads(threads)
     else:
@@ -592,26 +646,44 @@ def train_ensemble(
         with ProcessPoolExecutor(
             max_workers=n_workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
         ) as pool:
-            futures = [
-                pool.submit(_train_member_worker, payload, series, i) for i in range(config.members)
-            ]
+            futures = [pool.submit(_train_member_worker, payload, series, i) for i in range(n)]
             results = [f.result() for f in futures]
-    members = [r.model() for r in results]
+    scores = [
+        validation_crps(r.model(), series, norm, config.validation_segment_days) for r in results
+    ]
+    kept = select_candidates(results, scores, config.members)
     ensemble = DeepEnsemble(
-        members=members,  # type: ignore[arg-type]
+        members=[r.model() for r in kept],  # type: ignore[misc]
         normalisation=norm,
         config=config.resolved(),
-        seeds=[r.seed for r in results],
-        curves=[r.curve for r in results],
+        seeds=[r.seed for r in kept],
+        curves=[r.curve for r in kept],
         info=[
             {
+                "candidate": r.index,
                 "best_epoch": r.best_epoch,
                 "best_val_score": r.best_val_score,
                 "early_stopping": config.early_stopping,
+                "validation_crps": scores[r.index],
             }
-            for r in results
+            for r in kept
         ],
     )
     if out_dir is not None:
-        ensemble.save(out_dir, overwrite=overwrite)
+        target = ensemble.save(out_dir, overwrite=overwrite)
+        record = [
+            {
+                "candidate": r.index,
+                "seed": r.seed,
+                "best_epoch": r.best_epoch,
+                "best_val_score": r.best_val_score if math.isfinite(r.best_val_score) else None,
+                "validation_crps": scores[r.index] if math.isfinite(scores[r.index]) else None,
+                "kept": r.index in {k.index for k in kept},
+            }
+            for r in results
+        ]
+        (Path(target) / "candidates.json").write_text(
+            json.dumps({"selection": "validation_crps", "candidates": record}, indent=2),
+            encoding="utf-8",
+        )
     return ensemble

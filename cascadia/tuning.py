@@ -396,8 +396,13 @@ def suggest_candidate(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]
 def candidate_config(
     base: TrainingConfig, candidate: Mapping[str, Any], members: int, epochs: int | None = None
 ) -> TrainingConfig:
-    """The base training settings with a candidate's hyperparameters."""
+    """The base training settings with a candidate's hyperparameters.
+
+    The base's candidate selection scales with the ensemble size (twice as many
+    candidates as members in the base → twice as many here).
+    """
     data = base.model_dump()
+    ratio = base.n_candidates / base.members
     data.update(
         architecture=candidate["architecture"],
         hparams=dict(candidate["hparams"]),
@@ -405,6 +410,7 @@ def candidate_config(
         lookback_days=candidate["lookback_days"],
         learning_rate=candidate["learning_rate"],
         members=members,
+        candidates=None if base.candidates is None else math.ceil(ratio * members),
         seeds=None,
         epochs=epochs or base.epochs,
     )

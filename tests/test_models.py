@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
+from scipy.signal import lfilter
 
 from cascadia.models import (
     ModelOutput,
@@ -22,6 +23,7 @@ from cascadia.models import (
     year_phase,
 )
 from cascadia.models import base as models_base
+from cascadia.models.reservoir import ColdReservoir
 
 SMALL = {
     "lstm": {"hidden": 16},
@@ -158,3 +160,43 @@ def test_seasonal_features_in_any_calendar() -> None:
         # 1 April sits at the same phase (±1 day) in every calendar.
         april = next(i for i, t in enumerate(other) if (t.month, t.day) == (4, 1))
         assert abs(phase[april] - year_phase(pd.DatetimeIndex(["2001-04-01"]))[0]) < 1.5 / 360
+
+
+def test_reservoir_head_integrates_cold_inputs_and_segments_exactly() -> None:
+    torch.manual_seed(3)
+    model = build_model("lstm", n_features=4, hidden=16, reservoir=True).eval()
+    x = torch.randn(2, 3000, 4)
+    whole = predict_series(model, x)
+    parts = predict_series(model, x, segment=700)
+    for a, b in zip(whole, parts, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        h, _ = model.lstm(x)
+        inflow = torch.nn.functional.softplus(model.reservoir.source(h))
+        level, _ = model.reservoir(h)
+        out, _ = model(x)
+    keep = torch.sigmoid(model.reservoir.keep_logit).detach().numpy()
+    for d in range(2):
+        expected = lfilter([1.0], [1.0, -keep[d]], inflow[0, :, d].double().numpy())
+        np.testing.assert_allclose(level[0, :, d].numpy(), expected, rtol=1e-4, atol=1e-6)
+    # The reservoir only ever cools: the mean is the plain head's minus a level ≥ 0.
+    assert (level >= 0).all()
+    torch.testing.assert_close(out.mean, model.head(h).mean - level)
+    np.testing.assert_allclose(model.reservoir.timescale_days.detach().numpy(), 12.0, rtol=1e-4)
+
+
+def test_reservoir_learns_the_recovery_time() -> None:
+    torch.manual_seed(4)
+    pulses = (torch.rand(1, 600, 1) < 0.03).float()
+    keep_true = float(np.exp(-1.0 / 30.0))
+    inflow_true = torch.nn.functional.softplus(3.0 * pulses - 4.0)[0, :, 0].numpy()
+    target = torch.from_numpy(lfilter([1.0], [1.0, -keep_true], inflow_true)).float()
+    head = ColdReservoir(hidden=1, n_depths=1)
+    optimiser = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(400):
+        level, _ = head(pulses)
+        loss = ((level[0, :, 0] - target) ** 2).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert float(head.timescale_days) == pytest.approx(30.0, rel=0.1)

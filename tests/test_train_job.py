@@ -157,6 +157,18 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
         row = comparison[depth]
         assert row["ci_low"] <= row["difference"] <= row["ci_high"]
         assert set(row["per_winter"]) == {str(w) for w in TEST}
+    # The member picked on validation (what a user could pick) is scored the same way;
+    # the hindsight pick is, by construction, no worse on the test winters.
+    chosen = comparison["selected_on_validation"]
+    assert chosen["b"] in MODELS[1:3]
+
+    def mean_crps(model: str) -> float:
+        return sum(metrics[model][d]["crps"] for d in ("500", "1000")) / 2
+
+    assert mean_crps(comparison["b"]) <= mean_crps(chosen["b"])
+    for depth in ("500", "1000"):
+        expected = metrics["ensemble"][depth]["crps"] - metrics[chosen["b"]][depth]["crps"]
+        assert chosen[depth]["difference"] == pytest.approx(expected, abs=1e-9)
 
     background = pd.read_csv(out / "background.csv")
     assert background["background_500"].notna().all()

@@ -23,7 +23,14 @@ from cascadia.ensemble import (
     mixture_quantiles,
 )
 from cascadia.metrics import crps_gaussian, crps_mixture, interval_coverage
-from cascadia.training import SeriesData, TrainingConfig, prepare_series, train_ensemble
+from cascadia.training import (
+    MemberResult,
+    SeriesData,
+    TrainingConfig,
+    prepare_series,
+    select_candidates,
+    train_ensemble,
+)
 
 TRAIN = [*range(1992, 2002), 2003, 2004]
 VALIDATION = [2002, 2005]
@@ -111,10 +118,69 @@ def test_config_is_strict() -> None:
 
 def test_config_seeds_and_mixed_architectures() -> None:
     cfg = _config(members=5)
-    assert cfg.member_seeds() == [11, 12, 13, 14, 15]
+    assert cfg.candidate_seeds() == [11, 12, 13, 14, 15]
     assert [cfg.member_architecture(i).name for i in range(5)] == ["lstm", "tcn"] * 2 + ["lstm"]
-    assert _config(seeds=[7, 3]).member_seeds() == [7, 3]
-    assert TrainingConfig.model_validate(cfg.resolved()).member_seeds() == cfg.member_seeds()
+    assert _config(seeds=[7, 3]).candidate_seeds() == [7, 3]
+    assert TrainingConfig.model_validate(cfg.resolved()).candidate_seeds() == cfg.candidate_seeds()
+
+
+def test_candidates_cover_the_members() -> None:
+    with pytest.raises(pydantic.ValidationError, match="candidates"):
+        _config(members=3, candidates=2)
+    with pytest.raises(pydantic.ValidationError, match="3 candidates"):
+        _config(members=2, candidates=3, seeds=[1, 2])
+    assert _config(members=2, candidates=3).candidate_seeds() == [11, 12, 13]
+
+
+def _result(index: int) -> MemberResult:
+    return MemberResult(
+        index=index,
+        seed=100 + index,
+        architecture="lstm",
+        hparams={},
+        state={},
+        curve=[],
+        best_epoch=1,
+        best_val_score=0.0,
+    )
+
+
+def test_selection_keeps_the_best_on_validation_in_candidate_order() -> None:
+    results = [_result(i) for i in range(5)]
+    scores = [0.5, float("nan"), 0.2, 0.4, 0.2]
+    assert [r.index for r in select_candidates(results, scores, 3)] == [2, 3, 4]
+    # A diverged candidate comes last; ties keep the earlier candidate.
+    assert [r.index for r in select_candidates(results, scores, 4)] == [0, 2, 3, 4]
+    assert [r.index for r in select_candidates(results[:3], scores[:3], 1)] == [2]
+
+
+def test_ensemble_of_selected_candidates(tmp_path: Path) -> None:
+    data = synthetic_series(n_winters=16)
+    config = _config(
+        architectures=None, hparams={"hidden": 8}, members=2, candidates=3, epochs=3, patience=3
+    )
+    ensemble = train_ensemble(config, data, tmp_path / "model", workers=1)
+    record = json.loads((tmp_path / "model" / "candidates.json").read_text())["candidates"]
+    assert [c["seed"] for c in record] == [11, 12, 13]
+    kept = [c for c in record if c["kept"]]
+    dropped = [c for c in record if not c["kept"]]
+    assert len(kept) == 2 and len(dropped) == 1
+    assert max(c["validation_crps"] for c in kept) <= dropped[0]["validation_crps"]
+    assert ensemble.seeds == [c["seed"] for c in kept]
+    loaded = DeepEnsemble.load(tmp_path / "model")
+    assert len(loaded.members) == 2
+    assert [i["candidate"] for i in loaded.info] == [c["candidate"] for c in kept]
+    # The selection score is the members' validation CRPS in °C, mean of the depths.
+    pred = loaded.predict(data.predictors, data.time)
+    val = np.isin(data.winters(), VALIDATION)
+    for m, candidate in enumerate(kept):
+        per_depth = [
+            crps_gaussian(
+                data.targets[val, d], pred.member_mean[m, val, d], pred.member_std[m, val, d]
+            )
+            for d in range(2)
+        ]
+        assert candidate["validation_crps"] == pytest.approx(np.mean(per_depth), rel=1e-3)
 
 
 def test_normalisation_uses_training_winters_only() -> None:
@@ -203,7 +269,9 @@ def test_model_directory_round_trips(trained: tuple[DeepEnsemble, Path, SeriesDa
         assert (out / rel).is_file(), rel
     config = TrainingConfig.model_validate(yaml.safe_load((out / "config.yaml").read_text()))
     assert (
-        json.loads((out / "seeds.json").read_text())["seeds"] == config.member_seeds() == [11, 12]
+        json.loads((out / "seeds.json").read_text())["seeds"]
+        == config.candidate_seeds()
+        == [11, 12]
     )
     manifest = json.loads((out / "ensemble.json").read_text())
     assert [m["architecture"] for m in manifest["members"]] == ["lstm", "tcn"]

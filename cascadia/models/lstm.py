@@ -6,10 +6,12 @@ import torch
 from torch import nn
 
 from cascadia.models.base import GaussianEventHead, ModelOutput, SequenceModel, register
+from cascadia.models.reservoir import ColdReservoir
 
 __all__ = ["LSTMModel"]
 
-LSTMState = tuple[torch.Tensor, torch.Tensor]
+#: ``(h, c)``, plus the reservoir level when the model has one.
+LSTMState = tuple[torch.Tensor, ...]
 
 
 @register("lstm")
@@ -32,6 +34,10 @@ class LSTMModel(SequenceModel):
         Stacked LSTM layers.
     dropout : float
         Dropout between layers and before the head (training only).
+    reservoir : bool
+        Add a :class:`~cascadia.models.reservoir.ColdReservoir` to the mean: the
+        network emits cold-water inputs, the head integrates them with a
+        learned recovery time.
     """
 
     stateful = True
@@ -43,6 +49,7 @@ class LSTMModel(SequenceModel):
         hidden: int = 64,
         layers: int = 1,
         dropout: float = 0.1,
+        reservoir: bool = False,
     ) -> None:
         super().__init__(n_features, n_depths)
         self.lstm = nn.LSTM(
@@ -54,6 +61,7 @@ class LSTMModel(SequenceModel):
         )
         self.dropout = nn.Dropout(dropout)
         self.head = GaussianEventHead(hidden, n_depths)
+        self.reservoir = ColdReservoir(hidden, n_depths) if reservoir else None
 
     def forward(
         self, x: torch.Tensor, state: LSTMState | None = None
@@ -66,5 +74,11 @@ class LSTMModel(SequenceModel):
             The :class:`ModelOutput` and the final ``(h, c)`` state.
         """
         self._check_input(x)
-        h, new_state = self.lstm(x, state)
-        return self.head(self.dropout(h)), new_state
+        recurrent = None if state is None else (state[0], state[1])
+        h, (h_n, c_n) = self.lstm(x, recurrent)
+        h = self.dropout(h)
+        out = self.head(h)
+        if self.reservoir is None:
+            return out, (h_n, c_n)
+        level, last = self.reservoir(h, None if state is None else state[2])
+        return out._replace(mean=out.mean - level), (h_n, c_n, last)
