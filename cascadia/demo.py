@@ -25,6 +25,7 @@ from cascadia.config import load_run_catalog
 from cascadia.jobs import load_train_job
 from cascadia.pipeline import ComboResult, RunSummary, run_pipeline
 from cascadia.report import ReportResult, write_run_report
+from cascadia.synthetic.ceiling import compute_ceiling, write_ceiling
 from cascadia.synthetic.presets import PRESETS, Preset, ReanalysisSpec, Years
 from cascadia.synthetic.world import MANIFEST, build_world
 from cascadia.train_job import run_train_job
@@ -109,6 +110,10 @@ class DemoResult:
     @property
     def report_dir(self) -> Path:
         return self.out / "report"
+
+    @property
+    def ceiling_dir(self) -> Path:
+        return self.report_dir / "ceiling"
 
     @property
     def ok(self) -> bool:
@@ -286,7 +291,9 @@ def run_demo(
             base=TRUTH_PERIODS[preset][0],
             future=TRUTH_PERIODS[preset][1],
         )
-        return False, f"{len(result.report.files)} files"
+        # How far the model is from what any model could reach on this world.
+        ceiling = write_ceiling(compute_ceiling(result.world, result.model), result.ceiling_dir)
+        return False, f"{len(result.report.files) + len(ceiling)} files"
 
     for name, work in (("synth", synth), ("train", train), ("run", run), ("report", report)):
         result.stages.append(_timed(name, work, on_stage))

@@ -68,6 +68,12 @@ def test_the_four_outputs_exist_and_every_combination_is_done(demo) -> None:
     assert first.ok
     report = (out / "report/report.md").read_text()
     assert "Against the twin's truth" in report and SCENARIO in report
+    # The skill ceiling of the twin next to the model, on the model's own test days.
+    ceiling = json.loads((out / "report/ceiling/ceiling.json").read_text())
+    metrics = json.loads((out / "model/metrics.json").read_text())
+    rows = ceiling["depths"]["500"]["rows"]
+    assert rows["ensemble"]["crps"] == pytest.approx(metrics["ensemble"]["500"]["crps"], abs=1e-5)
+    assert rows["full_ocean"]["crps"] < rows["background_only"]["crps"]
 
 
 def test_a_second_call_skips_synth_train_and_run_and_rewrites_nothing(demo) -> None:
