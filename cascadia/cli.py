@@ -366,6 +366,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  results       {result.results}")
     for path in result.report.files if result.report else []:
         print(f"  report        {path}")
+    for path in result.ceiling_files:
+        print(f"  ceiling       {path}")
     return 0 if result.ok else 1
 
 

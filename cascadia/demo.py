@@ -94,6 +94,7 @@ class DemoResult:
     stages: list[StageResult] = field(default_factory=list)
     summary: RunSummary | None = None
     report: ReportResult | None = None
+    ceiling_files: list[Path] = field(default_factory=list)
 
     @property
     def world(self) -> Path:
@@ -292,8 +293,10 @@ def run_demo(
             future=TRUTH_PERIODS[preset][1],
         )
         # How far the model is from what any model could reach on this world.
-        ceiling = write_ceiling(compute_ceiling(result.world, result.model), result.ceiling_dir)
-        return False, f"{len(result.report.files) + len(ceiling)} files"
+        result.ceiling_files = write_ceiling(
+            compute_ceiling(result.world, result.model), result.ceiling_dir
+        )
+        return False, f"{len(result.report.files) + len(result.ceiling_files)} files"
 
     for name, work in (("synth", synth), ("train", train), ("run", run), ("report", report)):
         result.stages.append(_timed(name, work, on_stage))

@@ -405,9 +405,16 @@ def run_train_job(
     prep_seconds = _time.perf_counter() - t0
 
     t1 = _time.perf_counter()
-    train_ensemble(cfg, training_data(series), directory, overwrite=overwrite)
+    trained = train_ensemble(cfg, training_data(series), directory, overwrite=overwrite)
     train_seconds = _time.perf_counter() - t1
-    log(f"trained {cfg.members} members in {train_seconds:.1f} s")
+    if cfg.n_candidates > cfg.members:
+        kept = [info["candidate"] for info in trained.info]
+        log(
+            f"trained {cfg.n_candidates} candidates in {train_seconds:.1f} s; kept {kept} "
+            "(lowest validation CRPS; all scores in candidates.json)"
+        )
+    else:
+        log(f"trained {cfg.members} members in {train_seconds:.1f} s")
     _write_records(directory, job, series, provenance, obs)
 
     t2 = _time.perf_counter()
