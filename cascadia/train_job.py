@@ -15,7 +15,7 @@
    ``background.csv``, ``timing.json``), reload the ensemble from the
    directory — evaluation reads what was saved, never the objects in memory —
    fit the baselines on the training winters and write ``metrics.json``,
-   ``comparison.json``, ``winter_events.json`` and ``report/``.
+   ``comparison.json``, ``winter_events.json``, ``hindcast.csv`` and ``report/``.
 """
 
 from __future__ import annotations
@@ -212,6 +212,23 @@ def _baselines(
         _baseline_forecast("persistence", pers_pred, series, job, validation),
         _baseline_forecast("index_regression", reg_pred, series, job, validation),
     ]
+
+
+def _write_hindcast(path: Path, series: AlignedSeries, pred: Any) -> None:
+    """The calibrated ensemble over the job's whole series: the numbers behind the report.
+
+    Temperature (°C) = background + anomaly: mixture mean, 5 % and 95 % quantiles and the
+    event probability per depth, one row per day of ``background.csv``.
+    """
+    q = list(pred.quantile_levels)
+    frame = pd.DataFrame({"time": pd.DatetimeIndex(series.time).strftime("%Y-%m-%d")})
+    for j, depth in enumerate(series.depths):
+        bg = series.background[:, j]
+        frame[f"mean_{depth:g}"] = bg + pred.mean[:, j]
+        frame[f"q05_{depth:g}"] = bg + pred.quantiles[q.index(0.05)][:, j]
+        frame[f"q95_{depth:g}"] = bg + pred.quantiles[q.index(0.95)][:, j]
+        frame[f"event_probability_{depth:g}"] = pred.event_probability[:, j]
+    frame.to_csv(path, index=False, float_format="%.5f")
 
 
 def _write_records(
@@ -437,6 +454,7 @@ def run_train_job(
     pred = ensemble.predict(series.predictors, series.time)
     q = list(pred.quantile_levels)
     bg = series.background
+    _write_hindcast(directory / "hindcast.csv", series, pred)
     member_mean = bg[None] + pred.member_mean
     p_event = ensemble.calibration.event_probability_threshold
     forecasts = [

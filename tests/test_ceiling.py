@@ -139,6 +139,11 @@ def test_scored_days_are_the_finite_test_winter_observations(twin, result) -> No
         assert entry["rows"]["ensemble"]["crps"] == ensemble
         skill = entry["rows"]["ensemble"]["skill"]["climatology"]
         assert skill == pytest.approx(1 - ensemble / metrics["climatology"][depth]["crps"])
+        # The ensemble's own daily mean (hindcast.csv) enters the error split and the figure.
+        assert set(entry["strong_cascade"]["rmse_other_days"]) >= {"ensemble", "full_ocean"}
+        other = entry["strong_cascade"]["rmse_other_days"]["ensemble"]
+        assert other == pytest.approx(metrics["ensemble"][depth]["rmse"], rel=0.5)
+        assert len(result["figure"][depth]["ensemble"]) == len(result["figure"]["time"])
 
 
 def test_the_cli_writes_the_three_files(twin, capsys: pytest.CaptureFixture[str]) -> None:

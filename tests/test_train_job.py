@@ -172,6 +172,20 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
 
     background = pd.read_csv(out / "background.csv")
     assert background["background_500"].notna().all()
+    # hindcast.csv holds the scored forecast: its test days reproduce the metrics.
+    hindcast = pd.read_csv(out / "hindcast.csv", parse_dates=["time"])
+    assert list(hindcast["time"].dt.strftime("%Y-%m-%d")) == list(background["time"])
+    days = pd.DatetimeIndex(hindcast["time"])
+    test = np.isin(days.year + (days.month >= 11), TEST)
+    for depth in ("500", "1000"):
+        obs = background[f"observed_{depth}"].to_numpy()
+        ok = test & np.isfinite(obs)
+        mean, low, high = (hindcast[f"{k}_{depth}"].to_numpy()[ok] for k in ("mean", "q05", "q95"))
+        assert np.sqrt(np.mean((obs[ok] - mean) ** 2)) == pytest.approx(
+            metrics["ensemble"][depth]["rmse"], rel=1e-3
+        )
+        inside = np.mean((obs[ok] >= low) & (obs[ok] <= high))
+        assert inside == pytest.approx(metrics["ensemble"][depth]["coverage_90"], abs=0.01)
     report = (out / "report" / "report.md").read_text()
     assert "index_regression" in report and "pit.png" in report
 

@@ -239,6 +239,8 @@ class ModelSeries:
     depths: tuple[str, ...]  # "500", "1000"
     background: FloatArray  # (T, D) °C
     observed: FloatArray  # (T, D) °C, NaN where unobserved
+    #: ``hindcast.csv`` of the train job, if present: ensemble mean, 5 % and 95 % (3, T, D) °C
+    hindcast: FloatArray | None = None
 
 
 @dataclass
@@ -264,12 +266,31 @@ def read_model_series(model: str | Path) -> ModelSeries:
             f"{path}: expected background_<depth> and observed_<depth> columns, "
             f"has {list(table.columns)}"
         )
+    time = pd.DatetimeIndex(table["time"]).normalize()
     return ModelSeries(
-        time=pd.DatetimeIndex(table["time"]).normalize(),
+        time=time,
         depths=depths,
         background=table[[f"background_{d}" for d in depths]].to_numpy(np.float64),
         observed=table[[f"observed_{d}" for d in depths]].to_numpy(np.float64),
+        hindcast=_read_hindcast(Path(model) / "hindcast.csv", time, depths),
     )
+
+
+def _read_hindcast(
+    path: Path, time: pd.DatetimeIndex, depths: tuple[str, ...]
+) -> FloatArray | None:
+    """The ensemble's daily mean and 90 % interval on the model's axis (None if absent)."""
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, parse_dates=["time"])
+    columns = [[f"{kind}_{d}" for d in depths] for kind in ("mean", "q05", "q95")]
+    missing = [c for group in columns for c in group if c not in table]
+    if missing or not pd.DatetimeIndex(table["time"]).normalize().equals(time):
+        raise CeilingError(
+            f"{path}: expected columns {missing or 'mean/q05/q95_<depth>'} on the days of "
+            "background.csv"
+        )
+    return np.stack([table[group].to_numpy(np.float64) for group in columns])
 
 
 def _training_section(model: Path) -> tuple[Path, dict[str, Any]]:
@@ -443,6 +464,7 @@ def _depth_result(
     bg: FloatArray,
     model_rows: dict[str, dict[str, Any]],
     flux: FloatArray,
+    ensemble_mean: FloatArray | None = None,
 ) -> dict[str, Any]:
     """Every number of one depth: oracle fits and scores, skills, realised shares."""
     test_obs = np.where(test, observed, np.nan)
@@ -466,7 +488,9 @@ def _depth_result(
             o: _share(best_crps, ensemble, rows[o]["crps"])
             for o in ("atmosphere_only", "full_ocean")
         },
-        "strong_cascade": _strong_cascade(test_obs, means, flux),
+        "strong_cascade": _strong_cascade(
+            test_obs, means if ensemble_mean is None else {**means, "ensemble": ensemble_mean}, flux
+        ),
     }
 
 
@@ -493,6 +517,9 @@ def _figure_data(
             "atmosphere_only": means[depth]["atmosphere_only"][days] - bg,
             "full_ocean": means[depth]["full_ocean"][days] - bg,
         }
+        if series.hindcast is not None:
+            mean, low, high = series.hindcast[:, days, i] - bg
+            out[depth].update(ensemble=mean, ensemble_q05=low, ensemble_q95=high)
     return out
 
 
@@ -543,6 +570,7 @@ def compute_ceiling(world: str | Path, model: str | Path) -> dict[str, Any]:
             series.background[:, j],
             _model_rows(metrics, depth),
             twin.cascading_flux[k, index],
+            None if series.hindcast is None else series.hindcast[0, :, j],
         )
     return {
         "world": str(world),
@@ -623,7 +651,13 @@ def _cascade_sentence(entry: dict[str, Any], depth: str) -> str:
         f"{_number(rmse_strong['full_ocean'])} °C (full ocean), against "
         f"{_number(rmse_other['atmosphere_only'])} / {_number(rmse_other['full_ocean'])} °C on "
         f"the other test days (background only: {_number(rmse_strong['background_only'])} / "
-        f"{_number(rmse_other['background_only'])} °C)."
+        f"{_number(rmse_other['background_only'])} °C"
+        + (
+            f"; the ensemble: {_number(rmse_strong['ensemble'])} / "
+            f"{_number(rmse_other['ensemble'])} °C)."
+            if "ensemble" in rmse_strong
+            else ")."
+        )
     )
 
 
@@ -661,14 +695,15 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     lines += [
         "",
-        f"![observed and oracle anomalies, winter {result['figure']['winter']}](ceiling.png)",
+        f"![observed, ensemble and oracle anomalies, winter {result['figure']['winter']}]"
+        "(ceiling.png)",
         "",
     ]
     return "\n".join(lines)
 
 
 def plot_ceiling(result: dict[str, Any], path: Path) -> None:
-    """Observed and oracle anomalies through the coldest test winter, one panel per depth."""
+    """Observed, ensemble and oracle anomalies through the coldest test winter, per depth."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -684,6 +719,23 @@ def plot_ceiling(result: dict[str, Any], path: Path) -> None:
         "full_ocean": ("full-ocean oracle", "tab:orange", 1.0),
     }
     for ax, depth in zip(axes, depths, strict=True):
+        if "ensemble" in data[depth]:
+            ax.fill_between(
+                time,
+                np.asarray(data[depth]["ensemble_q05"], dtype=float),
+                np.asarray(data[depth]["ensemble_q95"], dtype=float),
+                color="tab:green",
+                alpha=0.2,
+                lw=0,
+                label="ensemble 5–95 %",
+            )
+            ax.plot(
+                time,
+                np.asarray(data[depth]["ensemble"], dtype=float),
+                color="tab:green",
+                lw=1.0,
+                label="ensemble mean",
+            )
         for key, (label, color, width) in styles.items():
             values = np.asarray(data[depth][key], dtype=float)
             ax.plot(time, values, color=color, lw=width, label=label)
