@@ -199,4 +199,4 @@ def test_reservoir_learns_the_recovery_time() -> None:
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    assert float(head.timescale_days) == pytest.approx(30.0, rel=0.1)
+    assert float(head.timescale_days.detach()) == pytest.approx(30.0, rel=0.1)
