@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from helpers import small_preset
 from scipy.stats import norm
 
 from cascadia.cache import PredictorCache, fill_cache, fingerprint
@@ -34,19 +35,11 @@ from cascadia.inference import (
     model_checksum,
 )
 from cascadia.jobs import TrainJob, smoke_train_job
-from cascadia.synthetic.presets import PRESETS
 from cascadia.synthetic.world import build_world
 from cascadia.targets import BackgroundConfig
 from cascadia.train_job import run_train_job
 
-PRESET = PRESETS["tiny"].model_copy(
-    update={
-        "name": "tiny-inference",
-        "cmip_sources": PRESETS["tiny"].cmip_sources[:1],
-        "cmip_members": 1,
-        "cordex": (),
-    }
-)
+PRESET = small_preset("tiny-inference")
 VARIABLES = ["hurs", "pr", "psl", "sfcWind", "tas", "uas", "vas"]  # common to every source
 
 

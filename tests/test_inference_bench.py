@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
+from helpers import load_benchmark
 
 #: Small members so that the three architectures run in a few seconds; the TCN keeps
 #: its default ≥ 365-day receptive field (509 days), the transformer a 119-day context.
@@ -25,20 +20,7 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cascadia_bench_inference", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    return load_benchmark("inference")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +30,9 @@ def series(bench: ModuleType) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def comparisons(bench: ModuleType, series: torch.Tensor, one_thread: None) -> dict[str, object]:
+def comparisons(
+    bench: ModuleType, series: torch.Tensor, one_torch_thread: None
+) -> dict[str, object]:
     out = {}
     for name, hparams in SMALL.items():
         case = bench.Case(name, hparams, sample_days=64, segment=None if name == "lstm" else 700)
@@ -90,7 +74,7 @@ def test_whole_series_costs_far_less_per_day(comparisons: dict[str, object], nam
 
 
 def test_a_window_shorter_than_the_context_is_caught(
-    bench: ModuleType, series: torch.Tensor, one_thread: None
+    bench: ModuleType, series: torch.Tensor, one_torch_thread: None
 ) -> None:
     """The agreement check can fail: a transformer cut to 60 of its 119 context days differs."""
     case = bench.Case("transformer", SMALL["transformer"])
@@ -101,7 +85,7 @@ def test_a_window_shorter_than_the_context_is_caught(
     assert np.abs(whole[:, days] - short).max() > 100 * bench.EXACT_TOLERANCE
 
 
-def test_gate_matmul_has_the_lstm_gate_shape(bench: ModuleType, one_thread: None) -> None:
+def test_gate_matmul_has_the_lstm_gate_shape(bench: ModuleType, one_torch_thread: None) -> None:
     rate = bench.lstm_matmul_rate(33, 32, steps=500, repeat=1)
     assert (rate.batch, rate.inner, rate.outer, rate.steps) == (1, 65, 128, 500)
     # One call for all steps beats one call per step (per-call overhead dominates).

@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+from helpers import RUN_TWIN, small_preset
 
 from cascadia.cache import PredictorCache, fingerprint
 from cascadia.catalog import enumerate_combos, open_collection
@@ -36,24 +37,10 @@ from cascadia.inference import InferenceConfig, TrainedModel, load_count
 from cascadia.jobs import TrainJob, smoke_train_job
 from cascadia.pipeline import RunSummary, run_pipeline
 from cascadia.store import COMBO_DIMS, RESULT_VARS, combo_status
-from cascadia.synthetic.presets import PRESETS, ReanalysisSpec, Years
 from cascadia.synthetic.world import build_world
 from cascadia.train_job import run_train_job
 
-TINY = PRESETS["tiny"]
-PRESET = TINY.model_copy(
-    update={
-        "name": "run-twin",
-        "era5": ReanalysisSpec(years=Years(start=2004, end=2014), resolution=3.0),
-        "cmip_sources": TINY.cmip_sources[:1],
-        "cmip_members": 1,
-        "historical": Years(start=2004, end=2014),
-        "future": Years(start=2015, end=2016),
-        "cordex": TINY.cordex[:1],
-        "cordex_experiments": ("historical", "ssp585"),
-        "observations": Years(start=2004, end=2014),
-    }
-)
+PRESET = small_preset("run-twin", **RUN_TWIN)
 ERA20C = ("reanalysis", "ERA-20C", "r1")
 CMIP_SSP = ("ssp585", "TWIN-ESM-A", "r1i1p1f1")
 N_COMBOS = 8  # ERA5, 2 x 20CR, ERA-20C, CMIP x 2, CORDEX x 2

@@ -7,18 +7,16 @@ keeps the four measured runs to seconds each.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import xarray as xr
+from helpers import load_benchmark
 
 from cascadia.synthetic.presets import PRESETS, ReanalysisSpec, Years
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "run_scaling.py"
 SMALL = PRESETS["tiny"].model_copy(
     update={
         "name": "run-bench",
@@ -37,12 +35,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cascadia_bench_run_scaling", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("run_scaling")
 
 
 @pytest.fixture(scope="module")

@@ -26,27 +26,14 @@ import pytest
 import test_cluster
 import xarray as xr
 import yaml
+from helpers import RUN_TWIN, small_preset
 
 from cascadia.jobs import TrainJob, smoke_train_job
 from cascadia.pipeline import RunSummary, run_pipeline
-from cascadia.synthetic.presets import PRESETS, ReanalysisSpec, Years
 from cascadia.synthetic.world import build_world
 from cascadia.train_job import run_train_job
 
-TINY = PRESETS["tiny"]
-PRESET = TINY.model_copy(
-    update={
-        "name": "slurm-twin",
-        "era5": ReanalysisSpec(years=Years(start=2004, end=2014), resolution=3.0),
-        "cmip_sources": TINY.cmip_sources[:1],
-        "cmip_members": 1,
-        "historical": Years(start=2004, end=2014),
-        "future": Years(start=2015, end=2016),
-        "cordex": TINY.cordex[:1],
-        "cordex_experiments": ("historical", "ssp585"),
-        "observations": Years(start=2004, end=2014),
-    }
-)
+PRESET = small_preset("slurm-twin", **RUN_TWIN)
 # The session fixture that starts (or reuses) the local SLURM, shared with test_cluster.py.
 local_slurm = test_cluster.local_slurm
 _queued_jobs = test_cluster._queued_jobs

@@ -36,13 +36,18 @@ import numpy.typing as npt
 import pandas as pd
 import xarray as xr
 import yaml
-from scipy.signal import lfilter
 
 from cascadia.evaluation import write_json
 from cascadia.events import winter_labels
 from cascadia.metrics import crps_gaussian, nse, rmse
 from cascadia.synthetic.atmosphere import RegionalWeather
-from cascadia.synthetic.ocean import DEPTHS, SECONDS_PER_DAY, HiddenOcean, background, run_ocean
+from cascadia.synthetic.ocean import (
+    DEPTHS,
+    HiddenOcean,
+    background,
+    river_discharge,
+    run_ocean,
+)
 from cascadia.synthetic.presets import Preset
 from cascadia.synthetic.realizations import make_history
 from cascadia.synthetic.timeaxis import DayAxis
@@ -55,7 +60,6 @@ __all__ = [
     "CeilingError",
     "compute_ceiling",
     "expected_hidden",
-    "expected_river",
     "fit_sigma",
     "markdown",
     "read_metrics",
@@ -75,8 +79,6 @@ TRUTH_TOLERANCE = 1e-3
 SIGMA_GRID = np.geomspace(0.002, 0.3, 200)
 #: Cascading flux above which a day counts as a strong-cascade day.
 STRONG_FLUX = 0.01
-#: Rhône mean discharge (m3 s-1) as :func:`cascadia.synthetic.ocean.hidden_ocean` writes it.
-RIVER_MEAN = 1700.0
 BASELINES = ("climatology", "persistence", "index_regression")
 ORACLES = ("background_only", "atmosphere_only", "full_ocean")
 #: Table rows, weakest first, and their labels.
@@ -99,33 +101,6 @@ class CeilingError(ValueError):
 # ------------------------------------------------------------------ the twin's oracles
 
 
-def river_seasonal(phase: FloatArray) -> FloatArray:
-    """Seasonal shape of the Rhône discharge (1), as ``hidden_ocean`` draws it."""
-    return (
-        1.0 + 0.25 * np.cos(2 * np.pi * (phase - 0.05)) + 0.15 * np.cos(2 * np.pi * (phase - 0.42))
-    )
-
-
-def river_runoff(weather: RegionalWeather) -> FloatArray:
-    """Regional rain through a 15-day reservoir, mean 1: the river's atmospheric part."""
-    rain = weather.pr * SECONDS_PER_DAY
-    decay = np.exp(-1.0 / 15.0)
-    runoff = lfilter([1.0 - decay], [1.0, -decay], rain)
-    return runoff / max(float(np.mean(runoff)), 1e-9)
-
-
-def expected_river(
-    axis: DayAxis, weather: RegionalWeather, alpine_factor: float | FloatArray = 1.0
-) -> FloatArray:
-    """Rhône discharge (m3 s-1) for a given Alpine factor; 1 is its expectation.
-
-    The same formula as :func:`cascadia.synthetic.ocean.hidden_ocean`, kept here so
-    that the oracle can replace the hidden Alpine memory by its mean.
-    """
-    seasonal = river_seasonal(axis.phase)
-    return RIVER_MEAN * (0.7 * seasonal * alpine_factor + 0.3 * river_runoff(weather))
-
-
 def expected_hidden(
     hidden: HiddenOcean, axis: DayAxis, weather: RegionalWeather
 ) -> tuple[HiddenOcean, FloatArray]:
@@ -135,7 +110,7 @@ def expected_hidden(
     and the deep background's slow trend, none of the ocean's own variability.
     """
     out = copy.copy(hidden)
-    out.river = expected_river(axis, weather)
+    out.river = river_discharge(axis, weather)  # the Alpine factor at its mean, 1
     out.stratification = np.zeros_like(hidden.stratification)
     out.offshore_salinity_anomaly = np.zeros_like(hidden.offshore_salinity_anomaly)
     bg_t, _ = background(axis.year + axis.phase, None)

@@ -113,22 +113,30 @@ def background(year: np.ndarray, scenario: str | None) -> tuple[np.ndarray, np.n
     return np.array(temps), np.array(salts)
 
 
+def river_discharge(
+    axis: DayAxis, weather: RegionalWeather, alpine: float | np.ndarray = 1.0
+) -> np.ndarray:
+    """Rhône discharge (m3 s-1): a seasonal cycle scaled by the Alps' own memory
+    (``alpine``, mean 1) plus the regional rain through a 15-day reservoir."""
+    phase = axis.phase
+    seasonal = (
+        1.0 + 0.25 * np.cos(2 * np.pi * (phase - 0.05)) + 0.15 * np.cos(2 * np.pi * (phase - 0.42))
+    )
+    rain = weather.pr * SECONDS_PER_DAY
+    decay = np.exp(-1.0 / 15.0)
+    runoff = lfilter([1.0 - decay], [1.0, -decay], rain)
+    runoff = runoff / max(float(np.mean(runoff)), 1e-9)
+    return 1700.0 * (0.7 * seasonal * alpine + 0.3 * runoff)
+
+
 def hidden_ocean(
     axis: DayAxis, rng: np.random.Generator, weather: RegionalWeather, scenario: str | None
 ) -> HiddenOcean:
     """Draw the hidden drivers of one realization."""
     n = axis.size
     phase = axis.phase
-    seasonal = (
-        1.0 + 0.25 * np.cos(2 * np.pi * (phase - 0.05)) + 0.15 * np.cos(2 * np.pi * (phase - 0.42))
-    )
-    # runoff memory of regional rain (15-day reservoir), plus the Alps' own memory
-    rain = weather.pr * SECONDS_PER_DAY
-    decay = np.exp(-1.0 / 15.0)
-    runoff = lfilter([1.0 - decay], [1.0, -decay], rain)
-    runoff = runoff / max(float(np.mean(runoff)), 1e-9)
     alpine = np.exp(red_noise(rng, n, np.exp(-1.0 / 90.0), 0.3) - 0.045)
-    river = 1700.0 * (0.7 * seasonal * alpine + 0.3 * runoff)
+    river = river_discharge(axis, weather, alpine)
 
     winters = axis.winter_of_day()
     first = int(winters.min())

@@ -1,0 +1,42 @@
+"""Small worlds and benchmark loading shared by several test modules."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from cascadia.synthetic.presets import PRESETS, Preset, ReanalysisSpec, Years
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+#: 2004–2016 with one CORDEX pair: every kind of combination a run meets, in minutes.
+RUN_TWIN: dict[str, Any] = {
+    "era5": ReanalysisSpec(years=Years(start=2004, end=2014), resolution=3.0),
+    "historical": Years(start=2004, end=2014),
+    "future": Years(start=2015, end=2016),
+    "cordex": PRESETS["tiny"].cordex[:1],
+    "cordex_experiments": ("historical", "ssp585"),
+    "observations": Years(start=2004, end=2014),
+}
+
+
+def small_preset(name: str, **update: Any) -> Preset:
+    """The tiny preset with one CMIP source and member and no CORDEX, then ``update``."""
+    tiny = PRESETS["tiny"]
+    base = {"name": name, "cmip_sources": tiny.cmip_sources[:1], "cmip_members": 1, "cordex": ()}
+    return tiny.model_copy(update={**base, **update})
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"cascadia_bench_{name}", BENCHMARKS / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
