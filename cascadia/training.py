@@ -103,8 +103,8 @@ class TrainingConfig(BaseModel):
         et al. 2017; more adds little).
     candidates
         Members trained before selection (None: ``members``): the ``members``
-        candidates with the best validation score (the early-stopping score at
-        their best epoch) are kept. With a handful of training events a seed
+        candidates with the lowest validation CRPS (°C, mean of the depths;
+        :func:`validation_crps`) are kept. With a handful of training events a seed
         decides whether a member learns the cascades at all; the validation
         winters tell which did, the test winters never enter.
     seed, seeds
