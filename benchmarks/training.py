@@ -1,7 +1,8 @@
 """Time the default deep ensemble's training on the demo world, against the 10-minute budget.
 
 What it measures, in one run on the same data: the default job's ensemble
-(``jobs/train.yaml``: 10 candidates, the 5 best on validation kept) trained with
+(``jobs/train.yaml``: 20 candidates in 5 cross-fitting folds, the best of each fold kept)
+trained with
 the machine's cores as parallel processes, and the same ensemble trained in one
 process (``workers=1``) as the baseline — the ratio is the speed-up the parallel
 candidates give. Data

@@ -148,8 +148,9 @@ def load_checkpoint(path: str | Path, sha256: str | None = None) -> dict[str, to
 class Normalisation:
     """Statistics that map physical predictors and targets to model units.
 
-    Computed on training winters only (so that nothing about validation or test
-    winters leaks into the model) and saved with the weights: predicting with
+    Computed on the winters the members learn from (the training winters, or
+    training and validation winters of a cross-fitted ensemble; never the test
+    winters) and saved with the weights: predicting with
     other statistics would silently shift every input.
 
     Attributes

@@ -12,6 +12,7 @@ A training job names, in one YAML file validated where it enters (pydantic,
 * ``targets`` — the background treatment (:class:`cascadia.targets.BackgroundConfig`)
   and the predictor spin-up kept before the first observation;
 * ``events`` — a :class:`cascadia.events.EventConfig` (thresholds, background window);
+* ``calibration`` — a :class:`cascadia.calibration.CalibrationConfig` (the event rule);
 * ``training`` — a :class:`cascadia.training.TrainingConfig` (winters, members,
   architectures, seeds);
 * ``evaluation`` — bootstrap settings;
@@ -30,6 +31,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cascadia.calibration import CalibrationConfig
 from cascadia.events import EventConfig
 from cascadia.features import FeatureSpec
 from cascadia.observations import ObservationConfig
@@ -126,6 +128,7 @@ class TrainJob(_Strict):
     observations: ObservationConfig
     targets: TargetSpec = Field(default_factory=TargetSpec)
     events: EventConfig = Field(default_factory=EventConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     training: TrainingConfig
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: str | None = None

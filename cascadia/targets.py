@@ -55,6 +55,7 @@ __all__ = [
     "compute_background",
     "extend_background",
     "flatten_predictors",
+    "held_out_targets",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -220,6 +221,47 @@ def compute_background(
         ),
     }
     return out
+
+
+def held_out_targets(
+    time: Any,
+    temperature: FloatArray,
+    depths: Sequence[float],
+    groups: Sequence[Sequence[int]],
+    config: BackgroundConfig,
+    events: EventConfig,
+    exclude_winters: Sequence[int] = (),
+) -> tuple[FloatArray, FloatArray]:
+    """Anomalies and event days of each group of winters against a background without them.
+
+    Why: a test winter's anomaly is taken against a background estimated without
+    it (``exclude_test_winters``), and so is every hindcast or projection; the
+    training targets of the other winters are not. Calibrating the spread on
+    validation anomalies whose background saw the validation winters would fit
+    it to errors smaller than the ones it will meet. Each group (the validation
+    winters, or each fold) is masked together with ``exclude_winters``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(T, D)`` anomaly (°C) and event flags (1/0), NaN outside the groups
+        and where unobserved. Without ``config.exclude_test_winters`` the
+        background is the usual one (no winter is ever masked).
+    """
+    temp = xr.DataArray(
+        np.asarray(temperature, dtype=np.float64),
+        dims=("time", "depth"),
+        coords={"time": np.asarray(time), "depth": [float(d) for d in depths]},
+    )
+    labels = winter_labels(temp["time"], events.winter_start_month).values
+    anomaly = np.full(temp.shape, np.nan)
+    for group in groups:
+        bg = compute_background(temp, config, events, [*exclude_winters, *group])
+        days = np.isin(labels, list(group))
+        anomaly[days] = (temp - bg).values[days]
+    flagged = event_days(xr.DataArray(anomaly, dims=temp.dims, coords=temp.coords), config=events)
+    flags = np.where(np.isfinite(anomaly), flagged.values.astype(np.float64), np.nan)
+    return anomaly, flags
 
 
 @dataclass

@@ -14,7 +14,9 @@
 4. add the job's own records (``job.yaml``, ``targets.json``,
    ``background.csv``, ``timing.json``), reload the ensemble from the
    directory — evaluation reads what was saved, never the objects in memory —
-   fit the baselines on the training winters and write ``metrics.json``,
+   calibrate on the validation winters (or, for a cross-fitted ensemble, on the
+   out-of-fold forecast of every training and validation winter), fit the
+   baselines on the winters the members learned from and write ``metrics.json``,
    ``comparison.json``, ``winter_events.json``, ``hindcast.csv`` and ``report/``.
 """
 
@@ -59,10 +61,11 @@ from cascadia.evaluation import (
 )
 from cascadia.events import winter_labels
 from cascadia.features import model_features, save_feature_spec
+from cascadia.folds import out_of_fold
 from cascadia.jobs import JobError, TrainJob
 from cascadia.metrics import gaussian_interval
 from cascadia.observations import load_mooring
-from cascadia.targets import AlignedSeries, align_series
+from cascadia.targets import AlignedSeries, align_series, held_out_targets
 from cascadia.training import SeriesData, train_ensemble
 
 __all__ = ["JobSeries", "TrainJobResult", "load_predictors", "prepare_job_series", "run_train_job"]
@@ -153,7 +156,13 @@ def _probability_events(
     thresholds = [job.events.threshold_for(d) for d in series.depths]
     prob = exceedance_probability(anomaly_mean, std, thresholds)
     levels = fit_probability_thresholds(
-        prob, series.events, validation, series.time, series.depths, job.events
+        prob,
+        series.events,
+        validation,
+        series.time,
+        series.depths,
+        job.events,
+        job.calibration.event_level,
     )
     return probability_events(prob, series.time, series.depths, levels, job.events)
 
@@ -181,12 +190,18 @@ def _baseline_forecast(
 def _baselines(
     series: AlignedSeries, job: TrainJob, validation: npt.NDArray[np.bool_]
 ) -> list[Forecast]:
-    """Climatology, persistence (climatology where last year is missing), index regression."""
+    """Climatology, persistence (climatology where last year is missing), index regression.
+
+    Fitted on the winters the ensemble's members learned from
+    (``training.learning_winters()``), so the comparison is on equal data; their
+    event-probability levels are chosen on ``validation``.
+    """
     cfg = job.training
     time, y = series.time, series.anomaly
+    learned = cfg.learning_winters()
     clim = ClimatologyBaseline(winter_start_month=cfg.winter_start_month)
-    clim_pred = clim.fit(time, y, cfg.train_winters).predict(time)
-    pers = PersistenceBaseline(cfg.winter_start_month).fit(time, y, cfg.train_winters)
+    clim_pred = clim.fit(time, y, learned).predict(time)
+    pers = PersistenceBaseline(cfg.winter_start_month).fit(time, y, learned)
     pers_pred = pers.predict(time, y)
     # A persistence forecaster without last year's value falls back to climatology,
     # so that every model is scored on the same days.
@@ -206,7 +221,7 @@ def _baselines(
             f"features are {names}"
         )
     reg = BuoyancyRegressionBaseline(winter_start_month=cfg.winter_start_month)
-    reg_pred = reg.fit(time, y, cfg.train_winters, shelf).predict(time, shelf)
+    reg_pred = reg.fit(time, y, learned, shelf).predict(time, shelf)
     return [
         _baseline_forecast("climatology", clim_pred, series, job, validation),
         _baseline_forecast("persistence", pers_pred, series, job, validation),
@@ -349,6 +364,40 @@ def _best_member(
     )
 
 
+def _best_member_on_own_fold(
+    members: list[Forecast],
+    reference: Forecast,
+    folds: list[npt.NDArray[np.bool_]],
+    series: AlignedSeries,
+) -> Forecast:
+    """The member of a cross-fitted ensemble with the best skill on its own fold.
+
+    Members validated on different winters, so their CRPS is compared as skill
+    against ``reference`` (climatology) on the same winters.
+    """
+
+    def skill(member: Forecast, fold: npt.NDArray[np.bool_]) -> float:
+        scores = evaluate_forecasts(
+            [member, reference],
+            series.temperature,
+            series.background,
+            series.events,
+            fold,
+            series.depths,
+        )
+        per_depth = []
+        for d in series.depths:
+            own, ref = (
+                scores[member.name][f"{d:g}"]["crps"],
+                scores[reference.name][f"{d:g}"]["crps"],
+            )
+            if own is not None and ref:
+                per_depth.append(1.0 - own / ref)
+        return float(np.mean(per_depth)) if per_depth else -np.inf
+
+    return max(zip(members, folds, strict=True), key=lambda pair: skill(*pair))[0]
+
+
 def _compare(
     a: Forecast,
     b: Forecast,
@@ -428,7 +477,8 @@ def run_train_job(
         kept = [info["candidate"] for info in trained.info]
         log(
             f"trained {cfg.n_candidates} candidates in {train_seconds:.1f} s; kept {kept} "
-            "(lowest validation CRPS; all scores in candidates.json)"
+            f"(lowest validation CRPS{' per fold' if cfg.folds else ''}; "
+            "all scores in candidates.json)"
         )
     else:
         log(f"trained {cfg.members} members in {train_seconds:.1f} s")
@@ -436,21 +486,50 @@ def run_train_job(
 
     t2 = _time.perf_counter()
     ensemble = DeepEnsemble.load(directory)
-    validation = np.isin(winters, cfg.validation_winters)
+    # Each member's validation winters: the configured ones, or its own fold.
+    member_validation = [
+        np.isin(winters, info.get("validation_winters", cfg.validation_winters))
+        for info in ensemble.info
+    ]
     raw = ensemble.predict(series.predictors, series.time)
+    if cfg.folds is None:
+        validation = np.isin(winters, cfg.validation_winters)
+        calib_mean, calib_std, calib_days = raw.member_mean, raw.member_std, validation
+        calib_winters, held_out = cfg.validation_winters, [cfg.validation_winters]
+    else:
+        member_folds = [info["validation_winters"] for info in ensemble.info]
+        calib_mean, calib_std, calib_days = out_of_fold(
+            raw.member_mean, raw.member_std, member_folds, winters
+        )
+        validation = calib_days
+        calib_winters = cfg.learning_winters()
+        held_out = sorted({tuple(fold) for fold in member_folds})
+    # Calibrate against anomalies whose background did not see the calibration
+    # winters, as the test winters' and every later run's (targets.held_out_targets).
+    calib_anomaly, calib_events = held_out_targets(
+        series.time,
+        series.temperature,
+        series.depths,
+        held_out,
+        job.targets.background,
+        job.events,
+        cfg.test_winters,
+    )
     ensemble.calibration = fit_calibration(
-        raw.member_mean,
-        raw.member_std,
-        series.anomaly,
-        series.events,
-        validation,
+        calib_mean,
+        calib_std,
+        calib_anomaly,
+        calib_events,
+        calib_days,
         series.time,
         series.depths,
         job.events,
-        cfg.validation_winters,
+        calib_winters,
+        job.calibration.event_level,
     )
     ensemble.calibration.save(directory)
-    log(f"calibrated on validation winters: {ensemble.calibration.to_dict()}")
+    where = "validation winters" if cfg.folds is None else "out-of-fold forecasts"
+    log(f"calibrated on {where}: {ensemble.calibration.to_dict()}")
     pred = ensemble.predict(series.predictors, series.time)
     q = list(pred.quantile_levels)
     bg = series.background
@@ -479,7 +558,11 @@ def run_train_job(
                 lower=lower,
                 upper=upper,
                 events=_probability_events(
-                    pred.member_mean[m][None], pred.member_std[m][None], series, job, validation
+                    pred.member_mean[m][None],
+                    pred.member_std[m][None],
+                    series,
+                    job,
+                    member_validation[m],
                 ),
             )
         )
@@ -495,10 +578,13 @@ def run_train_job(
     best = _best_member(members, metrics, series.depths)
     comparison = _compare(forecasts[0], best, observed_test, winters, series.depths, job)
     # The member a user could have picked without the test winters: best on validation.
-    scores_on_validation = evaluate_forecasts(
-        members, series.temperature, bg, series.events, validation, series.depths
-    )
-    chosen = _best_member(members, scores_on_validation, series.depths)
+    if cfg.folds is None:
+        scores_on_validation = evaluate_forecasts(
+            members, series.temperature, bg, series.events, validation, series.depths
+        )
+        chosen = _best_member(members, scores_on_validation, series.depths)
+    else:
+        chosen = _best_member_on_own_fold(members, baselines[0], member_validation, series)
     comparison["selected_on_validation"] = _compare(
         forecasts[0], chosen, observed_test, winters, series.depths, job
     )

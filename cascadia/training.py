@@ -35,7 +35,7 @@ import os
 import time as _time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cascadia.ensemble import DeepEnsemble, Normalisation
 from cascadia.events import winter_labels
+from cascadia.folds import assign_folds, fold_of, select_per_fold
 from cascadia.models import ModelOutput, build_model, model_class, predict_series
 
 __all__ = [
@@ -138,6 +139,14 @@ class TrainingConfig(BaseModel):
         NLL explodes when a member is confidently wrong).
     train_winters, validation_winters, test_winters
         Disjoint lists of winter years.
+    folds
+        Cross-fitting (None: off): the training and validation winters form one
+        pool split into this many folds stratified by cascade strength; candidate
+        *i* learns from the pool outside fold ``i mod folds`` and validates on
+        that fold, and the ensemble keeps each fold's best candidates in turn
+        (:mod:`cascadia.folds`). Why: with a fixed split the validation winters'
+        cascades are never learned from; a handful of strong cascades is all the
+        record has. Must not exceed ``members`` (every fold keeps a member).
     winter_start_month
         First month of a winter year (11).
     validation_segment_days
@@ -172,6 +181,7 @@ class TrainingConfig(BaseModel):
     train_winters: list[int] = Field(min_length=1)
     validation_winters: list[int] = Field(min_length=1)
     test_winters: list[int] = Field(default_factory=list)
+    folds: int | None = Field(None, ge=2)
     winter_start_month: int = Field(11, ge=1, le=12)
     validation_segment_days: int | None = Field(None, ge=1)
     workers: int | None = Field(None, ge=1)
@@ -209,7 +219,24 @@ class TrainingConfig(BaseModel):
             raise ValueError(f"{len(self.seeds)} seeds given for {self.n_candidates} candidates")
         if self.architectures is not None and not self.architectures:
             raise ValueError("architectures, when given, must not be empty")
+        if self.folds is not None:
+            pool = len(self.train_winters) + len(self.validation_winters)
+            if self.folds > self.members:
+                raise ValueError(
+                    f"folds ({self.folds}) must not exceed members ({self.members}): "
+                    "every fold keeps at least one member"
+                )
+            if self.folds > pool:
+                raise ValueError(
+                    f"folds ({self.folds}) exceed the {pool} training and validation winters"
+                )
         return self
+
+    def learning_winters(self) -> list[int]:
+        """Winters whose targets the members learn from (normalisation, baselines)."""
+        if self.folds is None:
+            return list(self.train_winters)
+        return sorted(self.train_winters + self.validation_winters)
 
     @property
     def n_candidates(self) -> int:
@@ -304,7 +331,10 @@ class PreparedSeries:
 def prepare_series(
     data: SeriesData, config: TrainingConfig, normalisation: Normalisation | None = None
 ) -> tuple[PreparedSeries, Normalisation]:
-    """Standardise with training-winter statistics and build the split masks.
+    """Standardise with the learning winters' statistics and build the split masks.
+
+    The masks are the configured split; a cross-fitted ensemble
+    (``config.folds``) derives each candidate's masks with :func:`fold_series`.
 
     Parameters
     ----------
@@ -326,8 +356,9 @@ def prepare_series(
     for name, mask in (("training", train), ("validation", validation)):
         if not (mask[:, None] & np.isfinite(data.targets)).any():
             raise ValueError(f"no finite target on any {name} winter day")
+    learning = np.isin(winters, config.learning_winters())
     norm = normalisation or Normalisation.fit(
-        data.predictors, data.targets, train, data.feature_names, data.depths
+        data.predictors, data.targets, learning, data.feature_names, data.depths
     )
     events = (
         np.full(data.targets.shape, np.nan, dtype=np.float32)
@@ -594,6 +625,31 @@ def select_candidates(
     return sorted(ranked, key=lambda r: r.index)
 
 
+def candidate_splits(
+    config: TrainingConfig, data: SeriesData, series: PreparedSeries
+) -> tuple[list[PreparedSeries], list[list[int]] | None]:
+    """Each candidate's series with its training/validation masks, and the folds.
+
+    Fixed split: every candidate gets ``series`` and the folds are None.
+    Cross-fitted (``config.folds``): candidate *i* learns from the pool outside
+    fold ``i mod folds`` and validates on that fold.
+    """
+    n = config.n_candidates
+    if config.folds is None:
+        return [series] * n, None
+    winters = data.winters(config.winter_start_month)
+    pool = config.learning_winters()
+    folds = assign_folds(pool, winters, data.targets, config.folds)
+    in_pool = np.isin(winters, pool)
+    per_fold = []
+    for fold in folds:
+        held = np.isin(winters, fold)
+        if not (held[:, None] & np.isfinite(data.targets)).any():
+            raise ValueError(f"no finite target in the validation fold of winters {fold}")
+        per_fold.append(replace(series, train=in_pool & ~held, validation=held))
+    return [per_fold[fold_of(i, config.folds)] for i in range(n)], folds
+
+
 def train_ensemble(
     config: TrainingConfig,
     data: SeriesData,
@@ -603,6 +659,9 @@ def train_ensemble(
     overwrite: bool = False,
 ) -> DeepEnsemble:
     """Train the candidates (in parallel processes), keep the M best on validation.
+
+    With ``config.folds`` each candidate validates on its own fold and each fold
+    keeps its best candidates in turn (:mod:`cascadia.folds`).
 
     Parameters
     ----------
@@ -622,7 +681,7 @@ def train_ensemble(
     -------
     DeepEnsemble
         The trained ensemble (kept members in candidate order; each member's
-        ``info`` names its candidate index and validation score).
+        ``info`` names its candidate index, validation winters and score).
 
     Notes
     -----
@@ -630,6 +689,7 @@ def train_ensemble(
     must guard its entry point with ``if __name__ == "__main__":``.
     """
     series, norm = prepare_series(data, config)
+    splits, folds = candidate_splits(config, data, series)
     n = config.n_candidates
     n_workers = min(workers or config.workers or min(n, os.cpu_count() or 1), n)
     if n_workers == 1:
@@ -638,7 +698,7 @@ def train_ensemble(
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            results = [train_member(config, series, i) for i in range(n)]
+            results = [train_member(config, splits[i], i) for i in range(n)]
         finally:
             torch.set_num_threads(threads)
     else:
@@ -646,12 +706,23 @@ def train_ensemble(
         with ProcessPoolExecutor(
             max_workers=n_workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
         ) as pool:
-            futures = [pool.submit(_train_member_worker, payload, series, i) for i in range(n)]
+            futures = [pool.submit(_train_member_worker, payload, splits[i], i) for i in range(n)]
             results = [f.result() for f in futures]
     scores = [
-        validation_crps(r.model(), series, norm, config.validation_segment_days) for r in results
+        validation_crps(r.model(), splits[r.index], norm, config.validation_segment_days)
+        for r in results
     ]
-    kept = select_candidates(results, scores, config.members)
+    if folds is None:
+        kept = select_candidates(results, scores, config.members)
+    else:
+        chosen = select_per_fold([fold_of(i, len(folds)) for i in range(n)], scores, config.members)
+        kept = [results[i] for i in chosen]
+
+    def validated_on(index: int) -> list[int]:
+        if folds is None:
+            return list(config.validation_winters)
+        return folds[fold_of(index, len(folds))]
+
     ensemble = DeepEnsemble(
         members=[r.model() for r in kept],  # type: ignore[misc]
         normalisation=norm,
@@ -665,6 +736,7 @@ def train_ensemble(
                 "best_val_score": r.best_val_score,
                 "early_stopping": config.early_stopping,
                 "validation_crps": scores[r.index],
+                "validation_winters": validated_on(r.index),
             }
             for r in kept
         ],
@@ -678,12 +750,14 @@ def train_ensemble(
                 "best_epoch": r.best_epoch,
                 "best_val_score": r.best_val_score if math.isfinite(r.best_val_score) else None,
                 "validation_crps": scores[r.index] if math.isfinite(scores[r.index]) else None,
+                "validation_winters": validated_on(r.index),
                 "kept": r.index in {k.index for k in kept},
             }
             for r in results
         ]
+        selection = "validation_crps" if folds is None else "validation_crps_per_fold"
         (Path(target) / "candidates.json").write_text(
-            json.dumps({"selection": "validation_crps", "candidates": record}, indent=2),
+            json.dumps({"selection": selection, "folds": folds, "candidates": record}, indent=2),
             encoding="utf-8",
         )
     return ensemble

@@ -394,15 +394,24 @@ def suggest_candidate(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]
 
 
 def candidate_config(
-    base: TrainingConfig, candidate: Mapping[str, Any], members: int, epochs: int | None = None
+    base: TrainingConfig,
+    candidate: Mapping[str, Any],
+    members: int,
+    epochs: int | None = None,
+    *,
+    trial: bool = False,
 ) -> TrainingConfig:
     """The base training settings with a candidate's hyperparameters.
 
     The base's candidate selection scales with the ensemble size (twice as many
-    candidates as members in the base → twice as many here).
+    candidates as members in the base → twice as many here). A search ``trial``
+    always trains on the fixed split (its score is the validation winters'); a
+    retrained ensemble keeps the base's cross-fitting, with at most one fold per
+    member.
     """
     data = base.model_dump()
     ratio = base.n_candidates / base.members
+    folds = None if trial or base.folds is None or members < 2 else min(base.folds, members)
     data.update(
         architecture=candidate["architecture"],
         hparams=dict(candidate["hparams"]),
@@ -413,6 +422,7 @@ def candidate_config(
         candidates=None if base.candidates is None else math.ceil(ratio * members),
         seeds=None,
         epochs=epochs or base.epochs,
+        folds=folds,
     )
     return TrainingConfig.model_validate(data)
 
@@ -446,7 +456,9 @@ def make_objective(job: TuneJob, data: SeriesData) -> Callable[[optuna.Trial], f
         started = _time.perf_counter()
         candidate = suggest_candidate(trial, search.space)
         trial.set_user_attr("candidate", candidate)
-        config = candidate_config(base, candidate, search.members_per_trial, search.epochs)
+        config = candidate_config(
+            base, candidate, search.members_per_trial, search.epochs, trial=True
+        )
         prepared, norm = prepare_series(data, config)
         results = []
         for index in range(config.members):

@@ -55,7 +55,7 @@ def test_probability_threshold_maximises_validation_csi() -> None:
     prob[30:50, 0] = 0.4  # ...peaking on the event days
     prob[80:90, 0] = 0.3  # a false alarm that a 0.25 level would also flag
     levels = fit_probability_thresholds(
-        prob, observed, np.ones(120, bool), time, DEPTHS, EventConfig()
+        prob, observed, np.ones(120, bool), time, DEPTHS, EventConfig(), rule="csi"
     )
     assert levels[0] == pytest.approx(0.4)  # exactly the event days: CSI 1
     assert levels[1] == 0.5  # no event at 1000 m
@@ -64,8 +64,27 @@ def test_probability_threshold_maximises_validation_csi() -> None:
     assert not events[:, 1].any()
 
 
+def test_frequency_rule_flags_as_many_days_as_observed() -> None:
+    """Where the CSI prefers a level that misses a quarter of the events, the count does not."""
+    time = pd.date_range("2001-01-01", periods=120, freq="D")
+    observed = np.zeros((120, 2))
+    observed[30:50, 0] = 1  # 20 event days
+    prob = np.full((120, 2), 0.05)
+    prob[30:44, 0] = 0.6  # 14 confident hits
+    prob[44:48, 0] = 0.3  # 4 more at a lower probability...
+    prob[80:86, 0] = 0.3  # ...as likely as a 6-day false alarm
+    args = (prob, observed, np.ones(120, bool), time, DEPTHS, EventConfig())
+    # CSI: 14/20 = 0.70 at 0.6 against 18/26 = 0.69 at 0.3; counts: 14 against 24 of 20.
+    assert fit_probability_thresholds(*args, rule="csi")[0] == pytest.approx(0.6)
+    levels = fit_probability_thresholds(*args, rule="frequency")
+    assert levels[0] == pytest.approx(0.3)
+    assert levels[1] == 0.5  # no event at 1000 m
+    flagged = probability_events(prob, time, DEPTHS, levels, EventConfig())[:, 0]
+    assert flagged.sum() == 24 and flagged[30:48].all()
+
+
 def test_calibration_round_trips(tmp_path) -> None:
-    cal = Calibration(DEPTHS, (1.2, 1.1), (0.15, 0.10), (0.2, 0.5), (2005, 2013))
+    cal = Calibration(DEPTHS, (1.2, 1.1), (0.15, 0.10), (0.2, 0.5), (2005, 2013), "frequency")
     cal.save(tmp_path)
     assert Calibration.load(tmp_path) == cal
     assert Calibration.load(tmp_path / "absent") is None

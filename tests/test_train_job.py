@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from cascadia.baselines import ClimatologyBaseline
 from cascadia.cli import main
 from cascadia.jobs import JobError, load_train_job
+from cascadia.metrics import crps_gaussian
 from cascadia.synthetic.presets import PRESETS, ReanalysisSpec, Years
 from cascadia.synthetic.world import build_world
 
@@ -188,6 +190,36 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
         assert inside == pytest.approx(metrics["ensemble"][depth]["coverage_90"], abs=0.01)
     report = (out / "report" / "report.md").read_text()
     assert "index_regression" in report and "pit.png" in report
+
+
+@pytest.mark.slow
+def test_cross_fitted_train_job(world: Path) -> None:
+    """Folds: calibration on the out-of-fold forecast, baselines on the same winters."""
+    job = _job(world, training={"candidates": 4, "folds": 2}, output="model-folds")
+    assert main(["train", "--job", str(_write(world, "folds.yaml", job))]) == 0
+    out = world / "model-folds"
+    pool = sorted(TRAIN + VALIDATION)
+    record = json.loads((out / "candidates.json").read_text())
+    assert sorted(w for fold in record["folds"] for w in fold) == pool
+    kept = [c["validation_winters"] for c in record["candidates"] if c["kept"]]
+    assert sorted(kept) == sorted(record["folds"])  # one member per fold
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert calibration["fitted_on_winters"] == pool
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["selected_on_validation"]["b"] in MODELS[1:3]
+    # The climatology learned from the same winters as the members: train + validation.
+    metrics = json.loads((out / "metrics.json").read_text())
+    table = pd.read_csv(out / "background.csv", parse_dates=["time"])
+    days = pd.DatetimeIndex(table["time"])
+    labels = np.asarray(days.year + (days.month >= 11))
+    anomaly = np.stack(
+        [table[f"observed_{d}"] - table[f"background_{d}"] for d in ("500", "1000")], axis=1
+    )
+    clim = ClimatologyBaseline().fit(days.values, anomaly, pool).predict(days.values)
+    for j, depth in enumerate(("500", "1000")):
+        ok = np.isin(labels, TEST) & np.isfinite(anomaly[:, j])
+        expected = crps_gaussian(anomaly[ok, j], clim.mean[ok, j], clim.std[ok, j])
+        assert metrics["climatology"][depth]["crps"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_job_rejects_unknown_keys(tmp_path: Path) -> None:
