@@ -43,6 +43,7 @@ from cascadia.baselines import (
 )
 from cascadia.cache import PredictorCache, fill_cache, fingerprint
 from cascadia.calibration import (
+    Calibration,
     exceedance_probability,
     fit_calibration,
     fit_probability_thresholds,
@@ -420,6 +421,52 @@ def _compare(
     )
 
 
+def _calibrate(
+    ensemble: DeepEnsemble, series: AlignedSeries, winters: npt.NDArray[np.int64], job: TrainJob
+) -> tuple[Calibration, npt.NDArray[np.bool_]]:
+    """Fit the calibration on winters the members did not learn from.
+
+    The validation winters, or for a cross-fitted ensemble the out-of-fold
+    forecast of the whole pool; against held-out anomalies (each calibration
+    winter measured against a background estimated without it, as the test
+    winters are). Returns the calibration and its days (where the baselines'
+    event levels are fitted too).
+    """
+    cfg = job.training
+    raw = ensemble.predict(series.predictors, series.time)
+    if cfg.folds is None:
+        days = np.isin(winters, cfg.validation_winters)
+        mean, std = raw.member_mean, raw.member_std
+        fitted_on, held_out = list(cfg.validation_winters), [list(cfg.validation_winters)]
+    else:
+        member_folds = [info["validation_winters"] for info in ensemble.info]
+        mean, std, days = out_of_fold(raw.member_mean, raw.member_std, member_folds, winters)
+        fitted_on = cfg.learning_winters()
+        held_out = [list(fold) for fold in sorted({tuple(f) for f in member_folds})]
+    anomaly, events = held_out_targets(
+        series.time,
+        series.temperature,
+        series.depths,
+        held_out,
+        job.targets.background,
+        job.events,
+        cfg.test_winters,
+    )
+    calibration = fit_calibration(
+        mean,
+        std,
+        anomaly,
+        events,
+        days,
+        series.time,
+        series.depths,
+        job.events,
+        fitted_on,
+        job.calibration.event_level,
+    )
+    return calibration, days
+
+
 def run_train_job(
     job: TrainJob,
     out: str | Path | None = None,
@@ -491,42 +538,7 @@ def run_train_job(
         np.isin(winters, info.get("validation_winters", cfg.validation_winters))
         for info in ensemble.info
     ]
-    raw = ensemble.predict(series.predictors, series.time)
-    if cfg.folds is None:
-        validation = np.isin(winters, cfg.validation_winters)
-        calib_mean, calib_std, calib_days = raw.member_mean, raw.member_std, validation
-        calib_winters, held_out = cfg.validation_winters, [cfg.validation_winters]
-    else:
-        member_folds = [info["validation_winters"] for info in ensemble.info]
-        calib_mean, calib_std, calib_days = out_of_fold(
-            raw.member_mean, raw.member_std, member_folds, winters
-        )
-        validation = calib_days
-        calib_winters = cfg.learning_winters()
-        held_out = sorted({tuple(fold) for fold in member_folds})
-    # Calibrate against anomalies whose background did not see the calibration
-    # winters, as the test winters' and every later run's (targets.held_out_targets).
-    calib_anomaly, calib_events = held_out_targets(
-        series.time,
-        series.temperature,
-        series.depths,
-        held_out,
-        job.targets.background,
-        job.events,
-        cfg.test_winters,
-    )
-    ensemble.calibration = fit_calibration(
-        calib_mean,
-        calib_std,
-        calib_anomaly,
-        calib_events,
-        calib_days,
-        series.time,
-        series.depths,
-        job.events,
-        calib_winters,
-        job.calibration.event_level,
-    )
+    ensemble.calibration, validation = _calibrate(ensemble, series, winters, job)
     ensemble.calibration.save(directory)
     where = "validation winters" if cfg.folds is None else "out-of-fold forecasts"
     log(f"calibrated on {where}: {ensemble.calibration.to_dict()}")
