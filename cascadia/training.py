@@ -6,8 +6,10 @@ from long windows of daily predictors:
 * **Splits by winter** — training, validation and test winters are listed
   explicitly (a winter *Y*: 1 November *Y − 1* to 31 October *Y*). Days are
   never shuffled across the split: neighbouring days of one winter are nearly
-  the same sample.
-* **Normalisation** statistics come from training winters only.
+  the same sample. With ``folds`` the training and validation winters form one
+  pool and the validation fold rotates among the candidates (:mod:`cascadia.folds`).
+* **Normalisation** statistics come from the winters the members learn from
+  (training winters, or the pool with ``folds``), never the test winters.
 * **Windows** — each batch holds random windows of ``lookback_days +
   window_days`` consecutive days; the loss is scored on the last
   ``window_days`` only, so every scored day has ≥ ``lookback_days`` (≥ 1 year)
@@ -17,9 +19,9 @@ from long windows of daily predictors:
 * **Loss** — Gaussian negative log-likelihood of the standardised anomaly
   (mean and variance are learned: aleatoric uncertainty), plus a weighted
   binary cross-entropy on event days.
-* **Early stopping** on the validation NLL, computed over the whole series in
-  one pass (as at inference) and scored on validation-winter days; the best
-  epoch's weights are kept.
+* **Early stopping** on the validation NLL or CRPS (``early_stopping``),
+  computed over the whole series in one pass (as at inference) and scored on
+  validation-winter days; the best epoch's weights are kept.
 * **Members** — M independently seeded members (optionally mixed
   architectures) trained in parallel processes, one thread each.
 """
@@ -105,7 +107,8 @@ class TrainingConfig(BaseModel):
     candidates
         Members trained before selection (None: ``members``): the ``members``
         candidates with the lowest validation CRPS (°C, mean of the depths;
-        :func:`validation_crps`) are kept. With a handful of training events a seed
+        :func:`validation_crps`) are kept — with ``folds``, each fold's best in
+        turn (:func:`cascadia.folds.select_per_fold`). With a handful of training events a seed
         decides whether a member learns the cascades at all; the validation
         winters tell which did, the test winters never enter.
     seed, seeds
