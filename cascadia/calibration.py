@@ -83,7 +83,7 @@ class Calibration:
     anomaly_threshold: tuple[float, ...]
     event_probability_threshold: tuple[float, ...]
     fitted_on_winters: tuple[int, ...] = ()
-    event_level_rule: str = "csi"
+    event_level_rule: EventLevelRule = "csi"
 
     def to_dict(self) -> dict[str, Any]:
         def keyed(values: Sequence[float]) -> dict[str, float]:
@@ -110,7 +110,7 @@ class Calibration:
             values("anomaly_threshold"),
             values("event_probability_threshold"),
             tuple(int(w) for w in data.get("fitted_on_winters", [])),
-            str(data.get("event_level_rule", "csi")),  # older files: the CSI rule
+            data.get("event_level_rule", "csi"),  # older files: the CSI rule
         )
 
     def save(self, directory: str | Path) -> Path:
