@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cascadia.catalog import enumerate_combos, open_collection
-from cascadia.config import RunCatalog, SourceConfig, load_run_catalog
-from cascadia.extraction import extract_combo
-from cascadia.synthetic.world import MANIFEST, build_world
+from cascadia.sources.catalog import enumerate_combos, open_collection
+from cascadia.sources.config import RunCatalog, SourceConfig, load_run_catalog
+from cascadia.sources.extraction import extract_combo
+from cascadia.twin.world import MANIFEST, build_world
 
 
 def ensure_world(out: Path, preset: str, seed: int) -> Path:

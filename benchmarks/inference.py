@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from cascadia.ensemble import DeepEnsemble, Normalisation
-from cascadia.features import PHYSICS_COLUMNS
-from cascadia.models import SequenceModel, build_model, exact_warmup, predict_series
-from cascadia.models.seasonal import N_SEASONAL_FEATURES
-from cascadia.synthetic.catalogs import DERIVED_FROM_DEWPOINT, ERA5_VARIABLES, REGIONS
+from cascadia.learning.ensemble import DeepEnsemble, Normalisation
+from cascadia.learning.features import PHYSICS_COLUMNS
+from cascadia.learning.models import SequenceModel, build_model, exact_warmup, predict_series
+from cascadia.learning.models.seasonal import N_SEASONAL_FEATURES
+from cascadia.twin.catalogs import DERIVED_FROM_DEWPOINT, ERA5_VARIABLES, REGIONS
 
 #: Days of a 150-year daily series (1951-2100, standard calendar).
 SERIES_DAYS = 54_787

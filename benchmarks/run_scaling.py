@@ -35,11 +35,11 @@ from typing import Any
 
 import yaml
 
-from cascadia.catalog import enumerate_combos, open_collection
-from cascadia.cluster import open_cluster
-from cascadia.config import load_run_catalog
-from cascadia.pipeline import RunSummary, run_pipeline
-from cascadia.synthetic.presets import PRESETS, Preset, ReanalysisSpec, Years
+from cascadia.run.cluster import open_cluster
+from cascadia.run.pipeline import RunSummary, run_pipeline
+from cascadia.sources.catalog import enumerate_combos, open_collection
+from cascadia.sources.config import load_run_catalog
+from cascadia.twin.presets import PRESETS, Preset, ReanalysisSpec, Years
 
 #: The tiny preset with 11 ERA5 years: the bias adjustment needs >= 10 overlap years with
 #: the projections' historical runs (2004-2014). 34 combinations: ERA5, 2 x 20CR, ERA-20C,
@@ -101,9 +101,9 @@ def build_quick_inputs(
     ``training`` overrides keys of the job's ``training`` section (e.g. the winters of a
     world with fewer years).
     """
-    from cascadia.jobs import TrainJob, smoke_train_job
-    from cascadia.synthetic.world import build_world
-    from cascadia.train_job import run_train_job
+    from cascadia.learning.jobs import TrainJob, smoke_train_job
+    from cascadia.learning.train_job import run_train_job
+    from cascadia.twin.world import build_world
 
     world, model, cache = root / "world", root / "model", str(root / "cache")
     if not (world / "world.json").exists():

@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from cascadia.jobs import load_train_job
-from cascadia.train_job import prepare_job_series, training_data
-from cascadia.training import train_ensemble
+from cascadia.learning.jobs import load_train_job
+from cascadia.learning.train_job import prepare_job_series, training_data
+from cascadia.learning.training import train_ensemble
 
 BUDGET_SECONDS = 600.0  # issue 4: < 10 min on the 2-core machine
 

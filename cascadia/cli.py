@@ -25,8 +25,8 @@ def _fail(message: str) -> int:
 def _synth(args: argparse.Namespace) -> int:
     import fsspec
 
-    from cascadia.synthetic.presets import PRESETS
-    from cascadia.synthetic.world import MANIFEST, WorldExistsError, build_world
+    from cascadia.twin.presets import PRESETS
+    from cascadia.twin.world import MANIFEST, WorldExistsError, build_world
 
     if args.preset not in PRESETS:
         return _fail(f"unknown preset {args.preset!r}; expected one of: {', '.join(PRESETS)}")
@@ -74,7 +74,7 @@ def _discard(out: str, fsspec_module: object) -> None:
 
 
 def _load_catalogs(paths: list[str]):
-    from cascadia.config import CatalogError, load_run_catalog
+    from cascadia.sources.config import CatalogError, load_run_catalog
 
     catalogs = []
     for path in paths:
@@ -92,7 +92,7 @@ class _UsageError(Exception):
 def _catalog_check(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from cascadia.catalog import SourceError, enumerate_combos, open_collection
+    from cascadia.sources.catalog import SourceError, enumerate_combos, open_collection
 
     try:
         catalogs = _load_catalogs(args.catalog)
@@ -128,8 +128,8 @@ def _extract(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
 
-    from cascadia.adjustment import adjust_projections
-    from cascadia.cache import PredictorCache, default_cache_url, fill_cache
+    from cascadia.sources.adjustment import adjust_projections
+    from cascadia.sources.cache import PredictorCache, default_cache_url, fill_cache
 
     try:
         catalogs = _load_catalogs(args.catalog)
@@ -177,11 +177,11 @@ def _extract(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from cascadia.events import EventError
-    from cascadia.jobs import JobError, load_train_job
-    from cascadia.observations import ObservationError
-    from cascadia.targets import TargetError
-    from cascadia.train_job import run_train_job
+    from cascadia.learning.jobs import JobError, load_train_job
+    from cascadia.learning.train_job import run_train_job
+    from cascadia.mooring.events import EventError
+    from cascadia.mooring.observations import ObservationError
+    from cascadia.mooring.targets import TargetError
 
     started = time.perf_counter()
     try:
@@ -207,11 +207,11 @@ def _train(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from cascadia.events import EventError
-    from cascadia.jobs import JobError
-    from cascadia.observations import ObservationError
-    from cascadia.targets import TargetError
-    from cascadia.tuning import load_tune_job, run_tune_job
+    from cascadia.learning.jobs import JobError
+    from cascadia.learning.tuning import load_tune_job, run_tune_job
+    from cascadia.mooring.events import EventError
+    from cascadia.mooring.observations import ObservationError
+    from cascadia.mooring.targets import TargetError
 
     if args.trials is not None and args.trials < 1:
         return _fail(f"--trials must be at least 1, got {args.trials}")
@@ -239,8 +239,8 @@ def _run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
 
-    from cascadia.inference import InferenceConfig
-    from cascadia.pipeline import RunInputError, run_pipeline
+    from cascadia.run.inference import InferenceConfig
+    from cascadia.run.pipeline import RunInputError, run_pipeline
 
     if args.workers is not None and args.workers < 1:
         return _fail(f"--workers must be at least 1, got {args.workers}")
@@ -311,8 +311,8 @@ def _demo(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from cascadia.demo import DemoError, run_demo
-    from cascadia.jobs import JobError
-    from cascadia.pipeline import RunInputError
+    from cascadia.learning.jobs import JobError
+    from cascadia.run.pipeline import RunInputError
 
     if args.workers is not None and args.workers < 1:
         return _fail(f"--workers must be at least 1, got {args.workers}")
@@ -376,7 +376,7 @@ def _ceiling(args: argparse.Namespace) -> int:
 
     from rich.table import Table
 
-    from cascadia.synthetic.ceiling import (
+    from cascadia.twin.ceiling import (
         TABLE_COLUMNS,
         CeilingError,
         compute_ceiling,

@@ -21,14 +21,14 @@ from typing import Any
 
 import yaml
 
-from cascadia.config import load_run_catalog
-from cascadia.jobs import load_train_job
-from cascadia.pipeline import ComboResult, RunSummary, run_pipeline
+from cascadia.learning.jobs import load_train_job
+from cascadia.learning.train_job import run_train_job
 from cascadia.report import ReportResult, write_run_report
-from cascadia.synthetic.ceiling import compute_ceiling, write_ceiling
-from cascadia.synthetic.presets import PRESETS, Preset, ReanalysisSpec, Years
-from cascadia.synthetic.world import MANIFEST, build_world
-from cascadia.train_job import run_train_job
+from cascadia.run.pipeline import ComboResult, RunSummary, run_pipeline
+from cascadia.sources.config import load_run_catalog
+from cascadia.twin.ceiling import compute_ceiling, write_ceiling
+from cascadia.twin.presets import PRESETS, Preset, ReanalysisSpec, Years
+from cascadia.twin.world import MANIFEST, build_world
 
 __all__ = [
     "DEMO_JOBS",

@@ -5,7 +5,7 @@ pictures — does the hindcast follow the mooring, how many cascading days per w
 each scenario project and how much do the models disagree, and (on the twin world only)
 is the projected 2080-2100 change the *true* change. The truth comparison uses the model's
 own event rule (its ``job.yaml``) on the twin's true deep temperature, and the same
-reductions as :mod:`cascadia.spread` (season scaling, members then models, period means
+reductions as :mod:`cascadia.run.spread` (season scaling, members then models, period means
 and changes), so run and truth differ only by what the model got wrong.
 """
 
@@ -26,8 +26,8 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from cascadia.events import EventConfig, background_series, winter_statistics
-from cascadia.spread import (
+from cascadia.mooring.events import EventConfig, background_series, winter_statistics
+from cascadia.run.spread import (
     HISTORICAL,
     SEASON_MONTHS,
     SpreadOptions,
@@ -127,7 +127,7 @@ def truth_winter_event_days(
     """Event days per winter of one true daily series, per full standard-calendar season.
 
     The model's event rule on ``temperature - background``; like
-    :func:`cascadia.spread.combo_winters`, event days are scaled by the standard season's
+    :func:`cascadia.run.spread.combo_winters`, event days are scaled by the standard season's
     days over the season days the series covers (noleap / 360_day calendars lack a few),
     and a winter counts only if at least ``min_winter_coverage`` of them are covered.
     """
@@ -169,7 +169,7 @@ def truth_changes(
     """The true period changes of winter event days, one per background choice.
 
     For every done scenario combination of the run, its true series (historical + scenario)
-    gives winter event days; these go through :func:`cascadia.spread.period_changes` like
+    gives winter event days; these go through :func:`cascadia.run.spread.period_changes` like
     the run's. Returns ``{choice: period_changes output}`` and the combinations without a
     truth (named).
     """
@@ -224,7 +224,7 @@ def truth_changes(
 def run_changes(
     results: xr.Dataset, options: SpreadOptions, depth: float = 500.0
 ) -> dict[str, xr.DataArray]:
-    """The run's period changes of winter event days (as :mod:`cascadia.spread` stores them)."""
+    """The run's period changes of winter event days (as :mod:`cascadia.run.spread` stores them)."""
     winters = combo_winters(results, options)["event_days"].sel(depth=depth)
     return period_changes(winters, options)
 
@@ -304,7 +304,7 @@ def truth_comparison(
             "per combination: event days per winter scaled to the full standard season; "
             "members of a model averaged, period means need 80 % of the winters, change per "
             "model, multi-model mean of the changes, agreement = fraction of models with the "
-            "sign of the mean change (cascadia.spread.period_changes)"
+            "sign of the mean change (cascadia.run.spread.period_changes)"
         ),
         "combinations_without_truth": missing,
         "scenarios": scenarios,

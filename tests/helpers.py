@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from cascadia.synthetic.presets import PRESETS, Preset, ReanalysisSpec, Years
+from cascadia.twin.presets import PRESETS, Preset, ReanalysisSpec, Years
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cascadia.adjustment import adjust_projections, adjusted_url, bias_config
-from cascadia.cache import PredictorCache, fill_cache, fingerprint
-from cascadia.catalog import enumerate_combos, open_collection
-from cascadia.config import load_run_catalog
-from cascadia.synthetic.presets import Preset, ReanalysisSpec, Years, get_preset
-from cascadia.synthetic.world import build_world
+from cascadia.sources.adjustment import adjust_projections, adjusted_url, bias_config
+from cascadia.sources.cache import PredictorCache, fill_cache, fingerprint
+from cascadia.sources.catalog import enumerate_combos, open_collection
+from cascadia.sources.config import load_run_catalog
+from cascadia.twin.presets import Preset, ReanalysisSpec, Years, get_preset
+from cascadia.twin.world import build_world
 
 QUANTILES = [0.05, 0.25, 0.5, 0.75, 0.95]
 

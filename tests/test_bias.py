@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from cascadia.bias import BiasAdjustmentConfig, FittedAdjustment, diagnostics, fit
+from cascadia.sources.bias import BiasAdjustmentConfig, FittedAdjustment, diagnostics, fit
 
 MM_DAY = 1.0 / 86400.0  # kg m-2 s-1 per mm/day
 REGIONS = ["shelf", "tramontane"]

@@ -24,13 +24,13 @@ import xarray as xr
 import yaml
 from fsspec.implementations.local import LocalFileOpener, LocalFileSystem
 
-from cascadia.catalog import enumerate_combos, open_collection
-from cascadia.config import load_run_catalog
-from cascadia.extraction import extract_combo
-from cascadia.synthetic.catalogs import run_catalogs, write_collections
-from cascadia.synthetic.presets import get_preset
-from cascadia.synthetic.stores import ERA5_NAMES, StoreContext
-from cascadia.synthetic.writers import ZARR3_COMPRESSOR
+from cascadia.sources.catalog import enumerate_combos, open_collection
+from cascadia.sources.config import load_run_catalog
+from cascadia.sources.extraction import extract_combo
+from cascadia.twin.catalogs import run_catalogs, write_collections
+from cascadia.twin.presets import get_preset
+from cascadia.twin.stores import ERA5_NAMES, StoreContext
+from cascadia.twin.writers import ZARR3_COMPRESSOR
 
 SPACING = 0.25  # degrees, as ARCO-ERA5
 LAT = 47.0 - SPACING * np.arange(30)  # descending, 47.0 .. 39.75 N

@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from cascadia.calibration import (
+from cascadia.learning.calibration import (
     Calibration,
     exceedance_probability,
     fit_calibration,
     fit_probability_thresholds,
     probability_events,
 )
-from cascadia.events import EventConfig
+from cascadia.mooring.events import EventConfig
 
 DEPTHS = (500.0, 1000.0)
 

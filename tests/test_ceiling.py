@@ -1,4 +1,4 @@
-"""The twin world's skill ceiling (cascadia.synthetic.ceiling) on a tiny world and model.
+"""The twin world's skill ceiling (cascadia.twin.ceiling) on a tiny world and model.
 
 A tiny twin world (two years of ERA5-like reanalysis and mooring) and a tiny deep
 ensemble trained on it in a module fixture; what the ceiling must equal is recomputed
@@ -18,18 +18,18 @@ import xarray as xr
 from helpers import small_preset
 
 from cascadia.cli import main
-from cascadia.jobs import TrainJob, smoke_train_job
-from cascadia.metrics import crps_gaussian
-from cascadia.synthetic import ocean
-from cascadia.synthetic.ceiling import (
+from cascadia.learning.jobs import TrainJob, smoke_train_job
+from cascadia.learning.metrics import crps_gaussian
+from cascadia.learning.train_job import run_train_job
+from cascadia.twin import ocean
+from cascadia.twin.ceiling import (
     CeilingError,
     compute_ceiling,
     expected_hidden,
     regenerate_twin,
 )
-from cascadia.synthetic.realizations import make_history
-from cascadia.synthetic.world import build_world
-from cascadia.train_job import run_train_job
+from cascadia.twin.realizations import make_history
+from cascadia.twin.world import build_world
 
 PRESET = small_preset("tiny-ceiling")
 TEST, VALIDATION = [2013], [2015]

@@ -1,4 +1,4 @@
-"""Tests for cascadia.cluster: settings resolution, job scripts, real clusters.
+"""Tests for cascadia.run.cluster: settings resolution, job scripts, real clusters.
 
 The fast tests need nothing but this machine. The ``slurm`` test runs against a real
 single-node SLURM that the ``local_slurm`` fixture starts with deploy/slurm/start-local.sh
@@ -26,7 +26,7 @@ import dask.array as da
 import pytest
 from distributed import Client
 
-from cascadia.cluster import (
+from cascadia.run.cluster import (
     KINDS,
     ClusterSpec,
     job_script,
@@ -47,7 +47,7 @@ PARTITION = "cascadia"
 
 
 def test_packaged_default_is_package_data_and_matches_deploy_copy() -> None:
-    packaged = resources.files("cascadia").joinpath("cluster.yaml").read_text(encoding="utf-8")
+    packaged = resources.files("cascadia.run").joinpath("cluster.yaml").read_text(encoding="utf-8")
     assert (REPO / "deploy" / "jobqueue.yaml").read_text(encoding="utf-8") == packaged
     defaults = packaged_defaults()
     assert defaults["kind"] == "local"

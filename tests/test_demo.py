@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 
 from cascadia.demo import TRUTH_PERIODS, run_demo
-from cascadia.events import EventConfig, anomalies, event_days
+from cascadia.mooring.events import EventConfig, anomalies, event_days
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +138,7 @@ def _change(per_model: dict[str, list[pd.Series]]) -> dict[str, float]:
         mean = pd.concat(members, axis=1).mean(axis=1)
         base = mean.reindex(range(b0, b1 + 1))
         future = mean.reindex(range(f0, f1 + 1))
-        # a period mean needs 80 % of its winters (cascadia.spread's rule)
+        # a period mean needs 80 % of its winters (cascadia.run.spread's rule)
         if base.count() >= 0.8 * base.size and future.count() >= 0.8 * future.size:
             changes[source] = future.mean() - base.mean()
     return changes

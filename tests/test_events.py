@@ -8,7 +8,7 @@ import pydantic
 import pytest
 import xarray as xr
 
-from cascadia.events import (
+from cascadia.mooring.events import (
     EventConfig,
     EventError,
     anomalies,

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from cascadia.cache import PredictorCache, fill_cache, fingerprint
-from cascadia.catalog import SourceError, enumerate_combos, open_collection
-from cascadia.config import CatalogError, RunCatalog, load_run_catalog
-from cascadia.extraction import check_regions, extract_combo
-from cascadia.predictors.regions import Region
-from cascadia.synthetic.world import build_world
+from cascadia.sources.cache import PredictorCache, fill_cache, fingerprint
+from cascadia.sources.catalog import SourceError, enumerate_combos, open_collection
+from cascadia.sources.config import CatalogError, RunCatalog, load_run_catalog
+from cascadia.sources.extraction import check_regions, extract_combo
+from cascadia.sources.predictors.regions import Region
+from cascadia.twin.world import build_world
 
 CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
 

@@ -24,11 +24,11 @@ import s3_server
 import s3fs
 import xarray as xr
 
-from cascadia.catalog import enumerate_combos, open_collection
-from cascadia.config import RunCatalog, SourceConfig, load_run_catalog
-from cascadia.extraction import extract_combo
-from cascadia.synthetic.presets import Preset, get_preset
-from cascadia.synthetic.world import build_world
+from cascadia.sources.catalog import enumerate_combos, open_collection
+from cascadia.sources.config import RunCatalog, SourceConfig, load_run_catalog
+from cascadia.sources.extraction import extract_combo
+from cascadia.twin.presets import Preset, get_preset
+from cascadia.twin.world import build_world
 
 pytestmark = pytest.mark.s3
 s3_options = s3_server.s3_options

@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from cascadia.baselines import CP, RHO0, climatological_sst, surface_fluxes
-from cascadia.features import (
+from cascadia.learning.baselines import CP, RHO0, climatological_sst, surface_fluxes
+from cascadia.learning.features import (
     PHYSICS_COLUMNS,
     FeatureSpec,
     load_feature_spec,
     model_features,
     save_feature_spec,
 )
-from cascadia.shelf import shelf_slab
-from cascadia.targets import TargetError
+from cascadia.learning.shelf import shelf_slab
+from cascadia.mooring.targets import TargetError
 
 REGIONS = ["gulf_of_lion_shelf", "mistral", "tramontane"]
 

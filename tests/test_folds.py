@@ -10,10 +10,10 @@ import pydantic
 import pytest
 from test_training import TEST, TRAIN, VALIDATION, _config, synthetic_series
 
-from cascadia.ensemble import DeepEnsemble
-from cascadia.folds import assign_folds, out_of_fold, select_per_fold
-from cascadia.metrics import crps_gaussian
-from cascadia.training import candidate_splits, prepare_series, train_ensemble
+from cascadia.learning.ensemble import DeepEnsemble
+from cascadia.learning.folds import assign_folds, out_of_fold, select_per_fold
+from cascadia.learning.metrics import crps_gaussian
+from cascadia.learning.training import candidate_splits, prepare_series, train_ensemble
 
 
 def _winter_days(minima: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:

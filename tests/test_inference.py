@@ -1,4 +1,4 @@
-"""A trained model directory applied to a combination's predictors (cascadia.inference).
+"""A trained model directory applied to a combination's predictors (cascadia.run.inference).
 
 A tiny twin world (two years of ERA5-like reanalysis and mooring, one CMIP-like model)
 and a tiny deep ensemble trained on it in a module fixture: what a prediction must
@@ -19,14 +19,14 @@ import xarray as xr
 from helpers import small_preset
 from scipy.stats import norm
 
-from cascadia.cache import PredictorCache, fill_cache, fingerprint
-from cascadia.calibration import Calibration
-from cascadia.catalog import enumerate_combos, open_collection
-from cascadia.config import load_run_catalog
-from cascadia.ensemble import DeepEnsemble
-from cascadia.events import EventConfig, events_from_flags
-from cascadia.features import load_feature_spec, model_features
-from cascadia.inference import (
+from cascadia.learning.calibration import Calibration
+from cascadia.learning.ensemble import DeepEnsemble
+from cascadia.learning.features import load_feature_spec, model_features
+from cascadia.learning.jobs import TrainJob, smoke_train_job
+from cascadia.learning.train_job import run_train_job
+from cascadia.mooring.events import EventConfig, events_from_flags
+from cascadia.mooring.targets import BackgroundConfig
+from cascadia.run.inference import (
     InferenceConfig,
     InferenceError,
     TrainedModel,
@@ -34,10 +34,10 @@ from cascadia.inference import (
     load_count,
     model_checksum,
 )
-from cascadia.jobs import TrainJob, smoke_train_job
-from cascadia.synthetic.world import build_world
-from cascadia.targets import BackgroundConfig
-from cascadia.train_job import run_train_job
+from cascadia.sources.cache import PredictorCache, fill_cache, fingerprint
+from cascadia.sources.catalog import enumerate_combos, open_collection
+from cascadia.sources.config import load_run_catalog
+from cascadia.twin.world import build_world
 
 PRESET = small_preset("tiny-inference")
 VARIABLES = ["hurs", "pr", "psl", "sfcWind", "tas", "uas", "vas"]  # common to every source

@@ -44,7 +44,7 @@ def comparisons(
 def test_default_input_width_counts_predictors_regions_physics_and_season(
     bench: ModuleType,
 ) -> None:
-    from cascadia.features import PHYSICS_COLUMNS
+    from cascadia.learning.features import PHYSICS_COLUMNS
 
     # 8 ERA5 canonical variables (6 read, hurs and sfcWind derived) in 3 regions.
     assert bench.default_input_width() == 8 * 3 + len(PHYSICS_COLUMNS) + 2

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from cascadia.baselines import (
+from cascadia.learning.baselines import (
     BuoyancyRegressionBaseline,
     ClimatologyBaseline,
     PersistenceBaseline,
@@ -15,7 +15,7 @@ from cascadia.baselines import (
     climatological_sst,
     surface_fluxes,
 )
-from cascadia.metrics import (
+from cascadia.learning.metrics import (
     contingency_scores,
     crps_gaussian,
     crps_mixture,

@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 from scipy.signal import lfilter
 
-from cascadia.models import (
+from cascadia.learning.models import (
     ModelOutput,
     SequenceModel,
     available_models,
@@ -22,8 +22,8 @@ from cascadia.models import (
     seasonal_features,
     year_phase,
 )
-from cascadia.models import base as models_base
-from cascadia.models.reservoir import ColdReservoir
+from cascadia.learning.models import base as models_base
+from cascadia.learning.models.reservoir import ColdReservoir
 
 SMALL = {
     "lstm": {"hidden": 16},

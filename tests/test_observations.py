@@ -11,7 +11,7 @@ import pydantic
 import pytest
 import xarray as xr
 
-from cascadia.observations import ObservationConfig, ObservationError, load_mooring
+from cascadia.mooring.observations import ObservationConfig, ObservationError, load_mooring
 
 N_DAYS = 10
 DEPTHS = np.array([500.0, 1000.0])

@@ -9,7 +9,6 @@ recomputed here in memory with :meth:`TrainedModel.predict` on the cached predic
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -28,17 +27,17 @@ import xarray as xr
 import yaml
 from helpers import RUN_TWIN, small_preset
 
-from cascadia.cache import PredictorCache, fingerprint
-from cascadia.catalog import enumerate_combos, open_collection
 from cascadia.cli import main
-from cascadia.cluster import open_cluster
-from cascadia.config import load_run_catalog
-from cascadia.inference import InferenceConfig, TrainedModel, load_count
-from cascadia.jobs import TrainJob, smoke_train_job
-from cascadia.pipeline import RunSummary, run_pipeline
-from cascadia.store import COMBO_DIMS, RESULT_VARS, combo_status
-from cascadia.synthetic.world import build_world
-from cascadia.train_job import run_train_job
+from cascadia.learning.jobs import TrainJob, smoke_train_job
+from cascadia.learning.train_job import run_train_job
+from cascadia.run.cluster import open_cluster
+from cascadia.run.inference import InferenceConfig, TrainedModel, load_count
+from cascadia.run.pipeline import RunSummary, run_pipeline
+from cascadia.run.store import COMBO_DIMS, RESULT_VARS, combo_status
+from cascadia.sources.cache import PredictorCache, fingerprint
+from cascadia.sources.catalog import enumerate_combos, open_collection
+from cascadia.sources.config import load_run_catalog
+from cascadia.twin.world import build_world
 
 PRESET = small_preset("run-twin", **RUN_TWIN)
 ERA20C = ("reanalysis", "ERA-20C", "r1")
@@ -150,10 +149,7 @@ def test_every_combination_runs_and_equals_the_model_in_memory(twin, first_run) 
     assert sum(loads.values()) >= 1 and summary.count("done") > len(loads)
 
     # the spread hook ran once every combination had finished
-    spread = importlib.util.find_spec("cascadia.spread") is not None
-    assert summary.spread == (
-        "written" if spread else "not written: cascadia.spread is not available"
-    )
+    assert summary.spread == "written"
 
     ds = _open_strict(out)
     table = combo_status(out).set_index(list(COMBO_DIMS))
@@ -234,8 +230,7 @@ def test_reruns_do_only_what_is_missing(twin, first_run, capsys) -> None:
     print(f"rerun with nothing to do: {time.perf_counter() - started:.1f} s")
     printed = capsys.readouterr().out
     assert f"0 done, {N_COMBOS} up to date, 0 failed; 0 tasks" in printed
-    if importlib.util.find_spec("cascadia.spread") is not None:
-        assert "spread statistics: up to date" in printed
+    assert "spread statistics: up to date" in printed
     assert _chunks(out, [*done, ERA20C]) == everything
 
 
@@ -256,7 +251,7 @@ import sys
 
 from distributed import Client
 
-from cascadia.pipeline import run_pipeline
+from cascadia.run.pipeline import run_pipeline
 
 if __name__ == "__main__":
     out, model, cache, *catalogs = sys.argv[1:]

@@ -1,4 +1,4 @@
-"""Tests of the lazy xarray core of predictor extraction (cascadia.predictors).
+"""Tests of the lazy xarray core of predictor extraction (cascadia.sources.predictors).
 
 Every expected number is computed here with plain numpy from the fixture
 arrays, independently of the package code.
@@ -14,12 +14,17 @@ import pydantic
 import pytest
 import xarray as xr
 
-from cascadia.predictors.calendars import fill_short_gaps, to_calendar
-from cascadia.predictors.canonical import CANONICAL_UNITS, standardise, to_canonical
-from cascadia.predictors.daily import to_daily
-from cascadia.predictors.grids import normalize_grid
-from cascadia.predictors.regions import Region, all_nan_regions, region_weights, regional_means
-from cascadia.predictors.units import convert_variable, hurs_from_dewpoint, wind_speed
+from cascadia.sources.predictors.calendars import fill_short_gaps, to_calendar
+from cascadia.sources.predictors.canonical import CANONICAL_UNITS, standardise, to_canonical
+from cascadia.sources.predictors.daily import to_daily
+from cascadia.sources.predictors.grids import normalize_grid
+from cascadia.sources.predictors.regions import (
+    Region,
+    all_nan_regions,
+    region_weights,
+    regional_means,
+)
+from cascadia.sources.predictors.units import convert_variable, hurs_from_dewpoint, wind_speed
 
 ERA5_MAPPING = {
     "2m_temperature": "tas",

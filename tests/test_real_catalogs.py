@@ -17,8 +17,8 @@ import intake_esm
 import pandas as pd
 import pytest
 
-from cascadia.catalog import SourceError, enumerate_combos, open_collection
-from cascadia.config import RunCatalog, SourceConfig, load_run_catalog
+from cascadia.sources.catalog import SourceError, enumerate_combos, open_collection
+from cascadia.sources.config import RunCatalog, SourceConfig, load_run_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGS = ROOT / "catalogs"

@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 from helpers import load_benchmark
 
-from cascadia.synthetic.presets import PRESETS, ReanalysisSpec, Years
+from cascadia.twin.presets import PRESETS, ReanalysisSpec, Years
 
 SMALL = PRESETS["tiny"].model_copy(
     update={

@@ -28,10 +28,10 @@ import xarray as xr
 import yaml
 from helpers import RUN_TWIN, small_preset
 
-from cascadia.jobs import TrainJob, smoke_train_job
-from cascadia.pipeline import RunSummary, run_pipeline
-from cascadia.synthetic.world import build_world
-from cascadia.train_job import run_train_job
+from cascadia.learning.jobs import TrainJob, smoke_train_job
+from cascadia.learning.train_job import run_train_job
+from cascadia.run.pipeline import RunSummary, run_pipeline
+from cascadia.twin.world import build_world
 
 PRESET = small_preset("slurm-twin", **RUN_TWIN)
 # The session fixture that starts (or reuses) the local SLURM, shared with test_cluster.py.

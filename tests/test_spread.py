@@ -1,6 +1,6 @@
 """Spread statistics across members and models, checked against a plain-numpy re-derivation.
 
-The results store is filled through ``cascadia.store`` with synthetic numbers the test
+The results store is filled through ``cascadia.run.store`` with synthetic numbers the test
 controls: three models (one noleap, without 29 February) x two members x historical and two
 scenarios, a reanalysis, a failed combination whose data is written (and must be ignored),
 a missing historical run (its scenario members lose their baseline) and a winter with a
@@ -22,8 +22,8 @@ import pytest
 import s3_server
 import xarray as xr
 
-from cascadia.spread import SpreadError, SpreadOptions, spread_statistics, write_spread
-from cascadia.store import ResultsSchema, initialise_store, mark_failed, write_combo
+from cascadia.run.spread import SpreadError, SpreadOptions, spread_statistics, write_spread
+from cascadia.run.store import ResultsSchema, initialise_store, mark_failed, write_combo
 
 s3_options = s3_server.s3_options
 

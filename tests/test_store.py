@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from cascadia import store as store_module
-from cascadia.store import (
+from cascadia.run import store as store_module
+from cascadia.run.store import (
     COMBO_DIMS,
     OPTIONAL_VARS,
     RESULT_VARS,

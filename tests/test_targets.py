@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from cascadia.events import EventConfig, winter_labels
-from cascadia.targets import BackgroundConfig, compute_background, held_out_targets
+from cascadia.mooring.events import EventConfig, winter_labels
+from cascadia.mooring.targets import BackgroundConfig, compute_background, held_out_targets
 
 DEPTHS = (500.0, 1000.0)
 

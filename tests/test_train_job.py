@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from cascadia.baselines import ClimatologyBaseline
 from cascadia.cli import main
-from cascadia.jobs import JobError, load_train_job
-from cascadia.metrics import crps_gaussian
-from cascadia.synthetic.presets import PRESETS, ReanalysisSpec, Years
-from cascadia.synthetic.world import build_world
+from cascadia.learning.baselines import ClimatologyBaseline
+from cascadia.learning.jobs import JobError, load_train_job
+from cascadia.learning.metrics import crps_gaussian
+from cascadia.twin.presets import PRESETS, ReanalysisSpec, Years
+from cascadia.twin.world import build_world
 
 #: The tiny preset with 12 years of ERA5 and mooring (2003-2014) on a coarse grid,
 #: so that whole winters can be split into train / validation / test.

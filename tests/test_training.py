@@ -14,16 +14,16 @@ import pytest
 import torch
 import yaml
 
-from cascadia.baselines import ClimatologyBaseline
-from cascadia.ensemble import (
+from cascadia.learning.baselines import ClimatologyBaseline
+from cascadia.learning.ensemble import (
     CheckpointError,
     DeepEnsemble,
     load_checkpoint,
     mixture_moments,
     mixture_quantiles,
 )
-from cascadia.metrics import crps_gaussian, crps_mixture, interval_coverage
-from cascadia.training import (
+from cascadia.learning.metrics import crps_gaussian, crps_mixture, interval_coverage
+from cascadia.learning.training import (
     MemberResult,
     SeriesData,
     TrainingConfig,
@@ -35,7 +35,7 @@ from cascadia.training import (
 TRAIN = [*range(1992, 2002), 2003, 2004]
 VALIDATION = [2002, 2005]
 TEST = [2006, 2007, 2008]
-THRESHOLDS = np.array([0.15, 0.10])  # °C, as cascadia.events defaults
+THRESHOLDS = np.array([0.15, 0.10])  # °C, as cascadia.mooring.events defaults
 
 
 def synthetic_series(n_winters: int = 18, seed: int = 0) -> SeriesData:

@@ -17,11 +17,11 @@ import test_train_job
 import yaml
 from scipy import stats
 
-import cascadia.tuning as tuning
+import cascadia.learning.tuning as tuning
 from cascadia.cli import main
-from cascadia.evaluation import Forecast, bootstrap_crps_difference, diebold_mariano
-from cascadia.synthetic.world import build_world
-from cascadia.tuning import load_tune_job
+from cascadia.learning.evaluation import Forecast, bootstrap_crps_difference, diebold_mariano
+from cascadia.learning.tuning import load_tune_job
+from cascadia.twin.world import build_world
 
 # The 12-year tiny preset and winter splits of the train job tests (2003-2014 ERA5 and mooring).
 PRESET, TRAIN, VALIDATION, TEST = (
@@ -123,7 +123,7 @@ def first_search(world: Path, seen: list[dict[str, Any]]) -> Iterator[Path]:
 
 def _test_days(world: Path) -> tuple[np.ndarray, np.ndarray]:
     """Winter of each series day and the observed anomaly, from the job's own preparation."""
-    from cascadia.train_job import prepare_job_series
+    from cascadia.learning.train_job import prepare_job_series
 
     job = load_tune_job(world / "tune.yaml")
     prepared = prepare_job_series(job.train, log=lambda _: None)

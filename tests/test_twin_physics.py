@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cascadia.synthetic.ocean import OceanParams, run_ocean
-from cascadia.synthetic.presets import get_preset
-from cascadia.synthetic.realizations import Realization, make_history, make_projections, run_all
+from cascadia.twin.ocean import OceanParams, run_ocean
+from cascadia.twin.presets import get_preset
+from cascadia.twin.realizations import Realization, make_history, make_projections, run_all
 
 SEEDS = (0, 1, 2, 3)
 DROP_500, DROP_1000 = 0.15, 0.10  # degC below background that count as cascading

@@ -18,7 +18,7 @@ import xarray as xr
 import yaml
 
 from cascadia import cli
-from cascadia.synthetic.world import build_world
+from cascadia.twin.world import build_world
 
 CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
 TINY_SECONDS = 20.0
@@ -269,7 +269,7 @@ def test_a_failed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("cascadia.synthetic.world.write_twentycr", broken)
+    monkeypatch.setattr("cascadia.twin.world.write_twentycr", broken)
     assert cli.main(["synth", "--out", str(out), "--preset", "tiny"]) == 2
     assert "disk full" in capsys.readouterr().err
     assert not (out / "world.json").exists()

@@ -1,0 +1,512 @@
+"""Scoring on held-out winters: ``metrics.json``, the paired bootstrap and the report.
+
+Every forecast — the deep ensemble, each member, each baseline — is a mixture
+of Gaussians of the daily **temperature** (°C): the background plus the
+predicted anomaly (a member or a baseline is a one-component mixture). All are
+scored the same way, on the same test-winter days (observation finite), with
+the same event definition (:func:`cascadia.mooring.events.event_days` applied to the
+forecast's mean anomaly against the same background as the observations), so
+that no model gains from a different denominator:
+
+``rmse``, ``nse``, ``kge`` (on temperature), ``nse_anomaly`` (on the anomaly:
+the part the background does not explain — the honest measure of cascading
+skill, since the temperature NSE also credits the background's year-to-year
+level), ``crps`` (exact for Gaussian mixtures), ``coverage_90`` (of the central
+90 % interval), ``spread_skill`` (RMS spread / RMSE), ``event_hit_week``,
+``event_hit_day`` (fraction of observed event days predicted within ±3 days /
+on the day), ``csi``, ``pod``, ``far`` and ``n_days``.
+
+The ensemble is compared with its best single member (lowest test CRPS: the
+strongest comparator, chosen with hindsight, which favours the member) by a
+paired bootstrap over test winters: winters are resampled with replacement and
+the day-weighted mean CRPS difference recomputed; the percentile interval is
+reported. Winters, not days, are resampled because days within a winter are
+strongly correlated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import xarray as xr
+from scipy.special import ndtr
+from scipy.stats import t as student_t
+
+from cascadia.learning.metrics import (
+    contingency_scores,
+    crps_mixture,
+    event_hit_rates,
+    interval_coverage,
+    kge,
+    nse,
+    rmse,
+    spread_skill_ratio,
+)
+from cascadia.mooring.events import EventConfig, event_days, winter_labels
+
+__all__ = [
+    "Forecast",
+    "bootstrap_crps_difference",
+    "diebold_mariano",
+    "evaluate_forecasts",
+    "forecast_events",
+    "write_report",
+]
+
+FloatArray = npt.NDArray[np.float64]
+METRICS = (
+    "rmse",
+    "nse",
+    "kge",
+    "crps",
+    "coverage_90",
+    "spread_skill",
+    "event_hit_week",
+    "event_hit_day",
+    "csi",
+)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A Gaussian-mixture forecast of daily temperature.
+
+    Attributes
+    ----------
+    name : str
+        Key in ``metrics.json`` (``ensemble``, ``member_0``, ``climatology``…).
+    member_mean, member_std : numpy.ndarray
+        ``(component, time, depth)`` component means and stds of the
+        temperature (°C); one component for a single Gaussian.
+    lower, upper : numpy.ndarray
+        ``(time, depth)`` bounds of the central 90 % interval (°C).
+    events : numpy.ndarray
+        ``(time, depth)`` predicted event days (bool).
+    """
+
+    name: str
+    member_mean: FloatArray
+    member_std: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    events: npt.NDArray[np.bool_]
+
+    @property
+    def mean(self) -> FloatArray:
+        """Mixture mean (°C)."""
+        return self.member_mean.mean(axis=0)
+
+    @property
+    def std(self) -> FloatArray:
+        """Mixture total std (°C): √(mean σ² + var μ)."""
+        return np.sqrt((self.member_std**2).mean(axis=0) + self.member_mean.var(axis=0))
+
+    def crps(self, obs: FloatArray) -> FloatArray:
+        """Pointwise CRPS (°C), NaN where ``obs`` is NaN."""
+        return np.asarray(
+            crps_mixture(
+                obs,
+                np.moveaxis(self.member_mean, 0, -1),
+                np.moveaxis(self.member_std, 0, -1),
+                reduce=False,
+            )
+        )
+
+    def pit(self, obs: FloatArray) -> FloatArray:
+        """Probability integral transform: the mixture CDF at the observation (1)."""
+        with np.errstate(invalid="ignore"):
+            return ndtr((obs[None] - self.member_mean) / self.member_std).mean(axis=0)
+
+
+def forecast_events(
+    anomaly: FloatArray, time: Any, depths: Sequence[float], config: EventConfig
+) -> npt.NDArray[np.bool_]:
+    """Event days of a forecast's mean anomaly ``(time, depth)`` (°C)."""
+    da = xr.DataArray(
+        anomaly, dims=("time", "depth"), coords={"time": np.asarray(time), "depth": list(depths)}
+    )
+    return np.asarray(event_days(da, config=config).values, dtype=bool)
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def evaluate_forecasts(
+    forecasts: Sequence[Forecast],
+    observed: FloatArray,
+    background: FloatArray,
+    observed_events: FloatArray,
+    test: npt.NDArray[np.bool_],
+    depths: Sequence[float],
+) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Scores of every forecast on the test days, ``{model: {depth: {metric: value}}}``.
+
+    Parameters
+    ----------
+    forecasts : sequence of Forecast
+        Forecasts on the full daily axis.
+    observed : numpy.ndarray
+        ``(time, depth)`` observed temperature (°C), NaN where missing.
+    background : numpy.ndarray
+        ``(time, depth)`` background (°C).
+    observed_events : numpy.ndarray
+        ``(time, depth)`` observed event days (1/0, NaN unknown).
+    test : numpy.ndarray
+        ``(time,)`` test-winter days.
+    depths : sequence of float
+        Depths (m); keys are written as ``"500"``, ``"1000"``.
+
+    Returns
+    -------
+    dict
+        Scores; a score without any valid pair (e.g. hit rates without observed
+        events) is ``None`` (JSON null).
+    """
+    obs = np.where(test[:, None], observed, np.nan)
+    obs_ev = np.where(test[:, None], observed_events, np.nan)
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for fc in forecasts:
+        mean, std = fc.mean, fc.std
+        pred_ev = np.where(test[:, None] & np.isfinite(mean), fc.events.astype(float), np.nan)
+        crps = fc.crps(obs)
+        per_depth: dict[str, dict[str, float | None]] = {}
+        for j, depth in enumerate(depths):
+            o, m, s = obs[:, j], mean[:, j], std[:, j]
+            hits = event_hit_rates(obs_ev[:, j], pred_ev[:, j])
+            table = contingency_scores(obs_ev[:, j], pred_ev[:, j])
+            per_depth[f"{depth:g}"] = {
+                "rmse": _finite(rmse(o, m)),
+                "nse": _finite(nse(o, m)),
+                "kge": _finite(kge(o, m)),
+                "crps": _finite(np.nanmean(crps[:, j])),
+                "coverage_90": _finite(interval_coverage(o, fc.lower[:, j], fc.upper[:, j])),
+                "spread_skill": _finite(spread_skill_ratio(o, m, s)),
+                "event_hit_week": _finite(hits["same_week"]),
+                "event_hit_day": _finite(hits["exact_day"]),
+                "csi": _finite(table.csi),
+                "pod": _finite(table.pod),
+                "far": _finite(table.far),
+                "nse_anomaly": _finite(nse(o - background[:, j], m - background[:, j])),
+                "n_days": int(np.isfinite(o + m).sum()),
+                "n_observed_event_days": int(hits["n_observed"]),
+            }
+        out[fc.name] = per_depth
+    return out
+
+
+def bootstrap_crps_difference(
+    a: Forecast,
+    b: Forecast,
+    observed: FloatArray,
+    winters: npt.NDArray[np.int64],
+    test_winters: Sequence[int],
+    depths: Sequence[float],
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Paired bootstrap over test winters of mean CRPS(a) − CRPS(b) (°C; < 0: a better).
+
+    Returns
+    -------
+    dict
+        Per depth: ``difference`` (all test days), ``ci_low``, ``ci_high``,
+        ``relative`` (difference / CRPS(b)), ``p_a_not_better`` (fraction of
+        resamples with difference ≥ 0) and ``per_winter`` CRPS of both.
+    """
+    rng = np.random.default_rng(seed)
+    crps_a, crps_b = a.crps(observed), b.crps(observed)
+    tw = [w for w in test_winters if np.isin(winters, [w]).any()]
+    draws = rng.integers(0, len(tw), size=(samples, len(tw)))
+    alpha = (1.0 - confidence) / 2.0
+    out: dict[str, Any] = {"a": a.name, "b": b.name, "samples": samples, "confidence": confidence}
+    for j, depth in enumerate(depths):
+        sums, counts, per_winter = [], [], {}
+        for w in tw:
+            sel = (winters == w) & np.isfinite(crps_a[:, j]) & np.isfinite(crps_b[:, j])
+            d = crps_a[sel, j] - crps_b[sel, j]
+            sums.append(d.sum())
+            counts.append(sel.sum())
+            per_winter[str(w)] = {
+                a.name: _finite(crps_a[sel, j].mean()) if sel.any() else None,
+                b.name: _finite(crps_b[sel, j].mean()) if sel.any() else None,
+                "days": int(sel.sum()),
+            }
+        s, c = np.asarray(sums), np.asarray(counts, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot = s[draws].sum(axis=1) / c[draws].sum(axis=1)
+        boot = boot[np.isfinite(boot)]
+        total = s.sum() / max(c.sum(), 1.0)
+        sel_all = np.isfinite(crps_b[:, j]) & np.isfinite(crps_a[:, j])
+        base = float(crps_b[sel_all, j].mean()) if sel_all.any() else float("nan")
+        out[f"{depth:g}"] = {
+            "difference": _finite(total),
+            "ci_low": _finite(np.quantile(boot, alpha)) if boot.size else None,
+            "ci_high": _finite(np.quantile(boot, 1.0 - alpha)) if boot.size else None,
+            "relative": _finite(total / base) if base > 0 else None,
+            "p_a_not_better": _finite((boot >= 0).mean()) if boot.size else None,
+            "per_winter": per_winter,
+        }
+    return out
+
+
+def diebold_mariano(
+    differences: npt.ArrayLike, horizon: int = 1, confidence: float = 0.95
+) -> dict[str, float | int | None]:
+    """Diebold–Mariano test of equal accuracy, with the Harvey et al. (1997) correction.
+
+    ``differences`` are loss differentials d_t = L(a)_t − L(b)_t (e.g. per-winter
+    mean CRPS; < 0: a better). DM = d̄ / √(V/n) with V = γ₀ + 2 Σ_{k<h} γ_k
+    (autocovariances of d, divisor n); the small-sample statistic multiplies it by
+    √((n + 1 − 2h + h(h − 1)/n) / n) and is referred to Student's t with n − 1
+    degrees of freedom. Why: with a handful of test winters the asymptotic normal
+    DM test rejects far too often; for h = 1 the corrected statistic is exactly
+    the paired t statistic. The interval for the mean differential inverts the
+    corrected test.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``statistic``, ``p_value`` (two-sided), ``ci_low``, ``ci_high``
+        and ``n``; None where undefined (n < 2 or a non-positive variance).
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    d = np.asarray(differences, dtype=np.float64).ravel()
+    d = d[np.isfinite(d)]
+    n = d.size
+    out: dict[str, float | int | None] = {
+        "mean": _finite(d.mean()) if n else None,
+        "statistic": None,
+        "p_value": None,
+        "ci_low": None,
+        "ci_high": None,
+        "n": int(n),
+        "horizon": horizon,
+    }
+    if n < 2 or horizon >= n:
+        return out
+    dev = d - d.mean()
+    gamma = [float(dev[k:] @ dev[: n - k]) / n for k in range(horizon)]
+    variance = gamma[0] + 2.0 * sum(gamma[1:])
+    if not variance > 0:
+        return out
+    correction = math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
+    scale = math.sqrt(variance / n) / correction
+    statistic = float(d.mean()) / scale
+    quantile = float(student_t.ppf(0.5 + confidence / 2.0, n - 1))
+    out.update(
+        statistic=_finite(statistic),
+        p_value=_finite(2.0 * student_t.sf(abs(statistic), n - 1)),
+        ci_low=_finite(d.mean() - quantile * scale),
+        ci_high=_finite(d.mean() + quantile * scale),
+    )
+    return out
+
+
+def per_winter_event_days(
+    forecasts: Sequence[Forecast],
+    observed_events: FloatArray,
+    winters: npt.NDArray[np.int64],
+    test_winters: Sequence[int],
+    depths: Sequence[float],
+) -> dict[str, dict[str, dict[str, int]]]:
+    """Event days per test winter: ``{depth: {winter: {"observed": n, model: n}}}``."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for j, depth in enumerate(depths):
+        rows: dict[str, dict[str, int]] = {}
+        for w in test_winters:
+            sel = winters == w
+            row = {"observed": int(np.nansum(observed_events[sel, j] > 0.5))}
+            row.update({fc.name: int(fc.events[sel, j].sum()) for fc in forecasts})
+            rows[str(w)] = row
+        out[f"{depth:g}"] = rows
+    return out
+
+
+# ---------------------------------------------------------------------- report
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _comparison_line(comparison: Mapping[str, Any], key: str, label: str) -> str:
+    """One sentence: CRPS(a) − CRPS(b) at a depth with its bootstrap interval."""
+    row = comparison[key]
+    return (
+        f"- CRPS {comparison['a']} − {comparison['b']} ({label}): "
+        f"{_fmt(row['difference'], 4)} °C ({int(100 * comparison['confidence'])} % CI "
+        f"{_fmt(row['ci_low'], 4)} … {_fmt(row['ci_high'], 4)}; paired bootstrap over test "
+        f"winters, {comparison['samples']} resamples)."
+    )
+
+
+def write_report(
+    directory: Path,
+    metrics: Mapping[str, Mapping[str, Mapping[str, float | None]]],
+    comparison: Mapping[str, Any],
+    winter_events: Mapping[str, Mapping[str, Mapping[str, int]]],
+    ensemble: Forecast,
+    baselines: Sequence[Forecast],
+    time: Any,
+    observed: FloatArray,
+    background: FloatArray,
+    test: npt.NDArray[np.bool_],
+    test_winters: Sequence[int],
+    depths: Sequence[float],
+    header: Sequence[str] = (),
+) -> list[Path]:
+    """Write ``report.md`` and its PNGs (hindcast, scatter, event bars, PIT) in ``directory``.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    time = np.asarray(time)
+    winters = np.asarray(winter_labels(xr.DataArray(time, dims="time")).values, dtype=np.int64)
+    mean, lo, hi = ensemble.mean, ensemble.lower, ensemble.upper
+    files: list[Path] = []
+
+    # Hindcast vs observations over every test winter, with the 90 % band.
+    fig = _figure(6.0 * len(depths), 2.2 * len(test_winters))
+    axes = fig.subplots(len(test_winters), len(depths), squeeze=False)
+    for i, w in enumerate(test_winters):
+        sel = winters == w
+        for j, depth in enumerate(depths):
+            ax = axes[i, j]
+            t = time[sel]
+            ax.fill_between(t, lo[sel, j], hi[sel, j], color="tab:blue", alpha=0.25, lw=0)
+            ax.plot(t, mean[sel, j], color="tab:blue", lw=1, label="ensemble mean, 90 %")
+            ax.plot(t, observed[sel, j], color="k", lw=0.8, label="observed")
+            ax.plot(t, background[sel, j], color="grey", lw=0.8, ls="--", label="background")
+            ax.set_title(f"winter {w}, {depth:g} m", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.set_ylabel("°C", fontsize=7)
+    axes[0, 0].legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    files.append(directory / "hindcast.png")
+    fig.savefig(files[-1], dpi=90)
+
+    # Scatter of the ensemble mean against observations (test days).
+    fig = _figure(4.0 * len(depths), 3.8)
+    for j, depth in enumerate(depths):
+        ax = fig.add_subplot(1, len(depths), j + 1)
+        ok = test & np.isfinite(observed[:, j]) & np.isfinite(mean[:, j])
+        ax.scatter(observed[ok, j], mean[ok, j], s=2, alpha=0.4)
+        both = np.concatenate([observed[ok, j], mean[ok, j]])
+        if both.size:
+            lims = (float(both.min()), float(both.max()))
+            ax.plot(lims, lims, color="k", lw=0.8)
+        ax.set_xlabel("observed (°C)")
+        ax.set_ylabel("ensemble mean (°C)")
+        ax.set_title(f"{depth:g} m, test winters", fontsize=9)
+    fig.tight_layout()
+    files.append(directory / "scatter.png")
+    fig.savefig(files[-1], dpi=90)
+
+    # Event days per test winter: observed, ensemble, baselines.
+    names = ["observed", ensemble.name, *(b.name for b in baselines)]
+    fig = _figure(5.0 * len(depths), 3.5)
+    width = 0.8 / len(names)
+    for j, depth in enumerate(depths):
+        ax = fig.add_subplot(1, len(depths), j + 1)
+        rows = winter_events[f"{depth:g}"]
+        x = np.arange(len(test_winters))
+        for k, name in enumerate(names):
+            ax.bar(
+                x + (k - (len(names) - 1) / 2) * width,
+                [rows[str(w)].get(name, 0) for w in test_winters],
+                width,
+                label=name,
+            )
+        ax.set_xticks(x, [str(w) for w in test_winters], fontsize=7)
+        ax.set_ylabel("event days")
+        ax.set_title(f"{depth:g} m", fontsize=9)
+    fig.axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    files.append(directory / "events.png")
+    fig.savefig(files[-1], dpi=90)
+
+    # PIT histogram: flat for a calibrated forecast.
+    pit = ensemble.pit(np.where(test[:, None], observed, np.nan))
+    fig = _figure(4.0 * len(depths), 3.2)
+    for j, depth in enumerate(depths):
+        ax = fig.add_subplot(1, len(depths), j + 1)
+        values = pit[np.isfinite(pit[:, j]), j]
+        ax.hist(values, bins=10, range=(0, 1), density=True, color="tab:blue", alpha=0.7)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xlabel("PIT")
+        ax.set_title(f"{depth:g} m, test winters", fontsize=9)
+    fig.tight_layout()
+    files.append(directory / "pit.png")
+    fig.savefig(files[-1], dpi=90)
+
+    lines = ["# Evaluation on the test winters", "", *header, ""]
+    lines += [f"Test winters: {', '.join(str(w) for w in test_winters)}.", ""]
+    for depth in depths:
+        key = f"{depth:g}"
+        lines += [f"## {key} m", "", "| model | " + " | ".join(METRICS) + " | nse_anomaly |"]
+        lines.append("|---" * (len(METRICS) + 2) + "|")
+        for model, per_depth in metrics.items():
+            row = per_depth[key]
+            cells = [_fmt(row[m]) for m in (*METRICS, "nse_anomaly")]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines += ["", _comparison_line(comparison, key, "best member on the test winters")]
+        if "selected_on_validation" in comparison:
+            lines.append(
+                _comparison_line(
+                    comparison["selected_on_validation"], key, "best member on validation"
+                )
+            )
+        lines.append("")
+    lines += [
+        "![hindcast](hindcast.png)",
+        "",
+        "![scatter](scatter.png)",
+        "",
+        "![events](events.png)",
+        "",
+        "![PIT](pit.png)",
+        "",
+    ]
+    files.append(directory / "report.md")
+    files[-1].write_text("\n".join(lines), encoding="utf-8")
+    return files
+
+
+def write_json(path: Path, data: Any) -> None:
+    """JSON with NaN/inf written as null (strict JSON readers refuse NaN)."""
+
+    def clean(obj: Any) -> Any:
+        if isinstance(obj, float | np.floating):
+            return float(obj) if math.isfinite(float(obj)) else None
+        if isinstance(obj, np.integer):
+            return int(obj)
+        if isinstance(obj, Mapping):
+            return {str(k): clean(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [clean(v) for v in obj]
+        return obj
+
+    path.write_text(json.dumps(clean(data), indent=2), encoding="utf-8")

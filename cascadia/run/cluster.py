@@ -1,0 +1,557 @@
+"""Open the Dask cluster cascadia runs on: local processes, SLURM, PBS or a running scheduler.
+
+Every combo of the ensemble is one Dask task graph, so where those graphs run is a
+deployment choice, not code: a laptop (``LocalCluster``), an HPC batch system
+(dask-jobqueue's ``SLURMCluster`` / ``PBSCluster``), or a scheduler someone already
+started. The choice and its settings live in the ``cascadia.cluster`` namespace of
+``dask.config`` with a packaged, commented default (``cascadia/run/cluster.yaml``; an
+editable copy is ``deploy/jobqueue.yaml``).
+
+Settings resolve one way, in one function (:func:`resolve_spec`), key by key::
+
+    explicit argument  ->  dask.config ("cascadia.cluster")  ->  packaged default
+
+Workers run one thread each and torch is held to ``torch_threads`` (default 1) threads
+per worker, because the parallelism comes from Dask: N workers each spinning up N
+OpenMP threads oversubscribe the cores. This module never imports torch itself; the
+worker plugin imports it lazily on the workers.
+
+Examples
+--------
+>>> from cascadia.run.cluster import open_cluster
+>>> with open_cluster("local", workers=2) as client:  # doctest: +SKIP
+...     client.submit(sum, [1, 2]).result()
+3
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from functools import cache
+from importlib import import_module, resources
+from inspect import signature
+from typing import TYPE_CHECKING, Any, Literal
+
+import dask.config
+import yaml
+from dask.utils import parse_bytes, parse_timedelta
+from distributed.diagnostics.plugin import WorkerPlugin
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client, Worker
+
+__all__ = [
+    "KINDS",
+    "NAMESPACE",
+    "AdaptiveSettings",
+    "AddressSettings",
+    "ClusterSpec",
+    "JobQueueSettings",
+    "LocalSettings",
+    "PBSSettings",
+    "SlurmSettings",
+    "TorchThreads",
+    "job_script",
+    "open_cluster",
+    "packaged_defaults",
+    "resolve_spec",
+]
+
+NAMESPACE = "cascadia.cluster"
+"""The ``dask.config`` key under which cluster settings live."""
+
+KINDS = ("local", "slurm", "pbs", "address")
+"""Valid values of ``kind``; a string containing ``://`` is read as ``address``."""
+
+# Module and class names per batch system, imported only when used: importing
+# dask_jobqueue writes ~/.config/dask/jobqueue.yaml, which a plain `import cascadia`
+# must not do.
+_JOBQUEUE: dict[str, tuple[str, str, str]] = {
+    "slurm": ("dask_jobqueue.slurm", "SLURMCluster", "SLURMJob"),
+    "pbs": ("dask_jobqueue.pbs", "PBSCluster", "PBSJob"),
+}
+_PLACEHOLDER_SCHEDULER = "tcp://<scheduler-address>:8786"
+_TOP_LEVEL_OVERRIDES = frozenset({"torch_threads"})
+# Keys of a jobqueue section that are cascadia's, not dask-jobqueue keywords.
+_CASCADIA_ONLY = frozenset({"jobs", "adaptive", "extra_kwargs"})
+# Keywords of the *cluster* class that a single Job does not take (job_script()).
+_CLUSTER_ONLY = frozenset({"scheduler_options"})
+
+
+class _Strict(BaseModel):
+    """Base for settings: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalSettings(_Strict):
+    """``LocalCluster`` on this machine: worker processes, one thread each."""
+
+    n_workers: PositiveInt | None
+    threads_per_worker: PositiveInt
+    memory_limit: str | int | float | None
+    host: str
+    dashboard_address: str | None
+
+
+class AdaptiveSettings(_Strict):
+    """Adaptive scaling bounds, in batch jobs (not workers)."""
+
+    enabled: bool
+    minimum_jobs: NonNegativeInt
+    maximum_jobs: PositiveInt
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AdaptiveSettings:
+        if self.minimum_jobs > self.maximum_jobs:
+            raise ValueError(
+                f"adaptive minimum_jobs={self.minimum_jobs} exceeds "
+                f"maximum_jobs={self.maximum_jobs}"
+            )
+        return self
+
+
+class JobQueueSettings(_Strict):
+    """Settings shared by the dask-jobqueue backends (one batch job per worker group).
+
+    ``None`` means "not set here": dask-jobqueue then falls back to its own
+    ``jobqueue.<kind>`` config, so an existing site ``jobqueue.yaml`` keeps working.
+    """
+
+    queue: str | None
+    account: str | None
+    cores: PositiveInt
+    processes: PositiveInt
+    memory: str | int
+    walltime: str | None
+    job_extra_directives: list[str]
+    job_script_prologue: list[str]
+    interface: str | None
+    local_directory: str | None
+    log_directory: str | None
+    python: str | None
+    dashboard_address: str | None
+    jobs: PositiveInt
+    adaptive: AdaptiveSettings
+    extra_kwargs: dict[str, Any]
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_parses(cls, value: str | int) -> str | int:
+        parse_bytes(value)  # fail here, with the key name, not at submission time
+        return value
+
+    @model_validator(mode="after")
+    def _whole_threads(self) -> JobQueueSettings:
+        if self.cores % self.processes:
+            raise ValueError(
+                f"cores={self.cores} is not a multiple of processes={self.processes}: "
+                "each worker process gets cores / processes threads"
+            )
+        return self
+
+
+class SlurmSettings(JobQueueSettings):
+    """``SLURMCluster`` settings (see ``cascadia/run/cluster.yaml`` for each key)."""
+
+
+class PBSSettings(JobQueueSettings):
+    """``PBSCluster`` settings; ``resource_spec`` is the ``-l`` request."""
+
+    resource_spec: str | None
+
+
+class AddressSettings(_Strict):
+    """A scheduler that is already running; cascadia only connects to it."""
+
+    address: str | None
+    scheduler_file: str | None
+    timeout: str | float
+    wait_for_workers: NonNegativeInt
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_parses(cls, value: str | float) -> str | float:
+        parse_timedelta(value)
+        return value
+
+
+class ClusterSpec(_Strict):
+    """The resolved cluster settings: which backend, and every backend's settings.
+
+    Build it with :func:`resolve_spec` (which fills it from ``dask.config`` and the
+    packaged default); all fields are required so that the packaged YAML stays the only
+    place defaults are written. ``model_dump()`` gives what to record beside results.
+    """
+
+    kind: Literal["local", "slurm", "pbs", "address"]
+    torch_threads: PositiveInt | None
+    local: LocalSettings
+    slurm: SlurmSettings
+    pbs: PBSSettings
+    address: AddressSettings
+
+    @model_validator(mode="after")
+    def _address_given(self) -> ClusterSpec:
+        if self.kind == "address" and not (self.address.address or self.address.scheduler_file):
+            raise ValueError(
+                "kind 'address' needs a scheduler: pass 'tcp://HOST:PORT' as the kind, or "
+                f"set {NAMESPACE}.address.address or {NAMESPACE}.address.scheduler_file"
+            )
+        return self
+
+    @property
+    def settings(self) -> LocalSettings | SlurmSettings | PBSSettings | AddressSettings:
+        """Settings of the active ``kind``."""
+        return getattr(self, self.kind)
+
+
+class TorchThreads(WorkerPlugin):
+    """Worker plugin holding torch to ``n_threads`` threads on every worker.
+
+    A plugin rather than a one-off ``client.run`` so that workers joining later
+    (adaptive scaling, restarted workers) get the same setting. torch is imported on the
+    worker, never in the client process; ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` are
+    set first so that threads created after this (Dask's task threads) inherit the same
+    limit when the OpenMP runtime starts with torch.
+
+    Parameters
+    ----------
+    n_threads
+        Intra-op threads torch may use per worker process.
+    """
+
+    name = "cascadia-torch-threads"
+
+    def __init__(self, n_threads: int) -> None:
+        self.n_threads = n_threads
+
+    def setup(self, worker: Worker) -> None:
+        """Apply the limit on ``worker`` (runs once per worker, on its event loop)."""
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(self.n_threads)
+        try:
+            import torch
+        except ImportError:  # a worker without torch runs no model code: nothing to hold
+            return
+        torch.set_num_threads(self.n_threads)
+
+
+@cache
+def _packaged_text() -> str:
+    return resources.files("cascadia.run").joinpath("cluster.yaml").read_text(encoding="utf-8")
+
+
+def packaged_defaults() -> dict[str, Any]:
+    """The packaged default settings (``cascadia/run/cluster.yaml``), as a fresh dict.
+
+    Returns
+    -------
+    dict
+        The content under ``cascadia.cluster``; a new object on every call, so callers
+        may modify it.
+    """
+    return yaml.safe_load(_packaged_text())["cascadia"]["cluster"]
+
+
+def _underscored(value: Any) -> Any:
+    """Dask treats ``a-b`` and ``a_b`` keys as the same; pydantic needs ``a_b``."""
+    if isinstance(value, Mapping):
+        return {str(k).replace("-", "_"): _underscored(v) for k, v in value.items()}
+    return value
+
+
+def _unknown_kind(kind: object) -> ValueError:
+    valid = ", ".join(repr(k) for k in KINDS)
+    return ValueError(
+        f"unknown cluster kind {kind!r}: valid kinds are {valid}, "
+        "or a scheduler address such as 'tcp://HOST:8786'"
+    )
+
+
+def resolve_spec(
+    spec_or_kind: str | ClusterSpec | None = None,
+    workers: int | None = None,
+    **overrides: Any,
+) -> ClusterSpec:
+    """Resolve cluster settings: argument, then ``dask.config``, then packaged default.
+
+    This is the one place the fallback happens, so every entry point (Python API, CLI,
+    service) sees the same settings for the same inputs.
+
+    Parameters
+    ----------
+    spec_or_kind
+        ``"local"``, ``"slurm"``, ``"pbs"``, ``"address"``, a scheduler address
+        (``"tcp://HOST:PORT"``, read as kind ``address``), an already resolved
+        :class:`ClusterSpec` (used instead of config and default), or ``None`` for the
+        configured ``kind``.
+    workers
+        Number of Dask workers. ``local``: worker processes. ``slurm``/``pbs``: jobs to
+        submit (maximum jobs when adaptive), rounded up to whole jobs of ``processes``
+        workers. ``address``: wait until this many workers are connected.
+    **overrides
+        Keys of the active kind's section (e.g. ``queue="debug"``, ``cores=4``,
+        ``adaptive={"enabled": True}``; nested mappings are merged), or
+        ``torch_threads``. Unknown keys are errors.
+
+    Returns
+    -------
+    ClusterSpec
+        Validated settings.
+
+    Raises
+    ------
+    ValueError
+        Unknown kind, unknown or invalid keys (pydantic's ``ValidationError`` is a
+        ``ValueError``), or ``workers < 1``.
+    """
+    if isinstance(spec_or_kind, ClusterSpec):
+        base = spec_or_kind.model_dump()
+        kind: object = base["kind"]
+    else:
+        configured = _underscored(dask.config.get(NAMESPACE, default=None) or {})
+        base = dask.config.merge(packaged_defaults(), configured)
+        kind = base.get("kind") if spec_or_kind is None else spec_or_kind
+
+    if isinstance(kind, str) and "://" in kind:
+        base["address"] = {**base["address"], "address": kind, "scheduler_file": None}
+        kind = "address"
+    if kind not in KINDS:
+        raise _unknown_kind(kind)
+    assert isinstance(kind, str)
+    base["kind"] = kind
+
+    overrides = _underscored(overrides)
+    for key in _TOP_LEVEL_OVERRIDES & overrides.keys():
+        base[key] = overrides.pop(key)
+    section: dict[str, Any] = dask.config.merge(base[kind], overrides)
+
+    if workers is not None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        _apply_workers(kind, section, workers)
+    base[kind] = section
+    return ClusterSpec.model_validate(base)
+
+
+def _apply_workers(kind: str, section: dict[str, Any], workers: int) -> None:
+    """Translate a worker count into the active section's own unit."""
+    if kind == "local":
+        section["n_workers"] = workers
+    elif kind == "address":
+        section["wait_for_workers"] = workers
+    else:
+        jobs = math.ceil(workers / int(section["processes"]))
+        adaptive = dict(section["adaptive"])
+        if adaptive.get("enabled"):
+            adaptive["maximum_jobs"] = jobs
+            adaptive["minimum_jobs"] = min(int(adaptive["minimum_jobs"]), jobs)
+            section["adaptive"] = adaptive
+        else:
+            section["jobs"] = jobs
+
+
+def _jobqueue_kwargs(settings: JobQueueSettings, *, for_job: bool = False) -> dict[str, Any]:
+    """Keywords for a dask-jobqueue cluster (or, with ``for_job``, a single Job).
+
+    ``None`` values are left out so dask-jobqueue applies its own config for them.
+    """
+    kwargs = {
+        key: value
+        for key, value in settings.model_dump(exclude=set(_CASCADIA_ONLY)).items()
+        if value is not None
+    }
+    kwargs.pop("dashboard_address", None)
+    kwargs.update(settings.extra_kwargs)
+    if for_job:
+        return {k: v for k, v in kwargs.items() if k not in _CLUSTER_ONLY}
+    # dask-jobqueue takes the dashboard only through scheduler_options (a top-level
+    # dashboard_address is a ValueError there).
+    scheduler_options = dict(kwargs.get("scheduler_options") or {})
+    if settings.dashboard_address is None:
+        # No dashboard pages; the scheduler's plain HTTP routes (metrics, health) still
+        # start, so move them to a free port instead of the default 8787.
+        scheduler_options.setdefault("dashboard", False)
+        scheduler_options.setdefault("dashboard_address", ":0")
+    else:
+        scheduler_options.setdefault("dashboard_address", settings.dashboard_address)
+    kwargs["scheduler_options"] = scheduler_options
+    return kwargs
+
+
+def job_script(spec_or_kind: str | ClusterSpec | None, **overrides: Any) -> str:
+    """The batch script dask-jobqueue would submit, without any scheduler running.
+
+    Lets users (and tests) check partition, resources and directives before queueing
+    anything. The scheduler address in the script is a placeholder.
+
+    Parameters
+    ----------
+    spec_or_kind
+        ``"slurm"`` or ``"pbs"`` (or a :class:`ClusterSpec` of those kinds, or ``None``
+        for the configured kind).
+    **overrides
+        As for :func:`resolve_spec`.
+
+    Returns
+    -------
+    str
+        The job script text.
+    """
+    spec = resolve_spec(spec_or_kind, **overrides)
+    if spec.kind not in _JOBQUEUE:
+        raise ValueError(f"kind {spec.kind!r} has no job script; use one of {sorted(_JOBQUEUE)}")
+    module, _, job_name = _JOBQUEUE[spec.kind]
+    job_cls = getattr(import_module(module), job_name)
+    base_job = import_module("dask_jobqueue.core").Job
+    kwargs = _jobqueue_kwargs(spec.settings, for_job=True)  # type: ignore[arg-type]
+    accepted = set(signature(job_cls).parameters) | set(signature(base_job).parameters)
+    unknown = kwargs.keys() - accepted
+    if unknown:
+        # Cluster-level extra_kwargs (e.g. scheduler_options) do not shape the script.
+        kwargs = {k: v for k, v in kwargs.items() if k not in unknown}
+    job = job_cls(scheduler=_PLACEHOLDER_SCHEDULER, name="dask-worker", **kwargs)
+    return str(job.job_script())
+
+
+def _open_local(spec: ClusterSpec, stack: ExitStack) -> Client:
+    from dask.system import CPU_COUNT  # honours CPU affinity and cgroup quotas
+    from distributed import Client, LocalCluster
+
+    local = spec.local
+    # Each Nanny writes distributed.nanny.pre-spawn-environ (OMP_NUM_THREADS=1, ...) into
+    # *this* process's os.environ before spawning its worker and never undoes it; torch
+    # imported here later, or `nproc` in a subprocess, would then see 1 core. Restored
+    # once the workers are up, and again (registered first, so run last) after the
+    # cluster has closed, since a restarted worker's nanny sets it again.
+    saved = {key: os.environ.get(key) for key in _pre_spawn_keys()}
+    stack.callback(_restore_environ, saved)
+    cluster = stack.enter_context(
+        LocalCluster(
+            n_workers=local.n_workers or CPU_COUNT,
+            threads_per_worker=local.threads_per_worker,
+            processes=True,  # the nanny gives each worker OMP_NUM_THREADS=1
+            memory_limit=local.memory_limit,
+            host=local.host,
+            dashboard_address=local.dashboard_address,
+        )
+    )
+    _restore_environ(saved)  # the workers have their environment; give ours back now
+    return stack.enter_context(Client(cluster))
+
+
+def _pre_spawn_keys() -> list[str]:
+    return list(dask.config.get("distributed.nanny.pre-spawn-environ", default=None) or {})
+
+
+def _restore_environ(saved: Mapping[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _open_jobqueue(spec: ClusterSpec, stack: ExitStack) -> Client:
+    from distributed import Client
+
+    settings = spec.settings
+    assert isinstance(settings, JobQueueSettings)
+    module, cluster_name, _ = _JOBQUEUE[spec.kind]
+    cluster_cls = getattr(import_module(module), cluster_name)
+    # Entering the cluster's context makes close() (which cancels every job) run on exit,
+    # after the client below has disconnected.
+    cluster = stack.enter_context(cluster_cls(**_jobqueue_kwargs(settings)))
+    if settings.adaptive.enabled:
+        cluster.adapt(
+            minimum_jobs=settings.adaptive.minimum_jobs,
+            maximum_jobs=settings.adaptive.maximum_jobs,
+        )
+    else:
+        cluster.scale(jobs=settings.jobs)
+    return stack.enter_context(Client(cluster))
+
+
+def _open_address(spec: ClusterSpec, stack: ExitStack) -> Client:
+    from distributed import Client
+
+    settings = spec.address
+    where = settings.address or f"scheduler file {settings.scheduler_file}"
+    timeout = parse_timedelta(settings.timeout)
+    try:
+        client = Client(settings.address, scheduler_file=settings.scheduler_file, timeout=timeout)
+    except OSError as exc:  # TimeoutError and refused connections alike
+        raise ConnectionError(
+            f"cannot reach Dask scheduler at {where} within {settings.timeout} "
+            f"({type(exc).__name__})"
+        ) from None
+    stack.enter_context(client)  # closes only our connection, never their scheduler
+    if settings.wait_for_workers:
+        try:
+            client.wait_for_workers(settings.wait_for_workers, timeout=timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"Dask scheduler at {where} has fewer than {settings.wait_for_workers} "
+                f"workers after {settings.timeout}"
+            ) from None
+    return client
+
+
+_OPENERS: dict[str, Callable[[ClusterSpec, ExitStack], Client]] = {
+    "local": _open_local,
+    "slurm": _open_jobqueue,
+    "pbs": _open_jobqueue,
+    "address": _open_address,
+}
+
+
+@contextmanager
+def open_cluster(
+    spec_or_kind: str | ClusterSpec | None = None,
+    workers: int | None = None,
+    **overrides: Any,
+) -> Iterator[Client]:
+    """Start (or connect to) a Dask cluster and yield a client; shut it down on exit.
+
+    Parameters
+    ----------
+    spec_or_kind, workers, **overrides
+        As for :func:`resolve_spec`.
+
+    Yields
+    ------
+    distributed.Client
+        Connected client. Workers of ``local`` clusters are up; batch jobs of
+        ``slurm``/``pbs`` may still be queued (use ``client.wait_for_workers``).
+
+    Raises
+    ------
+    ValueError
+        Unknown kind or invalid settings.
+    ConnectionError
+        ``address`` kind and the scheduler does not answer within ``timeout``.
+
+    Notes
+    -----
+    On exit, even after an error or ``KeyboardInterrupt``, the client disconnects and a
+    cluster this function started is closed; for ``slurm``/``pbs`` that cancels every
+    job it submitted. A scheduler given by address is left running.
+    """
+    spec = resolve_spec(spec_or_kind, workers, **overrides)
+    with ExitStack() as stack:
+        client = _OPENERS[spec.kind](spec, stack)
+        if spec.torch_threads is not None:
+            client.register_plugin(TorchThreads(spec.torch_threads), name=TorchThreads.name)
+        yield client

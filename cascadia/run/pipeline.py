@@ -1,0 +1,691 @@
+"""``cascadia-ensemble run``: every combination of the run catalogs, on Dask, into one store.
+
+A run is planned on the client and executed on the workers:
+
+1. **Plan** (client). Enumerate every combination of every catalog source
+   (reanalyses and their members, projections per source / experiment / member),
+   fingerprint each one's inputs (:func:`cascadia.sources.cache.fingerprint`) and derive
+   its *result fingerprint*: inputs, bias adjustment (reference and historical
+   fingerprints, settings), the historical run a scenario continues, the model
+   checksum and the inference settings. Prepare the results store
+   (:func:`cascadia.run.store.prepare_store`): its time axis is the union of the
+   sources' periods on the standard daily calendar. Combinations stored "done"
+   with the same fingerprint are skipped.
+2. **Graph** (workers). One task chain per remaining combination: extraction into
+   the predictor cache → for projections, the member's QDM fit on its historical
+   run against the reference (itself extracted once) → adjustment → prediction
+   and a region write of the combination's chunk. Shared steps (the reference,
+   a member's historical run and fit) are one task each. Every step reads and
+   writes the caches, so a step already done in an earlier run returns at once.
+3. **Collect** (client). As combinations finish, failures are recorded in the
+   store (:func:`cascadia.run.store.mark_failed`, with the reason) and never stop the
+   others. At the end the spread statistics are (re)written when the set of done
+   combinations changed.
+
+Workers load the model once per process (:func:`cascadia.run.inference.cached_model`);
+tasks carry only its directory and checksum. A run killed at any point leaves
+every combination "done" (complete, with its fingerprint), "writing"/"missing"
+(redone by the next run) or "failed".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dask
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from cascadia import __version__
+from cascadia.mooring.events import winter_labels
+from cascadia.run.inference import InferenceConfig, TrainedModel, cached_model
+from cascadia.run.spread import write_spread
+from cascadia.run.store import (
+    COMBO_DIMS,
+    ResultsSchema,
+    StoreError,
+    combo_status,
+    mark_failed,
+    prepare_store,
+    update_attrs,
+    write_combo,
+)
+from cascadia.sources.adjustment import MemberFit, adjust_combo, bias_config, fit_member
+from cascadia.sources.cache import PredictorCache, cache_combo, default_cache_url, fingerprint
+from cascadia.sources.catalog import (
+    Combo,
+    SourceError,
+    enumerate_combos,
+    open_collection,
+    open_combo,
+)
+from cascadia.sources.config import CatalogError, RunCatalog, SourceConfig, load_run_catalog
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+__all__ = ["ComboResult", "RunInputError", "RunSummary", "run_pipeline"]
+
+StoreCombo = tuple[str, str, str]  # (experiment, source_id, member_id), as the store names it
+
+
+class RunInputError(ValueError):
+    """Bad input to a run (catalog, model, store, cluster): nothing was computed."""
+
+
+@dataclass(frozen=True)
+class ComboResult:
+    """What happened to one combination (or to a whole source that could not be listed)."""
+
+    label: str  # "source_id/experiment/member" (or "<source> *")
+    entry: str  # "<catalog> [<source>]"
+    status: str  # "done", "skipped" (up to date in the store) or "failed"
+    seconds: float = 0.0
+    reason: str = ""
+    combo: StoreCombo | None = None
+    batch_job: str = ""  # SLURM/PBS job whose worker predicted it ("" outside batch jobs)
+
+
+@dataclass
+class RunSummary:
+    """The outcome of a run: one row per combination, tasks submitted, spread hook."""
+
+    store: str
+    results: list[ComboResult] = field(default_factory=list)
+    tasks_submitted: int = 0
+    spread: str = ""
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> list[ComboResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.spread.startswith("failed")
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One combination of one catalog source, with its input fingerprint."""
+
+    catalog: RunCatalog
+    source: SourceConfig
+    combo: Combo
+    key: str  # input fingerprint ("" when it could not be computed)
+
+    @property
+    def where(self) -> str:
+        return f"{self.catalog.path} [{self.source.name}]"
+
+    @property
+    def store_combo(self) -> StoreCombo:
+        labels = self.combo.labels
+        return (labels["experiment_id"], labels["source_id"], labels["member_id"])
+
+    @property
+    def id(self) -> tuple[str, str, str]:
+        return (self.catalog.path, self.source.name, self.combo.slug)
+
+    @property
+    def is_historical(self) -> bool:
+        return self.combo.labels["experiment_id"] == "historical"
+
+
+@dataclass
+class _Plan:
+    """Every combination of a run and how each one gets its predictors."""
+
+    entries: list[_Entry]
+    failures: dict[tuple[str, str, str], str]  # entry id -> why it cannot run
+    source_failures: list[ComboResult]
+    references: dict[str, _Entry]  # catalog path -> reference of its bias adjustment
+    historical: dict[tuple[str, str, str], _Entry]  # entry id -> historical run it continues
+    years: dict[tuple[str, str, str], tuple[int, int]]  # entry id -> first and last year
+
+
+def _load_catalogs(catalogs: Sequence[str | RunCatalog]) -> list[RunCatalog]:
+    loaded = []
+    for catalog in catalogs:
+        try:
+            loaded.append(catalog if isinstance(catalog, RunCatalog) else load_run_catalog(catalog))
+        except CatalogError as exc:
+            raise RunInputError(str(exc)) from None
+    if not loaded:
+        raise RunInputError("no run catalog given")
+    return loaded
+
+
+def _member(entry: _Entry) -> tuple[str, str, str, str]:
+    return (entry.catalog.path, entry.source.name, *entry.store_combo[1:])
+
+
+def _reference(catalog: RunCatalog) -> _Entry:
+    """The reference reanalysis of a catalog's bias adjustment (one combination)."""
+    section = catalog.bias_adjustment
+    assert section is not None
+    ref_catalog = load_run_catalog(catalog.resolve(section.reference.catalog))
+    source = ref_catalog.source(section.reference.source)
+    combos = enumerate_combos(ref_catalog, source, open_collection(ref_catalog, source))
+    if len(combos) != 1:
+        raise SourceError(
+            f"{ref_catalog.path} [{source.name}]: a bias-adjustment reference must be one "
+            f"combination, the query selects {[c.label for c in combos]}"
+        )
+    return _Entry(ref_catalog, source, combos[0], fingerprint(ref_catalog, source, combos[0]))
+
+
+def _years(entry: _Entry) -> tuple[int, int]:
+    """First and last year of a combination: the catalog's period, else its data's."""
+    period = entry.source.period
+    if period is not None:
+        return period.start, period.end
+    raw = open_combo(entry.catalog, entry.source, entry.combo)
+    years = raw["time"].dt.year.values
+    return int(years.min()), int(years.max())
+
+
+def _plan(catalogs: list[RunCatalog]) -> _Plan:
+    entries: list[_Entry] = []
+    failures: dict[tuple[str, str, str], str] = {}
+    source_failures: list[ComboResult] = []
+    references: dict[str, _Entry] = {}
+    years: dict[tuple[str, str, str], tuple[int, int]] = {}
+    seen: set[tuple[str, str, str]] = set()
+    for catalog in catalogs:
+        for source in catalog.sources:
+            where = f"{catalog.path} [{source.name}]"
+            try:
+                combos = enumerate_combos(catalog, source, open_collection(catalog, source))
+            except SourceError as exc:
+                source_failures.append(
+                    ComboResult(f"{source.name} *", where, "failed", reason=str(exc))
+                )
+                continue
+            for combo in combos:
+                entry = _Entry(catalog, source, combo, "")
+                if entry.id in seen:  # the same catalog given twice
+                    continue
+                seen.add(entry.id)
+                try:
+                    entry = _Entry(catalog, source, combo, fingerprint(catalog, source, combo))
+                    years[entry.id] = _years(entry)
+                except Exception as exc:
+                    failures[entry.id] = _reason(entry, exc, "cannot read its inputs")
+                entries.append(entry)
+        if catalog.bias_adjustment is not None and any(
+            s.role == "projection" for s in catalog.sources
+        ):
+            try:
+                references[catalog.path] = _reference(catalog)
+            except Exception as exc:
+                for entry in entries:
+                    if entry.catalog is catalog and entry.source.role == "projection":
+                        failures.setdefault(
+                            entry.id, _reason(entry, exc, "bias-adjustment reference")
+                        )
+    _check_unique(entries)
+    historical = _link_historical(entries, references, failures)
+    return _Plan(entries, failures, source_failures, references, historical, years)
+
+
+def _check_unique(entries: list[_Entry]) -> None:
+    by_combo: dict[StoreCombo, _Entry] = {}
+    for entry in entries:
+        other = by_combo.setdefault(entry.store_combo, entry)
+        if other is not entry:
+            raise RunInputError(
+                f"two catalog entries give the same result labels {entry.store_combo}: "
+                f"{other.where} {other.combo.label} and {entry.where} {entry.combo.label}; "
+                "change one source's combo_id"
+            )
+
+
+def _link_historical(
+    entries: list[_Entry],
+    references: dict[str, _Entry],
+    failures: dict[tuple[str, str, str], str],
+) -> dict[tuple[str, str, str], _Entry]:
+    """The historical run of each projection combination (its fit and context)."""
+    historical = {
+        _member(e): e for e in entries if e.source.role == "projection" and e.is_historical
+    }
+    links = {}
+    for entry in entries:
+        if entry.source.role != "projection":
+            continue
+        hist = historical.get(_member(entry))
+        adjusted = entry.catalog.bias_adjustment is not None
+        if hist is None:
+            if adjusted:
+                source_id, member = entry.store_combo[1:]
+                failures.setdefault(
+                    entry.id,
+                    f"{entry.where} {entry.combo.label}: no historical run of {source_id} "
+                    f"{member} to fit the bias adjustment against",
+                )
+            continue
+        links[entry.id] = hist
+        if adjusted and hist.id in failures and entry.id not in failures:
+            failures[entry.id] = f"{entry.where} {entry.combo.label}: {failures[hist.id]}"
+        if adjusted and entry.catalog.path not in references:
+            failures.setdefault(entry.id, f"{entry.where}: no bias-adjustment reference")
+    return links
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _result_fingerprint(entry: _Entry, plan: _Plan, checksum: str, config: InferenceConfig) -> str:
+    """SHA-256 of everything a combination's stored results depend on."""
+    payload: dict[str, Any] = {
+        "cascadia": __version__,
+        "inputs": entry.key,
+        "model": checksum,
+        "inference": config.model_dump(mode="json"),
+    }
+    hist = plan.historical.get(entry.id)
+    if hist is not None:
+        payload["historical"] = hist.key
+    if entry.source.role == "projection" and entry.catalog.bias_adjustment is not None:
+        payload["adjustment"] = {
+            "reference": plan.references[entry.catalog.path].key,
+            "settings": bias_config(entry.catalog).model_dump(mode="json"),
+        }
+    return _digest(payload)
+
+
+def _time_axis(plan: _Plan) -> np.ndarray:
+    """Consecutive standard-calendar days from the first to the last year of the run."""
+    spans = list(plan.years.values())
+    if not spans:
+        raise RunInputError("no combination of the catalogs can run (see the failures)")
+    first, last = min(s[0] for s in spans), max(s[1] for s in spans)
+    return pd.date_range(f"{first}-01-01", f"{last}-12-31", freq="D").values
+
+
+# ---------------------------------------------------------------------------- tasks
+
+
+@contextmanager
+def _inline_dask() -> Iterator[None]:
+    """Lazy xarray work inside a task runs in the task's own thread (one per worker)."""
+    with dask.config.set(scheduler="synchronous"):
+        yield
+
+
+def _extract_task(entry: _Entry, cache: PredictorCache) -> str:
+    with _inline_dask():
+        return cache_combo(entry.catalog, cache, entry.source, entry.combo, entry.key).url
+
+
+def _fit_task(
+    hist: _Entry, reference: _Entry, cache: PredictorCache, _hist_url: str, ref_url: str
+) -> MemberFit:
+    with _inline_dask():
+        return fit_member(
+            hist.catalog,
+            cache,
+            hist.source,
+            hist.combo,
+            hist.key,
+            cache.open(ref_url),
+            reference.key,
+            bias_config(hist.catalog),
+        )
+
+
+def _adjust_task(
+    entry: _Entry, cache: PredictorCache, member: MemberFit, ref_url: str, _raw_url: str
+) -> str:
+    with _inline_dask():
+        url, _ = adjust_combo(
+            entry.catalog,
+            cache,
+            entry.source,
+            entry.combo,
+            entry.key,
+            member,
+            cache.open(ref_url),
+            bias_config(entry.catalog),
+        )
+        return url
+
+
+@dataclass(frozen=True)
+class _Prediction:
+    """What a worker needs to predict and write one combination (no model, no data)."""
+
+    model_dir: str
+    checksum: str
+    config: InferenceConfig
+    store: str
+    store_options: dict[str, Any] | None
+    cache: PredictorCache
+    combo: StoreCombo
+    provenance: dict[str, str]
+
+
+def _batch_job() -> str:
+    """The batch job this worker runs in, so a run's summary says where each combo ran."""
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID") or ""
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _predict_task(
+    job: _Prediction, schema: ResultsSchema, predictors_url: str, context_url: str | None
+) -> tuple[float, str]:
+    started = time.perf_counter()
+    with _inline_dask():
+        model = cached_model(job.model_dir, job.checksum)
+        daily = job.cache.open(predictors_url).load()
+        context = job.cache.open(context_url).load() if context_url else None
+        results = model.predict(daily, context, job.config)
+        write_combo(job.store, schema, job.combo, results, job.provenance, job.store_options)
+    return time.perf_counter() - started, _batch_job()
+
+
+# ------------------------------------------------------------------------ the graph
+
+
+class _Graph:
+    """Submits each shared step once and keeps the futures of a run."""
+
+    def __init__(self, client: Client, plan: _Plan, cache: PredictorCache) -> None:
+        self.client, self.plan, self.cache = client, plan, cache
+        self.run = uuid.uuid4().hex[:8]
+        self.futures: dict[tuple[str, ...], Future] = {}
+
+    def _submit(self, key: tuple[str, ...], func: Callable[..., Any], *args: Any) -> Future:
+        if key not in self.futures:
+            name = f"{key[0]}-{key[-1]}-{_digest(key)[:8]}-{self.run}"
+            self.futures[key] = self.client.submit(func, *args, key=name, pure=False)
+        return self.futures[key]
+
+    def raw(self, entry: _Entry) -> Future:
+        return self._submit(("extract", *entry.id), _extract_task, entry, self.cache)
+
+    def fit(self, hist: _Entry) -> Future:
+        ref = self.plan.references[hist.catalog.path]
+        deps = (self.raw(hist), self.raw(ref))
+        return self._submit(("fit", *hist.id), _fit_task, hist, ref, self.cache, *deps)
+
+    def predictors(self, entry: _Entry) -> Future:
+        """Future of the URL of the predictors the model reads for ``entry``."""
+        if entry.source.role != "projection" or entry.catalog.bias_adjustment is None:
+            return self.raw(entry)
+        ref = self.plan.references[entry.catalog.path]
+        member = self.fit(self.plan.historical[entry.id])
+        raw = self.raw(entry)
+        args = (entry, self.cache, member, self.raw(ref), raw)
+        return self._submit(("adjust", *entry.id), _adjust_task, *args)
+
+    def prediction(self, entry: _Entry, job: _Prediction, schema: Future) -> Future:
+        hist = self.plan.historical.get(entry.id)
+        context = None
+        if hist is not None and hist is not entry and job.config.context_days > 0:
+            context = self.predictors(hist)
+        args = (job, schema, self.predictors(entry), context)
+        return self._submit(("predict", *entry.id), _predict_task, *args)
+
+
+# -------------------------------------------------------------------------- the run
+
+
+def _reason(entry: _Entry, exc: BaseException, step: str = "") -> str:
+    """A failure's reason, naming the catalog entry and the combination."""
+    text = str(exc) or type(exc).__name__
+    if entry.combo.label in text and entry.source.name in text:
+        return text
+    prefix = f"{entry.where} {entry.combo.label}"
+    kind = "" if isinstance(exc, SourceError) else f"{type(exc).__name__}: "
+    return f"{prefix}: {step + ': ' if step else ''}{kind}{text}"
+
+
+def _winters(time_axis: np.ndarray, start_month: int) -> tuple[int, ...]:
+    labels = winter_labels(xr.DataArray(time_axis, dims="time"), start_month).values
+    return tuple(int(w) for w in np.unique(labels))
+
+
+def _store_attrs(
+    model: TrainedModel, config: InferenceConfig, catalogs: list[RunCatalog]
+) -> dict[str, Any]:
+    return {
+        "model_checkpoint_hash": model.checksum,
+        "model_directory": str(model.directory.resolve()),
+        "inference_config": json.dumps(config.model_dump(mode="json"), sort_keys=True),
+        "event_rule": json.dumps(model.events.model_dump(), sort_keys=True),
+        "background_extrapolation": model.background_config.extrapolation,
+        "cascadia_version": __version__,
+        "run_catalogs": json.dumps(sorted({c.path for c in catalogs})),
+    }
+
+
+def run_pipeline(
+    catalogs: Sequence[str | RunCatalog],
+    model_dir: str | Path,
+    out: str,
+    *,
+    cache: str | PredictorCache | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    config: InferenceConfig | None = None,
+    client: Client | None = None,
+    cluster: str | None = None,
+    workers: int | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_result: Callable[[ComboResult], None] | None = None,
+) -> RunSummary:
+    """Run the model over every combination of ``catalogs`` into the store ``out``.
+
+    Parameters
+    ----------
+    catalogs
+        Run catalogs (paths, URLs or loaded).
+    model_dir
+        A model directory written by ``cascadia-ensemble train``.
+    out
+        Results store (folder or fsspec URL); created, or reused if it can take the run.
+    cache
+        Predictor cache (default ``~/.cache/cascadia/predictors``).
+    storage_options
+        fsspec options of ``out``.
+    config
+        Inference settings (segments, scenario context, member series).
+    client
+        A connected Dask client (its workers get the torch thread limit of the
+        ``cascadia.cluster`` settings, as clusters opened here do); otherwise a cluster
+        is opened with :func:`cascadia.run.cluster.open_cluster` (``cluster``, ``workers``)
+        and closed.
+    on_total, on_result
+        Progress: the number of combinations once planned; each result as it comes.
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    RunInputError
+        Bad catalogs, model directory, store or cluster settings (nothing computed).
+    """
+    started = time.perf_counter()
+    config = config or InferenceConfig()
+    cache = (
+        cache if isinstance(cache, PredictorCache) else PredictorCache(cache or default_cache_url())
+    )
+    loaded = _load_catalogs(catalogs)
+    try:
+        model = TrainedModel.load(model_dir)
+    except ValueError as exc:  # InferenceError, CheckpointError
+        raise RunInputError(str(exc)) from None
+    plan = _plan(loaded)
+    time_axis = _time_axis(plan)
+    schema = ResultsSchema(
+        combos=tuple(e.store_combo for e in plan.entries),
+        time=time_axis,
+        depth=model.depths,
+        quantiles=model.quantiles,
+        n_members=model.n_members,
+        winters=_winters(time_axis, model.events.winter_start_month),
+        member_series=config.member_series,
+    )
+    try:
+        schema = prepare_store(out, schema, _store_attrs(model, config, loaded), storage_options)
+        stored = combo_status(out, storage_options).set_index(list(COMBO_DIMS))
+    except StoreError as exc:
+        raise RunInputError(str(exc)) from None
+
+    summary = RunSummary(store=out, results=list(plan.source_failures))
+    if on_total:
+        on_total(len(plan.entries) + len(plan.source_failures))
+
+    def record(result: ComboResult) -> None:
+        summary.results.append(result)
+        if on_result:
+            on_result(result)
+
+    for result in plan.source_failures:
+        if on_result:
+            on_result(result)
+    todo: list[tuple[_Entry, str]] = []
+    for entry in plan.entries:
+        label, combo = entry.combo.label, entry.store_combo
+        if entry.id in plan.failures:
+            reason = plan.failures[entry.id]
+            if stored.loc[combo, "status"] == "done":
+                reason += " (the stored result is kept)"
+            else:
+                mark_failed(out, combo, reason, storage_options)
+            record(ComboResult(label, entry.where, "failed", reason=reason, combo=combo))
+            continue
+        fp = _result_fingerprint(entry, plan, model.checksum, config)
+        row = stored.loc[combo]
+        if row["status"] == "done" and row["fingerprint"] == fp:
+            record(ComboResult(label, entry.where, "skipped", combo=combo))
+        else:
+            todo.append((entry, fp))
+    if todo:
+        with _client(client, cluster, workers) as dask_client:
+            summary.tasks_submitted = _execute(
+                dask_client, plan, cache, schema, todo, model, config, out, storage_options, record
+            )
+    summary.spread = _spread(out, storage_options)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+@contextmanager
+def _client(client: Client | None, cluster: str | None, workers: int | None) -> Iterator[Client]:
+    from cascadia.run.cluster import TorchThreads, open_cluster, resolve_spec
+
+    if client is not None:
+        # as open_cluster does for the clusters it starts: per-step sequence models run
+        # many times slower when each worker's torch spreads over every core
+        threads = resolve_spec("local").torch_threads
+        if threads is not None:
+            client.register_plugin(TorchThreads(threads), name=TorchThreads.name)
+        yield client
+        return
+
+    try:
+        opened = open_cluster(cluster, workers=workers)
+        dask_client = opened.__enter__()
+    except (ValueError, ConnectionError, TimeoutError) as exc:
+        raise RunInputError(f"cluster {cluster or '(configured)'}: {exc}") from None
+    try:
+        yield dask_client
+    finally:
+        opened.__exit__(None, None, None)
+
+
+def _execute(
+    client: Client,
+    plan: _Plan,
+    cache: PredictorCache,
+    schema: ResultsSchema,
+    todo: list[tuple[_Entry, str]],
+    model: TrainedModel,
+    config: InferenceConfig,
+    out: str,
+    storage_options: Mapping[str, Any] | None,
+    record: Callable[[ComboResult], None],
+) -> int:
+    """Submit the chains of ``todo``, record each combination as it finishes."""
+    from distributed import as_completed
+
+    graph = _Graph(client, plan, cache)
+    # A task rather than client.scatter: scatter needs running workers and times out
+    # while batch jobs (SLURM/PBS, adaptive scaling from zero jobs) are still queued.
+    shared_schema = client.submit(_identity, schema, key=f"schema-{graph.run}", pure=False)
+    pending: dict[str, _Entry] = {}
+    for entry, fp in todo:
+        job = _Prediction(
+            model_dir=str(model.directory),
+            checksum=model.checksum,
+            config=config,
+            store=out,
+            store_options=dict(storage_options) if storage_options else None,
+            cache=cache,
+            combo=entry.store_combo,
+            provenance={
+                "fingerprint": fp,
+                "model_checkpoint_hash": model.checksum,
+                "package_version": __version__,
+                "catalog_entry": f"{entry.where} {entry.combo.label}",
+            },
+        )
+        pending[graph.prediction(entry, job, shared_schema).key] = entry
+    submitted = len(graph.futures)
+    for future in as_completed([graph.futures[("predict", *e.id)] for e in pending.values()]):
+        entry = pending[future.key]
+        label, combo = entry.combo.label, entry.store_combo
+        if future.status == "finished":
+            seconds, job = future.result()
+            record(ComboResult(label, entry.where, "done", seconds, combo=combo, batch_job=job))
+        else:
+            try:
+                exc = future.exception()
+            except Exception as cancelled:  # a cancelled future has no exception to give
+                exc = cancelled
+            reason = _reason(entry, exc)
+            mark_failed(out, combo, reason, storage_options)
+            record(ComboResult(label, entry.where, "failed", reason=reason, combo=combo))
+        future.release()
+    return submitted
+
+
+def _spread(out: str, storage_options: Mapping[str, Any] | None) -> str:
+    """Write the spread statistics when the set of done combinations changed."""
+    status = combo_status(out, storage_options)
+    done = status[status["status"] == "done"]
+    inputs = _digest(sorted(map(list, done[[*COMBO_DIMS, "fingerprint"]].values.tolist())))
+    with xr.open_zarr(out, storage_options=dict(storage_options or {}) or None) as ds:
+        if ds.attrs.get("spread_inputs") == inputs:
+            return "up to date"
+
+    try:
+        write_spread(out, dict(storage_options) if storage_options else None)
+    except Exception as exc:
+        return f"failed: {type(exc).__name__}: {exc}"
+    update_attrs(out, {"spread_inputs": inputs}, storage_options)
+    return "written"

@@ -1,0 +1,249 @@
+"""The predictor cache: canonical daily predictors per combination, written once, reused.
+
+Extraction is the expensive I/O step (ARCO-ERA5 is one global hour per chunk),
+so each combination's daily regional predictors are written to a small,
+time-chunked Zarr keyed by an *input fingerprint*: the package version, the
+source's catalog entry, the regions and daily rules, and the identity (size and
+modification time or ETag) of every asset. Any change gives a new key; a store
+counts only once its ``.json`` marker, written after the data, exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import xarray as xr
+
+from cascadia import __version__
+from cascadia.sources.catalog import Combo, SourceError, enumerate_combos, open_collection
+from cascadia.sources.config import RunCatalog, SourceConfig
+from cascadia.sources.extraction import Extracted, check_regions, extract_combo
+
+TIME_CHUNK = 3650  # days per chunk of a cached series
+
+
+def default_cache_url() -> str:
+    """``$XDG_CACHE_HOME/cascadia/predictors`` (``~/.cache/...`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "cascadia" / "predictors")
+
+
+def _asset_identity(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
+    """Size and version stamp of an asset (for a Zarr store: of its metadata document)."""
+    fs, path = fsspec.core.url_to_fs(url, **storage_options)
+    probe = path
+    if fs.isdir(path):
+        for name in ("zarr.json", ".zmetadata", ".zgroup"):
+            if fs.exists(f"{path}/{name}"):
+                probe = f"{path}/{name}"
+                break
+    info = fs.info(probe)
+    stamp = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+    return {"asset": url, "size": info.get("size"), "stamp": str(stamp)}
+
+
+def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
+    """SHA-256 of everything the cached predictors depend on."""
+    payload = {
+        "cascadia": __version__,
+        "source": source.model_dump(
+            mode="json", exclude={"storage_options", "collection_storage_options"}
+        ),
+        "regions": [r.model_dump(mode="json") for r in catalog.regions],
+        "calendar": catalog.output_calendar,
+        "max_gap_days": catalog.max_gap_days,
+        "min_coverage": catalog.min_coverage,
+        "facets": combo.facets,
+        "assets": [_asset_identity(a, source.storage_options) for a in combo.assets],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class PredictorCache:
+    """A folder or bucket of cached daily predictors."""
+
+    url: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def _paths(self, source: SourceConfig, combo: Combo, key: str) -> tuple[str, str]:
+        stem = f"{self.url.rstrip('/')}/{source.name}/{combo.slug}/{key[:20]}"
+        return f"{stem}.zarr", f"{stem}.json"
+
+    def get(self, source: SourceConfig, combo: Combo, key: str) -> xr.Dataset | None:
+        """The cached predictors for ``key``, or None if absent or incomplete."""
+        store = self.complete_url(source, combo, key)
+        if store is None:
+            return None
+        return self.open(store)
+
+    def complete_url(self, source: SourceConfig, combo: Combo, key: str) -> str | None:
+        """URL of the cached predictors for ``key`` if complete (marker written), else None."""
+        store, marker = self._paths(source, combo, key)
+        fs, path = fsspec.core.url_to_fs(marker, **self.storage_options)
+        return store if fs.exists(path) else None
+
+    def open(self, url: str) -> xr.Dataset:
+        """Open (lazily) a Zarr store of this cache by URL, as ``(time, region)`` predictors.
+
+        Coordinates other than the axes are dropped: a grid-mapping scalar carried
+        along by the regional means (CORDEX's ``rotated_pole``) describes no axis of
+        the cached series, and would make two sources' region axes compare unequal.
+        """
+        ds = xr.open_zarr(url, storage_options=self._zarr_options(url))
+        return ds.drop_vars([c for c in ds.coords if c not in ds.dims])
+
+    def put(self, source: SourceConfig, combo: Combo, key: str, extracted: Extracted) -> str:
+        """Write the computed predictors, then the marker that makes them count."""
+        store, marker = self._paths(source, combo, key)
+        data = extracted.data.chunk({"time": TIME_CHUNK})
+        for name in data.variables:
+            data[name].encoding = {}
+        data.attrs["fingerprint"] = key
+        data.to_zarr(
+            store,
+            mode="w",
+            zarr_format=2,
+            consolidated=True,
+            storage_options=self._zarr_options(store),
+        )
+        info = {
+            "fingerprint": key,
+            "source": source.name,
+            "combo": combo.labels,
+            "facets": combo.facets,
+            "assets": list(combo.assets),
+            "long_gaps": [
+                {
+                    "variable": str(g.variable),
+                    "region": str(g.region),
+                    "start": str(g.start),
+                    "end": str(g.end),
+                    "days": g.length_days,
+                }
+                for g in extracted.gaps
+            ],
+            "cascadia_version": __version__,
+        }
+        fs, path = fsspec.core.url_to_fs(marker, **self.storage_options)
+        fs.makedirs(fs._parent(path), exist_ok=True)
+        with fs.open(path, "w") as handle:
+            json.dump(info, handle, indent=2)
+        return store
+
+    def _zarr_options(self, url: str) -> dict[str, Any] | None:
+        return self.storage_options if "://" in url and self.storage_options else None
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """Where one combination's cached predictors are, and whether they were just made."""
+
+    url: str
+    key: str
+    status: str  # "extracted" or "cached"
+    long_gaps: int = 0
+
+
+def cache_combo(
+    catalog: RunCatalog,
+    cache: PredictorCache,
+    source: SourceConfig,
+    combo: Combo,
+    key: str,
+    datastore: Any = None,
+) -> CacheEntry:
+    """Extract one combination into the cache unless ``key`` is already there.
+
+    ``key`` is :func:`fingerprint` of the combination (computed by the caller, who
+    usually needs it too). Errors propagate (:class:`SourceError` names the entry).
+    """
+    url = cache.complete_url(source, combo, key)
+    if url is not None:
+        return CacheEntry(url, key, "cached")
+    extracted = extract_combo(catalog, source, combo, datastore)
+    extracted.data = extracted.data.compute()
+    check_regions(extracted, catalog, source)
+    url = cache.put(source, combo, key, extracted)
+    return CacheEntry(url, key, "extracted", long_gaps=len(extracted.gaps))
+
+
+@dataclass
+class ComboOutcome:
+    """What happened to one combination during an extraction run."""
+
+    source: str
+    combo: str
+    status: str  # "extracted", "cached" or "failed"
+    seconds: float = 0.0
+    reason: str = ""
+    long_gaps: int = 0
+
+    @classmethod
+    def failed(
+        cls, source: str, combo: str, where: str, exc: Exception, started: float
+    ) -> ComboOutcome:
+        """A failure, its reason naming the catalog entry (``where``) unless it already does."""
+        reason = (
+            str(exc)
+            if isinstance(exc, SourceError)
+            else (f"{where} {combo}: {type(exc).__name__}: {exc}")
+        )
+        return cls(source, combo, "failed", seconds=time.perf_counter() - started, reason=reason)
+
+
+def fill_cache(
+    catalog: RunCatalog,
+    cache: PredictorCache,
+    sources: Iterable[str] | None = None,
+    on_combo: Callable[[ComboOutcome], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> list[ComboOutcome]:
+    """Extract every combination not yet cached; one failure never stops the others.
+
+    ``on_total`` receives the number of combinations once known and ``on_combo``
+    each outcome as it happens (progress bars).
+    """
+    chosen = [s for s in catalog.sources if sources is None or s.name in set(sources)]
+    plans: list[tuple[SourceConfig, Any, Combo | None, str]] = []
+    outcomes: list[ComboOutcome] = []
+    for source in chosen:
+        try:
+            datastore = open_collection(catalog, source)
+            combos = enumerate_combos(catalog, source, datastore)
+        except SourceError as exc:
+            outcome = ComboOutcome(source.name, "*", "failed", reason=str(exc))
+            outcomes.append(outcome)
+            continue
+        plans += [(source, datastore, combo, "") for combo in combos]
+    if on_total:
+        on_total(len(plans) + len(outcomes))
+    for outcome in outcomes:
+        if on_combo:
+            on_combo(outcome)
+    for source, datastore, combo, _ in plans:
+        assert combo is not None
+        started = time.perf_counter()
+        try:
+            key = fingerprint(catalog, source, combo)
+            entry = cache_combo(catalog, cache, source, combo, key, datastore)
+            outcome = ComboOutcome(
+                source.name, combo.label, entry.status, long_gaps=entry.long_gaps
+            )
+        except Exception as exc:  # isolate: report and go on with the others
+            outcome = ComboOutcome.failed(
+                source.name, combo.label, f"{catalog.path} [{source.name}]", exc, started
+            )
+        outcome.seconds = time.perf_counter() - started
+        outcomes.append(outcome)
+        if on_combo:
+            on_combo(outcome)
+    return outcomes

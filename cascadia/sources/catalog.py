@@ -1,0 +1,230 @@
+"""intake-esm datastores of a run catalog: open, query, enumerate combinations, open one.
+
+A *combination* (combo) is one (source, experiment, member) — reanalysis
+members included — identified by the collection's ``groupby_attrs`` minus
+``variable_id``: stores that hold one variable each are unions over variables,
+stores that hold many (ARCO-ERA5, ERA-20C files) are grouped by variable in the
+collection and merged back here.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import intake_esm
+import pandas as pd
+import xarray as xr
+
+from cascadia.sources.config import RunCatalog, SourceConfig
+
+
+class SourceError(RuntimeError):
+    """Reading a source or a combination failed; the message names the catalog entry."""
+
+
+@dataclass(frozen=True)
+class Combo:
+    """One combination of a source: its facets, its result labels and its assets."""
+
+    source: str  # run-catalog source name
+    facets: dict[str, str]  # collection columns identifying the combination
+    labels: dict[str, str]  # source_id / experiment_id / member_id as the results name them
+    assets: tuple[str, ...] = ()
+    variables: tuple[str, ...] = ()  # source variables the collection lists for it
+    missing: tuple[str, ...] = field(default=())  # source variables the catalog needs but lacks
+
+    @property
+    def label(self) -> str:
+        return "/".join(self.labels[k] for k in ("source_id", "experiment_id", "member_id"))
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.source}.{self.label}")
+
+
+def _where(catalog: RunCatalog, source: SourceConfig) -> str:
+    return f"{catalog.path} [{source.name}]"
+
+
+def open_collection(catalog: RunCatalog, source: SourceConfig) -> intake_esm.esm_datastore:
+    """Open the source's intake-esm collection (local path or URL with storage options)."""
+    url = catalog.resolve(source.collection)
+    options = source.collection_storage_options
+    where = _where(catalog, source)
+    remote = "://" in url and not url.startswith("file://")
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **options)
+        # HTTP(S) exists() answers False on a refused connection: try the read instead
+        if not url.startswith(("http://", "https://")) and not fs.exists(path):
+            raise FileNotFoundError(url)
+        return intake_esm.esm_datastore(url, storage_options=options)
+    except FileNotFoundError as exc:
+        if remote and _looks_offline(exc):
+            raise SourceError(
+                f"{where}: collection {url} cannot be reached (no network access?)"
+            ) from None
+        raise SourceError(f"{where}: collection {url} not found") from None
+    except Exception as exc:
+        if remote and _looks_offline(exc):
+            raise SourceError(
+                f"{where}: collection {url} cannot be reached (no network access?): {exc}"
+            ) from None
+        raise SourceError(
+            f"{where}: collection {url} is not a valid ESM collection: {exc}"
+        ) from None
+
+
+def _looks_offline(exc: BaseException) -> bool:
+    """Whether an error, or one it was raised from, is a failure to reach a host."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = f"{type(seen).__name__} {seen}".lower()
+        if any(w in text for w in ("connect", "resolve", "timeout", "network", "dns", "host")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def combo_columns(datastore: intake_esm.esm_datastore) -> list[str]:
+    """Columns that identify a combination.
+
+    The groupby attributes except the variable, plus the attributes the
+    collection joins into a new dimension (Pangeo CMIP6 joins ``member_id`` and
+    ``dcpp_init_year``): cascadia runs one combination per member.
+    """
+    control = datastore.esmcat.aggregation_control
+    joined = [a.attribute_name for a in control.aggregations if a.type.value == "join_new"]
+    columns = [c for c in control.groupby_attrs if c != control.variable_column_name]
+    return columns + [c for c in joined if c not in columns]
+
+
+def enumerate_combos(
+    catalog: RunCatalog, source: SourceConfig, datastore: intake_esm.esm_datastore | None = None
+) -> list[Combo]:
+    """Every combination the source's query selects, in a stable order."""
+    datastore = datastore or open_collection(catalog, source)
+    selected = datastore.search(**source.query) if source.query else datastore
+    frame = selected.df
+    if frame.empty:
+        raise SourceError(f"{_where(catalog, source)}: the query {source.query} selects nothing")
+    columns = combo_columns(datastore)
+    variable_column = datastore.esmcat.aggregation_control.variable_column_name
+    asset_column = datastore.esmcat.assets.column_name
+    combos = []
+    for values, group in frame.groupby(columns, sort=True, dropna=False):
+        facets = dict(zip(columns, map(str, values), strict=True))
+        present = set(group[variable_column])
+        try:
+            labels = {k: t.format(**facets) for k, t in source.combo_id.items()}
+        except KeyError as exc:
+            raise SourceError(
+                f"{_where(catalog, source)}: combo_id refers to column {exc} which the "
+                f"collection lacks (columns: {list(frame.columns)})"
+            ) from None
+        combos.append(
+            Combo(
+                source=source.name,
+                facets=facets,
+                labels=labels,
+                assets=tuple(sorted(set(group[asset_column]))),
+                variables=tuple(sorted(present)),
+                missing=tuple(v for v in source.source_variables if v not in present),
+            )
+        )
+    return combos
+
+
+def open_kwargs(source: SourceConfig, datastore: intake_esm.esm_datastore) -> dict[str, Any]:
+    """xarray options per asset format: h5netcdf for NetCDF (netCDF4 is not thread-safe)."""
+    kwargs: dict[str, Any] = {"chunks": {}}
+    formats = set()
+    fmt_column = datastore.esmcat.assets.format_column_name
+    if fmt_column:
+        formats = set(datastore.df[fmt_column])
+    elif datastore.esmcat.assets.format is not None:
+        formats = {datastore.esmcat.assets.format.value}
+    if formats and formats <= {"netcdf"}:
+        kwargs["engine"] = "h5netcdf"
+    kwargs.update(source.xarray_open_kwargs)
+    return kwargs
+
+
+def open_combo(
+    catalog: RunCatalog,
+    source: SourceConfig,
+    combo: Combo,
+    datastore: intake_esm.esm_datastore | None = None,
+) -> xr.Dataset:
+    """The raw (lazy) dataset of one combination with the variables the catalog needs."""
+    where = f"{_where(catalog, source)} {combo.label}"
+    if combo.missing:
+        raise SourceError(
+            f"{where}: variables {list(combo.missing)} are missing from the collection "
+            f"(it lists {list(combo.variables)})"
+        )
+    datastore = datastore or open_collection(catalog, source)
+    variable_column = datastore.esmcat.aggregation_control.variable_column_name
+    subset = datastore.search(**combo.facets, **{variable_column: source.source_variables})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
+            datasets = subset.to_dataset_dict(
+                xarray_open_kwargs=open_kwargs(source, datastore),
+                storage_options=source.storage_options,
+                progressbar=False,
+            )
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        raise SourceError(f"{where}: cannot open its stores: {cause}") from None
+    merged = xr.merge(
+        [_requested(ds, source.source_variables) for ds in datasets.values()],
+        compat="override",
+        join="outer",
+    )
+    # joined facets (one member per combination) become length-1 dimensions: drop them
+    merged = merged.squeeze([d for d in combo.facets if d in merged.dims], drop=True)
+    # intake-esm's bookkeeping attributes vary from run to run and leak asset paths
+    merged.attrs = {k: v for k, v in merged.attrs.items() if not k.startswith("intake_esm")}
+    return merged.rename(source.rename) if source.rename else merged
+
+
+def _requested(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
+    """The requested data variables of one intake-esm dataset, nothing else of the catalog's.
+
+    Files holding several variables (ERA-20C's MARS conversions) are listed once per
+    variable; intake-esm opens each and turns the file's other variables into
+    coordinates. Left in, they clash with the same names as data variables of the
+    other datasets ("unable to determine if these variables should be coordinates").
+    """
+    wanted = [v for v in variables if v in ds.data_vars]
+    promoted = [c for c in ds.coords if c in variables and c not in wanted]
+    return ds[wanted].drop_vars(promoted)
+
+
+def select_period(ds: xr.Dataset, start: int | None, end: int | None) -> xr.Dataset:
+    """Years ``start`` to ``end`` inclusive, in any calendar."""
+    if start is None and end is None:
+        return ds
+    return ds.sel(
+        time=slice(None if start is None else f"{start}", None if end is None else f"{end}")
+    )
+
+
+def combos_table(combos: list[Combo]) -> pd.DataFrame:
+    """A one-row-per-combination summary for listings."""
+    return pd.DataFrame(
+        [
+            {
+                "source": c.source,
+                **c.labels,
+                "assets": len(c.assets),
+                "missing": ", ".join(c.missing),
+            }
+            for c in combos
+        ]
+    )

@@ -1,0 +1,214 @@
+"""Run catalogs: which stores to run and how to read them (YAML, validated where it enters).
+
+A run catalog names, per source, an intake-esm collection (path or URL, with
+fsspec ``storage_options``), the query that selects its stores, the role of
+the source (``reference`` reanalysis, ``hindcast`` reanalysis, ``projection``),
+the period, the mapping from the source's variable names to the canonical
+predictors, derivations from the registry of :mod:`cascadia.sources.predictors.canonical`,
+accumulation conventions, and — for projections — the bias-adjustment reference
+and overlap. The schema is documented in docs/catalogs.md.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from typing import Any, Literal
+
+import fsspec
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cascadia.sources.predictors.canonical import CANONICAL_UNITS, DERIVATIONS
+from cascadia.sources.predictors.regions import Region
+
+
+class CatalogError(ValueError):
+    """A run catalog is unreadable or invalid; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Period(_Strict):
+    """Inclusive range of years."""
+
+    start: int
+    end: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Period:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class Derived(_Strict):
+    """A canonical variable computed by a registered derivation from source variables."""
+
+    #: Derivation input name (e.g. ``tas``, ``tdps``) -> source variable name.
+    inputs: dict[str, str] = Field(alias="from")
+
+
+class SourceConfig(_Strict):
+    """One source of a run catalog: a collection, a query and how to read it."""
+
+    name: str
+    collection: str
+    #: fsspec options for the collection's JSON/CSV (often plain HTTPS: none).
+    collection_storage_options: dict[str, Any] = {}
+    #: fsspec options for the data assets (e.g. ``{token: anon}``, ``{anon: true}``).
+    storage_options: dict[str, Any] = {}
+    xarray_open_kwargs: dict[str, Any] = {}
+    #: Renames applied after opening (e.g. new-CDS ERA5 ``{valid_time: time}``).
+    rename: dict[str, str] = {}
+    role: Literal["reference", "hindcast", "projection"]
+    query: dict[str, str | list[str]] = {}
+    period: Period | None = None
+    #: Canonical name -> source variable name.
+    variables: dict[str, str]
+    derived: dict[str, Derived] = {}
+    #: Source variable -> where an accumulated value is stamped.
+    accumulated: dict[str, Literal["period_ending", "period_starting"]] = {}
+    #: How the results name a combination, as templates over the collection's columns.
+    combo_id: dict[str, str] = {
+        "source_id": "{source_id}",
+        "experiment_id": "{experiment_id}",
+        "member_id": "{member_id}",
+    }
+
+    @model_validator(mode="after")
+    def _known_names(self) -> SourceConfig:
+        unknown = sorted(set(self.variables) - set(CANONICAL_UNITS))
+        if unknown:
+            raise ValueError(
+                f"variables {unknown} are not canonical predictors {sorted(CANONICAL_UNITS)}"
+            )
+        bad = sorted(set(self.derived) - set(DERIVATIONS))
+        if bad:
+            raise ValueError(f"derived {bad} have no registered derivation {sorted(DERIVATIONS)}")
+        for name, spec in self.derived.items():
+            needed = set(DERIVATIONS[name].inputs)
+            given = set(spec.inputs) | set(self.variables)
+            if not needed <= given:
+                raise ValueError(
+                    f"derived {name!r} needs inputs {sorted(needed)}; give the missing "
+                    f"{sorted(needed - given)} under 'from' or 'variables'"
+                )
+        for field in ("source_id", "experiment_id", "member_id"):
+            if field not in self.combo_id:
+                raise ValueError(f"combo_id must define {field!r}")
+        return self
+
+    @property
+    def canonical_variables(self) -> list[str]:
+        return sorted(set(self.variables) | set(self.derived))
+
+    @property
+    def source_variables(self) -> list[str]:
+        """Source variable names to read (mapped and derivation inputs)."""
+        names = set(self.variables.values())
+        for spec in self.derived.values():
+            names |= set(spec.inputs.values())
+        return sorted(names)
+
+    def mapping(self) -> dict[str, str]:
+        """Source name -> canonical (or derivation input) name, for ``standardise``."""
+        out = {source: canonical for canonical, source in self.variables.items()}
+        for spec in self.derived.values():
+            for role, source in spec.inputs.items():
+                out.setdefault(source, role)
+        return out
+
+
+class BiasReference(_Strict):
+    catalog: str
+    source: str
+
+
+class BiasAdjustmentSection(_Strict):
+    reference: BiasReference
+    overlap: Period
+    method: Literal["quantile_delta_mapping"] = "quantile_delta_mapping"
+    kinds: dict[str, Literal["+", "*"]] = {}
+
+
+class RunCatalog(_Strict):
+    """A validated run catalog; ``path`` is where it was read from (for relative paths)."""
+
+    version: Literal[1]
+    regions: list[Region]
+    sources: list[SourceConfig]
+    bias_adjustment: BiasAdjustmentSection | None = None
+    output_calendar: Literal["standard"] = "standard"
+    max_gap_days: int = Field(3, ge=0)
+    min_coverage: float = Field(0.75, gt=0, le=1)
+    path: str = ""
+
+    @model_validator(mode="after")
+    def _unique(self) -> RunCatalog:
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source names must be unique, got {names}")
+        if not self.regions:
+            raise ValueError("at least one region is needed")
+        return self
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise CatalogError(f"{self.path}: no source named {name!r}")
+
+    def resolve(self, location: str) -> str:
+        """A path or URL relative to this catalog's location."""
+        if "://" in location or posixpath.isabs(location) or not self.path:
+            return location
+        if "://" in self.path:
+            return posixpath.normpath(
+                posixpath.join(posixpath.dirname(self.path), location)
+            ).replace(":/", "://", 1)
+        return str((Path(self.path).parent / location).resolve())
+
+
+def _where(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    """A readable field path, naming sources by their name rather than their index."""
+    parts: list[str] = []
+    node: Any = data
+    for key in loc:
+        if isinstance(key, int) and isinstance(node, list) and key < len(node):
+            item = node[key]
+            label = item.get("name") if isinstance(item, dict) else None
+            parts.append(f"[{label}]" if label else f"[{key}]")
+            node = item
+        else:
+            parts.append(f".{key}" if parts else str(key))
+            node = node.get(key) if isinstance(node, dict) else None
+    return "".join(parts)
+
+
+def load_run_catalog(path: str, storage_options: dict[str, Any] | None = None) -> RunCatalog:
+    """Read and validate a run catalog from a local path or URL.
+
+    Raises
+    ------
+    CatalogError
+        Naming the file and, for invalid content, each offending field.
+    """
+    try:
+        with fsspec.open(path, "r", **(storage_options or {})) as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: no such run catalog") from None
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot be read: {exc}") from None
+    if not isinstance(data, dict):
+        raise CatalogError(f"{path}: expected a mapping at the top level")
+    try:
+        return RunCatalog(**data, path=path if "://" in path else str(Path(path).resolve()))
+    except ValidationError as exc:
+        lines = [f"{_where(e['loc'], data)}: {e['msg']}" for e in exc.errors()]
+        raise CatalogError(f"{path}: invalid run catalog:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,162 @@
+"""From one combination of a run catalog to canonical daily regional predictors.
+
+Order: open lazily → period → accumulation convention → crop to the regions
+(so only the chunks that intersect them are read) → :func:`standardise`
+(canonical names, derivations, units, area-weighted regional means, daily
+statistics, one calendar, short gaps) → checks. Failures raise
+:class:`~cascadia.sources.catalog.SourceError` naming the catalog entry and combination.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from cascadia.sources.catalog import Combo, SourceError, open_combo, select_period
+from cascadia.sources.config import RunCatalog, SourceConfig
+from cascadia.sources.predictors.calendars import GapReport
+from cascadia.sources.predictors.canonical import standardise
+from cascadia.sources.predictors.grids import find_lat_lon, horizontal_dims, is_curvilinear
+from cascadia.sources.predictors.regions import Region
+from cascadia.sources.predictors.units import time_step_seconds
+
+
+@dataclass
+class Extracted:
+    """Canonical daily predictors of one combination, with the gaps left in them."""
+
+    combo: Combo
+    data: xr.Dataset  # (time, region), canonical names and units
+    gaps: GapReport
+
+
+def apply_accumulation(ds: xr.Dataset, conventions: dict[str, str]) -> xr.Dataset:
+    """Accumulated amounts as rates over the step they accumulate over.
+
+    ERA5 stamps an hourly total at the *end* of its hour (the 00 UTC value is
+    the last hour of the previous day): shifting such variables back one step
+    makes the daily statistics group each hour with its own day. Dividing by the
+    step turns amounts (m, J m-2) into rates (m s-1, W m-2) that the unit
+    conversion understands.
+    """
+    names = [n for n in conventions if n in ds.data_vars]
+    if not names:
+        return ds
+    step = time_step_seconds(ds["time"])
+    out = {}
+    for name in names:
+        da = ds[name].shift(time=-1) if conventions[name] == "period_ending" else ds[name]
+        units = ds[name].attrs.get("units", "")
+        out[name] = (da / step).assign_attrs({**ds[name].attrs, "units": f"{units} s-1"})
+    return ds.assign(out)
+
+
+def crop_to_regions(ds: xr.Dataset, regions: Iterable[Region]) -> xr.Dataset:
+    """The smallest block of grid cells (plus one cell of margin) covering every region.
+
+    Works on regular grids in either longitude convention and on curvilinear
+    grids with 2-D coordinates; reading stays lazy and touches only the chunks
+    that intersect the block.
+    """
+    regions = list(regions)
+    lat_name, lon_name = find_lat_lon(ds)
+    lat = ds[lat_name].values
+    lon = (ds[lon_name].values + 180.0) % 360.0 - 180.0
+    south = min(r.lat_min for r in regions)
+    north = max(r.lat_max for r in regions)
+    west = min(r.lon_min for r in regions)
+    east = max(r.lon_max for r in regions)
+    if is_curvilinear(ds):
+        ydim, xdim = horizontal_dims(ds)
+        step = float(np.nanmax(np.abs(np.diff(lat, axis=0)))) if lat.shape[0] > 1 else 1.0
+        inside = (lat >= south - step) & (lat <= north + step)
+        inside &= (lon >= west - step) & (lon <= east + step)
+        rows, cols = np.nonzero(inside)
+        if rows.size == 0:
+            return ds
+        return ds.isel(
+            {
+                ydim: slice(max(rows.min() - 1, 0), rows.max() + 2),
+                xdim: slice(max(cols.min() - 1, 0), cols.max() + 2),
+            }
+        )
+    keep = {}
+    for name, values, lo, hi in ((lat_name, lat, south, north), (lon_name, lon, west, east)):
+        spacing = float(np.median(np.abs(np.diff(np.sort(values))))) if values.size > 1 else 1.0
+        index = np.flatnonzero((values >= lo - spacing) & (values <= hi + spacing))
+        if index.size:
+            keep[ds[name].dims[0]] = index
+    return ds.isel(keep) if keep else ds
+
+
+def _check_time_decoded(ds: xr.Dataset, where: str) -> None:
+    """A time axis xarray could not decode (e.g. an unknown calendar) stops here, named."""
+    if "time" not in ds.coords:
+        raise SourceError(f"{where}: no 'time' coordinate (dims: {dict(ds.sizes)})")
+    time = ds["time"]
+    if np.issubdtype(time.dtype, np.datetime64) or time.dtype == object:
+        return
+    attrs = {**time.attrs, **time.encoding}
+    raise SourceError(
+        f"{where}: cannot decode its time axis (units {attrs.get('units')!r}, "
+        f"calendar {attrs.get('calendar')!r}); expected CF time units and a CF calendar"
+    )
+
+
+def extract_combo(
+    catalog: RunCatalog,
+    source: SourceConfig,
+    combo: Combo,
+    datastore=None,
+) -> Extracted:
+    """Canonical daily predictors of ``combo`` (lazy until computed)."""
+    where = f"{catalog.path} [{source.name}] {combo.label}"
+    raw = open_combo(catalog, source, combo, datastore)
+    _check_time_decoded(raw, where)
+    period = source.period
+    raw = select_period(raw, period.start if period else None, period.end if period else None)
+    if raw.sizes.get("time", 0) == 0:
+        raise SourceError(f"{where}: no time steps in the period {period}")
+    raw = apply_accumulation(raw, source.accumulated)
+    try:
+        raw = crop_to_regions(raw, catalog.regions)
+        daily, gaps = standardise(
+            raw,
+            catalog.regions,
+            source.mapping(),
+            derivations=list(source.derived),
+            calendar=catalog.output_calendar,
+            max_gap_days=catalog.max_gap_days,
+            min_coverage=catalog.min_coverage,
+        )
+    except (ValueError, KeyError) as exc:
+        raise SourceError(f"{where}: {exc}") from None
+    missing = [v for v in source.canonical_variables if v not in daily.data_vars]
+    if missing:
+        raise SourceError(f"{where}: canonical variables {missing} could not be produced")
+    daily.attrs.update(
+        {
+            "source": source.name,
+            **{f"combo_{k}": v for k, v in combo.labels.items()},
+        }
+    )
+    return Extracted(combo=combo, data=daily, gaps=gaps)
+
+
+def check_regions(extracted: Extracted, catalog: RunCatalog, source: SourceConfig) -> None:
+    """Raise if a region is NaN over the whole period for some variable (computed data)."""
+    data = extracted.data
+    empty = [
+        f"{name}@{region}"
+        for name, da in data.data_vars.items()
+        for region in data.region.values
+        if bool(da.sel(region=region).isnull().all())
+    ]
+    if empty:
+        raise SourceError(
+            f"{catalog.path} [{source.name}] {extracted.combo.label}: all-NaN region series "
+            f"{empty} (no valid grid cell in the region, or no data)"
+        )

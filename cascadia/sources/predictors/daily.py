@@ -1,0 +1,172 @@
+"""Sub-daily (hourly, 3-hourly, 6-hourly) to daily aggregation.
+
+The model works on daily predictors. Which statistic turns a day of
+sub-daily values into one number depends on the variable, and is data (the
+:data:`DAILY_STATISTICS` table), not code branches. Days are calendar days
+labelled at 00:00 of the time coordinate's own calendar (any cftime calendar
+works, as ``resample(time="1D")`` does on a ``CFTimeIndex``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import xarray as xr
+
+from cascadia.sources.predictors.units import time_step_seconds, wind_speed
+
+__all__ = ["DAILY_STATISTICS", "floor_to_day", "steps_per_day", "to_daily"]
+
+#: Daily statistic per canonical variable. Means of instantaneous or
+#: step-averaged states and fluxes; ``pr`` is a flux by then (kg m-2 s-1), so
+#: its daily mean is the daily mean rate; ``sfcWind`` is the mean of sub-daily
+#: speeds (never the speed of the mean wind).
+DAILY_STATISTICS: dict[str, str] = {
+    "tas": "mean",
+    "tdps": "mean",
+    "hurs": "mean",
+    "huss": "mean",
+    "pr": "mean",
+    "psl": "mean",
+    "ps": "mean",
+    "uas": "mean",
+    "vas": "mean",
+    "sfcWind": "mean",
+    "rsds": "mean",
+    "rlds": "mean",
+    "clt": "mean",
+    "tasmax": "max",
+    "tasmin": "min",
+    "sfcWindmax": "max",
+}
+
+_ALLOWED = frozenset({"mean", "max", "min", "sum", "median"})
+_DAY_SECONDS = 86400.0
+
+
+def steps_per_day(time: xr.DataArray) -> float:
+    """Number of time steps per day implied by the median sampling step.
+
+    Parameters
+    ----------
+    time : xarray.DataArray
+        1-D time coordinate (numpy datetime64 or cftime).
+
+    Returns
+    -------
+    float
+        ``86400 s / step``; 24 for hourly data, 1 for daily, below 1 for coarser.
+    """
+    return _DAY_SECONDS / time_step_seconds(time)
+
+
+def floor_to_day(ds: xr.Dataset) -> xr.Dataset:
+    """Put daily time stamps at 00:00 of their day.
+
+    Why: daily CMIP files stamp days at 12:00, reanalyses at 00:00; mixing
+    them would misalign series by a day after any reindexing.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Daily data with a ``time`` coordinate (any calendar).
+
+    Returns
+    -------
+    xarray.Dataset
+        Same data, time stamps floored to the day.
+
+    Raises
+    ------
+    ValueError
+        If two time stamps fall on the same day.
+    """
+    index = ds.indexes["time"]
+    floored = index.floor("D")
+    if floored.has_duplicates:
+        raise ValueError("Several time steps fall on the same day; the data are not daily.")
+    return ds.assign_coords(time=ds["time"].copy(data=floored))
+
+
+def _statistic(name: str, table: Mapping[str, str]) -> str:
+    try:
+        stat = table[name]
+    except KeyError:
+        raise ValueError(
+            f"No daily statistic for variable {name!r}; add it to the statistics table "
+            f"(known: {sorted(table)})."
+        ) from None
+    if stat not in _ALLOWED:
+        raise ValueError(f"Unknown daily statistic {stat!r} for {name!r}; use one of {_ALLOWED}.")
+    return stat
+
+
+def to_daily(
+    ds: xr.Dataset,
+    min_coverage: float = 0.75,
+    statistics: Mapping[str, str] | None = None,
+) -> xr.Dataset:
+    """Aggregate sub-daily data to daily values.
+
+    Why: predictors are daily; each variable needs its own statistic, and a
+    day with too few valid sub-daily steps must not pass for a full day.
+
+    If ``sfcWind`` is absent but ``uas`` and ``vas`` are present, ``sfcWind``
+    is computed from them at every sub-daily step before averaging, i.e. from
+    whatever the inputs are (on the grid in
+    :func:`cascadia.sources.predictors.canonical.standardise`, where speed is derived
+    before the regional means). Already-daily data pass through with time
+    stamps at 00:00. Everything stays lazy for dask inputs.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Data with a ``time`` dimension, regular sub-daily or daily sampling,
+        any calendar.
+    min_coverage : float
+        Minimum fraction (0–1] of the day's expected steps that must be valid
+        (non-NaN) for the daily value to be kept; otherwise it is NaN.
+    statistics : mapping, optional
+        Variable name → statistic (``mean``, ``max``, ``min``, ``sum``,
+        ``median``); defaults to :data:`DAILY_STATISTICS`.
+
+    Returns
+    -------
+    xarray.Dataset
+        Daily data, time stamps at 00:00, units and attributes kept.
+
+    Raises
+    ------
+    ValueError
+        If ``min_coverage`` is out of (0, 1], the sampling is coarser than daily
+        or does not divide a day, or a variable has no statistic.
+    """
+    if not 0.0 < min_coverage <= 1.0:
+        raise ValueError(f"min_coverage must be in (0, 1], got {min_coverage}.")
+    table = DAILY_STATISTICS if statistics is None else statistics
+    if "sfcWind" not in ds.data_vars and {"uas", "vas"} <= set(ds.data_vars):
+        ds = ds.assign(sfcWind=wind_speed(ds["uas"], ds["vas"]))
+    per_day = steps_per_day(ds["time"]) if ds.sizes["time"] > 1 else 1.0
+    if math.isclose(per_day, 1.0, rel_tol=1e-3):
+        return floor_to_day(ds)
+    if per_day < 1.0 or not math.isclose(per_day, round(per_day), rel_tol=1e-6):
+        raise ValueError(
+            f"Cannot aggregate a sampling of {per_day:.4g} steps per day to daily values."
+        )
+    needed = math.ceil(min_coverage * round(per_day) - 1e-9)
+
+    timed = [name for name, da in ds.data_vars.items() if "time" in da.dims]
+    out = {}
+    for name in timed:
+        da = ds[name]
+        stat = _statistic(str(name), table)
+        resampled = da.resample(time="1D")
+        daily = getattr(resampled, stat)(keep_attrs=True)
+        valid = da.notnull().resample(time="1D").sum()
+        daily = daily.where(valid >= needed).assign_attrs(da.attrs)
+        methods = (da.attrs.get("cell_methods", "") + f" time: {stat}").strip()
+        out[name] = daily.assign_attrs(cell_methods=methods)
+    result = xr.Dataset(out, attrs=ds.attrs)
+    result["time"].attrs = dict(ds["time"].attrs)
+    return result

@@ -1,0 +1,268 @@
+"""Named regions and area-weighted regional means.
+
+The model reads a handful of regional series (Gulf of Lion shelf, Tramontane
+and Mistral corridors), not gridded fields, so each source is reduced to one
+value per region and time step. The weights must be right on every grid the
+project meets: a 0.25° regular reanalysis grid, a 1–2° CMIP grid where a
+region covers a few partial cells, and a rotated-pole CORDEX grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import Literal, Self
+
+import numpy as np
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cascadia.sources.predictors.grids import horizontal_dims, is_curvilinear, normalize_grid
+
+__all__ = ["Region", "all_nan_regions", "region_weights", "regional_means"]
+
+
+class Region(BaseModel):
+    """A latitude/longitude box with a name.
+
+    Why: regions are configuration (YAML), validated once, and reused on every
+    source grid. Longitudes use the −180–180 convention of
+    :func:`cascadia.sources.predictors.grids.normalize_grid`; boxes crossing the
+    antimeridian are not supported.
+
+    Attributes
+    ----------
+    name : str
+        Identifier, used as the label along the ``region`` dimension.
+    lat_min, lat_max : float
+        Southern and northern edges, degrees_north, within [-90, 90].
+    lon_min, lon_max : float
+        Western and eastern edges, degrees_east, within [-180, 180].
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    lat_min: float = Field(ge=-90.0, le=90.0)
+    lat_max: float = Field(ge=-90.0, le=90.0)
+    lon_min: float = Field(ge=-180.0, le=180.0)
+    lon_max: float = Field(ge=-180.0, le=180.0)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> Self:
+        if not self.lat_min < self.lat_max:
+            raise ValueError(
+                f"region {self.name!r}: lat_min ({self.lat_min}) must be < lat_max ({self.lat_max})"
+            )
+        if not self.lon_min < self.lon_max:
+            raise ValueError(
+                f"region {self.name!r}: lon_min ({self.lon_min}) must be < lon_max ({self.lon_max})"
+            )
+        return self
+
+
+def _cell_edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges of a monotonic ascending 1-D coordinate, midway between centres."""
+    mid = 0.5 * (centres[1:] + centres[:-1])
+    first = centres[0] - (mid[0] - centres[0])
+    last = centres[-1] + (centres[-1] - mid[-1])
+    return np.concatenate([[first], mid, [last]])
+
+
+def _overlap_fraction(centres: np.ndarray, lo: float, hi: float, clip: float | None) -> np.ndarray:
+    """Fraction of each 1-D cell (bounds from centres) that lies within [lo, hi]."""
+    if centres.size == 1:
+        return ((centres >= lo) & (centres <= hi)).astype(float)
+    edges = _cell_edges(centres)
+    if clip is not None:
+        edges = np.clip(edges, -clip, clip)
+    lower, upper = edges[:-1], edges[1:]
+    width = upper - lower
+    overlap = np.clip(np.minimum(upper, hi) - np.maximum(lower, lo), 0.0, None)
+    return np.divide(overlap, width, out=np.zeros_like(overlap), where=width > 0)
+
+
+def _corners(values: np.ndarray) -> np.ndarray:
+    """Cell corners (ny+1, nx+1) of 2-D centres: means of neighbours, extrapolated at edges."""
+    padded = np.pad(values, 1, mode="reflect", reflect_type="odd")
+    return 0.25 * (padded[:-1, :-1] + padded[1:, :-1] + padded[:-1, 1:] + padded[1:, 1:])
+
+
+def _curvilinear_fraction(
+    lat: np.ndarray, lon: np.ndarray, region: Region, samples: int = 7
+) -> np.ndarray:
+    """Fraction of each curvilinear cell inside the box, from a sub-grid of sample points."""
+    clat, clon = _corners(lat), _corners(lon)
+    t = (np.arange(samples) + 0.5) / samples
+    s_, t_ = np.meshgrid(t, t, indexing="ij")
+    s_, t_ = s_.reshape(-1, 1, 1), t_.reshape(-1, 1, 1)
+
+    def bilinear(c: np.ndarray) -> np.ndarray:
+        return (
+            (1 - s_) * (1 - t_) * c[:-1, :-1]
+            + s_ * (1 - t_) * c[1:, :-1]
+            + (1 - s_) * t_ * c[:-1, 1:]
+            + s_ * t_ * c[1:, 1:]
+        )
+
+    plat, plon = bilinear(clat), bilinear(clon)
+    inside = (
+        (plat >= region.lat_min)
+        & (plat <= region.lat_max)
+        & (plon >= region.lon_min)
+        & (plon <= region.lon_max)
+    )
+    return inside.mean(axis=0)
+
+
+def _extent(lat: np.ndarray, lon: np.ndarray) -> str:
+    return (
+        f"lat [{np.nanmin(lat):.3f}, {np.nanmax(lat):.3f}], "
+        f"lon [{np.nanmin(lon):.3f}, {np.nanmax(lon):.3f}]"
+    )
+
+
+def region_weights(ds: xr.Dataset, region: Region) -> xr.DataArray:
+    """Area weights of the grid cells for one region.
+
+        Why: a plain mean over grid points over-weights high latitudes and
+        ignores that a coarse cell may be only partly in the box.
+
+        On regular grids the weight is ``cos(lat) × f`` where ``f`` is the fraction
+        of the cell (bounds midway between centres, latitudes clipped to ±90°)
+        inside the box. On curvilinear grids it is ``cos(lat)`` for cells whose
+        fraction ``f`` is estimated by sampling each cell on a 7 x 7 sub-grid
+    (corners midway between neighbouring centres, bilinear in between), so a
+    coarse regional-model cell that only straddles the box still counts. The grid is first
+        normalised with :func:`~cascadia.sources.predictors.grids.normalize_grid`, so the
+        weights carry the normalised coordinates (lon in −180–180, lat ascending).
+        Only coordinates are read.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            Dataset whose horizontal grid is used.
+        region : Region
+            The box.
+
+        Returns
+        -------
+        xarray.DataArray
+            Non-negative weights (dimensionless, unnormalised) over the horizontal
+            dims, named ``weights``.
+
+        Raises
+        ------
+        ValueError
+            If no cell of the grid has a positive weight for the region; the
+            message names the region and gives the grid's extent.
+    """
+    ds = normalize_grid(ds)
+    lat = np.asarray(ds["lat"].values, dtype=float)
+    lon = np.asarray(ds["lon"].values, dtype=float)
+    coslat = np.cos(np.deg2rad(lat))
+    if is_curvilinear(ds):
+        values = coslat * _curvilinear_fraction(lat, lon, region)
+        dims = ds["lat"].dims
+        coords = {"lat": ds["lat"], "lon": ds["lon"]}
+    else:
+        flat = _overlap_fraction(lat, region.lat_min, region.lat_max, clip=90.0)
+        flon = _overlap_fraction(lon, region.lon_min, region.lon_max, clip=None)
+        values = (coslat * flat)[:, None] * flon[None, :]
+        dims = ("lat", "lon")
+        coords = {"lat": ds["lat"], "lon": ds["lon"]}
+    values = np.clip(values, 0.0, None)  # cos(±90°) may round to a tiny negative
+    if not np.any(values > 0):
+        raise ValueError(
+            f"Region {region.name!r} (lat [{region.lat_min}, {region.lat_max}], "
+            f"lon [{region.lon_min}, {region.lon_max}]) has no grid cell on this grid: "
+            f"{_extent(lat, lon)}."
+        )
+    return xr.DataArray(
+        values,
+        dims=dims,
+        coords=coords,
+        name="weights",
+        attrs={"units": "1", "long_name": f"area weights of region {region.name}"},
+    )
+
+
+def regional_means(ds: xr.Dataset, regions: Iterable[Region]) -> xr.Dataset:
+    """Area-weighted means of every gridded variable over named regions.
+
+    Why: the model reads regional series. Missing values must not bias the
+    mean: at each time step the weights are renormalised over the valid points,
+    so a region is NaN only where all its cells are NaN.
+
+    Variables lacking the horizontal dimensions (grid-mapping scalars, time
+    bounds) are left out. The computation is a lazy weighted reduction
+    (``xarray.Dataset.weighted``), so dask inputs give dask outputs.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Gridded data, any units (units attributes are kept).
+    regions : iterable of Region
+        Regions; names must be unique.
+
+    Returns
+    -------
+    xarray.Dataset
+        The variables with the horizontal dims replaced by a ``region``
+        dimension labelled by region name.
+
+    Raises
+    ------
+    ValueError
+        If no region is given, names repeat, or a region has no cell on the grid.
+    """
+    regions = list(regions)
+    names = [r.name for r in regions]
+    if not regions:
+        raise ValueError("regional_means needs at least one region.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"Region names must be unique, got {names}.")
+    ds = normalize_grid(ds)
+    hdims = horizontal_dims(ds)
+    weights = xr.concat(
+        [region_weights(ds, r).drop_vars(["lat", "lon"]) for r in regions], dim="region"
+    ).assign_coords(region=("region", names))
+    gridded = [name for name, da in ds.data_vars.items() if set(hdims) <= set(da.dims)]
+    if not gridded:
+        raise ValueError(f"No data variable spans the horizontal dims {hdims}.")
+    sub = ds[gridded]
+    # Drop 2-D coordinates (curvilinear lat/lon) and other grid coordinates before reducing.
+    grid_coords: list[Hashable] = [c for c in sub.coords if set(sub[c].dims) & set(hdims)]
+    sub = sub.drop_vars(grid_coords)
+    out = sub.weighted(weights).mean(dim=list(hdims), keep_attrs=True)
+    out["region"].attrs = {"long_name": "named region of the regional mean"}
+    return out.transpose("region", ...).assign_attrs(ds.attrs)
+
+
+def all_nan_regions(ds: xr.Dataset, how: Literal["any", "all"] = "any") -> list[str]:
+    """Regions whose series are NaN at every time step.
+
+    Why: a region can be on the grid but only over masked cells (e.g. a
+    land-only field over a sea box); its means stay NaN rather than raising,
+    and this check reports it. It computes a small reduction of the data.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Output of :func:`regional_means` (has a ``region`` dimension).
+    how : {"any", "all"}
+        ``"any"``: report a region if at least one variable is entirely NaN in
+        it; ``"all"``: only if every variable is.
+
+    Returns
+    -------
+    list of str
+        Region names, in the order of the ``region`` dimension.
+    """
+    variables = [name for name, da in ds.data_vars.items() if "region" in da.dims]
+    if not variables:
+        return []
+    flags = [ds[v].isnull().all(dim=[d for d in ds[v].dims if d != "region"]) for v in variables]
+    stacked = xr.concat(flags, dim="variable")
+    hit = stacked.any("variable") if how == "any" else stacked.all("variable")
+    hit = hit.compute()
+    return [str(r) for r, flag in zip(hit["region"].values, hit.values, strict=True) if flag]

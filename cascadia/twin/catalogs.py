@@ -1,0 +1,278 @@
+"""intake-esm collections describing every store, and the run catalogs that use them.
+
+Each family gets an ESM collection (JSON + CSV, asset paths as absolute URIs as
+intake-esm 2025.12 requires). Stores that hold several variables in one asset
+(ERA5's Zarr, ERA-20C's files) group by ``variable_id`` so that opening a key
+never merges an asset with itself; one-variable stores (CMIP6, CORDEX, 20CR)
+are unions over ``variable_id``. Run catalogs (docs/catalogs.md) name the
+collection, the query, the role and the mapping to canonical predictors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from cascadia.twin.presets import Preset
+from cascadia.twin.stores import StoreContext
+from cascadia.twin.writers import as_uri, write_text
+
+#: groupby attributes and aggregations of each family's collection.
+COLLECTIONS: dict[str, dict[str, Any]] = {
+    "era5": {
+        "description": "ERA5-like hourly single levels, one ARCO-layout Zarr store",
+        "groupby": ["source_id", "experiment_id", "member_id", "variable_id"],
+        "aggregations": [],
+        "asset": "path",
+    },
+    "20cr": {
+        "description": "20CRv3-like daily NetCDF, one file per member, variable and decade",
+        "groupby": ["source_id", "experiment_id", "member_id"],
+        "aggregations": [
+            {"type": "union", "attribute_name": "variable_id"},
+            {"type": "join_existing", "attribute_name": "time_range", "options": {"dim": "time"}},
+        ],
+        "asset": "path",
+    },
+    "era20c": {
+        "description": "ERA-20C-like 6-hourly NetCDF, one file per decade with every variable",
+        "groupby": ["source_id", "experiment_id", "member_id", "variable_id"],
+        "aggregations": [
+            {"type": "join_existing", "attribute_name": "time_range", "options": {"dim": "time"}},
+        ],
+        "asset": "path",
+    },
+    "cmip6": {
+        "description": "CMIP6-like daily Zarr stores in the Pangeo layout (one per variable)",
+        "groupby": [
+            "activity_id",
+            "institution_id",
+            "source_id",
+            "experiment_id",
+            "member_id",
+            "table_id",
+            "grid_label",
+        ],
+        "aggregations": [{"type": "union", "attribute_name": "variable_id"}],
+        "asset": "zstore",
+    },
+    "cordex": {
+        "description": "CORDEX-like daily NetCDF on a rotated-pole grid (one per variable)",
+        "groupby": [
+            "domain_id",
+            "institution_id",
+            "driving_source_id",
+            "experiment_id",
+            "member_id",
+            "source_id",
+        ],
+        "aggregations": [{"type": "union", "attribute_name": "variable_id"}],
+        "asset": "path",
+    },
+}
+
+
+def write_collections(ctx: StoreContext) -> list[str]:
+    """Write ``collections/<family>.json`` + ``.csv``; returns the JSON URLs."""
+    urls = []
+    for family, spec in COLLECTIONS.items():
+        rows = ctx.rows.get(family)
+        if not rows:
+            continue
+        # sorted: stores are written concurrently, the collection must not depend on the order
+        frame = pd.DataFrame(rows).sort_values(spec["asset"], kind="stable")
+        write_text(
+            frame.to_csv(index=False), ctx.url("collections", f"{family}.csv"), ctx.storage_options
+        )
+        collection = {
+            "esmcat_version": "0.1.0",
+            "id": f"cascadia-twin-{family}",
+            "description": f"cascadia twin world: {spec['description']}",
+            # absolute: intake-esm resolves a relative catalog_file in a bucket as a local path
+            "catalog_file": as_uri(ctx.url("collections", f"{family}.csv")),
+            "attributes": [
+                {"column_name": c, "vocabulary": ""}
+                for c in frame.columns
+                if c not in (spec["asset"], "format")
+            ],
+            "assets": {"column_name": spec["asset"], "format_column_name": "format"},
+            "aggregation_control": {
+                "variable_column_name": "variable_id",
+                "groupby_attrs": spec["groupby"],
+                "aggregations": spec["aggregations"],
+            },
+        }
+        url = ctx.url("collections", f"{family}.json")
+        write_text(json.dumps(collection, indent=2) + "\n", url, ctx.storage_options)
+        urls.append(url)
+    return urls
+
+
+REGIONS = [
+    {
+        "name": "gulf_of_lion_shelf",
+        "lat_min": 42.3,
+        "lat_max": 43.6,
+        "lon_min": 3.0,
+        "lon_max": 5.0,
+    },
+    {"name": "tramontane", "lat_min": 41.8, "lat_max": 43.0, "lon_min": 2.5, "lon_max": 4.2},
+    {"name": "mistral", "lat_min": 42.8, "lat_max": 44.2, "lon_min": 4.2, "lon_max": 5.6},
+]
+
+ERA5_VARIABLES = {
+    "tas": "2m_temperature",
+    "uas": "10m_u_component_of_wind",
+    "vas": "10m_v_component_of_wind",
+    "psl": "mean_sea_level_pressure",
+    "pr": "total_precipitation",
+    "rsds": "surface_solar_radiation_downwards",
+}
+DERIVED_FROM_DEWPOINT = {
+    "hurs": {"from": {"tas": "2m_temperature", "tdps": "2m_dewpoint_temperature"}},
+}
+CMIP_VARIABLES = {v: v for v in ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")}
+BIAS_KINDS = {
+    "tas": "+",
+    "hurs": "+",
+    "psl": "+",
+    "uas": "+",
+    "vas": "+",
+    "pr": "*",
+    "sfcWind": "*",
+}
+
+HEADER = """\
+# cascadia run catalog: which stores to run and how to read them.
+# Schema: docs/catalogs.md. Paths are relative to this file or URLs.
+"""
+
+
+def _source(
+    name: str,
+    family: str,
+    role: str,
+    query: dict[str, Any],
+    period: tuple[int, int],
+    variables: dict[str, str],
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "collection": f"../collections/{family}.json",
+        "storage_options": {},
+        "role": role,
+        "query": query,
+        "period": {"start": period[0], "end": period[1]},
+        "variables": variables,
+        **extra,
+    }
+
+
+def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
+    """The run catalogs of the twin world, as plain data."""
+    era5 = _source(
+        "era5",
+        "era5",
+        "reference",
+        {"source_id": "ERA5"},
+        (preset.era5.years.start, preset.era5.years.end),
+        ERA5_VARIABLES,
+        derived=DERIVED_FROM_DEWPOINT,
+        accumulated={
+            "total_precipitation": "period_ending",
+            "surface_solar_radiation_downwards": "period_ending",
+        },
+    )
+    reference = {"catalog": "reanalysis.yaml", "source": "era5"}
+    overlap = {
+        "start": max(preset.era5.years.start, preset.historical.start),
+        "end": preset.historical.end,
+    }
+    reanalysis = {
+        "version": 1,
+        "regions": REGIONS,
+        "sources": [
+            era5,
+            _source(
+                "20cr",
+                "20cr",
+                "hindcast",
+                {"source_id": "20CRv3"},
+                (preset.twentycr.years.start, preset.twentycr.years.end),
+                {
+                    "tas": "air",
+                    "hurs": "rhum",
+                    "uas": "uwnd",
+                    "vas": "vwnd",
+                    "psl": "prmsl",
+                    "pr": "prate",
+                },
+            ),
+            _source(
+                "era20c",
+                "era20c",
+                "hindcast",
+                {"source_id": "ERA-20C"},
+                (preset.era20c.years.start, preset.era20c.years.end),
+                {"tas": "t2m", "uas": "u10", "vas": "v10", "psl": "msl", "pr": "tp"},
+                derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
+                accumulated={"tp": "period_ending"},
+            ),
+        ],
+    }
+    bias = {
+        "reference": reference,
+        "overlap": overlap,
+        "method": "quantile_delta_mapping",
+        "kinds": BIAS_KINDS,
+    }
+    cmip6 = {
+        "version": 1,
+        "regions": REGIONS,
+        "bias_adjustment": bias,
+        "sources": [
+            _source(
+                "cmip6",
+                "cmip6",
+                "projection",
+                {"table_id": "day", "experiment_id": ["historical", "ssp126", "ssp245", "ssp585"]},
+                (preset.historical.start, preset.future.end),
+                CMIP_VARIABLES,
+            )
+        ],
+    }
+    cordex = {
+        "version": 1,
+        "regions": REGIONS,
+        "bias_adjustment": bias,
+        "sources": [
+            _source(
+                "cordex",
+                "cordex",
+                "projection",
+                {"frequency": "day", "experiment_id": list(preset.cordex_experiments)},
+                (preset.historical.start, preset.future.end),
+                CMIP_VARIABLES,
+                combo_id={
+                    "source_id": "{driving_source_id}_{source_id}",
+                    "experiment_id": "{experiment_id}",
+                    "member_id": "{member_id}",
+                },
+            )
+        ],
+    }
+    return {"reanalysis": reanalysis, "cmip6": cmip6, "cordex": cordex}
+
+
+def write_run_catalogs(ctx: StoreContext, preset: Preset) -> list[str]:
+    """Write ``catalogs/{reanalysis,cmip6,cordex}.yaml``; returns their URLs."""
+    urls = []
+    for name, catalog in run_catalogs(preset).items():
+        url = ctx.url("catalogs", f"{name}.yaml")
+        write_text(HEADER + yaml.safe_dump(catalog, sort_keys=False), url, ctx.storage_options)
+        urls.append(url)
+    return urls

@@ -1,0 +1,119 @@
+"""Write the projection stores (CMIP6-like Zarr, CORDEX-like NetCDF) with a process pool."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cascadia.twin.atmosphere import RegionalWeather
+from cascadia.twin.grids import RegularGrid, RotatedGrid
+from cascadia.twin.realizations import Realization
+from cascadia.twin.stores import (
+    StoreContext,
+    biased_fields,
+    slice_weather,
+    write_cmip_variable,
+    write_cordex_variable,
+)
+from cascadia.twin.timeaxis import DayAxis
+
+CMIP_VARIABLES = ("tas", "hurs", "huss", "pr", "uas", "vas", "sfcWind", "psl")
+CORDEX_VARIABLES = ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")
+
+
+@dataclass(frozen=True)
+class FieldTask:
+    """Everything needed to write one experiment of one model: picklable, seeded."""
+
+    family: str  # "cmip6" or "cordex"
+    weather: RegionalWeather  # the experiment's days only
+    axis: DayAxis  # the whole path (historical + scenario)
+    index: slice  # the experiment's days within ``axis``
+    grid: RegularGrid | RotatedGrid
+    biases: dict[str, float]
+    meta: dict[str, str]
+    seed: np.random.SeedSequence
+
+
+def experiment_days(path: Realization, experiment: str) -> slice:
+    """Days of ``experiment`` within a projection path."""
+    if experiment == "historical":
+        return slice(0, path.historical_days)
+    return slice(path.historical_days, path.axis.size)
+
+
+def field_task(
+    family: str,
+    path: Realization,
+    experiment: str,
+    grid: RegularGrid | RotatedGrid,
+    biases: dict[str, float],
+    meta: dict[str, str],
+    seed: np.random.SeedSequence,
+) -> FieldTask:
+    index = experiment_days(path, experiment)
+    return FieldTask(
+        family, slice_weather(path.weather, index), path.axis, index, grid, biases, meta, seed
+    )
+
+
+def write_field_task(
+    task: FieldTask, root: str, storage_options: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Generate the experiment's daily fields and write one store per variable."""
+    ctx = StoreContext(root=root, storage_options=storage_options)
+    lat2, lon2 = task.grid.mesh()
+    daily = biased_fields(
+        task.weather,
+        lat2,
+        lon2,
+        np.random.default_rng(task.seed),
+        task.axis.phase[task.index],
+        **task.biases,
+    )
+    if task.family == "cmip6":
+        assert isinstance(task.grid, RegularGrid)
+        for variable in CMIP_VARIABLES:
+            write_cmip_variable(ctx, daily, task.axis, task.index, task.grid, task.meta, variable)
+    else:
+        assert isinstance(task.grid, RotatedGrid)
+        for variable in CORDEX_VARIABLES:
+            write_cordex_variable(ctx, daily, task.axis, task.index, task.grid, task.meta, variable)
+    return [(collection, row) for collection, rows in ctx.rows.items() for row in rows]
+
+
+def start_field_tasks(
+    tasks: list[FieldTask], root: str, storage_options: dict[str, Any]
+) -> Callable[[], list[list[tuple[str, dict[str, Any]]]]]:
+    """Start the tasks on one process per core; return a function that waits for them.
+
+    The caller keeps working (reanalyses, truth) while the pool writes, which is
+    where the twin world's wall time goes. Workers start with ``forkserver``:
+    zarr runs an event-loop thread that a plain fork would copy half-alive.
+    """
+    workers = min(len(tasks), os.cpu_count() or 1)
+    if workers <= 1:
+        return lambda: [write_field_task(t, root, storage_options) for t in tasks]
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("forkserver")
+    )
+    futures = [pool.submit(write_field_task, t, root, storage_options) for t in tasks]
+
+    def join() -> list[list[tuple[str, dict[str, Any]]]]:
+        try:
+            return [f.result() for f in futures]
+        except BrokenProcessPool:
+            # e.g. a __main__ read from stdin cannot be re-imported by the workers;
+            # every task is deterministic and idempotent, so write them all here.
+            return [write_field_task(t, root, storage_options) for t in tasks]
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    return join

@@ -1,0 +1,654 @@
+"""The twin world's input stores, each in the conventions of the archive it imitates.
+
+* ERA5 (ARCO-ERA5): one Zarr v3 store, hourly; long names; K, m s**-1, Pa;
+  precipitation in m and radiation in J m**-2 accumulated over the hour *ending*
+  at the time stamp; latitude descending; longitude 0-360 (west of Greenwich at 359).
+* 20CR (NOAA-PSL 20CRv3): NetCDF per member, variable and decade, daily; ``air``,
+  ``rhum``, ``uwnd``, ``vwnd``, ``prmsl``, ``prate``; hours since 1800; latitude
+  descending, longitude 0-360; errors that grow back in time.
+* ERA-20C (ECMWF MARS NetCDF): one file per decade with every variable, 6-hourly;
+  ``t2m``, ``d2m``, ``u10``, ``v10``, ``msl``, ``tp``; int16 packing with
+  scale_factor/add_offset; ``tp`` accumulated over the 6 h ending at the stamp.
+* CMIP6 (Pangeo): one Zarr v2 store per variable; ``noleap`` / ``360_day`` /
+  ``standard`` calendars; time at noon with bounds; latitude ascending, longitude
+  0-360; static model biases.
+* CORDEX (Med-/EURO-CORDEX): NetCDF per variable, daily; rotated pole (``rlat``,
+  ``rlon``, 2-D ``lat``/``lon``, ``rotated_pole`` grid mapping); the driving
+  model's calendar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from cascadia.twin.atmosphere import RegionalWeather
+from cascadia.twin.fields import daily_fields, dewpoint, specific_humidity, subdaily
+from cascadia.twin.grids import (
+    ROTATED_POLE_LAT,
+    ROTATED_POLE_LON,
+    RegularGrid,
+    RotatedGrid,
+    bounds,
+)
+from cascadia.twin.timeaxis import DayAxis
+from cascadia.twin.writers import (
+    ZARR3_COMPRESSOR,
+    as_uri,
+    join,
+    write_netcdf,
+    write_zarr,
+)
+
+FLOAT = "float32"
+
+
+@dataclass
+class StoreContext:
+    """Where and how stores are written, and the rows they add to the collections."""
+
+    root: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def url(self, *parts: str) -> str:
+        return join(self.root, *parts)
+
+    def add_row(self, collection: str, **row: Any) -> None:
+        self.rows.setdefault(collection, []).append(row)
+
+
+def slice_weather(weather: RegionalWeather, index: slice) -> RegionalWeather:
+    """The days ``index`` of a regional weather series."""
+    values = {
+        k: (v[..., index] if isinstance(v, np.ndarray) else v) for k, v in vars(weather).items()
+    }
+    values["extra"] = {k: v[..., index] for k, v in weather.extra.items()}
+    return RegionalWeather(**values)
+
+
+def decades(
+    axis: DayAxis, first: int, last: int, length: int = 10
+) -> Iterator[tuple[int, int, slice]]:
+    """(start year, end year, day slice) blocks of ``length`` years within [first, last]."""
+    for start in range(first, last + 1, length):
+        end = min(start + length - 1, last)
+        days = np.flatnonzero((axis.year >= start) & (axis.year <= end))
+        yield start, end, slice(int(days[0]), int(days[-1]) + 1)
+
+
+# --------------------------------------------------------------------------- ERA5
+
+
+ERA5_NAMES = {
+    "2m_temperature": ("2 metre temperature", "K", "t2m"),
+    "2m_dewpoint_temperature": ("2 metre dewpoint temperature", "K", "d2m"),
+    "10m_u_component_of_wind": ("10 metre U wind component", "m s**-1", "u10"),
+    "10m_v_component_of_wind": ("10 metre V wind component", "m s**-1", "v10"),
+    "mean_sea_level_pressure": ("Mean sea level pressure", "Pa", "msl"),
+    "total_precipitation": ("Total precipitation", "m", "tp"),
+    "surface_solar_radiation_downwards": ("Surface solar radiation downwards", "J m**-2", "ssrd"),
+}
+
+
+def write_era5(
+    ctx: StoreContext,
+    axis: DayAxis,
+    weather: RegionalWeather,
+    grid: RegularGrid,
+    years: tuple[int, int],
+    seed: np.random.SeedSequence,
+) -> None:
+    """ARCO-ERA5-like hourly store, written decade by decade (bounded memory)."""
+    url = ctx.url("reanalysis", "era5", "era5-hourly-single-levels.zarr")
+    lat2, lon2 = grid.mesh()
+    carry: dict[str, np.ndarray] = {}
+    first = True
+    for k, (start, end, days) in enumerate(decades(axis, *years)):
+        rng = np.random.default_rng(seed.spawn(k + 1)[-1])
+        daily = daily_fields(slice_weather(weather, days), lat2, lon2, rng)
+        hourly = subdaily(daily, 24, axis.phase[days], rng)
+        time = pd.date_range(f"{start}-01-01", f"{end}-12-31 23:00", freq="h")
+        accumulated = {}
+        for name, step_total in (
+            ("total_precipitation", hourly["pr"] * 3600.0 / 1000.0),  # kg m-2 s-1 -> m
+            ("surface_solar_radiation_downwards", hourly["rsds"] * 3600.0),  # -> J m-2
+        ):
+            # the value stamped t is the total of the hour ending at t
+            previous = carry.get(name, step_total[:1])
+            accumulated[name] = np.concatenate([previous, step_total[:-1]])
+            carry[name] = step_total[-1:]
+        values = {
+            "2m_temperature": hourly["tas"],
+            "2m_dewpoint_temperature": dewpoint(hourly["tas"], hourly["hurs"]),
+            "10m_u_component_of_wind": hourly["uas"],
+            "10m_v_component_of_wind": hourly["vas"],
+            "mean_sea_level_pressure": hourly["psl"],
+            **accumulated,
+        }
+        ds = xr.Dataset(
+            {
+                name: (
+                    ("time", "latitude", "longitude"),
+                    data.astype(FLOAT),
+                    {
+                        "long_name": ERA5_NAMES[name][0],
+                        "units": ERA5_NAMES[name][1],
+                        "short_name": ERA5_NAMES[name][2],
+                    },
+                )
+                for name, data in values.items()
+            },
+            coords={
+                "time": ("time", time),
+                "latitude": (
+                    "latitude",
+                    grid.lat,
+                    {"units": "degrees_north", "long_name": "latitude"},
+                ),
+                "longitude": (
+                    "longitude",
+                    grid.lon,
+                    {"units": "degrees_east", "long_name": "longitude"},
+                ),
+            },
+            attrs={
+                "title": "cascadia twin world: ERA5-like hourly single levels (ARCO layout)",
+                "institution": "cascadia synthetic twin (not ECMWF data)",
+            },
+        )
+        if first:
+            encoding = {
+                name: {
+                    "chunks": (24 * 92, grid.lat.size, grid.lon.size),
+                    "compressors": [ZARR3_COMPRESSOR],
+                }
+                for name in values
+            }
+            encoding["time"] = {
+                "units": "hours since 1900-01-01",
+                "dtype": "int64",
+                "calendar": "proleptic_gregorian",
+            }
+            write_zarr(
+                ds, url, zarr_format=3, storage_options=ctx.storage_options, encoding=encoding
+            )
+            first = False
+        else:
+            write_zarr(
+                ds, url, zarr_format=3, storage_options=ctx.storage_options, append_dim="time"
+            )
+    for name in ERA5_NAMES:
+        ctx.add_row(
+            "era5",
+            activity_id="reanalysis",
+            institution_id="ECMWF",
+            source_id="ERA5",
+            experiment_id="reanalysis",
+            member_id="r1",
+            frequency="1hr",
+            variable_id=name,
+            time_range=f"{years[0]}-{years[1]}",
+            path=as_uri(url),
+            format="zarr",
+        )
+
+
+# --------------------------------------------------------------------------- 20CR
+
+TWENTYCR_NAMES = {
+    # variable: (file stem, long name, units, canonical field)
+    "air": ("air.2m", "Daily 2m air temperature", "K", "tas"),
+    "rhum": ("rhum.2m", "Daily relative humidity at 2 m", "%", "hurs"),
+    "uwnd": ("uwnd.10m", "Daily u-wind at 10 m", "m/s", "uas"),
+    "vwnd": ("vwnd.10m", "Daily v-wind at 10 m", "m/s", "vas"),
+    "prmsl": ("prmsl", "Daily pressure at mean sea level", "Pa", "psl"),
+    "prate": ("prate", "Daily precipitation rate at surface", "kg/m^2/s", "pr"),
+}
+
+
+def write_twentycr(
+    ctx: StoreContext,
+    axis: DayAxis,
+    member_weathers: list[RegionalWeather],
+    grid: RegularGrid,
+    years: tuple[int, int],
+    seed: np.random.SeedSequence,
+) -> None:
+    """20CRv3-like daily NetCDF: one file per member, variable and decade."""
+    lat2, lon2 = grid.mesh()
+    for m, weather in enumerate(member_weathers):
+        member = f"mem{m + 1:03d}"
+        for k, (start, end, days) in enumerate(decades(axis, *years)):
+            rng = np.random.default_rng(seed.spawn(1000 * m + k + 1)[-1])
+            daily = daily_fields(slice_weather(weather, days), lat2, lon2, rng)
+            time = pd.date_range(f"{start}-01-01", f"{end}-12-31", freq="D")
+            for var, (stem, long_name, units, canonical) in TWENTYCR_NAMES.items():
+                ds = xr.Dataset(
+                    {
+                        var: (
+                            ("time", "lat", "lon"),
+                            daily[canonical].astype(FLOAT),
+                            {
+                                "long_name": long_name,
+                                "units": units,
+                                "dataset": "NOAA-CIRES-DOE 20th Century Reanalysis V3 (twin)",
+                            },
+                        )
+                    },
+                    coords={
+                        "time": ("time", time, {"long_name": "Time", "axis": "T"}),
+                        "lat": ("lat", grid.lat, {"units": "degrees_north", "axis": "Y"}),
+                        "lon": ("lon", grid.lon, {"units": "degrees_east", "axis": "X"}),
+                    },
+                    attrs={
+                        "title": f"20CRv3-like {long_name}, ensemble member {member}",
+                        "Conventions": "CF-1.6",
+                        "ensemble_member": member,
+                    },
+                )
+                encoding = {
+                    var: {"zlib": True, "complevel": 4, "_FillValue": -9.96921e36},
+                    "time": {"units": "hours since 1800-01-01 00:00:0.0", "dtype": "float64"},
+                }
+                name = f"{stem}.{start}-{end}.nc"
+                url = ctx.url("reanalysis", "20crv3", member, name)
+                write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
+                ctx.add_row(
+                    "20cr",
+                    activity_id="reanalysis",
+                    institution_id="NOAA-PSL",
+                    source_id="20CRv3",
+                    experiment_id="reanalysis",
+                    member_id=member,
+                    frequency="day",
+                    variable_id=var,
+                    time_range=f"{start}0101-{end}1231",
+                    path=as_uri(url),
+                    format="netcdf",
+                )
+
+
+# --------------------------------------------------------------------------- ERA-20C
+
+ERA20C_NAMES = {
+    "t2m": ("2 metre temperature", "K", "tas"),
+    "d2m": ("2 metre dewpoint temperature", "K", None),
+    "u10": ("10 metre U wind component", "m s**-1", "uas"),
+    "v10": ("10 metre V wind component", "m s**-1", "vas"),
+    "msl": ("Mean sea level pressure", "Pa", "psl"),
+    "tp": ("Total precipitation", "m", None),
+}
+
+
+def _packing(values: np.ndarray) -> dict[str, Any]:
+    """int16 packing parameters as ECMWF's NetCDF converters write them."""
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    scale = (hi - lo) / 65532.0 or 1.0
+    return {
+        "dtype": "int16",
+        "scale_factor": scale,
+        "add_offset": (hi + lo) / 2.0,
+        "_FillValue": -32767,
+        "zlib": True,
+        "complevel": 4,
+    }
+
+
+def write_era20c(
+    ctx: StoreContext,
+    axis: DayAxis,
+    weather: RegionalWeather,
+    grid: RegularGrid,
+    years: tuple[int, int],
+    seed: np.random.SeedSequence,
+) -> None:
+    """ERA-20C-like 6-hourly NetCDF, one file per decade holding every variable."""
+    lat2, lon2 = grid.mesh()
+    carry: np.ndarray | None = None
+    for k, (start, end, days) in enumerate(decades(axis, *years)):
+        rng = np.random.default_rng(seed.spawn(k + 1)[-1])
+        daily = daily_fields(slice_weather(weather, days), lat2, lon2, rng)
+        six = subdaily(daily, 4, axis.phase[days], rng)
+        total = six["pr"] * 6 * 3600.0 / 1000.0  # m of water per 6 h
+        tp = np.concatenate([total[:1] if carry is None else carry, total[:-1]])
+        carry = total[-1:]
+        values = {
+            "t2m": six["tas"],
+            "d2m": dewpoint(six["tas"], six["hurs"]),
+            "u10": six["uas"],
+            "v10": six["vas"],
+            "msl": six["psl"],
+            "tp": tp,
+        }
+        time = pd.date_range(f"{start}-01-01", f"{end}-12-31 18:00", freq="6h")
+        ds = xr.Dataset(
+            {
+                name: (
+                    ("time", "latitude", "longitude"),
+                    data,
+                    {"long_name": ERA20C_NAMES[name][0], "units": ERA20C_NAMES[name][1]},
+                )
+                for name, data in values.items()
+            },
+            coords={
+                "time": ("time", time, {"long_name": "time"}),
+                "latitude": ("latitude", grid.lat, {"units": "degrees_north"}),
+                "longitude": ("longitude", grid.lon, {"units": "degrees_east"}),
+            },
+            attrs={
+                "Conventions": "CF-1.6",
+                "history": "cascadia twin world: ERA-20C-like MARS NetCDF conversion",
+            },
+        )
+        encoding: dict[str, dict[str, Any]] = {n: _packing(v) for n, v in values.items()}
+        encoding["time"] = {
+            "units": "hours since 1900-01-01 00:00:00.0",
+            "dtype": "int32",
+            "calendar": "gregorian",
+        }
+        url = ctx.url("reanalysis", "era20c", f"era20c_sfc_6hr_{start}-{end}.nc")
+        write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
+        for name in values:
+            ctx.add_row(
+                "era20c",
+                activity_id="reanalysis",
+                institution_id="ECMWF",
+                source_id="ERA-20C",
+                experiment_id="reanalysis",
+                member_id="r1",
+                frequency="6hr",
+                variable_id=name,
+                time_range=f"{start}0101-{end}1231",
+                path=as_uri(url),
+                format="netcdf",
+            )
+
+
+# --------------------------------------------------------------------------- CMIP6 / CORDEX
+
+CMIP_ATTRS = {
+    "tas": ("air_temperature", "Near-Surface Air Temperature", "K"),
+    "hurs": ("relative_humidity", "Near-Surface Relative Humidity", "%"),
+    "huss": ("specific_humidity", "Near-Surface Specific Humidity", "1"),
+    "pr": ("precipitation_flux", "Precipitation", "kg m-2 s-1"),
+    "uas": ("eastward_wind", "Eastward Near-Surface Wind", "m s-1"),
+    "vas": ("northward_wind", "Northward Near-Surface Wind", "m s-1"),
+    "sfcWind": ("wind_speed", "Near-Surface Wind Speed", "m s-1"),
+    "psl": ("air_pressure_at_mean_sea_level", "Sea Level Pressure", "Pa"),
+}
+CORDEX_VARIABLES = ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")
+
+
+def biased_fields(
+    weather: RegionalWeather,
+    lat2: np.ndarray,
+    lon2: np.ndarray,
+    rng: np.random.Generator,
+    phase: np.ndarray,
+    tas_bias: float,
+    hurs_bias: float,
+    pr_factor: float,
+    wind_factor: float,
+    psl_bias: float,
+) -> dict[str, np.ndarray]:
+    """Daily fields of a model: physical fields plus the model's static biases.
+
+    The temperature bias is 30 % larger in winter; ``sfcWind`` is the daily mean
+    of sub-daily speeds, hence ~8 % above the speed of the daily-mean wind.
+    """
+    daily = daily_fields(weather, lat2, lon2, rng)
+    seasonal = 1.0 + 0.3 * np.cos(2 * np.pi * (phase - 0.05))
+    daily["tas"] = daily["tas"] + tas_bias * seasonal[:, None, None]
+    daily["hurs"] = np.clip(daily["hurs"] + hurs_bias, 5.0, 100.0)
+    daily["pr"] = daily["pr"] * pr_factor
+    daily["uas"] = daily["uas"] * wind_factor
+    daily["vas"] = daily["vas"] * wind_factor
+    daily["sfcWind"] = np.hypot(daily["uas"], daily["vas"]) * 1.08
+    daily["psl"] = daily["psl"] + psl_bias
+    daily["huss"] = specific_humidity(daily["tas"], daily["hurs"], daily["psl"])
+    return daily
+
+
+def _variable_attrs(variable: str, **extra: str) -> dict[str, str]:
+    """CF attributes of a CMIP/CORDEX daily variable."""
+    standard_name, long_name, units = CMIP_ATTRS[variable]
+    return {"standard_name": standard_name, "long_name": long_name, "units": units, **extra}
+
+
+def _noon_time(axis: DayAxis, index: slice, units: str) -> tuple[xr.Variable, xr.Variable]:
+    """CMIP daily time at noon with [day start, day end] bounds, in the axis calendar."""
+    import cftime
+
+    start = axis.time[index]
+    nums = cftime.date2num(
+        [cftime.datetime(t.year, t.month, t.day, calendar=axis.calendar) for t in start],
+        units,
+        calendar=axis.calendar,
+    )
+    nums = np.asarray(nums, dtype="float64")
+    attrs = {
+        "units": units,
+        "calendar": axis.calendar,
+        "standard_name": "time",
+        "axis": "T",
+        "bounds": "time_bnds",
+    }
+    time = xr.Variable("time", nums + 0.5, attrs)
+    bnds = xr.Variable(("time", "bnds"), np.stack([nums, nums + 1.0], axis=1))
+    return time, bnds
+
+
+def write_cmip_variable(
+    ctx: StoreContext,
+    daily: dict[str, np.ndarray],
+    axis: DayAxis,
+    index: slice,
+    grid: RegularGrid,
+    meta: dict[str, str],
+    variable: str,
+) -> None:
+    """One Pangeo-like Zarr v2 store for one variable of one (source, experiment, member)."""
+    time, time_bnds = _noon_time(axis, index, "days since 1850-01-01")
+    ds = xr.Dataset(
+        {
+            variable: (
+                ("time", "lat", "lon"),
+                daily[variable].astype(FLOAT),
+                _variable_attrs(variable, cell_methods="area: mean time: mean"),
+            ),
+            "time_bnds": time_bnds,
+            "lat_bnds": (("lat", "bnds"), bounds(grid.lat)),
+            "lon_bnds": (("lon", "bnds"), bounds(grid.lon)),
+        },
+        coords={
+            "time": time,
+            "lat": (
+                "lat",
+                grid.lat,
+                {
+                    "units": "degrees_north",
+                    "standard_name": "latitude",
+                    "axis": "Y",
+                    "bounds": "lat_bnds",
+                },
+            ),
+            "lon": (
+                "lon",
+                grid.lon,
+                {
+                    "units": "degrees_east",
+                    "standard_name": "longitude",
+                    "axis": "X",
+                    "bounds": "lon_bnds",
+                },
+            ),
+        },
+        attrs={
+            "Conventions": "CF-1.7 CMIP-6.2",
+            "activity_id": meta["activity_id"],
+            "institution_id": meta["institution_id"],
+            "source_id": meta["source_id"],
+            "experiment_id": meta["experiment_id"],
+            "variant_label": meta["member_id"],
+            "table_id": "day",
+            "variable_id": variable,
+            "grid_label": "gn",
+            "frequency": "day",
+            "further_info_url": "cascadia synthetic twin world (not CMIP6 data)",
+        },
+    )
+    ds = ds.set_coords(["time_bnds", "lat_bnds", "lon_bnds"])
+    url = ctx.url(
+        "cmip6",
+        meta["activity_id"],
+        meta["institution_id"],
+        meta["source_id"],
+        meta["experiment_id"],
+        meta["member_id"],
+        "day",
+        variable,
+        "gn",
+        "v20260101",
+    )
+    encoding = {
+        variable: {"chunks": (3650, grid.lat.size, grid.lon.size)},
+        "time": {"dtype": "float64"},
+    }
+    write_zarr(ds, url, zarr_format=2, storage_options=ctx.storage_options, encoding=encoding)
+    ctx.add_row(
+        "cmip6",
+        activity_id=meta["activity_id"],
+        institution_id=meta["institution_id"],
+        source_id=meta["source_id"],
+        experiment_id=meta["experiment_id"],
+        member_id=meta["member_id"],
+        table_id="day",
+        variable_id=variable,
+        grid_label="gn",
+        zstore=as_uri(url),
+        dcpp_init_year="",
+        version="20260101",
+        format="zarr",
+    )
+
+
+def _yyyymmdd(date: Any) -> str:
+    return f"{date.year:04d}{date.month:02d}{date.day:02d}"
+
+
+def write_cordex_variable(
+    ctx: StoreContext,
+    daily: dict[str, np.ndarray],
+    axis: DayAxis,
+    index: slice,
+    grid: RotatedGrid,
+    meta: dict[str, str],
+    variable: str,
+) -> None:
+    """One Med-CORDEX-like NetCDF file for one variable on the rotated-pole grid."""
+    time, time_bnds = _noon_time(axis, index, "days since 1949-12-01 00:00:00")
+    ds = xr.Dataset(
+        {
+            variable: (
+                ("time", "rlat", "rlon"),
+                daily[variable].astype(FLOAT),
+                _variable_attrs(
+                    variable,
+                    grid_mapping="rotated_pole",
+                    coordinates="lat lon",
+                    cell_methods="time: mean",
+                ),
+            ),
+            "time_bnds": time_bnds,
+            "rotated_pole": (
+                (),
+                np.int32(0),
+                {
+                    "grid_mapping_name": "rotated_latitude_longitude",
+                    "grid_north_pole_latitude": ROTATED_POLE_LAT,
+                    "grid_north_pole_longitude": ROTATED_POLE_LON,
+                },
+            ),
+        },
+        coords={
+            "time": time,
+            "rlat": (
+                "rlat",
+                grid.rlat,
+                {"standard_name": "grid_latitude", "units": "degrees", "axis": "Y"},
+            ),
+            "rlon": (
+                "rlon",
+                grid.rlon,
+                {"standard_name": "grid_longitude", "units": "degrees", "axis": "X"},
+            ),
+            "lat": (
+                ("rlat", "rlon"),
+                grid.lat,
+                {"standard_name": "latitude", "units": "degrees_north"},
+            ),
+            "lon": (
+                ("rlat", "rlon"),
+                grid.lon,
+                {"standard_name": "longitude", "units": "degrees_east"},
+            ),
+        },
+        attrs={
+            "Conventions": "CF-1.7",
+            "project_id": "CORDEX",
+            "domain_id": meta["domain_id"],
+            "institution_id": meta["institution_id"],
+            "driving_source_id": meta["driving_source_id"],
+            "driving_experiment_id": meta["experiment_id"],
+            "driving_variant_label": meta["member_id"],
+            "source_id": meta["source_id"],
+            "frequency": "day",
+            "comment": "cascadia synthetic twin world (not CORDEX data)",
+        },
+    )
+    ds = ds.set_coords("time_bnds")
+    first, last = axis.time[index][0], axis.time[index][-1]
+    span = f"{_yyyymmdd(first)}-{_yyyymmdd(last)}"
+    name = (
+        f"{variable}_{meta['domain_id']}_{meta['driving_source_id']}_{meta['experiment_id']}_"
+        f"{meta['member_id']}_{meta['institution_id']}-{meta['source_id']}_v1_day_{span}.nc"
+    )
+    url = ctx.url(
+        "cordex",
+        meta["domain_id"],
+        meta["institution_id"],
+        meta["driving_source_id"],
+        meta["experiment_id"],
+        meta["member_id"],
+        meta["source_id"],
+        "day",
+        variable,
+        name,
+    )
+    encoding = {
+        variable: {"zlib": True, "complevel": 4, "_FillValue": np.float32(1e20)},
+        "time": {"dtype": "float64"},
+    }
+    write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
+    ctx.add_row(
+        "cordex",
+        project_id="CORDEX",
+        activity_id="DD",
+        domain_id=meta["domain_id"],
+        institution_id=meta["institution_id"],
+        driving_source_id=meta["driving_source_id"],
+        experiment_id=meta["experiment_id"],
+        member_id=meta["member_id"],
+        source_id=meta["source_id"],
+        frequency="day",
+        variable_id=variable,
+        time_range=span,
+        path=as_uri(url),
+        format="netcdf",
+    )
