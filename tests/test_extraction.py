@@ -15,9 +15,15 @@ import pytest
 import xarray as xr
 
 from cascadia.sources.cache import PredictorCache, fill_cache, fingerprint
-from cascadia.sources.catalog import SourceError, enumerate_combos, open_collection
+from cascadia.sources.catalog import SourceError, enumerate_combos, open_collection, open_combo
 from cascadia.sources.config import CatalogError, RunCatalog, load_run_catalog
-from cascadia.sources.extraction import check_regions, extract_combo
+from cascadia.sources.extraction import (
+    check_regions,
+    crop_to_regions,
+    extract_combo,
+    read_in_blocks,
+    time_blocks,
+)
 from cascadia.sources.predictors.regions import Region
 from cascadia.twin.world import build_world
 
@@ -108,6 +114,46 @@ def test_era5_hourly_store(world):
         # mean of hourly speeds, not the speed of the mean wind
         assert (at.sfcWind > np.hypot(at.uas, at.vas)).all()
         assert 40 < float(at.hurs.mean()) < 100
+
+
+def test_reading_in_time_blocks_changes_nothing_but_the_reads(world):
+    """The same predictors read in blocks of whole on-disk chunks as with the store's own
+    dask chunks (the tiny twin's 2,208 hours), from a period starting inside a chunk."""
+    catalog = load_run_catalog(str(world / "catalogs/reanalysis.yaml"))
+    source, combo, datastore = _combo(catalog, "era5")
+    assert source.time_block_days == 31
+    second_year = source.period.model_copy(update={"start": 2014})
+    blocks = source.model_copy(update={"period": second_year})
+    plain = blocks.model_copy(update={"time_block_days": None})
+    got = extract_combo(catalog, blocks, combo, datastore).data.compute()
+    want = extract_combo(catalog, plain, combo, datastore).data.compute()
+    xr.testing.assert_allclose(got, want)
+    assert fingerprint(catalog, blocks, combo) == fingerprint(catalog, plain, combo)
+
+    # 2014 starts 8,760 h into the store, 72 h before the end of its 4th 2,208-h chunk;
+    # 31 days round up to one whole chunk per read task
+    raw = open_combo(catalog, blocks, combo, datastore)
+    assert raw["2m_temperature"].chunks is None  # nothing read before the crop
+    cropped = crop_to_regions(raw.sel(time="2014"), catalog.regions)
+    read = read_in_blocks(cropped, 31, start=8760)
+    assert read["2m_temperature"].chunks[0] == (72, 2208, 2208, 2208, 2064)
+    assert read["2m_temperature"].shape[1:] == cropped["2m_temperature"].shape[1:]
+
+
+def test_time_blocks_cover_whole_stored_chunks():
+    # steps 5..24 of a store in blocks of 8: cut at 8, 16 and 24 counted from the store's start
+    assert time_blocks(5, 20, 8) == (3, 8, 8, 1)
+    assert time_blocks(0, 16, 8) == (8, 8)
+    assert time_blocks(3, 2, 8) == (2,)
+
+
+def test_time_blocks_refuse_collections_that_join_stores(world):
+    """Without dask, joining files would read them whole: a clear error instead."""
+    catalog = load_run_catalog(str(world / "catalogs/reanalysis.yaml"))
+    source, combo, datastore = _combo(catalog, "20cr", member_id="mem001")
+    blocks = source.model_copy(update={"time_block_days": 31})
+    with pytest.raises(SourceError, match=r"\[20cr\].*time_block_days needs .*join_existing"):
+        extract_combo(catalog, blocks, combo, datastore)
 
 
 def _cmip_raw(world, source_id: str, variable: str, region: Region) -> xr.DataArray:
@@ -231,6 +277,13 @@ def test_a_bad_combination_does_not_stop_the_others(world, tmp_path):
         (lambda s: s.replace("tas: 2m_temperature", "tas: 2m_temperatur"), "2m_temperatur"),
         (lambda s: s.replace("version: 1", "version: 1\nbogus: 3"), "bogus"),
         (lambda s: s.replace("role: reference", "role: referee", 1), "role"),
+        (lambda s: s.replace("time_block_days: 31", "time_block_days: 0"), "time_block_days"),
+        (
+            lambda s: s.replace(
+                "time_block_days: 31", "time_block_days: 31\n  xarray_open_kwargs: {chunks: {}}"
+            ),
+            "remove xarray_open_kwargs.chunks",
+        ),
     ],
 )
 def test_bad_catalogs_name_the_entry(world, tmp_path, change, message):

@@ -17,6 +17,8 @@ A run is planned on the client and executed on the workers:
    and a region write of the combination's chunk. Shared steps (the reference,
    a member's historical run and fit) are one task each. Every step reads and
    writes the caches, so a step already done in an earlier run returns at once.
+   The extraction of a source read in time blocks (``time_block_days``: ARCO-ERA5)
+   submits its block reads to the cluster from its task, so they run on every worker.
 3. **Collect** (client). As combinations finish, failures are recorded in the
    store (:func:`cascadia.run.store.mark_failed`, with the reason) and never stop the
    others. At the end the spread statistics are (re)written when the set of done
@@ -332,8 +334,18 @@ def _inline_dask() -> Iterator[None]:
 
 
 def _extract_task(entry: _Entry, cache: PredictorCache) -> str:
+    args = (entry.catalog, cache, entry.source, entry.combo, entry.key)
     with _inline_dask():
-        return cache_combo(entry.catalog, cache, entry.source, entry.combo, entry.key).url
+        if entry.source.time_block_days is None:
+            # small next to its neighbours: one task, in this worker's thread
+            return cache_combo(*args).url
+        # hundreds of block reads (ARCO-ERA5): computed as tasks of the whole cluster.
+        # worker_client secedes from this worker's thread pool while it waits, so this
+        # worker runs block reads too; the stores are opened here, not in tasks.
+        from distributed import worker_client
+
+        with worker_client() as client:
+            return cache_combo(*args, scheduler=client).url
 
 
 def _fit_task(

@@ -54,8 +54,10 @@ def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
     """SHA-256 of everything the cached predictors depend on."""
     payload = {
         "cascadia": __version__,
+        # how the stores are read (options, time blocks) does not change what is extracted
         "source": source.model_dump(
-            mode="json", exclude={"storage_options", "collection_storage_options"}
+            mode="json",
+            exclude={"storage_options", "collection_storage_options", "time_block_days"},
         ),
         "regions": [r.model_dump(mode="json") for r in catalog.regions],
         "calendar": catalog.output_calendar,
@@ -160,17 +162,20 @@ def cache_combo(
     combo: Combo,
     key: str,
     datastore: Any = None,
+    scheduler: Any = None,
 ) -> CacheEntry:
     """Extract one combination into the cache unless ``key`` is already there.
 
     ``key`` is :func:`fingerprint` of the combination (computed by the caller, who
-    usually needs it too). Errors propagate (:class:`SourceError` names the entry).
+    usually needs it too). ``scheduler`` computes the extraction's task graph (any
+    dask scheduler, e.g. a distributed client; default: dask's current one); opening
+    the stores and writing the cache stay in the calling thread. Errors propagate
+    (:class:`SourceError` names the entry).
     """
     url = cache.complete_url(source, combo, key)
     if url is not None:
         return CacheEntry(url, key, "cached")
-    extracted = extract_combo(catalog, source, combo, datastore)
-    extracted.data = extracted.data.compute()
+    extracted = extract_combo(catalog, source, combo, datastore).compute(scheduler)
     check_regions(extracted, catalog, source)
     url = cache.put(source, combo, key, extracted)
     return CacheEntry(url, key, "extracted", long_gaps=len(extracted.gaps))

@@ -140,8 +140,14 @@ def enumerate_combos(
 
 
 def open_kwargs(source: SourceConfig, datastore: intake_esm.esm_datastore) -> dict[str, Any]:
-    """xarray options per asset format: h5netcdf for NetCDF (netCDF4 is not thread-safe)."""
-    kwargs: dict[str, Any] = {"chunks": {}}
+    """xarray options per asset format: h5netcdf for NetCDF (netCDF4 is not thread-safe).
+
+    Dask chunks follow the stores' own (``chunks: {}``), except for sources read in time
+    blocks (``time_block_days``): those open without dask and uncached, so that nothing
+    is read before :func:`cascadia.sources.extraction.extract_combo` has cropped them.
+    """
+    blocks = source.time_block_days is not None
+    kwargs: dict[str, Any] = {"chunks": None, "cache": False} if blocks else {"chunks": {}}
     formats = set()
     fmt_column = datastore.esmcat.assets.format_column_name
     if fmt_column:
@@ -168,7 +174,16 @@ def open_combo(
             f"(it lists {list(combo.variables)})"
         )
     datastore = datastore or open_collection(catalog, source)
-    variable_column = datastore.esmcat.aggregation_control.variable_column_name
+    control = datastore.esmcat.aggregation_control
+    joins = [a.type.value for a in control.aggregations if a.type.value != "union"]
+    if source.time_block_days is not None and joins:
+        # without dask, xarray concatenates (and so reads) whole arrays to join them
+        raise SourceError(
+            f"{where}: time_block_days needs a collection whose combinations are single "
+            f"stores (ARCO-ERA5), but this one joins them ({', '.join(sorted(set(joins)))}); "
+            "remove time_block_days"
+        )
+    variable_column = control.variable_column_name
     subset = datastore.search(**combo.facets, **{variable_column: source.source_variables})
     try:
         with warnings.catch_warnings():

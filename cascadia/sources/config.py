@@ -61,6 +61,11 @@ class SourceConfig(_Strict):
     #: fsspec options for the data assets (e.g. ``{token: anon}``, ``{anon: true}``).
     storage_options: dict[str, Any] = {}
     xarray_open_kwargs: dict[str, Any] = {}
+    #: Days of data each read task takes, for stores chunked finely in time (ARCO-ERA5: one
+    #: global hour per chunk). The stores are opened without dask, cropped to the regions,
+    #: then read in blocks of whole on-disk chunks: a few hundred tasks instead of one per
+    #: chunk, and only the chunks that intersect the regions (see docs/catalogs.md).
+    time_block_days: int | None = Field(None, gt=0)
     #: Renames applied after opening (e.g. new-CDS ERA5 ``{valid_time: time}``).
     rename: dict[str, str] = {}
     role: Literal["reference", "hindcast", "projection"]
@@ -99,6 +104,11 @@ class SourceConfig(_Strict):
         for field in ("source_id", "experiment_id", "member_id"):
             if field not in self.combo_id:
                 raise ValueError(f"combo_id must define {field!r}")
+        if self.time_block_days is not None and "chunks" in self.xarray_open_kwargs:
+            raise ValueError(
+                "time_block_days opens the stores without dask and chunks them after cropping; "
+                "remove xarray_open_kwargs.chunks"
+            )
         return self
 
     @property

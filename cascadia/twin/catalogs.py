@@ -186,6 +186,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
             "total_precipitation": "period_ending",
             "surface_solar_radiation_downwards": "period_ending",
         },
+        time_block_days=31,  # as catalogs/era5.yaml: the full preset's chunks are one hour
     )
     reference = {"catalog": "reanalysis.yaml", "source": "era5"}
     overlap = {

@@ -78,6 +78,9 @@ class Preset(_Strict):
     observations: Years
     #: Spin-up of the ocean before the first stored day, years.
     spinup_years: int = 3
+    #: Hours per chunk of the ERA5 Zarr store (each chunk spans the whole domain). ARCO-ERA5
+    #: stores one global hour per chunk (1); larger chunks keep small worlds quick to write.
+    era5_time_chunk: int = Field(24 * 92, gt=0)
 
 
 CMIP_SOURCES = (
@@ -173,6 +176,7 @@ PRESETS: dict[str, Preset] = {
         cordex=CORDEX_PAIRS,
         cordex_resolution=0.44,
         observations=Years(start=1993, end=2025),
+        era5_time_chunk=1,  # the ARCO-ERA5 layout: one hour per chunk
     ),
 }
 

@@ -103,8 +103,14 @@ def write_era5(
     grid: RegularGrid,
     years: tuple[int, int],
     seed: np.random.SeedSequence,
+    time_chunk: int = 24 * 92,
 ) -> None:
-    """ARCO-ERA5-like hourly store, written decade by decade (bounded memory)."""
+    """ARCO-ERA5-like hourly store, written decade by decade (bounded memory).
+
+    Each chunk holds ``time_chunk`` hours of the whole domain: 1 is ARCO-ERA5's
+    layout (one global hour per chunk), the trap a regional extraction must read
+    around; larger chunks write small worlds faster. The values do not depend on it.
+    """
     url = ctx.url("reanalysis", "era5", "era5-hourly-single-levels.zarr")
     lat2, lon2 = grid.mesh()
     carry: dict[str, np.ndarray] = {}
@@ -165,7 +171,7 @@ def write_era5(
         if first:
             encoding = {
                 name: {
-                    "chunks": (24 * 92, grid.lat.size, grid.lon.size),
+                    "chunks": (time_chunk, grid.lat.size, grid.lon.size),
                     "compressors": [ZARR3_COMPRESSOR],
                 }
                 for name in values

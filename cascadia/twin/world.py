@@ -156,6 +156,7 @@ def _write_reanalyses(
         era5_grid,
         (preset.era5.years.start, preset.era5.years.end),
         streams[0],
+        time_chunk=preset.era5_time_chunk,
     )
 
     scale = century_error_scale(axis)
