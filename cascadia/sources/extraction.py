@@ -17,6 +17,7 @@ one orthogonal selection that zarr serves from the intersecting chunks only.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ def time_blocks(start: int, length: int, block: int) -> tuple[int, ...]:
     the on-disk chunk; the first and last chunks are cut to the period.
     """
     edges = [start, *range((start // block + 1) * block, start + length, block), start + length]
-    return tuple(b - a for a, b in zip(edges[:-1], edges[1:], strict=True))
+    return tuple(b - a for a, b in itertools.pairwise(edges))
 
 
 def read_in_blocks(ds: xr.Dataset, days: int, start: int) -> xr.Dataset:
