@@ -114,6 +114,10 @@ def test_arco_collection_describes_the_one_store_by_variable():
         "total_precipitation": "period_ending",
         "surface_solar_radiation_downwards": "period_ending",
     }
+    # one global hour per chunk: read cropped, in blocks of a month of chunks per task,
+    # which needs a collection that joins nothing (each combination is the one store)
+    assert era5.time_block_days == 31 and "chunks" not in era5.xarray_open_kwargs
+    assert not control.aggregations
 
 
 @pytest.mark.parametrize("pair", _local_sources(), ids=_id)

@@ -18,6 +18,7 @@ import xarray as xr
 import yaml
 
 from cascadia import cli
+from cascadia.twin.presets import get_preset
 from cascadia.twin.world import build_world
 
 CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
@@ -111,6 +112,11 @@ def test_era5_like_conventions(tiny):
     assert ds.longitude.max() > 350 and ds.longitude.min() >= 0  # 0-360 with the wrap
     assert step(ds.time.values[:48]) == pd.Timedelta("1h")
     assert ds["2m_temperature"].attrs["units"] == "K"
+    # ARCO's layout where it matters: every chunk spans the whole domain; one hour per
+    # chunk in the full preset (as ARCO-ERA5), 92 days in the tiny one (quick to write)
+    shape = (ds.sizes["latitude"], ds.sizes["longitude"])
+    assert ds["2m_temperature"].encoding["chunks"] == (24 * 92, *shape)
+    assert get_preset("full").era5_time_chunk == 1
     assert ds["10m_u_component_of_wind"].attrs["units"] == "m s**-1"
     assert ds["total_precipitation"].attrs["units"] == "m"
     assert ds["surface_solar_radiation_downwards"].attrs["units"] == "J m**-2"

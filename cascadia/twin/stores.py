@@ -2,7 +2,9 @@
 
 * ERA5 (ARCO-ERA5): one Zarr v3 store, hourly; long names; K, m s**-1, Pa;
   precipitation in m and radiation in J m**-2 accumulated over the hour *ending*
-  at the time stamp; latitude descending; longitude 0-360 (west of Greenwich at 359).
+  at the time stamp; latitude descending; longitude 0-360 (west of Greenwich at 359);
+  each chunk spans the whole domain, one hour per chunk in the full preset (ARCO's
+  ``time: 1``).
 * 20CR (NOAA-PSL 20CRv3): NetCDF per member, variable and decade, daily; ``air``,
   ``rhum``, ``uwnd``, ``vwnd``, ``prmsl``, ``prate``; hours since 1800; latitude
   descending, longitude 0-360; errors that grow back in time.
