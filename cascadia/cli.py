@@ -6,10 +6,16 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from cascadia import __version__
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from cascadia.sources.selection import Skipped
 
 #: Exit status for bad input (as argparse uses for usage errors).
 EXIT_USAGE = 2
@@ -89,10 +95,25 @@ class _UsageError(Exception):
     """Bad input: reported on stderr with exit status 2."""
 
 
+def _skipped_table(source: str, skipped: Sequence[Skipped]) -> Table:
+    """The datasets the selection rules skipped, one row per combination and reason."""
+    from rich.table import Table
+
+    groups: dict[tuple[str, str], list[str]] = {}
+    for s in skipped:
+        groups.setdefault((s.combination, s.reason), []).append(s.variable)
+    table = Table(title=f"{source}: {len(skipped)} dataset(s) skipped by the selection rules")
+    for column in ("combination", "variables", "reason"):
+        table.add_column(column)
+    for (combination, reason), variables in groups.items():
+        table.add_row(combination, " ".join(sorted(variables)), reason)
+    return table
+
+
 def _catalog_check(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from cascadia.sources.catalog import SourceError, enumerate_combos, open_collection
+    from cascadia.sources.catalog import SourceError, list_combos, open_collection
 
     try:
         catalogs = _load_catalogs(args.catalog)
@@ -107,11 +128,12 @@ def _catalog_check(args: argparse.Namespace) -> int:
         )
         for source in catalog.sources:
             try:
-                combos = enumerate_combos(catalog, source, open_collection(catalog, source))
+                listing = list_combos(catalog, source, open_collection(catalog, source))
             except SourceError as exc:
                 problems += 1
                 out.print(f"  [red]✗[/] {source.name}: {exc}")
                 continue
+            combos = listing.combos
             table = Table(title=f"{source.name} ({source.role}): {len(combos)} combination(s)")
             for column in ("source_id", "experiment_id", "member_id", "assets", "missing"):
                 table.add_column(column)
@@ -121,6 +143,8 @@ def _catalog_check(args: argparse.Namespace) -> int:
                     *combo.labels.values(), str(len(combo.assets)), ", ".join(combo.missing) or "-"
                 )
             out.print(table)
+            if listing.skipped:
+                out.print(_skipped_table(source.name, listing.skipped))
     return 1 if problems else 0
 
 
@@ -299,6 +323,12 @@ def _run(args: argparse.Namespace) -> int:
     for r in sorted(summary.results, key=lambda r: (r.entry, r.label)):
         table.add_row(r.label, r.entry, r.status, f"{r.seconds:.1f}", r.reason)
     Console().print(table)
+    skipped = sum(len(s["skipped"]) for s in summary.selection.values())
+    if skipped:
+        print(
+            f"selection rules skipped {skipped} dataset(s) (listed by `catalog check`, "
+            "recorded in the store's dataset_selection attribute)"
+        )
     print(
         f"{summary.count('done')} done, {summary.count('skipped')} up to date, "
         f"{summary.count('failed')} failed; {summary.tasks_submitted} tasks; "

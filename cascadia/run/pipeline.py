@@ -3,7 +3,10 @@
 A run is planned on the client and executed on the workers:
 
 1. **Plan** (client). Enumerate every combination of every catalog source
-   (reanalyses and their members, projections per source / experiment / member),
+   (reanalyses and their members, projections per source / experiment / member)
+   after the source's selection rules (one grid, the newest version, no retracted
+   or duplicate copy; what each rule skipped goes to the store's
+   ``dataset_selection`` attribute and to each combination's ``selection``),
    fingerprint each one's inputs (:func:`cascadia.sources.cache.fingerprint`) and derive
    its *result fingerprint*: inputs, bias adjustment (reference and historical
    fingerprints, settings), the historical run a scenario continues, the model
@@ -66,6 +69,7 @@ from cascadia.sources.catalog import (
     Combo,
     SourceError,
     enumerate_combos,
+    list_combos,
     open_collection,
     open_combo,
 )
@@ -105,6 +109,8 @@ class RunSummary:
     tasks_submitted: int = 0
     spread: str = ""
     seconds: float = 0.0
+    #: "<catalog> [<source>]" -> its selection rules and the datasets they skipped.
+    selection: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -158,6 +164,7 @@ class _Plan:
     references: dict[str, _Entry]  # catalog path -> reference of its bias adjustment
     historical: dict[tuple[str, str, str], _Entry]  # entry id -> historical run it continues
     years: dict[tuple[str, str, str], tuple[int, int]]  # entry id -> first and last year
+    selection: dict[str, dict[str, Any]]  # "<catalog> [<source>]" -> rules and skipped datasets
 
 
 def _load_catalogs(catalogs: Sequence[str | RunCatalog]) -> list[RunCatalog]:
@@ -207,18 +214,23 @@ def _plan(catalogs: list[RunCatalog]) -> _Plan:
     source_failures: list[ComboResult] = []
     references: dict[str, _Entry] = {}
     years: dict[tuple[str, str, str], tuple[int, int]] = {}
+    selection: dict[str, dict[str, Any]] = {}
     seen: set[tuple[str, str, str]] = set()
     for catalog in catalogs:
         for source in catalog.sources:
             where = f"{catalog.path} [{source.name}]"
             try:
-                combos = enumerate_combos(catalog, source, open_collection(catalog, source))
+                listing = list_combos(catalog, source, open_collection(catalog, source))
             except SourceError as exc:
                 source_failures.append(
                     ComboResult(f"{source.name} *", where, "failed", reason=str(exc))
                 )
                 continue
-            for combo in combos:
+            selection[where] = {
+                "rules": source.selection.model_dump(mode="json"),
+                "skipped": [s.as_dict() for s in listing.skipped],
+            }
+            for combo in listing.combos:
                 entry = _Entry(catalog, source, combo, "")
                 if entry.id in seen:  # the same catalog given twice
                     continue
@@ -242,7 +254,7 @@ def _plan(catalogs: list[RunCatalog]) -> _Plan:
                         )
     _check_unique(entries)
     historical = _link_historical(entries, references, failures)
-    return _Plan(entries, failures, source_failures, references, historical, years)
+    return _Plan(entries, failures, source_failures, references, historical, years, selection)
 
 
 def _check_unique(entries: list[_Entry]) -> None:
@@ -467,10 +479,17 @@ def _winters(time_axis: np.ndarray, start_month: int) -> tuple[int, ...]:
     return tuple(int(w) for w in np.unique(labels))
 
 
+def _selection(combo: Combo) -> str:
+    """The datasets a combination was read from and its copies skipped, as JSON."""
+    skipped = [{"dataset": s.dataset, "reason": s.reason} for s in combo.skipped]
+    return json.dumps({"datasets": list(combo.datasets), "skipped": skipped})
+
+
 def _store_attrs(
-    model: TrainedModel, config: InferenceConfig, catalogs: list[RunCatalog]
+    model: TrainedModel, config: InferenceConfig, catalogs: list[RunCatalog], plan: _Plan
 ) -> dict[str, Any]:
     return {
+        "dataset_selection": json.dumps(plan.selection, sort_keys=True),
         "model_checkpoint_hash": model.checksum,
         "model_directory": str(model.directory.resolve()),
         "inference_config": json.dumps(config.model_dump(mode="json"), sort_keys=True),
@@ -549,13 +568,14 @@ def run_pipeline(
         winters=_winters(time_axis, model.events.winter_start_month),
         member_series=config.member_series,
     )
+    attrs = _store_attrs(model, config, loaded, plan)
     try:
-        schema = prepare_store(out, schema, _store_attrs(model, config, loaded), storage_options)
+        schema = prepare_store(out, schema, attrs, storage_options)
         stored = combo_status(out, storage_options).set_index(list(COMBO_DIMS))
     except StoreError as exc:
         raise RunInputError(str(exc)) from None
 
-    summary = RunSummary(store=out, results=list(plan.source_failures))
+    summary = RunSummary(out, list(plan.source_failures), selection=plan.selection)
     if on_total:
         on_total(len(plan.entries) + len(plan.source_failures))
 
@@ -652,6 +672,7 @@ def _execute(
                 "model_checkpoint_hash": model.checksum,
                 "package_version": __version__,
                 "catalog_entry": f"{entry.where} {entry.combo.label}",
+                "selection": _selection(entry.combo),
             },
         )
         pending[graph.prediction(entry, job, shared_schema).key] = entry

@@ -2,9 +2,13 @@
 
 A *combination* (combo) is one (source, experiment, member) — reanalysis
 members included — identified by the collection's ``groupby_attrs`` minus
-``variable_id``: stores that hold one variable each are unions over variables,
-stores that hold many (ARCO-ERA5, ERA-20C files) are grouped by variable in the
-collection and merged back here.
+``variable_id`` plus its ``join_new`` attributes: stores that hold one variable
+each are unions over variables, stores that hold many (ARCO-ERA5, ERA-20C files)
+are grouped by variable in the collection and merged back here. Before the rows
+are grouped, the source's selection rules (:mod:`cascadia.sources.selection`) drop
+retracted, duplicated, superseded and other-grid copies; a combination is opened
+from exactly the assets it kept, so empty facets (Pangeo's NaN ``dcpp_init_year``)
+never go through a search.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ import pandas as pd
 import xarray as xr
 
 from cascadia.sources.config import RunCatalog, SourceConfig
+from cascadia.sources.selection import Skipped, facet, select
+
+#: The result labels of a combination, in the order of its ``label``.
+LABELS = ("source_id", "experiment_id", "member_id")
 
 
 class SourceError(RuntimeError):
@@ -32,15 +40,17 @@ class Combo:
     """One combination of a source: its facets, its result labels and its assets."""
 
     source: str  # run-catalog source name
-    facets: dict[str, str]  # collection columns identifying the combination
+    facets: dict[str, str]  # collection columns identifying the combination ("" when empty)
     labels: dict[str, str]  # source_id / experiment_id / member_id as the results name them
     assets: tuple[str, ...] = ()
     variables: tuple[str, ...] = ()  # source variables the collection lists for it
     missing: tuple[str, ...] = field(default=())  # source variables the catalog needs but lacks
+    datasets: tuple[str, ...] = ()  # ids of the datasets it reads (after selection)
+    skipped: tuple[Skipped, ...] = ()  # its copies the selection rules dropped
 
     @property
     def label(self) -> str:
-        return "/".join(self.labels[k] for k in ("source_id", "experiment_id", "member_id"))
+        return "/".join(self.labels[k] for k in LABELS)
 
     @property
     def slug(self) -> str:
@@ -103,10 +113,53 @@ def combo_columns(datastore: intake_esm.esm_datastore) -> list[str]:
     return columns + [c for c in joined if c not in columns]
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The combinations of a source and every dataset its selection rules skipped."""
+
+    combos: list[Combo]
+    skipped: tuple[Skipped, ...]
+
+
 def enumerate_combos(
     catalog: RunCatalog, source: SourceConfig, datastore: intake_esm.esm_datastore | None = None
 ) -> list[Combo]:
     """Every combination the source's query selects, in a stable order."""
+    return list_combos(catalog, source, datastore).combos
+
+
+def _labels(
+    catalog: RunCatalog, source: SourceConfig, facets: dict[str, str], columns: Sequence[str]
+) -> dict[str, str]:
+    """The result labels of a combination: ``combo_id`` templates over its facets."""
+    try:
+        return {k: t.format(**facets) for k, t in source.combo_id.items()}
+    except KeyError as exc:
+        raise SourceError(
+            f"{_where(catalog, source)}: combo_id refers to column {exc} which the "
+            f"collection lacks (columns: {list(columns)})"
+        ) from None
+
+
+def _dataset_ids(
+    catalog: RunCatalog, source: SourceConfig, frame: pd.DataFrame, asset_column: str
+) -> pd.Series:
+    template = source.selection.dataset_id
+    if template is None:
+        return frame[asset_column].astype(str)
+    try:
+        return frame.map(facet).apply(lambda row: template.format(**row), axis=1)
+    except KeyError as exc:
+        raise SourceError(
+            f"{_where(catalog, source)}: selection.dataset_id refers to column {exc} which "
+            f"the collection lacks (columns: {list(frame.columns)})"
+        ) from None
+
+
+def list_combos(
+    catalog: RunCatalog, source: SourceConfig, datastore: intake_esm.esm_datastore | None = None
+) -> Listing:
+    """The source's combinations after its selection rules, and what the rules skipped."""
     datastore = datastore or open_collection(catalog, source)
     selected = datastore.search(**source.query) if source.query else datastore
     frame = selected.df
@@ -115,28 +168,49 @@ def enumerate_combos(
     columns = combo_columns(datastore)
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     asset_column = datastore.esmcat.assets.column_name
+    labels = pd.Series("", index=frame.index, dtype=object)
+    members = pd.Series("", index=frame.index, dtype=object)
+    for values, group in frame.groupby(columns, sort=False, dropna=False):
+        facets = dict(zip(columns, map(facet, values), strict=True))
+        named = _labels(catalog, source, facets, list(frame.columns))
+        labels[group.index] = "/".join(named[k] for k in LABELS)
+        members[group.index] = f"{named['source_id']}/{named['member_id']}"
+    ids = _dataset_ids(catalog, source, frame, asset_column)
+    chosen = select(
+        frame,
+        source.selection,
+        asset_column=asset_column,
+        variable_column=variable_column,
+        ids=ids,
+        labels=labels,
+        members=members,
+        needed=source.source_variables,
+    )
+    if chosen.kept.empty:
+        reasons = sorted({s.reason for s in chosen.skipped})
+        raise SourceError(
+            f"{_where(catalog, source)}: the selection rules skip every dataset the query "
+            f"selects ({'; '.join(reasons)})"
+        )
     combos = []
-    for values, group in frame.groupby(columns, sort=True, dropna=False):
-        facets = dict(zip(columns, map(str, values), strict=True))
+    for values, group in chosen.kept.groupby(columns, sort=True, dropna=False):
+        facets = dict(zip(columns, map(facet, values), strict=True))
         present = set(group[variable_column])
-        try:
-            labels = {k: t.format(**facets) for k, t in source.combo_id.items()}
-        except KeyError as exc:
-            raise SourceError(
-                f"{_where(catalog, source)}: combo_id refers to column {exc} which the "
-                f"collection lacks (columns: {list(frame.columns)})"
-            ) from None
+        named = _labels(catalog, source, facets, list(frame.columns))
+        label = "/".join(named[k] for k in LABELS)
         combos.append(
             Combo(
                 source=source.name,
                 facets=facets,
-                labels=labels,
+                labels=named,
                 assets=tuple(sorted(set(group[asset_column]))),
                 variables=tuple(sorted(present)),
                 missing=tuple(v for v in source.source_variables if v not in present),
+                datasets=tuple(sorted(set(ids[group.index]))),
+                skipped=tuple(s for s in chosen.skipped if s.combination == label),
             )
         )
-    return combos
+    return Listing(combos, chosen.skipped)
 
 
 def open_kwargs(source: SourceConfig, datastore: intake_esm.esm_datastore) -> dict[str, Any]:
@@ -168,19 +242,24 @@ def open_combo(
             f"(it lists {list(combo.variables)})"
         )
     datastore = datastore or open_collection(catalog, source)
-    variable_column = datastore.esmcat.aggregation_control.variable_column_name
-    subset = datastore.search(**combo.facets, **{variable_column: source.source_variables})
+    subset = _subset(datastore, combo, source.source_variables)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
             datasets = subset.to_dataset_dict(
                 xarray_open_kwargs=open_kwargs(source, datastore),
+                xarray_combine_by_coords_kwargs=dict(source.xarray_combine_by_coords_kwargs),
                 storage_options=source.storage_options,
                 progressbar=False,
             )
     except Exception as exc:
         cause = exc.__cause__ or exc
         raise SourceError(f"{where}: cannot open its stores: {cause}") from None
+    if not datasets:
+        raise SourceError(
+            f"{where}: intake-esm made no dataset of its {len(subset.df)} rows "
+            f"(assets {list(combo.assets)}); an empty cell in a groupby_attrs column?"
+        )
     merged = xr.merge(
         [_requested(ds, source.source_variables) for ds in datasets.values()],
         compat="override",
@@ -191,6 +270,29 @@ def open_combo(
     # intake-esm's bookkeeping attributes vary from run to run and leak asset paths
     merged.attrs = {k: v for k, v in merged.attrs.items() if not k.startswith("intake_esm")}
     return merged.rename(source.rename) if source.rename else merged
+
+
+def _subset(
+    datastore: intake_esm.esm_datastore, combo: Combo, variables: Sequence[str]
+) -> intake_esm.esm_datastore:
+    """The datastore restricted to the rows the combination kept (no search on facets).
+
+    A search would not find an empty facet (Pangeo's NaN ``dcpp_init_year``) and would
+    bring back the copies the selection skipped (older versions share the facets).
+    """
+    frame = datastore.df
+    control = datastore.esmcat.aggregation_control
+    rows = frame[
+        frame[datastore.esmcat.assets.column_name].isin(combo.assets)
+        & frame[control.variable_column_name].isin(variables)
+    ]
+    for column, value in combo.facets.items():  # an asset may hold several combinations
+        rows = rows[rows[column].map(facet) == value]
+    subset = type(datastore)(
+        {"esmcat": datastore.esmcat.model_dump(), "df": rows.reset_index(drop=True)}
+    )
+    subset.esmcat.catalog_file = None  # as intake-esm's own search: the rows are in memory
+    return subset
 
 
 def _requested(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:

@@ -51,6 +51,37 @@ class Derived(_Strict):
     inputs: dict[str, str] = Field(alias="from")
 
 
+#: CMIP6 grid labels of gridded fields: native, then the regridded ones (WCRP CMIP6_CVs).
+DEFAULT_GRIDS = ("gn", "gr", *(f"gr{i}" for i in range(1, 10)))
+
+
+class SelectionRules(_Strict):
+    """Which copy of a dataset a source reads when its collection lists several.
+
+    Published collections list one dataset more than once: native and regridded
+    grids (``gn``/``gr``), successive versions, retracted versions, the same store
+    twice. The rules (docs/catalogs.md, "Selection rules") keep one and record why
+    each other copy was skipped; a rule whose column the collection lacks does nothing.
+    """
+
+    #: Grid labels accepted, in order of preference; one grid per model member is kept.
+    grids: list[str] = Field(default_factory=lambda: list(DEFAULT_GRIDS), min_length=1)
+    grid_column: str = "grid_label"
+    #: Of several versions of a dataset the newest is read (``v20190308`` or ``20190308``).
+    version_column: str = "version"
+    #: How a dataset is named in reasons, provenance and ``retracted``: a template over
+    #: the collection's columns (empty cells format as ""); none: the asset URL.
+    dataset_id: str | None = None
+    #: Datasets not to read: ids as ``dataset_id`` names them, or asset URLs.
+    retracted: list[str] = []
+
+    @model_validator(mode="after")
+    def _unique_grids(self) -> SelectionRules:
+        if len(set(self.grids)) != len(self.grids):
+            raise ValueError(f"grids must not repeat a label, got {self.grids}")
+        return self
+
+
 class SourceConfig(_Strict):
     """One source of a run catalog: a collection, a query and how to read it."""
 
@@ -61,6 +92,9 @@ class SourceConfig(_Strict):
     #: fsspec options for the data assets (e.g. ``{token: anon}``, ``{anon: true}``).
     storage_options: dict[str, Any] = {}
     xarray_open_kwargs: dict[str, Any] = {}
+    #: Passed to intake-esm's ``to_dataset_dict`` (``xarray.combine_by_coords`` of the
+    #: assets of one dataset), e.g. ``{compat: override, coords: minimal}``.
+    xarray_combine_by_coords_kwargs: dict[str, Any] = {}
     #: Renames applied after opening (e.g. new-CDS ERA5 ``{valid_time: time}``).
     rename: dict[str, str] = {}
     role: Literal["reference", "hindcast", "projection"]
@@ -77,6 +111,7 @@ class SourceConfig(_Strict):
         "experiment_id": "{experiment_id}",
         "member_id": "{member_id}",
     }
+    selection: SelectionRules = SelectionRules()
 
     @model_validator(mode="after")
     def _known_names(self) -> SourceConfig:

@@ -4,8 +4,11 @@ Each family gets an ESM collection (JSON + CSV, asset paths as absolute URIs as
 intake-esm 2025.12 requires). Stores that hold several variables in one asset
 (ERA5's Zarr, ERA-20C's files) group by ``variable_id`` so that opening a key
 never merges an asset with itself; one-variable stores (CMIP6, CORDEX, 20CR)
-are unions over ``variable_id``. Run catalogs (docs/catalogs.md) name the
-collection, the query, the role and the mapping to canonical predictors.
+are unions over ``variable_id``. The CMIP6 collection is Pangeo's layout as
+published: its columns, ``member_id`` and ``dcpp_init_year`` joined into new
+dimensions, empty ``dcpp_init_year`` cells, ``zstore`` URLs ending in "/".
+Run catalogs (docs/catalogs.md) name the collection, the query, the role and the
+mapping to canonical predictors.
 """
 
 from __future__ import annotations
@@ -46,18 +49,31 @@ COLLECTIONS: dict[str, dict[str, Any]] = {
         "asset": "path",
     },
     "cmip6": {
+        # exactly the aggregation_control and assets of Pangeo's pangeo-cmip6.json
         "description": "CMIP6-like daily Zarr stores in the Pangeo layout (one per variable)",
         "groupby": [
             "activity_id",
             "institution_id",
             "source_id",
             "experiment_id",
-            "member_id",
             "table_id",
             "grid_label",
         ],
-        "aggregations": [{"type": "union", "attribute_name": "variable_id"}],
+        "aggregations": [
+            {"type": "union", "attribute_name": "variable_id"},
+            {
+                "type": "join_new",
+                "attribute_name": "member_id",
+                "options": {"coords": "minimal", "compat": "override"},
+            },
+            {
+                "type": "join_new",
+                "attribute_name": "dcpp_init_year",
+                "options": {"coords": "minimal", "compat": "override"},
+            },
+        ],
         "asset": "zstore",
+        "format": "zarr",  # one format for all: no format column, as Pangeo's
     },
     "cordex": {
         "description": "CORDEX-like daily NetCDF on a rotated-pole grid (one per variable)",
@@ -84,6 +100,12 @@ def write_collections(ctx: StoreContext) -> list[str]:
             continue
         # sorted: stores are written concurrently, the collection must not depend on the order
         frame = pd.DataFrame(rows).sort_values(spec["asset"], kind="stable")
+        fmt = spec.get("format")
+        assets = (
+            {"column_name": spec["asset"], "format": fmt}
+            if fmt
+            else {"column_name": spec["asset"], "format_column_name": "format"}
+        )
         write_text(
             frame.to_csv(index=False), ctx.url("collections", f"{family}.csv"), ctx.storage_options
         )
@@ -98,7 +120,7 @@ def write_collections(ctx: StoreContext) -> list[str]:
                 for c in frame.columns
                 if c not in (spec["asset"], "format")
             ],
-            "assets": {"column_name": spec["asset"], "format_column_name": "format"},
+            "assets": assets,
             "aggregation_control": {
                 "variable_column_name": "variable_id",
                 "groupby_attrs": spec["groupby"],
@@ -135,6 +157,14 @@ DERIVED_FROM_DEWPOINT = {
     "hurs": {"from": {"tas": "2m_temperature", "tdps": "2m_dewpoint_temperature"}},
 }
 CMIP_VARIABLES = {v: v for v in ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")}
+#: tas/hurs carry height 2 m, uas/vas/sfcWind 10 m: drop the scalar so that the
+#: variables merge (docs/catalogs.md, "Pangeo CMIP6").
+CMIP_OPEN_KWARGS = {"drop_variables": ["height"]}
+#: Dataset ids in the ESGF instance_id form; the default grid preference (gn first).
+CMIP_SELECTION = {
+    "dataset_id": "CMIP6.{activity_id}.{institution_id}.{source_id}.{experiment_id}."
+    "{member_id}.{table_id}.{variable_id}.{grid_label}.v{version}",
+}
 BIAS_KINDS = {
     "tas": "+",
     "hurs": "+",
@@ -242,6 +272,8 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"table_id": "day", "experiment_id": ["historical", "ssp126", "ssp245", "ssp585"]},
                 (preset.historical.start, preset.future.end),
                 CMIP_VARIABLES,
+                xarray_open_kwargs=CMIP_OPEN_KWARGS,
+                selection=CMIP_SELECTION,
             )
         ],
     }

@@ -9,9 +9,10 @@
 * ERA-20C (ECMWF MARS NetCDF): one file per decade with every variable, 6-hourly;
   ``t2m``, ``d2m``, ``u10``, ``v10``, ``msl``, ``tp``; int16 packing with
   scale_factor/add_offset; ``tp`` accumulated over the 6 h ending at the stamp.
-* CMIP6 (Pangeo): one Zarr v2 store per variable; ``noleap`` / ``360_day`` /
-  ``standard`` calendars; time at noon with bounds; latitude ascending, longitude
-  0-360; static model biases.
+* CMIP6 (Pangeo): one Zarr v2 store per variable in DRS folders; ``noleap`` /
+  ``360_day`` / ``standard`` calendars; time at noon with bounds; latitude
+  ascending, longitude 0-360; scalar ``height`` of 2 m / 10 m; static model
+  biases; some models also regridded (``gr``), one dataset in two versions.
 * CORDEX (Med-/EURO-CORDEX): NetCDF per variable, daily; rotated pole (``rlat``,
   ``rlon``, 2-D ``lat``/``lon``, ``rotated_pole`` grid mapping); the driving
   model's calendar.
@@ -444,51 +445,72 @@ def _noon_time(axis: DayAxis, index: slice, units: str) -> tuple[xr.Variable, xr
     return time, bnds
 
 
-def write_cmip_variable(
-    ctx: StoreContext,
-    daily: dict[str, np.ndarray],
+#: Height of the near-surface variables, m: a scalar ``height`` coordinate in real
+#: CMIP6 data (2 m screen level, 10 m winds) that makes a naive merge of the
+#: variables fail ("conflicting values for variable 'height'").
+CMIP_HEIGHTS = {"tas": 2.0, "hurs": 2.0, "huss": 2.0, "uas": 10.0, "vas": 10.0, "sfcWind": 10.0}
+#: Version of every CMIP6-like dataset (Pangeo's ``version`` column, ``v`` in the path).
+CMIP_VERSION = "20260101"
+
+
+def cmip_dataset(
+    values: np.ndarray,
     axis: DayAxis,
     index: slice,
     grid: RegularGrid,
     meta: dict[str, str],
     variable: str,
-) -> None:
-    """One Pangeo-like Zarr v2 store for one variable of one (source, experiment, member)."""
+    grid_label: str,
+) -> xr.Dataset:
+    """One variable of one (source, experiment, member) as a CMIP6 Zarr store holds it."""
     time, time_bnds = _noon_time(axis, index, "days since 1850-01-01")
+    coords: dict[str, Any] = {
+        "time": time,
+        "lat": (
+            "lat",
+            grid.lat,
+            {
+                "units": "degrees_north",
+                "standard_name": "latitude",
+                "axis": "Y",
+                "bounds": "lat_bnds",
+            },
+        ),
+        "lon": (
+            "lon",
+            grid.lon,
+            {
+                "units": "degrees_east",
+                "standard_name": "longitude",
+                "axis": "X",
+                "bounds": "lon_bnds",
+            },
+        ),
+    }
+    if variable in CMIP_HEIGHTS:
+        coords["height"] = (
+            (),
+            CMIP_HEIGHTS[variable],
+            {
+                "units": "m",
+                "axis": "Z",
+                "positive": "up",
+                "long_name": "height",
+                "standard_name": "height",
+            },
+        )
     ds = xr.Dataset(
         {
             variable: (
                 ("time", "lat", "lon"),
-                daily[variable].astype(FLOAT),
+                values.astype(FLOAT),
                 _variable_attrs(variable, cell_methods="area: mean time: mean"),
             ),
             "time_bnds": time_bnds,
             "lat_bnds": (("lat", "bnds"), bounds(grid.lat)),
             "lon_bnds": (("lon", "bnds"), bounds(grid.lon)),
         },
-        coords={
-            "time": time,
-            "lat": (
-                "lat",
-                grid.lat,
-                {
-                    "units": "degrees_north",
-                    "standard_name": "latitude",
-                    "axis": "Y",
-                    "bounds": "lat_bnds",
-                },
-            ),
-            "lon": (
-                "lon",
-                grid.lon,
-                {
-                    "units": "degrees_east",
-                    "standard_name": "longitude",
-                    "axis": "X",
-                    "bounds": "lon_bnds",
-                },
-            ),
-        },
+        coords=coords,
         attrs={
             "Conventions": "CF-1.7 CMIP-6.2",
             "activity_id": meta["activity_id"],
@@ -498,12 +520,23 @@ def write_cmip_variable(
             "variant_label": meta["member_id"],
             "table_id": "day",
             "variable_id": variable,
-            "grid_label": "gn",
+            "grid_label": grid_label,
             "frequency": "day",
             "further_info_url": "cascadia synthetic twin world (not CMIP6 data)",
         },
     )
-    ds = ds.set_coords(["time_bnds", "lat_bnds", "lon_bnds"])
+    return ds.set_coords(["time_bnds", "lat_bnds", "lon_bnds"])
+
+
+def write_cmip_store(
+    ctx: StoreContext, ds: xr.Dataset, meta: dict[str, str], version: str = CMIP_VERSION
+) -> None:
+    """Write a :func:`cmip_dataset` where Pangeo keeps it, and its row of the collection.
+
+    The path is the CMIP6 DRS (``.../<table>/<variable>/<grid>/v<version>``) and the
+    ``zstore`` URL ends with "/" as Pangeo's do; ``dcpp_init_year`` is an empty cell.
+    """
+    variable, grid_label = ds.attrs["variable_id"], ds.attrs["grid_label"]
     url = ctx.url(
         "cmip6",
         meta["activity_id"],
@@ -513,11 +546,11 @@ def write_cmip_variable(
         meta["member_id"],
         "day",
         variable,
-        "gn",
-        "v20260101",
+        grid_label,
+        f"v{version}",
     )
     encoding = {
-        variable: {"chunks": (3650, grid.lat.size, grid.lon.size)},
+        variable: {"chunks": (3650, ds.sizes["lat"], ds.sizes["lon"])},
         "time": {"dtype": "float64"},
     }
     write_zarr(ds, url, zarr_format=2, storage_options=ctx.storage_options, encoding=encoding)
@@ -530,11 +563,10 @@ def write_cmip_variable(
         member_id=meta["member_id"],
         table_id="day",
         variable_id=variable,
-        grid_label="gn",
-        zstore=as_uri(url),
+        grid_label=grid_label,
+        zstore=as_uri(url) + "/",
         dcpp_init_year="",
-        version="20260101",
-        format="zarr",
+        version=version,
     )
 
 

@@ -36,6 +36,8 @@ from cascadia.twin.writers import join, write_text
 
 MANIFEST = "world.json"
 CORDEX_DOMAIN = "MED-TWIN"
+#: The member whose superseded datasets are written, and that drives the CORDEX pairs.
+FIRST_MEMBER = "r1i1p1f1"
 
 
 class WorldExistsError(FileExistsError):
@@ -206,11 +208,16 @@ def _start_projections(
     tasks: list[FieldTask] = []
     truth_rows: list[dict[str, str]] = []
     truth_parts: dict[tuple[str, str], list[tuple[str, Realization]]] = {}
+    first_historical = ("historical", FIRST_MEMBER)
     for (source_id, scenario, member), path in by_key.items():
         spec = sources[source_id]
         grid = regular_grid(
             spec.resolution * preset.cmip_resolution_scale, lat_descending=False, lon_0_360=True
         )
+        gr_grid = None
+        if spec.gr_resolution is not None:
+            scaled = spec.gr_resolution * preset.cmip_resolution_scale
+            gr_grid = regular_grid(scaled, lat_descending=False, lon_0_360=True)
         experiments = ("historical", scenario) if scenario == SCENARIOS[0] else (scenario,)
         for experiment in experiments:
             meta = {
@@ -227,12 +234,24 @@ def _start_projections(
                 "wind_factor": spec.wind_factor,
                 "psl_bias": spec.psl_bias,
             }
-            tasks.append(field_task("cmip6", path, experiment, grid, biases, meta, next(seeds)))
+            superseded = spec.superseded if (experiment, member) == first_historical else ()
+            task = field_task(
+                "cmip6",
+                path,
+                experiment,
+                grid,
+                biases,
+                meta,
+                next(seeds),
+                gr_grid=gr_grid,
+                superseded=superseded,
+            )
+            tasks.append(task)
             truth_parts.setdefault(("cmip6", source_id), []).append((experiment, path))
 
     rgrid = rotated_grid(preset.cordex_resolution)
     for pair in preset.cordex:
-        member = "r1i1p1f1"
+        member = FIRST_MEMBER
         for experiment in preset.cordex_experiments:
             scenario = SCENARIOS[0] if experiment == "historical" else experiment
             path = by_key[(pair.driving_source, scenario, member)]
