@@ -19,6 +19,7 @@ from cascadia.sources.catalog import SourceError, enumerate_combos, open_collect
 from cascadia.sources.config import CatalogError, RunCatalog, load_run_catalog
 from cascadia.sources.extraction import check_regions, extract_combo
 from cascadia.sources.predictors.regions import Region
+from cascadia.twin.stores import CMIP_VERSION
 from cascadia.twin.world import build_world
 
 CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
@@ -111,7 +112,8 @@ def test_era5_hourly_store(world):
 
 
 def _cmip_raw(world, source_id: str, variable: str, region: Region) -> xr.DataArray:
-    store = next((world / "cmip6").glob(f"*/*/{source_id}/historical/r1i1p1f1/day/{variable}/gn/*"))
+    pattern = f"*/*/{source_id}/historical/r1i1p1f1/day/{variable}/gn/v{CMIP_VERSION}"
+    store = next((world / "cmip6").glob(pattern))
     raw = xr.open_zarr(store, decode_times=CFTIME).load()
     w = _regular_weights(raw.lat.values, raw.lon.values, region)
     return xr.DataArray(
@@ -255,7 +257,8 @@ def test_unknown_units_and_wrong_calendar_are_named(world, tmp_path):
     source, combo, datastore = _combo(
         catalog, "cmip6", source_id="TWIN-ESM-C", experiment_id="historical", member_id="r2i1p1f1"
     )
-    store = next((world / "cmip6").glob("*/*/TWIN-ESM-C/historical/r2i1p1f1/day/psl/gn/*"))
+    pattern = f"*/*/TWIN-ESM-C/historical/r2i1p1f1/day/psl/gn/v{CMIP_VERSION}"
+    store = next((world / "cmip6").glob(pattern))
     meta = store / "psl" / ".zattrs"
     original = meta.read_text()
     try:
@@ -288,7 +291,8 @@ def test_wrong_calendar_attribute_is_named(world):
     source, combo, datastore = _combo(
         catalog, "cmip6", source_id="TWIN-ESM-A", experiment_id="ssp245", member_id="r2i1p1f1"
     )
-    stores = list((world / "cmip6").glob("*/*/TWIN-ESM-A/ssp245/r2i1p1f1/day/*/gn/*"))
+    pattern = f"*/*/TWIN-ESM-A/ssp245/r2i1p1f1/day/*/gn/v{CMIP_VERSION}"
+    stores = list((world / "cmip6").glob(pattern))
     saved = {s: (s / ".zmetadata").read_text() for s in stores}
     try:
         for store, text in saved.items():

@@ -187,13 +187,14 @@ def test_pangeo_layout_enumerates_one_combination_per_member(tmp_path: Path):
             member,
             "day",
             var,
-            "gn",
-            f"gs://cmip6/x/{member}/{var}/",
+            grid,
+            f"gs://cmip6/x/{member}/{var}/{grid}/",
             "",
             "20200101",
         ]
         for member in ("r1i1p1f1", "r2i1p1f1")
         for var in ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")
+        for grid in ("gn", "gr")
     ]
     pd.DataFrame(rows, columns=columns).to_csv(tmp_path / "pangeo.csv", index=False)
     spec = {  # the aggregation_control of the published pangeo-cmip6.json
@@ -235,3 +236,14 @@ def test_pangeo_layout_enumerates_one_combination_per_member(tmp_path: Path):
     )
     combos = enumerate_combos(cmip6, source)
     assert sorted(c.labels["member_id"] for c in combos) == ["r1i1p1f1", "r2i1p1f1"]
+    # gn and gr copies give one combination each member (gn), the empty cell stays empty
+    assert {c.facets["grid_label"] for c in combos} == {"gn"}
+    assert {c.facets["dcpp_init_year"] for c in combos} == {""}
+    first = "CMIP6.ScenarioMIP.INST.MODEL.ssp585.r1i1p1f1.day.hurs.gn.v20200101"
+    assert combos[0].datasets[0] == first
+
+
+def test_the_pangeo_catalog_drops_the_height_coordinate():
+    source = load_run_catalog(str(CATALOGS / "cmip6.yaml")).source("cmip6")
+    assert source.xarray_open_kwargs == {"drop_variables": ["height"]}
+    assert source.selection.grids[0] == "gn" and source.selection.dataset_id is not None

@@ -143,10 +143,11 @@ def _drop_duplicates(rows: _Rows) -> None:
     live = rows.live.sort_values(rows.asset, kind="stable")
     key = [c for c in live.columns if c != rows.asset]
     for _, group in live.groupby(key, dropna=False, sort=False):
-        first = str(group[rows.asset].iloc[0])
-        for i in group.index[1:]:
-            same = str(group.at[i, rows.asset]) == first
-            rows.drop([i], "listed twice" if same else f"duplicate of {first} (same facets)")
+        assets = group[rows.asset].astype(str)
+        first = assets.iloc[0]
+        for n, i in enumerate(group.index[1:], start=1):
+            twice = assets.iloc[n] in set(assets.iloc[:n])
+            rows.drop([i], "listed twice" if twice else f"duplicate of {first} (same facets)")
 
 
 def _drop_older_versions(rows: _Rows, column: str) -> None:

@@ -46,18 +46,17 @@ def regular_grid(resolution: float, lat_descending: bool, lon_0_360: bool) -> Re
 def regrid(values: np.ndarray, source: RegularGrid, target: RegularGrid) -> np.ndarray:
     """(time, lat, lon) fields moved to another regular grid, as a CMIP6 ``gr`` copy.
 
-    Bilinear inside the source's cell centres, nearest neighbour beyond them (no
-    extrapolated negative precipitation); longitudes compared in -180..180.
+    Bilinear inside the source's cell centres; beyond them each axis holds its edge
+    value (no extrapolated negative precipitation). Longitudes compared in -180..180.
     """
     field = xr.DataArray(
         values,
         dims=("time", "lat", "lon"),
         coords={"lat": source.lat, "lon": (source.lon + 180.0) % 360.0 - 180.0},
     ).sortby(["lat", "lon"])
-    where = {"lat": target.lat, "lon": (target.lon + 180.0) % 360.0 - 180.0}
-    linear = field.interp(where)
-    nearest = field.interp(where, method="nearest", kwargs={"fill_value": None})
-    return linear.fillna(nearest).values
+    lat = np.clip(target.lat, field.lat.values[0], field.lat.values[-1])
+    lon = np.clip((target.lon + 180.0) % 360.0 - 180.0, field.lon.values[0], field.lon.values[-1])
+    return field.interp(lat=lat, lon=lon).values
 
 
 def bounds(centres: np.ndarray) -> np.ndarray:
