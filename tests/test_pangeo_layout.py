@@ -24,9 +24,9 @@ import xarray as xr
 import yaml
 from helpers import RUN_TWIN, small_preset
 
+from cascadia.cli import main
 from cascadia.learning.jobs import TrainJob, smoke_train_job
 from cascadia.learning.train_job import run_train_job
-from cascadia.run.pipeline import run_pipeline
 from cascadia.run.store import combo_status
 from cascadia.sources.catalog import SourceError, list_combos, open_collection, open_combo
 from cascadia.sources.config import RunCatalog, load_run_catalog
@@ -260,20 +260,19 @@ def test_empty_dcpp_init_year_round_trips_and_height_options_reach_intake_esm(
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_a_run_reads_the_pangeo_layout_and_records_the_selection(
-    world: Path, tmp_path: Path
+    world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cache, model = str(tmp_path / "cache"), tmp_path / "model"
     started = time.perf_counter()
     run_train_job(TrainJob.model_validate(smoke_train_job(world, cache)), model, log=lambda _: None)
     out = str(tmp_path / "results.zarr")
-    summary = run_pipeline(
-        [str(world / "catalogs/cmip6-run.yaml")], model, out, cache=cache, workers=1
-    )
+    run = ["run", "--catalog", str(world / "catalogs/cmip6-run.yaml"), "--model", str(model)]
+    code = main([*run, "--out", out, "--cache", cache, "--workers", "1"])
     print(f"model and run in {time.perf_counter() - started:.1f} s")
-    assert sorted((r.label, r.status) for r in summary.results) == [
-        (f"{MODEL}/historical/{MEMBER}", "done"),
-        (f"{MODEL}/ssp585/{MEMBER}", "done"),
-    ]
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "selection rules skipped 17 dataset(s)" in printed
+    assert "2 done, 0 up to date, 0 failed" in printed
     status = combo_status(out).set_index(["experiment", "source_id", "member_id"])
     historical = json.loads(status.loc[("historical", MODEL, MEMBER), "selection"])
     assert _id("historical", "tas") in historical["datasets"]
