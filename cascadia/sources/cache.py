@@ -26,6 +26,7 @@ from cascadia import __version__
 from cascadia.sources.catalog import Combo, SourceError, enumerate_combos, open_collection
 from cascadia.sources.config import RunCatalog, SourceConfig
 from cascadia.sources.extraction import Extracted, check_regions, extract_combo
+from cascadia.sources.reach import Unreachable, ensure_reachable
 
 TIME_CHUNK = 3650  # days per chunk of a cached series
 
@@ -37,7 +38,12 @@ def default_cache_url() -> str:
 
 
 def _asset_identity(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
-    """Size and version stamp of an asset (for a Zarr store: of its metadata document)."""
+    """Size and version stamp of an asset (for a Zarr store: of its metadata document).
+
+    Raises :class:`~cascadia.sources.reach.Unreachable` within seconds when the
+    asset's host does not answer, before the filesystem's own retries start.
+    """
+    ensure_reachable(url, storage_options)
     fs, path = fsspec.core.url_to_fs(url, **storage_options)
     probe = path
     if fs.isdir(path):
@@ -51,7 +57,17 @@ def _asset_identity(url: str, storage_options: dict[str, Any]) -> dict[str, Any]
 
 
 def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
-    """SHA-256 of everything the cached predictors depend on."""
+    """SHA-256 of everything the cached predictors depend on.
+
+    Raises :class:`SourceError` naming the entry, the combination and the URL when
+    an asset's host cannot be reached.
+    """
+    try:
+        assets = [_asset_identity(a, source.storage_options) for a in combo.assets]
+    except Unreachable as exc:
+        raise SourceError(
+            f"{catalog.path} [{source.name}] {combo.label}: asset store {exc}"
+        ) from None
     payload = {
         "cascadia": __version__,
         "source": source.model_dump(
@@ -62,7 +78,7 @@ def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
         "max_gap_days": catalog.max_gap_days,
         "min_coverage": catalog.min_coverage,
         "facets": combo.facets,
-        "assets": [_asset_identity(a, source.storage_options) for a in combo.assets],
+        "assets": assets,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

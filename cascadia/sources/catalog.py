@@ -9,6 +9,8 @@ collection and merged back here.
 
 from __future__ import annotations
 
+import json
+import posixpath
 import re
 import warnings
 from collections.abc import Sequence
@@ -21,6 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from cascadia.sources.config import RunCatalog, SourceConfig
+from cascadia.sources.reach import Unreachable, ensure_reachable
 
 
 class SourceError(RuntimeError):
@@ -52,17 +55,37 @@ def _where(catalog: RunCatalog, source: SourceConfig) -> str:
 
 
 def open_collection(catalog: RunCatalog, source: SourceConfig) -> intake_esm.esm_datastore:
-    """Open the source's intake-esm collection (local path or URL with storage options)."""
+    """Open the source's intake-esm collection (local path or URL with storage options).
+
+    Refused with a :class:`SourceError` naming the catalog entry: a collection (or
+    the remote CSV it names) whose host does not answer within seconds
+    (:mod:`cascadia.sources.reach`), a file that is not JSON, an invalid ESM
+    collection, and the shipped templates whose assets are placeholders.
+    """
     url = catalog.resolve(source.collection)
     options = source.collection_storage_options
     where = _where(catalog, source)
     remote = "://" in url and not url.startswith("file://")
     try:
+        ensure_reachable(url, options)
         fs, path = fsspec.core.url_to_fs(url, **options)
         # HTTP(S) exists() answers False on a refused connection: try the read instead
         if not url.startswith(("http://", "https://")) and not fs.exists(path):
             raise FileNotFoundError(url)
-        return intake_esm.esm_datastore(url, storage_options=options)
+        table = _catalog_file(fs.cat_file(path))
+        if table is not None:
+            try:
+                ensure_reachable(table, options)
+            except Unreachable as exc:
+                raise Unreachable(f"{url}: its table {exc}") from None
+        datastore = intake_esm.esm_datastore(url, storage_options=options)
+    except Unreachable as exc:
+        raise SourceError(f"{where}: collection {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SourceError(
+            f"{where}: collection {url} is not valid JSON (line {exc.lineno}, column "
+            f"{exc.colno}: {exc.msg}); fix the file or point 'collection' at a corrected copy"
+        ) from None
     except FileNotFoundError as exc:
         if remote and _looks_offline(exc):
             raise SourceError(
@@ -77,6 +100,38 @@ def open_collection(catalog: RunCatalog, source: SourceConfig) -> intake_esm.esm
         raise SourceError(
             f"{where}: collection {url} is not a valid ESM collection: {exc}"
         ) from None
+    _refuse_placeholders(catalog, source, url, datastore)
+    return datastore
+
+
+def _catalog_file(document: bytes) -> str | None:
+    """The remote CSV/Parquet a collection JSON names by absolute URL (None if local)."""
+    spec = json.loads(document)
+    table = spec.get("catalog_file") if isinstance(spec, dict) else None
+    if isinstance(table, str) and "://" in table and not table.startswith("file://"):
+        return table
+    return None
+
+
+#: What the shipped collection templates hold in place of a user's files.
+PLACEHOLDER = "/path/to/"
+
+
+def _refuse_placeholders(
+    catalog: RunCatalog, source: SourceConfig, url: str, datastore: intake_esm.esm_datastore
+) -> None:
+    """A template collection (``*.example.json``, assets under ``/path/to/``) is no input."""
+    assets = datastore.df[datastore.esmcat.assets.column_name].astype(str)
+    placeholders = assets[assets.str.contains(PLACEHOLDER, regex=False)]
+    if placeholders.empty and ".example." not in posixpath.basename(url):
+        return
+    shown = f" (e.g. {placeholders.iloc[0]})" if not placeholders.empty else ""
+    raise SourceError(
+        f"{_where(catalog, source)}: collection {url} is a template whose assets are "
+        f"placeholders{shown}: copy its JSON and CSV, replace the paths with the absolute "
+        f"file:// URIs of your files, and point 'collection' of source {source.name!r} "
+        f"in {catalog.path} at your copy"
+    )
 
 
 def _looks_offline(exc: BaseException) -> bool:
@@ -170,6 +225,11 @@ def open_combo(
     datastore = datastore or open_collection(catalog, source)
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     subset = datastore.search(**combo.facets, **{variable_column: source.source_variables})
+    try:
+        for asset in combo.assets:
+            ensure_reachable(asset, source.storage_options)
+    except Unreachable as exc:
+        raise SourceError(f"{where}: asset store {exc}") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default

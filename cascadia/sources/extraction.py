@@ -111,15 +111,27 @@ def extract_combo(
     source: SourceConfig,
     combo: Combo,
     datastore=None,
+    first_steps: int | None = None,
 ) -> Extracted:
-    """Canonical daily predictors of ``combo`` (lazy until computed)."""
+    """Canonical daily predictors of ``combo`` (lazy until computed).
+
+    ``first_steps`` keeps only that many time steps of the period (a layout check).
+    """
     where = f"{catalog.path} [{source.name}] {combo.label}"
     raw = open_combo(catalog, source, combo, datastore)
     _check_time_decoded(raw, where)
+    absent = [v for v in source.source_variables if v not in raw.data_vars]
+    if absent:
+        raise SourceError(
+            f"{where}: variables {absent} are listed in the collection but not in its stores "
+            f"(they hold {sorted(map(str, raw.data_vars))})"
+        )
     period = source.period
     raw = select_period(raw, period.start if period else None, period.end if period else None)
     if raw.sizes.get("time", 0) == 0:
         raise SourceError(f"{where}: no time steps in the period {period}")
+    if first_steps is not None:
+        raw = raw.isel(time=slice(0, first_steps))
     raw = apply_accumulation(raw, source.accumulated)
     try:
         raw = crop_to_regions(raw, catalog.regions)
@@ -160,3 +172,33 @@ def check_regions(extracted: Extracted, catalog: RunCatalog, source: SourceConfi
             f"{catalog.path} [{source.name}] {extracted.combo.label}: all-NaN region series "
             f"{empty} (no valid grid cell in the region, or no data)"
         )
+
+
+#: Time steps :func:`check_combo` reads: two, so a step length (accumulations) is defined.
+CHECK_STEPS = 2
+
+
+def check_combo(
+    catalog: RunCatalog, source: SourceConfig, combo: Combo, datastore=None
+) -> Extracted:
+    """Open ``combo`` as a run would and standardise its first time steps, in seconds.
+
+    The layout failures that otherwise surface minutes into a run (stores intake-esm
+    cannot merge, such as 2 m and 10 m ``height`` coordinates; a variable the
+    collection lists but its store lacks; a time axis that does not decode; no data
+    in the period; a grid, unit or derivation the predictors cannot use) are raised
+    here as a :class:`SourceError` naming the entry. Only :data:`CHECK_STEPS` steps of
+    each variable are read, over the regions' block of cells.
+    """
+    where = f"{catalog.path} [{source.name}] {combo.label}"
+    extracted = extract_combo(catalog, source, combo, datastore, first_steps=CHECK_STEPS)
+    try:
+        extracted.data = extracted.data.compute()
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise SourceError(
+            f"{where}: reading its first {CHECK_STEPS} time steps failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    return extracted
