@@ -95,7 +95,11 @@ def crop_to_regions(ds: xr.Dataset, regions: Iterable[Region]) -> xr.Dataset:
 def _check_time_decoded(ds: xr.Dataset, where: str) -> None:
     """A time axis xarray could not decode (e.g. an unknown calendar) stops here, named."""
     if "time" not in ds.coords:
-        raise SourceError(f"{where}: no 'time' coordinate (dims: {dict(ds.sizes)})")
+        hint = " (a 'time' dimension without values: is the time array missing?)"
+        raise SourceError(
+            f"{where}: no 'time' coordinate{hint if 'time' in ds.dims else ''} "
+            f"(dims: {dict(ds.sizes)})"
+        )
     time = ds["time"]
     if np.issubdtype(time.dtype, np.datetime64) or time.dtype == object:
         return
