@@ -77,11 +77,11 @@ def _host_port(url: str) -> tuple[str, int] | None:
 
 def _via_proxy(host: str, port: int) -> tuple[str, int] | None:
     """The proxy the environment routes ``host`` through (``HTTPS_PROXY``...), if any."""
-    if urllib.request.proxy_bypass(host):
-        return None
     proxies = urllib.request.getproxies()
     proxy = proxies.get("https" if port == 443 else "http") or proxies.get("all")
-    return _host_port(proxy) if proxy else None
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return _host_port(proxy if "://" in proxy else f"http://{proxy}")
 
 
 def _connect(host: str, port: int, timeout: float) -> str | None:
