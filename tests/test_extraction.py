@@ -1,7 +1,8 @@
 """Canonical daily predictors from the tiny twin equal numpy computed from the raw arrays.
 
 Each reference below reads the raw store with plain xarray/numpy and applies
-the documented rules by hand: area weights cos(lat) x cell fraction in the box,
+the documented rules by hand: area weights cos(lat) x cell fraction in the box
+(x the sea fraction of the source's own land fraction for the sea-only shelf),
 ERA5 accumulations belonging to the hour that ends at their stamp, wind speed
 as the mean of hourly speeds, 360_day and noleap years put on the standard
 calendar by inserting interpolated days without moving the season.
@@ -56,11 +57,18 @@ def _fraction(centres: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return out
 
 
-def _regular_weights(lat: np.ndarray, lon: np.ndarray, region: Region) -> np.ndarray:
+def _regular_weights(
+    lat: np.ndarray, lon: np.ndarray, region: Region, land: np.ndarray | None = None
+) -> np.ndarray:
+    """cos(lat) x box fraction, x the sea (land) fraction for a sea (land) region."""
     lon180 = (lon + 180.0) % 360.0 - 180.0
-    return (np.cos(np.deg2rad(lat)) * _fraction(lat, region.lat_min, region.lat_max))[
+    area = (np.cos(np.deg2rad(lat)) * _fraction(lat, region.lat_min, region.lat_max))[
         :, None
     ] * _fraction(lon180, region.lon_min, region.lon_max)[None, :]
+    if region.surface == "all":
+        return area
+    assert land is not None and land.shape == area.shape
+    return area * (1.0 - land if region.surface == "sea" else land)
 
 
 def _area_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -74,9 +82,12 @@ def test_era5_hourly_store(world):
 
     raw = xr.open_zarr(world / "reanalysis/era5/era5-hourly-single-levels.zarr").load()
     assert raw.latitude[0] > raw.latitude[-1] and raw.longitude.max() > 350
+    assert raw.land_sea_mask.attrs["units"] == "(0 - 1)"
+    assert [r.surface for r in catalog.regions] == ["sea", "all", "all"]
     days = got.time.size
     for region in catalog.regions:
-        w = _regular_weights(raw.latitude.values, raw.longitude.values, region)
+        land = raw.land_sea_mask.values.astype(float)
+        w = _regular_weights(raw.latitude.values, raw.longitude.values, region, land)
         per_hour = {
             name: _area_mean(raw[name].values.astype(float), w)
             for name in (
@@ -113,7 +124,10 @@ def test_era5_hourly_store(world):
 def _cmip_raw(world, source_id: str, variable: str, region: Region) -> xr.DataArray:
     store = next((world / "cmip6").glob(f"*/*/{source_id}/historical/r1i1p1f1/day/{variable}/gn/*"))
     raw = xr.open_zarr(store, decode_times=CFTIME).load()
-    w = _regular_weights(raw.lat.values, raw.lon.values, region)
+    (fx,) = (world / "cmip6").glob(f"CMIP/*/{source_id}/historical/r1i1p1f1/fx/sftlf/gn/*")
+    sftlf = xr.open_zarr(fx).sftlf
+    assert sftlf.attrs["units"] == "%" and (sftlf.lat.values == raw.lat.values).all()
+    w = _regular_weights(raw.lat.values, raw.lon.values, region, sftlf.values / 100.0)
     return xr.DataArray(
         _area_mean(raw[variable].values.astype(float), w),
         dims="time",
@@ -344,14 +358,14 @@ def test_multi_variable_files_split_over_decades_are_joined(world, tmp_path):
     copy = tmp_path / "world"
     shutil.copytree(world, copy)
     folder = copy / "reanalysis/era20c"
-    (original,) = folder.glob("*.nc")
+    (original,) = folder.glob("era20c_sfc_6hr_*.nc")
     earlier = folder / "era20c_sfc_6hr_2008-2009.nc"
     with xr.open_dataset(original, engine="h5netcdf") as ds:
         shifted = ds.load().assign_coords(time=ds["time"] - pd.Timedelta(days=731))
     shifted.to_netcdf(earlier, engine="h5netcdf")
     table = pd.read_csv(copy / "collections/era20c.csv")
     table["path"] = table["path"].str.replace(str(world), str(copy))
-    before = table.copy()
+    before = table[table.frequency != "fx"].copy()  # the invariant lsm file is listed once
     before["path"] = before["path"].str.replace(original.name, earlier.name)
     before["time_range"] = "20080101-20091231"
     pd.concat([before, table]).to_csv(copy / "collections/era20c.csv", index=False)
