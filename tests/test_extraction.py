@@ -379,3 +379,86 @@ def test_multi_variable_files_split_over_decades_are_joined(world, tmp_path):
     assert str(daily["time"].values[0])[:10] == "2008-01-01"
     assert str(daily["time"].values[-1])[:10] == "2011-12-31"
     assert not daily["tas"].sel(region="gulf_of_lion_shelf").isnull().any()
+
+
+def test_sea_shelf_on_the_rotated_grid_weights_by_the_sftlf_file(world):
+    """A sea box holding every rotated cell: weights exactly cos(lat) x (1 - sftlf / 100)."""
+    catalog = load_run_catalog(str(world / "catalogs/cordex.yaml"))
+    wide = Region(
+        name="wide_sea", lat_min=30.0, lat_max=55.0, lon_min=-20.0, lon_max=25.0, surface="sea"
+    )
+    catalog = catalog.model_copy(update={"regions": [wide]})
+    source, combo, datastore = _combo(
+        catalog, "cordex", experiment_id="historical", source_id="TWIN-ESM-A_TWIN-RCM-X"
+    )
+    assert combo.land_fraction.endswith("_v1_fx.nc")
+    got = extract_combo(catalog, source, combo, datastore).data.compute()
+    raw = xr.open_dataset(
+        next((world / "cordex").rglob("tas_MED-TWIN_TWIN-ESM-A_historical_*.nc")),
+        engine="h5netcdf",
+        decode_times=CFTIME,
+    ).load()
+    sftlf = xr.open_dataset(combo.land_fraction.removeprefix("file://"), engine="h5netcdf")
+    assert sftlf.sftlf.attrs["units"] == "%" and 0 < float(sftlf.sftlf.min()) < 50
+    w = np.cos(np.deg2rad(raw.lat.values)) * (1.0 - sftlf.sftlf.values / 100.0)
+    expected = _area_mean(raw.tas.values.astype(float), w)
+    series = got.tas.sel(region="wide_sea").to_series()
+    for t, value in zip(raw.time.values, expected, strict=True):
+        assert series[pd.Timestamp(t.year, t.month, t.day)] == pytest.approx(value, rel=1e-6)
+    assert got.attrs["land_fraction"] == f"sftlf from {combo.land_fraction}"
+
+
+def test_a_missing_land_fraction_fails_that_combination_only(world):
+    """A model member without an fx store: that combination fails, naming what is missing."""
+    catalog = load_run_catalog(str(world / "catalogs/cmip6.yaml"))
+    source = catalog.sources[0]
+    # only r1i1p1f1 has an fx store in the twin, as often in the Pangeo archive
+    strict = source.land_fraction.model_copy(
+        update={"match": ["source_id", "grid_label", "member_id"]}
+    )
+    source = source.model_copy(update={"land_fraction": strict})
+    catalog = catalog.model_copy(update={"sources": [source]})
+    datastore = open_collection(catalog, source)
+    combos = {
+        c.label: c
+        for c in enumerate_combos(catalog, source, datastore)
+        if c.labels["source_id"] == "TWIN-ESM-A" and c.labels["experiment_id"] == "ssp126"
+    }
+    done = extract_combo(catalog, source, combos["TWIN-ESM-A/ssp126/r1i1p1f1"], datastore)
+    assert not done.data.tas.sel(region="gulf_of_lion_shelf").isnull().any()
+    missing = combos["TWIN-ESM-A/ssp126/r2i1p1f1"]
+    assert missing.land_fraction == ""
+    with pytest.raises(SourceError) as err:
+        extract_combo(catalog, source, missing, datastore)
+    message = str(err.value)
+    assert "[cmip6] TWIN-ESM-A/ssp126/r2i1p1f1" in message and "no land fraction 'sftlf'" in message
+    assert "land_fraction: unmasked" in message
+
+
+def test_unmasked_opt_out_and_an_all_land_sea_region(world):
+    catalog = load_run_catalog(str(world / "catalogs/reanalysis.yaml"))
+    source, combo, datastore = _combo(catalog, "era5")
+    masked = extract_combo(catalog, source, combo, datastore).data.compute()
+    unmasked_source = source.model_copy(update={"land_fraction": "unmasked"})
+    plain = extract_combo(catalog, unmasked_source, combo, datastore).data.compute()
+    assert plain.attrs["land_fraction"].startswith("unmasked")
+    everything = [r.model_copy(update={"surface": "all"}) for r in catalog.regions]
+    by_box = extract_combo(
+        catalog.model_copy(update={"regions": everything}), source, combo, datastore
+    ).data.compute()
+    xr.testing.assert_identical(plain.drop_attrs(), by_box.drop_attrs())
+    # only the sea shelf changes (its hand computation is in test_era5_hourly_store)
+    shelf = "gulf_of_lion_shelf"
+    assert float(np.abs(masked.tas - plain.tas).sel(region=shelf).max()) > 0.01
+    xr.testing.assert_identical(
+        masked.drop_sel(region=shelf).drop_attrs(), plain.drop_sel(region=shelf).drop_attrs()
+    )
+
+    inland = Region(
+        name="massif_central", lat_min=44.5, lat_max=45.0, lon_min=-0.5, lon_max=1.5, surface="sea"
+    )
+    catalog = catalog.model_copy(update={"regions": [inland]})
+    with pytest.raises(SourceError) as err:
+        extract_combo(catalog, source, combo, datastore)
+    assert "[era5]" in str(err.value) and "'massif_central'" in str(err.value)
+    assert "cells land" in str(err.value)

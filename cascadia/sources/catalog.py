@@ -290,6 +290,8 @@ def open_land_fraction(
             f"{where}: cannot open its land fraction {combo.land_fraction}: {cause}"
         ) from None
     ds = next(iter(datasets.values()))
+    renames = {k: v for k, v in source.rename.items() if k in ds.variables or k in ds.dims}
+    ds = ds.rename(renames) if renames else ds  # e.g. new-CDS valid_time -> time
     if spec.variable not in ds.variables:
         raise SourceError(
             f"{where}: {combo.land_fraction} holds no variable {spec.variable!r} "

@@ -639,8 +639,10 @@ def write_cmip_fx(ctx: StoreContext, grid: RegularGrid, meta: dict[str, str]) ->
     """A Pangeo-like ``fx`` Zarr v2 store of ``sftlf`` (%) for one model and grid.
 
     As in the Pangeo collection, fixed fields sit under one experiment and member
-    (``meta``'s, typically historical r1i1p1f1) with ``table_id`` fx and no time.
+    (``meta``'s, typically historical r1i1p1f1) with ``table_id`` fx and no time;
+    ``meta["grid_label"]`` (default ``gn``) names the grid.
     """
+    grid_label = meta.get("grid_label", "gn")
     ds = xr.Dataset(
         {
             "sftlf": (
@@ -677,7 +679,7 @@ def write_cmip_fx(ctx: StoreContext, grid: RegularGrid, meta: dict[str, str]) ->
             "variant_label": meta["member_id"],
             "table_id": "fx",
             "variable_id": "sftlf",
-            "grid_label": "gn",
+            "grid_label": grid_label,
             "frequency": "fx",
             "further_info_url": "cascadia synthetic twin world (not CMIP6 data)",
         },
@@ -691,7 +693,7 @@ def write_cmip_fx(ctx: StoreContext, grid: RegularGrid, meta: dict[str, str]) ->
         meta["member_id"],
         "fx",
         "sftlf",
-        "gn",
+        grid_label,
         "v20260101",
     )
     write_zarr(ds, url, zarr_format=2, storage_options=ctx.storage_options)
@@ -704,7 +706,7 @@ def write_cmip_fx(ctx: StoreContext, grid: RegularGrid, meta: dict[str, str]) ->
         member_id=meta["member_id"],
         table_id="fx",
         variable_id="sftlf",
-        grid_label="gn",
+        grid_label=grid_label,
         zstore=as_uri(url),
         dcpp_init_year="",
         version="20260101",
