@@ -119,7 +119,7 @@ def enumerate_combos(
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     asset_column = datastore.esmcat.assets.column_name
     spec = source.land_fraction if isinstance(source.land_fraction, LandFraction) else None
-    land_rows = land_fraction_rows(catalog, source, datastore) if spec else None
+    land_rows = land_fraction_rows(catalog, source, datastore, columns) if spec else None
     combos = []
     for values, group in frame.groupby(columns, sort=True, dropna=False):
         facets = dict(zip(columns, map(str, values), strict=True))
@@ -150,17 +150,31 @@ def enumerate_combos(
 
 
 def land_fraction_rows(
-    catalog: RunCatalog, source: SourceConfig, datastore: intake_esm.esm_datastore
+    catalog: RunCatalog,
+    source: SourceConfig,
+    datastore: intake_esm.esm_datastore,
+    columns: Sequence[str],
 ) -> pd.DataFrame:
-    """Rows of the collection that may hold the source's land fraction (its variable, its query)."""
+    """Rows of the collection that may hold the source's land fraction (its variable, its query).
+
+    Raises :class:`SourceError` if the query names a column the collection lacks,
+    or ``match`` one that does not identify combinations (``columns``).
+    """
     spec = source.land_fraction
-    assert isinstance(spec, LandFraction)
+    if not isinstance(spec, LandFraction):
+        raise SourceError(f"{_where(catalog, source)}: the source names no land_fraction")
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     unknown = sorted(set(spec.query) - set(datastore.df.columns))
     if unknown:
         raise SourceError(
             f"{_where(catalog, source)}: land_fraction.query refers to columns {unknown} "
             f"which the collection lacks (columns: {list(datastore.df.columns)})"
+        )
+    unknown = sorted(set(spec.match or ()) - set(columns))
+    if unknown:
+        raise SourceError(
+            f"{_where(catalog, source)}: land_fraction.match refers to columns {unknown} "
+            f"which do not identify a combination (those are {list(columns)})"
         )
     return datastore.search(**{variable_column: spec.variable, **spec.query}).df
 
@@ -181,8 +195,6 @@ def find_land_fraction(
     """
     match = spec.match if spec.match is not None else [c for c in columns if c not in spec.query]
     for column in match:
-        if column not in facets or column not in rows.columns:
-            return ""
         rows = rows[rows[column].astype(str) == facets[column]]
     if rows.empty:
         return ""
@@ -271,6 +283,8 @@ def open_land_fraction(
         **{datastore.esmcat.assets.column_name: combo.land_fraction},
         **{control.variable_column_name: spec.variable},
     )
+    if subset.df.empty:
+        raise SourceError(f"{where}: the collection no longer lists {combo.land_fraction}")
     # one file listed for several members (20CR's land.nc): open it once
     first = subset.df.iloc[0]
     subset = subset.search(

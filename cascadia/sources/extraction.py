@@ -23,7 +23,7 @@ from cascadia.sources.catalog import (
     open_land_fraction,
     select_period,
 )
-from cascadia.sources.config import RunCatalog, SourceConfig
+from cascadia.sources.config import LandFraction, RunCatalog, SourceConfig
 from cascadia.sources.predictors.calendars import GapReport
 from cascadia.sources.predictors.canonical import standardise
 from cascadia.sources.predictors.grids import find_lat_lon, horizontal_dims, is_curvilinear
@@ -114,12 +114,17 @@ def source_land_fraction(
     regions = list(catalog.regions)
     if all(r.surface == "all" for r in regions):
         return regions, None
-    if source.land_fraction == "unmasked":
+    spec = source.land_fraction
+    if spec == "unmasked":
         return [r.model_copy(update={"surface": "all"}) for r in regions], None
     where = f"{catalog.path} [{source.name}] {combo.label}"
+    if not isinstance(spec, LandFraction):
+        masked = [r.name for r in regions if r.surface != "all"]
+        raise SourceError(
+            f"{where}: regions {masked} average over sea or land cells but the source names "
+            "no land_fraction (or land_fraction: unmasked)"
+        )
     raw = open_land_fraction(catalog, source, combo, datastore)
-    spec = source.land_fraction
-    assert spec is not None and spec != "unmasked"
     try:
         cropped = crop_to_regions(raw.to_dataset(), regions)[raw.name]
         land = as_land_fraction(cropped, spec.fraction_of, spec.units, spec.variable)
