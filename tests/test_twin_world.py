@@ -250,7 +250,7 @@ def test_every_source_carries_its_land_fraction(tiny):
         sftlf = xr.open_zarr(row.zstore.removeprefix("file://"))["sftlf"]
         assert sftlf.dims == ("lat", "lon") and sftlf.attrs["units"] == "%"
         assert sftlf.attrs["standard_name"] == "land_area_fraction"
-        assert float(sftlf.max()) == pytest.approx(100.0) and float(sftlf.min()) < 50.0
+        assert float(sftlf.max()) > 90.0 and float(sftlf.min()) < 50.0
         day = table[
             (table.source_id == row.source_id)
             & (table.table_id == "day")

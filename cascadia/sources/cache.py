@@ -127,7 +127,7 @@ class PredictorCache:
             "combo": combo.labels,
             "facets": combo.facets,
             "assets": list(combo.assets),
-            "land_fraction": extracted.data.attrs.get("land_fraction", ""),
+            "land_fraction": combo.land_fraction,
             "long_gaps": [
                 {
                     "variable": str(g.variable),

@@ -184,16 +184,20 @@ def extract_combo(
         {
             "source": source.name,
             **{f"combo_{k}": v for k, v in combo.labels.items()},
-            "land_fraction": _land_fraction_note(source, combo, land),
+            "land_fraction": _land_fraction_note(source, land),
         }
     )
     return Extracted(combo=combo, data=daily, gaps=gaps)
 
 
-def _land_fraction_note(source: SourceConfig, combo: Combo, land: xr.DataArray | None) -> str:
-    """Provenance: which land fraction masked the sea and land regions, if any."""
+def _land_fraction_note(source: SourceConfig, land: xr.DataArray | None) -> str:
+    """Provenance: which land-fraction variable masked the sea and land regions, if any.
+
+    The asset itself is recorded by the cache's marker (its path depends on where
+    the data lives; the predictors must not).
+    """
     if land is not None:
-        return f"{land.attrs['source_variable']} from {combo.land_fraction}"
+        return str(land.attrs["source_variable"])
     if source.land_fraction == "unmasked":
         return "unmasked: sea and land regions averaged over every cell"
     return "none needed: every region averages over all cells"
