@@ -77,7 +77,9 @@ def test_every_expected_catalog_is_shipped():
 def test_catalog_validates_with_the_twin_regions(path: Path):
     catalog = load_run_catalog(str(path))
     assert [r.name for r in catalog.regions] == REGIONS
+    assert [r.surface for r in catalog.regions] == ["sea", "all", "all"]
     assert catalog.sources
+    assert all(s.land_fraction.variable for s in catalog.sources)
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
@@ -124,6 +126,7 @@ def test_arco_collection_describes_the_one_store_by_variable():
     assert frame["variable_id"].is_unique
     era5 = load_run_catalog(str(CATALOGS / "era5.yaml")).source("era5")
     assert set(era5.source_variables) <= set(frame["variable_id"])
+    assert era5.land_fraction.variable in set(frame["variable_id"])
     assert era5.accumulated == {
         "total_precipitation": "period_ending",
         "surface_solar_radiation_downwards": "period_ending",
@@ -144,6 +147,8 @@ def test_local_collection_is_an_esm_datastore_listing_every_variable(pair):
     for combo in combos:
         assert not combo.missing, f"{combo.label} lacks {combo.missing}"
         assert all(combo.labels[k] for k in ("source_id", "experiment_id", "member_id"))
+        # the shelf averages over sea: every combination finds its land fraction
+        assert combo.land_fraction in set(frame[asset]), f"{combo.label}: no land fraction"
 
 
 def test_20cr_members_are_the_member_axis():

@@ -4,8 +4,9 @@ Extraction is the expensive I/O step (ARCO-ERA5 is one global hour per chunk),
 so each combination's daily regional predictors are written to a small,
 time-chunked Zarr keyed by an *input fingerprint*: the package version, the
 source's catalog entry, the regions and daily rules, and the identity (size and
-modification time or ETag) of every asset. Any change gives a new key; a store
-counts only once its ``.json`` marker, written after the data, exists.
+modification time or ETag) of every asset, the land fraction's included. Any
+change gives a new key; a store counts only once its ``.json`` marker, written
+after the data, exists.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
     """
     try:
         assets = [_asset_identity(a, source.storage_options) for a in combo.assets]
+        land_fraction = (
+            _asset_identity(combo.land_fraction, source.storage_options)
+            if combo.land_fraction
+            else None
+        )
     except Unreachable as exc:
         raise SourceError(
             f"{catalog.path} [{source.name}] {combo.label}: asset store {exc}"
@@ -79,6 +85,7 @@ def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
         "min_coverage": catalog.min_coverage,
         "facets": combo.facets,
         "assets": assets,
+        "land_fraction": land_fraction,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -137,6 +144,7 @@ class PredictorCache:
             "combo": combo.labels,
             "facets": combo.facets,
             "assets": list(combo.assets),
+            "land_fraction": combo.land_fraction,
             "long_gaps": [
                 {
                     "variable": str(g.variable),

@@ -4,7 +4,9 @@ A *combination* (combo) is one (source, experiment, member) — reanalysis
 members included — identified by the collection's ``groupby_attrs`` minus
 ``variable_id``: stores that hold one variable each are unions over variables,
 stores that hold many (ARCO-ERA5, ERA-20C files) are grouped by variable in the
-collection and merged back here.
+collection and merged back here. Each combination also gets the store of its
+source's land fraction (a CMIP ``fx`` table, a CORDEX ``sftlf`` file, ERA5's
+own ``lsm``), chosen once here so that it is fingerprinted and recorded.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import intake_esm
 import pandas as pd
 import xarray as xr
 
-from cascadia.sources.config import RunCatalog, SourceConfig
+from cascadia.sources.config import LandFraction, RunCatalog, SourceConfig
 from cascadia.sources.reach import Unreachable, ensure_reachable
 
 
@@ -40,6 +42,7 @@ class Combo:
     assets: tuple[str, ...] = ()
     variables: tuple[str, ...] = ()  # source variables the collection lists for it
     missing: tuple[str, ...] = field(default=())  # source variables the catalog needs but lacks
+    land_fraction: str = ""  # asset holding the source's land fraction ("" if none found)
 
     @property
     def label(self) -> str:
@@ -170,6 +173,8 @@ def enumerate_combos(
     columns = combo_columns(datastore)
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     asset_column = datastore.esmcat.assets.column_name
+    spec = source.land_fraction if isinstance(source.land_fraction, LandFraction) else None
+    land_rows = land_fraction_rows(catalog, source, datastore, columns) if spec else None
     combos = []
     for values, group in frame.groupby(columns, sort=True, dropna=False):
         facets = dict(zip(columns, map(str, values), strict=True))
@@ -189,9 +194,69 @@ def enumerate_combos(
                 assets=tuple(sorted(set(group[asset_column]))),
                 variables=tuple(sorted(present)),
                 missing=tuple(v for v in source.source_variables if v not in present),
+                land_fraction=(
+                    find_land_fraction(land_rows, spec, facets, columns, asset_column)
+                    if spec and land_rows is not None
+                    else ""
+                ),
             )
         )
     return combos
+
+
+def land_fraction_rows(
+    catalog: RunCatalog,
+    source: SourceConfig,
+    datastore: intake_esm.esm_datastore,
+    columns: Sequence[str],
+) -> pd.DataFrame:
+    """Rows of the collection that may hold the source's land fraction (its variable, its query).
+
+    Raises :class:`SourceError` if the query names a column the collection lacks,
+    or ``match`` one that does not identify combinations (``columns``).
+    """
+    spec = source.land_fraction
+    if not isinstance(spec, LandFraction):
+        raise SourceError(f"{_where(catalog, source)}: the source names no land_fraction")
+    variable_column = datastore.esmcat.aggregation_control.variable_column_name
+    unknown = sorted(set(spec.query) - set(datastore.df.columns))
+    if unknown:
+        raise SourceError(
+            f"{_where(catalog, source)}: land_fraction.query refers to columns {unknown} "
+            f"which the collection lacks (columns: {list(datastore.df.columns)})"
+        )
+    unknown = sorted(set(spec.match or ()) - set(columns))
+    if unknown:
+        raise SourceError(
+            f"{_where(catalog, source)}: land_fraction.match refers to columns {unknown} "
+            f"which do not identify a combination (those are {list(columns)})"
+        )
+    return datastore.search(**{variable_column: spec.variable, **spec.query}).df
+
+
+def find_land_fraction(
+    rows: pd.DataFrame,
+    spec: LandFraction,
+    facets: dict[str, str],
+    columns: Sequence[str],
+    asset_column: str,
+) -> str:
+    """The asset holding a combination's land fraction, or "" when the collection has none.
+
+    Among ``rows`` (:func:`land_fraction_rows`), those sharing the combination's
+    ``spec.match`` columns (default: the combination columns the land-fraction
+    query does not set); the one sharing most other combination columns wins
+    (same member, same experiment), then the last asset in sort order.
+    """
+    match = spec.match if spec.match is not None else [c for c in columns if c not in spec.query]
+    for column in match:
+        rows = rows[rows[column].astype(str) == facets[column]]
+    if rows.empty:
+        return ""
+    others = [c for c in columns if c not in match and c in rows.columns]
+    shared = sum((rows[c].astype(str) == facets[c]).astype(int) for c in others)
+    ranked = rows.assign(_shared=shared).sort_values(["_shared", asset_column], kind="stable")
+    return str(ranked[asset_column].iloc[-1])
 
 
 def open_kwargs(source: SourceConfig, datastore: intake_esm.esm_datastore) -> dict[str, Any]:
@@ -251,6 +316,62 @@ def open_combo(
     # intake-esm's bookkeeping attributes vary from run to run and leak asset paths
     merged.attrs = {k: v for k, v in merged.attrs.items() if not k.startswith("intake_esm")}
     return merged.rename(source.rename) if source.rename else merged
+
+
+def open_land_fraction(
+    catalog: RunCatalog,
+    source: SourceConfig,
+    combo: Combo,
+    datastore: intake_esm.esm_datastore | None = None,
+) -> xr.DataArray:
+    """The raw (lazy) land-fraction variable of one combination, with its grid coordinates."""
+    where = f"{_where(catalog, source)} {combo.label}"
+    spec = source.land_fraction
+    if not isinstance(spec, LandFraction):
+        raise SourceError(f"{where}: the source names no land_fraction")
+    if not combo.land_fraction:
+        match = spec.match if spec.match is not None else "every combination column"
+        raise SourceError(
+            f"{where}: no land fraction {spec.variable!r} in the collection for this "
+            f"combination (land_fraction query {spec.query}, matching {match}); a region "
+            "averages over sea or land cells: add the land-fraction store to the collection "
+            "or set land_fraction: unmasked"
+        )
+    datastore = datastore or open_collection(catalog, source)
+    control = datastore.esmcat.aggregation_control
+    subset = datastore.search(
+        **{datastore.esmcat.assets.column_name: combo.land_fraction},
+        **{control.variable_column_name: spec.variable},
+    )
+    if subset.df.empty:
+        raise SourceError(f"{where}: the collection no longer lists {combo.land_fraction}")
+    # one file listed for several members (20CR's land.nc): open it once
+    first = subset.df.iloc[0]
+    subset = subset.search(
+        **{c: first[c] for c in control.groupby_attrs if c in first and pd.notna(first[c])}
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
+            datasets = subset.to_dataset_dict(
+                xarray_open_kwargs=open_kwargs(source, datastore),
+                storage_options=source.storage_options,
+                progressbar=False,
+            )
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        raise SourceError(
+            f"{where}: cannot open its land fraction {combo.land_fraction}: {cause}"
+        ) from None
+    ds = next(iter(datasets.values()))
+    renames = {k: v for k, v in source.rename.items() if k in ds.variables or k in ds.dims}
+    ds = ds.rename(renames) if renames else ds  # e.g. new-CDS valid_time -> time
+    if spec.variable not in ds.variables:
+        raise SourceError(
+            f"{where}: {combo.land_fraction} holds no variable {spec.variable!r} "
+            f"(it has {sorted(map(str, ds.data_vars))})"
+        )
+    return ds[spec.variable]
 
 
 def _requested(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
