@@ -7,8 +7,9 @@ never merges an asset with itself; one-variable stores (CMIP6, CORDEX, 20CR)
 are unions over ``variable_id``. The CMIP6 collection is Pangeo's layout as
 published: its columns, ``member_id`` and ``dcpp_init_year`` joined into new
 dimensions, empty ``dcpp_init_year`` cells, ``zstore`` URLs ending in "/".
-Run catalogs (docs/catalogs.md) name the collection, the query, the role and the
-mapping to canonical predictors.
+Run catalogs (docs/catalogs.md) name the collection, the query, the role, the
+mapping to canonical predictors and where each source's land fraction is (the
+shelf region averages over sea cells).
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ def write_collections(ctx: StoreContext) -> list[str]:
     return urls
 
 
+#: The shelf, where air-sea fluxes make dense water, averages over sea cells; the
+#: wind corridors over every cell (the channelled flow crosses the coast).
 REGIONS = [
     {
         "name": "gulf_of_lion_shelf",
@@ -140,9 +143,24 @@ REGIONS = [
         "lat_max": 43.6,
         "lon_min": 3.0,
         "lon_max": 5.0,
+        "surface": "sea",
     },
-    {"name": "tramontane", "lat_min": 41.8, "lat_max": 43.0, "lon_min": 2.5, "lon_max": 4.2},
-    {"name": "mistral", "lat_min": 42.8, "lat_max": 44.2, "lon_min": 4.2, "lon_max": 5.6},
+    {
+        "name": "tramontane",
+        "lat_min": 41.8,
+        "lat_max": 43.0,
+        "lon_min": 2.5,
+        "lon_max": 4.2,
+        "surface": "all",
+    },
+    {
+        "name": "mistral",
+        "lat_min": 42.8,
+        "lat_max": 44.2,
+        "lon_min": 4.2,
+        "lon_max": 5.6,
+        "surface": "all",
+    },
 ]
 
 ERA5_VARIABLES = {
@@ -216,6 +234,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
             "total_precipitation": "period_ending",
             "surface_solar_radiation_downwards": "period_ending",
         },
+        land_fraction={"variable": "land_sea_mask"},
     )
     reference = {"catalog": "reanalysis.yaml", "source": "era5"}
     overlap = {
@@ -241,6 +260,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                     "psl": "prmsl",
                     "pr": "prate",
                 },
+                land_fraction={"variable": "land"},
             ),
             _source(
                 "era20c",
@@ -251,6 +271,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"tas": "t2m", "uas": "u10", "vas": "v10", "psl": "msl", "pr": "tp"},
                 derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
                 accumulated={"tp": "period_ending"},
+                land_fraction={"variable": "lsm"},
             ),
         ],
     }
@@ -274,6 +295,12 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 CMIP_VARIABLES,
                 xarray_open_kwargs=CMIP_OPEN_KWARGS,
                 selection=CMIP_SELECTION,
+                # fx stores sit under one experiment and member: match on model and grid
+                land_fraction={
+                    "variable": "sftlf",
+                    "query": {"table_id": "fx"},
+                    "match": ["source_id", "grid_label"],
+                },
             )
         ],
     }
@@ -293,6 +320,12 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                     "source_id": "{driving_source_id}_{source_id}",
                     "experiment_id": "{experiment_id}",
                     "member_id": "{member_id}",
+                },
+                # the RCM's own surface: one fx file per simulation, member r0i0p0
+                land_fraction={
+                    "variable": "sftlf",
+                    "query": {"frequency": "fx"},
+                    "match": ["domain_id", "institution_id", "source_id"],
                 },
             )
         ],

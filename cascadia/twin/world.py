@@ -17,10 +17,10 @@ import pandas as pd
 
 from cascadia import __version__
 from cascadia.twin.catalogs import write_collections, write_run_catalogs
-from cascadia.twin.grids import regular_grid, rotated_grid
+from cascadia.twin.grids import RegularGrid, regular_grid, rotated_grid
 from cascadia.twin.mooring import observe, write_mooring
 from cascadia.twin.ocean import OceanParams
-from cascadia.twin.presets import SCENARIOS, Preset, get_preset
+from cascadia.twin.presets import SCENARIOS, CmipSourceSpec, Preset, get_preset
 from cascadia.twin.projection_stores import FieldTask, field_task, start_field_tasks
 from cascadia.twin.realizations import (
     Realization,
@@ -30,7 +30,14 @@ from cascadia.twin.realizations import (
     reanalysis_view,
     run_all,
 )
-from cascadia.twin.stores import StoreContext, write_era5, write_era20c, write_twentycr
+from cascadia.twin.stores import (
+    StoreContext,
+    write_cmip_fx,
+    write_cordex_fx,
+    write_era5,
+    write_era20c,
+    write_twentycr,
+)
 from cascadia.twin.truth import write_history_truth, write_source_truth, write_truth_index
 from cascadia.twin.writers import join, write_text
 
@@ -192,6 +199,15 @@ def _write_reanalyses(
     )
 
 
+def _cmip_grids(spec: CmipSourceSpec, preset: Preset) -> dict[str, RegularGrid]:
+    """The grids a CMIP-like model is published on: native (gn), and gr if regridded."""
+    scale = preset.cmip_resolution_scale
+    grids = {"gn": regular_grid(spec.resolution * scale, lat_descending=False, lon_0_360=True)}
+    if spec.gr_resolution is not None:
+        grids["gr"] = regular_grid(spec.gr_resolution * scale, lat_descending=False, lon_0_360=True)
+    return grids
+
+
 def _start_projections(
     ctx: StoreContext, preset: Preset, projections: list[Realization], stream: Any
 ) -> Callable[[], list[dict[str, str]]]:
@@ -204,6 +220,18 @@ def _start_projections(
     """
     sources = {s.source_id: s for s in preset.cmip_sources}
     by_key = {r.key: r for r in projections}
+    grids = {spec.source_id: _cmip_grids(spec, preset) for spec in preset.cmip_sources}
+    for spec in preset.cmip_sources:  # land fractions: one fx store per model and grid
+        for label, grid in grids[spec.source_id].items():
+            fx = {
+                "activity_id": "CMIP",
+                "institution_id": spec.institution_id,
+                "source_id": spec.source_id,
+                "experiment_id": "historical",
+                "member_id": FIRST_MEMBER,
+                "grid_label": label,
+            }
+            write_cmip_fx(ctx, grid, fx)
     seeds = iter(stream.spawn(10_000))
     tasks: list[FieldTask] = []
     truth_rows: list[dict[str, str]] = []
@@ -211,13 +239,7 @@ def _start_projections(
     first_historical = ("historical", FIRST_MEMBER)
     for (source_id, scenario, member), path in by_key.items():
         spec = sources[source_id]
-        grid = regular_grid(
-            spec.resolution * preset.cmip_resolution_scale, lat_descending=False, lon_0_360=True
-        )
-        gr_grid = None
-        if spec.gr_resolution is not None:
-            scaled = spec.gr_resolution * preset.cmip_resolution_scale
-            gr_grid = regular_grid(scaled, lat_descending=False, lon_0_360=True)
+        grid, gr_grid = grids[source_id]["gn"], grids[source_id].get("gr")
         experiments = ("historical", scenario) if scenario == SCENARIOS[0] else (scenario,)
         for experiment in experiments:
             meta = {
@@ -251,6 +273,15 @@ def _start_projections(
 
     rgrid = rotated_grid(preset.cordex_resolution)
     for pair in preset.cordex:
+        fx = {
+            "domain_id": CORDEX_DOMAIN,
+            "institution_id": pair.institution,
+            "driving_source_id": pair.driving_source,
+            "experiment_id": "historical",
+            "member_id": "r0i0p0",
+            "source_id": pair.rcm,
+        }
+        write_cordex_fx(ctx, rgrid, fx)
         member = FIRST_MEMBER
         for experiment in preset.cordex_experiments:
             scenario = SCENARIOS[0] if experiment == "historical" else experiment
