@@ -8,9 +8,9 @@ are grouped by variable in the collection and merged back here. Before the rows
 are grouped, the source's selection rules (:mod:`cascadia.sources.selection`) drop
 retracted, duplicated, superseded and other-grid copies; a combination is opened
 from exactly the assets it kept, so empty facets (Pangeo's NaN ``dcpp_init_year``)
-never go through a search. Each combination also gets the
-store of its source's land fraction (a CMIP ``fx`` table, a CORDEX ``sftlf`` file,
-ERA5's own ``lsm``), chosen once here so that it is fingerprinted and recorded.
+never go through a search. Each combination also gets the store of its source's
+land fraction (a CMIP ``fx`` table, a CORDEX ``sftlf`` file, ERA5's own ``lsm``),
+chosen once here so that it is fingerprinted and recorded.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import string
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ import xarray as xr
 
 from cascadia.sources.config import LandFraction, RunCatalog, SourceConfig
 from cascadia.sources.reach import Unreachable, ensure_reachable
-from cascadia.sources.selection import Skipped, facet, select
+from cascadia.sources.selection import Skipped, facet_column, select
 
 #: The result labels of a combination, in the order of its ``label``.
 LABELS = ("source_id", "experiment_id", "member_id")
@@ -200,18 +201,24 @@ def _labels(
 
 
 def _dataset_ids(
-    catalog: RunCatalog, source: SourceConfig, frame: pd.DataFrame, asset_column: str
+    catalog: RunCatalog, source: SourceConfig, text: pd.DataFrame, asset_column: str
 ) -> pd.Series:
+    """Each row's dataset id: ``selection.dataset_id`` over its cells, else its asset URL."""
     template = source.selection.dataset_id
     if template is None:
-        return frame[asset_column].astype(str)
-    try:
-        return frame.map(facet).apply(lambda row: template.format(**row), axis=1)
-    except KeyError as exc:
-        raise SourceError(
-            f"{_where(catalog, source)}: selection.dataset_id refers to column {exc} which "
-            f"the collection lacks (columns: {list(frame.columns)})"
-        ) from None
+        return text[asset_column]
+    ids = pd.Series("", index=text.index, dtype=object)
+    for literal, column, _, _ in string.Formatter().parse(template):
+        ids = ids + literal
+        if column is None:
+            continue
+        if column not in text.columns:
+            raise SourceError(
+                f"{_where(catalog, source)}: selection.dataset_id refers to column "
+                f"{column!r} which the collection lacks (columns: {list(text.columns)})"
+            )
+        ids = ids + text[column]
+    return ids
 
 
 def list_combos(
@@ -228,14 +235,18 @@ def list_combos(
     asset_column = datastore.esmcat.assets.column_name
     spec = source.land_fraction if isinstance(source.land_fraction, LandFraction) else None
     land_rows = land_fraction_rows(catalog, source, datastore, columns) if spec else None
-    labels = pd.Series("", index=frame.index, dtype=object)
-    members = pd.Series("", index=frame.index, dtype=object)
-    for values, group in frame.groupby(columns, sort=False, dropna=False):
-        facets = dict(zip(columns, map(facet, values), strict=True))
-        named = _labels(catalog, source, facets, list(frame.columns))
-        labels[group.index] = "/".join(named[k] for k in LABELS)
-        members[group.index] = f"{named['source_id']}/{named['member_id']}"
-    ids = _dataset_ids(catalog, source, frame, asset_column)
+    # every cell as text ("" when empty): the facets, labels and ids are built from it
+    text = frame.apply(facet_column)
+    keys = list(zip(*(text[c].tolist() for c in columns), strict=True))
+    named = {
+        key: _labels(catalog, source, dict(zip(columns, key, strict=True)), list(frame.columns))
+        for key in set(keys)
+    }
+    labels = pd.Series(["/".join(named[k][n] for n in LABELS) for k in keys], index=frame.index)
+    members = pd.Series(
+        [f"{named[k]['source_id']}/{named[k]['member_id']}" for k in keys], index=frame.index
+    )
+    ids = _dataset_ids(catalog, source, text, asset_column)
     chosen = select(
         frame,
         source.selection,
@@ -252,22 +263,37 @@ def list_combos(
             f"{_where(catalog, source)}: the selection rules skip every dataset the query "
             f"selects ({'; '.join(reasons)})"
         )
+    rows: dict[tuple[str, ...], list[tuple[str, str, str]]] = {}
+    kept = frame.index.isin(chosen.kept.index)
+    cells = zip(
+        keys,
+        kept,
+        text[variable_column].tolist(),
+        text[asset_column].tolist(),
+        ids.tolist(),
+        strict=True,
+    )
+    for key, ok, variable, asset, dataset in cells:
+        if ok:
+            rows.setdefault(key, []).append((variable, asset, dataset))
+    skipped: dict[str, list[Skipped]] = {}
+    for s in chosen.skipped:
+        skipped.setdefault(s.combination, []).append(s)
     combos = []
-    for values, group in chosen.kept.groupby(columns, sort=True, dropna=False):
-        facets = dict(zip(columns, map(facet, values), strict=True))
-        present = set(group[variable_column])
-        named = _labels(catalog, source, facets, list(frame.columns))
-        label = "/".join(named[k] for k in LABELS)
+    for key in sorted(rows):
+        facets = dict(zip(columns, key, strict=True))
+        variables, assets, datasets = (set(x) for x in zip(*rows[key], strict=True))
+        label = "/".join(named[key][n] for n in LABELS)
         combos.append(
             Combo(
                 source=source.name,
                 facets=facets,
-                labels=named,
-                assets=tuple(sorted(set(group[asset_column]))),
-                variables=tuple(sorted(present)),
-                missing=tuple(v for v in source.source_variables if v not in present),
-                datasets=tuple(sorted(set(ids[group.index]))),
-                skipped=tuple(s for s in chosen.skipped if s.combination == label),
+                labels=named[key],
+                assets=tuple(sorted(assets)),
+                variables=tuple(sorted(variables)),
+                missing=tuple(v for v in source.source_variables if v not in variables),
+                datasets=tuple(sorted(datasets)),
+                skipped=tuple(skipped.get(label, ())),
                 land_fraction=(
                     find_land_fraction(land_rows, spec, facets, columns, asset_column)
                     if spec and land_rows is not None
@@ -324,11 +350,11 @@ def find_land_fraction(
     """
     match = spec.match if spec.match is not None else [c for c in columns if c not in spec.query]
     for column in match:
-        rows = rows[rows[column].map(facet) == facets[column]]
+        rows = rows[facet_column(rows[column]) == facets[column]]
     if rows.empty:
         return ""
     others = [c for c in columns if c not in match and c in rows.columns]
-    shared = sum((rows[c].map(facet) == facets[c]).astype(int) for c in others)
+    shared = sum((facet_column(rows[c]) == facets[c]).astype(int) for c in others)
     ranked = rows.assign(_shared=shared).sort_values(["_shared", asset_column], kind="stable")
     return str(ranked[asset_column].iloc[-1])
 
@@ -471,7 +497,7 @@ def _subset(
         & frame[control.variable_column_name].isin(variables)
     ]
     for column, value in combo.facets.items():  # an asset may hold several combinations
-        rows = rows[rows[column].map(facet) == value]
+        rows = rows[facet_column(rows[column]) == value]
     subset = type(datastore)(
         {"esmcat": datastore.esmcat.model_dump(), "df": rows.reset_index(drop=True)}
     )
