@@ -144,6 +144,18 @@ def test_a_naive_open_of_the_collection_fails_on_height(world: Path) -> None:
     assert "conflicting values for variable 'height'" in str(failed.value.__cause__)
 
 
+def test_catalog_check_lists_the_skipped_datasets(
+    world: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per line
+    assert main(["catalog", "check", "--catalog", str(world / "catalogs/cmip6-run.yaml")]) == 0
+    printed = capsys.readouterr().out
+    assert "cmip6: 17 dataset(s) skipped by the selection rules" in printed
+    row = next(line for line in printed.splitlines() if "older version" in line)
+    assert f"{MODEL}/historical/{MEMBER}" in row and " tas " in row
+    assert f"older version {EARLIER} ({LATEST} is read)" in row
+
+
 def test_default_rules_read_gn_and_the_newest_version(world: Path) -> None:
     catalog = load_run_catalog(str(world / "catalogs/cmip6-run.yaml"))
     source = catalog.source("cmip6")
@@ -233,6 +245,25 @@ def test_exact_duplicates_are_skipped(world: Path, tmp_path: Path) -> None:
     assert sorted(s.reason for s in psl) == sorted(expected)
     (ssp,) = [c for c in listing.combos if c.labels["experiment_id"] == "ssp585"]
     assert first in ssp.assets and second not in ssp.assets
+
+
+def test_a_filled_dcpp_init_year_round_trips(world: Path, tmp_path: Path) -> None:
+    """DCPP-style rows (an init year on some rows, empty cells on the others) open too."""
+    frame = pd.read_csv(world / "collections/cmip6.csv")  # dcpp_init_year: float, NaN
+    frame.loc[frame.experiment_id == "ssp585", "dcpp_init_year"] = 2014.0
+    frame.to_csv(tmp_path / "dcpp.csv", index=False)
+    spec = json.loads((world / "collections/cmip6.json").read_text())
+    spec["catalog_file"] = str(tmp_path / "dcpp.csv")
+    (tmp_path / "dcpp.json").write_text(json.dumps(spec))
+    catalog = _catalog(world, collection=str(tmp_path / "dcpp.json"))
+    source = catalog.source("cmip6")
+    datastore = open_collection(catalog, source)
+    combos = {c.labels["experiment_id"]: c for c in list_combos(catalog, source, datastore).combos}
+    assert combos["historical"].facets["dcpp_init_year"] == ""
+    year = combos["ssp585"].facets["dcpp_init_year"]
+    assert year in ("2014", "2014.0")  # as the collection's reader gives the cell
+    ds = open_combo(catalog, source, combos["ssp585"], datastore)
+    assert ds.sizes["time"] == 2 * 365 and "dcpp_init_year" not in ds.dims
 
 
 def test_empty_dcpp_init_year_round_trips_and_height_options_reach_intake_esm(

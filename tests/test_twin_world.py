@@ -250,7 +250,7 @@ def test_every_source_carries_its_land_fraction(tiny):
     table = pd.read_csv(out / "collections/cmip6.csv")
     fx = table[table.table_id == "fx"]
     # one per model and grid: TWIN-ESM-A is also published regridded (gr)
-    assert sorted(zip(fx.source_id, fx.grid_label)) == [
+    assert sorted(zip(fx.source_id, fx.grid_label, strict=True)) == [
         ("TWIN-ESM-A", "gn"),
         ("TWIN-ESM-A", "gr"),
         ("TWIN-ESM-B", "gn"),

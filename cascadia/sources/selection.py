@@ -54,7 +54,7 @@ class Selected:
 
 def facet(value: object) -> str:
     """A collection cell as text: an empty cell (NaN) is "", a whole float has no ".0"."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[arg-type]
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -101,8 +101,9 @@ class _Rows:
 
     def drop(self, index: Collection[Hashable], reason: str | pd.Series) -> None:
         """Skip the rows ``index`` still kept, with one reason or one per row."""
-        index = [i for i in index if self.keep[i]]
-        if not index:
+        index = pd.Index(index)
+        index = index[self.keep[index].to_numpy()]
+        if index.empty:
             return
         reasons = reason[index] if isinstance(reason, pd.Series) else pd.Series(reason, index)
         cells = self.frame.loc[index, [self.asset, self.variable]].astype(str)
@@ -176,7 +177,7 @@ def _drop_older_versions(rows: _Rows, column: str) -> None:
 
 def _choose_grids(rows: _Rows, rules: SelectionRules, members: pd.Series, needed: set[str]) -> None:
     live = rows.live
-    grids = live[rules.grid_column].map(facet)
+    grids = facet_column(live[rules.grid_column])
     unlisted = ~grids.isin(rules.grids)
     reasons = "grid " + grids[unlisted].replace("", "(none)")
     rows.drop(live.index[unlisted], reasons + f" is not in selection.grids {rules.grids}")
