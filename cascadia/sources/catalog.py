@@ -13,6 +13,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import fsspec
@@ -170,12 +171,14 @@ def open_combo(
     datastore = datastore or open_collection(catalog, source)
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     subset = datastore.search(**combo.facets, **{variable_column: source.source_variables})
+    subset = each_asset_once(subset)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
             datasets = subset.to_dataset_dict(
                 xarray_open_kwargs=open_kwargs(source, datastore),
                 storage_options=source.storage_options,
+                preprocess=partial(_only, variables=source.source_variables),
                 progressbar=False,
             )
     except Exception as exc:
@@ -191,6 +194,49 @@ def open_combo(
     # intake-esm's bookkeeping attributes vary from run to run and leak asset paths
     merged.attrs = {k: v for k, v in merged.attrs.items() if not k.startswith("intake_esm")}
     return merged.rename(source.rename) if source.rename else merged
+
+
+def each_asset_once(subset: intake_esm.esm_datastore) -> intake_esm.esm_datastore:
+    """The same selection with every asset listed once, with the variables it holds.
+
+    Collections list a file that holds many variables (CDS downloads, ERA-20C,
+    ARCO-ERA5's store) once per variable, and intake-esm opens every row: a year
+    of six variables was opened six times. Collapsed to one row per asset whose
+    variable column is the list of its variables, it becomes an intake-esm
+    multi-variable asset, which intake-esm opens once; the assets of a
+    combination are then one key (their files joined by coordinates, as
+    ``join_existing`` does). :func:`_only` keeps the requested variables of each
+    (intake-esm's own search of a list column fails under pandas 3).
+    """
+    frame = subset.df
+    esmcat = subset.esmcat
+    asset = esmcat.assets.column_name
+    if frame.empty or not frame[asset].duplicated().any():
+        return subset
+    control = esmcat.aggregation_control
+    variable = control.variable_column_name
+    columns = [c for c in frame.columns if c not in (asset, variable)]
+    collapsed = (
+        frame.groupby(asset, sort=False)
+        .agg({**dict.fromkeys(columns, "first"), variable: lambda v: sorted(set(v))})
+        .reset_index()[list(frame.columns)]
+    )
+    spec = esmcat.model_dump()
+    spec["catalog_file"] = None
+    spec["aggregation_control"]["groupby_attrs"] = [
+        c for c in control.groupby_attrs if c != variable
+    ]
+    spec["aggregation_control"]["aggregations"] = [
+        a
+        for a in spec["aggregation_control"]["aggregations"]
+        if not (a["type"] == "union" and a["attribute_name"] == variable)
+    ]
+    return intake_esm.esm_datastore({"esmcat": spec, "df": collapsed}, threaded=subset.threaded)
+
+
+def _only(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
+    """The data variables of an opened asset that the catalog reads (``preprocess``)."""
+    return ds[[v for v in ds.data_vars if v in variables]]
 
 
 def _requested(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:

@@ -44,6 +44,10 @@ class Period(_Strict):
         return self
 
 
+#: Accumulation conventions (see :attr:`SourceConfig.accumulated`).
+Accumulation = Literal["period_ending", "period_starting", "daily_total"]
+
+
 class Derived(_Strict):
     """A canonical variable computed by a registered derivation from source variables."""
 
@@ -69,8 +73,11 @@ class SourceConfig(_Strict):
     #: Canonical name -> source variable name.
     variables: dict[str, str]
     derived: dict[str, Derived] = {}
-    #: Source variable -> where an accumulated value is stamped.
-    accumulated: dict[str, Literal["period_ending", "period_starting"]] = {}
+    #: Source variable -> what an accumulated value covers and where it is stamped:
+    #: ``period_ending`` / ``period_starting``, the sub-daily step ending / starting at
+    #: the stamp (hourly ERA5: ending); ``daily_total``, the total of the day the stamp
+    #: falls in (CDS daily statistics, stamped 00 UTC). docs/catalogs.md, "Accumulations".
+    accumulated: dict[str, Accumulation] = {}
     #: How the results name a combination, as templates over the collection's columns.
     combo_id: dict[str, str] = {
         "source_id": "{source_id}",

@@ -2,8 +2,9 @@
 
 Each family gets an ESM collection (JSON + CSV, asset paths as absolute URIs as
 intake-esm 2025.12 requires). Stores that hold several variables in one asset
-(ERA5's Zarr, ERA-20C's files) group by ``variable_id`` so that opening a key
-never merges an asset with itself; one-variable stores (CMIP6, CORDEX, 20CR)
+(ERA5's Zarr, ERA-20C's and the CDS daily files) are listed once per variable and
+group by ``variable_id``, as real collections of such files do (cascadia opens
+each asset once all the same); one-variable stores (CMIP6, CORDEX, 20CR)
 are unions over ``variable_id``. Run catalogs (docs/catalogs.md) name the
 collection, the query, the role and the mapping to canonical predictors.
 """
@@ -26,6 +27,19 @@ COLLECTIONS: dict[str, dict[str, Any]] = {
         "description": "ERA5-like hourly single levels, one ARCO-layout Zarr store",
         "groupby": ["source_id", "experiment_id", "member_id", "variable_id"],
         "aggregations": [],
+        "asset": "path",
+    },
+    "era5-cds": {
+        "description": "ERA5-like daily statistics as the new CDS delivers them, one NetCDF "
+        "per year with every variable (dimension valid_time)",
+        "groupby": ["source_id", "experiment_id", "member_id", "variable_id"],
+        "aggregations": [
+            {
+                "type": "join_existing",
+                "attribute_name": "time_range",
+                "options": {"dim": "valid_time"},
+            },
+        ],
         "asset": "path",
     },
     "20cr": {
@@ -131,6 +145,16 @@ ERA5_VARIABLES = {
     "pr": "total_precipitation",
     "rsds": "surface_solar_radiation_downwards",
 }
+#: New-CDS daily statistics (short names); ``si10`` is the daily mean of hourly speeds.
+ERA5_CDS_VARIABLES = {
+    "tas": "t2m",
+    "uas": "u10",
+    "vas": "v10",
+    "sfcWind": "si10",
+    "psl": "msl",
+    "pr": "tp",
+    "rsds": "ssrd",
+}
 DERIVED_FROM_DEWPOINT = {
     "hurs": {"from": {"tas": "2m_temperature", "tdps": "2m_dewpoint_temperature"}},
 }
@@ -187,6 +211,25 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
             "surface_solar_radiation_downwards": "period_ending",
         },
     )
+    era5_cds = {
+        "version": 1,
+        "regions": REGIONS,
+        "sources": [
+            _source(
+                "era5",
+                "era5-cds",
+                "reference",
+                {"source_id": "ERA5"},
+                (preset.era5.years.start, preset.era5.years.end),
+                ERA5_CDS_VARIABLES,
+                xarray_open_kwargs={"drop_variables": ["number", "expver"]},
+                rename={"valid_time": "time"},
+                derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
+                # daily sums stamped at 00 UTC of their own day: no shift
+                accumulated={"tp": "daily_total", "ssrd": "daily_total"},
+            )
+        ],
+    }
     reference = {"catalog": "reanalysis.yaml", "source": "era5"}
     overlap = {
         "start": max(preset.era5.years.start, preset.historical.start),
@@ -265,11 +308,11 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
             )
         ],
     }
-    return {"reanalysis": reanalysis, "cmip6": cmip6, "cordex": cordex}
+    return {"reanalysis": reanalysis, "era5-cds": era5_cds, "cmip6": cmip6, "cordex": cordex}
 
 
 def write_run_catalogs(ctx: StoreContext, preset: Preset) -> list[str]:
-    """Write ``catalogs/{reanalysis,cmip6,cordex}.yaml``; returns their URLs."""
+    """Write ``catalogs/{reanalysis,era5-cds,cmip6,cordex}.yaml``; returns their URLs."""
     urls = []
     for name, catalog in run_catalogs(preset).items():
         url = ctx.url("catalogs", f"{name}.yaml")
