@@ -10,6 +10,7 @@ through ``cascadia.cli.main`` as a user would type it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import yaml
 from helpers import small_preset
 
 from cascadia.cli import main
+from cascadia.learning.jobs import load_train_job
+from cascadia.mooring.observations import ObservationError, load_mooring
 from cascadia.sources.builder import (
     Asset,
     AssetInfo,
@@ -250,3 +253,40 @@ def test_drs_names_and_paths_give_the_facets():
             Asset("file:///d/x.nc", "x.nc", "netcdf"),
             AssetInfo({"t2m": ("number", "time", "lat", "lon")}, {}, "time", members=2),
         )
+
+
+#: The placeholders of jobs/lacaze-duthiers.yaml, and what a tiny world puts there.
+PLACEHOLDERS = {
+    "/path/to/run-catalogs/era5.yaml": "catalogs/era5-cds.yaml",
+    "/path/to/mooring/OS_LACAZE-DUTHIERS_TEMP.nc": "observations/lacaze-duthiers.nc",
+}
+
+
+def test_the_lacaze_duthiers_job_validates_once_its_paths_are_filled(world, tmp_path):
+    template = (Path(__file__).parents[1] / "jobs" / "lacaze-duthiers.yaml").read_text()
+    placeholders = set(re.findall(r"^\s*\w+: (/path/to/\S+)", template, flags=re.MULTILINE))
+    assert placeholders == {
+        *PLACEHOLDERS,
+        "/path/to/cache/predictors",
+        "/path/to/models/lacaze-duthiers",
+    }
+    shipped = load_train_job(_job(tmp_path, template))  # valid as shipped, pointing nowhere
+    with pytest.raises(ObservationError, match=r"OS_LACAZE-DUTHIERS_TEMP\.nc"):
+        load_mooring(shipped.observations)
+    filled = template.replace("/path/to/cache/predictors", str(tmp_path / "cache"))
+    filled = filled.replace("/path/to/models/lacaze-duthiers", str(tmp_path / "model"))
+    for placeholder, relative in PLACEHOLDERS.items():
+        filled = filled.replace(placeholder, str(world / relative))
+    job = load_train_job(_job(tmp_path, filled))
+    assert job.training.members == 5 and job.observations.depths == [500.0, 1000.0]
+    catalog = load_run_catalog(job.predictors.catalog)
+    assert catalog.source(job.predictors.source).role == "reference"
+    mooring = load_mooring(job.observations)
+    assert list(mooring.data.depth.values) == [500.0, 1000.0]
+    assert int(mooring.data.temperature.notnull().sum()) > 600  # two years, both depths
+
+
+def _job(folder: Path, text: str) -> Path:
+    path = folder / "job.yaml"
+    path.write_text(text)
+    return path
