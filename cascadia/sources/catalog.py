@@ -3,8 +3,9 @@
 A *combination* (combo) is one (source, experiment, member) — reanalysis
 members included — identified by the collection's ``groupby_attrs`` minus
 ``variable_id``: stores that hold one variable each are unions over variables,
-stores that hold many (ARCO-ERA5, ERA-20C files) are grouped by variable in the
-collection and merged back here.
+stores that hold many (ARCO-ERA5, ERA-20C and CDS files) are listed once per
+variable and grouped by variable in the collection; here each asset is opened
+once for all its variables.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ def open_combo(
     datastore = datastore or open_collection(catalog, source)
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     subset = datastore.search(**combo.facets, **{variable_column: source.source_variables})
+    listed = sorted(set(subset.df[variable_column]))
     subset = each_asset_once(subset)
     try:
         with warnings.catch_warnings():
@@ -178,7 +180,7 @@ def open_combo(
             datasets = subset.to_dataset_dict(
                 xarray_open_kwargs=open_kwargs(source, datastore),
                 storage_options=source.storage_options,
-                preprocess=partial(_only, variables=source.source_variables),
+                preprocess=partial(_only, variables=listed),
                 progressbar=False,
             )
     except Exception as exc:
@@ -235,7 +237,7 @@ def each_asset_once(subset: intake_esm.esm_datastore) -> intake_esm.esm_datastor
 
 
 def _only(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
-    """The data variables of an opened asset that the catalog reads (``preprocess``)."""
+    """The data variables of an opened asset that the selection lists (``preprocess``)."""
     return ds[[v for v in ds.data_vars if v in variables]]
 
 
