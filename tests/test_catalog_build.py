@@ -14,6 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
+import fsspec
 import intake_esm
 import pandas as pd
 import pytest
@@ -28,6 +29,7 @@ from cascadia.sources.builder import (
     Asset,
     AssetInfo,
     LayoutError,
+    build_collection,
     parse_asset,
     parse_cmip6,
     parse_cordex,
@@ -204,6 +206,31 @@ def test_nothing_to_catalogue_is_an_error_naming_each_file(tmp_path, capsys):
     assert not (tmp_path / "c.json").exists()
     assert main(["catalog", "build", str(tmp_path / "missing"), "--out", "c.json"]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_any_fsspec_url_is_scanned_and_written(world):
+    """The same walk and reads through fsspec: here its in-process memory filesystem."""
+    fs = fsspec.filesystem("memory")
+    drs = "CMIP6/CMIP/TWINLAB-A/TWIN-ESM-A/historical/r1i1p1f1/day/tas/gn/v20260101"
+    fs.put(str(world / "reanalysis" / "era5-cds"), "/bucket/data/era5", recursive=True)
+    fs.put(str(world / "cmip6" / drs.removeprefix("CMIP6/")), f"/bucket/data/{drs}", recursive=True)
+    fs.pipe("/bucket/data/notes.txt", b"x")
+    try:
+        result = build_collection("memory://bucket/data", "memory://bucket/c/mine.json")
+        datastore = intake_esm.esm_datastore("memory://bucket/c/mine.json")
+        assets = sorted(set(datastore.df["path"]))
+        assert assets == [
+            f"memory:///bucket/data/{drs}",
+            "memory:///bucket/data/era5/era5-daily-stats_gulf-of-lion_2013.nc",
+            "memory:///bucket/data/era5/era5-daily-stats_gulf-of-lion_2014.nc",
+        ]
+        assert len(result.frame) == 1 + 2 * 8
+        assert [(s.path, s.reason) for s in result.skipped] == [
+            ("memory:///bucket/data/notes.txt", "neither NetCDF (.nc, .nc4) nor a Zarr store")
+        ]
+        assert fs.exists("/bucket/c/mine.skipped.csv")
+    finally:
+        fs.rm("/bucket", recursive=True)
 
 
 def _info(*variables: str, **attrs: str) -> AssetInfo:

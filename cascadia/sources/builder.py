@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,10 +194,6 @@ class BuildResult:
     @property
     def assets(self) -> int:
         return int(self.frame["path"].nunique())
-
-    @property
-    def projects(self) -> Counter:
-        return Counter(self.frame.drop_duplicates("path")["project"])
 
 
 # --------------------------------------------------------------------------- finding assets
