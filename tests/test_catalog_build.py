@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import fsspec
+import h5netcdf
 import intake_esm
 import pandas as pd
 import pytest
@@ -63,6 +64,8 @@ def own(world: Path, tmp_path_factory) -> Path:
     (folder / "README.txt").write_text("downloaded in May\n")
     (folder / "era5-daily" / "era5_2015.nc").write_bytes(b"<html>quota exceeded</html>")
     shutil.copy(world / "observations" / "lacaze-duthiers.nc", folder / "mooring.nc")
+    classic = xr.Dataset({"t2m": ("time", [280.0])}, coords={"time": pd.to_datetime(["1990"])})
+    classic.to_netcdf(folder / "era5-daily" / "era5_1990.nc", engine="scipy")  # NetCDF-3
     (folder / "old.zarr").mkdir()
     return folder
 
@@ -116,7 +119,9 @@ def _run_catalog(path: Path, collection: Path) -> Path:
     return path
 
 
-def test_a_folder_becomes_a_collection_that_check_and_extract_run(own, world, tmp_path, capsys):
+def test_a_folder_becomes_a_collection_that_check_and_extract_run(
+    own, world, tmp_path, capsys, monkeypatch
+):
     collection = tmp_path / "collections" / "own.json"
     assert main(["catalog", "build", str(own), "--out", str(collection)]) == 0
     out = capsys.readouterr().out
@@ -125,6 +130,7 @@ def test_a_folder_becomes_a_collection_that_check_and_extract_run(own, world, tm
         own / "old.zarr": "named .zarr but holds no Zarr metadata",
         own / "era5-daily" / "era5_2015.nc": "cannot be opened as NetCDF",
         own / "mooring.nc": "no known layout",
+        own / "era5-daily" / "era5_1990.nc": "cannot be opened as NetCDF: a NetCDF-3 (classic)",
     }
     for path, reason in reasons.items():
         assert f"{path}: {reason}" in out
@@ -181,12 +187,23 @@ def test_a_folder_becomes_a_collection_that_check_and_extract_run(own, world, tm
     assert main(["extract", "--catalog", str(run), "--cache", str(cache)]) == 0
     assert "3 extracted, 0 adjusted, 0 cached, 0 failed" in capsys.readouterr().out
 
-    # the same files through the twin's own collection give the same predictors
+    # the same files through the twin's own collection give the same predictors; the
+    # collection mixes NetCDF and Zarr, and its NetCDF files are opened once, by h5netcdf
     catalog = load_run_catalog(str(run))
     source = catalog.source("era5")
     datastore = open_collection(catalog, source)
     (combo,) = enumerate_combos(catalog, source, datastore)
+    opened: list[str] = []
+    original = h5netcdf.File.__init__
+
+    def counting(self, path, *args, **kwargs):
+        opened.append(str(path))
+        original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(h5netcdf.File, "__init__", counting)
     built = extract_combo(catalog, source, combo, datastore).data.compute()
+    assert sorted(opened) == sorted(a.removeprefix("file://") for a in combo.assets)
+    monkeypatch.undo()
     twin = load_run_catalog(str(world / "catalogs" / "era5-cds.yaml"))
     twin_source = twin.source("era5")
     (twin_combo,) = enumerate_combos(twin, twin_source)

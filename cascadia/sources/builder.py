@@ -267,14 +267,16 @@ def read_info(asset: Asset, storage_options: Mapping[str, Any] | None = None) ->
     if asset.format == "zarr":
         with xr.open_zarr(asset.url, storage_options=options or None, decode_timedelta=False) as ds:
             return _info(ds)
-    if asset.url.startswith("file://"):
-        with xr.open_dataset(fsspec.open_local(asset.url), decode_timedelta=False) as ds:
+    # h5netcdf, as extraction reads NetCDF (netCDF4-python is not thread-safe)
+    with fsspec.open(asset.url, **options) as handle:
+        if handle.read(4)[:3] == b"CDF":
+            raise ValueError(
+                "a NetCDF-3 (classic) file; cascadia reads NetCDF-4 (HDF5) files: convert it "
+                "with 'nccopy -k nc4 IN OUT'"
+            )
+        handle.seek(0)
+        with xr.open_dataset(handle, engine="h5netcdf", decode_timedelta=False) as ds:
             return _info(ds)
-    with (
-        fsspec.open(asset.url, **options) as handle,
-        xr.open_dataset(handle, engine="h5netcdf", decode_timedelta=False) as ds,
-    ):
-        return _info(ds)
 
 
 def _info(ds: xr.Dataset) -> AssetInfo:
@@ -508,8 +510,8 @@ def build_collection(
             info = read_info(asset, storage_options)
         except Exception as exc:  # any reader error: the file is reported, the build goes on
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if first.startswith("did not find a match in any of xarray's"):
-                first = "no xarray backend recognises it (damaged, or not NetCDF)"
+            if "not a valid hdf5 file" in first.lower() or "signature" in first.lower():
+                first = "not NetCDF-4/HDF5 (damaged, or another format)"
             kind = "NetCDF" if asset.format == "netcdf" else "a Zarr store"
             skipped.append(Skipped(asset.display, f"cannot be opened as {kind}: {first}"))
             continue

@@ -142,7 +142,12 @@ def enumerate_combos(
 
 
 def open_kwargs(source: SourceConfig, datastore: intake_esm.esm_datastore) -> dict[str, Any]:
-    """xarray options per asset format: h5netcdf for NetCDF (netCDF4 is not thread-safe)."""
+    """xarray options per asset format: h5netcdf for NetCDF (netCDF4 is not thread-safe).
+
+    ``datastore`` is the selection about to be opened: a collection may mix NetCDF
+    files and Zarr stores (``catalog build`` of a mixed folder), and the engine can
+    be set only when every asset opened with it is NetCDF.
+    """
     kwargs: dict[str, Any] = {"chunks": {}}
     formats = set()
     fmt_column = datastore.esmcat.assets.format_column_name
@@ -178,7 +183,7 @@ def open_combo(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
             datasets = subset.to_dataset_dict(
-                xarray_open_kwargs=open_kwargs(source, datastore),
+                xarray_open_kwargs=open_kwargs(source, subset),
                 storage_options=source.storage_options,
                 preprocess=partial(_only, variables=listed),
                 progressbar=False,
