@@ -40,12 +40,16 @@ import pandas as pd
 import xarray as xr
 
 __all__ = [
+    "Asset",
     "AssetInfo",
     "BuildError",
     "BuildResult",
+    "LayoutError",
     "Skipped",
     "build_collection",
     "find_assets",
+    "parse_asset",
+    "read_info",
 ]
 
 #: Value of a facet that an asset's layout does not have.
