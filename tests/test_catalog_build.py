@@ -93,6 +93,7 @@ def _run_catalog(path: Path, collection: Path) -> Path:
                 },
                 "derived": {"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
                 "accumulated": {"tp": "daily_total"},
+                "land_fraction": {"variable": "lsm"},
             },
             {
                 "name": "cmip6",
@@ -100,13 +101,23 @@ def _run_catalog(path: Path, collection: Path) -> Path:
                 "role": "projection",
                 "query": {"project": "CMIP6", "table_id": "day", "experiment_id": "historical"},
                 "variables": CMIP_VARIABLES,
+                "land_fraction": {
+                    "variable": "sftlf",
+                    "query": {"table_id": "fx"},
+                    "match": ["source_id", "grid_label"],
+                },
             },
             {
                 "name": "cordex",
                 "collection": str(collection),
                 "role": "projection",
-                "query": {"project": "CORDEX"},
+                "query": {"project": "CORDEX", "frequency": "day"},
                 "variables": CMIP_VARIABLES,
+                "land_fraction": {
+                    "variable": "sftlf",
+                    "query": {"frequency": "fx"},
+                    "match": ["domain_id", "institution_id", "source_id"],
+                },
                 "combo_id": {
                     "source_id": "{driving_source_id}_{source_id}",
                     "experiment_id": "{experiment_id}",
@@ -143,13 +154,13 @@ def test_a_folder_becomes_a_collection_that_check_and_extract_run(
     assert frame["path"].str.startswith("file:///").all()
     per_asset = frame.drop_duplicates("path")
     assert per_asset["project"].value_counts().to_dict() == {
-        "CMIP6": 4 * 8,  # experiments x variables, one Zarr store each
-        "CORDEX": 7,
+        "CMIP6": 4 * 8 + 1,  # experiments x variables, one Zarr store each; fx sftlf
+        "CORDEX": 7 + 1,  # variables, one file each; the fx sftlf file
         "reanalysis": 2,  # the yearly CDS files, eight variables each
     }
     era5 = frame[frame["project"] == "reanalysis"]
     assert sorted(set(era5["variable_id"])) == sorted(
-        ["d2m", "msl", "si10", "ssrd", "t2m", "tp", "u10", "v10"]
+        ["d2m", "lsm", "msl", "si10", "ssrd", "t2m", "tp", "u10", "v10"]
     )
     assert set(era5["frequency"]) == {"day"} and set(era5["time_range"]) == {
         "20130101-20131231",
@@ -169,6 +180,9 @@ def test_a_folder_becomes_a_collection_that_check_and_extract_run(
         "v20260101",
         "20120101-20141231",
     ]
+    fx = frame[frame["variable_id"] == "sftlf"].set_index("project")
+    assert fx.loc["CMIP6", ["table_id", "time_range"]].tolist() == ["fx", "none"]
+    assert fx.loc["CORDEX", ["frequency", "member_id"]].tolist() == ["fx", "r0i0p0"]
     cordex = frame[frame["project"] == "CORDEX"].iloc[0]
     assert cordex[["domain_id", "driving_source_id", "institution_id", "source_id"]].tolist() == [
         "MED-TWIN",
@@ -202,7 +216,8 @@ def test_a_folder_becomes_a_collection_that_check_and_extract_run(
 
     monkeypatch.setattr(h5netcdf.File, "__init__", counting)
     built = extract_combo(catalog, source, combo, datastore).data.compute()
-    assert sorted(opened) == sorted(a.removeprefix("file://") for a in combo.assets)
+    files = sorted(a.removeprefix("file://") for a in combo.assets)
+    assert sorted(opened) == sorted([*files, combo.land_fraction.removeprefix("file://")])
     monkeypatch.undo()
     twin = load_run_catalog(str(world / "catalogs" / "era5-cds.yaml"))
     twin_source = twin.source("era5")
@@ -241,7 +256,7 @@ def test_any_fsspec_url_is_scanned_and_written(world):
             "memory:///bucket/data/era5/era5-daily-stats_gulf-of-lion_2013.nc",
             "memory:///bucket/data/era5/era5-daily-stats_gulf-of-lion_2014.nc",
         ]
-        assert len(result.frame) == 1 + 2 * 8
+        assert len(result.frame) == 1 + 2 * 9  # tas; nine variables a year (lsm included)
         assert [(s.path, s.reason) for s in result.skipped] == [
             ("memory:///bucket/data/notes.txt", "neither NetCDF (.nc, .nc4) nor a Zarr store")
         ]

@@ -23,7 +23,7 @@ from cascadia.sources.config import RunCatalog, load_run_catalog
 from cascadia.sources.extraction import extract_combo
 from cascadia.twin.world import build_world
 
-CDS_VARIABLES = ["d2m", "msl", "si10", "ssrd", "t2m", "tp", "u10", "v10"]
+CDS_VARIABLES = ["d2m", "lsm", "msl", "si10", "ssrd", "t2m", "tp", "u10", "v10"]
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,7 @@ def test_files_are_laid_out_as_the_new_cds_writes_them(world):
         units = {n: ds[n].attrs["units"] for n in CDS_VARIABLES}
         assert units == {
             "d2m": "K",
+            "lsm": "(0 - 1)",
             "msl": "Pa",
             "si10": "m s**-1",
             "ssrd": "J m**-2",
@@ -150,5 +151,7 @@ def test_each_file_is_opened_once(world, monkeypatch):
     opened.clear()
 
     data = extract_combo(catalog, source, combo, datastore).data.compute()
-    assert sorted(opened) == sorted(a.removeprefix("file://") for a in combo.assets)
+    # every file once for the data, and the file whose lsm masks the sea region once more
+    files = sorted(a.removeprefix("file://") for a in combo.assets)
+    assert sorted(opened) == sorted([*files, combo.land_fraction.removeprefix("file://")])
     assert pd.Timestamp(data.time.values[-1]) == pd.Timestamp("2014-12-31")

@@ -6,7 +6,8 @@ intake-esm 2025.12 requires). Stores that hold several variables in one asset
 group by ``variable_id``, as real collections of such files do (cascadia opens
 each asset once all the same); one-variable stores (CMIP6, CORDEX, 20CR)
 are unions over ``variable_id``. Run catalogs (docs/catalogs.md) name the
-collection, the query, the role and the mapping to canonical predictors.
+collection, the query, the role, the mapping to canonical predictors and where
+each source's land fraction is (the shelf region averages over sea cells).
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ def write_collections(ctx: StoreContext) -> list[str]:
     return urls
 
 
+#: The shelf, where air-sea fluxes make dense water, averages over sea cells; the
+#: wind corridors over every cell (the channelled flow crosses the coast).
 REGIONS = [
     {
         "name": "gulf_of_lion_shelf",
@@ -132,9 +135,24 @@ REGIONS = [
         "lat_max": 43.6,
         "lon_min": 3.0,
         "lon_max": 5.0,
+        "surface": "sea",
     },
-    {"name": "tramontane", "lat_min": 41.8, "lat_max": 43.0, "lon_min": 2.5, "lon_max": 4.2},
-    {"name": "mistral", "lat_min": 42.8, "lat_max": 44.2, "lon_min": 4.2, "lon_max": 5.6},
+    {
+        "name": "tramontane",
+        "lat_min": 41.8,
+        "lat_max": 43.0,
+        "lon_min": 2.5,
+        "lon_max": 4.2,
+        "surface": "all",
+    },
+    {
+        "name": "mistral",
+        "lat_min": 42.8,
+        "lat_max": 44.2,
+        "lon_min": 4.2,
+        "lon_max": 5.6,
+        "surface": "all",
+    },
 ]
 
 ERA5_VARIABLES = {
@@ -210,6 +228,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
             "total_precipitation": "period_ending",
             "surface_solar_radiation_downwards": "period_ending",
         },
+        land_fraction={"variable": "land_sea_mask"},
     )
     era5_cds = {
         "version": 1,
@@ -227,6 +246,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
                 # daily sums stamped at 00 UTC of their own day: no shift
                 accumulated={"tp": "daily_total", "ssrd": "daily_total"},
+                land_fraction={"variable": "lsm"},
             )
         ],
     }
@@ -254,6 +274,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                     "psl": "prmsl",
                     "pr": "prate",
                 },
+                land_fraction={"variable": "land"},
             ),
             _source(
                 "era20c",
@@ -264,6 +285,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"tas": "t2m", "uas": "u10", "vas": "v10", "psl": "msl", "pr": "tp"},
                 derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
                 accumulated={"tp": "period_ending"},
+                land_fraction={"variable": "lsm"},
             ),
         ],
     }
@@ -285,6 +307,12 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"table_id": "day", "experiment_id": ["historical", "ssp126", "ssp245", "ssp585"]},
                 (preset.historical.start, preset.future.end),
                 CMIP_VARIABLES,
+                # fx stores sit under one experiment and member: match on model and grid
+                land_fraction={
+                    "variable": "sftlf",
+                    "query": {"table_id": "fx"},
+                    "match": ["source_id", "grid_label"],
+                },
             )
         ],
     }
@@ -304,6 +332,12 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                     "source_id": "{driving_source_id}_{source_id}",
                     "experiment_id": "{experiment_id}",
                     "member_id": "{member_id}",
+                },
+                # the RCM's own surface: one fx file per simulation, member r0i0p0
+                land_fraction={
+                    "variable": "sftlf",
+                    "query": {"frequency": "fx"},
+                    "match": ["domain_id", "institution_id", "source_id"],
                 },
             )
         ],

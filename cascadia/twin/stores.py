@@ -2,9 +2,10 @@
 
 * ERA5 (ARCO-ERA5): one Zarr v3 store, hourly; long names; K, m s**-1, Pa;
   precipitation in m and radiation in J m**-2 accumulated over the hour *ending*
-  at the time stamp; latitude descending; longitude 0-360 (west of Greenwich at 359).
+  at the time stamp; latitude descending; longitude 0-360 (west of Greenwich at 359);
+  the land-sea mask ``land_sea_mask`` in (0 - 1), static.
 * ERA5 from the new CDS (post-processed daily statistics): NetCDF per year with every
-  variable; ``t2m``, ``d2m``, ``u10``, ``v10``, ``si10``, ``msl`` daily means,
+  variable; ``t2m``, ``d2m``, ``u10``, ``v10``, ``si10``, ``msl``, ``lsm`` daily means,
   ``tp`` (m) and ``ssrd`` (J m**-2) daily sums stamped at 00 UTC of their day;
   dimension ``valid_time``; latitude descending, longitude -180..180.
 * 20CR (NOAA-PSL 20CRv3): NetCDF per member, variable and decade, daily; ``air``,
@@ -19,6 +20,12 @@
 * CORDEX (Med-/EURO-CORDEX): NetCDF per variable, daily; rotated pole (``rlat``,
   ``rlon``, 2-D ``lat``/``lon``, ``rotated_pole`` grid mapping); the driving
   model's calendar.
+
+Every source carries its land fraction, the cell-area share of land under the
+twin's own coastline (:func:`cascadia.twin.fields.land_fraction`), in its
+archive's convention: ERA5 ``land_sea_mask`` in the store, 20CR ``land.nc``,
+ERA-20C an invariant file with ``lsm``, CMIP6 ``sftlf`` (%) as a Pangeo ``fx``
+store per model and grid, CORDEX an ``sftlf`` (%) ``fx`` file per simulation.
 """
 
 from __future__ import annotations
@@ -32,7 +39,13 @@ import pandas as pd
 import xarray as xr
 
 from cascadia.twin.atmosphere import RegionalWeather
-from cascadia.twin.fields import daily_fields, dewpoint, specific_humidity, subdaily
+from cascadia.twin.fields import (
+    daily_fields,
+    dewpoint,
+    land_fraction,
+    specific_humidity,
+    subdaily,
+)
 from cascadia.twin.grids import (
     ROTATED_POLE_LAT,
     ROTATED_POLE_LON,
@@ -98,6 +111,8 @@ ERA5_NAMES = {
     "total_precipitation": ("Total precipitation", "m", "tp"),
     "surface_solar_radiation_downwards": ("Surface solar radiation downwards", "J m**-2", "ssrd"),
 }
+#: ARCO-ERA5's land-sea mask (name, long name, units, short name); static in the twin.
+ERA5_LAND_SEA_MASK = ("land_sea_mask", "Land-sea mask", "(0 - 1)", "lsm")
 
 
 def era5_hourly_fields(
@@ -184,12 +199,22 @@ def write_era5(
             },
         )
         if first:
+            mask, long_name, units, short_name = ERA5_LAND_SEA_MASK
+            ds[mask] = (
+                ("latitude", "longitude"),
+                land_fraction(grid).astype(FLOAT),
+                {"long_name": long_name, "units": units, "short_name": short_name},
+            )
             encoding = {
                 name: {
                     "chunks": (24 * 92, grid.lat.size, grid.lon.size),
                     "compressors": [ZARR3_COMPRESSOR],
                 }
                 for name in values
+            }
+            encoding[mask] = {
+                "chunks": (grid.lat.size, grid.lon.size),
+                "compressors": [ZARR3_COMPRESSOR],
             }
             encoding["time"] = {
                 "units": "hours since 1900-01-01",
@@ -204,7 +229,7 @@ def write_era5(
             write_zarr(
                 ds, url, zarr_format=3, storage_options=ctx.storage_options, append_dim="time"
             )
-    for name in ERA5_NAMES:
+    for name in [*ERA5_NAMES, ERA5_LAND_SEA_MASK[0]]:
         ctx.add_row(
             "era5",
             activity_id="reanalysis",
@@ -212,7 +237,7 @@ def write_era5(
             source_id="ERA5",
             experiment_id="reanalysis",
             member_id="r1",
-            frequency="1hr",
+            frequency="fx" if name == ERA5_LAND_SEA_MASK[0] else "1hr",
             variable_id=name,
             time_range=f"{years[0]}-{years[1]}",
             path=as_uri(url),
@@ -230,6 +255,7 @@ ERA5_CDS_DAILY = {
     "msl": ("Mean sea level pressure", "Pa", "air_pressure_at_mean_sea_level", "daily_mean"),
     "tp": ("Total precipitation", "m", "unknown", "daily_sum"),
     "ssrd": ("Surface short-wave (solar) radiation downwards", "J m**-2", "unknown", "daily_sum"),
+    "lsm": ("Land-sea mask", "(0 - 1)", "unknown", "daily_mean"),
 }
 
 
@@ -256,8 +282,10 @@ def write_era5_cds_daily(
     at 00 UTC of the day. NetCDF as the new CDS writes it: dimension
     ``valid_time`` (seconds since 1970), ``latitude`` descending, ``longitude``
     -180..180 as an area request returns it, scalar ``number`` and per-step
-    ``expver`` coordinates.
+    ``expver`` coordinates. The land-sea mask, requested with the rest, repeats
+    on every day.
     """
+    lsm = land_fraction(grid)
     for start, end, hourly in era5_hourly_fields(axis, weather, grid, years, seed):
         amounts = {
             "tp": hourly["pr"] * 3600.0 / 1000.0,  # kg m-2 s-1 -> m of water per hour
@@ -274,6 +302,7 @@ def write_era5_cds_daily(
         }
         daily = {n: _per_day(v, ERA5_CDS_DAILY[n][3]) for n, v in fields.items()}
         days = pd.date_range(f"{start}-01-01", f"{end}-12-31", freq="D")
+        daily["lsm"] = np.broadcast_to(lsm, (days.size, *lsm.shape))
         for year in range(start, end + 1):
             index = np.flatnonzero(days.year == year)
             ds = _cds_dataset({n: v[index] for n, v in daily.items()}, days[index], grid, year)
@@ -386,8 +415,41 @@ def write_twentycr(
     years: tuple[int, int],
     seed: np.random.SeedSequence,
 ) -> None:
-    """20CRv3-like daily NetCDF: one file per member, variable and decade."""
+    """20CRv3-like daily NetCDF: one file per member, variable and decade, and ``land.nc``.
+
+    The land fraction is one file for every member, listed once per member.
+    """
     lat2, lon2 = grid.mesh()
+    land_url = ctx.url("reanalysis", "20crv3", "land.nc")
+    land = xr.Dataset(
+        {
+            "land": (
+                ("lat", "lon"),
+                land_fraction(grid).astype(FLOAT),
+                {"long_name": "Land-sea mask (fraction of land)", "units": "1"},
+            )
+        },
+        coords={
+            "lat": ("lat", grid.lat, {"units": "degrees_north", "axis": "Y"}),
+            "lon": ("lon", grid.lon, {"units": "degrees_east", "axis": "X"}),
+        },
+        attrs={"title": "20CRv3-like land-sea mask", "Conventions": "CF-1.6"},
+    )
+    write_netcdf(land, land_url, storage_options=ctx.storage_options)
+    for m in range(len(member_weathers)):
+        ctx.add_row(
+            "20cr",
+            activity_id="reanalysis",
+            institution_id="NOAA-PSL",
+            source_id="20CRv3",
+            experiment_id="reanalysis",
+            member_id=f"mem{m + 1:03d}",
+            frequency="fx",
+            variable_id="land",
+            time_range="fx",
+            path=as_uri(land_url),
+            format="netcdf",
+        )
     for m, weather in enumerate(member_weathers):
         member = f"mem{m + 1:03d}"
         for k, (start, end, days) in enumerate(decades(axis, *years)):
@@ -474,8 +536,47 @@ def write_era20c(
     years: tuple[int, int],
     seed: np.random.SeedSequence,
 ) -> None:
-    """ERA-20C-like 6-hourly NetCDF, one file per decade holding every variable."""
+    """ERA-20C-like 6-hourly NetCDF, one file per decade holding every variable.
+
+    The land-sea mask ``lsm`` comes in an invariant file with one time step, as
+    ECMWF's invariant fields do.
+    """
     lat2, lon2 = grid.mesh()
+    invariant = xr.Dataset(
+        {
+            "lsm": (
+                ("time", "latitude", "longitude"),
+                land_fraction(grid)[None].astype(FLOAT),
+                {"long_name": "Land-sea mask", "units": "(0 - 1)"},
+            )
+        },
+        coords={
+            "time": ("time", pd.DatetimeIndex([f"{years[0]}-01-01"]), {"long_name": "time"}),
+            "latitude": ("latitude", grid.lat, {"units": "degrees_north"}),
+            "longitude": ("longitude", grid.lon, {"units": "degrees_east"}),
+        },
+        attrs={"Conventions": "CF-1.6", "history": "cascadia twin world: ERA-20C-like invariant"},
+    )
+    invariant_url = ctx.url("reanalysis", "era20c", "era20c_invariant.nc")
+    write_netcdf(
+        invariant,
+        invariant_url,
+        storage_options=ctx.storage_options,
+        encoding={"time": {"units": "hours since 1900-01-01 00:00:00.0", "dtype": "int32"}},
+    )
+    ctx.add_row(
+        "era20c",
+        activity_id="reanalysis",
+        institution_id="ECMWF",
+        source_id="ERA-20C",
+        experiment_id="reanalysis",
+        member_id="r1",
+        frequency="fx",
+        variable_id="lsm",
+        time_range=f"{years[0]}0101-{years[0]}0101",
+        path=as_uri(invariant_url),
+        format="netcdf",
+    )
     carry: np.ndarray | None = None
     for k, (start, end, days) in enumerate(decades(axis, *years)):
         rng = np.random.default_rng(seed.spawn(k + 1)[-1])
@@ -704,6 +805,85 @@ def write_cmip_variable(
     )
 
 
+def write_cmip_fx(ctx: StoreContext, grid: RegularGrid, meta: dict[str, str]) -> None:
+    """A Pangeo-like ``fx`` Zarr v2 store of ``sftlf`` (%) for one model and grid.
+
+    As in the Pangeo collection, fixed fields sit under one experiment and member
+    (``meta``'s, typically historical r1i1p1f1) with ``table_id`` fx and no time;
+    ``meta["grid_label"]`` (default ``gn``) names the grid.
+    """
+    grid_label = meta.get("grid_label", "gn")
+    ds = xr.Dataset(
+        {
+            "sftlf": (
+                ("lat", "lon"),
+                (100.0 * land_fraction(grid)).astype(FLOAT),
+                {
+                    "standard_name": "land_area_fraction",
+                    "long_name": "Percentage of the Grid Cell Occupied by Land (Including Lakes)",
+                    "units": "%",
+                    "cell_methods": "area: mean",
+                },
+            ),
+            "lat_bnds": (("lat", "bnds"), bounds(grid.lat)),
+            "lon_bnds": (("lon", "bnds"), bounds(grid.lon)),
+        },
+        coords={
+            "lat": (
+                "lat",
+                grid.lat,
+                {"units": "degrees_north", "standard_name": "latitude", "bounds": "lat_bnds"},
+            ),
+            "lon": (
+                "lon",
+                grid.lon,
+                {"units": "degrees_east", "standard_name": "longitude", "bounds": "lon_bnds"},
+            ),
+        },
+        attrs={
+            "Conventions": "CF-1.7 CMIP-6.2",
+            "activity_id": meta["activity_id"],
+            "institution_id": meta["institution_id"],
+            "source_id": meta["source_id"],
+            "experiment_id": meta["experiment_id"],
+            "variant_label": meta["member_id"],
+            "table_id": "fx",
+            "variable_id": "sftlf",
+            "grid_label": grid_label,
+            "frequency": "fx",
+            "further_info_url": "cascadia synthetic twin world (not CMIP6 data)",
+        },
+    ).set_coords(["lat_bnds", "lon_bnds"])
+    url = ctx.url(
+        "cmip6",
+        meta["activity_id"],
+        meta["institution_id"],
+        meta["source_id"],
+        meta["experiment_id"],
+        meta["member_id"],
+        "fx",
+        "sftlf",
+        grid_label,
+        "v20260101",
+    )
+    write_zarr(ds, url, zarr_format=2, storage_options=ctx.storage_options)
+    ctx.add_row(
+        "cmip6",
+        activity_id=meta["activity_id"],
+        institution_id=meta["institution_id"],
+        source_id=meta["source_id"],
+        experiment_id=meta["experiment_id"],
+        member_id=meta["member_id"],
+        table_id="fx",
+        variable_id="sftlf",
+        grid_label=grid_label,
+        zstore=as_uri(url),
+        dcpp_init_year="",
+        version="20260101",
+        format="zarr",
+    )
+
+
 def _yyyymmdd(date: Any) -> str:
     return f"{date.year:04d}{date.month:02d}{date.day:02d}"
 
@@ -815,6 +995,106 @@ def write_cordex_variable(
         frequency="day",
         variable_id=variable,
         time_range=span,
+        path=as_uri(url),
+        format="netcdf",
+    )
+
+
+def write_cordex_fx(ctx: StoreContext, grid: RotatedGrid, meta: dict[str, str]) -> None:
+    """One CORDEX-like ``sftlf`` (%) fx file of one simulation on the rotated-pole grid.
+
+    As in the CORDEX archive, the file has no time axis, the ensemble member
+    ``r0i0p0`` and frequency ``fx``, under the driving model's historical run.
+    """
+    ds = xr.Dataset(
+        {
+            "sftlf": (
+                ("rlat", "rlon"),
+                (100.0 * land_fraction(grid)).astype(FLOAT),
+                {
+                    "standard_name": "land_area_fraction",
+                    "long_name": "Land Area Fraction",
+                    "units": "%",
+                    "grid_mapping": "rotated_pole",
+                    "coordinates": "lat lon",
+                },
+            ),
+            "rotated_pole": (
+                (),
+                np.int32(0),
+                {
+                    "grid_mapping_name": "rotated_latitude_longitude",
+                    "grid_north_pole_latitude": ROTATED_POLE_LAT,
+                    "grid_north_pole_longitude": ROTATED_POLE_LON,
+                },
+            ),
+        },
+        coords={
+            "rlat": (
+                "rlat",
+                grid.rlat,
+                {"standard_name": "grid_latitude", "units": "degrees", "axis": "Y"},
+            ),
+            "rlon": (
+                "rlon",
+                grid.rlon,
+                {"standard_name": "grid_longitude", "units": "degrees", "axis": "X"},
+            ),
+            "lat": (
+                ("rlat", "rlon"),
+                grid.lat,
+                {"standard_name": "latitude", "units": "degrees_north"},
+            ),
+            "lon": (
+                ("rlat", "rlon"),
+                grid.lon,
+                {"standard_name": "longitude", "units": "degrees_east"},
+            ),
+        },
+        attrs={
+            "Conventions": "CF-1.7",
+            "project_id": "CORDEX",
+            "domain_id": meta["domain_id"],
+            "institution_id": meta["institution_id"],
+            "driving_source_id": meta["driving_source_id"],
+            "driving_experiment_id": meta["experiment_id"],
+            "driving_variant_label": meta["member_id"],
+            "source_id": meta["source_id"],
+            "frequency": "fx",
+            "comment": "cascadia synthetic twin world (not CORDEX data)",
+        },
+    )
+    name = (
+        f"sftlf_{meta['domain_id']}_{meta['driving_source_id']}_{meta['experiment_id']}_"
+        f"{meta['member_id']}_{meta['institution_id']}-{meta['source_id']}_v1_fx.nc"
+    )
+    url = ctx.url(
+        "cordex",
+        meta["domain_id"],
+        meta["institution_id"],
+        meta["driving_source_id"],
+        meta["experiment_id"],
+        meta["member_id"],
+        meta["source_id"],
+        "fx",
+        "sftlf",
+        name,
+    )
+    encoding = {"sftlf": {"zlib": True, "complevel": 4, "_FillValue": np.float32(1e20)}}
+    write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
+    ctx.add_row(
+        "cordex",
+        project_id="CORDEX",
+        activity_id="DD",
+        domain_id=meta["domain_id"],
+        institution_id=meta["institution_id"],
+        driving_source_id=meta["driving_source_id"],
+        experiment_id=meta["experiment_id"],
+        member_id=meta["member_id"],
+        source_id=meta["source_id"],
+        frequency="fx",
+        variable_id="sftlf",
+        time_range="fx",
         path=as_uri(url),
         format="netcdf",
     )

@@ -32,6 +32,8 @@ from cascadia.twin.realizations import (
 )
 from cascadia.twin.stores import (
     StoreContext,
+    write_cmip_fx,
+    write_cordex_fx,
     write_era5,
     write_era5_cds_daily,
     write_era20c,
@@ -204,6 +206,18 @@ def _start_projections(
     """
     sources = {s.source_id: s for s in preset.cmip_sources}
     by_key = {r.key: r for r in projections}
+    for spec in preset.cmip_sources:  # land fractions: one fx store per model and grid
+        grid = regular_grid(
+            spec.resolution * preset.cmip_resolution_scale, lat_descending=False, lon_0_360=True
+        )
+        fx = {
+            "activity_id": "CMIP",
+            "institution_id": spec.institution_id,
+            "source_id": spec.source_id,
+            "experiment_id": "historical",
+            "member_id": "r1i1p1f1",
+        }
+        write_cmip_fx(ctx, grid, fx)
     seeds = iter(stream.spawn(10_000))
     tasks: list[FieldTask] = []
     truth_rows: list[dict[str, str]] = []
@@ -234,6 +248,15 @@ def _start_projections(
 
     rgrid = rotated_grid(preset.cordex_resolution)
     for pair in preset.cordex:
+        fx = {
+            "domain_id": CORDEX_DOMAIN,
+            "institution_id": pair.institution,
+            "driving_source_id": pair.driving_source,
+            "experiment_id": "historical",
+            "member_id": "r0i0p0",
+            "source_id": pair.rcm,
+        }
+        write_cordex_fx(ctx, rgrid, fx)
         member = "r1i1p1f1"
         for experiment in preset.cordex_experiments:
             scenario = SCENARIOS[0] if experiment == "historical" else experiment
