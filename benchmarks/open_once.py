@@ -4,8 +4,8 @@ Why: a collection lists a file holding many variables once per variable; opened
 key by key (what intake-esm does with such a collection, and what cascadia did
 before issue 12), 46 yearly files of six variables are opened 276 times.
 ``open_combo`` now opens each file once. Both are measured here on the same
-files: the twin's CDS-style daily statistics (``write_era5_cds_daily``, eight
-variables per file), catalogued with ``catalog build``'s builder, read for the
+files: the twin's CDS-style daily statistics (``write_era5_cds_daily``, nine
+variables per file, eight read), catalogued with ``catalog build``'s builder, read for the
 run catalog's variables, cropped to the regions and loaded. Opens are counted
 by wrapping ``h5netcdf.File.__init__`` (each call opens the file).
 
