@@ -177,14 +177,25 @@ DERIVED_FROM_DEWPOINT = {
     "hurs": {"from": {"tas": "2m_temperature", "tdps": "2m_dewpoint_temperature"}},
 }
 CMIP_VARIABLES = {v: v for v in ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")}
-BIAS_KINDS = {
-    "tas": "+",
-    "hurs": "+",
-    "psl": "+",
-    "uas": "+",
-    "vas": "+",
-    "pr": "*",
-    "sfcWind": "*",
+#: The bias_adjustment options of the projection catalogs, per variable: additive
+#: for temperature, humidity, pressure and wind components; rain multiplicative by
+#: season with dry-day handling and its mean change preserved; wind speed
+#: multiplicative with its mean change preserved.
+BIAS_VARIABLES: dict[str, dict[str, Any]] = {
+    "tas": {"kind": "+", "group": "time.month"},
+    "hurs": {"kind": "+", "group": "time.month"},
+    "psl": {"kind": "+", "group": "time.month"},
+    "uas": {"kind": "+", "group": "time.month"},
+    "vas": {"kind": "+", "group": "time.month"},
+    "pr": {
+        "kind": "*",
+        "group": "time.season",
+        "nquantiles": 100,
+        "adapt_freq_thresh": "1 mm/day",
+        "jitter_under_thresh": "0.01 mm/day",
+        "preserve_mean_change": True,
+    },
+    "sfcWind": {"kind": "*", "group": "time.month", "preserve_mean_change": True},
 }
 
 HEADER = """\
@@ -251,9 +262,9 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
         ],
     }
     reference = {"catalog": "reanalysis.yaml", "source": "era5"}
-    overlap = {
+    overlap = {  # the years both the reference and the historical runs hold
         "start": max(preset.era5.years.start, preset.historical.start),
-        "end": preset.historical.end,
+        "end": min(preset.era5.years.end, preset.historical.end),
     }
     reanalysis = {
         "version": 1,
@@ -293,7 +304,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
         "reference": reference,
         "overlap": overlap,
         "method": "quantile_delta_mapping",
-        "kinds": BIAS_KINDS,
+        "variables": BIAS_VARIABLES,
     }
     cmip6 = {
         "version": 1,
