@@ -189,6 +189,58 @@ def _check_opens(out: Console, catalog, source, combos, datastore) -> bool:
     return True
 
 
+def _catalog_build(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.table import Table
+
+    from cascadia.sources.builder import BuildError, build_collection
+
+    facets = {}
+    for item in args.facet or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            return _fail(f"--facet expects KEY=VALUE, got {item!r}")
+        facets[key] = value
+    try:
+        options = json.loads(args.storage_options) if args.storage_options else {}
+    except json.JSONDecodeError as exc:
+        return _fail(f"--storage-options is not valid JSON: {exc}")
+    if not isinstance(options, dict):
+        return _fail("--storage-options must be a JSON object, e.g. '{\"anon\": true}'")
+    try:
+        with console.status(f"scanning {args.folder}"):
+            result = build_collection(args.folder, args.out, storage_options=options, facets=facets)
+    except BuildError as exc:
+        return _fail(str(exc))
+    out = Console()
+    table = Table(title=f"collection {result.json_url}")
+    keys = ["project", "source_id", "experiment_id", "member_id", "frequency"]
+    for column in (*keys, "variables", "assets"):
+        table.add_column(column)
+    frame = result.frame
+    for values, group in frame.groupby(keys, sort=True):
+        variables = ", ".join(sorted(set(group["variable_id"])))
+        table.add_row(*map(str, values), variables, str(group["path"].nunique()))
+    out.print(table)
+    print(
+        f"{result.assets} assets, {len(frame)} rows written to {result.json_url} "
+        f"and {result.csv_url}"
+    )
+    if result.skipped:
+        shown = result.skipped[:SKIPPED_SHOWN]
+        print(f"{len(result.skipped)} file(s) not catalogued (listed in {result.skipped_url}):")
+        for item in shown:
+            print(f"  {item.path}: {item.reason}")
+        if len(result.skipped) > len(shown):
+            print(f"  ... and {len(result.skipped) - len(shown)} more")
+    return 0
+
+
+#: Files not catalogued that ``catalog build`` prints (all are in the .skipped.csv).
+SKIPPED_SHOWN = 20
+
+
 def _extract(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
@@ -504,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.set_defaults(handler=_synth)
 
-    catalog = commands.add_parser("catalog", help="inspect run catalogs")
+    catalog = commands.add_parser("catalog", help="inspect run catalogs, build collections")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
     check = catalog_commands.add_parser(
         "check",
@@ -528,6 +580,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="open one combination per source and read its first time steps",
     )
     check.set_defaults(handler=_catalog_check)
+    build = catalog_commands.add_parser(
+        "build",
+        help="build an intake-esm collection from a folder of NetCDF files and Zarr stores",
+        description="Scan a folder (or fsspec URL) of NetCDF files and Zarr stores - ERA5 "
+        "downloads from the CDS, a CMIP6 mirror in DRS paths (Pangeo's Zarr layout "
+        "included), CORDEX files with DRS names - and write an intake-esm collection "
+        "(JSON + CSV) that a run catalog can name (see docs/own-data.md). Files that cannot "
+        "be catalogued are listed with the reason. Exit 0 when a collection is written.",
+    )
+    build.add_argument("folder", metavar="DIR", help="folder or fsspec URL to scan")
+    build.add_argument(
+        "--out", required=True, metavar="FILE", help="collection JSON (the CSV goes beside it)"
+    )
+    build.add_argument(
+        "--facet",
+        action="append",
+        metavar="KEY=VALUE",
+        help="set a column on every row, e.g. source_id=ERA-20C (repeatable)",
+    )
+    build.add_argument(
+        "--storage-options",
+        metavar="JSON",
+        help="fsspec options to scan and read DIR, e.g. '{\"anon\": true}'",
+    )
+    build.set_defaults(handler=_catalog_build)
 
     extract = commands.add_parser(
         "extract",

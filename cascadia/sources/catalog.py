@@ -3,11 +3,12 @@
 A *combination* (combo) is one (source, experiment, member) — reanalysis
 members included — identified by the collection's ``groupby_attrs`` minus
 ``variable_id`` plus its ``join_new`` attributes: stores that hold one variable
-each are unions over variables, stores that hold many (ARCO-ERA5, ERA-20C files)
-are grouped by variable in the collection and merged back here. Before the rows
-are grouped, the source's selection rules (:mod:`cascadia.sources.selection`) drop
+each are unions over variables, stores that hold many (ARCO-ERA5, ERA-20C and CDS
+files) are listed once per variable and grouped by variable in the collection;
+here each asset is opened once for all its variables. Before the rows are
+grouped, the source's selection rules (:mod:`cascadia.sources.selection`) drop
 retracted, duplicated, superseded and other-grid copies; a combination is opened
-from exactly the assets it kept, so empty facets (Pangeo's NaN ``dcpp_init_year``)
+from exactly the rows it kept, so empty facets (Pangeo's NaN ``dcpp_init_year``)
 never go through a search. Each combination also gets the store of its source's
 land fraction (a CMIP ``fx`` table, a CORDEX ``sftlf`` file, ERA5's own ``lsm``),
 chosen once here so that it is fingerprinted and recorded.
@@ -22,6 +23,7 @@ import string
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import fsspec
@@ -360,7 +362,12 @@ def find_land_fraction(
 
 
 def open_kwargs(source: SourceConfig, datastore: intake_esm.esm_datastore) -> dict[str, Any]:
-    """xarray options per asset format: h5netcdf for NetCDF (netCDF4 is not thread-safe)."""
+    """xarray options per asset format: h5netcdf for NetCDF (netCDF4 is not thread-safe).
+
+    ``datastore`` is the selection about to be opened: a collection may mix NetCDF
+    files and Zarr stores (``catalog build`` of a mixed folder), and the engine can
+    be set only when every asset opened with it is NetCDF.
+    """
     kwargs: dict[str, Any] = {"chunks": {}}
     formats = set()
     fmt_column = datastore.esmcat.assets.format_column_name
@@ -388,7 +395,10 @@ def open_combo(
             f"(it lists {list(combo.variables)})"
         )
     datastore = datastore or open_collection(catalog, source)
+    variable_column = datastore.esmcat.aggregation_control.variable_column_name
     subset = _subset(datastore, combo, source.source_variables)
+    listed = sorted(set(subset.df[variable_column]))
+    subset = each_asset_once(subset)
     try:
         for asset in combo.assets:
             ensure_reachable(asset, source.storage_options)
@@ -398,9 +408,10 @@ def open_combo(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
             datasets = subset.to_dataset_dict(
-                xarray_open_kwargs=open_kwargs(source, datastore),
+                xarray_open_kwargs=open_kwargs(source, subset),
                 xarray_combine_by_coords_kwargs=dict(source.xarray_combine_by_coords_kwargs),
                 storage_options=source.storage_options,
+                preprocess=partial(_only, variables=listed),
                 progressbar=False,
             )
     except Exception as exc:
@@ -459,7 +470,7 @@ def open_land_fraction(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
             datasets = subset.to_dataset_dict(
-                xarray_open_kwargs=open_kwargs(source, datastore),
+                xarray_open_kwargs=open_kwargs(source, subset),
                 storage_options=source.storage_options,
                 progressbar=False,
             )
@@ -503,6 +514,49 @@ def _subset(
     )
     subset.esmcat.catalog_file = None  # as intake-esm's own search: the rows are in memory
     return subset
+
+
+def each_asset_once(subset: intake_esm.esm_datastore) -> intake_esm.esm_datastore:
+    """The same selection with every asset listed once, with the variables it holds.
+
+    Collections list a file that holds many variables (CDS downloads, ERA-20C,
+    ARCO-ERA5's store) once per variable, and intake-esm opens every row: a year
+    of six variables was opened six times. Collapsed to one row per asset whose
+    variable column is the list of its variables, it becomes an intake-esm
+    multi-variable asset, which intake-esm opens once; the assets of a
+    combination are then one key (their files joined by coordinates, as
+    ``join_existing`` does). :func:`_only` keeps the requested variables of each
+    (intake-esm's own search of a list column fails under pandas 3).
+    """
+    frame = subset.df
+    esmcat = subset.esmcat
+    asset = esmcat.assets.column_name
+    if frame.empty or not frame[asset].duplicated().any():
+        return subset
+    control = esmcat.aggregation_control
+    variable = control.variable_column_name
+    columns = [c for c in frame.columns if c not in (asset, variable)]
+    collapsed = (
+        frame.groupby(asset, sort=False)
+        .agg({**dict.fromkeys(columns, "first"), variable: lambda v: sorted(set(v))})
+        .reset_index()[list(frame.columns)]
+    )
+    spec = esmcat.model_dump()
+    spec["catalog_file"] = None
+    spec["aggregation_control"]["groupby_attrs"] = [
+        c for c in control.groupby_attrs if c != variable
+    ]
+    spec["aggregation_control"]["aggregations"] = [
+        a
+        for a in spec["aggregation_control"]["aggregations"]
+        if not (a["type"] == "union" and a["attribute_name"] == variable)
+    ]
+    return intake_esm.esm_datastore({"esmcat": spec, "df": collapsed}, threaded=subset.threaded)
+
+
+def _only(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
+    """The data variables of an opened asset that the selection lists (``preprocess``)."""
+    return ds[[v for v in ds.data_vars if v in variables]]
 
 
 def _requested(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:

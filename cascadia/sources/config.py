@@ -19,8 +19,16 @@ from typing import Any, Literal
 
 import fsspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from cascadia.sources.bias import AdjustmentOptions, VariableAdjustment
 from cascadia.sources.predictors.canonical import CANONICAL_UNITS, DERIVATIONS
 from cascadia.sources.predictors.regions import Region
 
@@ -44,6 +52,10 @@ class Period(_Strict):
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
+
+
+#: Accumulation conventions (see :attr:`SourceConfig.accumulated`).
+Accumulation = Literal["period_ending", "period_starting", "daily_total"]
 
 
 class Derived(_Strict):
@@ -128,8 +140,11 @@ class SourceConfig(_Strict):
     #: Canonical name -> source variable name.
     variables: dict[str, str]
     derived: dict[str, Derived] = {}
-    #: Source variable -> where an accumulated value is stamped.
-    accumulated: dict[str, Literal["period_ending", "period_starting"]] = {}
+    #: Source variable -> what an accumulated value covers and where it is stamped:
+    #: ``period_ending`` / ``period_starting``, the sub-daily step ending / starting at
+    #: the stamp (hourly ERA5: ending); ``daily_total``, the total of the day the stamp
+    #: falls in (CDS daily statistics, stamped 00 UTC). docs/catalogs.md, "Accumulations".
+    accumulated: dict[str, Accumulation] = {}
     #: The source's land fraction, or "unmasked" to average sea and land regions over
     #: every cell (a source without one); required when a region is not "all".
     land_fraction: LandFraction | Literal["unmasked"] | None = None
@@ -190,11 +205,38 @@ class BiasReference(_Strict):
     source: str
 
 
-class BiasAdjustmentSection(_Strict):
+class BiasAdjustmentSection(AdjustmentOptions):
+    """How a catalog's projections are bias-adjusted: reference, overlap, options.
+
+    Every option of :class:`cascadia.sources.bias.AdjustmentOptions` is accepted
+    (per-variable ``kind``, ``group``, ``nquantiles``, ``interp``,
+    ``extrapolation``, ``adapt_freq_thresh``, ``jitter_under_thresh``,
+    ``preserve_mean_change`` under ``variables``; ``window_years``,
+    ``stride_years``, ``min_overlap_years``, ``seed``), with the same defaults.
+    """
+
     reference: BiasReference
     overlap: Period
-    method: Literal["quantile_delta_mapping"] = "quantile_delta_mapping"
-    kinds: dict[str, Literal["+", "*"]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_kinds(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kinds" in data:
+            raise ValueError(
+                "'kinds' was replaced by 'variables': write e.g. "
+                "variables: {pr: {kind: '*'}, tas: {kind: '+'}} (docs/bias-adjustment.md)"
+            )
+        return data
+
+    @field_validator("variables")
+    @classmethod
+    def _canonical(cls, value: dict[str, VariableAdjustment]) -> dict[str, VariableAdjustment]:
+        unknown = sorted(set(value) - set(CANONICAL_UNITS))
+        if unknown:
+            raise ValueError(
+                f"variables {unknown} are not canonical predictors {sorted(CANONICAL_UNITS)}"
+            )
+        return value
 
 
 class RunCatalog(_Strict):

@@ -31,6 +31,9 @@ from cascadia.sources.predictors.masks import as_land_fraction
 from cascadia.sources.predictors.regions import Region
 from cascadia.sources.predictors.units import time_step_seconds
 
+#: Seconds in a day: the step of daily data.
+DAY_SECONDS = 86400.0
+
 
 @dataclass
 class Extracted:
@@ -42,13 +45,23 @@ class Extracted:
 
 
 def apply_accumulation(ds: xr.Dataset, conventions: dict[str, str]) -> xr.Dataset:
-    """Accumulated amounts as rates over the step they accumulate over.
+    """Accumulated amounts as rates over the period they accumulate over.
 
-    ERA5 stamps an hourly total at the *end* of its hour (the 00 UTC value is
-    the last hour of the previous day): shifting such variables back one step
-    makes the daily statistics group each hour with its own day. Dividing by the
-    step turns amounts (m, J m-2) into rates (m s-1, W m-2) that the unit
-    conversion understands.
+    ``period_ending``: ERA5 stamps an hourly total at the *end* of its hour (the
+    00 UTC value is the last hour of the previous day); shifting such variables
+    back one step makes the daily statistics group each hour with its own day.
+    ``period_starting``: the step starting at the stamp, kept in place.
+    ``daily_total``: a daily sum stamped within its own day (the CDS daily
+    statistics stamp it at 00 UTC), kept in place: the hourly conventions would
+    move every total by a whole day, so they are refused on daily data, and
+    ``daily_total`` is refused on sub-daily data. Dividing by the step turns
+    amounts (m, J m-2) into rates (m s-1, W m-2) that the unit conversion
+    understands.
+
+    Raises
+    ------
+    ValueError
+        If a convention does not fit the time step, naming the variable.
     """
     names = [n for n in conventions if n in ds.data_vars]
     if not names:
@@ -56,7 +69,21 @@ def apply_accumulation(ds: xr.Dataset, conventions: dict[str, str]) -> xr.Datase
     step = time_step_seconds(ds["time"])
     out = {}
     for name in names:
-        da = ds[name].shift(time=-1) if conventions[name] == "period_ending" else ds[name]
+        convention = conventions[name]
+        daily = abs(step - DAY_SECONDS) < 1.0
+        if convention == "daily_total" and not daily:
+            raise ValueError(
+                f"{name!r} is declared 'daily_total' but its time step is {step:g} s, "
+                f"not one day; sub-daily accumulations are 'period_ending' (ERA5) or "
+                f"'period_starting'"
+            )
+        if convention != "daily_total" and step >= DAY_SECONDS - 1.0:
+            raise ValueError(
+                f"{name!r} is declared {convention!r} but its time step is {step:g} s: "
+                f"that convention would move every daily total by a whole step; a daily "
+                f"total stamped at its own day (CDS daily statistics) is 'daily_total'"
+            )
+        da = ds[name].shift(time=-1) if convention == "period_ending" else ds[name]
         units = ds[name].attrs.get("units", "")
         out[name] = (da / step).assign_attrs({**ds[name].attrs, "units": f"{units} s-1"})
     return ds.assign(out)
@@ -177,9 +204,9 @@ def extract_combo(
         raise SourceError(f"{where}: no time steps in the period {period}")
     if first_steps is not None:
         raw = raw.isel(time=slice(0, first_steps))
-    raw = apply_accumulation(raw, source.accumulated)
     regions, land = source_land_fraction(catalog, source, combo, datastore)
     try:
+        raw = apply_accumulation(raw, source.accumulated)
         raw = crop_to_regions(raw, regions)
         daily, gaps = standardise(
             raw,

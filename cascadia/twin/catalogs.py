@@ -2,8 +2,9 @@
 
 Each family gets an ESM collection (JSON + CSV, asset paths as absolute URIs as
 intake-esm 2025.12 requires). Stores that hold several variables in one asset
-(ERA5's Zarr, ERA-20C's files) group by ``variable_id`` so that opening a key
-never merges an asset with itself; one-variable stores (CMIP6, CORDEX, 20CR)
+(ERA5's Zarr, ERA-20C's and the CDS daily files) are listed once per variable and
+group by ``variable_id``, as real collections of such files do (cascadia opens
+each asset once all the same); one-variable stores (CMIP6, CORDEX, 20CR)
 are unions over ``variable_id``. The CMIP6 collection is Pangeo's layout as
 published: its columns, ``member_id`` and ``dcpp_init_year`` joined into new
 dimensions, empty ``dcpp_init_year`` cells, ``zstore`` URLs ending in "/".
@@ -30,6 +31,19 @@ COLLECTIONS: dict[str, dict[str, Any]] = {
         "description": "ERA5-like hourly single levels, one ARCO-layout Zarr store",
         "groupby": ["source_id", "experiment_id", "member_id", "variable_id"],
         "aggregations": [],
+        "asset": "path",
+    },
+    "era5-cds": {
+        "description": "ERA5-like daily statistics as the new CDS delivers them, one NetCDF "
+        "per year with every variable (dimension valid_time)",
+        "groupby": ["source_id", "experiment_id", "member_id", "variable_id"],
+        "aggregations": [
+            {
+                "type": "join_existing",
+                "attribute_name": "time_range",
+                "options": {"dim": "valid_time"},
+            },
+        ],
         "asset": "path",
     },
     "20cr": {
@@ -171,6 +185,16 @@ ERA5_VARIABLES = {
     "pr": "total_precipitation",
     "rsds": "surface_solar_radiation_downwards",
 }
+#: New-CDS daily statistics (short names); ``si10`` is the daily mean of hourly speeds.
+ERA5_CDS_VARIABLES = {
+    "tas": "t2m",
+    "uas": "u10",
+    "vas": "v10",
+    "sfcWind": "si10",
+    "psl": "msl",
+    "pr": "tp",
+    "rsds": "ssrd",
+}
 DERIVED_FROM_DEWPOINT = {
     "hurs": {"from": {"tas": "2m_temperature", "tdps": "2m_dewpoint_temperature"}},
 }
@@ -183,14 +207,25 @@ CMIP_SELECTION = {
     "dataset_id": "CMIP6.{activity_id}.{institution_id}.{source_id}.{experiment_id}."
     "{member_id}.{table_id}.{variable_id}.{grid_label}.v{version}",
 }
-BIAS_KINDS = {
-    "tas": "+",
-    "hurs": "+",
-    "psl": "+",
-    "uas": "+",
-    "vas": "+",
-    "pr": "*",
-    "sfcWind": "*",
+#: The bias_adjustment options of the projection catalogs, per variable: additive
+#: for temperature, humidity, pressure and wind components; rain multiplicative by
+#: season with dry-day handling and its mean change preserved; wind speed
+#: multiplicative with its mean change preserved.
+BIAS_VARIABLES: dict[str, dict[str, Any]] = {
+    "tas": {"kind": "+", "group": "time.month"},
+    "hurs": {"kind": "+", "group": "time.month"},
+    "psl": {"kind": "+", "group": "time.month"},
+    "uas": {"kind": "+", "group": "time.month"},
+    "vas": {"kind": "+", "group": "time.month"},
+    "pr": {
+        "kind": "*",
+        "group": "time.season",
+        "nquantiles": 100,
+        "adapt_freq_thresh": "1 mm/day",
+        "jitter_under_thresh": "0.01 mm/day",
+        "preserve_mean_change": True,
+    },
+    "sfcWind": {"kind": "*", "group": "time.month", "preserve_mean_change": True},
 }
 
 HEADER = """\
@@ -236,10 +271,30 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
         },
         land_fraction={"variable": "land_sea_mask"},
     )
+    era5_cds = {
+        "version": 1,
+        "regions": REGIONS,
+        "sources": [
+            _source(
+                "era5",
+                "era5-cds",
+                "reference",
+                {"source_id": "ERA5"},
+                (preset.era5.years.start, preset.era5.years.end),
+                ERA5_CDS_VARIABLES,
+                xarray_open_kwargs={"drop_variables": ["number", "expver"]},
+                rename={"valid_time": "time"},
+                derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
+                # daily sums stamped at 00 UTC of their own day: no shift
+                accumulated={"tp": "daily_total", "ssrd": "daily_total"},
+                land_fraction={"variable": "lsm"},
+            )
+        ],
+    }
     reference = {"catalog": "reanalysis.yaml", "source": "era5"}
-    overlap = {
+    overlap = {  # the years both the reference and the historical runs hold
         "start": max(preset.era5.years.start, preset.historical.start),
-        "end": preset.historical.end,
+        "end": min(preset.era5.years.end, preset.historical.end),
     }
     reanalysis = {
         "version": 1,
@@ -279,7 +334,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
         "reference": reference,
         "overlap": overlap,
         "method": "quantile_delta_mapping",
-        "kinds": BIAS_KINDS,
+        "variables": BIAS_VARIABLES,
     }
     cmip6 = {
         "version": 1,
@@ -330,11 +385,11 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
             )
         ],
     }
-    return {"reanalysis": reanalysis, "cmip6": cmip6, "cordex": cordex}
+    return {"reanalysis": reanalysis, "era5-cds": era5_cds, "cmip6": cmip6, "cordex": cordex}
 
 
 def write_run_catalogs(ctx: StoreContext, preset: Preset) -> list[str]:
-    """Write ``catalogs/{reanalysis,cmip6,cordex}.yaml``; returns their URLs."""
+    """Write ``catalogs/{reanalysis,era5-cds,cmip6,cordex}.yaml``; returns their URLs."""
     urls = []
     for name, catalog in run_catalogs(preset).items():
         url = ctx.url("catalogs", f"{name}.yaml")

@@ -4,6 +4,10 @@
   precipitation in m and radiation in J m**-2 accumulated over the hour *ending*
   at the time stamp; latitude descending; longitude 0-360 (west of Greenwich at 359);
   the land-sea mask ``land_sea_mask`` in (0 - 1), static.
+* ERA5 from the new CDS (post-processed daily statistics): NetCDF per year with every
+  variable; ``t2m``, ``d2m``, ``u10``, ``v10``, ``si10``, ``msl``, ``lsm`` daily means,
+  ``tp`` (m) and ``ssrd`` (J m**-2) daily sums stamped at 00 UTC of their day;
+  dimension ``valid_time``; latitude descending, longitude -180..180.
 * 20CR (NOAA-PSL 20CRv3): NetCDF per member, variable and decade, daily; ``air``,
   ``rhum``, ``uwnd``, ``vwnd``, ``prmsl``, ``prate``; hours since 1800; latitude
   descending, longitude 0-360; errors that grow back in time.
@@ -112,6 +116,27 @@ ERA5_NAMES = {
 ERA5_LAND_SEA_MASK = ("land_sea_mask", "Land-sea mask", "(0 - 1)", "lsm")
 
 
+def era5_hourly_fields(
+    axis: DayAxis,
+    weather: RegionalWeather,
+    grid: RegularGrid,
+    years: tuple[int, int],
+    seed: np.random.SeedSequence,
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """(first year, last year, hourly fields) of ERA5, decade by decade (bounded memory).
+
+    The one source of ERA5's weather: the hourly store and the CDS daily files are
+    both written from it, so their daily totals and means agree exactly.
+    """
+    lat2, lon2 = grid.mesh()
+    # SeedSequence.spawn is stateful: a fresh copy gives every call the same children
+    seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size)
+    for k, (start, end, days) in enumerate(decades(axis, *years)):
+        rng = np.random.default_rng(seed.spawn(k + 1)[-1])
+        daily = daily_fields(slice_weather(weather, days), lat2, lon2, rng)
+        yield start, end, subdaily(daily, 24, axis.phase[days], rng)
+
+
 def write_era5(
     ctx: StoreContext,
     axis: DayAxis,
@@ -122,13 +147,9 @@ def write_era5(
 ) -> None:
     """ARCO-ERA5-like hourly store, written decade by decade (bounded memory)."""
     url = ctx.url("reanalysis", "era5", "era5-hourly-single-levels.zarr")
-    lat2, lon2 = grid.mesh()
     carry: dict[str, np.ndarray] = {}
     first = True
-    for k, (start, end, days) in enumerate(decades(axis, *years)):
-        rng = np.random.default_rng(seed.spawn(k + 1)[-1])
-        daily = daily_fields(slice_weather(weather, days), lat2, lon2, rng)
-        hourly = subdaily(daily, 24, axis.phase[days], rng)
+    for start, end, hourly in era5_hourly_fields(axis, weather, grid, years, seed):
         time = pd.date_range(f"{start}-01-01", f"{end}-12-31 23:00", freq="h")
         accumulated = {}
         for name, step_total in (
@@ -223,6 +244,155 @@ def write_era5(
             path=as_uri(url),
             format="zarr",
         )
+
+
+#: CDS daily statistics: short name -> (long name, units, CF standard name, statistic).
+ERA5_CDS_DAILY = {
+    "t2m": ("2 metre temperature", "K", "unknown", "daily_mean"),
+    "d2m": ("2 metre dewpoint temperature", "K", "unknown", "daily_mean"),
+    "u10": ("10 metre U wind component", "m s**-1", "unknown", "daily_mean"),
+    "v10": ("10 metre V wind component", "m s**-1", "unknown", "daily_mean"),
+    "si10": ("10 metre wind speed", "m s**-1", "unknown", "daily_mean"),
+    "msl": ("Mean sea level pressure", "Pa", "air_pressure_at_mean_sea_level", "daily_mean"),
+    "tp": ("Total precipitation", "m", "unknown", "daily_sum"),
+    "ssrd": ("Surface short-wave (solar) radiation downwards", "J m**-2", "unknown", "daily_sum"),
+    "lsm": ("Land-sea mask", "(0 - 1)", "unknown", "daily_mean"),
+}
+
+
+def _per_day(values: np.ndarray, how: str) -> np.ndarray:
+    """Daily mean or sum of hourly values (time first, 24 steps per day from 00 UTC)."""
+    days = values.reshape(values.shape[0] // 24, 24, *values.shape[1:])
+    return days.mean(axis=1) if how == "daily_mean" else days.sum(axis=1)
+
+
+def write_era5_cds_daily(
+    ctx: StoreContext,
+    axis: DayAxis,
+    weather: RegionalWeather,
+    grid: RegularGrid,
+    years: tuple[int, int],
+    seed: np.random.SeedSequence,
+) -> None:
+    """ERA5 daily statistics as the new CDS delivers them: one NetCDF per year, every variable.
+
+    The same hourly weather as :func:`write_era5` (same grid, same seed), reduced
+    the way the CDS "ERA5 post-processed daily statistics" do it: means of the 24
+    hourly values 00-23 UTC, and for accumulations the sum of the 24 hours of the
+    day (01 UTC to 00 UTC of the next day in ERA5's end-of-hour stamps), stamped
+    at 00 UTC of the day. NetCDF as the new CDS writes it: dimension
+    ``valid_time`` (seconds since 1970), ``latitude`` descending, ``longitude``
+    -180..180 as an area request returns it, scalar ``number`` and per-step
+    ``expver`` coordinates. The land-sea mask, requested with the rest, repeats
+    on every day.
+    """
+    lsm = land_fraction(grid)
+    for start, end, hourly in era5_hourly_fields(axis, weather, grid, years, seed):
+        amounts = {
+            "tp": hourly["pr"] * 3600.0 / 1000.0,  # kg m-2 s-1 -> m of water per hour
+            "ssrd": hourly["rsds"] * 3600.0,  # W m-2 -> J m-2 per hour
+        }
+        fields = {
+            "t2m": hourly["tas"],
+            "d2m": dewpoint(hourly["tas"], hourly["hurs"]),
+            "u10": hourly["uas"],
+            "v10": hourly["vas"],
+            "si10": np.hypot(hourly["uas"], hourly["vas"]),
+            "msl": hourly["psl"],
+            **amounts,
+        }
+        daily = {n: _per_day(v, ERA5_CDS_DAILY[n][3]) for n, v in fields.items()}
+        days = pd.date_range(f"{start}-01-01", f"{end}-12-31", freq="D")
+        daily["lsm"] = np.broadcast_to(lsm, (days.size, *lsm.shape))
+        for year in range(start, end + 1):
+            index = np.flatnonzero(days.year == year)
+            ds = _cds_dataset({n: v[index] for n, v in daily.items()}, days[index], grid, year)
+            url = ctx.url("reanalysis", "era5-cds", f"era5-daily-stats_gulf-of-lion_{year}.nc")
+            encoding: dict[str, dict[str, Any]] = {
+                n: {"zlib": True, "complevel": 1, "shuffle": True, "_FillValue": np.float32("nan")}
+                for n in daily
+            }
+            encoding["valid_time"] = {
+                "units": "seconds since 1970-01-01",
+                "calendar": "proleptic_gregorian",
+                "dtype": "int64",
+            }
+            write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
+            for name in daily:
+                ctx.add_row(
+                    "era5-cds",
+                    activity_id="reanalysis",
+                    institution_id="ECMWF",
+                    source_id="ERA5",
+                    experiment_id="reanalysis",
+                    member_id="r1",
+                    frequency="day",
+                    variable_id=name,
+                    time_range=f"{year}0101-{year}1231",
+                    path=as_uri(url),
+                    format="netcdf",
+                )
+
+
+def _cds_dataset(
+    daily: dict[str, np.ndarray], days: pd.DatetimeIndex, grid: RegularGrid, year: int
+) -> xr.Dataset:
+    """One year of daily statistics with the coordinates and attributes of a CDS NetCDF."""
+    ds = xr.Dataset(
+        {
+            name: (
+                ("valid_time", "latitude", "longitude"),
+                values.astype(FLOAT),
+                {
+                    "long_name": ERA5_CDS_DAILY[name][0],
+                    "units": ERA5_CDS_DAILY[name][1],
+                    "standard_name": ERA5_CDS_DAILY[name][2],
+                },
+            )
+            for name, values in daily.items()
+        },
+        coords={
+            "number": (
+                (),
+                np.int64(0),
+                {
+                    "long_name": "ensemble member numerical id",
+                    "units": "1",
+                    "standard_name": "realization",
+                },
+            ),
+            "valid_time": ("valid_time", days, {"long_name": "time", "standard_name": "time"}),
+            "latitude": (
+                "latitude",
+                grid.lat,
+                {
+                    "units": "degrees_north",
+                    "standard_name": "latitude",
+                    "long_name": "latitude",
+                    "stored_direction": "decreasing",
+                },
+            ),
+            "longitude": (
+                "longitude",
+                (grid.lon + 180.0) % 360.0 - 180.0,
+                {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
+            ),
+            "expver": (
+                "valid_time",
+                np.full(days.size, "0001", dtype=object),
+                {"long_name": "Experiment version"},
+            ),
+        },
+        attrs={
+            "Conventions": "CF-1.7",
+            "institution": "cascadia synthetic twin (not ECMWF data)",
+            "title": f"cascadia twin world: ERA5-like post-processed daily statistics, {year}",
+            "history": "cascadia twin world: daily statistics of the hourly ERA5-like fields "
+            "(means of 00-23 UTC; accumulations summed over the day)",
+        },
+    )
+    # an "area" request returns longitudes -180..180 in ascending order
+    return ds.sortby("longitude")
 
 
 # --------------------------------------------------------------------------- 20CR

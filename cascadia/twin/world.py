@@ -35,6 +35,7 @@ from cascadia.twin.stores import (
     write_cmip_fx,
     write_cordex_fx,
     write_era5,
+    write_era5_cds_daily,
     write_era20c,
     write_twentycr,
 )
@@ -158,14 +159,10 @@ def _write_reanalyses(
     axis, weather = history.axis, history.weather
     era5_view = reanalysis_view(weather, axis, np.random.default_rng(streams[0]), error_scale=0.3)
     era5_grid = regular_grid(preset.era5.resolution, lat_descending=True, lon_0_360=True)
-    write_era5(
-        ctx,
-        axis,
-        era5_view,
-        era5_grid,
-        (preset.era5.years.start, preset.era5.years.end),
-        streams[0],
-    )
+    era5_years = (preset.era5.years.start, preset.era5.years.end)
+    write_era5(ctx, axis, era5_view, era5_grid, era5_years, streams[0])
+    # the same weather, grid and seed as the hourly store: the daily files agree with it
+    write_era5_cds_daily(ctx, axis, era5_view, era5_grid, era5_years, streams[0])
 
     scale = century_error_scale(axis)
     rng = np.random.default_rng(streams[1])
