@@ -154,7 +154,9 @@ def test_a_folder_becomes_a_collection_that_check_and_extract_run(
     assert frame["path"].str.startswith("file:///").all()
     per_asset = frame.drop_duplicates("path")
     assert per_asset["project"].value_counts().to_dict() == {
-        "CMIP6": 4 * 8 + 1,  # experiments x variables, one Zarr store each; fx sftlf
+        # experiments x variables x grids (gn, gr), one Zarr store each; an earlier
+        # version of the historical tas; fx sftlf per grid
+        "CMIP6": 4 * 8 * 2 + 1 + 2,
         "CORDEX": 7 + 1,  # variables, one file each; the fx sftlf file
         "reanalysis": 2,  # the yearly CDS files, eight variables each
     }
@@ -167,7 +169,11 @@ def test_a_folder_becomes_a_collection_that_check_and_extract_run(
         "20140101-20141231",
     }
     tas = frame[(frame["project"] == "CMIP6") & (frame["variable_id"] == "tas")]
-    historical = tas[tas["experiment_id"] == "historical"].iloc[0]
+    historical = tas[
+        (tas["experiment_id"] == "historical")
+        & (tas["grid_label"] == "gn")
+        & (tas["version"] == "v20260101")
+    ].iloc[0]
     assert historical[["activity_id", "institution_id", "source_id", "member_id"]].tolist() == [
         "CMIP",
         "TWINLAB-A",
@@ -180,7 +186,8 @@ def test_a_folder_becomes_a_collection_that_check_and_extract_run(
         "v20260101",
         "20120101-20141231",
     ]
-    fx = frame[frame["variable_id"] == "sftlf"].set_index("project")
+    fx = frame[(frame["variable_id"] == "sftlf") & (frame["grid_label"] != "gr")]
+    fx = fx.set_index("project")
     assert fx.loc["CMIP6", ["table_id", "time_range"]].tolist() == ["fx", "none"]
     assert fx.loc["CORDEX", ["frequency", "member_id"]].tolist() == ["fx", "r0i0p0"]
     cordex = frame[frame["project"] == "CORDEX"].iloc[0]

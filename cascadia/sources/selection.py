@@ -12,7 +12,9 @@ results store's provenance. The rules apply in this order:
    in sorted order is read);
 3. **older versions**: of rows equal in every column but the asset and the version,
    the newest version is read;
-4. **grids**: grids missing from the preference list are skipped; of the others,
+4. **grids**: grids missing from the preference list are skipped (rows with an
+   empty grid cell are kept, and a query with no grid of the list at all, e.g.
+   reanalysis rows labelled "none", has nothing to choose); of the others,
    each model member (``source_id`` and ``member_id`` as the results name them) is
    read on the first grid of the list on which every experiment has every variable
    the source needs, so that a scenario is adjusted on the grid of its historical
@@ -178,10 +180,12 @@ def _drop_older_versions(rows: _Rows, column: str) -> None:
 def _choose_grids(rows: _Rows, rules: SelectionRules, members: pd.Series, needed: set[str]) -> None:
     live = rows.live
     grids = facet_column(live[rules.grid_column])
-    unlisted = ~grids.isin(rules.grids)
-    reasons = "grid " + grids[unlisted].replace("", "(none)")
+    if not grids.isin(rules.grids).any():
+        return  # no grid label of the list (a reanalysis row's "" or "none"): nothing to choose
+    unlisted = ~grids.isin(rules.grids) & (grids != "")
+    reasons = "grid " + grids[unlisted]
     rows.drop(live.index[unlisted], reasons + f" is not in selection.grids {rules.grids}")
-    live = rows.live
+    live = rows.live[grids[rows.live.index] != ""]  # rows without a grid label are kept
     table = pd.DataFrame(
         {
             "member": members[live.index],
