@@ -40,6 +40,7 @@ HOURS = 744  # 31 days per time chunk, as in ERA5 monthly files
 YEAR = 2013
 #: Read in the store but not needed by the run catalog: must never be read.
 UNUSED = "sea_surface_temperature"
+MASK = "land_sea_mask"
 
 
 class _CountingOpener(LocalFileOpener):
@@ -112,7 +113,7 @@ def _era5_like(rng: np.random.Generator) -> xr.Dataset:
         UNUSED: tas + 3.0,
     }
     names = {**ERA5_NAMES, UNUSED: ("Sea surface temperature", "K", "sst")}
-    return xr.Dataset(
+    ds = xr.Dataset(
         {
             name: (
                 ("time", "latitude", "longitude"),
@@ -123,6 +124,10 @@ def _era5_like(rng: np.random.Generator) -> xr.Dataset:
         },
         coords={"time": time, "latitude": LAT, "longitude": LON},
     )
+    # the shelf region averages over sea: the static land-sea mask is read too
+    land = (LAT[:, None] > 43.5) | (LON[None, :] < 3.0)
+    ds[MASK] = (("latitude", "longitude"), land.astype("float32"), {"units": "(0 - 1)"})
+    return ds
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +137,7 @@ def tiled(tmp_path_factory) -> dict[str, Any]:
     store = root / "era5-tiled.zarr"
     ds = _era5_like(np.random.default_rng(0))
     encoding = {
-        name: {"chunks": (HOURS, TILE, TILE), "compressors": [ZARR3_COMPRESSOR]}
+        name: {"chunks": (HOURS, TILE, TILE)[-ds[name].ndim :], "compressors": [ZARR3_COMPRESSOR]}
         for name in ds.data_vars
     }
     with warnings.catch_warnings():
@@ -183,7 +188,7 @@ def intersecting_chunks(store: Path, variables: list[str], regions: list[Any]) -
         for t in range(2)
         for y in tiles_y
         for x in tiles_x
-    ]
+    ] + [store / MASK / "c" / str(y) / str(x) for y in tiles_y for x in tiles_x]
 
 
 def test_extraction_reads_only_the_intersecting_chunks(tiled: dict[str, Any]) -> None:
@@ -203,7 +208,7 @@ def test_extraction_reads_only_the_intersecting_chunks(tiled: dict[str, Any]) ->
     expected_bytes = sum(p.stat().st_size for p in expected)
     store_bytes = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
     read_bytes = sum(reads.values())
-    arrays = {*source.source_variables, UNUSED}
+    arrays = {*source.source_variables, UNUSED, MASK}
     chunks_read = {Path(p) for p in reads if Path(p).relative_to(store).parts[0] in arrays}
     print(
         f"read {read_bytes} B in {len(reads)} files; intersecting chunks {expected_bytes} B "

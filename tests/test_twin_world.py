@@ -63,7 +63,8 @@ def test_tiny_world_is_small_and_fast(tiny):
     assert size <= TINY_BYTES, f"tiny world is {size / 1e6:.1f} MB"
     manifest = json.loads((out / "world.json").read_text())
     assert manifest["preset"] == "tiny"
-    assert manifest["stores"]["cmip6"] == 3 * 2 * 4 * 8  # sources x members x exps x vars
+    # sources x members x exps x vars, and one sftlf fx store per source
+    assert manifest["stores"]["cmip6"] == 3 * 2 * 4 * 8 + 3
 
 
 def test_same_seed_gives_identical_bytes(tiny, tmp_path):
@@ -101,7 +102,10 @@ def test_every_collection_opens_every_store(tiny, family):
         ]
         assert set(rows.variable_id) <= set(ds.data_vars), key
         for variable in rows.variable_id:
-            assert np.isfinite(ds[variable].isel(time=slice(0, 48)).values).all(), (key, variable)
+            da = ds[variable]
+            if "time" in da.dims:  # land fractions are static
+                da = da.isel(time=slice(0, 48))
+            assert np.isfinite(da.values).all(), (key, variable)
 
 
 def test_era5_like_conventions(tiny):
@@ -124,7 +128,9 @@ def test_era5_like_conventions(tiny):
 def test_reanalysis_and_projection_quirks(tiny):
     out, _ = tiny
     era20c = xr.open_dataset(
-        next((out / "reanalysis/era20c").glob("*.nc")), engine="h5netcdf", mask_and_scale=False
+        next((out / "reanalysis/era20c").glob("era20c_sfc_*.nc")),
+        engine="h5netcdf",
+        mask_and_scale=False,
     )
     assert era20c["t2m"].dtype == np.int16 and "scale_factor" in era20c["t2m"].attrs
     assert step(xr.decode_cf(era20c).time.values[:8]) == pd.Timedelta("6h")
@@ -197,6 +203,7 @@ def test_truth_covers_every_combination(tiny):
     combos = set()
     for family in ("cmip6", "cordex"):
         frame = pd.read_csv(out / "collections" / f"{family}.csv")
+        frame = frame[frame.get("table_id", frame.get("frequency")) == "day"]  # not fx
         combos |= {
             (family, s, e, m)
             for s, e, m in frame[["source_id", "experiment_id", "member_id"]]
@@ -218,6 +225,48 @@ def test_truth_covers_every_combination(tiny):
     assert step(history.time.values[:48]) == pd.Timedelta("1h")
 
 
+def test_every_source_carries_its_land_fraction(tiny):
+    """ERA5 lsm (0 - 1), 20CR land, ERA-20C lsm, CMIP6 sftlf fx stores, CORDEX sftlf (%)."""
+    out, _ = tiny
+    era5 = xr.open_zarr(out / "reanalysis/era5/era5-hourly-single-levels.zarr")
+    lsm = era5["land_sea_mask"]
+    assert lsm.dims == ("latitude", "longitude") and lsm.attrs["units"] == "(0 - 1)"
+    # the twin's coastline: the north of the domain is land, the open gulf sea
+    assert float(lsm.sel(latitude=45.0).min()) > 0.99
+    assert float(lsm.sel(latitude=40.5, longitude=5.75)) < 1e-3
+    partial = lsm.sel(latitude=42.75, longitude=3.5)  # the cell holding the coast
+    assert 0.2 < float(partial) < 0.8
+    land = xr.open_dataset(out / "reanalysis/20crv3/land.nc", engine="h5netcdf")["land"]
+    assert land.attrs["units"] == "1" and 0.0 <= float(land.min()) < float(land.max()) <= 1.0
+    invariant = xr.open_dataset(out / "reanalysis/era20c/era20c_invariant.nc", engine="h5netcdf")
+    assert invariant["lsm"].dims == ("time", "latitude", "longitude")
+
+    table = pd.read_csv(out / "collections/cmip6.csv")
+    fx = table[table.table_id == "fx"]
+    assert sorted(fx.source_id) == ["TWIN-ESM-A", "TWIN-ESM-B", "TWIN-ESM-C"]
+    assert set(fx.variable_id) == {"sftlf"} and set(fx.grid_label) == {"gn"}
+    assert set(fx.experiment_id) == {"historical"} and set(fx.member_id) == {"r1i1p1f1"}
+    for row in fx.itertuples():
+        sftlf = xr.open_zarr(row.zstore.removeprefix("file://"))["sftlf"]
+        assert sftlf.dims == ("lat", "lon") and sftlf.attrs["units"] == "%"
+        assert sftlf.attrs["standard_name"] == "land_area_fraction"
+        assert float(sftlf.max()) > 90.0 and float(sftlf.min()) < 50.0
+        day = table[
+            (table.source_id == row.source_id)
+            & (table.table_id == "day")
+            & (table.variable_id == "tas")
+        ].zstore.iloc[0]
+        tas = xr.open_zarr(day.removeprefix("file://"))
+        np.testing.assert_array_equal(sftlf.lat, tas.lat)
+        np.testing.assert_array_equal(sftlf.lon, tas.lon)
+    cordex = pd.read_csv(out / "collections/cordex.csv")
+    files = cordex[cordex.frequency == "fx"]
+    assert len(files) == 2 and set(files.member_id) == {"r0i0p0"}
+    sftlf = xr.open_dataset(files.path.iloc[0].removeprefix("file://"), engine="h5netcdf")
+    assert sftlf.sftlf.dims == ("rlat", "rlon") and sftlf.sftlf.attrs["units"] == "%"
+    assert "time" not in sftlf.dims
+
+
 def test_run_catalogs_refer_to_collections(tiny):
     out, _ = tiny
     for name in ("reanalysis", "cmip6", "cordex"):
@@ -226,6 +275,9 @@ def test_run_catalogs_refer_to_collections(tiny):
         for source in catalog["sources"]:
             assert (path.parent / source["collection"]).resolve().exists()
             assert source["role"] in {"reference", "hindcast", "projection"}
+            assert source["land_fraction"]["variable"] in {"land_sea_mask", "land", "lsm", "sftlf"}
+        surfaces = {r["name"]: r["surface"] for r in catalog["regions"]}
+        assert surfaces == {"gulf_of_lion_shelf": "sea", "tramontane": "all", "mistral": "all"}
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

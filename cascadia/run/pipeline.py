@@ -229,8 +229,11 @@ def _plan(catalogs: list[RunCatalog]) -> _Plan:
                 except Exception as exc:
                     failures[entry.id] = _reason(entry, exc, "cannot read its inputs")
                 entries.append(entry)
+        # the reference is read only for projections that can still run: an archive
+        # that cannot be listed must not cost a reference that nothing uses
         if catalog.bias_adjustment is not None and any(
-            s.role == "projection" for s in catalog.sources
+            e.catalog is catalog and e.source.role == "projection" and e.id not in failures
+            for e in entries
         ):
             try:
                 references[catalog.path] = _reference(catalog)
@@ -315,8 +318,6 @@ def _result_fingerprint(entry: _Entry, plan: _Plan, checksum: str, config: Infer
 def _time_axis(plan: _Plan) -> np.ndarray:
     """Consecutive standard-calendar days from the first to the last year of the run."""
     spans = list(plan.years.values())
-    if not spans:
-        raise RunInputError("no combination of the catalogs can run (see the failures)")
     first, last = min(s[0] for s in spans), max(s[1] for s in spans)
     return pd.date_range(f"{first}-01-01", f"{last}-12-31", freq="D").values
 
@@ -539,6 +540,8 @@ def run_pipeline(
     except ValueError as exc:  # InferenceError, CheckpointError
         raise RunInputError(str(exc)) from None
     plan = _plan(loaded)
+    if not plan.years:  # no combination could even be read: no time axis, no store
+        return _nothing_runs(plan, out, started, on_total, on_result)
     time_axis = _time_axis(plan)
     schema = ResultsSchema(
         combos=tuple(e.store_combo for e in plan.entries),
@@ -592,6 +595,39 @@ def run_pipeline(
     summary.spread = _spread(out, storage_options)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _nothing_runs(
+    plan: _Plan,
+    out: str,
+    started: float,
+    on_total: Callable[[int], None] | None,
+    on_result: Callable[[ComboResult], None] | None,
+) -> RunSummary:
+    """The summary of a run none of whose combinations can start: every failure, no store.
+
+    Typically offline or with unreachable archives: nothing is computed and the
+    results store is neither created nor touched (it would have no time axis).
+    """
+    results = list(plan.source_failures)
+    if not results and not plan.entries:
+        raise RunInputError("the run catalogs list no source")
+    for entry in plan.entries:
+        reason = plan.failures[entry.id]
+        results.append(
+            ComboResult(entry.combo.label, entry.where, "failed", reason=reason, combo=None)
+        )
+    if on_total:
+        on_total(len(results))
+    for result in results:
+        if on_result:
+            on_result(result)
+    return RunSummary(
+        store=out,
+        results=results,
+        spread="not written: no combination could run, the store was not touched",
+        seconds=time.perf_counter() - started,
+    )
 
 
 @contextmanager

@@ -3,16 +3,22 @@
 A *combination* (combo) is one (source, experiment, member) — reanalysis
 members included — identified by the collection's ``groupby_attrs`` minus
 ``variable_id``: stores that hold one variable each are unions over variables,
-stores that hold many (ARCO-ERA5, ERA-20C files) are grouped by variable in the
-collection and merged back here.
+stores that hold many (ARCO-ERA5, ERA-20C and CDS files) are listed once per
+variable and grouped by variable in the collection; here each asset is opened
+once for all its variables. Each combination also gets the store of its
+source's land fraction (a CMIP ``fx`` table, a CORDEX ``sftlf`` file, ERA5's
+own ``lsm``), chosen once here so that it is fingerprinted and recorded.
 """
 
 from __future__ import annotations
 
+import json
+import posixpath
 import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import fsspec
@@ -20,7 +26,8 @@ import intake_esm
 import pandas as pd
 import xarray as xr
 
-from cascadia.sources.config import RunCatalog, SourceConfig
+from cascadia.sources.config import LandFraction, RunCatalog, SourceConfig
+from cascadia.sources.reach import Unreachable, ensure_reachable
 
 
 class SourceError(RuntimeError):
@@ -37,6 +44,7 @@ class Combo:
     assets: tuple[str, ...] = ()
     variables: tuple[str, ...] = ()  # source variables the collection lists for it
     missing: tuple[str, ...] = field(default=())  # source variables the catalog needs but lacks
+    land_fraction: str = ""  # asset holding the source's land fraction ("" if none found)
 
     @property
     def label(self) -> str:
@@ -52,17 +60,37 @@ def _where(catalog: RunCatalog, source: SourceConfig) -> str:
 
 
 def open_collection(catalog: RunCatalog, source: SourceConfig) -> intake_esm.esm_datastore:
-    """Open the source's intake-esm collection (local path or URL with storage options)."""
+    """Open the source's intake-esm collection (local path or URL with storage options).
+
+    Refused with a :class:`SourceError` naming the catalog entry: a collection (or
+    the remote CSV it names) whose host does not answer within seconds
+    (:mod:`cascadia.sources.reach`), a file that is not JSON, an invalid ESM
+    collection, and the shipped templates whose assets are placeholders.
+    """
     url = catalog.resolve(source.collection)
     options = source.collection_storage_options
     where = _where(catalog, source)
     remote = "://" in url and not url.startswith("file://")
     try:
+        ensure_reachable(url, options)
         fs, path = fsspec.core.url_to_fs(url, **options)
         # HTTP(S) exists() answers False on a refused connection: try the read instead
         if not url.startswith(("http://", "https://")) and not fs.exists(path):
             raise FileNotFoundError(url)
-        return intake_esm.esm_datastore(url, storage_options=options)
+        table = _catalog_file(fs.cat_file(path))
+        if table is not None:
+            try:
+                ensure_reachable(table, options)
+            except Unreachable as exc:
+                raise Unreachable(f"{url}: its table {exc}") from None
+        datastore = intake_esm.esm_datastore(url, storage_options=options)
+    except Unreachable as exc:
+        raise SourceError(f"{where}: collection {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SourceError(
+            f"{where}: collection {url} is not valid JSON (line {exc.lineno}, column "
+            f"{exc.colno}: {exc.msg}); fix the file or point 'collection' at a corrected copy"
+        ) from None
     except FileNotFoundError as exc:
         if remote and _looks_offline(exc):
             raise SourceError(
@@ -77,6 +105,38 @@ def open_collection(catalog: RunCatalog, source: SourceConfig) -> intake_esm.esm
         raise SourceError(
             f"{where}: collection {url} is not a valid ESM collection: {exc}"
         ) from None
+    _refuse_placeholders(catalog, source, url, datastore)
+    return datastore
+
+
+def _catalog_file(document: bytes) -> str | None:
+    """The remote CSV/Parquet a collection JSON names by absolute URL (None if local)."""
+    spec = json.loads(document)
+    table = spec.get("catalog_file") if isinstance(spec, dict) else None
+    if isinstance(table, str) and "://" in table and not table.startswith("file://"):
+        return table
+    return None
+
+
+#: What the shipped collection templates hold in place of a user's files.
+PLACEHOLDER = "/path/to/"
+
+
+def _refuse_placeholders(
+    catalog: RunCatalog, source: SourceConfig, url: str, datastore: intake_esm.esm_datastore
+) -> None:
+    """A template collection (``*.example.json``, assets under ``/path/to/``) is no input."""
+    assets = datastore.df[datastore.esmcat.assets.column_name].astype(str)
+    placeholders = assets[assets.str.contains(PLACEHOLDER, regex=False)]
+    if placeholders.empty and ".example." not in posixpath.basename(url):
+        return
+    shown = f" (e.g. {placeholders.iloc[0]})" if not placeholders.empty else ""
+    raise SourceError(
+        f"{_where(catalog, source)}: collection {url} is a template whose assets are "
+        f"placeholders{shown}: copy its JSON and CSV, replace the paths with the absolute "
+        f"file:// URIs of your files, and point 'collection' of source {source.name!r} "
+        f"in {catalog.path} at your copy"
+    )
 
 
 def _looks_offline(exc: BaseException) -> bool:
@@ -115,6 +175,8 @@ def enumerate_combos(
     columns = combo_columns(datastore)
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     asset_column = datastore.esmcat.assets.column_name
+    spec = source.land_fraction if isinstance(source.land_fraction, LandFraction) else None
+    land_rows = land_fraction_rows(catalog, source, datastore, columns) if spec else None
     combos = []
     for values, group in frame.groupby(columns, sort=True, dropna=False):
         facets = dict(zip(columns, map(str, values), strict=True))
@@ -134,13 +196,78 @@ def enumerate_combos(
                 assets=tuple(sorted(set(group[asset_column]))),
                 variables=tuple(sorted(present)),
                 missing=tuple(v for v in source.source_variables if v not in present),
+                land_fraction=(
+                    find_land_fraction(land_rows, spec, facets, columns, asset_column)
+                    if spec and land_rows is not None
+                    else ""
+                ),
             )
         )
     return combos
 
 
+def land_fraction_rows(
+    catalog: RunCatalog,
+    source: SourceConfig,
+    datastore: intake_esm.esm_datastore,
+    columns: Sequence[str],
+) -> pd.DataFrame:
+    """Rows of the collection that may hold the source's land fraction (its variable, its query).
+
+    Raises :class:`SourceError` if the query names a column the collection lacks,
+    or ``match`` one that does not identify combinations (``columns``).
+    """
+    spec = source.land_fraction
+    if not isinstance(spec, LandFraction):
+        raise SourceError(f"{_where(catalog, source)}: the source names no land_fraction")
+    variable_column = datastore.esmcat.aggregation_control.variable_column_name
+    unknown = sorted(set(spec.query) - set(datastore.df.columns))
+    if unknown:
+        raise SourceError(
+            f"{_where(catalog, source)}: land_fraction.query refers to columns {unknown} "
+            f"which the collection lacks (columns: {list(datastore.df.columns)})"
+        )
+    unknown = sorted(set(spec.match or ()) - set(columns))
+    if unknown:
+        raise SourceError(
+            f"{_where(catalog, source)}: land_fraction.match refers to columns {unknown} "
+            f"which do not identify a combination (those are {list(columns)})"
+        )
+    return datastore.search(**{variable_column: spec.variable, **spec.query}).df
+
+
+def find_land_fraction(
+    rows: pd.DataFrame,
+    spec: LandFraction,
+    facets: dict[str, str],
+    columns: Sequence[str],
+    asset_column: str,
+) -> str:
+    """The asset holding a combination's land fraction, or "" when the collection has none.
+
+    Among ``rows`` (:func:`land_fraction_rows`), those sharing the combination's
+    ``spec.match`` columns (default: the combination columns the land-fraction
+    query does not set); the one sharing most other combination columns wins
+    (same member, same experiment), then the last asset in sort order.
+    """
+    match = spec.match if spec.match is not None else [c for c in columns if c not in spec.query]
+    for column in match:
+        rows = rows[rows[column].astype(str) == facets[column]]
+    if rows.empty:
+        return ""
+    others = [c for c in columns if c not in match and c in rows.columns]
+    shared = sum((rows[c].astype(str) == facets[c]).astype(int) for c in others)
+    ranked = rows.assign(_shared=shared).sort_values(["_shared", asset_column], kind="stable")
+    return str(ranked[asset_column].iloc[-1])
+
+
 def open_kwargs(source: SourceConfig, datastore: intake_esm.esm_datastore) -> dict[str, Any]:
-    """xarray options per asset format: h5netcdf for NetCDF (netCDF4 is not thread-safe)."""
+    """xarray options per asset format: h5netcdf for NetCDF (netCDF4 is not thread-safe).
+
+    ``datastore`` is the selection about to be opened: a collection may mix NetCDF
+    files and Zarr stores (``catalog build`` of a mixed folder), and the engine can
+    be set only when every asset opened with it is NetCDF.
+    """
     kwargs: dict[str, Any] = {"chunks": {}}
     formats = set()
     fmt_column = datastore.esmcat.assets.format_column_name
@@ -170,12 +297,20 @@ def open_combo(
     datastore = datastore or open_collection(catalog, source)
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     subset = datastore.search(**combo.facets, **{variable_column: source.source_variables})
+    listed = sorted(set(subset.df[variable_column]))
+    subset = each_asset_once(subset)
+    try:
+        for asset in combo.assets:
+            ensure_reachable(asset, source.storage_options)
+    except Unreachable as exc:
+        raise SourceError(f"{where}: asset store {exc}") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
             datasets = subset.to_dataset_dict(
-                xarray_open_kwargs=open_kwargs(source, datastore),
+                xarray_open_kwargs=open_kwargs(source, subset),
                 storage_options=source.storage_options,
+                preprocess=partial(_only, variables=listed),
                 progressbar=False,
             )
     except Exception as exc:
@@ -191,6 +326,105 @@ def open_combo(
     # intake-esm's bookkeeping attributes vary from run to run and leak asset paths
     merged.attrs = {k: v for k, v in merged.attrs.items() if not k.startswith("intake_esm")}
     return merged.rename(source.rename) if source.rename else merged
+
+
+def open_land_fraction(
+    catalog: RunCatalog,
+    source: SourceConfig,
+    combo: Combo,
+    datastore: intake_esm.esm_datastore | None = None,
+) -> xr.DataArray:
+    """The raw (lazy) land-fraction variable of one combination, with its grid coordinates."""
+    where = f"{_where(catalog, source)} {combo.label}"
+    spec = source.land_fraction
+    if not isinstance(spec, LandFraction):
+        raise SourceError(f"{where}: the source names no land_fraction")
+    if not combo.land_fraction:
+        match = spec.match if spec.match is not None else "every combination column"
+        raise SourceError(
+            f"{where}: no land fraction {spec.variable!r} in the collection for this "
+            f"combination (land_fraction query {spec.query}, matching {match}); a region "
+            "averages over sea or land cells: add the land-fraction store to the collection "
+            "or set land_fraction: unmasked"
+        )
+    datastore = datastore or open_collection(catalog, source)
+    control = datastore.esmcat.aggregation_control
+    subset = datastore.search(
+        **{datastore.esmcat.assets.column_name: combo.land_fraction},
+        **{control.variable_column_name: spec.variable},
+    )
+    if subset.df.empty:
+        raise SourceError(f"{where}: the collection no longer lists {combo.land_fraction}")
+    # one file listed for several members (20CR's land.nc): open it once
+    first = subset.df.iloc[0]
+    subset = subset.search(
+        **{c: first[c] for c in control.groupby_attrs if c in first and pd.notna(first[c])}
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
+            datasets = subset.to_dataset_dict(
+                xarray_open_kwargs=open_kwargs(source, subset),
+                storage_options=source.storage_options,
+                progressbar=False,
+            )
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        raise SourceError(
+            f"{where}: cannot open its land fraction {combo.land_fraction}: {cause}"
+        ) from None
+    ds = next(iter(datasets.values()))
+    renames = {k: v for k, v in source.rename.items() if k in ds.variables or k in ds.dims}
+    ds = ds.rename(renames) if renames else ds  # e.g. new-CDS valid_time -> time
+    if spec.variable not in ds.variables:
+        raise SourceError(
+            f"{where}: {combo.land_fraction} holds no variable {spec.variable!r} "
+            f"(it has {sorted(map(str, ds.data_vars))})"
+        )
+    return ds[spec.variable]
+
+
+def each_asset_once(subset: intake_esm.esm_datastore) -> intake_esm.esm_datastore:
+    """The same selection with every asset listed once, with the variables it holds.
+
+    Collections list a file that holds many variables (CDS downloads, ERA-20C,
+    ARCO-ERA5's store) once per variable, and intake-esm opens every row: a year
+    of six variables was opened six times. Collapsed to one row per asset whose
+    variable column is the list of its variables, it becomes an intake-esm
+    multi-variable asset, which intake-esm opens once; the assets of a
+    combination are then one key (their files joined by coordinates, as
+    ``join_existing`` does). :func:`_only` keeps the requested variables of each
+    (intake-esm's own search of a list column fails under pandas 3).
+    """
+    frame = subset.df
+    esmcat = subset.esmcat
+    asset = esmcat.assets.column_name
+    if frame.empty or not frame[asset].duplicated().any():
+        return subset
+    control = esmcat.aggregation_control
+    variable = control.variable_column_name
+    columns = [c for c in frame.columns if c not in (asset, variable)]
+    collapsed = (
+        frame.groupby(asset, sort=False)
+        .agg({**dict.fromkeys(columns, "first"), variable: lambda v: sorted(set(v))})
+        .reset_index()[list(frame.columns)]
+    )
+    spec = esmcat.model_dump()
+    spec["catalog_file"] = None
+    spec["aggregation_control"]["groupby_attrs"] = [
+        c for c in control.groupby_attrs if c != variable
+    ]
+    spec["aggregation_control"]["aggregations"] = [
+        a
+        for a in spec["aggregation_control"]["aggregations"]
+        if not (a["type"] == "union" and a["attribute_name"] == variable)
+    ]
+    return intake_esm.esm_datastore({"esmcat": spec, "df": collapsed}, threaded=subset.threaded)
+
+
+def _only(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
+    """The data variables of an opened asset that the selection lists (``preprocess``)."""
+    return ds[[v for v in ds.data_vars if v in variables]]
 
 
 def _requested(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:

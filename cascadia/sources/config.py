@@ -5,8 +5,10 @@ fsspec ``storage_options``), the query that selects its stores, the role of
 the source (``reference`` reanalysis, ``hindcast`` reanalysis, ``projection``),
 the period, the mapping from the source's variable names to the canonical
 predictors, derivations from the registry of :mod:`cascadia.sources.predictors.canonical`,
-accumulation conventions, and — for projections — the bias-adjustment reference
-and overlap. The schema is documented in docs/catalogs.md.
+accumulation conventions, where the source's land fraction is (for regions
+that average over sea or land only), and — for projections — the
+bias-adjustment reference and overlap. The schema is documented in
+docs/catalogs.md.
 """
 
 from __future__ import annotations
@@ -52,11 +54,38 @@ class Period(_Strict):
         return self
 
 
+#: Accumulation conventions (see :attr:`SourceConfig.accumulated`).
+Accumulation = Literal["period_ending", "period_starting", "daily_total"]
+
+
 class Derived(_Strict):
     """A canonical variable computed by a registered derivation from source variables."""
 
     #: Derivation input name (e.g. ``tas``, ``tdps``) -> source variable name.
     inputs: dict[str, str] = Field(alias="from")
+
+
+class LandFraction(_Strict):
+    """Where a source keeps its land (or sea) fraction, for sea and land regions.
+
+    The land fraction is a variable of the source's own collection, found per
+    combination: the rows holding ``variable`` that satisfy ``query`` (which
+    replaces the source's query for this look-up, e.g. ``{table_id: fx}``) and
+    share the combination's values of the ``match`` columns (default: every
+    combination column that ``query`` does not set). Among several, the one
+    sharing most of the other combination columns wins (same member, same
+    experiment), then the last asset in sort order (the latest version in DRS
+    paths).
+    """
+
+    #: The variable name in the collection and the files: sftlf, lsm, land_sea_mask, sftof.
+    variable: str = Field(min_length=1)
+    query: dict[str, str | list[str]] = {}
+    match: list[str] | None = None
+    #: What the variable is a fraction of: sftlf and lsm are land, sftof is sea.
+    fraction_of: Literal["land", "sea"] = "land"
+    #: Units to assume when the variable has no units attribute ("%" or "1").
+    units: str | None = None
 
 
 class SourceConfig(_Strict):
@@ -77,8 +106,14 @@ class SourceConfig(_Strict):
     #: Canonical name -> source variable name.
     variables: dict[str, str]
     derived: dict[str, Derived] = {}
-    #: Source variable -> where an accumulated value is stamped.
-    accumulated: dict[str, Literal["period_ending", "period_starting"]] = {}
+    #: Source variable -> what an accumulated value covers and where it is stamped:
+    #: ``period_ending`` / ``period_starting``, the sub-daily step ending / starting at
+    #: the stamp (hourly ERA5: ending); ``daily_total``, the total of the day the stamp
+    #: falls in (CDS daily statistics, stamped 00 UTC). docs/catalogs.md, "Accumulations".
+    accumulated: dict[str, Accumulation] = {}
+    #: The source's land fraction, or "unmasked" to average sea and land regions over
+    #: every cell (a source without one); required when a region is not "all".
+    land_fraction: LandFraction | Literal["unmasked"] | None = None
     #: How the results name a combination, as templates over the collection's columns.
     combo_id: dict[str, str] = {
         "source_id": "{source_id}",
@@ -188,6 +223,16 @@ class RunCatalog(_Strict):
             raise ValueError(f"source names must be unique, got {names}")
         if not self.regions:
             raise ValueError("at least one region is needed")
+        masked = [r for r in self.regions if r.surface != "all"]
+        for source in self.sources:
+            if masked and source.land_fraction is None:
+                region = masked[0]
+                raise ValueError(
+                    f"source {source.name!r} has no land_fraction, but region "
+                    f"{region.name!r} averages over {region.surface} cells: name the source's "
+                    "land-fraction variable (land_fraction: {variable: sftlf, query: {...}}) "
+                    "or average over every cell with land_fraction: unmasked"
+                )
         return self
 
     def source(self, name: str) -> SourceConfig:
@@ -245,5 +290,5 @@ def load_run_catalog(path: str, storage_options: dict[str, Any] | None = None) -
     try:
         return RunCatalog(**data, path=path if "://" in path else str(Path(path).resolve()))
     except ValidationError as exc:
-        lines = [f"{_where(e['loc'], data)}: {e['msg']}" for e in exc.errors()]
+        lines = [f"{_where(e['loc'], data) or 'catalog'}: {e['msg']}" for e in exc.errors()]
         raise CatalogError(f"{path}: invalid run catalog:\n  " + "\n  ".join(lines)) from None

@@ -2,10 +2,12 @@
 
 Each family gets an ESM collection (JSON + CSV, asset paths as absolute URIs as
 intake-esm 2025.12 requires). Stores that hold several variables in one asset
-(ERA5's Zarr, ERA-20C's files) group by ``variable_id`` so that opening a key
-never merges an asset with itself; one-variable stores (CMIP6, CORDEX, 20CR)
+(ERA5's Zarr, ERA-20C's and the CDS daily files) are listed once per variable and
+group by ``variable_id``, as real collections of such files do (cascadia opens
+each asset once all the same); one-variable stores (CMIP6, CORDEX, 20CR)
 are unions over ``variable_id``. Run catalogs (docs/catalogs.md) name the
-collection, the query, the role and the mapping to canonical predictors.
+collection, the query, the role, the mapping to canonical predictors and where
+each source's land fraction is (the shelf region averages over sea cells).
 """
 
 from __future__ import annotations
@@ -26,6 +28,19 @@ COLLECTIONS: dict[str, dict[str, Any]] = {
         "description": "ERA5-like hourly single levels, one ARCO-layout Zarr store",
         "groupby": ["source_id", "experiment_id", "member_id", "variable_id"],
         "aggregations": [],
+        "asset": "path",
+    },
+    "era5-cds": {
+        "description": "ERA5-like daily statistics as the new CDS delivers them, one NetCDF "
+        "per year with every variable (dimension valid_time)",
+        "groupby": ["source_id", "experiment_id", "member_id", "variable_id"],
+        "aggregations": [
+            {
+                "type": "join_existing",
+                "attribute_name": "time_range",
+                "options": {"dim": "valid_time"},
+            },
+        ],
         "asset": "path",
     },
     "20cr": {
@@ -111,6 +126,8 @@ def write_collections(ctx: StoreContext) -> list[str]:
     return urls
 
 
+#: The shelf, where air-sea fluxes make dense water, averages over sea cells; the
+#: wind corridors over every cell (the channelled flow crosses the coast).
 REGIONS = [
     {
         "name": "gulf_of_lion_shelf",
@@ -118,9 +135,24 @@ REGIONS = [
         "lat_max": 43.6,
         "lon_min": 3.0,
         "lon_max": 5.0,
+        "surface": "sea",
     },
-    {"name": "tramontane", "lat_min": 41.8, "lat_max": 43.0, "lon_min": 2.5, "lon_max": 4.2},
-    {"name": "mistral", "lat_min": 42.8, "lat_max": 44.2, "lon_min": 4.2, "lon_max": 5.6},
+    {
+        "name": "tramontane",
+        "lat_min": 41.8,
+        "lat_max": 43.0,
+        "lon_min": 2.5,
+        "lon_max": 4.2,
+        "surface": "all",
+    },
+    {
+        "name": "mistral",
+        "lat_min": 42.8,
+        "lat_max": 44.2,
+        "lon_min": 4.2,
+        "lon_max": 5.6,
+        "surface": "all",
+    },
 ]
 
 ERA5_VARIABLES = {
@@ -130,6 +162,16 @@ ERA5_VARIABLES = {
     "psl": "mean_sea_level_pressure",
     "pr": "total_precipitation",
     "rsds": "surface_solar_radiation_downwards",
+}
+#: New-CDS daily statistics (short names); ``si10`` is the daily mean of hourly speeds.
+ERA5_CDS_VARIABLES = {
+    "tas": "t2m",
+    "uas": "u10",
+    "vas": "v10",
+    "sfcWind": "si10",
+    "psl": "msl",
+    "pr": "tp",
+    "rsds": "ssrd",
 }
 DERIVED_FROM_DEWPOINT = {
     "hurs": {"from": {"tas": "2m_temperature", "tdps": "2m_dewpoint_temperature"}},
@@ -198,7 +240,28 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
             "total_precipitation": "period_ending",
             "surface_solar_radiation_downwards": "period_ending",
         },
+        land_fraction={"variable": "land_sea_mask"},
     )
+    era5_cds = {
+        "version": 1,
+        "regions": REGIONS,
+        "sources": [
+            _source(
+                "era5",
+                "era5-cds",
+                "reference",
+                {"source_id": "ERA5"},
+                (preset.era5.years.start, preset.era5.years.end),
+                ERA5_CDS_VARIABLES,
+                xarray_open_kwargs={"drop_variables": ["number", "expver"]},
+                rename={"valid_time": "time"},
+                derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
+                # daily sums stamped at 00 UTC of their own day: no shift
+                accumulated={"tp": "daily_total", "ssrd": "daily_total"},
+                land_fraction={"variable": "lsm"},
+            )
+        ],
+    }
     reference = {"catalog": "reanalysis.yaml", "source": "era5"}
     overlap = {  # the years both the reference and the historical runs hold
         "start": max(preset.era5.years.start, preset.historical.start),
@@ -223,6 +286,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                     "psl": "prmsl",
                     "pr": "prate",
                 },
+                land_fraction={"variable": "land"},
             ),
             _source(
                 "era20c",
@@ -233,6 +297,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"tas": "t2m", "uas": "u10", "vas": "v10", "psl": "msl", "pr": "tp"},
                 derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
                 accumulated={"tp": "period_ending"},
+                land_fraction={"variable": "lsm"},
             ),
         ],
     }
@@ -254,6 +319,12 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"table_id": "day", "experiment_id": ["historical", "ssp126", "ssp245", "ssp585"]},
                 (preset.historical.start, preset.future.end),
                 CMIP_VARIABLES,
+                # fx stores sit under one experiment and member: match on model and grid
+                land_fraction={
+                    "variable": "sftlf",
+                    "query": {"table_id": "fx"},
+                    "match": ["source_id", "grid_label"],
+                },
             )
         ],
     }
@@ -274,14 +345,20 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                     "experiment_id": "{experiment_id}",
                     "member_id": "{member_id}",
                 },
+                # the RCM's own surface: one fx file per simulation, member r0i0p0
+                land_fraction={
+                    "variable": "sftlf",
+                    "query": {"frequency": "fx"},
+                    "match": ["domain_id", "institution_id", "source_id"],
+                },
             )
         ],
     }
-    return {"reanalysis": reanalysis, "cmip6": cmip6, "cordex": cordex}
+    return {"reanalysis": reanalysis, "era5-cds": era5_cds, "cmip6": cmip6, "cordex": cordex}
 
 
 def write_run_catalogs(ctx: StoreContext, preset: Preset) -> list[str]:
-    """Write ``catalogs/{reanalysis,cmip6,cordex}.yaml``; returns their URLs."""
+    """Write ``catalogs/{reanalysis,era5-cds,cmip6,cordex}.yaml``; returns their URLs."""
     urls = []
     for name, catalog in run_catalogs(preset).items():
         url = ctx.url("catalogs", f"{name}.yaml")

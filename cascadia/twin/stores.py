@@ -2,7 +2,12 @@
 
 * ERA5 (ARCO-ERA5): one Zarr v3 store, hourly; long names; K, m s**-1, Pa;
   precipitation in m and radiation in J m**-2 accumulated over the hour *ending*
-  at the time stamp; latitude descending; longitude 0-360 (west of Greenwich at 359).
+  at the time stamp; latitude descending; longitude 0-360 (west of Greenwich at 359);
+  the land-sea mask ``land_sea_mask`` in (0 - 1), static.
+* ERA5 from the new CDS (post-processed daily statistics): NetCDF per year with every
+  variable; ``t2m``, ``d2m``, ``u10``, ``v10``, ``si10``, ``msl``, ``lsm`` daily means,
+  ``tp`` (m) and ``ssrd`` (J m**-2) daily sums stamped at 00 UTC of their day;
+  dimension ``valid_time``; latitude descending, longitude -180..180.
 * 20CR (NOAA-PSL 20CRv3): NetCDF per member, variable and decade, daily; ``air``,
   ``rhum``, ``uwnd``, ``vwnd``, ``prmsl``, ``prate``; hours since 1800; latitude
   descending, longitude 0-360; errors that grow back in time.
@@ -15,6 +20,12 @@
 * CORDEX (Med-/EURO-CORDEX): NetCDF per variable, daily; rotated pole (``rlat``,
   ``rlon``, 2-D ``lat``/``lon``, ``rotated_pole`` grid mapping); the driving
   model's calendar.
+
+Every source carries its land fraction, the cell-area share of land under the
+twin's own coastline (:func:`cascadia.twin.fields.land_fraction`), in its
+archive's convention: ERA5 ``land_sea_mask`` in the store, 20CR ``land.nc``,
+ERA-20C an invariant file with ``lsm``, CMIP6 ``sftlf`` (%) as a Pangeo ``fx``
+store per model and grid, CORDEX an ``sftlf`` (%) ``fx`` file per simulation.
 """
 
 from __future__ import annotations
@@ -28,7 +39,13 @@ import pandas as pd
 import xarray as xr
 
 from cascadia.twin.atmosphere import RegionalWeather
-from cascadia.twin.fields import daily_fields, dewpoint, specific_humidity, subdaily
+from cascadia.twin.fields import (
+    daily_fields,
+    dewpoint,
+    land_fraction,
+    specific_humidity,
+    subdaily,
+)
 from cascadia.twin.grids import (
     ROTATED_POLE_LAT,
     ROTATED_POLE_LON,
@@ -94,6 +111,29 @@ ERA5_NAMES = {
     "total_precipitation": ("Total precipitation", "m", "tp"),
     "surface_solar_radiation_downwards": ("Surface solar radiation downwards", "J m**-2", "ssrd"),
 }
+#: ARCO-ERA5's land-sea mask (name, long name, units, short name); static in the twin.
+ERA5_LAND_SEA_MASK = ("land_sea_mask", "Land-sea mask", "(0 - 1)", "lsm")
+
+
+def era5_hourly_fields(
+    axis: DayAxis,
+    weather: RegionalWeather,
+    grid: RegularGrid,
+    years: tuple[int, int],
+    seed: np.random.SeedSequence,
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """(first year, last year, hourly fields) of ERA5, decade by decade (bounded memory).
+
+    The one source of ERA5's weather: the hourly store and the CDS daily files are
+    both written from it, so their daily totals and means agree exactly.
+    """
+    lat2, lon2 = grid.mesh()
+    # SeedSequence.spawn is stateful: a fresh copy gives every call the same children
+    seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size)
+    for k, (start, end, days) in enumerate(decades(axis, *years)):
+        rng = np.random.default_rng(seed.spawn(k + 1)[-1])
+        daily = daily_fields(slice_weather(weather, days), lat2, lon2, rng)
+        yield start, end, subdaily(daily, 24, axis.phase[days], rng)
 
 
 def write_era5(
@@ -106,13 +146,9 @@ def write_era5(
 ) -> None:
     """ARCO-ERA5-like hourly store, written decade by decade (bounded memory)."""
     url = ctx.url("reanalysis", "era5", "era5-hourly-single-levels.zarr")
-    lat2, lon2 = grid.mesh()
     carry: dict[str, np.ndarray] = {}
     first = True
-    for k, (start, end, days) in enumerate(decades(axis, *years)):
-        rng = np.random.default_rng(seed.spawn(k + 1)[-1])
-        daily = daily_fields(slice_weather(weather, days), lat2, lon2, rng)
-        hourly = subdaily(daily, 24, axis.phase[days], rng)
+    for start, end, hourly in era5_hourly_fields(axis, weather, grid, years, seed):
         time = pd.date_range(f"{start}-01-01", f"{end}-12-31 23:00", freq="h")
         accumulated = {}
         for name, step_total in (
@@ -163,12 +199,22 @@ def write_era5(
             },
         )
         if first:
+            mask, long_name, units, short_name = ERA5_LAND_SEA_MASK
+            ds[mask] = (
+                ("latitude", "longitude"),
+                land_fraction(grid).astype(FLOAT),
+                {"long_name": long_name, "units": units, "short_name": short_name},
+            )
             encoding = {
                 name: {
                     "chunks": (24 * 92, grid.lat.size, grid.lon.size),
                     "compressors": [ZARR3_COMPRESSOR],
                 }
                 for name in values
+            }
+            encoding[mask] = {
+                "chunks": (grid.lat.size, grid.lon.size),
+                "compressors": [ZARR3_COMPRESSOR],
             }
             encoding["time"] = {
                 "units": "hours since 1900-01-01",
@@ -183,7 +229,7 @@ def write_era5(
             write_zarr(
                 ds, url, zarr_format=3, storage_options=ctx.storage_options, append_dim="time"
             )
-    for name in ERA5_NAMES:
+    for name in [*ERA5_NAMES, ERA5_LAND_SEA_MASK[0]]:
         ctx.add_row(
             "era5",
             activity_id="reanalysis",
@@ -191,12 +237,161 @@ def write_era5(
             source_id="ERA5",
             experiment_id="reanalysis",
             member_id="r1",
-            frequency="1hr",
+            frequency="fx" if name == ERA5_LAND_SEA_MASK[0] else "1hr",
             variable_id=name,
             time_range=f"{years[0]}-{years[1]}",
             path=as_uri(url),
             format="zarr",
         )
+
+
+#: CDS daily statistics: short name -> (long name, units, CF standard name, statistic).
+ERA5_CDS_DAILY = {
+    "t2m": ("2 metre temperature", "K", "unknown", "daily_mean"),
+    "d2m": ("2 metre dewpoint temperature", "K", "unknown", "daily_mean"),
+    "u10": ("10 metre U wind component", "m s**-1", "unknown", "daily_mean"),
+    "v10": ("10 metre V wind component", "m s**-1", "unknown", "daily_mean"),
+    "si10": ("10 metre wind speed", "m s**-1", "unknown", "daily_mean"),
+    "msl": ("Mean sea level pressure", "Pa", "air_pressure_at_mean_sea_level", "daily_mean"),
+    "tp": ("Total precipitation", "m", "unknown", "daily_sum"),
+    "ssrd": ("Surface short-wave (solar) radiation downwards", "J m**-2", "unknown", "daily_sum"),
+    "lsm": ("Land-sea mask", "(0 - 1)", "unknown", "daily_mean"),
+}
+
+
+def _per_day(values: np.ndarray, how: str) -> np.ndarray:
+    """Daily mean or sum of hourly values (time first, 24 steps per day from 00 UTC)."""
+    days = values.reshape(values.shape[0] // 24, 24, *values.shape[1:])
+    return days.mean(axis=1) if how == "daily_mean" else days.sum(axis=1)
+
+
+def write_era5_cds_daily(
+    ctx: StoreContext,
+    axis: DayAxis,
+    weather: RegionalWeather,
+    grid: RegularGrid,
+    years: tuple[int, int],
+    seed: np.random.SeedSequence,
+) -> None:
+    """ERA5 daily statistics as the new CDS delivers them: one NetCDF per year, every variable.
+
+    The same hourly weather as :func:`write_era5` (same grid, same seed), reduced
+    the way the CDS "ERA5 post-processed daily statistics" do it: means of the 24
+    hourly values 00-23 UTC, and for accumulations the sum of the 24 hours of the
+    day (01 UTC to 00 UTC of the next day in ERA5's end-of-hour stamps), stamped
+    at 00 UTC of the day. NetCDF as the new CDS writes it: dimension
+    ``valid_time`` (seconds since 1970), ``latitude`` descending, ``longitude``
+    -180..180 as an area request returns it, scalar ``number`` and per-step
+    ``expver`` coordinates. The land-sea mask, requested with the rest, repeats
+    on every day.
+    """
+    lsm = land_fraction(grid)
+    for start, end, hourly in era5_hourly_fields(axis, weather, grid, years, seed):
+        amounts = {
+            "tp": hourly["pr"] * 3600.0 / 1000.0,  # kg m-2 s-1 -> m of water per hour
+            "ssrd": hourly["rsds"] * 3600.0,  # W m-2 -> J m-2 per hour
+        }
+        fields = {
+            "t2m": hourly["tas"],
+            "d2m": dewpoint(hourly["tas"], hourly["hurs"]),
+            "u10": hourly["uas"],
+            "v10": hourly["vas"],
+            "si10": np.hypot(hourly["uas"], hourly["vas"]),
+            "msl": hourly["psl"],
+            **amounts,
+        }
+        daily = {n: _per_day(v, ERA5_CDS_DAILY[n][3]) for n, v in fields.items()}
+        days = pd.date_range(f"{start}-01-01", f"{end}-12-31", freq="D")
+        daily["lsm"] = np.broadcast_to(lsm, (days.size, *lsm.shape))
+        for year in range(start, end + 1):
+            index = np.flatnonzero(days.year == year)
+            ds = _cds_dataset({n: v[index] for n, v in daily.items()}, days[index], grid, year)
+            url = ctx.url("reanalysis", "era5-cds", f"era5-daily-stats_gulf-of-lion_{year}.nc")
+            encoding: dict[str, dict[str, Any]] = {
+                n: {"zlib": True, "complevel": 1, "shuffle": True, "_FillValue": np.float32("nan")}
+                for n in daily
+            }
+            encoding["valid_time"] = {
+                "units": "seconds since 1970-01-01",
+                "calendar": "proleptic_gregorian",
+                "dtype": "int64",
+            }
+            write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
+            for name in daily:
+                ctx.add_row(
+                    "era5-cds",
+                    activity_id="reanalysis",
+                    institution_id="ECMWF",
+                    source_id="ERA5",
+                    experiment_id="reanalysis",
+                    member_id="r1",
+                    frequency="day",
+                    variable_id=name,
+                    time_range=f"{year}0101-{year}1231",
+                    path=as_uri(url),
+                    format="netcdf",
+                )
+
+
+def _cds_dataset(
+    daily: dict[str, np.ndarray], days: pd.DatetimeIndex, grid: RegularGrid, year: int
+) -> xr.Dataset:
+    """One year of daily statistics with the coordinates and attributes of a CDS NetCDF."""
+    ds = xr.Dataset(
+        {
+            name: (
+                ("valid_time", "latitude", "longitude"),
+                values.astype(FLOAT),
+                {
+                    "long_name": ERA5_CDS_DAILY[name][0],
+                    "units": ERA5_CDS_DAILY[name][1],
+                    "standard_name": ERA5_CDS_DAILY[name][2],
+                },
+            )
+            for name, values in daily.items()
+        },
+        coords={
+            "number": (
+                (),
+                np.int64(0),
+                {
+                    "long_name": "ensemble member numerical id",
+                    "units": "1",
+                    "standard_name": "realization",
+                },
+            ),
+            "valid_time": ("valid_time", days, {"long_name": "time", "standard_name": "time"}),
+            "latitude": (
+                "latitude",
+                grid.lat,
+                {
+                    "units": "degrees_north",
+                    "standard_name": "latitude",
+                    "long_name": "latitude",
+                    "stored_direction": "decreasing",
+                },
+            ),
+            "longitude": (
+                "longitude",
+                (grid.lon + 180.0) % 360.0 - 180.0,
+                {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
+            ),
+            "expver": (
+                "valid_time",
+                np.full(days.size, "0001", dtype=object),
+                {"long_name": "Experiment version"},
+            ),
+        },
+        attrs={
+            "Conventions": "CF-1.7",
+            "institution": "cascadia synthetic twin (not ECMWF data)",
+            "title": f"cascadia twin world: ERA5-like post-processed daily statistics, {year}",
+            "history": "cascadia twin world: daily statistics of the hourly ERA5-like fields "
+            "(means of 00-23 UTC; accumulations summed over the day)",
+        },
+    )
+    # an "area" request returns longitudes -180..180 in ascending order
+    return ds.sortby("longitude")
 
 
 # --------------------------------------------------------------------------- 20CR
@@ -220,8 +415,41 @@ def write_twentycr(
     years: tuple[int, int],
     seed: np.random.SeedSequence,
 ) -> None:
-    """20CRv3-like daily NetCDF: one file per member, variable and decade."""
+    """20CRv3-like daily NetCDF: one file per member, variable and decade, and ``land.nc``.
+
+    The land fraction is one file for every member, listed once per member.
+    """
     lat2, lon2 = grid.mesh()
+    land_url = ctx.url("reanalysis", "20crv3", "land.nc")
+    land = xr.Dataset(
+        {
+            "land": (
+                ("lat", "lon"),
+                land_fraction(grid).astype(FLOAT),
+                {"long_name": "Land-sea mask (fraction of land)", "units": "1"},
+            )
+        },
+        coords={
+            "lat": ("lat", grid.lat, {"units": "degrees_north", "axis": "Y"}),
+            "lon": ("lon", grid.lon, {"units": "degrees_east", "axis": "X"}),
+        },
+        attrs={"title": "20CRv3-like land-sea mask", "Conventions": "CF-1.6"},
+    )
+    write_netcdf(land, land_url, storage_options=ctx.storage_options)
+    for m in range(len(member_weathers)):
+        ctx.add_row(
+            "20cr",
+            activity_id="reanalysis",
+            institution_id="NOAA-PSL",
+            source_id="20CRv3",
+            experiment_id="reanalysis",
+            member_id=f"mem{m + 1:03d}",
+            frequency="fx",
+            variable_id="land",
+            time_range="fx",
+            path=as_uri(land_url),
+            format="netcdf",
+        )
     for m, weather in enumerate(member_weathers):
         member = f"mem{m + 1:03d}"
         for k, (start, end, days) in enumerate(decades(axis, *years)):
@@ -308,8 +536,47 @@ def write_era20c(
     years: tuple[int, int],
     seed: np.random.SeedSequence,
 ) -> None:
-    """ERA-20C-like 6-hourly NetCDF, one file per decade holding every variable."""
+    """ERA-20C-like 6-hourly NetCDF, one file per decade holding every variable.
+
+    The land-sea mask ``lsm`` comes in an invariant file with one time step, as
+    ECMWF's invariant fields do.
+    """
     lat2, lon2 = grid.mesh()
+    invariant = xr.Dataset(
+        {
+            "lsm": (
+                ("time", "latitude", "longitude"),
+                land_fraction(grid)[None].astype(FLOAT),
+                {"long_name": "Land-sea mask", "units": "(0 - 1)"},
+            )
+        },
+        coords={
+            "time": ("time", pd.DatetimeIndex([f"{years[0]}-01-01"]), {"long_name": "time"}),
+            "latitude": ("latitude", grid.lat, {"units": "degrees_north"}),
+            "longitude": ("longitude", grid.lon, {"units": "degrees_east"}),
+        },
+        attrs={"Conventions": "CF-1.6", "history": "cascadia twin world: ERA-20C-like invariant"},
+    )
+    invariant_url = ctx.url("reanalysis", "era20c", "era20c_invariant.nc")
+    write_netcdf(
+        invariant,
+        invariant_url,
+        storage_options=ctx.storage_options,
+        encoding={"time": {"units": "hours since 1900-01-01 00:00:00.0", "dtype": "int32"}},
+    )
+    ctx.add_row(
+        "era20c",
+        activity_id="reanalysis",
+        institution_id="ECMWF",
+        source_id="ERA-20C",
+        experiment_id="reanalysis",
+        member_id="r1",
+        frequency="fx",
+        variable_id="lsm",
+        time_range=f"{years[0]}0101-{years[0]}0101",
+        path=as_uri(invariant_url),
+        format="netcdf",
+    )
     carry: np.ndarray | None = None
     for k, (start, end, days) in enumerate(decades(axis, *years)):
         rng = np.random.default_rng(seed.spawn(k + 1)[-1])
@@ -538,6 +805,85 @@ def write_cmip_variable(
     )
 
 
+def write_cmip_fx(ctx: StoreContext, grid: RegularGrid, meta: dict[str, str]) -> None:
+    """A Pangeo-like ``fx`` Zarr v2 store of ``sftlf`` (%) for one model and grid.
+
+    As in the Pangeo collection, fixed fields sit under one experiment and member
+    (``meta``'s, typically historical r1i1p1f1) with ``table_id`` fx and no time;
+    ``meta["grid_label"]`` (default ``gn``) names the grid.
+    """
+    grid_label = meta.get("grid_label", "gn")
+    ds = xr.Dataset(
+        {
+            "sftlf": (
+                ("lat", "lon"),
+                (100.0 * land_fraction(grid)).astype(FLOAT),
+                {
+                    "standard_name": "land_area_fraction",
+                    "long_name": "Percentage of the Grid Cell Occupied by Land (Including Lakes)",
+                    "units": "%",
+                    "cell_methods": "area: mean",
+                },
+            ),
+            "lat_bnds": (("lat", "bnds"), bounds(grid.lat)),
+            "lon_bnds": (("lon", "bnds"), bounds(grid.lon)),
+        },
+        coords={
+            "lat": (
+                "lat",
+                grid.lat,
+                {"units": "degrees_north", "standard_name": "latitude", "bounds": "lat_bnds"},
+            ),
+            "lon": (
+                "lon",
+                grid.lon,
+                {"units": "degrees_east", "standard_name": "longitude", "bounds": "lon_bnds"},
+            ),
+        },
+        attrs={
+            "Conventions": "CF-1.7 CMIP-6.2",
+            "activity_id": meta["activity_id"],
+            "institution_id": meta["institution_id"],
+            "source_id": meta["source_id"],
+            "experiment_id": meta["experiment_id"],
+            "variant_label": meta["member_id"],
+            "table_id": "fx",
+            "variable_id": "sftlf",
+            "grid_label": grid_label,
+            "frequency": "fx",
+            "further_info_url": "cascadia synthetic twin world (not CMIP6 data)",
+        },
+    ).set_coords(["lat_bnds", "lon_bnds"])
+    url = ctx.url(
+        "cmip6",
+        meta["activity_id"],
+        meta["institution_id"],
+        meta["source_id"],
+        meta["experiment_id"],
+        meta["member_id"],
+        "fx",
+        "sftlf",
+        grid_label,
+        "v20260101",
+    )
+    write_zarr(ds, url, zarr_format=2, storage_options=ctx.storage_options)
+    ctx.add_row(
+        "cmip6",
+        activity_id=meta["activity_id"],
+        institution_id=meta["institution_id"],
+        source_id=meta["source_id"],
+        experiment_id=meta["experiment_id"],
+        member_id=meta["member_id"],
+        table_id="fx",
+        variable_id="sftlf",
+        grid_label=grid_label,
+        zstore=as_uri(url),
+        dcpp_init_year="",
+        version="20260101",
+        format="zarr",
+    )
+
+
 def _yyyymmdd(date: Any) -> str:
     return f"{date.year:04d}{date.month:02d}{date.day:02d}"
 
@@ -649,6 +995,106 @@ def write_cordex_variable(
         frequency="day",
         variable_id=variable,
         time_range=span,
+        path=as_uri(url),
+        format="netcdf",
+    )
+
+
+def write_cordex_fx(ctx: StoreContext, grid: RotatedGrid, meta: dict[str, str]) -> None:
+    """One CORDEX-like ``sftlf`` (%) fx file of one simulation on the rotated-pole grid.
+
+    As in the CORDEX archive, the file has no time axis, the ensemble member
+    ``r0i0p0`` and frequency ``fx``, under the driving model's historical run.
+    """
+    ds = xr.Dataset(
+        {
+            "sftlf": (
+                ("rlat", "rlon"),
+                (100.0 * land_fraction(grid)).astype(FLOAT),
+                {
+                    "standard_name": "land_area_fraction",
+                    "long_name": "Land Area Fraction",
+                    "units": "%",
+                    "grid_mapping": "rotated_pole",
+                    "coordinates": "lat lon",
+                },
+            ),
+            "rotated_pole": (
+                (),
+                np.int32(0),
+                {
+                    "grid_mapping_name": "rotated_latitude_longitude",
+                    "grid_north_pole_latitude": ROTATED_POLE_LAT,
+                    "grid_north_pole_longitude": ROTATED_POLE_LON,
+                },
+            ),
+        },
+        coords={
+            "rlat": (
+                "rlat",
+                grid.rlat,
+                {"standard_name": "grid_latitude", "units": "degrees", "axis": "Y"},
+            ),
+            "rlon": (
+                "rlon",
+                grid.rlon,
+                {"standard_name": "grid_longitude", "units": "degrees", "axis": "X"},
+            ),
+            "lat": (
+                ("rlat", "rlon"),
+                grid.lat,
+                {"standard_name": "latitude", "units": "degrees_north"},
+            ),
+            "lon": (
+                ("rlat", "rlon"),
+                grid.lon,
+                {"standard_name": "longitude", "units": "degrees_east"},
+            ),
+        },
+        attrs={
+            "Conventions": "CF-1.7",
+            "project_id": "CORDEX",
+            "domain_id": meta["domain_id"],
+            "institution_id": meta["institution_id"],
+            "driving_source_id": meta["driving_source_id"],
+            "driving_experiment_id": meta["experiment_id"],
+            "driving_variant_label": meta["member_id"],
+            "source_id": meta["source_id"],
+            "frequency": "fx",
+            "comment": "cascadia synthetic twin world (not CORDEX data)",
+        },
+    )
+    name = (
+        f"sftlf_{meta['domain_id']}_{meta['driving_source_id']}_{meta['experiment_id']}_"
+        f"{meta['member_id']}_{meta['institution_id']}-{meta['source_id']}_v1_fx.nc"
+    )
+    url = ctx.url(
+        "cordex",
+        meta["domain_id"],
+        meta["institution_id"],
+        meta["driving_source_id"],
+        meta["experiment_id"],
+        meta["member_id"],
+        meta["source_id"],
+        "fx",
+        "sftlf",
+        name,
+    )
+    encoding = {"sftlf": {"zlib": True, "complevel": 4, "_FillValue": np.float32(1e20)}}
+    write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
+    ctx.add_row(
+        "cordex",
+        project_id="CORDEX",
+        activity_id="DD",
+        domain_id=meta["domain_id"],
+        institution_id=meta["institution_id"],
+        driving_source_id=meta["driving_source_id"],
+        experiment_id=meta["experiment_id"],
+        member_id=meta["member_id"],
+        source_id=meta["source_id"],
+        frequency="fx",
+        variable_id="sftlf",
+        time_range="fx",
         path=as_uri(url),
         format="netcdf",
     )

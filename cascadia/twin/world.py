@@ -30,7 +30,15 @@ from cascadia.twin.realizations import (
     reanalysis_view,
     run_all,
 )
-from cascadia.twin.stores import StoreContext, write_era5, write_era20c, write_twentycr
+from cascadia.twin.stores import (
+    StoreContext,
+    write_cmip_fx,
+    write_cordex_fx,
+    write_era5,
+    write_era5_cds_daily,
+    write_era20c,
+    write_twentycr,
+)
 from cascadia.twin.truth import write_history_truth, write_source_truth, write_truth_index
 from cascadia.twin.writers import join, write_text
 
@@ -149,14 +157,10 @@ def _write_reanalyses(
     axis, weather = history.axis, history.weather
     era5_view = reanalysis_view(weather, axis, np.random.default_rng(streams[0]), error_scale=0.3)
     era5_grid = regular_grid(preset.era5.resolution, lat_descending=True, lon_0_360=True)
-    write_era5(
-        ctx,
-        axis,
-        era5_view,
-        era5_grid,
-        (preset.era5.years.start, preset.era5.years.end),
-        streams[0],
-    )
+    era5_years = (preset.era5.years.start, preset.era5.years.end)
+    write_era5(ctx, axis, era5_view, era5_grid, era5_years, streams[0])
+    # the same weather, grid and seed as the hourly store: the daily files agree with it
+    write_era5_cds_daily(ctx, axis, era5_view, era5_grid, era5_years, streams[0])
 
     scale = century_error_scale(axis)
     rng = np.random.default_rng(streams[1])
@@ -202,6 +206,18 @@ def _start_projections(
     """
     sources = {s.source_id: s for s in preset.cmip_sources}
     by_key = {r.key: r for r in projections}
+    for spec in preset.cmip_sources:  # land fractions: one fx store per model and grid
+        grid = regular_grid(
+            spec.resolution * preset.cmip_resolution_scale, lat_descending=False, lon_0_360=True
+        )
+        fx = {
+            "activity_id": "CMIP",
+            "institution_id": spec.institution_id,
+            "source_id": spec.source_id,
+            "experiment_id": "historical",
+            "member_id": "r1i1p1f1",
+        }
+        write_cmip_fx(ctx, grid, fx)
     seeds = iter(stream.spawn(10_000))
     tasks: list[FieldTask] = []
     truth_rows: list[dict[str, str]] = []
@@ -232,6 +248,15 @@ def _start_projections(
 
     rgrid = rotated_grid(preset.cordex_resolution)
     for pair in preset.cordex:
+        fx = {
+            "domain_id": CORDEX_DOMAIN,
+            "institution_id": pair.institution,
+            "driving_source_id": pair.driving_source,
+            "experiment_id": "historical",
+            "member_id": "r0i0p0",
+            "source_id": pair.rcm,
+        }
+        write_cordex_fx(ctx, rgrid, fx)
         member = "r1i1p1f1"
         for experiment in preset.cordex_experiments:
             scenario = SCENARIOS[0] if experiment == "historical" else experiment
