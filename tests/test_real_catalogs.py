@@ -99,7 +99,7 @@ def test_projections_are_adjusted_against_era5(path: Path):
     # The settings docs/bias-adjustment.md measured, for every variable the catalog reads.
     assert set(bias.variables) >= set(catalog.sources[0].variables)
     pr = bias.for_variable("pr")
-    assert (pr.kind, pr.group, pr.nquantiles) == ("*", "time.season", 100)
+    assert (pr.kind, pr.group, pr.nquantiles, pr.tail_nodes) == ("*", "time.season", 300, 5e-4)
     assert (pr.adapt_freq_thresh, pr.preserve_mean_change) == ("1 mm/day", True)
     assert {bias.kind_for(v) for v in ("tas", "hurs", "psl", "uas", "vas")} == {"+"}
     assert bias.kind_for("sfcWind") == "*"

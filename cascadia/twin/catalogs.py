@@ -220,7 +220,8 @@ BIAS_VARIABLES: dict[str, dict[str, Any]] = {
     "pr": {
         "kind": "*",
         "group": "time.season",
-        "nquantiles": 100,
+        "nquantiles": 300,
+        "tail_nodes": 0.0005,
         "adapt_freq_thresh": "1 mm/day",
         "jitter_under_thresh": "0.01 mm/day",
         "preserve_mean_change": True,
