@@ -50,8 +50,8 @@ class CmipSourceSpec(_Strict):
     pr_factor: float = 1.0
     wind_factor: float = 1.0
     psl_bias: float = 0.0  # Pa
-    #: Also published regridded (``grid_label`` gr) at this spacing, degrees: many
-    #: CMIP6 models are in both gn and gr, and a run must read one of them.
+    #: Its first member also published regridded (``grid_label`` gr) at this spacing,
+    #: degrees: many CMIP6 models are in both gn and gr, and a run must read one.
     gr_resolution: float | None = None
     #: Variables of the first member's historical run first published incomplete
     #: (first year only) under an earlier version, as Pangeo lists superseded versions.

@@ -262,7 +262,7 @@ def _start_projections(
                 biases,
                 meta,
                 next(seeds),
-                gr_grid=gr_grid,
+                gr_grid=gr_grid if member == FIRST_MEMBER else None,
                 superseded=superseded,
             )
             tasks.append(task)
