@@ -919,6 +919,61 @@ def _yyyymmdd(date: Any) -> str:
     return f"{date.year:04d}{date.month:02d}{date.day:02d}"
 
 
+def _rotated_pole() -> tuple[tuple[()], np.int32, dict[str, Any]]:
+    """The CF grid-mapping variable of the twin's rotated-pole grid."""
+    return (
+        (),
+        np.int32(0),
+        {
+            "grid_mapping_name": "rotated_latitude_longitude",
+            "grid_north_pole_latitude": ROTATED_POLE_LAT,
+            "grid_north_pole_longitude": ROTATED_POLE_LON,
+        },
+    )
+
+
+def _rotated_coords(grid: RotatedGrid) -> dict[str, tuple[Any, ...]]:
+    """Rotated 1-D ``rlat``/``rlon`` and geographic 2-D ``lat``/``lon``, as CORDEX files hold."""
+    return {
+        "rlat": (
+            "rlat",
+            grid.rlat,
+            {"standard_name": "grid_latitude", "units": "degrees", "axis": "Y"},
+        ),
+        "rlon": (
+            "rlon",
+            grid.rlon,
+            {"standard_name": "grid_longitude", "units": "degrees", "axis": "X"},
+        ),
+        "lat": (
+            ("rlat", "rlon"),
+            grid.lat,
+            {"standard_name": "latitude", "units": "degrees_north"},
+        ),
+        "lon": (
+            ("rlat", "rlon"),
+            grid.lon,
+            {"standard_name": "longitude", "units": "degrees_east"},
+        ),
+    }
+
+
+def _cordex_attrs(meta: dict[str, str], frequency: str) -> dict[str, str]:
+    """Global attributes of a CORDEX-like file (CORDEX-CMIP6 names)."""
+    return {
+        "Conventions": "CF-1.7",
+        "project_id": "CORDEX",
+        "domain_id": meta["domain_id"],
+        "institution_id": meta["institution_id"],
+        "driving_source_id": meta["driving_source_id"],
+        "driving_experiment_id": meta["experiment_id"],
+        "driving_variant_label": meta["member_id"],
+        "source_id": meta["source_id"],
+        "frequency": frequency,
+        "comment": "cascadia synthetic twin world (not CORDEX data)",
+    }
+
+
 def write_cordex_variable(
     ctx: StoreContext,
     daily: dict[str, np.ndarray],
@@ -943,51 +998,10 @@ def write_cordex_variable(
                 ),
             ),
             "time_bnds": time_bnds,
-            "rotated_pole": (
-                (),
-                np.int32(0),
-                {
-                    "grid_mapping_name": "rotated_latitude_longitude",
-                    "grid_north_pole_latitude": ROTATED_POLE_LAT,
-                    "grid_north_pole_longitude": ROTATED_POLE_LON,
-                },
-            ),
+            "rotated_pole": _rotated_pole(),
         },
-        coords={
-            "time": time,
-            "rlat": (
-                "rlat",
-                grid.rlat,
-                {"standard_name": "grid_latitude", "units": "degrees", "axis": "Y"},
-            ),
-            "rlon": (
-                "rlon",
-                grid.rlon,
-                {"standard_name": "grid_longitude", "units": "degrees", "axis": "X"},
-            ),
-            "lat": (
-                ("rlat", "rlon"),
-                grid.lat,
-                {"standard_name": "latitude", "units": "degrees_north"},
-            ),
-            "lon": (
-                ("rlat", "rlon"),
-                grid.lon,
-                {"standard_name": "longitude", "units": "degrees_east"},
-            ),
-        },
-        attrs={
-            "Conventions": "CF-1.7",
-            "project_id": "CORDEX",
-            "domain_id": meta["domain_id"],
-            "institution_id": meta["institution_id"],
-            "driving_source_id": meta["driving_source_id"],
-            "driving_experiment_id": meta["experiment_id"],
-            "driving_variant_label": meta["member_id"],
-            "source_id": meta["source_id"],
-            "frequency": "day",
-            "comment": "cascadia synthetic twin world (not CORDEX data)",
-        },
+        coords={"time": time, **_rotated_coords(grid)},
+        attrs=_cordex_attrs(meta, "day"),
     )
     ds = ds.set_coords("time_bnds")
     first, last = axis.time[index][0], axis.time[index][-1]
@@ -1050,50 +1064,10 @@ def write_cordex_fx(ctx: StoreContext, grid: RotatedGrid, meta: dict[str, str]) 
                     "coordinates": "lat lon",
                 },
             ),
-            "rotated_pole": (
-                (),
-                np.int32(0),
-                {
-                    "grid_mapping_name": "rotated_latitude_longitude",
-                    "grid_north_pole_latitude": ROTATED_POLE_LAT,
-                    "grid_north_pole_longitude": ROTATED_POLE_LON,
-                },
-            ),
+            "rotated_pole": _rotated_pole(),
         },
-        coords={
-            "rlat": (
-                "rlat",
-                grid.rlat,
-                {"standard_name": "grid_latitude", "units": "degrees", "axis": "Y"},
-            ),
-            "rlon": (
-                "rlon",
-                grid.rlon,
-                {"standard_name": "grid_longitude", "units": "degrees", "axis": "X"},
-            ),
-            "lat": (
-                ("rlat", "rlon"),
-                grid.lat,
-                {"standard_name": "latitude", "units": "degrees_north"},
-            ),
-            "lon": (
-                ("rlat", "rlon"),
-                grid.lon,
-                {"standard_name": "longitude", "units": "degrees_east"},
-            ),
-        },
-        attrs={
-            "Conventions": "CF-1.7",
-            "project_id": "CORDEX",
-            "domain_id": meta["domain_id"],
-            "institution_id": meta["institution_id"],
-            "driving_source_id": meta["driving_source_id"],
-            "driving_experiment_id": meta["experiment_id"],
-            "driving_variant_label": meta["member_id"],
-            "source_id": meta["source_id"],
-            "frequency": "fx",
-            "comment": "cascadia synthetic twin world (not CORDEX data)",
-        },
+        coords=_rotated_coords(grid),
+        attrs=_cordex_attrs(meta, "fx"),
     )
     name = (
         f"sftlf_{meta['domain_id']}_{meta['driving_source_id']}_{meta['experiment_id']}_"
