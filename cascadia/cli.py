@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from cascadia import __version__
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from cascadia.sources.selection import Skipped
 
 #: Exit status for bad input (as argparse uses for usage errors).
 EXIT_USAGE = 2
@@ -20,6 +27,13 @@ console = Console(stderr=True)
 def _fail(message: str) -> int:
     print(f"cascadia-ensemble: error: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _print_failure(out: Console, label: str, reason: str) -> None:
+    """One line per failure, never wrapped, its text never read as rich markup."""
+    from rich.markup import escape
+
+    out.print(f"[red]failed[/] {escape(label)}: {escape(reason)}", soft_wrap=True)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -89,10 +103,26 @@ class _UsageError(Exception):
     """Bad input: reported on stderr with exit status 2."""
 
 
-def _catalog_check(args: argparse.Namespace) -> int:
+def _skipped_table(source: str, skipped: Sequence[Skipped]) -> Table:
+    """The datasets the selection rules skipped, one row per combination and reason."""
     from rich.table import Table
 
-    from cascadia.sources.catalog import SourceError, enumerate_combos, open_collection
+    groups: dict[tuple[str, str], list[str]] = {}
+    for s in skipped:
+        groups.setdefault((s.combination, s.reason), []).append(s.variable)
+    table = Table(title=f"{source}: {len(skipped)} dataset(s) skipped by the selection rules")
+    for column in ("combination", "variables", "reason"):
+        table.add_column(column)
+    for (combination, reason), variables in groups.items():
+        table.add_row(combination, " ".join(sorted(variables)), reason)
+    return table
+
+
+def _catalog_check(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cascadia.sources.catalog import SourceError, list_combos, open_collection
 
     try:
         catalogs = _load_catalogs(args.catalog)
@@ -102,16 +132,19 @@ def _catalog_check(args: argparse.Namespace) -> int:
     problems = 0
     for catalog in catalogs:
         out.print(
-            f"[bold]{catalog.path}[/]: {len(catalog.sources)} source(s), "
-            f"regions {', '.join(r.name for r in catalog.regions)}"
+            f"[bold]{escape(catalog.path)}[/]: {len(catalog.sources)} source(s), "
+            f"regions {', '.join(r.name for r in catalog.regions)}",
+            soft_wrap=True,
         )
         for source in catalog.sources:
             try:
-                combos = enumerate_combos(catalog, source, open_collection(catalog, source))
+                datastore = open_collection(catalog, source)
+                listing = list_combos(catalog, source, datastore)
             except SourceError as exc:
                 problems += 1
-                out.print(f"  [red]✗[/] {source.name}: {exc}")
+                out.print(f"  [red]✗[/] {escape(source.name)}: {escape(str(exc))}", soft_wrap=True)
                 continue
+            combos = listing.combos
             table = Table(title=f"{source.name} ({source.role}): {len(combos)} combination(s)")
             for column in ("source_id", "experiment_id", "member_id", "assets", "missing"):
                 table.add_column(column)
@@ -121,7 +154,91 @@ def _catalog_check(args: argparse.Namespace) -> int:
                     *combo.labels.values(), str(len(combo.assets)), ", ".join(combo.missing) or "-"
                 )
             out.print(table)
+            if listing.skipped:
+                out.print(_skipped_table(source.name, listing.skipped))
+            if args.open:
+                problems += not _check_opens(out, catalog, source, combos, datastore)
     return 1 if problems else 0
+
+
+def _check_opens(out: Console, catalog, source, combos, datastore) -> bool:
+    """``catalog check --open``: one combination of a source, opened and read; one line."""
+    from rich.markup import escape
+
+    from cascadia.sources.catalog import SourceError
+    from cascadia.sources.extraction import check_combo
+
+    complete = [c for c in combos if not c.missing]
+    if not complete:
+        out.print(f"  [red]✗[/] {escape(source.name)}: no combination has every variable")
+        return False
+    combo = complete[0]
+    started = time.perf_counter()
+    try:
+        extracted = check_combo(catalog, source, combo, datastore)
+    except SourceError as exc:
+        out.print(f"  [red]✗[/] {escape(source.name)}: {escape(str(exc))}", soft_wrap=True)
+        return False
+    data = extracted.data
+    out.print(
+        f"  [green]✓[/] {escape(source.name)}: {escape(combo.label)} opens: "
+        f"{', '.join(sorted(map(str, data.data_vars)))} over {data.sizes['region']} region(s) "
+        f"from {str(data['time'].values[0])[:10]} ({time.perf_counter() - started:.1f} s)",
+        soft_wrap=True,
+    )
+    return True
+
+
+def _catalog_build(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.table import Table
+
+    from cascadia.sources.builder import BuildError, build_collection
+
+    facets = {}
+    for item in args.facet or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            return _fail(f"--facet expects KEY=VALUE, got {item!r}")
+        facets[key] = value
+    try:
+        options = json.loads(args.storage_options) if args.storage_options else {}
+    except json.JSONDecodeError as exc:
+        return _fail(f"--storage-options is not valid JSON: {exc}")
+    if not isinstance(options, dict):
+        return _fail("--storage-options must be a JSON object, e.g. '{\"anon\": true}'")
+    try:
+        with console.status(f"scanning {args.folder}"):
+            result = build_collection(args.folder, args.out, storage_options=options, facets=facets)
+    except BuildError as exc:
+        return _fail(str(exc))
+    out = Console()
+    table = Table(title=f"collection {result.json_url}")
+    keys = ["project", "source_id", "experiment_id", "member_id", "frequency"]
+    for column in (*keys, "variables", "assets"):
+        table.add_column(column)
+    frame = result.frame
+    for values, group in frame.groupby(keys, sort=True):
+        variables = ", ".join(sorted(set(group["variable_id"])))
+        table.add_row(*map(str, values), variables, str(group["path"].nunique()))
+    out.print(table)
+    print(
+        f"{result.assets} assets, {len(frame)} rows written to {result.json_url} "
+        f"and {result.csv_url}"
+    )
+    if result.skipped:
+        shown = result.skipped[:SKIPPED_SHOWN]
+        print(f"{len(result.skipped)} file(s) not catalogued (listed in {result.skipped_url}):")
+        for item in shown:
+            print(f"  {item.path}: {item.reason}")
+        if len(result.skipped) > len(shown):
+            print(f"  ... and {len(result.skipped) - len(shown)} more")
+    return 0
+
+
+#: Files not catalogued that ``catalog build`` prints (all are in the .skipped.csv).
+SKIPPED_SHOWN = 20
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -150,7 +267,7 @@ def _extract(args: argparse.Namespace) -> int:
             def advance(outcome, task=task):
                 progress.advance(task)
                 if outcome.status == "failed":
-                    progress.console.print(f"[red]failed[/] {outcome.combo}: {outcome.reason}")
+                    _print_failure(progress.console, outcome.combo, outcome.reason)
 
             def total(n, task=task):
                 progress.update(task, total=n)
@@ -273,7 +390,7 @@ def _run(args: argparse.Namespace) -> int:
         counts[result.status] += 1
         progress.update(progress.task_ids[0], advance=1, description=describe())
         if result.status == "failed":
-            progress.console.print(f"[red]failed[/] {result.label}: {result.reason}")
+            _print_failure(progress.console, result.label, result.reason)
 
     planning.start()
     try:
@@ -293,12 +410,19 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         planning.stop()
         progress.stop()
-    table = Table(title=f"results store {summary.store}")
-    for column in ("combination", "catalog entry", "status", "seconds", "reason"):
-        table.add_column(column, overflow="fold")
-    for r in sorted(summary.results, key=lambda r: (r.entry, r.label)):
-        table.add_row(r.label, r.entry, r.status, f"{r.seconds:.1f}", r.reason)
-    Console().print(table)
+    if any(r.combo is not None for r in summary.results):  # else: no store, failures listed
+        table = Table(title=f"results store {summary.store}")
+        for column in ("combination", "catalog entry", "status", "seconds", "reason"):
+            table.add_column(column, overflow="fold")
+        for r in sorted(summary.results, key=lambda r: (r.entry, r.label)):
+            table.add_row(r.label, r.entry, r.status, f"{r.seconds:.1f}", r.reason)
+        Console().print(table)
+    skipped = sum(len(s["skipped"]) for s in summary.selection.values())
+    if skipped:
+        print(
+            f"selection rules skipped {skipped} dataset(s) (listed by `catalog check`, "
+            "recorded in the store's dataset_selection attribute)"
+        )
     print(
         f"{summary.count('done')} done, {summary.count('skipped')} up to date, "
         f"{summary.count('failed')} failed; {summary.tasks_submitted} tasks; "
@@ -340,7 +464,7 @@ def _demo(args: argparse.Namespace) -> int:
     def on_result(result) -> None:
         progress.update(progress.task_ids[0], advance=1)
         if result.status == "failed":
-            progress.console.print(f"[red]failed[/] {result.label}: {result.reason}")
+            _print_failure(progress.console, result.label, result.reason)
 
     status.start()
     try:
@@ -432,14 +556,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.set_defaults(handler=_synth)
 
-    catalog = commands.add_parser("catalog", help="inspect run catalogs")
+    catalog = commands.add_parser("catalog", help="inspect run catalogs, build collections")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
     check = catalog_commands.add_parser(
         "check",
         help="validate run catalogs and list their combinations",
         description="Validate run catalogs, open their collections and list every "
         "(source, experiment, member) combination; exit 1 if a collection cannot be "
-        "reached or a combination lacks a variable.",
+        "reached, is a placeholder template, or a combination lacks a variable. With "
+        "--open, also open one combination per source and standardise its first time "
+        "steps, so layout failures show in seconds rather than minutes into a run.",
     )
     check.add_argument(
         "--catalog",
@@ -448,7 +574,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="run catalog YAML (repeatable)",
     )
+    check.add_argument(
+        "--open",
+        action="store_true",
+        help="open one combination per source and read its first time steps",
+    )
     check.set_defaults(handler=_catalog_check)
+    build = catalog_commands.add_parser(
+        "build",
+        help="build an intake-esm collection from a folder of NetCDF files and Zarr stores",
+        description="Scan a folder (or fsspec URL) of NetCDF files and Zarr stores - ERA5 "
+        "downloads from the CDS, a CMIP6 mirror in DRS paths (Pangeo's Zarr layout "
+        "included), CORDEX files with DRS names - and write an intake-esm collection "
+        "(JSON + CSV) that a run catalog can name (see docs/own-data.md). Files that cannot "
+        "be catalogued are listed with the reason. Exit 0 when a collection is written.",
+    )
+    build.add_argument("folder", metavar="DIR", help="folder or fsspec URL to scan")
+    build.add_argument(
+        "--out", required=True, metavar="FILE", help="collection JSON (the CSV goes beside it)"
+    )
+    build.add_argument(
+        "--facet",
+        action="append",
+        metavar="KEY=VALUE",
+        help="set a column on every row, e.g. source_id=ERA-20C (repeatable)",
+    )
+    build.add_argument(
+        "--storage-options",
+        metavar="JSON",
+        help="fsspec options to scan and read DIR, e.g. '{\"anon\": true}'",
+    )
+    build.set_defaults(handler=_catalog_build)
 
     extract = commands.add_parser(
         "extract",
@@ -593,8 +749,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Libraries that log a whole traceback for an error they also raise (gcsfs logs one per
+#: failed request after its retries): the raised error is reported in one line already.
+QUIET_LOGGERS = ("gcsfs", "s3fs", "fsspec", "aiobotocore", "botocore", "aiohttp", "intake_esm")
+
+
+class _OneLine(logging.StreamHandler):
+    """Log records to the current ``sys.stderr``, one line each, without their tracebacks."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)  # no stream of its own: ``stream`` follows sys.stderr
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"cascadia-ensemble: {record.name}: {' '.join(record.getMessage().split())}"
+
+
+def _quiet_library_logs() -> None:
+    """Library warnings and errors on one line each, without their tracebacks."""
+    for name in QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _OneLine) for h in logger.handlers):
+            logger.addHandler(_OneLine())
+            logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_library_logs()
     return int(args.handler(args))
 
 

@@ -65,6 +65,9 @@ TRUTH_PERIODS: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "demo": ((1993, 2022), (2080, 2100)),
     "tiny": ((2005, 2014), (2015, 2016)),
 }
+#: The world's run catalogs the demo runs: era5-cds.yaml reads the same ERA5 as
+#: reanalysis.yaml from CDS-style daily files, so running both would give one combination twice.
+ALTERNATIVE_CATALOGS = frozenset({"catalogs/era5-cds.yaml"})
 JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"
 #: Written last by ``run_train_job``'s scoring: a model folder without it is incomplete.
 MODEL_COMPLETE = "timing.json"
@@ -152,6 +155,11 @@ def demo_job(preset: str, out: str | Path) -> dict[str, Any]:
     return job
 
 
+def run_catalogs(world: Path) -> list[str]:
+    """The world's run catalogs (relative paths) the demo trains and runs on."""
+    return [c for c in _manifest(world)["catalogs"] if c not in ALTERNATIVE_CATALOGS]
+
+
 def common_variables(world: Path) -> list[str]:
     """Canonical predictors that every source of the world's run catalogs provides.
 
@@ -159,7 +167,7 @@ def common_variables(world: Path) -> list[str]:
     ``rsds``); a model trained on those cannot run on 20CR, ERA-20C or the projections.
     """
     names: set[str] | None = None
-    for catalog in _manifest(world)["catalogs"]:
+    for catalog in run_catalogs(world):
         for source in load_run_catalog(str(world / catalog)).sources:
             have = set(source.variables) | set(source.derived)
             if {"uas", "vas"} <= have:
@@ -265,7 +273,7 @@ def run_demo(
         return False, f"trained in {trained.train_seconds:.0f} s"
 
     def run() -> tuple[bool, str]:
-        catalogs = [str(result.world / c) for c in _manifest(result.world)["catalogs"]]
+        catalogs = [str(result.world / c) for c in run_catalogs(result.world)]
         summary = run_pipeline(
             catalogs,
             result.model,

@@ -40,3 +40,15 @@ def load_benchmark(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)
     return module
+
+
+def two_year_preset(name: str) -> Preset:
+    """:func:`small_preset` cut to 2013–2015 (one 20CR member): a world in ~10 s that a
+    smoke model (:func:`cascadia.learning.jobs.smoke_train_job`) can still train on."""
+    return small_preset(
+        name,
+        twentycr=ReanalysisSpec(years=Years(start=2013, end=2014), resolution=3.0, members=1),
+        era20c=ReanalysisSpec(years=Years(start=2010, end=2010), resolution=3.0),
+        historical=Years(start=2013, end=2014),
+        future=Years(start=2015, end=2015),
+    )

@@ -10,20 +10,25 @@ numba's compilation of xsdba's kernels (~5-20 s).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cftime
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import yaml
 
 from cascadia.sources.bias import BiasAdjustmentConfig, FittedAdjustment, diagnostics, fit
+from cascadia.sources.config import CatalogError, load_run_catalog
 
 MM_DAY = 1.0 / 86400.0  # kg m-2 s-1 per mm/day
 REGIONS = ["shelf", "tramontane"]
+SHIPPED = Path(__file__).resolve().parents[1] / "catalogs/cmip6.yaml"
 QUANTILES = [0.05, 0.25, 0.5, 0.75, 0.95]
-# Monthly groups inflate a multiplicative mean change (see docs/bias-adjustment.md):
-# rain is adjusted by season here; test_monthly_rain_groups_inflate_change pins the effect.
-CONFIG = BiasAdjustmentConfig(groups={"pr": "time.season"})
+# The defaults: rain multiplicative by season with its mean change preserved, tas additive.
+CONFIG = BiasAdjustmentConfig()
 
 
 def world(
@@ -119,9 +124,9 @@ def test_pr_wet_day_quantiles_match_reference(data, adjusted) -> None:
     ref_q = wet_quantiles(data["reference"].pr)
     raw_rel = wet_quantiles(data["historical"].pr) / ref_q - 1
     adj_rel = wet_quantiles(adjusted["historical"].pr) / ref_q - 1
-    # Measured: raw -7 %..-30 %, adjusted within ~3 %.
+    # Measured: raw -7 %..-30 %, adjusted within 0.8 %.
     assert raw_rel[:, 2:].max() < -0.2
-    assert np.abs(adj_rel).max() < 0.05
+    assert np.abs(adj_rel).max() < 0.02
     # Dry days stay dry, no negative rain, wet-day frequency close to the reference.
     pr = adjusted["historical"].pr
     assert float(pr.min()) == 0.0
@@ -169,19 +174,24 @@ def test_without_windows_qdm_loses_the_change(fitted, data) -> None:
     assert float(d.change_preservation_error.sel(variable="tas").max()) < -0.3
 
 
-def test_monthly_rain_groups_inflate_change(data) -> None:
-    """Known limitation, pinned: small groups + "*" inflate the mean change of rain."""
-    config = BiasAdjustmentConfig(adapt_freq_thresh={"pr": "1 mm/day"}, groups={})
-    monthly = fit(data["reference"][["pr"]], data["historical"][["pr"]], config)
-    assert monthly.adapt_freq_thresh["pr"].startswith("1.15740740")
-    assert monthly.adapt_freq_thresh["pr"].endswith("kg m-2 s-1")
-    hist = monthly.adjust(data["historical"])
-    fut = monthly.adjust(data["future"].sel(time=slice("2071", "2100")))
-    d = diagnostics(data["reference"], data["historical"], hist, data["future"], fut)
-    error = d.change_preservation_error.sel(variable="pr")
-    # Measured: +9.5 % and +1.5 % (seasonal groups: +0.5 % and +0.2 %).
-    assert float(error.max()) > 0.05
-    assert float(error.max()) < 0.15
+def test_monthly_rain_groups_and_mean_change(data) -> None:
+    """Small groups + "*" inflate the mean change of rain; PresRat restores it."""
+    errors = {}
+    for preserve in (False, True):
+        config = BiasAdjustmentConfig(
+            variables={"pr": {"group": "time.month", "preserve_mean_change": preserve}}
+        )
+        monthly = fit(data["reference"][["pr"]], data["historical"][["pr"]], config)
+        assert monthly.adapt_freq_thresh["pr"].startswith("1.15740740")
+        assert monthly.adapt_freq_thresh["pr"].endswith("kg m-2 s-1")
+        hist = monthly.adjust(data["historical"])
+        fut = monthly.adjust(data["future"].sel(time=slice("2071", "2100")))
+        d = diagnostics(data["reference"], data["historical"], hist, data["future"], fut)
+        errors[preserve] = d.change_preservation_error.sel(variable="pr").values
+    # Measured: +6.1 and +1.7 percentage points without preservation, +1.6 and +1.0 with
+    # it (each month keeps its change; the annual mean weights them by the reference).
+    assert errors[False].max() > 0.04
+    assert np.abs(errors[True]).max() < 0.02
 
 
 # ------------------------------------------------------------------------ storage
@@ -190,9 +200,15 @@ def test_monthly_rain_groups_inflate_change(data) -> None:
 def test_parameters_round_trip_through_zarr(fitted, data, adjusted, tmp_path) -> None:
     params = fitted.to_dataset()
     assert {"tas_af", "tas_hist_q", "pr_af", "pr_hist_q", "pr_P0_ref", "pr_pth"} <= set(params)
-    assert params.tas_af.dims == ("region", "month", "quantiles")
-    assert params.pr_af.dims == ("region", "season", "quantiles")
-    assert params.sizes["quantiles"] == 50
+    assert {"pr_hist_mean", "pr_hist_mean_adjusted"} <= set(params)
+    assert "tas_hist_mean" not in params  # additive tas: QDM keeps its mean change
+    assert params.tas_af.dims == ("region", "month", "tas_quantiles")
+    assert params.pr_af.dims == ("region", "season", "pr_quantiles")
+    assert params.pr_hist_mean.dims == ("region", "season")
+    assert (params.sizes["tas_quantiles"], params.sizes["pr_quantiles"]) == (50, 302)
+    settings = json.loads(params.attrs["cascadia_bias_adjustment"])["settings"]["pr"]
+    assert settings["kind"] == "*" and settings["group"] == "time.season"
+    assert settings["adapt_freq_thresh"].endswith("kg m-2 s-1")
     store = tmp_path / "qdm.zarr"
     params.to_zarr(store, zarr_format=2, consolidated=True)
     reloaded = FittedAdjustment.from_dataset(xr.open_zarr(store))
@@ -245,7 +261,9 @@ def test_windowed_day_of_year_group() -> None:
     # Short (11 years, one region): day-of-year groups are xsdba's slowest (~366 groups).
     reference = world(2004, 2014, seed=4).isel(region=[0])[["tas"]]
     historical = world(2004, 2014, seed=5, tas_bias=2.0, tas_scale=1.3).isel(region=[0])[["tas"]]
-    cfg = BiasAdjustmentConfig(overlap_start=2004, group="time.dayofyear:31")
+    cfg = BiasAdjustmentConfig(
+        overlap_start=2004, variables={"tas": {"group": "time.dayofyear:31"}}
+    )
     out = fit(reference, historical, cfg).adjust(historical)
     err = out.tas.quantile(QUANTILES, "time") - reference.tas.quantile(QUANTILES, "time")
     assert float(abs(err).max()) < 0.15
@@ -253,7 +271,9 @@ def test_windowed_day_of_year_group() -> None:
 
 @pytest.mark.parametrize("group", ["time", "time.month", "time.season", "time.dayofyear"])
 def test_group_options_accepted(group: str) -> None:
-    assert BiasAdjustmentConfig(group=group).group == group
+    config = BiasAdjustmentConfig(variables={"pr": {"group": group}})
+    assert config.for_variable("pr").group == group
+    assert config.for_variable("pr").kind == "*"  # the other built-in settings stay
 
 
 # --------------------------------------------------------------------------- errors
@@ -290,25 +310,73 @@ def test_short_overlap_names_input_and_variable(data) -> None:
 
 
 def test_unknown_kind_names_variable(data) -> None:
-    with pytest.raises(ValueError, match=r"unknown adjustment kind 'x' for variable 'tas'"):
-        BiasAdjustmentConfig(kinds={"tas": "x"})
-    with pytest.raises(ValueError, match=r"variable 'pr'"):
-        fit(data["reference"], data["historical"], {"kinds": {"pr": "-"}})
+    with pytest.raises(ValueError, match=r"variables\.tas\.kind\n.*'\+' or '\*'"):
+        BiasAdjustmentConfig(variables={"tas": {"kind": "x"}})
+    with pytest.raises(ValueError, match=r"variables\.pr\.kind"):
+        fit(data["reference"], data["historical"], {"variables": {"pr": {"kind": "-"}}})
 
 
 def test_config_rejects_bad_values() -> None:
-    with pytest.raises(ValueError, match="extra"):
-        BiasAdjustmentConfig(nquantile=50)  # type: ignore[call-arg]
-    with pytest.raises(ValueError, match="unknown group"):
-        BiasAdjustmentConfig(group="time.week")
+    with pytest.raises(ValueError, match=r"variables\.pr\.nquantile\n.*Extra"):
+        BiasAdjustmentConfig(variables={"pr": {"nquantile": 50}})
+    with pytest.raises(ValueError, match=r"variables\.tas\.group\n.*unknown group"):
+        BiasAdjustmentConfig(variables={"tas": {"group": "time.week"}})
     with pytest.raises(ValueError, match="odd"):
-        BiasAdjustmentConfig(group="time.dayofyear:30")
+        BiasAdjustmentConfig(variables={"tas": {"group": "time.dayofyear:30"}})
     with pytest.raises(ValueError, match="overlap_end"):
         BiasAdjustmentConfig(overlap_start=2014, overlap_end=1985)
-    with pytest.raises(ValueError, match="'pr'"):
-        BiasAdjustmentConfig(adapt_freq_thresh={"pr": "a lot"})
+    with pytest.raises(ValueError, match=r"variables\.pr\.adapt_freq_thresh\n.*'a lot'"):
+        BiasAdjustmentConfig(variables={"pr": {"adapt_freq_thresh": "a lot"}})
+    with pytest.raises(ValueError, match=r"variables\.pr\.extrapolation"):
+        BiasAdjustmentConfig(variables={"pr": {"extrapolation": "linear"}})
     assert BiasAdjustmentConfig().kind_for("sfcWind") == "*"
     assert BiasAdjustmentConfig().kind_for("uas") == "+"
+    no_adapt = BiasAdjustmentConfig(variables={"pr": {"adapt_freq_thresh": None}})
+    assert no_adapt.for_variable("pr").adapt_freq_thresh is None
+    assert no_adapt.for_variable("pr").jitter_under_thresh == "0.01 mm/day"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"group": "time.week"}, "bias_adjustment.variables.pr.group: Value error, unknown group"),
+        ({"kind": "x"}, "bias_adjustment.variables.pr.kind: Input should be '+' or '*'"),
+        ({"nquantiles": 2}, "bias_adjustment.variables.pr.nquantiles: Input should be greater"),
+        ({"adapt_freq_thresh": "wet"}, "bias_adjustment.variables.pr.adapt_freq_thresh: Value"),
+        ({"extrapolation": "linear"}, "bias_adjustment.variables.pr.extrapolation: Input should"),
+        ({"windows": 30}, "bias_adjustment.variables.pr.windows: Extra inputs are not permitted"),
+    ],
+)
+def test_run_catalog_errors_name_the_field(tmp_path, edit, message) -> None:
+    data = yaml.safe_load(SHIPPED.read_text())
+    data["bias_adjustment"]["variables"]["pr"].update(edit)
+    path = tmp_path / "cmip6.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CatalogError) as err:
+        load_run_catalog(str(path))
+    assert str(path) in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_run_catalog_names_unknown_variables_and_old_kinds(tmp_path) -> None:
+    data = yaml.safe_load(SHIPPED.read_text())
+    data["bias_adjustment"]["variables"]["precip"] = {"kind": "*"}
+    path = tmp_path / "cmip6.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CatalogError, match=r"variables \['precip'\] are not canonical"):
+        load_run_catalog(str(path))
+    del data["bias_adjustment"]["variables"]
+    data["bias_adjustment"]["kinds"] = {"pr": "*"}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CatalogError, match=r"'kinds' was replaced by 'variables'"):
+        load_run_catalog(str(path))
+
+
+def test_config_round_trips_through_json() -> None:
+    config = BiasAdjustmentConfig(variables={"pr": {"group": "time.month"}, "hurs": {}})
+    again = BiasAdjustmentConfig.model_validate(config.model_dump(mode="json"))
+    assert again == config
+    assert again.for_variable("pr").kind == "*"
+    assert again.for_variable("hurs") == again.for_variable("huss")  # both the plain default
 
 
 def test_non_standard_time_axis_rejected(data) -> None:

@@ -1,7 +1,8 @@
 """Canonical daily predictors from the tiny twin equal numpy computed from the raw arrays.
 
 Each reference below reads the raw store with plain xarray/numpy and applies
-the documented rules by hand: area weights cos(lat) x cell fraction in the box,
+the documented rules by hand: area weights cos(lat) x cell fraction in the box
+(x the sea fraction of the source's own land fraction for the sea-only shelf),
 ERA5 accumulations belonging to the hour that ends at their stamp, wind speed
 as the mean of hourly speeds, 360_day and noleap years put on the standard
 calendar by inserting interpolated days without moving the season.
@@ -25,6 +26,7 @@ from cascadia.sources.extraction import (
     time_blocks,
 )
 from cascadia.sources.predictors.regions import Region
+from cascadia.twin.stores import CMIP_VERSION
 from cascadia.twin.world import build_world
 
 CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
@@ -62,11 +64,18 @@ def _fraction(centres: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return out
 
 
-def _regular_weights(lat: np.ndarray, lon: np.ndarray, region: Region) -> np.ndarray:
+def _regular_weights(
+    lat: np.ndarray, lon: np.ndarray, region: Region, land: np.ndarray | None = None
+) -> np.ndarray:
+    """cos(lat) x box fraction, x the sea (land) fraction for a sea (land) region."""
     lon180 = (lon + 180.0) % 360.0 - 180.0
-    return (np.cos(np.deg2rad(lat)) * _fraction(lat, region.lat_min, region.lat_max))[
+    area = (np.cos(np.deg2rad(lat)) * _fraction(lat, region.lat_min, region.lat_max))[
         :, None
     ] * _fraction(lon180, region.lon_min, region.lon_max)[None, :]
+    if region.surface == "all":
+        return area
+    assert land is not None and land.shape == area.shape
+    return area * (1.0 - land if region.surface == "sea" else land)
 
 
 def _area_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -80,9 +89,12 @@ def test_era5_hourly_store(world):
 
     raw = xr.open_zarr(world / "reanalysis/era5/era5-hourly-single-levels.zarr").load()
     assert raw.latitude[0] > raw.latitude[-1] and raw.longitude.max() > 350
+    assert raw.land_sea_mask.attrs["units"] == "(0 - 1)"
+    assert [r.surface for r in catalog.regions] == ["sea", "all", "all"]
     days = got.time.size
     for region in catalog.regions:
-        w = _regular_weights(raw.latitude.values, raw.longitude.values, region)
+        land = raw.land_sea_mask.values.astype(float)
+        w = _regular_weights(raw.latitude.values, raw.longitude.values, region, land)
         per_hour = {
             name: _area_mean(raw[name].values.astype(float), w)
             for name in (
@@ -152,14 +164,19 @@ def test_time_blocks_refuse_collections_that_join_stores(world):
     catalog = load_run_catalog(str(world / "catalogs/reanalysis.yaml"))
     source, combo, datastore = _combo(catalog, "20cr", member_id="mem001")
     blocks = source.model_copy(update={"time_block_days": 31})
-    with pytest.raises(SourceError, match=r"\[20cr\].*time_block_days needs .*join_existing"):
+    expected = r"\[20cr\].*time_block_days needs every combination to be one store.*join_existing"
+    with pytest.raises(SourceError, match=expected):
         extract_combo(catalog, blocks, combo, datastore)
 
 
 def _cmip_raw(world, source_id: str, variable: str, region: Region) -> xr.DataArray:
-    store = next((world / "cmip6").glob(f"*/*/{source_id}/historical/r1i1p1f1/day/{variable}/gn/*"))
+    pattern = f"*/*/{source_id}/historical/r1i1p1f1/day/{variable}/gn/v{CMIP_VERSION}"
+    store = next((world / "cmip6").glob(pattern))
     raw = xr.open_zarr(store, decode_times=CFTIME).load()
-    w = _regular_weights(raw.lat.values, raw.lon.values, region)
+    (fx,) = (world / "cmip6").glob(f"CMIP/*/{source_id}/historical/r1i1p1f1/fx/sftlf/gn/*")
+    sftlf = xr.open_zarr(fx).sftlf
+    assert sftlf.attrs["units"] == "%" and (sftlf.lat.values == raw.lat.values).all()
+    w = _regular_weights(raw.lat.values, raw.lon.values, region, sftlf.values / 100.0)
     return xr.DataArray(
         _area_mean(raw[variable].values.astype(float), w),
         dims="time",
@@ -308,7 +325,8 @@ def test_unknown_units_and_wrong_calendar_are_named(world, tmp_path):
     source, combo, datastore = _combo(
         catalog, "cmip6", source_id="TWIN-ESM-C", experiment_id="historical", member_id="r2i1p1f1"
     )
-    store = next((world / "cmip6").glob("*/*/TWIN-ESM-C/historical/r2i1p1f1/day/psl/gn/*"))
+    pattern = f"*/*/TWIN-ESM-C/historical/r2i1p1f1/day/psl/gn/v{CMIP_VERSION}"
+    store = next((world / "cmip6").glob(pattern))
     meta = store / "psl" / ".zattrs"
     original = meta.read_text()
     try:
@@ -341,7 +359,8 @@ def test_wrong_calendar_attribute_is_named(world):
     source, combo, datastore = _combo(
         catalog, "cmip6", source_id="TWIN-ESM-A", experiment_id="ssp245", member_id="r2i1p1f1"
     )
-    stores = list((world / "cmip6").glob("*/*/TWIN-ESM-A/ssp245/r2i1p1f1/day/*/gn/*"))
+    pattern = f"*/*/TWIN-ESM-A/ssp245/r2i1p1f1/day/*/gn/v{CMIP_VERSION}"
+    stores = list((world / "cmip6").glob(pattern))
     saved = {s: (s / ".zmetadata").read_text() for s in stores}
     try:
         for store, text in saved.items():
@@ -397,14 +416,14 @@ def test_multi_variable_files_split_over_decades_are_joined(world, tmp_path):
     copy = tmp_path / "world"
     shutil.copytree(world, copy)
     folder = copy / "reanalysis/era20c"
-    (original,) = folder.glob("*.nc")
+    (original,) = folder.glob("era20c_sfc_6hr_*.nc")
     earlier = folder / "era20c_sfc_6hr_2008-2009.nc"
     with xr.open_dataset(original, engine="h5netcdf") as ds:
         shifted = ds.load().assign_coords(time=ds["time"] - pd.Timedelta(days=731))
     shifted.to_netcdf(earlier, engine="h5netcdf")
     table = pd.read_csv(copy / "collections/era20c.csv")
     table["path"] = table["path"].str.replace(str(world), str(copy))
-    before = table.copy()
+    before = table[table.frequency != "fx"].copy()  # the invariant lsm file is listed once
     before["path"] = before["path"].str.replace(original.name, earlier.name)
     before["time_range"] = "20080101-20091231"
     pd.concat([before, table]).to_csv(copy / "collections/era20c.csv", index=False)
@@ -418,3 +437,86 @@ def test_multi_variable_files_split_over_decades_are_joined(world, tmp_path):
     assert str(daily["time"].values[0])[:10] == "2008-01-01"
     assert str(daily["time"].values[-1])[:10] == "2011-12-31"
     assert not daily["tas"].sel(region="gulf_of_lion_shelf").isnull().any()
+
+
+def test_sea_shelf_on_the_rotated_grid_weights_by_the_sftlf_file(world):
+    """A sea box holding every rotated cell: weights exactly cos(lat) x (1 - sftlf / 100)."""
+    catalog = load_run_catalog(str(world / "catalogs/cordex.yaml"))
+    wide = Region(
+        name="wide_sea", lat_min=30.0, lat_max=55.0, lon_min=-20.0, lon_max=25.0, surface="sea"
+    )
+    catalog = catalog.model_copy(update={"regions": [wide]})
+    source, combo, datastore = _combo(
+        catalog, "cordex", experiment_id="historical", source_id="TWIN-ESM-A_TWIN-RCM-X"
+    )
+    assert combo.land_fraction.endswith("_v1_fx.nc")
+    got = extract_combo(catalog, source, combo, datastore).data.compute()
+    raw = xr.open_dataset(
+        next((world / "cordex").rglob("tas_MED-TWIN_TWIN-ESM-A_historical_*.nc")),
+        engine="h5netcdf",
+        decode_times=CFTIME,
+    ).load()
+    sftlf = xr.open_dataset(combo.land_fraction.removeprefix("file://"), engine="h5netcdf")
+    assert sftlf.sftlf.attrs["units"] == "%" and 0 < float(sftlf.sftlf.min()) < 50
+    w = np.cos(np.deg2rad(raw.lat.values)) * (1.0 - sftlf.sftlf.values / 100.0)
+    expected = _area_mean(raw.tas.values.astype(float), w)
+    series = got.tas.sel(region="wide_sea").to_series()
+    for t, value in zip(raw.time.values, expected, strict=True):
+        assert series[pd.Timestamp(t.year, t.month, t.day)] == pytest.approx(value, rel=1e-6)
+    assert got.attrs["land_fraction"] == "sftlf"
+
+
+def test_a_missing_land_fraction_fails_that_combination_only(world):
+    """A model member without an fx store: that combination fails, naming what is missing."""
+    catalog = load_run_catalog(str(world / "catalogs/cmip6.yaml"))
+    source = catalog.sources[0]
+    # only r1i1p1f1 has an fx store in the twin, as often in the Pangeo archive
+    strict = source.land_fraction.model_copy(
+        update={"match": ["source_id", "grid_label", "member_id"]}
+    )
+    source = source.model_copy(update={"land_fraction": strict})
+    catalog = catalog.model_copy(update={"sources": [source]})
+    datastore = open_collection(catalog, source)
+    combos = {
+        c.label: c
+        for c in enumerate_combos(catalog, source, datastore)
+        if c.labels["source_id"] == "TWIN-ESM-A" and c.labels["experiment_id"] == "ssp126"
+    }
+    done = extract_combo(catalog, source, combos["TWIN-ESM-A/ssp126/r1i1p1f1"], datastore)
+    assert not done.data.tas.sel(region="gulf_of_lion_shelf").isnull().any()
+    missing = combos["TWIN-ESM-A/ssp126/r2i1p1f1"]
+    assert missing.land_fraction == ""
+    with pytest.raises(SourceError) as err:
+        extract_combo(catalog, source, missing, datastore)
+    message = str(err.value)
+    assert "[cmip6] TWIN-ESM-A/ssp126/r2i1p1f1" in message and "no land fraction 'sftlf'" in message
+    assert "land_fraction: unmasked" in message
+
+
+def test_unmasked_opt_out_and_an_all_land_sea_region(world):
+    catalog = load_run_catalog(str(world / "catalogs/reanalysis.yaml"))
+    source, combo, datastore = _combo(catalog, "era5")
+    masked = extract_combo(catalog, source, combo, datastore).data.compute()
+    unmasked_source = source.model_copy(update={"land_fraction": "unmasked"})
+    plain = extract_combo(catalog, unmasked_source, combo, datastore).data.compute()
+    assert plain.attrs["land_fraction"].startswith("unmasked")
+    everything = [r.model_copy(update={"surface": "all"}) for r in catalog.regions]
+    by_box = extract_combo(
+        catalog.model_copy(update={"regions": everything}), source, combo, datastore
+    ).data.compute()
+    xr.testing.assert_identical(plain.drop_attrs(), by_box.drop_attrs())
+    # only the sea shelf changes (its hand computation is in test_era5_hourly_store)
+    shelf = "gulf_of_lion_shelf"
+    assert float(np.abs(masked.tas - plain.tas).sel(region=shelf).max()) > 0.01
+    xr.testing.assert_identical(
+        masked.drop_sel(region=shelf).drop_attrs(), plain.drop_sel(region=shelf).drop_attrs()
+    )
+
+    inland = Region(
+        name="massif_central", lat_min=44.5, lat_max=45.0, lon_min=-0.5, lon_max=1.5, surface="sea"
+    )
+    catalog = catalog.model_copy(update={"regions": [inland]})
+    with pytest.raises(SourceError) as err:
+        extract_combo(catalog, source, combo, datastore)
+    assert "[era5]" in str(err.value) and "'massif_central'" in str(err.value)
+    assert "cells land" in str(err.value)

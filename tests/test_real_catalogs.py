@@ -1,10 +1,12 @@
 """The run catalogs shipped for the real archives (catalogs/*.yaml), checked offline.
 
-Nothing here contacts a real host: the remote collections (Pangeo CMIP6,
-EURO-CORDEX on AWS, the ARCO-ERA5 store) are checked for the URLs and
-``storage_options`` that docs/catalogs.md documents; the local example
-collections are opened as intake-esm datastores (their placeholder assets are
-never opened); an unreachable collection URL is a closed port on 127.0.0.1.
+Nothing here contacts a real host: the remote collections (Pangeo CMIP6, the
+EURO-CORDEX table on AWS, the ARCO-ERA5 store) are checked for the URLs and
+``storage_options`` that docs/catalogs.md documents; every shipped collection JSON
+is parsed and validated by intake-esm's own schema; the local example collections
+are opened as intake-esm datastores (their placeholder assets are never opened);
+the shipped EURO-CORDEX copy is read with a local table in the bucket's columns;
+an unreachable collection URL is a closed port on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import intake_esm
 import pandas as pd
 import pytest
+from intake_esm.cat import ESMCatalogModel
 
 from cascadia.sources.catalog import SourceError, enumerate_combos, open_collection
 from cascadia.sources.config import RunCatalog, SourceConfig, load_run_catalog
@@ -27,13 +30,15 @@ REGIONS = ["gulf_of_lion_shelf", "tramontane", "mistral"]
 
 ARCO_STORE = "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
 PANGEO_CMIP6 = "https://storage.googleapis.com/cmip6/pangeo-cmip6.json"
-EURO_CORDEX = "https://euro-cordex.s3.eu-central-1.amazonaws.com/catalog/CORDEX-CMIP5.json"
+#: The table the published EURO-CORDEX collection (and the shipped copy) names.
+EURO_CORDEX_TABLE = "https://euro-cordex.s3.eu-central-1.amazonaws.com/catalog/CORDEX.csv"
+COLLECTIONS = sorted((CATALOGS / "collections").glob("*.json"))
 
 #: (catalog, source) -> (collection, storage_options) of every source read from the cloud.
 REMOTE = {
     ("era5.yaml", "era5"): ("collections/arco-era5.json", {"token": "anon"}),
     ("cmip6.yaml", "cmip6"): (PANGEO_CMIP6, {"token": "anon"}),
-    ("cordex.yaml", "euro-cordex"): (EURO_CORDEX, {"anon": True}),
+    ("cordex.yaml", "euro-cordex"): ("collections/euro-cordex.json", {"anon": True}),
 }
 
 
@@ -45,8 +50,17 @@ def _sources() -> list[tuple[RunCatalog, SourceConfig]]:
     return pairs
 
 
+def _remote_table(collection: Path) -> bool:
+    return "://" in json.loads(collection.read_text()).get("catalog_file", "")
+
+
 def _local_sources() -> list[tuple[RunCatalog, SourceConfig]]:
-    return [(c, s) for c, s in _sources() if "://" not in s.collection]
+    """Sources whose collection, JSON and table, is in this repository."""
+    return [
+        (c, s)
+        for c, s in _sources()
+        if "://" not in s.collection and not _remote_table(Path(c.resolve(s.collection)))
+    ]
 
 
 def _id(pair: tuple[RunCatalog, SourceConfig]) -> str:
@@ -63,7 +77,9 @@ def test_every_expected_catalog_is_shipped():
 def test_catalog_validates_with_the_twin_regions(path: Path):
     catalog = load_run_catalog(str(path))
     assert [r.name for r in catalog.regions] == REGIONS
+    assert [r.surface for r in catalog.regions] == ["sea", "all", "all"]
     assert catalog.sources
+    assert all(s.land_fraction.variable for s in catalog.sources)
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
@@ -80,6 +96,13 @@ def test_projections_are_adjusted_against_era5(path: Path):
     source = reference.source(bias.reference.source)
     assert source.role == "reference"
     assert source.period.start <= 1981 and source.period.end >= 2010
+    # The settings docs/bias-adjustment.md measured, for every variable the catalog reads.
+    assert set(bias.variables) >= set(catalog.sources[0].variables)
+    pr = bias.for_variable("pr")
+    assert (pr.kind, pr.group, pr.nquantiles, pr.tail_nodes) == ("*", "time.season", 300, 5e-4)
+    assert (pr.adapt_freq_thresh, pr.preserve_mean_change) == ("1 mm/day", True)
+    assert {bias.kind_for(v) for v in ("tas", "hurs", "psl", "uas", "vas")} == {"+"}
+    assert bias.kind_for("sfcWind") == "*"
 
 
 @pytest.mark.parametrize(("catalog", "source"), list(REMOTE))
@@ -110,6 +133,7 @@ def test_arco_collection_describes_the_one_store_by_variable():
     assert frame["variable_id"].is_unique
     era5 = load_run_catalog(str(CATALOGS / "era5.yaml")).source("era5")
     assert set(era5.source_variables) <= set(frame["variable_id"])
+    assert era5.land_fraction.variable in set(frame["variable_id"])
     assert era5.accumulated == {
         "total_precipitation": "period_ending",
         "surface_solar_radiation_downwards": "period_ending",
@@ -134,15 +158,71 @@ def test_local_collection_is_an_esm_datastore_listing_every_variable(pair):
     for combo in combos:
         assert not combo.missing, f"{combo.label} lacks {combo.missing}"
         assert all(combo.labels[k] for k in ("source_id", "experiment_id", "member_id"))
+        # the shelf averages over sea: every combination finds its land fraction
+        assert combo.land_fraction in set(frame[asset]), f"{combo.label}: no land fraction"
 
 
 def test_20cr_members_are_the_member_axis():
     catalog = load_run_catalog(str(CATALOGS / "20cr.yaml"))
     source = catalog.source("20cr")
-    combos = enumerate_combos(catalog, source)
+    # the template's datastore as such: open_collection refuses placeholder assets
+    datastore = intake_esm.esm_datastore(catalog.resolve(source.collection))
+    combos = enumerate_combos(catalog, source, datastore)
     members = [c.labels["member_id"] for c in combos]
     assert members == sorted(members) and len(members) > 1
     assert all(m.startswith("mem") and len(m) == 6 for m in members)
+
+
+@pytest.mark.parametrize("path", COLLECTIONS, ids=lambda p: p.name)
+def test_every_shipped_collection_is_valid_json_and_a_valid_esm_collection(path: Path):
+    spec = json.loads(path.read_text())  # strict JSON: no trailing or missing commas
+    model = ESMCatalogModel.model_validate({**spec, "catalog_file": None, "catalog_dict": []})
+    assert model.assets.column_name and model.aggregation_control.variable_column_name
+    table = spec["catalog_file"]
+    if "://" in table:
+        assert table == EURO_CORDEX_TABLE  # the only table read from the network
+        return
+    frame = intake_esm.esm_datastore(str(path)).df
+    assert set(model.aggregation_control.groupby_attrs) <= set(frame.columns)
+    assert model.assets.column_name in frame.columns
+
+
+def test_euro_cordex_copy_reads_the_bucket_table_in_its_columns(tmp_path: Path):
+    """The shipped copy with a local table of rows as the bucket's ``CORDEX.csv`` lists
+    them (its columns; paths as the upload workflow writes them): the run catalog's
+    query and ``combo_id`` name each GCM/RCM simulation."""
+    spec = json.loads((CATALOGS / "collections/euro-cordex.json").read_text())
+    assert spec["assets"] == {"column_name": "path", "format": "zarr"}
+    assert spec["aggregation_control"]["aggregations"] == [
+        {"type": "union", "attribute_name": "variable_id"}
+    ]
+    columns = [a["column_name"] for a in spec["attributes"]]
+    simulations = [
+        ("CLMcom", "CNRM-CERFACS-CNRM-CM5", "CCLM4-8-17", "v1", "v20140515"),
+        ("SMHI", "MPI-M-MPI-ESM-LR", "RCA4", "v1a", "v20131026"),
+    ]
+    rows = []
+    for institute, gcm, rcm, rcm_version, version in simulations:
+        for experiment in ("historical", "rcp85"):
+            for frequency in ("day", "mon"):
+                for variable in ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl"):
+                    facets = ["cordex", "output", "EUR-11", institute, gcm, experiment]
+                    facets += ["r1i1p1", rcm, rcm_version, frequency, variable, version]
+                    row = dict(zip(columns, facets, strict=True))
+                    row["path"] = "s3://euro-cordex/CMIP5/" + "/".join(facets)
+                    rows.append(row)
+    pd.DataFrame(rows).to_csv(tmp_path / "CORDEX.csv", index=False)
+    (tmp_path / "euro-cordex.json").write_text(json.dumps({**spec, "catalog_file": "CORDEX.csv"}))
+    cordex = load_run_catalog(str(CATALOGS / "cordex.yaml"))
+    source = cordex.source("euro-cordex")
+    datastore = intake_esm.esm_datastore(str(tmp_path / "euro-cordex.json"))
+    combos = enumerate_combos(cordex, source, datastore)
+    assert sorted(c.label for c in combos) == [
+        f"{gcm}_{institute}-{rcm}_{rcm_version}/{experiment}/r1i1p1"
+        for institute, gcm, rcm, rcm_version, _ in sorted(simulations, key=lambda s: s[1])
+        for experiment in ("historical", "rcp85")
+    ]
+    assert all(len(c.assets) == 7 and not c.missing for c in combos)  # daily only
 
 
 def test_multi_variable_netcdf_collections_group_by_variable():
@@ -191,13 +271,14 @@ def test_pangeo_layout_enumerates_one_combination_per_member(tmp_path: Path):
             member,
             "day",
             var,
-            "gn",
-            f"gs://cmip6/x/{member}/{var}/",
+            grid,
+            f"gs://cmip6/x/{member}/{var}/{grid}/",
             "",
             "20200101",
         ]
         for member in ("r1i1p1f1", "r2i1p1f1")
         for var in ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")
+        for grid in ("gn", "gr")
     ]
     pd.DataFrame(rows, columns=columns).to_csv(tmp_path / "pangeo.csv", index=False)
     spec = {  # the aggregation_control of the published pangeo-cmip6.json
@@ -239,3 +320,14 @@ def test_pangeo_layout_enumerates_one_combination_per_member(tmp_path: Path):
     )
     combos = enumerate_combos(cmip6, source)
     assert sorted(c.labels["member_id"] for c in combos) == ["r1i1p1f1", "r2i1p1f1"]
+    # gn and gr copies give one combination each member (gn), the empty cell stays empty
+    assert {c.facets["grid_label"] for c in combos} == {"gn"}
+    assert {c.facets["dcpp_init_year"] for c in combos} == {""}
+    first = "CMIP6.ScenarioMIP.INST.MODEL.ssp585.r1i1p1f1.day.hurs.gn.v20200101"
+    assert combos[0].datasets[0] == first
+
+
+def test_the_pangeo_catalog_drops_the_height_coordinate():
+    source = load_run_catalog(str(CATALOGS / "cmip6.yaml")).source("cmip6")
+    assert source.xarray_open_kwargs == {"drop_variables": ["height"]}
+    assert source.selection.grids[0] == "gn" and source.selection.dataset_id is not None

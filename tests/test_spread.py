@@ -131,6 +131,7 @@ PROVENANCE = {
     "model_checkpoint_hash": "h",
     "package_version": "0",
     "catalog_entry": "c",
+    "selection": "s",
 }
 
 

@@ -59,6 +59,7 @@ def _prov(tag: str) -> dict[str, str]:
         "model_checkpoint_hash": "sha256:abc123",
         "package_version": "0.1.0",
         "catalog_entry": f"cordex.yaml::{tag}",
+        "selection": '{"datasets": [], "skipped": []}',
     }
 
 

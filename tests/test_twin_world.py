@@ -19,6 +19,7 @@ import yaml
 
 from cascadia import cli
 from cascadia.twin.presets import get_preset
+from cascadia.twin.stores import CMIP_VERSION
 from cascadia.twin.world import build_world
 
 CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
@@ -26,9 +27,10 @@ TINY_SECONDS = 20.0
 TINY_BYTES = 20e6
 #: netCDF4 >= 1.6.1 is not thread-safe and intake-esm opens assets in threads:
 #: NetCDF collections are opened with h5netcdf (docs/twin-world.md, "Reading it").
+#: Pangeo-layout CMIP6 stores carry height 2 m / 10 m: dropped so the variables merge.
 OPEN_KWARGS = {
     "era5": {},
-    "cmip6": {},
+    "cmip6": {"drop_variables": ["height"]},
     "20cr": {"engine": "h5netcdf"},
     "era20c": {"engine": "h5netcdf"},
     "cordex": {"engine": "h5netcdf"},
@@ -64,7 +66,9 @@ def test_tiny_world_is_small_and_fast(tiny):
     assert size <= TINY_BYTES, f"tiny world is {size / 1e6:.1f} MB"
     manifest = json.loads((out / "world.json").read_text())
     assert manifest["preset"] == "tiny"
-    assert manifest["stores"]["cmip6"] == 3 * 2 * 4 * 8  # sources x members x exps x vars
+    # sources x members x exps x vars, the gr copy of TWIN-ESM-A's first member, one
+    # earlier version, and one sftlf fx store per source and grid
+    assert manifest["stores"]["cmip6"] == 3 * 2 * 4 * 8 + 4 * 8 + 1 + 3 + 1
 
 
 def test_same_seed_gives_identical_bytes(tiny, tmp_path):
@@ -86,12 +90,14 @@ def test_same_seed_gives_identical_bytes(tiny, tmp_path):
 def test_every_collection_opens_every_store(tiny, family):
     out, _ = tiny
     catalog = intake_esm.esm_datastore(str(out / "collections" / f"{family}.json"))
+    if family == "cmip6":  # the earlier version of one dataset would join the newest
+        catalog = catalog.search(version=CMIP_VERSION)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
         datasets = catalog.to_dataset_dict(
             progressbar=False, xarray_open_kwargs=OPEN_KWARGS[family]
         )
-    assert set(datasets) == set(catalog.keys())
+    assert datasets and set(datasets) == set(catalog.keys())
     frame = catalog.df
     for key, ds in datasets.items():
         rows = frame[
@@ -102,7 +108,10 @@ def test_every_collection_opens_every_store(tiny, family):
         ]
         assert set(rows.variable_id) <= set(ds.data_vars), key
         for variable in rows.variable_id:
-            assert np.isfinite(ds[variable].isel(time=slice(0, 48)).values).all(), (key, variable)
+            da = ds[variable]
+            if "time" in da.dims:  # land fractions are static
+                da = da.isel(time=slice(0, 48))
+            assert np.isfinite(da.values).all(), (key, variable)
 
 
 def test_era5_like_conventions(tiny):
@@ -130,7 +139,9 @@ def test_era5_like_conventions(tiny):
 def test_reanalysis_and_projection_quirks(tiny):
     out, _ = tiny
     era20c = xr.open_dataset(
-        next((out / "reanalysis/era20c").glob("*.nc")), engine="h5netcdf", mask_and_scale=False
+        next((out / "reanalysis/era20c").glob("era20c_sfc_*.nc")),
+        engine="h5netcdf",
+        mask_and_scale=False,
     )
     assert era20c["t2m"].dtype == np.int16 and "scale_factor" in era20c["t2m"].attrs
     assert step(xr.decode_cf(era20c).time.values[:8]) == pd.Timedelta("6h")
@@ -144,7 +155,7 @@ def test_reanalysis_and_projection_quirks(tiny):
     assert prate.prate.attrs["units"] == "kg/m^2/s"
 
     calendars = {}
-    for store in (out / "cmip6").glob("*/*/*/historical/r1i1p1f1/day/tas/gn/*"):
+    for store in (out / "cmip6").glob(f"*/*/*/historical/r1i1p1f1/day/tas/gn/v{CMIP_VERSION}"):
         ds = xr.open_zarr(store, decode_times=CFTIME)
         calendars[ds.attrs["source_id"]] = ds.time.dt.calendar
         assert ds.lat.values[0] < ds.lat.values[-1] and ds.lon.max() > 350
@@ -152,7 +163,8 @@ def test_reanalysis_and_projection_quirks(tiny):
     assert sorted(calendars.values()) == ["360_day", "noleap", "proleptic_gregorian"] or sorted(
         calendars.values()
     ) == ["360_day", "noleap", "standard"]
-    pr = xr.open_zarr(next((out / "cmip6").glob("*/*/*/historical/r1i1p1f1/day/pr/gn/*")))
+    pattern = f"*/*/*/historical/r1i1p1f1/day/pr/gn/v{CMIP_VERSION}"
+    pr = xr.open_zarr(next((out / "cmip6").glob(pattern)))
     assert pr.pr.attrs["units"] == "kg m-2 s-1"
 
     cordex = xr.open_dataset(next((out / "cordex").rglob("tas_*.nc")), engine="h5netcdf")
@@ -168,7 +180,7 @@ def test_reanalysis_and_projection_quirks(tiny):
 def test_model_biases_differ_by_source(tiny):
     out, _ = tiny
     means = {}
-    for store in (out / "cmip6").glob("*/*/*/historical/r1i1p1f1/day/tas/gn/*"):
+    for store in (out / "cmip6").glob(f"*/*/*/historical/r1i1p1f1/day/tas/gn/v{CMIP_VERSION}"):
         ds = xr.open_zarr(store)
         means[ds.attrs["source_id"]] = float(ds.tas.mean())
     assert means["TWIN-ESM-B"] - means["TWIN-ESM-A"] > 2.5  # warm vs cold bias
@@ -203,6 +215,7 @@ def test_truth_covers_every_combination(tiny):
     combos = set()
     for family in ("cmip6", "cordex"):
         frame = pd.read_csv(out / "collections" / f"{family}.csv")
+        frame = frame[frame.get("table_id", frame.get("frequency")) == "day"]  # not fx
         combos |= {
             (family, s, e, m)
             for s, e, m in frame[["source_id", "experiment_id", "member_id"]]
@@ -224,6 +237,55 @@ def test_truth_covers_every_combination(tiny):
     assert step(history.time.values[:48]) == pd.Timedelta("1h")
 
 
+def test_every_source_carries_its_land_fraction(tiny):
+    """ERA5 lsm (0 - 1), 20CR land, ERA-20C lsm, CMIP6 sftlf fx stores, CORDEX sftlf (%)."""
+    out, _ = tiny
+    era5 = xr.open_zarr(out / "reanalysis/era5/era5-hourly-single-levels.zarr")
+    lsm = era5["land_sea_mask"]
+    assert lsm.dims == ("latitude", "longitude") and lsm.attrs["units"] == "(0 - 1)"
+    # the twin's coastline: the north of the domain is land, the open gulf sea
+    assert float(lsm.sel(latitude=45.0).min()) > 0.99
+    assert float(lsm.sel(latitude=40.5, longitude=5.75)) < 1e-3
+    partial = lsm.sel(latitude=42.75, longitude=3.5)  # the cell holding the coast
+    assert 0.2 < float(partial) < 0.8
+    land = xr.open_dataset(out / "reanalysis/20crv3/land.nc", engine="h5netcdf")["land"]
+    assert land.attrs["units"] == "1" and 0.0 <= float(land.min()) < float(land.max()) <= 1.0
+    invariant = xr.open_dataset(out / "reanalysis/era20c/era20c_invariant.nc", engine="h5netcdf")
+    assert invariant["lsm"].dims == ("time", "latitude", "longitude")
+
+    table = pd.read_csv(out / "collections/cmip6.csv")
+    fx = table[table.table_id == "fx"]
+    # one per model and grid: TWIN-ESM-A is also published regridded (gr)
+    assert sorted(zip(fx.source_id, fx.grid_label, strict=True)) == [
+        ("TWIN-ESM-A", "gn"),
+        ("TWIN-ESM-A", "gr"),
+        ("TWIN-ESM-B", "gn"),
+        ("TWIN-ESM-C", "gn"),
+    ]
+    assert set(fx.variable_id) == {"sftlf"}
+    assert set(fx.experiment_id) == {"historical"} and set(fx.member_id) == {"r1i1p1f1"}
+    for row in fx.itertuples():
+        sftlf = xr.open_zarr(row.zstore.removeprefix("file://"))["sftlf"]
+        assert sftlf.dims == ("lat", "lon") and sftlf.attrs["units"] == "%"
+        assert sftlf.attrs["standard_name"] == "land_area_fraction"
+        assert float(sftlf.max()) > 90.0 and float(sftlf.min()) < 50.0
+        day = table[
+            (table.source_id == row.source_id)
+            & (table.table_id == "day")
+            & (table.variable_id == "tas")
+            & (table.grid_label == row.grid_label)
+        ].zstore.iloc[0]
+        tas = xr.open_zarr(day.removeprefix("file://"))
+        np.testing.assert_array_equal(sftlf.lat, tas.lat)
+        np.testing.assert_array_equal(sftlf.lon, tas.lon)
+    cordex = pd.read_csv(out / "collections/cordex.csv")
+    files = cordex[cordex.frequency == "fx"]
+    assert len(files) == 2 and set(files.member_id) == {"r0i0p0"}
+    sftlf = xr.open_dataset(files.path.iloc[0].removeprefix("file://"), engine="h5netcdf")
+    assert sftlf.sftlf.dims == ("rlat", "rlon") and sftlf.sftlf.attrs["units"] == "%"
+    assert "time" not in sftlf.dims
+
+
 def test_run_catalogs_refer_to_collections(tiny):
     out, _ = tiny
     for name in ("reanalysis", "cmip6", "cordex"):
@@ -232,6 +294,9 @@ def test_run_catalogs_refer_to_collections(tiny):
         for source in catalog["sources"]:
             assert (path.parent / source["collection"]).resolve().exists()
             assert source["role"] in {"reference", "hindcast", "projection"}
+            assert source["land_fraction"]["variable"] in {"land_sea_mask", "land", "lsm", "sftlf"}
+        surfaces = {r["name"]: r["surface"] for r in catalog["regions"]}
+        assert surfaces == {"gulf_of_lion_shelf": "sea", "tramontane": "all", "mistral": "all"}
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -3,7 +3,10 @@
 A run is planned on the client and executed on the workers:
 
 1. **Plan** (client). Enumerate every combination of every catalog source
-   (reanalyses and their members, projections per source / experiment / member),
+   (reanalyses and their members, projections per source / experiment / member)
+   after the source's selection rules (one grid, the newest version, no retracted
+   or duplicate copy; what each rule skipped goes to the store's
+   ``dataset_selection`` attribute and to each combination's ``selection``),
    fingerprint each one's inputs (:func:`cascadia.sources.cache.fingerprint`) and derive
    its *result fingerprint*: inputs, bias adjustment (reference and historical
    fingerprints, settings), the historical run a scenario continues, the model
@@ -68,6 +71,7 @@ from cascadia.sources.catalog import (
     Combo,
     SourceError,
     enumerate_combos,
+    list_combos,
     open_collection,
     open_combo,
 )
@@ -107,6 +111,8 @@ class RunSummary:
     tasks_submitted: int = 0
     spread: str = ""
     seconds: float = 0.0
+    #: "<catalog> [<source>]" -> its selection rules and the datasets they skipped.
+    selection: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -160,6 +166,7 @@ class _Plan:
     references: dict[str, _Entry]  # catalog path -> reference of its bias adjustment
     historical: dict[tuple[str, str, str], _Entry]  # entry id -> historical run it continues
     years: dict[tuple[str, str, str], tuple[int, int]]  # entry id -> first and last year
+    selection: dict[str, dict[str, Any]]  # "<catalog> [<source>]" -> rules and skipped datasets
 
 
 def _load_catalogs(catalogs: Sequence[str | RunCatalog]) -> list[RunCatalog]:
@@ -209,18 +216,23 @@ def _plan(catalogs: list[RunCatalog]) -> _Plan:
     source_failures: list[ComboResult] = []
     references: dict[str, _Entry] = {}
     years: dict[tuple[str, str, str], tuple[int, int]] = {}
+    selection: dict[str, dict[str, Any]] = {}
     seen: set[tuple[str, str, str]] = set()
     for catalog in catalogs:
         for source in catalog.sources:
             where = f"{catalog.path} [{source.name}]"
             try:
-                combos = enumerate_combos(catalog, source, open_collection(catalog, source))
+                listing = list_combos(catalog, source, open_collection(catalog, source))
             except SourceError as exc:
                 source_failures.append(
                     ComboResult(f"{source.name} *", where, "failed", reason=str(exc))
                 )
                 continue
-            for combo in combos:
+            selection[where] = {
+                "rules": source.selection.model_dump(mode="json"),
+                "skipped": [s.as_dict() for s in listing.skipped],
+            }
+            for combo in listing.combos:
                 entry = _Entry(catalog, source, combo, "")
                 if entry.id in seen:  # the same catalog given twice
                     continue
@@ -231,8 +243,11 @@ def _plan(catalogs: list[RunCatalog]) -> _Plan:
                 except Exception as exc:
                     failures[entry.id] = _reason(entry, exc, "cannot read its inputs")
                 entries.append(entry)
+        # the reference is read only for projections that can still run: an archive
+        # that cannot be listed must not cost a reference that nothing uses
         if catalog.bias_adjustment is not None and any(
-            s.role == "projection" for s in catalog.sources
+            e.catalog is catalog and e.source.role == "projection" and e.id not in failures
+            for e in entries
         ):
             try:
                 references[catalog.path] = _reference(catalog)
@@ -244,7 +259,7 @@ def _plan(catalogs: list[RunCatalog]) -> _Plan:
                         )
     _check_unique(entries)
     historical = _link_historical(entries, references, failures)
-    return _Plan(entries, failures, source_failures, references, historical, years)
+    return _Plan(entries, failures, source_failures, references, historical, years, selection)
 
 
 def _check_unique(entries: list[_Entry]) -> None:
@@ -317,8 +332,6 @@ def _result_fingerprint(entry: _Entry, plan: _Plan, checksum: str, config: Infer
 def _time_axis(plan: _Plan) -> np.ndarray:
     """Consecutive standard-calendar days from the first to the last year of the run."""
     spans = list(plan.years.values())
-    if not spans:
-        raise RunInputError("no combination of the catalogs can run (see the failures)")
     first, last = min(s[0] for s in spans), max(s[1] for s in spans)
     return pd.date_range(f"{first}-01-01", f"{last}-12-31", freq="D").values
 
@@ -479,10 +492,17 @@ def _winters(time_axis: np.ndarray, start_month: int) -> tuple[int, ...]:
     return tuple(int(w) for w in np.unique(labels))
 
 
+def _selection(combo: Combo) -> str:
+    """The datasets a combination was read from and its copies skipped, as JSON."""
+    skipped = [{"dataset": s.dataset, "reason": s.reason} for s in combo.skipped]
+    return json.dumps({"datasets": list(combo.datasets), "skipped": skipped})
+
+
 def _store_attrs(
-    model: TrainedModel, config: InferenceConfig, catalogs: list[RunCatalog]
+    model: TrainedModel, config: InferenceConfig, catalogs: list[RunCatalog], plan: _Plan
 ) -> dict[str, Any]:
     return {
+        "dataset_selection": json.dumps(plan.selection, sort_keys=True),
         "model_checkpoint_hash": model.checksum,
         "model_directory": str(model.directory.resolve()),
         "inference_config": json.dumps(config.model_dump(mode="json"), sort_keys=True),
@@ -551,6 +571,8 @@ def run_pipeline(
     except ValueError as exc:  # InferenceError, CheckpointError
         raise RunInputError(str(exc)) from None
     plan = _plan(loaded)
+    if not plan.years:  # no combination could even be read: no time axis, no store
+        return _nothing_runs(plan, out, started, on_total, on_result)
     time_axis = _time_axis(plan)
     schema = ResultsSchema(
         combos=tuple(e.store_combo for e in plan.entries),
@@ -561,13 +583,14 @@ def run_pipeline(
         winters=_winters(time_axis, model.events.winter_start_month),
         member_series=config.member_series,
     )
+    attrs = _store_attrs(model, config, loaded, plan)
     try:
-        schema = prepare_store(out, schema, _store_attrs(model, config, loaded), storage_options)
+        schema = prepare_store(out, schema, attrs, storage_options)
         stored = combo_status(out, storage_options).set_index(list(COMBO_DIMS))
     except StoreError as exc:
         raise RunInputError(str(exc)) from None
 
-    summary = RunSummary(store=out, results=list(plan.source_failures))
+    summary = RunSummary(out, list(plan.source_failures), selection=plan.selection)
     if on_total:
         on_total(len(plan.entries) + len(plan.source_failures))
 
@@ -604,6 +627,39 @@ def run_pipeline(
     summary.spread = _spread(out, storage_options)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _nothing_runs(
+    plan: _Plan,
+    out: str,
+    started: float,
+    on_total: Callable[[int], None] | None,
+    on_result: Callable[[ComboResult], None] | None,
+) -> RunSummary:
+    """The summary of a run none of whose combinations can start: every failure, no store.
+
+    Typically offline or with unreachable archives: nothing is computed and the
+    results store is neither created nor touched (it would have no time axis).
+    """
+    results = list(plan.source_failures)
+    if not results and not plan.entries:
+        raise RunInputError("the run catalogs list no source")
+    for entry in plan.entries:
+        reason = plan.failures[entry.id]
+        results.append(
+            ComboResult(entry.combo.label, entry.where, "failed", reason=reason, combo=None)
+        )
+    if on_total:
+        on_total(len(results))
+    for result in results:
+        if on_result:
+            on_result(result)
+    return RunSummary(
+        store=out,
+        results=results,
+        spread="not written: no combination could run, the store was not touched",
+        seconds=time.perf_counter() - started,
+    )
 
 
 @contextmanager
@@ -664,6 +720,7 @@ def _execute(
                 "model_checkpoint_hash": model.checksum,
                 "package_version": __version__,
                 "catalog_entry": f"{entry.where} {entry.combo.label}",
+                "selection": _selection(entry.combo),
             },
         )
         pending[graph.prediction(entry, job, shared_schema).key] = entry

@@ -40,6 +40,7 @@ PROVENANCE_VARS: tuple[str, ...] = (
     "model_checkpoint_hash",
     "package_version",
     "catalog_entry",
+    "selection",  # JSON: datasets read and copies skipped (cascadia.sources.selection)
 )
 STRING_VARS: tuple[str, ...] = ("status", "status_reason", *PROVENANCE_VARS)
 TIME_UNITS = "days since 1850-01-01"
@@ -505,6 +506,12 @@ def open_schema(url: str, storage_options: Mapping[str, Any] | None = None) -> R
     with ds:
         if ds.attrs.get("title") != TITLE or "status" not in ds:
             raise StoreError(f"{url} exists but is not a cascadia results store")
+        lacking = [v for v in STRING_VARS if v not in ds]
+        if lacking:
+            raise StoreError(
+                f"{url} was written by an older cascadia (it lacks {lacking}); "
+                "choose another output"
+            )
         status = ds["status"].values
         labels = [[str(x) for x in ds[d].values] for d in COMBO_DIMS]
         combos = [

@@ -28,12 +28,15 @@ from cascadia.sources.config import RunCatalog, SourceConfig, load_run_catalog
 
 
 def bias_config(catalog: RunCatalog) -> BiasAdjustmentConfig:
+    """The library configuration of a catalog's ``bias_adjustment`` section."""
     section = catalog.bias_adjustment
     assert section is not None
-    return BiasAdjustmentConfig(
-        overlap_start=section.overlap.start,
-        overlap_end=section.overlap.end,
-        kinds=dict(section.kinds),
+    return BiasAdjustmentConfig.model_validate(
+        {
+            **section.model_dump(exclude={"reference", "overlap"}),
+            "overlap_start": section.overlap.start,
+            "overlap_end": section.overlap.end,
+        }
     )
 
 

@@ -6,7 +6,13 @@ ensemble was trained on the reanalysis, so every projection is first mapped onto
 the reanalysis climate over an **overlap period** with xsdba's trend-preserving
 **Quantile Delta Mapping** (QDM, Cannon et al. 2015): each value is corrected by
 the reference-minus-model difference (``kind="+"``) or ratio (``kind="*"``) *at its
-own quantile*, so the model's projected change of every quantile survives.
+own quantile*, so the model's projected change of every quantile survives.  For
+skewed multiplicative variables (rain, wind speed) QDM alone inflates the change
+of the *mean* (sampling noise of the model's quantiles, see
+``docs/bias-adjustment.md``), so each adjusted window is then rescaled per group
+to the model's own change of the mean (PresRat, Pierce et al. 2015).  Every
+option is per variable (:class:`VariableAdjustment`), and run catalogs reach all
+of them through :class:`AdjustmentOptions`.
 
 Input contract (produced by :mod:`cascadia.sources.predictors`): canonical daily
 datasets with dims ``(time, region)`` (any other dims are carried along),
@@ -35,7 +41,7 @@ import re
 import warnings
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -44,189 +50,27 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
-    "DEFAULT_KINDS",
+    "DEFAULT_ADJUSTMENTS",
+    "AdjustmentOptions",
     "BiasAdjustmentConfig",
     "FittedAdjustment",
+    "VariableAdjustment",
     "diagnostics",
     "fit",
 ]
 
-#: Default adjustment kind per canonical variable: multiplicative for quantities
-#: bounded below by zero whose errors scale with their size (rain, wind speed),
-#: additive for the others (temperature, humidity, pressure, wind components,
-#: radiation).  Variables not listed are additive.
-DEFAULT_KINDS: dict[str, Literal["+", "*"]] = {"pr": "*", "sfcWind": "*"}
-
-_KINDS = ("+", "*")
 _GROUP_RE = re.compile(r"^time(\.month|\.season|\.dayofyear(:(?P<window>\d+))?)?$")
 _DEFAULT_DOY_WINDOW = 31
 _STORE_ATTR = "cascadia_bias_adjustment"
-_STORE_VERSION = 1
-_PARAM_VARS = ("af", "hist_q", "P0_ref", "P0_hist", "pth")
+_STORE_VERSION = 2
+#: xsdba's trained parameters, then cascadia's group means for mean-change preservation.
+_XSDBA_VARS = ("af", "hist_q", "P0_ref", "P0_hist", "pth")
+_MEAN_VARS = ("hist_mean", "hist_mean_adjusted")
+_PARAM_VARS = (*_XSDBA_VARS, *_MEAN_VARS)
 _WATER_DENSITY = 1000.0  # kg m-3: turns a depth rate (mm/day) into a mass flux
 
 
 # ------------------------------------------------------------------------ config
-
-
-class BiasAdjustmentConfig(BaseModel):
-    """How projections are bias-adjusted against the reference reanalysis.
-
-    Attributes
-    ----------
-    overlap_start, overlap_end
-        First and last calendar year (inclusive) of the training period shared by
-        the reference and the historical simulation.  Default 1985-2014: the last 30
-        years of CMIP6 ``historical``, long enough to sample a climate.
-    min_overlap_years
-        Each input must hold at least this many years of valid daily data in the
-        overlap (default 10): fewer cannot sample 50 quantiles per month.
-    method
-        Only ``"quantile_delta_mapping"`` (xsdba ``QuantileDeltaMapping``).
-    kinds
-        Adjustment kind per variable, ``"+"`` (additive; difference) or ``"*"``
-        (multiplicative; ratio).  Merged over :data:`DEFAULT_KINDS`; unlisted
-        variables are additive.
-    nquantiles
-        Number of equally spaced quantile nodes per group (default 50).
-    group
-        ``"time.month"`` (default: 12 seasonal groups), ``"time"`` (one group),
-        ``"time.season"``, or ``"time.dayofyear:N"`` for a day-of-year group pooled
-        over an N-day centred window (bare ``"time.dayofyear"`` means N = 31).
-    groups
-        Per-variable overrides of ``group``.  Multiplicative QDM inflates the mean
-        change of a skewed variable when its groups are small (the model quantiles'
-        sampling noise enters the ratio ``ref_q / hist_q``; measured +4 % on a +20 %
-        rain change with monthly groups, +0.7 % with seasons, see
-        ``docs/bias-adjustment.md``): the default ``{"pr": "time.season"}`` avoids it.
-    adapt_freq_thresh
-        Per variable, the threshold under which a value counts as zero (a dry day),
-        for xsdba's frequency adaptation when the model has more such days than the
-        reference.  Given with units: in the data's units (``"1.1574e-05 kg m-2
-        s-1"`` = 1 mm/day) or as a depth rate (``"1 mm/day"``, converted with a
-        water density of 1000 kg m-3).  Default: 1 mm/day for ``pr``.
-    jitter_under_thresh
-        Per variable, values of the model under this threshold (zeros included) are
-        replaced by random values between 0 and it, before training and before
-        adjusting, and adjusted values under it are set to 0.  Needed for ``"*"`` on
-        variables with exact zeros: a zero model quantile makes the ratio
-        ``ref_q / hist_q`` infinite or NaN, and tied zeros distort xsdba's ranks.
-        Same units rules as ``adapt_freq_thresh``; default 0.01 mm/day
-        (1.1574e-07 kg m-2 s-1) for ``pr``.
-    extrapolation
-        ``"constant"``: values beyond the outermost quantile nodes get the outermost
-        adjustment factor.
-    interp
-        Interpolation of adjustment factors between quantile nodes: ``"nearest"``
-        (default) or ``"linear"``.
-    window_years, stride_years
-        QDM ranks each simulated value within the period it is adjusted with, so a
-        long series (1950-2100) is adjusted in moving ``window_years`` windows,
-        keeping the central ``stride_years`` of each (default 30 and 10).  ``None``
-        ranks over the whole series given, which turns QDM into plain quantile
-        mapping of a trending series and distorts the projected change.
-    seed
-        Seed of numpy's global generator while adjusting, used by the frequency
-        adaptation's random wet-day values; makes eager (numpy-backed) adjustments
-        reproducible.  ``None`` leaves the generator alone.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    overlap_start: int = Field(default=1985, ge=1800, le=2300)
-    overlap_end: int = Field(default=2014, ge=1800, le=2300)
-    min_overlap_years: float = Field(default=10.0, gt=0)
-    method: Literal["quantile_delta_mapping"] = "quantile_delta_mapping"
-    kinds: dict[str, str] = Field(default_factory=dict)
-    nquantiles: int = Field(default=50, ge=3, le=1000)
-    group: str = "time.month"
-    groups: dict[str, str] = Field(default_factory=lambda: {"pr": "time.season"})
-    adapt_freq_thresh: dict[str, str] = Field(
-        default_factory=lambda: {"pr": "1.1574e-05 kg m-2 s-1"}
-    )
-    jitter_under_thresh: dict[str, str] = Field(
-        default_factory=lambda: {"pr": "1.1574e-07 kg m-2 s-1"}
-    )
-    extrapolation: Literal["constant"] = "constant"
-    interp: Literal["nearest", "linear"] = "nearest"
-    window_years: int | None = Field(default=30, ge=1)
-    stride_years: int = Field(default=10, ge=1)
-    seed: int | None = 0
-
-    @field_validator("kinds")
-    @classmethod
-    def _known_kinds(cls, value: dict[str, str]) -> dict[str, str]:
-        for var, kind in value.items():
-            if kind not in _KINDS:
-                raise ValueError(
-                    f"unknown adjustment kind {kind!r} for variable {var!r}: use '+' "
-                    "(additive, e.g. tas, psl) or '*' (multiplicative, e.g. pr, sfcWind)"
-                )
-        return value
-
-    @field_validator("group")
-    @classmethod
-    def _known_group(cls, value: str) -> str:
-        return _check_group(value)
-
-    @field_validator("groups")
-    @classmethod
-    def _known_groups(cls, value: dict[str, str]) -> dict[str, str]:
-        for var, group in value.items():
-            try:
-                _check_group(group)
-            except ValueError as err:
-                raise ValueError(f"groups[{var!r}]: {err}") from err
-        return value
-
-    @field_validator("adapt_freq_thresh", "jitter_under_thresh")
-    @classmethod
-    def _quantities(cls, value: dict[str, str]) -> dict[str, str]:
-        for var, thresh in value.items():
-            try:
-                _parse_quantity(thresh)
-            except Exception as err:
-                raise ValueError(
-                    f"thresholds (for {var!r}) must be a number with units, such as "
-                    f"'1.1574e-05 kg m-2 s-1', got {thresh!r} ({err})"
-                ) from err
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> BiasAdjustmentConfig:
-        if self.overlap_end < self.overlap_start:
-            raise ValueError(
-                f"overlap_end ({self.overlap_end}) is before overlap_start ({self.overlap_start})"
-            )
-        if self.window_years is not None and self.stride_years > self.window_years:
-            raise ValueError(
-                f"stride_years ({self.stride_years}) must not exceed window_years "
-                f"({self.window_years})"
-            )
-        return self
-
-    def kind_for(self, variable: str) -> Literal["+", "*"]:
-        """Adjustment kind of ``variable``: config, else default, else additive."""
-        kind = self.kinds.get(variable, DEFAULT_KINDS.get(variable, "+"))
-        if kind not in _KINDS:  # unreachable after validation; kept for type narrowing
-            raise ValueError(f"unknown adjustment kind {kind!r} for variable {variable!r}")
-        return "*" if kind == "*" else "+"
-
-    def group_for(self, variable: str) -> str:
-        """Grouping of ``variable``: :attr:`groups` override, else :attr:`group`."""
-        return self.groups.get(variable, self.group)
-
-    def grouper(self, variable: str) -> Any:
-        """The xsdba ``Grouper`` of ``variable``."""
-        from xsdba import Grouper
-
-        name, _, window = self.group_for(variable).partition(":")
-        if name == "time.dayofyear":
-            return Grouper(name, window=int(window or _DEFAULT_DOY_WINDOW))
-        return Grouper(name)
-
-
-# ----------------------------------------------------------------------- helpers
 
 
 def _check_group(value: str) -> str:
@@ -243,8 +87,8 @@ def _check_group(value: str) -> str:
 
 
 def _parse_quantity(text: str) -> Any:
-    """A pint quantity from ``"<number> <units>"`` (xsdba's unit registry)."""
-    from xsdba.units import str2pint
+    """A pint quantity from ``"<number> <units>"`` (xclim's unit registry, loaded anyway)."""
+    from xclim.core.units import str2pint
 
     quantity = str2pint(text)
     if not np.isfinite(float(quantity.magnitude)):
@@ -252,8 +96,239 @@ def _parse_quantity(text: str) -> Any:
     return quantity
 
 
+class VariableAdjustment(BaseModel):
+    """How one variable is adjusted (xsdba ``QuantileDeltaMapping`` options and more).
+
+    Attributes
+    ----------
+    kind
+        ``"+"`` (additive: the reference-minus-model difference at each quantile;
+        temperature, humidity, pressure, wind components) or ``"*"`` (multiplicative:
+        the ratio; quantities bounded by zero whose errors scale with their size,
+        precipitation and wind speed).
+    group
+        ``"time.month"`` (12 groups), ``"time.season"`` (4), ``"time"`` (one group)
+        or ``"time.dayofyear:N"``: day-of-year groups pooled over an N-day centred
+        window (N odd; bare ``"time.dayofyear"`` means N = 31).
+    nquantiles
+        Number of equally spaced quantile nodes per group.  Dry days take most of a
+        precipitation distribution's nodes (with 85 % dry days, 50 nodes leave 7 for
+        the wet days, 300 leave 45), so ``pr`` defaults to 300.
+    tail_nodes
+        Two more nodes, this far from 0 and 1 (xsdba's ``equally_spaced_nodes(n,
+        eps)``), so the outermost values of the training period get factors of
+        their own instead of those of the last equally spaced node.  ``None``: no
+        extra nodes.
+    interp
+        Adjustment factors between nodes: ``"nearest"`` or ``"linear"``.
+    extrapolation
+        Beyond the outermost nodes: ``"constant"`` (the outer factor) or ``"nan"``.
+    adapt_freq_thresh
+        Threshold under which a value counts as zero (a dry day), for xsdba's
+        frequency adaptation when the model has more such days than the reference
+        (Themeßl et al. 2012).  A number with units: the data's own
+        (``"1.1574e-05 kg m-2 s-1"``) or a depth rate (``"1 mm/day"``, converted
+        with a water density of 1000 kg m-3).  ``None``: no adaptation.
+    jitter_under_thresh
+        Values under this threshold (zeros included) are replaced by random values
+        between 0 and it, in the model before training and before adjusting (not in
+        the reference), and adjusted values under it are set to 0.
+        Needed for ``"*"`` with exact zeros: a zero quantile makes the ratio
+        ``ref_q / hist_q`` 0, infinite or NaN, and tied zeros distort xsdba's ranks.
+        Same units rules as ``adapt_freq_thresh``; ``None``: no jitter.
+    preserve_mean_change
+        Restore the model's own change of the mean after QDM, per group and
+        adjustment window (PresRat, Pierce et al. 2015): a ratio for ``"*"``, a
+        difference for ``"+"``.  QDM keeps the change of every *quantile*, but for
+        a skewed variable its mean change is inflated by sampling noise of the
+        model's quantiles (see ``docs/bias-adjustment.md``: +4 to +60 percentage
+        points for rain).  On by default for ``pr`` and ``sfcWind``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["+", "*"] = "+"
+    group: str = "time.month"
+    nquantiles: int = Field(default=50, ge=3, le=1000)
+    tail_nodes: float | None = Field(default=None, gt=0, lt=0.5)
+    interp: Literal["nearest", "linear"] = "nearest"
+    extrapolation: Literal["constant", "nan"] = "constant"
+    adapt_freq_thresh: str | None = None
+    jitter_under_thresh: str | None = None
+    preserve_mean_change: bool = False
+
+    @field_validator("group")
+    @classmethod
+    def _known_group(cls, value: str) -> str:
+        return _check_group(value)
+
+    @field_validator("adapt_freq_thresh", "jitter_under_thresh")
+    @classmethod
+    def _quantity(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            _parse_quantity(value)
+        except Exception as err:
+            raise ValueError(
+                f"expected a number with units, such as '1 mm/day' or "
+                f"'1.1574e-05 kg m-2 s-1', got {value!r} ({err})"
+            ) from err
+        return value
+
+    @model_validator(mode="after")
+    def _tail_outside(self) -> VariableAdjustment:
+        if self.tail_nodes is not None and self.tail_nodes >= 0.5 / self.nquantiles:
+            raise ValueError(
+                f"tail_nodes ({self.tail_nodes}) must lie outside the {self.nquantiles} "
+                f"equally spaced nodes (below {0.5 / self.nquantiles:g})"
+            )
+        return self
+
+    def nodes(self) -> np.ndarray:
+        """The quantile nodes: ``nquantiles`` equally spaced, plus the tail nodes."""
+        from xsdba.utils import equally_spaced_nodes
+
+        return equally_spaced_nodes(self.nquantiles, self.tail_nodes)
+
+    def grouper(self) -> Any:
+        """The xsdba ``Grouper`` of :attr:`group`."""
+        from xsdba import Grouper
+
+        name, _, window = self.group.partition(":")
+        if name == "time.dayofyear":
+            return Grouper(name, window=int(window or _DEFAULT_DOY_WINDOW))
+        return Grouper(name)
+
+
+#: Built-in settings per canonical variable; a variable not listed gets
+#: ``VariableAdjustment()`` (additive, monthly).  Rain: multiplicative by season
+#: (monthly groups of a mostly dry series hold too few wet days), 300 nodes plus
+#: tail nodes at 0.0005 and 0.9995 (most nodes fall on dry days), frequency
+#: adaptation at 1 mm/day, jitter of zeros under 0.01 mm/day, mean change preserved.
+#: Wind speed: multiplicative, mean change preserved.
+DEFAULT_ADJUSTMENTS: dict[str, VariableAdjustment] = {
+    "pr": VariableAdjustment(
+        kind="*",
+        group="time.season",
+        nquantiles=300,
+        tail_nodes=0.0005,
+        adapt_freq_thresh="1 mm/day",
+        jitter_under_thresh="0.01 mm/day",
+        preserve_mean_change=True,
+    ),
+    "sfcWind": VariableAdjustment(kind="*", preserve_mean_change=True),
+}
+
+
+class AdjustmentOptions(BaseModel):
+    """Every bias-adjustment option except the overlap years.
+
+    Shared by :class:`BiasAdjustmentConfig` and the run catalog's
+    ``bias_adjustment`` section, so both accept and default the same way.
+
+    Attributes
+    ----------
+    method
+        Only ``"quantile_delta_mapping"`` (xsdba ``QuantileDeltaMapping``).
+    variables
+        Per variable, a :class:`VariableAdjustment`, given field by field: the fields
+        given replace those of the variable's built-in settings
+        (:data:`DEFAULT_ADJUSTMENTS`, else ``VariableAdjustment()``).  After
+        validation it holds the complete settings of every listed variable and of
+        every variable with built-in settings.
+    min_overlap_years
+        Each input must hold at least this many years of valid daily data in the
+        overlap (default 10): fewer cannot sample the quantiles of each group.
+    window_years, stride_years
+        QDM ranks each simulated value within the period it is adjusted with, so a
+        long series (1950-2100) is adjusted in moving ``window_years`` windows,
+        keeping the central ``stride_years`` of each (default 30 and 10).  ``None``
+        ranks over the whole series given, which turns QDM into plain quantile
+        mapping of a trending series and distorts the projected change.
+    seed
+        Seed of numpy's global generator while fitting and adjusting, used by the
+        jitter and frequency adaptation; makes eager (numpy-backed) runs
+        reproducible.  ``None`` leaves the generator alone.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["quantile_delta_mapping"] = "quantile_delta_mapping"
+    variables: dict[str, VariableAdjustment] = Field(
+        default_factory=lambda: dict(DEFAULT_ADJUSTMENTS)
+    )
+    min_overlap_years: float = Field(default=10.0, gt=0)
+    window_years: int | None = Field(default=30, ge=1)
+    stride_years: int = Field(default=10, ge=1)
+    seed: int | None = 0
+
+    @field_validator("variables", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any) -> Any:
+        """Each given variable's fields over its built-in settings, defaults added."""
+        if not isinstance(value, Mapping):
+            return value  # pydantic reports the type error
+        merged: dict[Any, Any] = {
+            var: spec.model_dump() for var, spec in DEFAULT_ADJUSTMENTS.items()
+        }
+        for var, spec in value.items():
+            given = spec.model_dump(exclude_unset=True) if isinstance(spec, BaseModel) else spec
+            if not isinstance(given, Mapping):
+                merged[var] = given  # pydantic reports the type error
+                continue
+            base = DEFAULT_ADJUSTMENTS[var].model_dump() if var in DEFAULT_ADJUSTMENTS else {}
+            merged[var] = {**base, **given}
+        return merged
+
+    @model_validator(mode="after")
+    def _windows(self) -> AdjustmentOptions:
+        if self.window_years is not None and self.stride_years > self.window_years:
+            raise ValueError(
+                f"stride_years ({self.stride_years}) must not exceed window_years "
+                f"({self.window_years})"
+            )
+        return self
+
+    def for_variable(self, variable: str) -> VariableAdjustment:
+        """The settings of ``variable``: listed, else ``VariableAdjustment()``."""
+        return self.variables.get(variable, VariableAdjustment())
+
+    def kind_for(self, variable: str) -> Literal["+", "*"]:
+        """Adjustment kind of ``variable``."""
+        return self.for_variable(variable).kind
+
+
+class BiasAdjustmentConfig(AdjustmentOptions):
+    """How projections are bias-adjusted against the reference reanalysis.
+
+    The options of :class:`AdjustmentOptions` plus the overlap years.
+
+    Attributes
+    ----------
+    overlap_start, overlap_end
+        First and last calendar year (inclusive) of the training period shared by
+        the reference and the historical simulation.  Default 1985-2014: the last 30
+        years of CMIP6 ``historical``, long enough to sample a climate.
+    """
+
+    overlap_start: int = Field(default=1985, ge=1800, le=2300)
+    overlap_end: int = Field(default=2014, ge=1800, le=2300)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BiasAdjustmentConfig:
+        if self.overlap_end < self.overlap_start:
+            raise ValueError(
+                f"overlap_end ({self.overlap_end}) is before overlap_start ({self.overlap_start})"
+            )
+        return self
+
+
+# ----------------------------------------------------------------------- helpers
+
+
 def _same_units(a: str, b: str) -> bool:
-    from xsdba.units import units2pint
+    from xclim.core.units import units2pint
 
     try:
         return bool(units2pint(a) == units2pint(b))
@@ -270,7 +345,7 @@ def _units_of(da: xr.DataArray, variable: Hashable, role: str) -> str:
 
 def _resolve_thresh(variable: str, thresh: str, data_units: str) -> str:
     """``thresh`` expressed in ``data_units`` (xsdba wants the data's own units)."""
-    from xsdba.units import units2pint
+    from xclim.core.units import units2pint
 
     quantity = _parse_quantity(thresh)
     target = units2pint(data_units)
@@ -400,9 +475,11 @@ class FittedAdjustment:
     parameters
         Per variable, the trained xsdba parameters: ``af`` (adjustment factor per
         group and quantile, in the variable's units for ``"+"`` or 1 for ``"*"``),
-        ``hist_q`` (the model's quantiles over the overlap) and, with frequency
-        adaptation, ``P0_ref``, ``P0_hist`` (fractions of days under the threshold)
-        and ``pth``.
+        ``hist_q`` (the model's quantiles over the overlap), with frequency
+        adaptation ``P0_ref``, ``P0_hist`` (fractions of days under the threshold)
+        and ``pth``, and with ``preserve_mean_change`` ``hist_mean`` and
+        ``hist_mean_adjusted`` (per group, the mean of the training period before and
+        after QDM).
     units
         Per variable, the units the adjustment was trained in; simulations must use
         the same.
@@ -429,13 +506,14 @@ class FittedAdjustment:
 
     def __post_init__(self) -> None:
         for var, params in self.parameters.items():
+            spec = self.config.for_variable(var)
             self._models[var] = _qdm(
-                kind=self.config.kind_for(var),
+                kind=spec.kind,
                 units=self.units[var],
-                group=self.config.grouper(var),
+                group=spec.grouper(),
                 adapt_freq_thresh=self.adapt_freq_thresh.get(var),
                 hist_calendar=self.hist_calendar,
-                params=params,
+                params=params[[v for v in params.data_vars if v not in _MEAN_VARS]],
             )
 
     @property
@@ -463,7 +541,9 @@ class FittedAdjustment:
         -------
         xarray.Dataset
             The adjusted variables on the simulation's time axis, in the training
-            units, with ``bias_adjustment`` attributes.  A series longer than
+            units.  Each variable's ``bias_adjustment`` attribute holds its settings
+            (JSON, :meth:`settings`), the dataset's ``bias_adjustment_config`` the
+            whole configuration.  A series longer than
             ``config.window_years`` is adjusted window by window (QDM ranks values
             within the period adjusted, which is what preserves the model's change).
 
@@ -492,6 +572,7 @@ class FittedAdjustment:
         result.attrs.update(
             bias_adjustment_method="xsdba QuantileDeltaMapping",
             bias_adjustment_reference_period=f"{self.overlap[0]}/{self.overlap[1]}",
+            bias_adjustment_config=json.dumps(self.config.model_dump(mode="json")),
         )
         return result
 
@@ -512,21 +593,42 @@ class FittedAdjustment:
         scen.attrs = {
             **da.attrs,
             "units": self.units[var],
-            "bias_adjustment": (
-                f"QDM kind={self.config.kind_for(var)!r} group={self.config.group_for(var)!r} "
-                f"nquantiles={self.config.nquantiles} interp={self.config.interp!r} "
-                f"reference_period={self.overlap[0]}/{self.overlap[1]} "
-                f"window_years={window} stride_years={stride}"
-            ),
+            "bias_adjustment": json.dumps(self.settings(var)),
         }
         return scen.rename(var)
 
-    def _adjust_block(self, var: str, da: xr.DataArray) -> xr.DataArray:
-        model = self._models[var]
-        kwargs: dict[str, Any] = {
-            "extrapolation": self.config.extrapolation,
-            "interp": self.config.interp,
+    def settings(self, variable: str) -> dict[str, Any]:
+        """Every option ``variable`` is adjusted with, thresholds in the data's units."""
+        spec = self.config.for_variable(variable).model_dump(mode="json")
+        spec["adapt_freq_thresh"] = self.adapt_freq_thresh.get(variable)
+        spec["jitter_under_thresh"] = self.jitter_under_thresh.get(variable)
+        return {
+            "method": "xsdba QuantileDeltaMapping",
+            **spec,
+            "reference_period": f"{self.overlap[0]}/{self.overlap[1]}",
+            "window_years": self.config.window_years,
+            "stride_years": self.config.stride_years,
         }
+
+    def _adjust_block(self, var: str, da: xr.DataArray) -> xr.DataArray:
+        """QDM of one window, then its mean change restored where configured."""
+        scen = self._qdm_block(var, da)
+        params = self.parameters[var]
+        if self.config.for_variable(var).preserve_mean_change and "hist_mean" in params:
+            scen = _restore_mean_change(
+                scen,
+                da,
+                params["hist_mean"],
+                params["hist_mean_adjusted"],
+                self.config.for_variable(var),
+            )
+        return scen
+
+    def _qdm_block(self, var: str, da: xr.DataArray) -> xr.DataArray:
+        """Plain xsdba QDM of one window (jitter, adjust, dry days back to 0)."""
+        model = self._models[var]
+        spec = self.config.for_variable(var)
+        kwargs: dict[str, Any] = {"extrapolation": spec.extrapolation, "interp": spec.interp}
         if model.group.window > 1:
             # Rank within the grouping window: the only behaviour of xsdba ≥ 0.8.
             kwargs["rank_window"] = True
@@ -551,8 +653,10 @@ class FittedAdjustment:
         """The fitted parameters as one dataset, for Zarr or NetCDF.
 
         Variables are named ``<variable>_<parameter>`` (``tas_af``, ``tas_hist_q``,
-        ``pr_P0_ref``…); the configuration, units and overlap are JSON in the global
-        attribute ``cascadia_bias_adjustment``.  Write with e.g.
+        ``pr_P0_ref``, ``pr_hist_mean``…), each variable with its own quantile axis
+        ``<variable>_quantiles``; the configuration, each variable's resolved
+        settings, units and overlap are JSON in the global attribute
+        ``cascadia_bias_adjustment``.  Write with e.g.
         ``to_zarr(path, zarr_format=2, consolidated=True)``.
         """
         data: dict[str, xr.DataArray] = {}
@@ -563,6 +667,9 @@ class FittedAdjustment:
                     da.attrs = {
                         k: v for k, v in da.attrs.items() if isinstance(v, str | int | float)
                     }
+                    # Variables may have different numbers of nodes: one axis each.
+                    if "quantiles" in da.dims:
+                        da = da.rename(quantiles=f"{var}_quantiles")
                     data[f"{var}_{name}"] = da
         meta = {
             "version": _STORE_VERSION,
@@ -573,6 +680,7 @@ class FittedAdjustment:
             "overlap": list(self.overlap),
             "hist_calendar": self.hist_calendar,
             "variables": self.variables,
+            "settings": {var: self.settings(var) for var in self.variables},
         }
         import xsdba
 
@@ -616,6 +724,8 @@ class FittedAdjustment:
             if f"{var}_af" not in names or f"{var}_hist_q" not in names:
                 raise ValueError(f"{var!r}: af or hist_q missing from the dataset")
             params = ds[list(names)].rename(names).load()
+            if f"{var}_quantiles" in params.dims:
+                params = params.rename({f"{var}_quantiles": "quantiles"})
             params.attrs = {}
             parameters[var] = _with_raw_quantiles(params)
         return cls(
@@ -725,12 +835,13 @@ def fit(
     calendar = "proleptic_gregorian"
     first_day, last_day = None, None
     for var, (ref, hist, var_units) in pairs.items():
+        spec = cfg.for_variable(var)
         kwargs: dict[str, Any] = {}
-        if var in cfg.adapt_freq_thresh:
-            thresholds[var] = _resolve_thresh(var, cfg.adapt_freq_thresh[var], var_units)
+        if spec.adapt_freq_thresh is not None:
+            thresholds[var] = _resolve_thresh(var, spec.adapt_freq_thresh, var_units)
             kwargs["adapt_freq_thresh"] = thresholds[var]
-        if var in cfg.jitter_under_thresh:
-            jitters[var] = _resolve_thresh(var, cfg.jitter_under_thresh[var], var_units)
+        if spec.jitter_under_thresh is not None:
+            jitters[var] = _resolve_thresh(var, spec.jitter_under_thresh, var_units)
             kwargs["jitter_under_thresh_value"] = jitters[var]
         ref = ref.copy()
         hist = hist.copy()
@@ -739,9 +850,9 @@ def fit(
             model = QuantileDeltaMapping.train(
                 _one_time_chunk(ref),
                 _one_time_chunk(hist),
-                nquantiles=cfg.nquantiles,
-                group=cfg.grouper(var),
-                kind=cfg.kind_for(var),
+                nquantiles=spec.nodes().astype(ref.dtype),
+                group=spec.grouper(),
+                kind=spec.kind,
                 **kwargs,
             )
         with _seeded(cfg.seed):  # random jitter and frequency adaptation, if dask
@@ -752,7 +863,8 @@ def fit(
         calendar = str(model.hist_calendar)
         first_day = str(pd.Timestamp(ref["time"].values[0]).date())
         last_day = str(pd.Timestamp(ref["time"].values[-1]).date())
-    return FittedAdjustment(
+        pairs[var] = (ref, hist, var_units)
+    fitted = FittedAdjustment(
         config=cfg,
         parameters=parameters,
         units=units,
@@ -761,6 +873,57 @@ def fit(
         overlap=(first_day or f"{start}-01-01", last_day or f"{end}-12-31"),
         hist_calendar=calendar,
     )
+    # Mean-change preservation compares every adjusted window with what QDM makes of
+    # the training period itself: keep the group means of both.
+    for var, (_, hist, _) in pairs.items():
+        spec = cfg.for_variable(var)
+        if not spec.preserve_mean_change:
+            continue
+        group = spec.grouper()
+        means = {
+            "hist_mean": _group_mean(hist, group),
+            "hist_mean_adjusted": _group_mean(fitted._qdm_block(var, hist), group),
+        }
+        af = parameters[var]["af"]
+        if group.prop in af.dims:  # same group order as xsdba's factors
+            means = {k: v.sel({group.prop: af[group.prop]}) for k, v in means.items()}
+        means = {k: v.transpose(*[d for d in af.dims if d in v.dims]) for k, v in means.items()}
+        parameters[var] = parameters[var].assign(means).load()
+    return replace(fitted, parameters=parameters, _models={})
+
+
+def _group_mean(da: xr.DataArray, group: Any) -> xr.DataArray:
+    """Mean of ``da`` per group of ``group`` (an xsdba ``Grouper``); dask stays lazy."""
+    with _quiet():
+        out = group.apply("mean", da)
+    return out.drop_attrs()
+
+
+def _restore_mean_change(
+    scen: xr.DataArray,
+    sim: xr.DataArray,
+    hist_mean: xr.DataArray,
+    hist_mean_adjusted: xr.DataArray,
+    spec: VariableAdjustment,
+) -> xr.DataArray:
+    """Give the adjusted window ``scen`` the raw window ``sim``'s change of the mean.
+
+    Per group, the change of the mean of ``sim`` against the training period
+    (``hist_mean``) is imposed on ``scen`` against the adjusted training period
+    (``hist_mean_adjusted``): a factor for ``"*"`` (PresRat, Pierce et al. 2015), a
+    shift for ``"+"``.  Groups whose means are zero or missing are left alone.
+    """
+    from xsdba.utils import broadcast
+
+    group = spec.grouper()
+    raw, adjusted = _group_mean(sim, group), _group_mean(scen, group)
+    if spec.kind == "*":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = (raw / hist_mean) * (hist_mean_adjusted / adjusted)
+        factor = factor.where(np.isfinite(factor) & (factor > 0), 1.0)
+        return scen * broadcast(factor, scen, group=group, interp="nearest")
+    shift = ((raw - hist_mean) - (adjusted - hist_mean_adjusted)).fillna(0.0)
+    return scen + broadcast(shift, scen, group=group, interp="nearest")
 
 
 # -------------------------------------------------------------------- diagnostics

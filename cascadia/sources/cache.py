@@ -4,8 +4,9 @@ Extraction is the expensive I/O step (ARCO-ERA5 is one global hour per chunk),
 so each combination's daily regional predictors are written to a small,
 time-chunked Zarr keyed by an *input fingerprint*: the package version, the
 source's catalog entry, the regions and daily rules, and the identity (size and
-modification time or ETag) of every asset. Any change gives a new key; a store
-counts only once its ``.json`` marker, written after the data, exists.
+modification time or ETag) of every asset, the land fraction's included. Any
+change gives a new key; a store counts only once its ``.json`` marker, written
+after the data, exists.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cascadia import __version__
 from cascadia.sources.catalog import Combo, SourceError, enumerate_combos, open_collection
 from cascadia.sources.config import RunCatalog, SourceConfig
 from cascadia.sources.extraction import Extracted, check_regions, extract_combo
+from cascadia.sources.reach import Unreachable, ensure_reachable
 
 TIME_CHUNK = 3650  # days per chunk of a cached series
 
@@ -37,7 +39,12 @@ def default_cache_url() -> str:
 
 
 def _asset_identity(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
-    """Size and version stamp of an asset (for a Zarr store: of its metadata document)."""
+    """Size and version stamp of an asset (for a Zarr store: of its metadata document).
+
+    Raises :class:`~cascadia.sources.reach.Unreachable` within seconds when the
+    asset's host does not answer, before the filesystem's own retries start.
+    """
+    ensure_reachable(url, storage_options)
     fs, path = fsspec.core.url_to_fs(url, **storage_options)
     probe = path
     if fs.isdir(path):
@@ -51,7 +58,22 @@ def _asset_identity(url: str, storage_options: dict[str, Any]) -> dict[str, Any]
 
 
 def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
-    """SHA-256 of everything the cached predictors depend on."""
+    """SHA-256 of everything the cached predictors depend on.
+
+    Raises :class:`SourceError` naming the entry, the combination and the URL when
+    an asset's host cannot be reached.
+    """
+    try:
+        assets = [_asset_identity(a, source.storage_options) for a in combo.assets]
+        land_fraction = (
+            _asset_identity(combo.land_fraction, source.storage_options)
+            if combo.land_fraction
+            else None
+        )
+    except Unreachable as exc:
+        raise SourceError(
+            f"{catalog.path} [{source.name}] {combo.label}: asset store {exc}"
+        ) from None
     payload = {
         "cascadia": __version__,
         # how the stores are read (options, time blocks) does not change what is extracted
@@ -64,7 +86,8 @@ def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
         "max_gap_days": catalog.max_gap_days,
         "min_coverage": catalog.min_coverage,
         "facets": combo.facets,
-        "assets": [_asset_identity(a, source.storage_options) for a in combo.assets],
+        "assets": assets,
+        "land_fraction": land_fraction,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -123,6 +146,7 @@ class PredictorCache:
             "combo": combo.labels,
             "facets": combo.facets,
             "assets": list(combo.assets),
+            "land_fraction": combo.land_fraction,
             "long_gaps": [
                 {
                     "variable": str(g.variable),

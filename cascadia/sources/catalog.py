@@ -2,17 +2,28 @@
 
 A *combination* (combo) is one (source, experiment, member) — reanalysis
 members included — identified by the collection's ``groupby_attrs`` minus
-``variable_id``: stores that hold one variable each are unions over variables,
-stores that hold many (ARCO-ERA5, ERA-20C files) are grouped by variable in the
-collection and merged back here.
+``variable_id`` plus its ``join_new`` attributes: stores that hold one variable
+each are unions over variables, stores that hold many (ARCO-ERA5, ERA-20C and CDS
+files) are listed once per variable and grouped by variable in the collection;
+here each asset is opened once for all its variables. Before the rows are
+grouped, the source's selection rules (:mod:`cascadia.sources.selection`) drop
+retracted, duplicated, superseded and other-grid copies; a combination is opened
+from exactly the rows it kept, so empty facets (Pangeo's NaN ``dcpp_init_year``)
+never go through a search. Each combination also gets the store of its source's
+land fraction (a CMIP ``fx`` table, a CORDEX ``sftlf`` file, ERA5's own ``lsm``),
+chosen once here so that it is fingerprinted and recorded.
 """
 
 from __future__ import annotations
 
+import json
+import posixpath
 import re
+import string
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import fsspec
@@ -20,7 +31,12 @@ import intake_esm
 import pandas as pd
 import xarray as xr
 
-from cascadia.sources.config import RunCatalog, SourceConfig
+from cascadia.sources.config import LandFraction, RunCatalog, SourceConfig
+from cascadia.sources.reach import Unreachable, ensure_reachable
+from cascadia.sources.selection import Skipped, facet_column, select
+
+#: The result labels of a combination, in the order of its ``label``.
+LABELS = ("source_id", "experiment_id", "member_id")
 
 
 class SourceError(RuntimeError):
@@ -32,15 +48,18 @@ class Combo:
     """One combination of a source: its facets, its result labels and its assets."""
 
     source: str  # run-catalog source name
-    facets: dict[str, str]  # collection columns identifying the combination
+    facets: dict[str, str]  # collection columns identifying the combination ("" when empty)
     labels: dict[str, str]  # source_id / experiment_id / member_id as the results name them
     assets: tuple[str, ...] = ()
     variables: tuple[str, ...] = ()  # source variables the collection lists for it
     missing: tuple[str, ...] = field(default=())  # source variables the catalog needs but lacks
+    land_fraction: str = ""  # asset holding the source's land fraction ("" if none found)
+    datasets: tuple[str, ...] = ()  # ids of the datasets it reads (after selection)
+    skipped: tuple[Skipped, ...] = ()  # its copies the selection rules dropped
 
     @property
     def label(self) -> str:
-        return "/".join(self.labels[k] for k in ("source_id", "experiment_id", "member_id"))
+        return "/".join(self.labels[k] for k in LABELS)
 
     @property
     def slug(self) -> str:
@@ -52,17 +71,37 @@ def _where(catalog: RunCatalog, source: SourceConfig) -> str:
 
 
 def open_collection(catalog: RunCatalog, source: SourceConfig) -> intake_esm.esm_datastore:
-    """Open the source's intake-esm collection (local path or URL with storage options)."""
+    """Open the source's intake-esm collection (local path or URL with storage options).
+
+    Refused with a :class:`SourceError` naming the catalog entry: a collection (or
+    the remote CSV it names) whose host does not answer within seconds
+    (:mod:`cascadia.sources.reach`), a file that is not JSON, an invalid ESM
+    collection, and the shipped templates whose assets are placeholders.
+    """
     url = catalog.resolve(source.collection)
     options = source.collection_storage_options
     where = _where(catalog, source)
     remote = "://" in url and not url.startswith("file://")
     try:
+        ensure_reachable(url, options)
         fs, path = fsspec.core.url_to_fs(url, **options)
         # HTTP(S) exists() answers False on a refused connection: try the read instead
         if not url.startswith(("http://", "https://")) and not fs.exists(path):
             raise FileNotFoundError(url)
-        return intake_esm.esm_datastore(url, storage_options=options)
+        table = _catalog_file(fs.cat_file(path))
+        if table is not None:
+            try:
+                ensure_reachable(table, options)
+            except Unreachable as exc:
+                raise Unreachable(f"{url}: its table {exc}") from None
+        datastore = intake_esm.esm_datastore(url, storage_options=options)
+    except Unreachable as exc:
+        raise SourceError(f"{where}: collection {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SourceError(
+            f"{where}: collection {url} is not valid JSON (line {exc.lineno}, column "
+            f"{exc.colno}: {exc.msg}); fix the file or point 'collection' at a corrected copy"
+        ) from None
     except FileNotFoundError as exc:
         if remote and _looks_offline(exc):
             raise SourceError(
@@ -77,6 +116,38 @@ def open_collection(catalog: RunCatalog, source: SourceConfig) -> intake_esm.esm
         raise SourceError(
             f"{where}: collection {url} is not a valid ESM collection: {exc}"
         ) from None
+    _refuse_placeholders(catalog, source, url, datastore)
+    return datastore
+
+
+def _catalog_file(document: bytes) -> str | None:
+    """The remote CSV/Parquet a collection JSON names by absolute URL (None if local)."""
+    spec = json.loads(document)
+    table = spec.get("catalog_file") if isinstance(spec, dict) else None
+    if isinstance(table, str) and "://" in table and not table.startswith("file://"):
+        return table
+    return None
+
+
+#: What the shipped collection templates hold in place of a user's files.
+PLACEHOLDER = "/path/to/"
+
+
+def _refuse_placeholders(
+    catalog: RunCatalog, source: SourceConfig, url: str, datastore: intake_esm.esm_datastore
+) -> None:
+    """A template collection (``*.example.json``, assets under ``/path/to/``) is no input."""
+    assets = datastore.df[datastore.esmcat.assets.column_name].astype(str)
+    placeholders = assets[assets.str.contains(PLACEHOLDER, regex=False)]
+    if placeholders.empty and ".example." not in posixpath.basename(url):
+        return
+    shown = f" (e.g. {placeholders.iloc[0]})" if not placeholders.empty else ""
+    raise SourceError(
+        f"{_where(catalog, source)}: collection {url} is a template whose assets are "
+        f"placeholders{shown}: copy its JSON and CSV, replace the paths with the absolute "
+        f"file:// URIs of your files, and point 'collection' of source {source.name!r} "
+        f"in {catalog.path} at your copy"
+    )
 
 
 def _looks_offline(exc: BaseException) -> bool:
@@ -103,10 +174,59 @@ def combo_columns(datastore: intake_esm.esm_datastore) -> list[str]:
     return columns + [c for c in joined if c not in columns]
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The combinations of a source and every dataset its selection rules skipped."""
+
+    combos: list[Combo]
+    skipped: tuple[Skipped, ...]
+
+
 def enumerate_combos(
     catalog: RunCatalog, source: SourceConfig, datastore: intake_esm.esm_datastore | None = None
 ) -> list[Combo]:
     """Every combination the source's query selects, in a stable order."""
+    return list_combos(catalog, source, datastore).combos
+
+
+def _labels(
+    catalog: RunCatalog, source: SourceConfig, facets: dict[str, str], columns: Sequence[str]
+) -> dict[str, str]:
+    """The result labels of a combination: ``combo_id`` templates over its facets."""
+    try:
+        return {k: t.format(**facets) for k, t in source.combo_id.items()}
+    except KeyError as exc:
+        raise SourceError(
+            f"{_where(catalog, source)}: combo_id refers to column {exc} which the "
+            f"collection lacks (columns: {list(columns)})"
+        ) from None
+
+
+def _dataset_ids(
+    catalog: RunCatalog, source: SourceConfig, text: pd.DataFrame, asset_column: str
+) -> pd.Series:
+    """Each row's dataset id: ``selection.dataset_id`` over its cells, else its asset URL."""
+    template = source.selection.dataset_id
+    if template is None:
+        return text[asset_column]
+    ids = pd.Series("", index=text.index, dtype=object)
+    for literal, column, _, _ in string.Formatter().parse(template):
+        ids = ids + literal
+        if column is None:
+            continue
+        if column not in text.columns:
+            raise SourceError(
+                f"{_where(catalog, source)}: selection.dataset_id refers to column "
+                f"{column!r} which the collection lacks (columns: {list(text.columns)})"
+            )
+        ids = ids + text[column]
+    return ids
+
+
+def list_combos(
+    catalog: RunCatalog, source: SourceConfig, datastore: intake_esm.esm_datastore | None = None
+) -> Listing:
+    """The source's combinations after its selection rules, and what the rules skipped."""
     datastore = datastore or open_collection(catalog, source)
     selected = datastore.search(**source.query) if source.query else datastore
     frame = selected.df
@@ -115,32 +235,138 @@ def enumerate_combos(
     columns = combo_columns(datastore)
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     asset_column = datastore.esmcat.assets.column_name
+    spec = source.land_fraction if isinstance(source.land_fraction, LandFraction) else None
+    land_rows = land_fraction_rows(catalog, source, datastore, columns) if spec else None
+    # every cell as text ("" when empty): the facets, labels and ids are built from it
+    text = frame.apply(facet_column)
+    keys = list(zip(*(text[c].tolist() for c in columns), strict=True))
+    named = {
+        key: _labels(catalog, source, dict(zip(columns, key, strict=True)), list(frame.columns))
+        for key in set(keys)
+    }
+    labels = pd.Series(["/".join(named[k][n] for n in LABELS) for k in keys], index=frame.index)
+    members = pd.Series(
+        [f"{named[k]['source_id']}/{named[k]['member_id']}" for k in keys], index=frame.index
+    )
+    ids = _dataset_ids(catalog, source, text, asset_column)
+    chosen = select(
+        frame,
+        source.selection,
+        asset_column=asset_column,
+        variable_column=variable_column,
+        ids=ids,
+        labels=labels,
+        members=members,
+        needed=source.source_variables,
+    )
+    if chosen.kept.empty:
+        reasons = sorted({s.reason for s in chosen.skipped})
+        raise SourceError(
+            f"{_where(catalog, source)}: the selection rules skip every dataset the query "
+            f"selects ({'; '.join(reasons)})"
+        )
+    rows: dict[tuple[str, ...], list[tuple[str, str, str]]] = {}
+    kept = frame.index.isin(chosen.kept.index)
+    cells = zip(
+        keys,
+        kept,
+        text[variable_column].tolist(),
+        text[asset_column].tolist(),
+        ids.tolist(),
+        strict=True,
+    )
+    for key, ok, variable, asset, dataset in cells:
+        if ok:
+            rows.setdefault(key, []).append((variable, asset, dataset))
+    skipped: dict[str, list[Skipped]] = {}
+    for s in chosen.skipped:
+        skipped.setdefault(s.combination, []).append(s)
     combos = []
-    for values, group in frame.groupby(columns, sort=True, dropna=False):
-        facets = dict(zip(columns, map(str, values), strict=True))
-        present = set(group[variable_column])
-        try:
-            labels = {k: t.format(**facets) for k, t in source.combo_id.items()}
-        except KeyError as exc:
-            raise SourceError(
-                f"{_where(catalog, source)}: combo_id refers to column {exc} which the "
-                f"collection lacks (columns: {list(frame.columns)})"
-            ) from None
+    for key in sorted(rows):
+        facets = dict(zip(columns, key, strict=True))
+        variables, assets, datasets = (set(x) for x in zip(*rows[key], strict=True))
+        label = "/".join(named[key][n] for n in LABELS)
         combos.append(
             Combo(
                 source=source.name,
                 facets=facets,
-                labels=labels,
-                assets=tuple(sorted(set(group[asset_column]))),
-                variables=tuple(sorted(present)),
-                missing=tuple(v for v in source.source_variables if v not in present),
+                labels=named[key],
+                assets=tuple(sorted(assets)),
+                variables=tuple(sorted(variables)),
+                missing=tuple(v for v in source.source_variables if v not in variables),
+                datasets=tuple(sorted(datasets)),
+                skipped=tuple(skipped.get(label, ())),
+                land_fraction=(
+                    find_land_fraction(land_rows, spec, facets, columns, asset_column)
+                    if spec and land_rows is not None
+                    else ""
+                ),
             )
         )
-    return combos
+    return Listing(combos, chosen.skipped)
+
+
+def land_fraction_rows(
+    catalog: RunCatalog,
+    source: SourceConfig,
+    datastore: intake_esm.esm_datastore,
+    columns: Sequence[str],
+) -> pd.DataFrame:
+    """Rows of the collection that may hold the source's land fraction (its variable, its query).
+
+    Raises :class:`SourceError` if the query names a column the collection lacks,
+    or ``match`` one that does not identify combinations (``columns``).
+    """
+    spec = source.land_fraction
+    if not isinstance(spec, LandFraction):
+        raise SourceError(f"{_where(catalog, source)}: the source names no land_fraction")
+    variable_column = datastore.esmcat.aggregation_control.variable_column_name
+    unknown = sorted(set(spec.query) - set(datastore.df.columns))
+    if unknown:
+        raise SourceError(
+            f"{_where(catalog, source)}: land_fraction.query refers to columns {unknown} "
+            f"which the collection lacks (columns: {list(datastore.df.columns)})"
+        )
+    unknown = sorted(set(spec.match or ()) - set(columns))
+    if unknown:
+        raise SourceError(
+            f"{_where(catalog, source)}: land_fraction.match refers to columns {unknown} "
+            f"which do not identify a combination (those are {list(columns)})"
+        )
+    return datastore.search(**{variable_column: spec.variable, **spec.query}).df
+
+
+def find_land_fraction(
+    rows: pd.DataFrame,
+    spec: LandFraction,
+    facets: dict[str, str],
+    columns: Sequence[str],
+    asset_column: str,
+) -> str:
+    """The asset holding a combination's land fraction, or "" when the collection has none.
+
+    Among ``rows`` (:func:`land_fraction_rows`), those sharing the combination's
+    ``spec.match`` columns (default: the combination columns the land-fraction
+    query does not set); the one sharing most other combination columns wins
+    (same member, same experiment), then the last asset in sort order.
+    """
+    match = spec.match if spec.match is not None else [c for c in columns if c not in spec.query]
+    for column in match:
+        rows = rows[facet_column(rows[column]) == facets[column]]
+    if rows.empty:
+        return ""
+    others = [c for c in columns if c not in match and c in rows.columns]
+    shared = sum((facet_column(rows[c]) == facets[c]).astype(int) for c in others)
+    ranked = rows.assign(_shared=shared).sort_values(["_shared", asset_column], kind="stable")
+    return str(ranked[asset_column].iloc[-1])
 
 
 def open_kwargs(source: SourceConfig, datastore: intake_esm.esm_datastore) -> dict[str, Any]:
     """xarray options per asset format: h5netcdf for NetCDF (netCDF4 is not thread-safe).
+
+    ``datastore`` is the selection about to be opened: a collection may mix NetCDF
+    files and Zarr stores (``catalog build`` of a mixed folder), and the engine can
+    be set only when every asset opened with it is NetCDF.
 
     Dask chunks follow the stores' own (``chunks: {}``), except for sources read in time
     blocks (``time_block_days``): those open without dask and uncached, so that nothing
@@ -175,27 +401,41 @@ def open_combo(
         )
     datastore = datastore or open_collection(catalog, source)
     control = datastore.esmcat.aggregation_control
-    joins = [a.type.value for a in control.aggregations if a.type.value != "union"]
-    if source.time_block_days is not None and joins:
+    joins = sorted({a.type.value for a in control.aggregations if a.type.value != "union"})
+    if source.time_block_days is not None and (joins or len(combo.assets) > 1):
         # without dask, xarray concatenates (and so reads) whole arrays to join them
+        joined = f" and its collection joins them ({', '.join(joins)})" if joins else ""
         raise SourceError(
-            f"{where}: time_block_days needs a collection whose combinations are single "
-            f"stores (ARCO-ERA5), but this one joins them ({', '.join(sorted(set(joins)))}); "
-            "remove time_block_days"
+            f"{where}: time_block_days needs every combination to be one store (ARCO-ERA5), "
+            f"but this one has {len(combo.assets)} asset(s){joined}; remove time_block_days"
         )
     variable_column = control.variable_column_name
-    subset = datastore.search(**combo.facets, **{variable_column: source.source_variables})
+    subset = _subset(datastore, combo, source.source_variables)
+    listed = sorted(set(subset.df[variable_column]))
+    subset = each_asset_once(subset)
+    try:
+        for asset in combo.assets:
+            ensure_reachable(asset, source.storage_options)
+    except Unreachable as exc:
+        raise SourceError(f"{where}: asset store {exc}") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
             datasets = subset.to_dataset_dict(
-                xarray_open_kwargs=open_kwargs(source, datastore),
+                xarray_open_kwargs=open_kwargs(source, subset),
+                xarray_combine_by_coords_kwargs=dict(source.xarray_combine_by_coords_kwargs),
                 storage_options=source.storage_options,
+                preprocess=partial(_only, variables=listed),
                 progressbar=False,
             )
     except Exception as exc:
         cause = exc.__cause__ or exc
         raise SourceError(f"{where}: cannot open its stores: {cause}") from None
+    if not datasets:
+        raise SourceError(
+            f"{where}: intake-esm made no dataset of its {len(subset.df)} rows "
+            f"(assets {list(combo.assets)}); an empty cell in a groupby_attrs column?"
+        )
     merged = xr.merge(
         [_requested(ds, source.source_variables) for ds in datasets.values()],
         compat="override",
@@ -206,6 +446,131 @@ def open_combo(
     # intake-esm's bookkeeping attributes vary from run to run and leak asset paths
     merged.attrs = {k: v for k, v in merged.attrs.items() if not k.startswith("intake_esm")}
     return merged.rename(source.rename) if source.rename else merged
+
+
+def open_land_fraction(
+    catalog: RunCatalog,
+    source: SourceConfig,
+    combo: Combo,
+    datastore: intake_esm.esm_datastore | None = None,
+) -> xr.DataArray:
+    """The raw (lazy) land-fraction variable of one combination, with its grid coordinates."""
+    where = f"{_where(catalog, source)} {combo.label}"
+    spec = source.land_fraction
+    if not isinstance(spec, LandFraction):
+        raise SourceError(f"{where}: the source names no land_fraction")
+    if not combo.land_fraction:
+        match = spec.match if spec.match is not None else "every combination column"
+        raise SourceError(
+            f"{where}: no land fraction {spec.variable!r} in the collection for this "
+            f"combination (land_fraction query {spec.query}, matching {match}); a region "
+            "averages over sea or land cells: add the land-fraction store to the collection "
+            "or set land_fraction: unmasked"
+        )
+    datastore = datastore or open_collection(catalog, source)
+    control = datastore.esmcat.aggregation_control
+    subset = datastore.search(
+        **{datastore.esmcat.assets.column_name: combo.land_fraction},
+        **{control.variable_column_name: spec.variable},
+    )
+    if subset.df.empty:
+        raise SourceError(f"{where}: the collection no longer lists {combo.land_fraction}")
+    # one file listed for several members (20CR's land.nc): open it once
+    first = subset.df.iloc[0]
+    subset = subset.search(
+        **{c: first[c] for c in control.groupby_attrs if c in first and pd.notna(first[c])}
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
+            datasets = subset.to_dataset_dict(
+                xarray_open_kwargs=open_kwargs(source, subset),
+                storage_options=source.storage_options,
+                progressbar=False,
+            )
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        raise SourceError(
+            f"{where}: cannot open its land fraction {combo.land_fraction}: {cause}"
+        ) from None
+    ds = next(iter(datasets.values()))
+    # joined facets (Pangeo's member_id, dcpp_init_year) are length-1 dimensions here too
+    joined = [a.attribute_name for a in control.aggregations if a.type.value == "join_new"]
+    ds = ds.squeeze([d for d in joined if d in ds.dims], drop=True)
+    renames = {k: v for k, v in source.rename.items() if k in ds.variables or k in ds.dims}
+    ds = ds.rename(renames) if renames else ds  # e.g. new-CDS valid_time -> time
+    if spec.variable not in ds.variables:
+        raise SourceError(
+            f"{where}: {combo.land_fraction} holds no variable {spec.variable!r} "
+            f"(it has {sorted(map(str, ds.data_vars))})"
+        )
+    return ds[spec.variable]
+
+
+def _subset(
+    datastore: intake_esm.esm_datastore, combo: Combo, variables: Sequence[str]
+) -> intake_esm.esm_datastore:
+    """The datastore restricted to the rows the combination kept (no search on facets).
+
+    A search would not find an empty facet (Pangeo's NaN ``dcpp_init_year``) and would
+    bring back the copies the selection skipped (older versions share the facets).
+    """
+    frame = datastore.df
+    control = datastore.esmcat.aggregation_control
+    rows = frame[
+        frame[datastore.esmcat.assets.column_name].isin(combo.assets)
+        & frame[control.variable_column_name].isin(variables)
+    ]
+    for column, value in combo.facets.items():  # an asset may hold several combinations
+        rows = rows[facet_column(rows[column]) == value]
+    subset = type(datastore)(
+        {"esmcat": datastore.esmcat.model_dump(), "df": rows.reset_index(drop=True)}
+    )
+    subset.esmcat.catalog_file = None  # as intake-esm's own search: the rows are in memory
+    return subset
+
+
+def each_asset_once(subset: intake_esm.esm_datastore) -> intake_esm.esm_datastore:
+    """The same selection with every asset listed once, with the variables it holds.
+
+    Collections list a file that holds many variables (CDS downloads, ERA-20C,
+    ARCO-ERA5's store) once per variable, and intake-esm opens every row: a year
+    of six variables was opened six times. Collapsed to one row per asset whose
+    variable column is the list of its variables, it becomes an intake-esm
+    multi-variable asset, which intake-esm opens once; the assets of a
+    combination are then one key (their files joined by coordinates, as
+    ``join_existing`` does). :func:`_only` keeps the requested variables of each
+    (intake-esm's own search of a list column fails under pandas 3).
+    """
+    frame = subset.df
+    esmcat = subset.esmcat
+    asset = esmcat.assets.column_name
+    if frame.empty or not frame[asset].duplicated().any():
+        return subset
+    control = esmcat.aggregation_control
+    variable = control.variable_column_name
+    columns = [c for c in frame.columns if c not in (asset, variable)]
+    collapsed = (
+        frame.groupby(asset, sort=False)
+        .agg({**dict.fromkeys(columns, "first"), variable: lambda v: sorted(set(v))})
+        .reset_index()[list(frame.columns)]
+    )
+    spec = esmcat.model_dump()
+    spec["catalog_file"] = None
+    spec["aggregation_control"]["groupby_attrs"] = [
+        c for c in control.groupby_attrs if c != variable
+    ]
+    spec["aggregation_control"]["aggregations"] = [
+        a
+        for a in spec["aggregation_control"]["aggregations"]
+        if not (a["type"] == "union" and a["attribute_name"] == variable)
+    ]
+    return intake_esm.esm_datastore({"esmcat": spec, "df": collapsed}, threaded=subset.threaded)
+
+
+def _only(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:
+    """The data variables of an opened asset that the selection lists (``preprocess``)."""
+    return ds[[v for v in ds.data_vars if v in variables]]
 
 
 def _requested(ds: xr.Dataset, variables: Sequence[str]) -> xr.Dataset:

@@ -5,8 +5,10 @@ fsspec ``storage_options``), the query that selects its stores, the role of
 the source (``reference`` reanalysis, ``hindcast`` reanalysis, ``projection``),
 the period, the mapping from the source's variable names to the canonical
 predictors, derivations from the registry of :mod:`cascadia.sources.predictors.canonical`,
-accumulation conventions, and — for projections — the bias-adjustment reference
-and overlap. The schema is documented in docs/catalogs.md.
+accumulation conventions, where the source's land fraction is (for regions
+that average over sea or land only), and — for projections — the
+bias-adjustment reference and overlap. The schema is documented in
+docs/catalogs.md.
 """
 
 from __future__ import annotations
@@ -17,8 +19,16 @@ from typing import Any, Literal
 
 import fsspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from cascadia.sources.bias import AdjustmentOptions, VariableAdjustment
 from cascadia.sources.predictors.canonical import CANONICAL_UNITS, DERIVATIONS
 from cascadia.sources.predictors.regions import Region
 
@@ -44,11 +54,69 @@ class Period(_Strict):
         return self
 
 
+#: Accumulation conventions (see :attr:`SourceConfig.accumulated`).
+Accumulation = Literal["period_ending", "period_starting", "daily_total"]
+
+
 class Derived(_Strict):
     """A canonical variable computed by a registered derivation from source variables."""
 
     #: Derivation input name (e.g. ``tas``, ``tdps``) -> source variable name.
     inputs: dict[str, str] = Field(alias="from")
+
+
+#: CMIP6 grid labels of gridded fields: native, then the regridded ones (WCRP CMIP6_CVs).
+DEFAULT_GRIDS = ("gn", "gr", *(f"gr{i}" for i in range(1, 10)))
+
+
+class SelectionRules(_Strict):
+    """Which copy of a dataset a source reads when its collection lists several.
+
+    Published collections list one dataset more than once: native and regridded
+    grids (``gn``/``gr``), successive versions, retracted versions, the same store
+    twice. The rules (docs/catalogs.md, "Selection rules") keep one and record why
+    each other copy was skipped; a rule whose column the collection lacks does nothing.
+    """
+
+    #: Grid labels accepted, in order of preference; one grid per model member is kept.
+    grids: list[str] = Field(default_factory=lambda: list(DEFAULT_GRIDS), min_length=1)
+    grid_column: str = "grid_label"
+    #: Of several versions of a dataset the newest is read (``v20190308`` or ``20190308``).
+    version_column: str = "version"
+    #: How a dataset is named in reasons, provenance and ``retracted``: a template over
+    #: the collection's columns (empty cells format as ""); none: the asset URL.
+    dataset_id: str | None = None
+    #: Datasets not to read: ids as ``dataset_id`` names them, or asset URLs.
+    retracted: list[str] = []
+
+    @model_validator(mode="after")
+    def _unique_grids(self) -> SelectionRules:
+        if len(set(self.grids)) != len(self.grids):
+            raise ValueError(f"grids must not repeat a label, got {self.grids}")
+        return self
+
+
+class LandFraction(_Strict):
+    """Where a source keeps its land (or sea) fraction, for sea and land regions.
+
+    The land fraction is a variable of the source's own collection, found per
+    combination: the rows holding ``variable`` that satisfy ``query`` (which
+    replaces the source's query for this look-up, e.g. ``{table_id: fx}``) and
+    share the combination's values of the ``match`` columns (default: every
+    combination column that ``query`` does not set). Among several, the one
+    sharing most of the other combination columns wins (same member, same
+    experiment), then the last asset in sort order (the latest version in DRS
+    paths).
+    """
+
+    #: The variable name in the collection and the files: sftlf, lsm, land_sea_mask, sftof.
+    variable: str = Field(min_length=1)
+    query: dict[str, str | list[str]] = {}
+    match: list[str] | None = None
+    #: What the variable is a fraction of: sftlf and lsm are land, sftof is sea.
+    fraction_of: Literal["land", "sea"] = "land"
+    #: Units to assume when the variable has no units attribute ("%" or "1").
+    units: str | None = None
 
 
 class SourceConfig(_Strict):
@@ -61,6 +129,9 @@ class SourceConfig(_Strict):
     #: fsspec options for the data assets (e.g. ``{token: anon}``, ``{anon: true}``).
     storage_options: dict[str, Any] = {}
     xarray_open_kwargs: dict[str, Any] = {}
+    #: Passed to intake-esm's ``to_dataset_dict`` (``xarray.combine_by_coords`` of the
+    #: assets of one dataset), e.g. ``{compat: override, coords: minimal}``.
+    xarray_combine_by_coords_kwargs: dict[str, Any] = {}
     #: Days of data each read task takes, for stores chunked finely in time (ARCO-ERA5: one
     #: global hour per chunk). The stores are opened without dask, cropped to the regions,
     #: then read in blocks of whole on-disk chunks: a few hundred tasks instead of one per
@@ -74,14 +145,21 @@ class SourceConfig(_Strict):
     #: Canonical name -> source variable name.
     variables: dict[str, str]
     derived: dict[str, Derived] = {}
-    #: Source variable -> where an accumulated value is stamped.
-    accumulated: dict[str, Literal["period_ending", "period_starting"]] = {}
+    #: Source variable -> what an accumulated value covers and where it is stamped:
+    #: ``period_ending`` / ``period_starting``, the sub-daily step ending / starting at
+    #: the stamp (hourly ERA5: ending); ``daily_total``, the total of the day the stamp
+    #: falls in (CDS daily statistics, stamped 00 UTC). docs/catalogs.md, "Accumulations".
+    accumulated: dict[str, Accumulation] = {}
+    #: The source's land fraction, or "unmasked" to average sea and land regions over
+    #: every cell (a source without one); required when a region is not "all".
+    land_fraction: LandFraction | Literal["unmasked"] | None = None
     #: How the results name a combination, as templates over the collection's columns.
     combo_id: dict[str, str] = {
         "source_id": "{source_id}",
         "experiment_id": "{experiment_id}",
         "member_id": "{member_id}",
     }
+    selection: SelectionRules = SelectionRules()
 
     @model_validator(mode="after")
     def _known_names(self) -> SourceConfig:
@@ -137,11 +215,38 @@ class BiasReference(_Strict):
     source: str
 
 
-class BiasAdjustmentSection(_Strict):
+class BiasAdjustmentSection(AdjustmentOptions):
+    """How a catalog's projections are bias-adjusted: reference, overlap, options.
+
+    Every option of :class:`cascadia.sources.bias.AdjustmentOptions` is accepted
+    (per-variable ``kind``, ``group``, ``nquantiles``, ``interp``,
+    ``extrapolation``, ``adapt_freq_thresh``, ``jitter_under_thresh``,
+    ``preserve_mean_change`` under ``variables``; ``window_years``,
+    ``stride_years``, ``min_overlap_years``, ``seed``), with the same defaults.
+    """
+
     reference: BiasReference
     overlap: Period
-    method: Literal["quantile_delta_mapping"] = "quantile_delta_mapping"
-    kinds: dict[str, Literal["+", "*"]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_kinds(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kinds" in data:
+            raise ValueError(
+                "'kinds' was replaced by 'variables': write e.g. "
+                "variables: {pr: {kind: '*'}, tas: {kind: '+'}} (docs/bias-adjustment.md)"
+            )
+        return data
+
+    @field_validator("variables")
+    @classmethod
+    def _canonical(cls, value: dict[str, VariableAdjustment]) -> dict[str, VariableAdjustment]:
+        unknown = sorted(set(value) - set(CANONICAL_UNITS))
+        if unknown:
+            raise ValueError(
+                f"variables {unknown} are not canonical predictors {sorted(CANONICAL_UNITS)}"
+            )
+        return value
 
 
 class RunCatalog(_Strict):
@@ -163,6 +268,16 @@ class RunCatalog(_Strict):
             raise ValueError(f"source names must be unique, got {names}")
         if not self.regions:
             raise ValueError("at least one region is needed")
+        masked = [r for r in self.regions if r.surface != "all"]
+        for source in self.sources:
+            if masked and source.land_fraction is None:
+                region = masked[0]
+                raise ValueError(
+                    f"source {source.name!r} has no land_fraction, but region "
+                    f"{region.name!r} averages over {region.surface} cells: name the source's "
+                    "land-fraction variable (land_fraction: {variable: sftlf, query: {...}}) "
+                    "or average over every cell with land_fraction: unmasked"
+                )
         return self
 
     def source(self, name: str) -> SourceConfig:
@@ -220,5 +335,5 @@ def load_run_catalog(path: str, storage_options: dict[str, Any] | None = None) -
     try:
         return RunCatalog(**data, path=path if "://" in path else str(Path(path).resolve()))
     except ValidationError as exc:
-        lines = [f"{_where(e['loc'], data)}: {e['msg']}" for e in exc.errors()]
+        lines = [f"{_where(e['loc'], data) or 'catalog'}: {e['msg']}" for e in exc.errors()]
         raise CatalogError(f"{path}: invalid run catalog:\n  " + "\n  ".join(lines)) from None

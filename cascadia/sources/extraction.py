@@ -1,9 +1,10 @@
 """From one combination of a run catalog to canonical daily regional predictors.
 
-Order: open lazily → period → crop to the regions (so only the chunks that
+Order: open lazily → period → the source's land fraction when a region
+averages over sea or land → crop to the regions (so only the chunks that
 intersect them are read) → for sources read in time blocks, dask chunks of whole
-on-disk chunks → accumulation convention → :func:`standardise` (canonical names,
-derivations, units, area-weighted regional means, daily statistics, one
+on-disk chunks → accumulation convention → :func:`standardise` (canonical
+names, derivations, units, area-weighted regional means, daily statistics, one
 calendar, short gaps) → checks. Failures raise
 :class:`~cascadia.sources.catalog.SourceError` naming the catalog entry and combination.
 
@@ -27,13 +28,23 @@ import dask
 import numpy as np
 import xarray as xr
 
-from cascadia.sources.catalog import Combo, SourceError, open_combo, select_period
-from cascadia.sources.config import RunCatalog, SourceConfig
+from cascadia.sources.catalog import (
+    Combo,
+    SourceError,
+    open_combo,
+    open_land_fraction,
+    select_period,
+)
+from cascadia.sources.config import LandFraction, RunCatalog, SourceConfig
 from cascadia.sources.predictors.calendars import GapReport
 from cascadia.sources.predictors.canonical import standardise
 from cascadia.sources.predictors.grids import find_lat_lon, horizontal_dims, is_curvilinear
+from cascadia.sources.predictors.masks import as_land_fraction
 from cascadia.sources.predictors.regions import Region
 from cascadia.sources.predictors.units import time_step_seconds
+
+#: Seconds in a day: the step of daily data.
+DAY_SECONDS = 86400.0
 
 
 @dataclass
@@ -55,13 +66,23 @@ class Extracted:
 
 
 def apply_accumulation(ds: xr.Dataset, conventions: dict[str, str]) -> xr.Dataset:
-    """Accumulated amounts as rates over the step they accumulate over.
+    """Accumulated amounts as rates over the period they accumulate over.
 
-    ERA5 stamps an hourly total at the *end* of its hour (the 00 UTC value is
-    the last hour of the previous day): shifting such variables back one step
-    makes the daily statistics group each hour with its own day. Dividing by the
-    step turns amounts (m, J m-2) into rates (m s-1, W m-2) that the unit
-    conversion understands.
+    ``period_ending``: ERA5 stamps an hourly total at the *end* of its hour (the
+    00 UTC value is the last hour of the previous day); shifting such variables
+    back one step makes the daily statistics group each hour with its own day.
+    ``period_starting``: the step starting at the stamp, kept in place.
+    ``daily_total``: a daily sum stamped within its own day (the CDS daily
+    statistics stamp it at 00 UTC), kept in place: the hourly conventions would
+    move every total by a whole day, so they are refused on daily data, and
+    ``daily_total`` is refused on sub-daily data. Dividing by the step turns
+    amounts (m, J m-2) into rates (m s-1, W m-2) that the unit conversion
+    understands.
+
+    Raises
+    ------
+    ValueError
+        If a convention does not fit the time step, naming the variable.
     """
     names = [n for n in conventions if n in ds.data_vars]
     if not names:
@@ -69,7 +90,21 @@ def apply_accumulation(ds: xr.Dataset, conventions: dict[str, str]) -> xr.Datase
     step = time_step_seconds(ds["time"])
     out = {}
     for name in names:
-        da = ds[name].shift(time=-1) if conventions[name] == "period_ending" else ds[name]
+        convention = conventions[name]
+        daily = abs(step - DAY_SECONDS) < 1.0
+        if convention == "daily_total" and not daily:
+            raise ValueError(
+                f"{name!r} is declared 'daily_total' but its time step is {step:g} s, "
+                f"not one day; sub-daily accumulations are 'period_ending' (ERA5) or "
+                f"'period_starting'"
+            )
+        if convention != "daily_total" and step >= DAY_SECONDS - 1.0:
+            raise ValueError(
+                f"{name!r} is declared {convention!r} but its time step is {step:g} s: "
+                f"that convention would move every daily total by a whole step; a daily "
+                f"total stamped at its own day (CDS daily statistics) is 'daily_total'"
+            )
+        da = ds[name].shift(time=-1) if convention == "period_ending" else ds[name]
         units = ds[name].attrs.get("units", "")
         out[name] = (da / step).assign_attrs({**ds[name].attrs, "units": f"{units} s-1"})
     return ds.assign(out)
@@ -151,10 +186,47 @@ def read_in_blocks(ds: xr.Dataset, days: int, start: int) -> xr.Dataset:
     return ds.assign(chunked)
 
 
+def source_land_fraction(
+    catalog: RunCatalog, source: SourceConfig, combo: Combo, datastore=None
+) -> tuple[list[Region], xr.DataArray | None]:
+    """The regions as the source can average them, and its land fraction if one is needed.
+
+    Regions that are all ``all`` need none (nothing is read). A source marked
+    ``land_fraction: unmasked`` averages sea and land regions over every cell
+    (recorded in the output's attributes). Otherwise the land fraction of the
+    combination is read, cropped to the regions and converted to a land area
+    fraction in ``1``.
+    """
+    regions = list(catalog.regions)
+    if all(r.surface == "all" for r in regions):
+        return regions, None
+    spec = source.land_fraction
+    if spec == "unmasked":
+        return [r.model_copy(update={"surface": "all"}) for r in regions], None
+    where = f"{catalog.path} [{source.name}] {combo.label}"
+    if not isinstance(spec, LandFraction):
+        masked = [r.name for r in regions if r.surface != "all"]
+        raise SourceError(
+            f"{where}: regions {masked} average over sea or land cells but the source names "
+            "no land_fraction (or land_fraction: unmasked)"
+        )
+    raw = open_land_fraction(catalog, source, combo, datastore)
+    try:
+        cropped = crop_to_regions(raw.to_dataset(), regions)[raw.name]
+        land = as_land_fraction(cropped, spec.fraction_of, spec.units, spec.variable)
+    except ValueError as exc:
+        raise SourceError(f"{where}: land fraction {combo.land_fraction}: {exc}") from None
+    return regions, land
+
+
 def _check_time_decoded(ds: xr.Dataset, where: str) -> None:
     """A time axis xarray could not decode (e.g. an unknown calendar) stops here, named."""
     if "time" not in ds.coords:
-        raise SourceError(f"{where}: no 'time' coordinate (dims: {dict(ds.sizes)})")
+        hint = " (a 'time' dimension without values: is the time array missing?)"
+        raise SourceError(
+            f"{where}: no 'time' coordinate{hint if 'time' in ds.dims else ''} "
+            f"(dims: {dict(ds.sizes)})"
+        )
     time = ds["time"]
     if np.issubdtype(time.dtype, np.datetime64) or time.dtype == object:
         return
@@ -170,30 +242,44 @@ def extract_combo(
     source: SourceConfig,
     combo: Combo,
     datastore=None,
+    first_steps: int | None = None,
 ) -> Extracted:
-    """Canonical daily predictors of ``combo`` (lazy until computed)."""
+    """Canonical daily predictors of ``combo`` (lazy until computed).
+
+    ``first_steps`` keeps only that many time steps of the period (a layout check).
+    """
     where = f"{catalog.path} [{source.name}] {combo.label}"
     raw = open_combo(catalog, source, combo, datastore)
     _check_time_decoded(raw, where)
+    absent = [v for v in source.source_variables if v not in raw.data_vars]
+    if absent:
+        raise SourceError(
+            f"{where}: variables {absent} are listed in the collection but not in its stores "
+            f"(they hold {sorted(map(str, raw.data_vars))})"
+        )
     stored = raw.indexes["time"]
     period = source.period
     raw = select_period(raw, period.start if period else None, period.end if period else None)
     if raw.sizes.get("time", 0) == 0:
         raise SourceError(f"{where}: no time steps in the period {period}")
+    if first_steps is not None:
+        raw = raw.isel(time=slice(0, first_steps))
+    regions, land = source_land_fraction(catalog, source, combo, datastore)
     try:
-        raw = crop_to_regions(raw, catalog.regions)
+        raw = crop_to_regions(raw, regions)
         if source.time_block_days is not None:
             start = int(stored.get_indexer(raw.indexes["time"][:1])[0])
             raw = read_in_blocks(raw, source.time_block_days, start)
         raw = apply_accumulation(raw, source.accumulated)
         daily, gaps = standardise(
             raw,
-            catalog.regions,
+            regions,
             source.mapping(),
             derivations=list(source.derived),
             calendar=catalog.output_calendar,
             max_gap_days=catalog.max_gap_days,
             min_coverage=catalog.min_coverage,
+            land_fraction=land,
         )
     except (ValueError, KeyError) as exc:
         raise SourceError(f"{where}: {exc}") from None
@@ -204,9 +290,23 @@ def extract_combo(
         {
             "source": source.name,
             **{f"combo_{k}": v for k, v in combo.labels.items()},
+            "land_fraction": _land_fraction_note(source, land),
         }
     )
     return Extracted(combo=combo, data=daily, gaps=gaps)
+
+
+def _land_fraction_note(source: SourceConfig, land: xr.DataArray | None) -> str:
+    """Provenance: which land-fraction variable masked the sea and land regions, if any.
+
+    The asset itself is recorded by the cache's marker (its path depends on where
+    the data lives; the predictors must not).
+    """
+    if land is not None:
+        return str(land.attrs["source_variable"])
+    if source.land_fraction == "unmasked":
+        return "unmasked: sea and land regions averaged over every cell"
+    return "none needed: every region averages over all cells"
 
 
 def check_regions(extracted: Extracted, catalog: RunCatalog, source: SourceConfig) -> None:
@@ -223,3 +323,33 @@ def check_regions(extracted: Extracted, catalog: RunCatalog, source: SourceConfi
             f"{catalog.path} [{source.name}] {extracted.combo.label}: all-NaN region series "
             f"{empty} (no valid grid cell in the region, or no data)"
         )
+
+
+#: Time steps :func:`check_combo` reads: two, so a step length (accumulations) is defined.
+CHECK_STEPS = 2
+
+
+def check_combo(
+    catalog: RunCatalog, source: SourceConfig, combo: Combo, datastore=None
+) -> Extracted:
+    """Open ``combo`` as a run would and standardise its first time steps, in seconds.
+
+    The layout failures that otherwise surface minutes into a run (stores intake-esm
+    cannot merge, such as 2 m and 10 m ``height`` coordinates; a variable the
+    collection lists but its store lacks; a time axis that does not decode; no data
+    in the period; a grid, unit or derivation the predictors cannot use) are raised
+    here as a :class:`SourceError` naming the entry. Only :data:`CHECK_STEPS` steps of
+    each variable are read, over the regions' block of cells.
+    """
+    where = f"{catalog.path} [{source.name}] {combo.label}"
+    extracted = extract_combo(catalog, source, combo, datastore, first_steps=CHECK_STEPS)
+    try:
+        extracted.data = extracted.data.compute()
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise SourceError(
+            f"{where}: reading its first {CHECK_STEPS} time steps failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    return extracted

@@ -2,10 +2,15 @@
 
 Each family gets an ESM collection (JSON + CSV, asset paths as absolute URIs as
 intake-esm 2025.12 requires). Stores that hold several variables in one asset
-(ERA5's Zarr, ERA-20C's files) group by ``variable_id`` so that opening a key
-never merges an asset with itself; one-variable stores (CMIP6, CORDEX, 20CR)
-are unions over ``variable_id``. Run catalogs (docs/catalogs.md) name the
-collection, the query, the role and the mapping to canonical predictors.
+(ERA5's Zarr, ERA-20C's and the CDS daily files) are listed once per variable and
+group by ``variable_id``, as real collections of such files do (cascadia opens
+each asset once all the same); one-variable stores (CMIP6, CORDEX, 20CR)
+are unions over ``variable_id``. The CMIP6 collection is Pangeo's layout as
+published: its columns, ``member_id`` and ``dcpp_init_year`` joined into new
+dimensions, empty ``dcpp_init_year`` cells, ``zstore`` URLs ending in "/".
+Run catalogs (docs/catalogs.md) name the collection, the query, the role, the
+mapping to canonical predictors and where each source's land fraction is (the
+shelf region averages over sea cells).
 """
 
 from __future__ import annotations
@@ -28,6 +33,19 @@ COLLECTIONS: dict[str, dict[str, Any]] = {
         "aggregations": [],
         "asset": "path",
     },
+    "era5-cds": {
+        "description": "ERA5-like daily statistics as the new CDS delivers them, one NetCDF "
+        "per year with every variable (dimension valid_time)",
+        "groupby": ["source_id", "experiment_id", "member_id", "variable_id"],
+        "aggregations": [
+            {
+                "type": "join_existing",
+                "attribute_name": "time_range",
+                "options": {"dim": "valid_time"},
+            },
+        ],
+        "asset": "path",
+    },
     "20cr": {
         "description": "20CRv3-like daily NetCDF, one file per member, variable and decade",
         "groupby": ["source_id", "experiment_id", "member_id"],
@@ -46,18 +64,31 @@ COLLECTIONS: dict[str, dict[str, Any]] = {
         "asset": "path",
     },
     "cmip6": {
+        # exactly the aggregation_control and assets of Pangeo's pangeo-cmip6.json
         "description": "CMIP6-like daily Zarr stores in the Pangeo layout (one per variable)",
         "groupby": [
             "activity_id",
             "institution_id",
             "source_id",
             "experiment_id",
-            "member_id",
             "table_id",
             "grid_label",
         ],
-        "aggregations": [{"type": "union", "attribute_name": "variable_id"}],
+        "aggregations": [
+            {"type": "union", "attribute_name": "variable_id"},
+            {
+                "type": "join_new",
+                "attribute_name": "member_id",
+                "options": {"coords": "minimal", "compat": "override"},
+            },
+            {
+                "type": "join_new",
+                "attribute_name": "dcpp_init_year",
+                "options": {"coords": "minimal", "compat": "override"},
+            },
+        ],
         "asset": "zstore",
+        "format": "zarr",  # one format for all: no format column, as Pangeo's
     },
     "cordex": {
         "description": "CORDEX-like daily NetCDF on a rotated-pole grid (one per variable)",
@@ -84,6 +115,12 @@ def write_collections(ctx: StoreContext) -> list[str]:
             continue
         # sorted: stores are written concurrently, the collection must not depend on the order
         frame = pd.DataFrame(rows).sort_values(spec["asset"], kind="stable")
+        fmt = spec.get("format")
+        assets = (
+            {"column_name": spec["asset"], "format": fmt}
+            if fmt
+            else {"column_name": spec["asset"], "format_column_name": "format"}
+        )
         write_text(
             frame.to_csv(index=False), ctx.url("collections", f"{family}.csv"), ctx.storage_options
         )
@@ -98,7 +135,7 @@ def write_collections(ctx: StoreContext) -> list[str]:
                 for c in frame.columns
                 if c not in (spec["asset"], "format")
             ],
-            "assets": {"column_name": spec["asset"], "format_column_name": "format"},
+            "assets": assets,
             "aggregation_control": {
                 "variable_column_name": "variable_id",
                 "groupby_attrs": spec["groupby"],
@@ -111,6 +148,8 @@ def write_collections(ctx: StoreContext) -> list[str]:
     return urls
 
 
+#: The shelf, where air-sea fluxes make dense water, averages over sea cells; the
+#: wind corridors over every cell (the channelled flow crosses the coast).
 REGIONS = [
     {
         "name": "gulf_of_lion_shelf",
@@ -118,9 +157,24 @@ REGIONS = [
         "lat_max": 43.6,
         "lon_min": 3.0,
         "lon_max": 5.0,
+        "surface": "sea",
     },
-    {"name": "tramontane", "lat_min": 41.8, "lat_max": 43.0, "lon_min": 2.5, "lon_max": 4.2},
-    {"name": "mistral", "lat_min": 42.8, "lat_max": 44.2, "lon_min": 4.2, "lon_max": 5.6},
+    {
+        "name": "tramontane",
+        "lat_min": 41.8,
+        "lat_max": 43.0,
+        "lon_min": 2.5,
+        "lon_max": 4.2,
+        "surface": "all",
+    },
+    {
+        "name": "mistral",
+        "lat_min": 42.8,
+        "lat_max": 44.2,
+        "lon_min": 4.2,
+        "lon_max": 5.6,
+        "surface": "all",
+    },
 ]
 
 ERA5_VARIABLES = {
@@ -131,18 +185,48 @@ ERA5_VARIABLES = {
     "pr": "total_precipitation",
     "rsds": "surface_solar_radiation_downwards",
 }
+#: New-CDS daily statistics (short names); ``si10`` is the daily mean of hourly speeds.
+ERA5_CDS_VARIABLES = {
+    "tas": "t2m",
+    "uas": "u10",
+    "vas": "v10",
+    "sfcWind": "si10",
+    "psl": "msl",
+    "pr": "tp",
+    "rsds": "ssrd",
+}
 DERIVED_FROM_DEWPOINT = {
     "hurs": {"from": {"tas": "2m_temperature", "tdps": "2m_dewpoint_temperature"}},
 }
 CMIP_VARIABLES = {v: v for v in ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")}
-BIAS_KINDS = {
-    "tas": "+",
-    "hurs": "+",
-    "psl": "+",
-    "uas": "+",
-    "vas": "+",
-    "pr": "*",
-    "sfcWind": "*",
+#: tas/hurs carry height 2 m, uas/vas/sfcWind 10 m: drop the scalar so that the
+#: variables merge (docs/catalogs.md, "Pangeo CMIP6").
+CMIP_OPEN_KWARGS = {"drop_variables": ["height"]}
+#: Dataset ids in the ESGF instance_id form; the default grid preference (gn first).
+CMIP_SELECTION = {
+    "dataset_id": "CMIP6.{activity_id}.{institution_id}.{source_id}.{experiment_id}."
+    "{member_id}.{table_id}.{variable_id}.{grid_label}.v{version}",
+}
+#: The bias_adjustment options of the projection catalogs, per variable: additive
+#: for temperature, humidity, pressure and wind components; rain multiplicative by
+#: season with dry-day handling and its mean change preserved; wind speed
+#: multiplicative with its mean change preserved.
+BIAS_VARIABLES: dict[str, dict[str, Any]] = {
+    "tas": {"kind": "+", "group": "time.month"},
+    "hurs": {"kind": "+", "group": "time.month"},
+    "psl": {"kind": "+", "group": "time.month"},
+    "uas": {"kind": "+", "group": "time.month"},
+    "vas": {"kind": "+", "group": "time.month"},
+    "pr": {
+        "kind": "*",
+        "group": "time.season",
+        "nquantiles": 300,
+        "tail_nodes": 0.0005,
+        "adapt_freq_thresh": "1 mm/day",
+        "jitter_under_thresh": "0.01 mm/day",
+        "preserve_mean_change": True,
+    },
+    "sfcWind": {"kind": "*", "group": "time.month", "preserve_mean_change": True},
 }
 
 HEADER = """\
@@ -186,12 +270,33 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
             "total_precipitation": "period_ending",
             "surface_solar_radiation_downwards": "period_ending",
         },
+        land_fraction={"variable": "land_sea_mask"},
         time_block_days=31,  # as catalogs/era5.yaml: the full preset's chunks are one hour
     )
+    era5_cds = {
+        "version": 1,
+        "regions": REGIONS,
+        "sources": [
+            _source(
+                "era5",
+                "era5-cds",
+                "reference",
+                {"source_id": "ERA5"},
+                (preset.era5.years.start, preset.era5.years.end),
+                ERA5_CDS_VARIABLES,
+                xarray_open_kwargs={"drop_variables": ["number", "expver"]},
+                rename={"valid_time": "time"},
+                derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
+                # daily sums stamped at 00 UTC of their own day: no shift
+                accumulated={"tp": "daily_total", "ssrd": "daily_total"},
+                land_fraction={"variable": "lsm"},
+            )
+        ],
+    }
     reference = {"catalog": "reanalysis.yaml", "source": "era5"}
-    overlap = {
+    overlap = {  # the years both the reference and the historical runs hold
         "start": max(preset.era5.years.start, preset.historical.start),
-        "end": preset.historical.end,
+        "end": min(preset.era5.years.end, preset.historical.end),
     }
     reanalysis = {
         "version": 1,
@@ -212,6 +317,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                     "psl": "prmsl",
                     "pr": "prate",
                 },
+                land_fraction={"variable": "land"},
             ),
             _source(
                 "era20c",
@@ -222,6 +328,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"tas": "t2m", "uas": "u10", "vas": "v10", "psl": "msl", "pr": "tp"},
                 derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
                 accumulated={"tp": "period_ending"},
+                land_fraction={"variable": "lsm"},
             ),
         ],
     }
@@ -229,7 +336,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
         "reference": reference,
         "overlap": overlap,
         "method": "quantile_delta_mapping",
-        "kinds": BIAS_KINDS,
+        "variables": BIAS_VARIABLES,
     }
     cmip6 = {
         "version": 1,
@@ -243,6 +350,14 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"table_id": "day", "experiment_id": ["historical", "ssp126", "ssp245", "ssp585"]},
                 (preset.historical.start, preset.future.end),
                 CMIP_VARIABLES,
+                xarray_open_kwargs=CMIP_OPEN_KWARGS,
+                selection=CMIP_SELECTION,
+                # fx stores sit under one experiment and member: match on model and grid
+                land_fraction={
+                    "variable": "sftlf",
+                    "query": {"table_id": "fx"},
+                    "match": ["source_id", "grid_label"],
+                },
             )
         ],
     }
@@ -263,14 +378,20 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                     "experiment_id": "{experiment_id}",
                     "member_id": "{member_id}",
                 },
+                # the RCM's own surface: one fx file per simulation, member r0i0p0
+                land_fraction={
+                    "variable": "sftlf",
+                    "query": {"frequency": "fx"},
+                    "match": ["domain_id", "institution_id", "source_id"],
+                },
             )
         ],
     }
-    return {"reanalysis": reanalysis, "cmip6": cmip6, "cordex": cordex}
+    return {"reanalysis": reanalysis, "era5-cds": era5_cds, "cmip6": cmip6, "cordex": cordex}
 
 
 def write_run_catalogs(ctx: StoreContext, preset: Preset) -> list[str]:
-    """Write ``catalogs/{reanalysis,cmip6,cordex}.yaml``; returns their URLs."""
+    """Write ``catalogs/{reanalysis,era5-cds,cmip6,cordex}.yaml``; returns their URLs."""
     urls = []
     for name, catalog in run_catalogs(preset).items():
         url = ctx.url("catalogs", f"{name}.yaml")

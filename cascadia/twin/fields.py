@@ -13,6 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from cascadia.twin.atmosphere import RegionalWeather
+from cascadia.twin.grids import (
+    ROTATED_POLE_LAT,
+    ROTATED_POLE_LON,
+    RegularGrid,
+    RotatedGrid,
+    bounds,
+    rotated_to_geographic,
+)
 
 #: The box the regional weather stands for (Gulf of Lion shelf), degrees.
 SHELF_BOX = {"lat_min": 42.3, "lat_max": 43.6, "lon_min": 3.0, "lon_max": 5.0}
@@ -50,6 +58,37 @@ def landness(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     north = 1 / (1 + np.exp(-(lat - 43.45) / 0.12))
     west = 1 / (1 + np.exp(-((3.15 - 0.45 * (42.5 - lat)) - lon) / 0.15))
     return np.clip(north + west, 0.0, 1.0)
+
+
+def land_fraction(grid: RegularGrid | RotatedGrid, samples: int = 8) -> np.ndarray:
+    """Share of each cell's area that is land under the twin's coastline, 0-1, store order.
+
+    The cell (bounds halfway between centres; on the rotated grid, the rotated
+    square around the centre) is sampled on ``samples`` x ``samples`` points and
+    :func:`landness` averaged over them: the same coastline the fields are built
+    on, as an archive's ``sftlf`` / ``lsm`` describes its model's own surface.
+    """
+    t = (np.arange(samples) + 0.5) / samples
+    with np.errstate(over="ignore"):  # far from the coast the logistic saturates
+        return _sampled_landness(grid, t)
+
+
+def _sampled_landness(grid: RegularGrid | RotatedGrid, t: np.ndarray) -> np.ndarray:
+    if isinstance(grid, RegularGrid):
+        lat_b, lon_b = bounds(grid.lat), bounds(grid.lon)
+        plat = lat_b[:, :1] + (lat_b[:, 1:] - lat_b[:, :1]) * t  # (lat, samples)
+        plon = lon_b[:, :1] + (lon_b[:, 1:] - lon_b[:, :1]) * t  # (lon, samples)
+        lat = plat[:, None, :, None]  # (lat, lon, sample_lat, sample_lon)
+        lon = ((plon + 180.0) % 360.0 - 180.0)[None, :, None, :]
+        return landness(lat, lon).mean(axis=(2, 3))
+    half_lat = 0.5 * float(np.median(np.diff(grid.rlat)))
+    half_lon = 0.5 * float(np.median(np.diff(grid.rlon)))
+    offsets = 2.0 * t - 1.0
+    rlat = grid.rlat[:, None, None, None] + half_lat * offsets[None, None, :, None]
+    rlon = grid.rlon[None, :, None, None] + half_lon * offsets[None, None, None, :]
+    rlat, rlon = np.broadcast_arrays(rlat, rlon)
+    lat, lon = rotated_to_geographic(rlat, rlon, ROTATED_POLE_LAT, ROTATED_POLE_LON)
+    return landness(lat, lon).mean(axis=(2, 3))
 
 
 def daily_fields(

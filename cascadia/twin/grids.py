@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import xarray as xr
 
 from cascadia.twin.presets import LAT_RANGE, LON_RANGE
 
@@ -40,6 +41,22 @@ def regular_grid(resolution: float, lat_descending: bool, lon_0_360: bool) -> Re
     if lon_0_360:
         lon = np.sort(lon % 360.0)
     return RegularGrid(lat=lat, lon=lon)
+
+
+def regrid(values: np.ndarray, source: RegularGrid, target: RegularGrid) -> np.ndarray:
+    """(time, lat, lon) fields moved to another regular grid, as a CMIP6 ``gr`` copy.
+
+    Bilinear inside the source's cell centres; beyond them each axis holds its edge
+    value (no extrapolated negative precipitation). Longitudes compared in -180..180.
+    """
+    field = xr.DataArray(
+        values,
+        dims=("time", "lat", "lon"),
+        coords={"lat": source.lat, "lon": (source.lon + 180.0) % 360.0 - 180.0},
+    ).sortby(["lat", "lon"])
+    lat = np.clip(target.lat, field.lat.values[0], field.lat.values[-1])
+    lon = np.clip((target.lon + 180.0) % 360.0 - 180.0, field.lon.values[0], field.lon.values[-1])
+    return field.interp(lat=lat, lon=lon).values
 
 
 def bounds(centres: np.ndarray) -> np.ndarray:

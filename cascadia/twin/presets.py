@@ -50,6 +50,12 @@ class CmipSourceSpec(_Strict):
     pr_factor: float = 1.0
     wind_factor: float = 1.0
     psl_bias: float = 0.0  # Pa
+    #: Its first member also published regridded (``grid_label`` gr) at this spacing,
+    #: degrees: many CMIP6 models are in both gn and gr, and a run must read one.
+    gr_resolution: float | None = None
+    #: Variables of the first member's historical run first published incomplete
+    #: (first year only) under an earlier version, as Pangeo lists superseded versions.
+    superseded: tuple[str, ...] = ()
 
 
 class CordexSpec(_Strict):
@@ -93,6 +99,8 @@ CMIP_SOURCES = (
         tas_bias=-1.6,
         wind_factor=1.12,
         pr_factor=1.25,
+        gr_resolution=2.5,
+        superseded=("tas",),
     ),
     CmipSourceSpec(
         source_id="TWIN-ESM-B",

@@ -13,19 +13,22 @@ from typing import Any
 import numpy as np
 
 from cascadia.twin.atmosphere import RegionalWeather
-from cascadia.twin.grids import RegularGrid, RotatedGrid
+from cascadia.twin.grids import RegularGrid, RotatedGrid, regrid
 from cascadia.twin.realizations import Realization
 from cascadia.twin.stores import (
     StoreContext,
     biased_fields,
+    cmip_dataset,
     slice_weather,
-    write_cmip_variable,
+    write_cmip_store,
     write_cordex_variable,
 )
 from cascadia.twin.timeaxis import DayAxis
 
 CMIP_VARIABLES = ("tas", "hurs", "huss", "pr", "uas", "vas", "sfcWind", "psl")
 CORDEX_VARIABLES = ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")
+#: Version of the superseded, incomplete first publication of a CMIP6-like dataset.
+EARLIER_VERSION = "20250601"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class FieldTask:
     biases: dict[str, float]
     meta: dict[str, str]
     seed: np.random.SeedSequence
+    gr_grid: RegularGrid | None = None  # CMIP6: also written regridded (grid_label gr)
+    superseded: tuple[str, ...] = ()  # CMIP6: variables also in an earlier, partial version
 
 
 def experiment_days(path: Realization, experiment: str) -> slice:
@@ -57,11 +62,11 @@ def field_task(
     biases: dict[str, float],
     meta: dict[str, str],
     seed: np.random.SeedSequence,
+    **layout: Any,
 ) -> FieldTask:
     index = experiment_days(path, experiment)
-    return FieldTask(
-        family, slice_weather(path.weather, index), path.axis, index, grid, biases, meta, seed
-    )
+    weather = slice_weather(path.weather, index)
+    return FieldTask(family, weather, path.axis, index, grid, biases, meta, seed, **layout)
 
 
 def write_field_task(
@@ -80,13 +85,30 @@ def write_field_task(
     )
     if task.family == "cmip6":
         assert isinstance(task.grid, RegularGrid)
-        for variable in CMIP_VARIABLES:
-            write_cmip_variable(ctx, daily, task.axis, task.index, task.grid, task.meta, variable)
+        write_cmip_task(ctx, task, daily)
     else:
         assert isinstance(task.grid, RotatedGrid)
         for variable in CORDEX_VARIABLES:
             write_cordex_variable(ctx, daily, task.axis, task.index, task.grid, task.meta, variable)
     return [(collection, row) for collection, rows in ctx.rows.items() for row in rows]
+
+
+def write_cmip_task(ctx: StoreContext, task: FieldTask, daily: dict[str, np.ndarray]) -> None:
+    """Every variable's store on the native grid, plus the task's ``gr`` and earlier copies."""
+    assert isinstance(task.grid, RegularGrid)
+    years = task.axis.year[task.index]
+    first_year = int(np.count_nonzero(years == years[0]))
+    for variable in CMIP_VARIABLES:
+        args = (task.axis, task.index)
+        native = cmip_dataset(daily[variable], *args, task.grid, task.meta, variable, "gn")
+        write_cmip_store(ctx, native, task.meta)
+        if variable in task.superseded:
+            partial = native.isel(time=slice(0, first_year))
+            write_cmip_store(ctx, partial, task.meta, EARLIER_VERSION)
+        if task.gr_grid is not None:
+            values = regrid(daily[variable], task.grid, task.gr_grid)
+            regridded = cmip_dataset(values, *args, task.gr_grid, task.meta, variable, "gr")
+            write_cmip_store(ctx, regridded, task.meta)
 
 
 def start_field_tasks(

@@ -3,20 +3,31 @@
 * ERA5 (ARCO-ERA5): one Zarr v3 store, hourly; long names; K, m s**-1, Pa;
   precipitation in m and radiation in J m**-2 accumulated over the hour *ending*
   at the time stamp; latitude descending; longitude 0-360 (west of Greenwich at 359);
-  each chunk spans the whole domain, one hour per chunk in the full preset (ARCO's
-  ``time: 1``).
+  the land-sea mask ``land_sea_mask`` in (0 - 1), static; each chunk spans the whole
+  domain, one hour per chunk in the full preset (ARCO's ``time: 1``).
+* ERA5 from the new CDS (post-processed daily statistics): NetCDF per year with every
+  variable; ``t2m``, ``d2m``, ``u10``, ``v10``, ``si10``, ``msl``, ``lsm`` daily means,
+  ``tp`` (m) and ``ssrd`` (J m**-2) daily sums stamped at 00 UTC of their day;
+  dimension ``valid_time``; latitude descending, longitude -180..180.
 * 20CR (NOAA-PSL 20CRv3): NetCDF per member, variable and decade, daily; ``air``,
   ``rhum``, ``uwnd``, ``vwnd``, ``prmsl``, ``prate``; hours since 1800; latitude
   descending, longitude 0-360; errors that grow back in time.
 * ERA-20C (ECMWF MARS NetCDF): one file per decade with every variable, 6-hourly;
   ``t2m``, ``d2m``, ``u10``, ``v10``, ``msl``, ``tp``; int16 packing with
   scale_factor/add_offset; ``tp`` accumulated over the 6 h ending at the stamp.
-* CMIP6 (Pangeo): one Zarr v2 store per variable; ``noleap`` / ``360_day`` /
-  ``standard`` calendars; time at noon with bounds; latitude ascending, longitude
-  0-360; static model biases.
+* CMIP6 (Pangeo): one Zarr v2 store per variable in DRS folders; ``noleap`` /
+  ``360_day`` / ``standard`` calendars; time at noon with bounds; latitude
+  ascending, longitude 0-360; scalar ``height`` of 2 m / 10 m; static model
+  biases; some models also regridded (``gr``), one dataset in two versions.
 * CORDEX (Med-/EURO-CORDEX): NetCDF per variable, daily; rotated pole (``rlat``,
   ``rlon``, 2-D ``lat``/``lon``, ``rotated_pole`` grid mapping); the driving
   model's calendar.
+
+Every source carries its land fraction, the cell-area share of land under the
+twin's own coastline (:func:`cascadia.twin.fields.land_fraction`), in its
+archive's convention: ERA5 ``land_sea_mask`` in the store, 20CR ``land.nc``,
+ERA-20C an invariant file with ``lsm``, CMIP6 ``sftlf`` (%) as a Pangeo ``fx``
+store per model and grid, CORDEX an ``sftlf`` (%) ``fx`` file per simulation.
 """
 
 from __future__ import annotations
@@ -30,7 +41,13 @@ import pandas as pd
 import xarray as xr
 
 from cascadia.twin.atmosphere import RegionalWeather
-from cascadia.twin.fields import daily_fields, dewpoint, specific_humidity, subdaily
+from cascadia.twin.fields import (
+    daily_fields,
+    dewpoint,
+    land_fraction,
+    specific_humidity,
+    subdaily,
+)
 from cascadia.twin.grids import (
     ROTATED_POLE_LAT,
     ROTATED_POLE_LON,
@@ -96,6 +113,29 @@ ERA5_NAMES = {
     "total_precipitation": ("Total precipitation", "m", "tp"),
     "surface_solar_radiation_downwards": ("Surface solar radiation downwards", "J m**-2", "ssrd"),
 }
+#: ARCO-ERA5's land-sea mask (name, long name, units, short name); static in the twin.
+ERA5_LAND_SEA_MASK = ("land_sea_mask", "Land-sea mask", "(0 - 1)", "lsm")
+
+
+def era5_hourly_fields(
+    axis: DayAxis,
+    weather: RegionalWeather,
+    grid: RegularGrid,
+    years: tuple[int, int],
+    seed: np.random.SeedSequence,
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """(first year, last year, hourly fields) of ERA5, decade by decade (bounded memory).
+
+    The one source of ERA5's weather: the hourly store and the CDS daily files are
+    both written from it, so their daily totals and means agree exactly.
+    """
+    lat2, lon2 = grid.mesh()
+    # SeedSequence.spawn is stateful: a fresh copy gives every call the same children
+    seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size)
+    for k, (start, end, days) in enumerate(decades(axis, *years)):
+        rng = np.random.default_rng(seed.spawn(k + 1)[-1])
+        daily = daily_fields(slice_weather(weather, days), lat2, lon2, rng)
+        yield start, end, subdaily(daily, 24, axis.phase[days], rng)
 
 
 def write_era5(
@@ -114,13 +154,9 @@ def write_era5(
     around; larger chunks write small worlds faster. The values do not depend on it.
     """
     url = ctx.url("reanalysis", "era5", "era5-hourly-single-levels.zarr")
-    lat2, lon2 = grid.mesh()
     carry: dict[str, np.ndarray] = {}
     first = True
-    for k, (start, end, days) in enumerate(decades(axis, *years)):
-        rng = np.random.default_rng(seed.spawn(k + 1)[-1])
-        daily = daily_fields(slice_weather(weather, days), lat2, lon2, rng)
-        hourly = subdaily(daily, 24, axis.phase[days], rng)
+    for start, end, hourly in era5_hourly_fields(axis, weather, grid, years, seed):
         time = pd.date_range(f"{start}-01-01", f"{end}-12-31 23:00", freq="h")
         accumulated = {}
         for name, step_total in (
@@ -171,12 +207,22 @@ def write_era5(
             },
         )
         if first:
+            mask, long_name, units, short_name = ERA5_LAND_SEA_MASK
+            ds[mask] = (
+                ("latitude", "longitude"),
+                land_fraction(grid).astype(FLOAT),
+                {"long_name": long_name, "units": units, "short_name": short_name},
+            )
             encoding = {
                 name: {
                     "chunks": (time_chunk, grid.lat.size, grid.lon.size),
                     "compressors": [ZARR3_COMPRESSOR],
                 }
                 for name in values
+            }
+            encoding[mask] = {
+                "chunks": (grid.lat.size, grid.lon.size),
+                "compressors": [ZARR3_COMPRESSOR],
             }
             encoding["time"] = {
                 "units": "hours since 1900-01-01",
@@ -191,7 +237,7 @@ def write_era5(
             write_zarr(
                 ds, url, zarr_format=3, storage_options=ctx.storage_options, append_dim="time"
             )
-    for name in ERA5_NAMES:
+    for name in [*ERA5_NAMES, ERA5_LAND_SEA_MASK[0]]:
         ctx.add_row(
             "era5",
             activity_id="reanalysis",
@@ -199,12 +245,161 @@ def write_era5(
             source_id="ERA5",
             experiment_id="reanalysis",
             member_id="r1",
-            frequency="1hr",
+            frequency="fx" if name == ERA5_LAND_SEA_MASK[0] else "1hr",
             variable_id=name,
             time_range=f"{years[0]}-{years[1]}",
             path=as_uri(url),
             format="zarr",
         )
+
+
+#: CDS daily statistics: short name -> (long name, units, CF standard name, statistic).
+ERA5_CDS_DAILY = {
+    "t2m": ("2 metre temperature", "K", "unknown", "daily_mean"),
+    "d2m": ("2 metre dewpoint temperature", "K", "unknown", "daily_mean"),
+    "u10": ("10 metre U wind component", "m s**-1", "unknown", "daily_mean"),
+    "v10": ("10 metre V wind component", "m s**-1", "unknown", "daily_mean"),
+    "si10": ("10 metre wind speed", "m s**-1", "unknown", "daily_mean"),
+    "msl": ("Mean sea level pressure", "Pa", "air_pressure_at_mean_sea_level", "daily_mean"),
+    "tp": ("Total precipitation", "m", "unknown", "daily_sum"),
+    "ssrd": ("Surface short-wave (solar) radiation downwards", "J m**-2", "unknown", "daily_sum"),
+    "lsm": ("Land-sea mask", "(0 - 1)", "unknown", "daily_mean"),
+}
+
+
+def _per_day(values: np.ndarray, how: str) -> np.ndarray:
+    """Daily mean or sum of hourly values (time first, 24 steps per day from 00 UTC)."""
+    days = values.reshape(values.shape[0] // 24, 24, *values.shape[1:])
+    return days.mean(axis=1) if how == "daily_mean" else days.sum(axis=1)
+
+
+def write_era5_cds_daily(
+    ctx: StoreContext,
+    axis: DayAxis,
+    weather: RegionalWeather,
+    grid: RegularGrid,
+    years: tuple[int, int],
+    seed: np.random.SeedSequence,
+) -> None:
+    """ERA5 daily statistics as the new CDS delivers them: one NetCDF per year, every variable.
+
+    The same hourly weather as :func:`write_era5` (same grid, same seed), reduced
+    the way the CDS "ERA5 post-processed daily statistics" do it: means of the 24
+    hourly values 00-23 UTC, and for accumulations the sum of the 24 hours of the
+    day (01 UTC to 00 UTC of the next day in ERA5's end-of-hour stamps), stamped
+    at 00 UTC of the day. NetCDF as the new CDS writes it: dimension
+    ``valid_time`` (seconds since 1970), ``latitude`` descending, ``longitude``
+    -180..180 as an area request returns it, scalar ``number`` and per-step
+    ``expver`` coordinates. The land-sea mask, requested with the rest, repeats
+    on every day.
+    """
+    lsm = land_fraction(grid)
+    for start, end, hourly in era5_hourly_fields(axis, weather, grid, years, seed):
+        amounts = {
+            "tp": hourly["pr"] * 3600.0 / 1000.0,  # kg m-2 s-1 -> m of water per hour
+            "ssrd": hourly["rsds"] * 3600.0,  # W m-2 -> J m-2 per hour
+        }
+        fields = {
+            "t2m": hourly["tas"],
+            "d2m": dewpoint(hourly["tas"], hourly["hurs"]),
+            "u10": hourly["uas"],
+            "v10": hourly["vas"],
+            "si10": np.hypot(hourly["uas"], hourly["vas"]),
+            "msl": hourly["psl"],
+            **amounts,
+        }
+        daily = {n: _per_day(v, ERA5_CDS_DAILY[n][3]) for n, v in fields.items()}
+        days = pd.date_range(f"{start}-01-01", f"{end}-12-31", freq="D")
+        daily["lsm"] = np.broadcast_to(lsm, (days.size, *lsm.shape))
+        for year in range(start, end + 1):
+            index = np.flatnonzero(days.year == year)
+            ds = _cds_dataset({n: v[index] for n, v in daily.items()}, days[index], grid, year)
+            url = ctx.url("reanalysis", "era5-cds", f"era5-daily-stats_gulf-of-lion_{year}.nc")
+            encoding: dict[str, dict[str, Any]] = {
+                n: {"zlib": True, "complevel": 1, "shuffle": True, "_FillValue": np.float32("nan")}
+                for n in daily
+            }
+            encoding["valid_time"] = {
+                "units": "seconds since 1970-01-01",
+                "calendar": "proleptic_gregorian",
+                "dtype": "int64",
+            }
+            write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
+            for name in daily:
+                ctx.add_row(
+                    "era5-cds",
+                    activity_id="reanalysis",
+                    institution_id="ECMWF",
+                    source_id="ERA5",
+                    experiment_id="reanalysis",
+                    member_id="r1",
+                    frequency="day",
+                    variable_id=name,
+                    time_range=f"{year}0101-{year}1231",
+                    path=as_uri(url),
+                    format="netcdf",
+                )
+
+
+def _cds_dataset(
+    daily: dict[str, np.ndarray], days: pd.DatetimeIndex, grid: RegularGrid, year: int
+) -> xr.Dataset:
+    """One year of daily statistics with the coordinates and attributes of a CDS NetCDF."""
+    ds = xr.Dataset(
+        {
+            name: (
+                ("valid_time", "latitude", "longitude"),
+                values.astype(FLOAT),
+                {
+                    "long_name": ERA5_CDS_DAILY[name][0],
+                    "units": ERA5_CDS_DAILY[name][1],
+                    "standard_name": ERA5_CDS_DAILY[name][2],
+                },
+            )
+            for name, values in daily.items()
+        },
+        coords={
+            "number": (
+                (),
+                np.int64(0),
+                {
+                    "long_name": "ensemble member numerical id",
+                    "units": "1",
+                    "standard_name": "realization",
+                },
+            ),
+            "valid_time": ("valid_time", days, {"long_name": "time", "standard_name": "time"}),
+            "latitude": (
+                "latitude",
+                grid.lat,
+                {
+                    "units": "degrees_north",
+                    "standard_name": "latitude",
+                    "long_name": "latitude",
+                    "stored_direction": "decreasing",
+                },
+            ),
+            "longitude": (
+                "longitude",
+                (grid.lon + 180.0) % 360.0 - 180.0,
+                {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"},
+            ),
+            "expver": (
+                "valid_time",
+                np.full(days.size, "0001", dtype=object),
+                {"long_name": "Experiment version"},
+            ),
+        },
+        attrs={
+            "Conventions": "CF-1.7",
+            "institution": "cascadia synthetic twin (not ECMWF data)",
+            "title": f"cascadia twin world: ERA5-like post-processed daily statistics, {year}",
+            "history": "cascadia twin world: daily statistics of the hourly ERA5-like fields "
+            "(means of 00-23 UTC; accumulations summed over the day)",
+        },
+    )
+    # an "area" request returns longitudes -180..180 in ascending order
+    return ds.sortby("longitude")
 
 
 # --------------------------------------------------------------------------- 20CR
@@ -228,8 +423,41 @@ def write_twentycr(
     years: tuple[int, int],
     seed: np.random.SeedSequence,
 ) -> None:
-    """20CRv3-like daily NetCDF: one file per member, variable and decade."""
+    """20CRv3-like daily NetCDF: one file per member, variable and decade, and ``land.nc``.
+
+    The land fraction is one file for every member, listed once per member.
+    """
     lat2, lon2 = grid.mesh()
+    land_url = ctx.url("reanalysis", "20crv3", "land.nc")
+    land = xr.Dataset(
+        {
+            "land": (
+                ("lat", "lon"),
+                land_fraction(grid).astype(FLOAT),
+                {"long_name": "Land-sea mask (fraction of land)", "units": "1"},
+            )
+        },
+        coords={
+            "lat": ("lat", grid.lat, {"units": "degrees_north", "axis": "Y"}),
+            "lon": ("lon", grid.lon, {"units": "degrees_east", "axis": "X"}),
+        },
+        attrs={"title": "20CRv3-like land-sea mask", "Conventions": "CF-1.6"},
+    )
+    write_netcdf(land, land_url, storage_options=ctx.storage_options)
+    for m in range(len(member_weathers)):
+        ctx.add_row(
+            "20cr",
+            activity_id="reanalysis",
+            institution_id="NOAA-PSL",
+            source_id="20CRv3",
+            experiment_id="reanalysis",
+            member_id=f"mem{m + 1:03d}",
+            frequency="fx",
+            variable_id="land",
+            time_range="fx",
+            path=as_uri(land_url),
+            format="netcdf",
+        )
     for m, weather in enumerate(member_weathers):
         member = f"mem{m + 1:03d}"
         for k, (start, end, days) in enumerate(decades(axis, *years)):
@@ -316,8 +544,47 @@ def write_era20c(
     years: tuple[int, int],
     seed: np.random.SeedSequence,
 ) -> None:
-    """ERA-20C-like 6-hourly NetCDF, one file per decade holding every variable."""
+    """ERA-20C-like 6-hourly NetCDF, one file per decade holding every variable.
+
+    The land-sea mask ``lsm`` comes in an invariant file with one time step, as
+    ECMWF's invariant fields do.
+    """
     lat2, lon2 = grid.mesh()
+    invariant = xr.Dataset(
+        {
+            "lsm": (
+                ("time", "latitude", "longitude"),
+                land_fraction(grid)[None].astype(FLOAT),
+                {"long_name": "Land-sea mask", "units": "(0 - 1)"},
+            )
+        },
+        coords={
+            "time": ("time", pd.DatetimeIndex([f"{years[0]}-01-01"]), {"long_name": "time"}),
+            "latitude": ("latitude", grid.lat, {"units": "degrees_north"}),
+            "longitude": ("longitude", grid.lon, {"units": "degrees_east"}),
+        },
+        attrs={"Conventions": "CF-1.6", "history": "cascadia twin world: ERA-20C-like invariant"},
+    )
+    invariant_url = ctx.url("reanalysis", "era20c", "era20c_invariant.nc")
+    write_netcdf(
+        invariant,
+        invariant_url,
+        storage_options=ctx.storage_options,
+        encoding={"time": {"units": "hours since 1900-01-01 00:00:00.0", "dtype": "int32"}},
+    )
+    ctx.add_row(
+        "era20c",
+        activity_id="reanalysis",
+        institution_id="ECMWF",
+        source_id="ERA-20C",
+        experiment_id="reanalysis",
+        member_id="r1",
+        frequency="fx",
+        variable_id="lsm",
+        time_range=f"{years[0]}0101-{years[0]}0101",
+        path=as_uri(invariant_url),
+        format="netcdf",
+    )
     carry: np.ndarray | None = None
     for k, (start, end, days) in enumerate(decades(axis, *years)):
         rng = np.random.default_rng(seed.spawn(k + 1)[-1])
@@ -452,51 +719,72 @@ def _noon_time(axis: DayAxis, index: slice, units: str) -> tuple[xr.Variable, xr
     return time, bnds
 
 
-def write_cmip_variable(
-    ctx: StoreContext,
-    daily: dict[str, np.ndarray],
+#: Height of the near-surface variables, m: a scalar ``height`` coordinate in real
+#: CMIP6 data (2 m screen level, 10 m winds) that makes a naive merge of the
+#: variables fail ("conflicting values for variable 'height'").
+CMIP_HEIGHTS = {"tas": 2.0, "hurs": 2.0, "huss": 2.0, "uas": 10.0, "vas": 10.0, "sfcWind": 10.0}
+#: Version of every CMIP6-like dataset (Pangeo's ``version`` column, ``v`` in the path).
+CMIP_VERSION = "20260101"
+
+
+def cmip_dataset(
+    values: np.ndarray,
     axis: DayAxis,
     index: slice,
     grid: RegularGrid,
     meta: dict[str, str],
     variable: str,
-) -> None:
-    """One Pangeo-like Zarr v2 store for one variable of one (source, experiment, member)."""
+    grid_label: str,
+) -> xr.Dataset:
+    """One variable of one (source, experiment, member) as a CMIP6 Zarr store holds it."""
     time, time_bnds = _noon_time(axis, index, "days since 1850-01-01")
+    coords: dict[str, Any] = {
+        "time": time,
+        "lat": (
+            "lat",
+            grid.lat,
+            {
+                "units": "degrees_north",
+                "standard_name": "latitude",
+                "axis": "Y",
+                "bounds": "lat_bnds",
+            },
+        ),
+        "lon": (
+            "lon",
+            grid.lon,
+            {
+                "units": "degrees_east",
+                "standard_name": "longitude",
+                "axis": "X",
+                "bounds": "lon_bnds",
+            },
+        ),
+    }
+    if variable in CMIP_HEIGHTS:
+        coords["height"] = (
+            (),
+            CMIP_HEIGHTS[variable],
+            {
+                "units": "m",
+                "axis": "Z",
+                "positive": "up",
+                "long_name": "height",
+                "standard_name": "height",
+            },
+        )
     ds = xr.Dataset(
         {
             variable: (
                 ("time", "lat", "lon"),
-                daily[variable].astype(FLOAT),
+                values.astype(FLOAT),
                 _variable_attrs(variable, cell_methods="area: mean time: mean"),
             ),
             "time_bnds": time_bnds,
             "lat_bnds": (("lat", "bnds"), bounds(grid.lat)),
             "lon_bnds": (("lon", "bnds"), bounds(grid.lon)),
         },
-        coords={
-            "time": time,
-            "lat": (
-                "lat",
-                grid.lat,
-                {
-                    "units": "degrees_north",
-                    "standard_name": "latitude",
-                    "axis": "Y",
-                    "bounds": "lat_bnds",
-                },
-            ),
-            "lon": (
-                "lon",
-                grid.lon,
-                {
-                    "units": "degrees_east",
-                    "standard_name": "longitude",
-                    "axis": "X",
-                    "bounds": "lon_bnds",
-                },
-            ),
-        },
+        coords=coords,
         attrs={
             "Conventions": "CF-1.7 CMIP-6.2",
             "activity_id": meta["activity_id"],
@@ -506,12 +794,23 @@ def write_cmip_variable(
             "variant_label": meta["member_id"],
             "table_id": "day",
             "variable_id": variable,
-            "grid_label": "gn",
+            "grid_label": grid_label,
             "frequency": "day",
             "further_info_url": "cascadia synthetic twin world (not CMIP6 data)",
         },
     )
-    ds = ds.set_coords(["time_bnds", "lat_bnds", "lon_bnds"])
+    return ds.set_coords(["time_bnds", "lat_bnds", "lon_bnds"])
+
+
+def write_cmip_store(
+    ctx: StoreContext, ds: xr.Dataset, meta: dict[str, str], version: str = CMIP_VERSION
+) -> None:
+    """Write a :func:`cmip_dataset` where Pangeo keeps it, and its row of the collection.
+
+    The path is the CMIP6 DRS (``.../<table>/<variable>/<grid>/v<version>``) and the
+    ``zstore`` URL ends with "/" as Pangeo's do; ``dcpp_init_year`` is an empty cell.
+    """
+    variable, grid_label = ds.attrs["variable_id"], ds.attrs["grid_label"]
     url = ctx.url(
         "cmip6",
         meta["activity_id"],
@@ -521,11 +820,11 @@ def write_cmip_variable(
         meta["member_id"],
         "day",
         variable,
-        "gn",
-        "v20260101",
+        grid_label,
+        f"v{version}",
     )
     encoding = {
-        variable: {"chunks": (3650, grid.lat.size, grid.lon.size)},
+        variable: {"chunks": (3650, ds.sizes["lat"], ds.sizes["lon"])},
         "time": {"dtype": "float64"},
     }
     write_zarr(ds, url, zarr_format=2, storage_options=ctx.storage_options, encoding=encoding)
@@ -538,16 +837,148 @@ def write_cmip_variable(
         member_id=meta["member_id"],
         table_id="day",
         variable_id=variable,
-        grid_label="gn",
-        zstore=as_uri(url),
+        grid_label=grid_label,
+        zstore=as_uri(url) + "/",
         dcpp_init_year="",
-        version="20260101",
-        format="zarr",
+        version=version,
+    )
+
+
+def write_cmip_fx(ctx: StoreContext, grid: RegularGrid, meta: dict[str, str]) -> None:
+    """A Pangeo-like ``fx`` Zarr v2 store of ``sftlf`` (%) for one model and grid.
+
+    As in the Pangeo collection, fixed fields sit under one experiment and member
+    (``meta``'s, typically historical r1i1p1f1) with ``table_id`` fx and no time;
+    ``meta["grid_label"]`` (default ``gn``) names the grid.
+    """
+    grid_label = meta.get("grid_label", "gn")
+    ds = xr.Dataset(
+        {
+            "sftlf": (
+                ("lat", "lon"),
+                (100.0 * land_fraction(grid)).astype(FLOAT),
+                {
+                    "standard_name": "land_area_fraction",
+                    "long_name": "Percentage of the Grid Cell Occupied by Land (Including Lakes)",
+                    "units": "%",
+                    "cell_methods": "area: mean",
+                },
+            ),
+            "lat_bnds": (("lat", "bnds"), bounds(grid.lat)),
+            "lon_bnds": (("lon", "bnds"), bounds(grid.lon)),
+        },
+        coords={
+            "lat": (
+                "lat",
+                grid.lat,
+                {"units": "degrees_north", "standard_name": "latitude", "bounds": "lat_bnds"},
+            ),
+            "lon": (
+                "lon",
+                grid.lon,
+                {"units": "degrees_east", "standard_name": "longitude", "bounds": "lon_bnds"},
+            ),
+        },
+        attrs={
+            "Conventions": "CF-1.7 CMIP-6.2",
+            "activity_id": meta["activity_id"],
+            "institution_id": meta["institution_id"],
+            "source_id": meta["source_id"],
+            "experiment_id": meta["experiment_id"],
+            "variant_label": meta["member_id"],
+            "table_id": "fx",
+            "variable_id": "sftlf",
+            "grid_label": grid_label,
+            "frequency": "fx",
+            "further_info_url": "cascadia synthetic twin world (not CMIP6 data)",
+        },
+    ).set_coords(["lat_bnds", "lon_bnds"])
+    url = ctx.url(
+        "cmip6",
+        meta["activity_id"],
+        meta["institution_id"],
+        meta["source_id"],
+        meta["experiment_id"],
+        meta["member_id"],
+        "fx",
+        "sftlf",
+        grid_label,
+        f"v{CMIP_VERSION}",
+    )
+    write_zarr(ds, url, zarr_format=2, storage_options=ctx.storage_options)
+    ctx.add_row(
+        "cmip6",
+        activity_id=meta["activity_id"],
+        institution_id=meta["institution_id"],
+        source_id=meta["source_id"],
+        experiment_id=meta["experiment_id"],
+        member_id=meta["member_id"],
+        table_id="fx",
+        variable_id="sftlf",
+        grid_label=grid_label,
+        zstore=as_uri(url) + "/",
+        dcpp_init_year="",
+        version=CMIP_VERSION,
     )
 
 
 def _yyyymmdd(date: Any) -> str:
     return f"{date.year:04d}{date.month:02d}{date.day:02d}"
+
+
+def _rotated_pole() -> tuple[tuple[()], np.int32, dict[str, Any]]:
+    """The CF grid-mapping variable of the twin's rotated-pole grid."""
+    return (
+        (),
+        np.int32(0),
+        {
+            "grid_mapping_name": "rotated_latitude_longitude",
+            "grid_north_pole_latitude": ROTATED_POLE_LAT,
+            "grid_north_pole_longitude": ROTATED_POLE_LON,
+        },
+    )
+
+
+def _rotated_coords(grid: RotatedGrid) -> dict[str, tuple[Any, ...]]:
+    """Rotated 1-D ``rlat``/``rlon`` and geographic 2-D ``lat``/``lon``, as CORDEX files hold."""
+    return {
+        "rlat": (
+            "rlat",
+            grid.rlat,
+            {"standard_name": "grid_latitude", "units": "degrees", "axis": "Y"},
+        ),
+        "rlon": (
+            "rlon",
+            grid.rlon,
+            {"standard_name": "grid_longitude", "units": "degrees", "axis": "X"},
+        ),
+        "lat": (
+            ("rlat", "rlon"),
+            grid.lat,
+            {"standard_name": "latitude", "units": "degrees_north"},
+        ),
+        "lon": (
+            ("rlat", "rlon"),
+            grid.lon,
+            {"standard_name": "longitude", "units": "degrees_east"},
+        ),
+    }
+
+
+def _cordex_attrs(meta: dict[str, str], frequency: str) -> dict[str, str]:
+    """Global attributes of a CORDEX-like file (CORDEX-CMIP6 names)."""
+    return {
+        "Conventions": "CF-1.7",
+        "project_id": "CORDEX",
+        "domain_id": meta["domain_id"],
+        "institution_id": meta["institution_id"],
+        "driving_source_id": meta["driving_source_id"],
+        "driving_experiment_id": meta["experiment_id"],
+        "driving_variant_label": meta["member_id"],
+        "source_id": meta["source_id"],
+        "frequency": frequency,
+        "comment": "cascadia synthetic twin world (not CORDEX data)",
+    }
 
 
 def write_cordex_variable(
@@ -574,51 +1005,10 @@ def write_cordex_variable(
                 ),
             ),
             "time_bnds": time_bnds,
-            "rotated_pole": (
-                (),
-                np.int32(0),
-                {
-                    "grid_mapping_name": "rotated_latitude_longitude",
-                    "grid_north_pole_latitude": ROTATED_POLE_LAT,
-                    "grid_north_pole_longitude": ROTATED_POLE_LON,
-                },
-            ),
+            "rotated_pole": _rotated_pole(),
         },
-        coords={
-            "time": time,
-            "rlat": (
-                "rlat",
-                grid.rlat,
-                {"standard_name": "grid_latitude", "units": "degrees", "axis": "Y"},
-            ),
-            "rlon": (
-                "rlon",
-                grid.rlon,
-                {"standard_name": "grid_longitude", "units": "degrees", "axis": "X"},
-            ),
-            "lat": (
-                ("rlat", "rlon"),
-                grid.lat,
-                {"standard_name": "latitude", "units": "degrees_north"},
-            ),
-            "lon": (
-                ("rlat", "rlon"),
-                grid.lon,
-                {"standard_name": "longitude", "units": "degrees_east"},
-            ),
-        },
-        attrs={
-            "Conventions": "CF-1.7",
-            "project_id": "CORDEX",
-            "domain_id": meta["domain_id"],
-            "institution_id": meta["institution_id"],
-            "driving_source_id": meta["driving_source_id"],
-            "driving_experiment_id": meta["experiment_id"],
-            "driving_variant_label": meta["member_id"],
-            "source_id": meta["source_id"],
-            "frequency": "day",
-            "comment": "cascadia synthetic twin world (not CORDEX data)",
-        },
+        coords={"time": time, **_rotated_coords(grid)},
+        attrs=_cordex_attrs(meta, "day"),
     )
     ds = ds.set_coords("time_bnds")
     first, last = axis.time[index][0], axis.time[index][-1]
@@ -657,6 +1047,66 @@ def write_cordex_variable(
         frequency="day",
         variable_id=variable,
         time_range=span,
+        path=as_uri(url),
+        format="netcdf",
+    )
+
+
+def write_cordex_fx(ctx: StoreContext, grid: RotatedGrid, meta: dict[str, str]) -> None:
+    """One CORDEX-like ``sftlf`` (%) fx file of one simulation on the rotated-pole grid.
+
+    As in the CORDEX archive, the file has no time axis, the ensemble member
+    ``r0i0p0`` and frequency ``fx``, under the driving model's historical run.
+    """
+    ds = xr.Dataset(
+        {
+            "sftlf": (
+                ("rlat", "rlon"),
+                (100.0 * land_fraction(grid)).astype(FLOAT),
+                {
+                    "standard_name": "land_area_fraction",
+                    "long_name": "Land Area Fraction",
+                    "units": "%",
+                    "grid_mapping": "rotated_pole",
+                    "coordinates": "lat lon",
+                },
+            ),
+            "rotated_pole": _rotated_pole(),
+        },
+        coords=_rotated_coords(grid),
+        attrs=_cordex_attrs(meta, "fx"),
+    )
+    name = (
+        f"sftlf_{meta['domain_id']}_{meta['driving_source_id']}_{meta['experiment_id']}_"
+        f"{meta['member_id']}_{meta['institution_id']}-{meta['source_id']}_v1_fx.nc"
+    )
+    url = ctx.url(
+        "cordex",
+        meta["domain_id"],
+        meta["institution_id"],
+        meta["driving_source_id"],
+        meta["experiment_id"],
+        meta["member_id"],
+        meta["source_id"],
+        "fx",
+        "sftlf",
+        name,
+    )
+    encoding = {"sftlf": {"zlib": True, "complevel": 4, "_FillValue": np.float32(1e20)}}
+    write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
+    ctx.add_row(
+        "cordex",
+        project_id="CORDEX",
+        activity_id="DD",
+        domain_id=meta["domain_id"],
+        institution_id=meta["institution_id"],
+        driving_source_id=meta["driving_source_id"],
+        experiment_id=meta["experiment_id"],
+        member_id=meta["member_id"],
+        source_id=meta["source_id"],
+        frequency="fx",
+        variable_id="sftlf",
+        time_range="fx",
         path=as_uri(url),
         format="netcdf",
     )

@@ -17,10 +17,10 @@ import pandas as pd
 
 from cascadia import __version__
 from cascadia.twin.catalogs import write_collections, write_run_catalogs
-from cascadia.twin.grids import regular_grid, rotated_grid
+from cascadia.twin.grids import RegularGrid, regular_grid, rotated_grid
 from cascadia.twin.mooring import observe, write_mooring
 from cascadia.twin.ocean import OceanParams
-from cascadia.twin.presets import SCENARIOS, Preset, get_preset
+from cascadia.twin.presets import SCENARIOS, CmipSourceSpec, Preset, get_preset
 from cascadia.twin.projection_stores import FieldTask, field_task, start_field_tasks
 from cascadia.twin.realizations import (
     Realization,
@@ -30,12 +30,22 @@ from cascadia.twin.realizations import (
     reanalysis_view,
     run_all,
 )
-from cascadia.twin.stores import StoreContext, write_era5, write_era20c, write_twentycr
+from cascadia.twin.stores import (
+    StoreContext,
+    write_cmip_fx,
+    write_cordex_fx,
+    write_era5,
+    write_era5_cds_daily,
+    write_era20c,
+    write_twentycr,
+)
 from cascadia.twin.truth import write_history_truth, write_source_truth, write_truth_index
 from cascadia.twin.writers import join, write_text
 
 MANIFEST = "world.json"
 CORDEX_DOMAIN = "MED-TWIN"
+#: The member whose superseded datasets are written, and that drives the CORDEX pairs.
+FIRST_MEMBER = "r1i1p1f1"
 
 
 class WorldExistsError(FileExistsError):
@@ -149,15 +159,12 @@ def _write_reanalyses(
     axis, weather = history.axis, history.weather
     era5_view = reanalysis_view(weather, axis, np.random.default_rng(streams[0]), error_scale=0.3)
     era5_grid = regular_grid(preset.era5.resolution, lat_descending=True, lon_0_360=True)
+    era5_years = (preset.era5.years.start, preset.era5.years.end)
     write_era5(
-        ctx,
-        axis,
-        era5_view,
-        era5_grid,
-        (preset.era5.years.start, preset.era5.years.end),
-        streams[0],
-        time_chunk=preset.era5_time_chunk,
+        ctx, axis, era5_view, era5_grid, era5_years, streams[0], time_chunk=preset.era5_time_chunk
     )
+    # the same weather, grid and seed as the hourly store: the daily files agree with it
+    write_era5_cds_daily(ctx, axis, era5_view, era5_grid, era5_years, streams[0])
 
     scale = century_error_scale(axis)
     rng = np.random.default_rng(streams[1])
@@ -191,6 +198,15 @@ def _write_reanalyses(
     )
 
 
+def _cmip_grids(spec: CmipSourceSpec, preset: Preset) -> dict[str, RegularGrid]:
+    """The grids a CMIP-like model is published on: native (gn), and gr if regridded."""
+    scale = preset.cmip_resolution_scale
+    grids = {"gn": regular_grid(spec.resolution * scale, lat_descending=False, lon_0_360=True)}
+    if spec.gr_resolution is not None:
+        grids["gr"] = regular_grid(spec.gr_resolution * scale, lat_descending=False, lon_0_360=True)
+    return grids
+
+
 def _start_projections(
     ctx: StoreContext, preset: Preset, projections: list[Realization], stream: Any
 ) -> Callable[[], list[dict[str, str]]]:
@@ -203,15 +219,26 @@ def _start_projections(
     """
     sources = {s.source_id: s for s in preset.cmip_sources}
     by_key = {r.key: r for r in projections}
+    grids = {spec.source_id: _cmip_grids(spec, preset) for spec in preset.cmip_sources}
+    for spec in preset.cmip_sources:  # land fractions: one fx store per model and grid
+        for label, grid in grids[spec.source_id].items():
+            fx = {
+                "activity_id": "CMIP",
+                "institution_id": spec.institution_id,
+                "source_id": spec.source_id,
+                "experiment_id": "historical",
+                "member_id": FIRST_MEMBER,
+                "grid_label": label,
+            }
+            write_cmip_fx(ctx, grid, fx)
     seeds = iter(stream.spawn(10_000))
     tasks: list[FieldTask] = []
     truth_rows: list[dict[str, str]] = []
     truth_parts: dict[tuple[str, str], list[tuple[str, Realization]]] = {}
+    first_historical = ("historical", FIRST_MEMBER)
     for (source_id, scenario, member), path in by_key.items():
         spec = sources[source_id]
-        grid = regular_grid(
-            spec.resolution * preset.cmip_resolution_scale, lat_descending=False, lon_0_360=True
-        )
+        grid, gr_grid = grids[source_id]["gn"], grids[source_id].get("gr")
         experiments = ("historical", scenario) if scenario == SCENARIOS[0] else (scenario,)
         for experiment in experiments:
             meta = {
@@ -228,12 +255,33 @@ def _start_projections(
                 "wind_factor": spec.wind_factor,
                 "psl_bias": spec.psl_bias,
             }
-            tasks.append(field_task("cmip6", path, experiment, grid, biases, meta, next(seeds)))
+            superseded = spec.superseded if (experiment, member) == first_historical else ()
+            task = field_task(
+                "cmip6",
+                path,
+                experiment,
+                grid,
+                biases,
+                meta,
+                next(seeds),
+                gr_grid=gr_grid if member == FIRST_MEMBER else None,
+                superseded=superseded,
+            )
+            tasks.append(task)
             truth_parts.setdefault(("cmip6", source_id), []).append((experiment, path))
 
     rgrid = rotated_grid(preset.cordex_resolution)
     for pair in preset.cordex:
-        member = "r1i1p1f1"
+        fx = {
+            "domain_id": CORDEX_DOMAIN,
+            "institution_id": pair.institution,
+            "driving_source_id": pair.driving_source,
+            "experiment_id": "historical",
+            "member_id": "r0i0p0",
+            "source_id": pair.rcm,
+        }
+        write_cordex_fx(ctx, rgrid, fx)
+        member = FIRST_MEMBER
         for experiment in preset.cordex_experiments:
             scenario = SCENARIOS[0] if experiment == "historical" else experiment
             path = by_key[(pair.driving_source, scenario, member)]

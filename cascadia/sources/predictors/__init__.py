@@ -2,8 +2,10 @@
 
 One concern per module: :mod:`~cascadia.sources.predictors.grids` (lat/lon spelling,
 order and longitude convention), :mod:`~cascadia.sources.predictors.regions` (named
-boxes, area weights, regional means), :mod:`~cascadia.sources.predictors.units`
-(CF units via pint/xclim, derived humidity and wind),
+boxes, area weights, regional means), :mod:`~cascadia.sources.predictors.masks`
+(a source's land fraction, in one convention, on its data's grid),
+:mod:`~cascadia.sources.predictors.units` (CF units via pint/xclim, derived
+humidity and wind),
 :mod:`~cascadia.sources.predictors.daily` (sub-daily to daily),
 :mod:`~cascadia.sources.predictors.calendars` (one calendar, gap filling) and
 :mod:`~cascadia.sources.predictors.canonical` (the canonical set and the chain).
@@ -20,6 +22,7 @@ from cascadia.sources.predictors.canonical import (
 )
 from cascadia.sources.predictors.daily import DAILY_STATISTICS, to_daily
 from cascadia.sources.predictors.grids import normalize_grid
+from cascadia.sources.predictors.masks import as_land_fraction
 from cascadia.sources.predictors.regions import (
     Region,
     all_nan_regions,
@@ -37,6 +40,7 @@ __all__ = [
     "GapReport",
     "Region",
     "all_nan_regions",
+    "as_land_fraction",
     "convert_variable",
     "fill_short_gaps",
     "hurs_from_dewpoint",

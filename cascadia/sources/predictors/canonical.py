@@ -244,6 +244,7 @@ def standardise(
     max_gap_days: int = 3,
     min_coverage: float = 0.75,
     statistics: Mapping[str, str] | None = None,
+    land_fraction: xr.DataArray | None = None,
 ) -> tuple[xr.Dataset, GapReport]:
     """From a raw source dataset to daily regional canonical predictors.
 
@@ -275,6 +276,10 @@ def standardise(
     statistics : mapping, optional
         Per-variable daily statistic (defaults to
         :data:`cascadia.sources.predictors.daily.DAILY_STATISTICS`).
+    land_fraction : xarray.DataArray, optional
+        The source's land area fraction (``1``) on the same grid
+        (:func:`~cascadia.sources.predictors.masks.as_land_fraction`); needed
+        when a region averages over sea or land only.
 
     Returns
     -------
@@ -288,7 +293,7 @@ def standardise(
         # Speed on the sub-daily grid, never from regional or daily mean components.
         speed = wind_speed(canonical["uas"], canonical["vas"])
         canonical = canonical.assign(sfcWind=speed.assign_attrs(CANONICAL_ATTRS["sfcWind"]))
-    regional = regional_means(canonical, regions)
+    regional = regional_means(canonical, regions, land_fraction)
     daily = to_daily(regional, min_coverage=min_coverage, statistics=statistics)
     daily = to_calendar(daily, calendar=calendar)
     filled, report = fill_short_gaps(daily, max_gap_days=max_gap_days)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+import cf_xarray  # noqa: F401  (registers the ``.cf`` accessor used below)
 import numpy as np
 import xarray as xr
 

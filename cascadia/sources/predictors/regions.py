@@ -4,7 +4,10 @@ The model reads a handful of regional series (Gulf of Lion shelf, Tramontane
 and Mistral corridors), not gridded fields, so each source is reduced to one
 value per region and time step. The weights must be right on every grid the
 project meets: a 0.25° regular reanalysis grid, a 1–2° CMIP grid where a
-region covers a few partial cells, and a rotated-pole CORDEX grid.
+region covers a few partial cells, and a rotated-pole CORDEX grid. A region
+may average over sea (or land) cells only: each cell is then weighted by the
+share of its area that is sea (or land), from the source's own land fraction
+(:mod:`cascadia.sources.predictors.masks`).
 """
 
 from __future__ import annotations
@@ -17,17 +20,25 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cascadia.sources.predictors.grids import horizontal_dims, is_curvilinear, normalize_grid
+from cascadia.sources.predictors.masks import land_fraction_on_grid
 
 __all__ = ["Region", "all_nan_regions", "region_weights", "regional_means"]
 
 
 class Region(BaseModel):
-    """A latitude/longitude box with a name.
+    """A latitude/longitude box with a name, and the surface it averages over.
 
     Why: regions are configuration (YAML), validated once, and reused on every
     source grid. Longitudes use the −180–180 convention of
     :func:`cascadia.sources.predictors.grids.normalize_grid`; boxes crossing the
     antimeridian are not supported.
+
+    ``surface`` defaults to ``all``: a box is the box unless it says otherwise,
+    and masking needs the source's land fraction, which a catalog then has to
+    name. The Gulf of Lion shelf, whose air feeds the air–sea fluxes, is
+    ``sea``; the wind corridors are ``all``, because the Tramontane and the
+    Mistral are channelled over land and fan out over the sea, one flow across
+    the coast.
 
     Attributes
     ----------
@@ -37,6 +48,8 @@ class Region(BaseModel):
         Southern and northern edges, degrees_north, within [-90, 90].
     lon_min, lon_max : float
         Western and eastern edges, degrees_east, within [-180, 180].
+    surface : {"all", "sea", "land"}
+        Which part of each cell counts: all of it, or its sea (land) share.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -46,6 +59,7 @@ class Region(BaseModel):
     lat_max: float = Field(ge=-90.0, le=90.0)
     lon_min: float = Field(ge=-180.0, le=180.0)
     lon_max: float = Field(ge=-180.0, le=180.0)
+    surface: Literal["all", "sea", "land"] = "all"
 
     @model_validator(mode="after")
     def _check_order(self) -> Self:
@@ -121,40 +135,53 @@ def _extent(lat: np.ndarray, lon: np.ndarray) -> str:
     )
 
 
-def region_weights(ds: xr.Dataset, region: Region) -> xr.DataArray:
+def region_weights(
+    ds: xr.Dataset, region: Region, land_fraction: xr.DataArray | None = None
+) -> xr.DataArray:
     """Area weights of the grid cells for one region.
 
-        Why: a plain mean over grid points over-weights high latitudes and
-        ignores that a coarse cell may be only partly in the box.
+    Why: a plain mean over grid points over-weights high latitudes, ignores that
+    a coarse cell may be only partly in the box, and mixes land air into a sea
+    region.
 
-        On regular grids the weight is ``cos(lat) × f`` where ``f`` is the fraction
-        of the cell (bounds midway between centres, latitudes clipped to ±90°)
-        inside the box. On curvilinear grids it is ``cos(lat)`` for cells whose
-        fraction ``f`` is estimated by sampling each cell on a 7 x 7 sub-grid
-    (corners midway between neighbouring centres, bilinear in between), so a
-    coarse regional-model cell that only straddles the box still counts. The grid is first
-        normalised with :func:`~cascadia.sources.predictors.grids.normalize_grid`, so the
-        weights carry the normalised coordinates (lon in −180–180, lat ascending).
-        Only coordinates are read.
+    The weight of a cell is ``cos(lat) × f × s``. ``f`` is the fraction of the
+    cell inside the box: on regular grids from bounds midway between centres
+    (latitudes clipped to ±90°); on curvilinear grids from sampling each cell on
+    a 7 x 7 sub-grid (corners midway between neighbouring centres, bilinear in
+    between), so a coarse regional-model cell that only straddles the box still
+    counts. ``s`` is 1 for ``surface: all``, the sea fraction ``1 − land`` for
+    ``sea`` and the land fraction for ``land``: fractional, so a coastal cell
+    counts by its share and means change smoothly with the grid (a threshold
+    would leave a 2° model with no shelf cell at all); a cell with a missing
+    land fraction gets no weight. The grid is first normalised with
+    :func:`~cascadia.sources.predictors.grids.normalize_grid`, so the weights
+    carry the normalised coordinates (lon in −180–180, lat ascending). Only
+    coordinates and the land fraction are read.
 
-        Parameters
-        ----------
-        ds : xarray.Dataset
-            Dataset whose horizontal grid is used.
-        region : Region
-            The box.
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Dataset whose horizontal grid is used.
+    region : Region
+        The box and its surface.
+    land_fraction : xarray.DataArray, optional
+        Land area fraction (``1``) of the same grid, from
+        :func:`~cascadia.sources.predictors.masks.as_land_fraction`; needed
+        unless ``region.surface`` is ``all``.
 
-        Returns
-        -------
-        xarray.DataArray
-            Non-negative weights (dimensionless, unnormalised) over the horizontal
-            dims, named ``weights``.
+    Returns
+    -------
+    xarray.DataArray
+        Non-negative weights (dimensionless, unnormalised) over the horizontal
+        dims, named ``weights``.
 
-        Raises
-        ------
-        ValueError
-            If no cell of the grid has a positive weight for the region; the
-            message names the region and gives the grid's extent.
+    Raises
+    ------
+    ValueError
+        If no cell of the grid has a positive weight for the region (the
+        message names the region and gives the grid's extent), if a sea or land
+        region has no land fraction or no cell of its surface, or if the land
+        fraction is on another grid.
     """
     ds = normalize_grid(ds)
     lat = np.asarray(ds["lat"].values, dtype=float)
@@ -163,13 +190,12 @@ def region_weights(ds: xr.Dataset, region: Region) -> xr.DataArray:
     if is_curvilinear(ds):
         values = coslat * _curvilinear_fraction(lat, lon, region)
         dims = ds["lat"].dims
-        coords = {"lat": ds["lat"], "lon": ds["lon"]}
     else:
         flat = _overlap_fraction(lat, region.lat_min, region.lat_max, clip=90.0)
         flon = _overlap_fraction(lon, region.lon_min, region.lon_max, clip=None)
         values = (coslat * flat)[:, None] * flon[None, :]
         dims = ("lat", "lon")
-        coords = {"lat": ds["lat"], "lon": ds["lon"]}
+    coords = {"lat": ds["lat"], "lon": ds["lon"]}
     values = np.clip(values, 0.0, None)  # cos(±90°) may round to a tiny negative
     if not np.any(values > 0):
         raise ValueError(
@@ -177,6 +203,8 @@ def region_weights(ds: xr.Dataset, region: Region) -> xr.DataArray:
             f"lon [{region.lon_min}, {region.lon_max}]) has no grid cell on this grid: "
             f"{_extent(lat, lon)}."
         )
+    if region.surface != "all":
+        values = values * _surface_share(ds, region, land_fraction, values > 0)
     return xr.DataArray(
         values,
         dims=dims,
@@ -186,12 +214,39 @@ def region_weights(ds: xr.Dataset, region: Region) -> xr.DataArray:
     )
 
 
-def regional_means(ds: xr.Dataset, regions: Iterable[Region]) -> xr.Dataset:
+def _surface_share(
+    ds: xr.Dataset, region: Region, land_fraction: xr.DataArray | None, touched: np.ndarray
+) -> np.ndarray:
+    """Sea (or land) share of each cell of the normalised grid, 0 where unknown."""
+    if land_fraction is None:
+        raise ValueError(
+            f"Region {region.name!r} averages over {region.surface} cells but no land "
+            "fraction was given for this grid."
+        )
+    try:
+        land = land_fraction_on_grid(land_fraction, ds).values
+    except ValueError as exc:
+        raise ValueError(f"Region {region.name!r}: {exc}.") from None
+    share = np.nan_to_num(1.0 - land if region.surface == "sea" else land, nan=0.0)
+    if not np.any(share[touched] > 0):
+        other = "land" if region.surface == "sea" else "sea"
+        raise ValueError(
+            f"Region {region.name!r} averages over {region.surface} cells but the land "
+            f"fraction makes all of its {int(touched.sum())} cells {other} (or unknown): "
+            f"no {region.surface} to average over; use surface: all or another box."
+        )
+    return share
+
+
+def regional_means(
+    ds: xr.Dataset, regions: Iterable[Region], land_fraction: xr.DataArray | None = None
+) -> xr.Dataset:
     """Area-weighted means of every gridded variable over named regions.
 
     Why: the model reads regional series. Missing values must not bias the
     mean: at each time step the weights are renormalised over the valid points,
-    so a region is NaN only where all its cells are NaN.
+    so a region is NaN only where all its cells are NaN. Sea and land regions
+    weight each cell by its sea or land share (:func:`region_weights`).
 
     Variables lacking the horizontal dimensions (grid-mapping scalars, time
     bounds) are left out. The computation is a lazy weighted reduction
@@ -203,6 +258,8 @@ def regional_means(ds: xr.Dataset, regions: Iterable[Region]) -> xr.Dataset:
         Gridded data, any units (units attributes are kept).
     regions : iterable of Region
         Regions; names must be unique.
+    land_fraction : xarray.DataArray, optional
+        Land area fraction (``1``) of the grid; needed by sea and land regions.
 
     Returns
     -------
@@ -213,7 +270,8 @@ def regional_means(ds: xr.Dataset, regions: Iterable[Region]) -> xr.Dataset:
     Raises
     ------
     ValueError
-        If no region is given, names repeat, or a region has no cell on the grid.
+        If no region is given, names repeat, a region has no cell (of its
+        surface) on the grid, or a sea or land region has no land fraction.
     """
     regions = list(regions)
     names = [r.name for r in regions]
@@ -224,7 +282,8 @@ def regional_means(ds: xr.Dataset, regions: Iterable[Region]) -> xr.Dataset:
     ds = normalize_grid(ds)
     hdims = horizontal_dims(ds)
     weights = xr.concat(
-        [region_weights(ds, r).drop_vars(["lat", "lon"]) for r in regions], dim="region"
+        [region_weights(ds, r, land_fraction).drop_vars(["lat", "lon"]) for r in regions],
+        dim="region",
     ).assign_coords(region=("region", names))
     gridded = [name for name, da in ds.data_vars.items() if set(hdims) <= set(da.dims)]
     if not gridded:

@@ -1,0 +1,244 @@
+"""Offline and unreachable archives: a run ends within seconds, one line per store.
+
+The test condition is this machine's (and CI's): no network. The shipped catalogs
+point at the real archives (ARCO-ERA5 on Google Cloud, Pangeo CMIP6, EURO-CORDEX on
+AWS) and at placeholder templates; ``run`` on each must exit non-zero in seconds,
+with one line per failure naming the source and the URL, never a library traceback,
+and leave no results store behind. A reachable collection whose stores sit behind a
+closed loopback port (S3 and GCS endpoints) stands for archives that are listed but
+not served: every combination fails fast, one line each.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from helpers import two_year_preset
+
+from cascadia.cli import main
+from cascadia.learning.jobs import TrainJob, smoke_train_job
+from cascadia.learning.train_job import run_train_job
+from cascadia.sources.reach import Unreachable, endpoint, ensure_reachable
+from cascadia.twin.world import build_world
+
+CATALOGS = Path(__file__).resolve().parents[1] / "catalogs"
+ARCO = "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
+EURO_CORDEX_TABLE = "https://euro-cordex.s3.eu-central-1.amazonaws.com/catalog/CORDEX.csv"
+PANGEO = "https://storage.googleapis.com/cmip6/pangeo-cmip6.json"
+#: The seconds a user may wait for a run that cannot start (the issue's bound).
+BOUND = 15.0
+
+#: Shipped catalog -> {failure label: what its one line must name}.
+SHIPPED = {
+    "cordex.yaml": {
+        "euro-cordex *": EURO_CORDEX_TABLE,
+        "med-cordex *": "collections/med-cordex.example.json",
+    },
+    "era5.yaml": {"ERA5/reanalysis/r1": ARCO},
+    "cmip6.yaml": {"cmip6 *": PANGEO},
+    "20cr.yaml": {"20cr *": "collections/20cr.example.json"},
+    "era20c.yaml": {"era20c *": "collections/era20c.example.json"},
+    "era5-cds.yaml": {"era5 *": "collections/era5-cds.example.json"},
+}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A smoke model: ``run`` loads the model before it plans, as a user's run would."""
+    root = tmp_path_factory.mktemp("offline")
+    build_world(str(root / "world"), two_year_preset("offline"), seed=0)
+    job = smoke_train_job(
+        root / "world",
+        str(root / "cache"),
+        train_winters=[2014],
+        validation_winters=[2015],
+        test_winters=[2013],
+    )
+    run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
+    return root / "model"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run(catalog: Path, model: Path, tmp_path: Path, capsys) -> tuple[int, float, str, str]:
+    out = tmp_path / "results.zarr"
+    started = time.perf_counter()
+    argv = ["run", "--catalog", str(catalog), "--model", str(model), "--out", str(out)]
+    code = main([*argv, "--cache", str(tmp_path / "cache")])
+    elapsed = time.perf_counter() - started
+    captured = capsys.readouterr()
+    assert not out.exists(), "a run that cannot start must not create the store"
+    return code, elapsed, captured.out, captured.err
+
+
+def _failure_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("failed ")]
+
+
+@pytest.mark.parametrize("name", list(SHIPPED))
+def test_shipped_catalog_offline_fails_in_seconds_one_line_per_store(
+    name: str, model: Path, tmp_path: Path, capsys
+) -> None:
+    code, elapsed, out, err = _run(CATALOGS / name, model, tmp_path, capsys)
+    assert code == 1
+    assert elapsed < BOUND, f"{name}: {elapsed:.1f} s"
+    lines = _failure_lines(err)
+    assert len(lines) == len(SHIPPED[name]), lines
+    for label, named in SHIPPED[name].items():
+        (line,) = [x for x in lines if x.startswith(f"failed {label}: ")]
+        assert named in line
+        source = label.split(" ")[0] if label.endswith("*") else "era5"
+        assert f"[{source}]" in line
+        if "example" in named:
+            assert "placeholders" in line and "point 'collection'" in line
+        else:
+            assert "cannot be reached" in line
+    assert "Traceback" not in out + err
+    summary = f"0 done, 0 up to date, {len(SHIPPED[name])} failed; 0 tasks"
+    assert summary in out and "the store was not touched" in out
+
+
+def test_cordex_catalog_never_waits_for_the_unused_reference(
+    model: Path, tmp_path: Path, capsys
+) -> None:
+    """No CORDEX combination can be listed, so ERA5 (the bias-adjustment reference on
+    Google Cloud) is neither fingerprinted nor named."""
+    code, elapsed, _, err = _run(CATALOGS / "cordex.yaml", model, tmp_path, capsys)
+    assert code == 1 and elapsed < BOUND
+    assert "googleapis" not in err and "arco-era5" not in err
+
+
+def _collection(folder: Path, name: str, rows: list[dict[str, str]]) -> Path:
+    """A local intake-esm collection (CSV + JSON) of one-variable Zarr assets."""
+    pd.DataFrame(rows).to_csv(folder / f"{name}.csv", index=False)
+    columns = [c for c in rows[0] if c != "path"]
+    spec = {
+        "esmcat_version": "0.1.0",
+        "id": name,
+        "description": f"{name}: stores behind a closed port",
+        "catalog_file": f"{name}.csv",
+        "attributes": [{"column_name": c, "vocabulary": ""} for c in columns],
+        "assets": {"column_name": "path", "format": "zarr"},
+        "aggregation_control": {
+            "variable_column_name": "variable_id",
+            "groupby_attrs": ["source_id", "experiment_id", "member_id"],
+            "aggregations": [{"type": "union", "attribute_name": "variable_id"}],
+        },
+    }
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _source(name: str, collection: Path, options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "collection": str(collection),
+        "storage_options": options,
+        "role": "hindcast",
+        "period": {"start": 2000, "end": 2001},
+        "variables": {"tas": "tas", "pr": "pr"},
+    }
+
+
+def test_listed_but_unserved_stores_fail_each_combination_in_seconds(
+    model: Path, tmp_path: Path, capsys
+) -> None:
+    port = _closed_port()
+    rows = {
+        "s3": [
+            {
+                "source_id": "MODEL-S3",
+                "experiment_id": "reanalysis",
+                "member_id": f"r{m}",
+                "variable_id": v,
+                "path": f"s3://bucket/MODEL-S3/r{m}/{v}.zarr",
+            }
+            for m in (1, 2, 3)
+            for v in ("tas", "pr")
+        ],
+        "gcs": [
+            {
+                "source_id": "MODEL-GS",
+                "experiment_id": "reanalysis",
+                "member_id": f"r{m}",
+                "variable_id": v,
+                "path": f"gs://bucket/MODEL-GS/r{m}/{v}.zarr",
+            }
+            for m in (1, 2)
+            for v in ("tas", "pr")
+        ],
+    }
+    endpoint_url = f"http://127.0.0.1:{port}"
+    catalog = {
+        "version": 1,
+        "regions": [
+            {"name": "shelf", "lat_min": 42.3, "lat_max": 43.6, "lon_min": 3.0, "lon_max": 5.0}
+        ],
+        "sources": [
+            _source(
+                "s3-store",
+                _collection(tmp_path, "s3", rows["s3"]),
+                {"anon": True, "client_kwargs": {"endpoint_url": endpoint_url}},
+            ),
+            _source(
+                "gcs-store",
+                _collection(tmp_path, "gcs", rows["gcs"]),
+                {"token": "anon", "endpoint_url": endpoint_url},
+            ),
+        ],
+    }
+    path = tmp_path / "unserved.yaml"
+    path.write_text(yaml.safe_dump(catalog))
+    code, elapsed, out, err = _run(path, model, tmp_path, capsys)
+    assert code == 1 and elapsed < BOUND, elapsed
+    lines = _failure_lines(err)
+    expected = {f"MODEL-S3/reanalysis/r{m}": f"s3://bucket/MODEL-S3/r{m}/" for m in (1, 2, 3)} | {
+        f"MODEL-GS/reanalysis/r{m}": f"gs://bucket/MODEL-GS/r{m}/" for m in (1, 2)
+    }
+    assert len(lines) == len(expected), lines
+    for label, url in expected.items():
+        (line,) = [x for x in lines if x.startswith(f"failed {label}: ")]
+        assert url in line and f"127.0.0.1:{port}" in line and "connection refused" in line
+    assert "Traceback" not in out + err
+
+
+def test_each_filesystem_is_probed_where_its_library_connects(monkeypatch) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    assert endpoint(ARCO, {"token": "anon"}) == ("storage.googleapis.com", 443)
+    assert endpoint("s3://euro-cordex/CMIP5/x", {"anon": True}) == ("s3.amazonaws.com", 443)
+    regional = {"client_kwargs": {"region_name": "eu-central-1"}}
+    assert endpoint("s3://euro-cordex/x", regional) == ("s3.eu-central-1.amazonaws.com", 443)
+    moto = {"endpoint_url": "http://127.0.0.1:5555"}
+    assert endpoint("simplecache::s3://bucket/x", moto) == ("127.0.0.1", 5555)
+    assert endpoint(EURO_CORDEX_TABLE) == ("euro-cordex.s3.eu-central-1.amazonaws.com", 443)
+    assert endpoint("http://localhost:8080/c.json") == ("localhost", 8080)
+    assert endpoint("file:///data/x.nc") is None and endpoint("/data/x.nc") is None
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")
+    assert endpoint("gs://bucket/x") == ("127.0.0.1", 4443)
+
+
+def test_a_proxy_that_refuses_is_named(monkeypatch) -> None:
+    """Behind a proxy the libraries connect to the proxy: so does the probe."""
+    port = _closed_port()
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    started = time.perf_counter()
+    with pytest.raises(Unreachable) as err:
+        ensure_reachable("https://data.example.org/catalog.json")
+    assert time.perf_counter() - started < 2.0
+    assert f"through the proxy 127.0.0.1:{port}" in str(err.value)
+    assert "data.example.org:443" in str(err.value)
