@@ -448,7 +448,10 @@ class _Graph:
         return self.futures[key]
 
     def raw(self, entry: _Entry) -> Future:
-        return self._submit(("extract", *entry.id), _extract_task, entry, self.cache)
+        # keyed by what it writes: one source read by two catalogs (a hindcast and the
+        # reference of a projection's adjustment) is one cache entry, written by one task
+        key = ("extract", entry.source.name, entry.combo.slug, entry.key)
+        return self._submit(key, _extract_task, entry, self.cache)
 
     def fit(self, hist: _Entry) -> Future:
         ref = self.plan.references[hist.catalog.path]
