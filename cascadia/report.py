@@ -3,10 +3,13 @@
 Why: a results store holds numbers for every combination; a reader first wants three
 pictures — does the hindcast follow the mooring, how many cascading days per winter does
 each scenario project and how much do the models disagree, and (on the twin world only)
-is the projected 2080-2100 change the *true* change. The truth comparison uses the model's
-own event rule (its ``job.yaml``) on the twin's true deep temperature, and the same
-reductions as :mod:`cascadia.run.spread` (season scaling, members then models, period means
-and changes), so run and truth differ only by what the model got wrong.
+is the projected 2080-2100 change the *true* change, and how good is the hindcast before
+the mooring record. The truth comparison applies the model's own event rule (its
+``job.yaml``) to the twin's physical anomaly (true temperature minus its true background,
+which, unlike a centred running quantile, sees no future), counts run and truth over the
+same November-April season, and takes the same reductions as :mod:`cascadia.run.spread`
+(season scaling, members then models, period means and changes), so run and truth differ
+only by what the model got wrong.
 """
 
 from __future__ import annotations
@@ -495,11 +498,10 @@ def hindcast_scores(
                 events,
                 min_winter_coverage,
             )
-            predicted = (
-                np.nanmean([_daily(results, "temperature_mean", c, depth) for c in members], axis=0)
-                if days.any()
-                else np.full(time.size, np.nan)
-            )
+            stack = np.stack([_daily(results, "temperature_mean", c, depth) for c in members])
+            count = np.isfinite(stack).sum(axis=0)
+            total = np.where(np.isfinite(stack), stack, 0.0).sum(axis=0)
+            predicted = np.where(count > 0, total / np.maximum(count, 1), np.nan)
             have = days & np.isfinite(predicted)
             if have.any():
                 first = time[have][0]
