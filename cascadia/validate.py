@@ -276,10 +276,14 @@ def _table(result: ValidateResult) -> list[str]:
             (f"{scenario}: run range covers truth", e + "range_covers_truth"),
         ]
     hindcast_keys = sorted(
-        {k for f in flat.values() for k in f if k.startswith("hindcast.sources.")}
+        {k for f in flat.values() for k in f if k.startswith("hindcast.sources.")},
+        key=lambda k: [int(p) if p.isdigit() else p for p in k.split(".")],
     )
     for key in hindcast_keys:
-        _, _, source, _, depth, name = key.split(".", 5)
+        parts = key.split(".")
+        if len(parts) != 6:  # hindcast.sources.<source>.depths.<depth>.<score>
+            continue
+        source, depth, name = parts[2], parts[4], parts[5]
         if name in ("nse", "event_days_correlation"):
             label = "NSE" if name == "nse" else "r(event days)"
             rows.append((f"hindcast pre-record {source} {depth} m {label}", key))
