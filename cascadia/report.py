@@ -467,9 +467,9 @@ def hindcast_scores(
 ) -> dict[str, Any]:
     """The reanalysis hindcasts before the mooring record, scored against the twin's truth.
 
-    For each done reanalysis source (members averaged where it has several), on the days
-    before 1 January ``before`` and the winters before winter ``before``: the NSE of the
-    daily ``temperature_mean`` (°C, the model's background added, as stored) against the
+    For each done reanalysis source with days before the record (members averaged where it
+    has several), on the days before 1 January ``before`` and the winters before winter
+    ``before``: the NSE of the daily ``temperature_mean`` (°C, the model's background added, as stored) against the
     true daily temperature, and the correlation of the run's per-winter (November-April)
     event days with the truth's (physical anomaly), per depth.
     """
@@ -530,7 +530,8 @@ def hindcast_scores(
                 if run_events.notna().any()
                 else None,
             }
-        sources[source] = {"members": len(members), "depths": per_depth}
+        if any(one["n_days"] for one in per_depth.values()):  # a source from the record on
+            sources[source] = {"members": len(members), "depths": per_depth}
     return {
         "before": before,
         "first_day": None if first_day is None else str(first_day.date()),
