@@ -469,9 +469,9 @@ def hindcast_scores(
 
     For each done reanalysis source with days before the record (members averaged where it
     has several), on the days before 1 January ``before`` and the winters before winter
-    ``before``: the NSE of the daily ``temperature_mean`` (°C, the model's background added, as stored) against the
-    true daily temperature, and the correlation of the run's per-winter (November-April)
-    event days with the truth's (physical anomaly), per depth.
+    ``before``: the NSE of the daily ``temperature_mean`` (°C, the model's background
+    added, as stored) against the true daily temperature, and the correlation of the run's
+    per-winter (November-April) event days with the truth's (physical anomaly), per depth.
     """
     time = pd.DatetimeIndex(results["time"].values)
     days = time < pd.Timestamp(before, 1, 1)
