@@ -353,7 +353,8 @@ def run_validate(
     if vary_physics and "vary_physics" not in inspect.signature(build_world).parameters:
         raise ValidateError(
             "this twin generator cannot draw its physical parameters per seed "
-            "(build_world has no vary_physics); validate with fixed physics instead"
+            "(build_world has no vary_physics); validate with fixed physics (--fixed-physics, "
+            "vary_physics=False)"
         )
     settings = _settings(preset, job_file, vary_physics)
     root = Path(out).resolve()
