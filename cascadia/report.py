@@ -233,8 +233,10 @@ def _joined_run(
     experiment, source, member = combo
     if experiment in (REANALYSIS, HISTORICAL):
         return own
+    if HISTORICAL not in results["experiment"].values:
+        return own
     status = results["status"].sel(experiment=HISTORICAL, source_id=source, member_id=member)
-    if HISTORICAL not in results["experiment"].values or str(status.values) != "done":
+    if str(status.values) != "done":
         return own
     covered = np.flatnonzero(np.isfinite(own))
     if not covered.size:
