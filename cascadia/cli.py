@@ -495,6 +495,40 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from cascadia.learning.jobs import JobError
+    from cascadia.run.pipeline import RunInputError
+    from cascadia.validate import SUMMARY_MD, ValidateError, run_validate
+
+    if args.workers is not None and args.workers < 1:
+        return _fail(f"--workers must be at least 1, got {args.workers}")
+    status = console.status("validate")
+    say = (lambda line: console.print(line)) if args.verbose else status.update
+    status.start()
+    try:
+        result = run_validate(
+            args.seeds,
+            preset=args.preset,
+            out=args.out,
+            job=args.job,
+            workers=args.workers,
+            vary_physics=not args.fixed_physics,
+            allow_development_seeds=args.allow_development_seeds,
+            log=say,
+        )
+    except (ValidateError, JobError, RunInputError) as exc:
+        return _fail(str(exc))
+    finally:
+        status.stop()
+    if result.skipped:
+        print(f"seeds already done (skipped): {', '.join(map(str, result.skipped))}")
+    text = (result.out / SUMMARY_MD).read_text(encoding="utf-8")
+    print("\n".join(line for line in text.splitlines() if line.startswith("|")))
+    for path in result.files:
+        print(f"  {path}")
+    return 0
+
+
 def _ceiling(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -728,6 +762,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0, help="twin world seed (default: 0)")
     demo.set_defaults(handler=_demo)
+    validate = commands.add_parser(
+        "validate",
+        help="judge the frozen job on fresh twin worlds: per seed and as mean and range",
+        description="For each seed: build a fresh twin world (its physical parameters drawn "
+        "per seed), train the frozen job on it, run it over every catalog of the world and "
+        "compare with the truth; then write validate.json and validate.md under --out: "
+        "test-winter scores, warm-split scores, run-vs-truth change in winter event days "
+        "per scenario and the hindcast before the mooring record, per seed and as mean and "
+        "range. Seeds already done with the same settings are skipped (see docs/run.md).",
+    )
+    validate.add_argument(
+        "--seeds", type=int, nargs="+", required=True, metavar="N", help="twin world seeds"
+    )
+    validate.add_argument(
+        "--job", metavar="YAML", help="frozen training job (default: the preset's in jobs/)"
+    )
+    validate.add_argument("--preset", default="demo", help="tiny | demo (default: demo)")
+    validate.add_argument(
+        "--out", default="validate", metavar="DIR", help="output folder (default: validate)"
+    )
+    validate.add_argument(
+        "--workers", type=int, metavar="N", help="Dask workers (default: one per core)"
+    )
+    validate.add_argument(
+        "--fixed-physics",
+        action="store_true",
+        help="keep the twin's default physical parameters instead of drawing them per seed",
+    )
+    validate.add_argument(
+        "--allow-development-seeds",
+        action="store_true",
+        help="accept seeds the repository was developed on (0-5, 7, 9, 100): not a validation",
+    )
+    validate.add_argument("--verbose", action="store_true", help="print every progress line")
+    validate.set_defaults(handler=_validate)
     ceiling = commands.add_parser(
         "ceiling",
         help="skill ceiling on the twin world: oracles next to the trained model",

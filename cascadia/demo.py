@@ -127,16 +127,16 @@ class DemoResult:
         return next(s for s in self.stages if s.name == name)
 
 
-def demo_job(preset: str, out: str | Path) -> dict[str, Any]:
+def demo_job(preset: str, out: str | Path, template: str | Path | None = None) -> dict[str, Any]:
     """The training job of ``preset`` with every path pointing into ``out``.
 
-    The one place the demo's job is made: the repository's ``jobs/`` template for the
-    preset, its predictors, cache, observations and output redirected to ``out``'s
-    world, cache and model folders (absolute paths).
+    The one place the demo's job is made: ``template`` (default: the repository's
+    ``jobs/`` template for the preset), its predictors, cache, observations and output
+    redirected to ``out``'s world, cache and model folders (absolute paths).
     """
     if preset not in DEMO_JOBS:
         raise DemoError(f"unknown preset {preset!r}; expected one of: {', '.join(DEMO_JOBS)}")
-    template = JOBS_DIR / DEMO_JOBS[preset]
+    template = Path(template) if template is not None else JOBS_DIR / DEMO_JOBS[preset]
     if not template.is_file():
         raise DemoError(
             f"training job template {template} not found: the demo needs the repository's "
@@ -178,9 +178,10 @@ def common_variables(world: Path) -> list[str]:
     return sorted(names)
 
 
-def world_is_complete(world: Path, preset: str, seed: int) -> bool:
-    """True when ``world`` holds a finished world (``world.json``) of the demo preset
-    ``preset`` and ``seed``."""
+def world_is_complete(world: Path, preset: str | Preset, seed: int) -> bool:
+    """True when ``world`` holds a finished world (``world.json``) of ``preset`` (a demo
+    preset's name or a world preset) and ``seed``."""
+    name = preset.name if isinstance(preset, Preset) else DEMO_WORLDS[preset].name
     manifest = world / MANIFEST
     if not manifest.is_file():
         return False
@@ -188,7 +189,7 @@ def world_is_complete(world: Path, preset: str, seed: int) -> bool:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return False
-    return data.get("preset") == DEMO_WORLDS[preset].name and data.get("seed") == seed
+    return data.get("preset") == name and data.get("seed") == seed
 
 
 def _job_identity(job: dict[str, Any]) -> dict[str, Any]:
@@ -221,6 +222,11 @@ def run_demo(
     *,
     workers: int | None = None,
     seed: int = 0,
+    job: str | Path | None = None,
+    world: Preset | None = None,
+    world_options: dict[str, Any] | None = None,
+    truth_periods: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    ceiling: bool = True,
     log: Callable[[str], None] = lambda _: None,
     on_stage: Callable[[StageResult], None] = lambda _: None,
     on_total: Callable[[int], None] | None = None,
@@ -240,6 +246,14 @@ def run_demo(
         Dask workers of the local cluster (default: one per core).
     seed
         Seed of the twin world.
+    job
+        Training job template (default: the preset's in the repository's ``jobs/``).
+    world, world_options, truth_periods
+        Twin world preset (default: the demo preset's), extra keyword arguments of
+        :func:`cascadia.twin.world.build_world` and the truth comparison's base and
+        future winters (default: the preset's); ``cascadia.validate`` sets them.
+    ceiling
+        Also compute the twin's skill ceiling into ``report/ceiling``.
     log, on_stage, on_total, on_result
         Progress: lines of the current stage; each finished stage; the run's number of
         combinations and each combination's result.
@@ -254,17 +268,22 @@ def run_demo(
     root = Path(out).resolve()
     root.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out=root)
+    spec = world or DEMO_WORLDS[preset]
+    base, future = truth_periods or TRUTH_PERIODS[preset]
 
     def synth() -> tuple[bool, str]:
-        if world_is_complete(result.world, preset, seed):
-            return True, f"{preset} world (seed {seed}) already complete"
-        build_world(str(result.world), DEMO_WORLDS[preset], seed, overwrite=True, step=log)
-        return False, f"{preset} world (seed {seed}) built"
+        if world_is_complete(result.world, spec, seed):
+            return True, f"{spec.name} world (seed {seed}) already complete"
+        build_world(
+            str(result.world), spec, seed, overwrite=True, step=log, **(world_options or {})
+        )
+        return False, f"{spec.name} world (seed {seed}) built"
 
     job_file = root / "train.yaml"
 
     def train() -> tuple[bool, str]:
-        job_file.write_text(yaml.safe_dump(demo_job(preset, root), sort_keys=False), "utf-8")
+        made = demo_job(preset, root, job)
+        job_file.write_text(yaml.safe_dump(made, sort_keys=False), "utf-8")
         if model_is_complete(result.model, job_file):
             return True, "model already trained by this job"
         if result.model.exists():
@@ -297,13 +316,14 @@ def run_demo(
             result.report_dir,
             truth_index=result.world / "truth/index.csv",
             model_dir=result.model,
-            base=TRUTH_PERIODS[preset][0],
-            future=TRUTH_PERIODS[preset][1],
+            base=base,
+            future=future,
         )
-        # How far the model is from what any model could reach on this world.
-        result.ceiling_files = write_ceiling(
-            compute_ceiling(result.world, result.model), result.ceiling_dir
-        )
+        if ceiling:
+            # How far the model is from what any model could reach on this world.
+            result.ceiling_files = write_ceiling(
+                compute_ceiling(result.world, result.model), result.ceiling_dir
+            )
         return False, f"{len(result.report.files) + len(result.ceiling_files)} files"
 
     for name, work in (("synth", synth), ("train", train), ("run", run), ("report", report)):

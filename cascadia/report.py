@@ -3,16 +3,19 @@
 Why: a results store holds numbers for every combination; a reader first wants three
 pictures — does the hindcast follow the mooring, how many cascading days per winter does
 each scenario project and how much do the models disagree, and (on the twin world only)
-is the projected 2080-2100 change the *true* change. The truth comparison uses the model's
-own event rule (its ``job.yaml``) on the twin's true deep temperature, and the same
-reductions as :mod:`cascadia.run.spread` (season scaling, members then models, period means
-and changes), so run and truth differ only by what the model got wrong.
+is the projected 2080-2100 change the *true* change, and how good is the hindcast before
+the mooring record. The truth comparison applies the model's own event rule (its
+``job.yaml``) to the twin's physical anomaly (true temperature minus its true background,
+which, unlike a centred running quantile, sees no future), counts run and truth over the
+same November-April season, and takes the same reductions as :mod:`cascadia.run.spread`
+(season scaling, members then models, period means and changes), so run and truth differ
+only by what the model got wrong.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,27 +25,30 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import xarray as xr
 import yaml
 
-from cascadia.mooring.events import EventConfig, background_series, winter_statistics
+from cascadia.learning.calibration import Calibration, probability_events
+from cascadia.mooring.events import EventConfig, event_days
 from cascadia.run.spread import (
     HISTORICAL,
     SEASON_MONTHS,
     SpreadOptions,
-    combo_winters,
     done_mask,
     period_changes,
     season_days,
 )
 
 __all__ = [
-    "BACKGROUND_CHOICES",
     "ReportError",
     "ReportResult",
+    "hindcast_scores",
     "load_truth_index",
     "run_changes",
+    "run_winter_event_days",
+    "season_event_days",
     "truth_changes",
     "truth_comparison",
     "truth_winter_event_days",
@@ -52,10 +58,19 @@ __all__ = [
 REANALYSIS = "reanalysis"
 BASE_PERIOD = (1993, 2022)
 FUTURE_PERIOD = (2080, 2100)
-#: How the truth's anomaly is formed: ``running_quantile`` = the model's own target
-#: definition applied to the true temperature (the headline); ``physical`` = the twin's
-#: known background process (``background_temperature``), for contrast.
-BACKGROUND_CHOICES = ("running_quantile", "physical")
+TRUTH_BACKGROUND = (
+    "anomaly = true temperature - the twin's background_temperature (the physical deep "
+    "background the twin's ocean relaxes to): a background that sees no future, so the "
+    "2014 step gives no spurious events (a running quantile of the true series anticipates "
+    "it by up to half its window); the model's event rule (thresholds, duration, gaps) "
+    "from its job.yaml"
+)
+RUN_EVENTS = (
+    "the run's event days are recounted from the stored daily event_probability with the "
+    "model's calibration.json levels and event rule (as cascadia.run.inference does), over "
+    "the same November-April season as the truth's; the store's own event_days variables "
+    "sum whole winter-years (November-October)"
+)
 
 
 class ReportError(ValueError):
@@ -118,45 +133,170 @@ def _joined_truth(truth: xr.Dataset, experiment: str, member: str, depth: float)
     return own[["temperature", "background_temperature"]].load()
 
 
+def _history_truth(truth: xr.Dataset, depth: float) -> xr.Dataset:
+    """The real history's true daily series (``truth/history.zarr``: daily dim ``day``)."""
+    daily = truth[["temperature", "background_temperature"]].sel(depth=depth)
+    return daily.rename(day="time").load()
+
+
+def season_event_days(
+    events: npt.ArrayLike, covered: npt.ArrayLike, time: Any, min_winter_coverage: float = 0.9
+) -> pd.Series:
+    """Event days per winter, counted over the November-April season the winter is named by.
+
+    Parameters
+    ----------
+    events, covered
+        Daily flags along ``time``: the day is an event day; the day has a value.
+    time
+        The days (datetime64 or cftime, any calendar).
+    min_winter_coverage
+        A winter counts only when this fraction of its standard-calendar season days is
+        covered; its count is scaled to the full season (noleap / 360_day calendars lack
+        a few days, as in :func:`cascadia.run.spread.combo_winters`).
+
+    Returns
+    -------
+    pandas.Series
+        Event days (days per season, float) indexed by winter (year of its January), NaN
+        for under-covered winters.
+    """
+    time = xr.DataArray(np.asarray(time), dims="time")
+    month = time.dt.month.values
+    label = (time.dt.year + (time.dt.month >= 11)).values
+    season = np.isin(month, SEASON_MONTHS)
+    flags = np.asarray(events, dtype=bool) & season
+    have = np.asarray(covered, dtype=bool) & season
+    counts = pd.Series(flags.astype(float)).groupby(label).sum()
+    days = pd.Series(have.astype(float)).groupby(label).sum()
+    out = {}
+    for winter in counts.index:
+        full = season_days(int(winter))
+        ok = days[winter] / full >= min_winter_coverage
+        out[int(winter)] = float(counts[winter]) * full / days[winter] if ok else np.nan
+    return pd.Series(out, dtype=float)
+
+
 def truth_winter_event_days(
     temperature: xr.DataArray,
     background: xr.DataArray,
     events: EventConfig,
     min_winter_coverage: float = 0.9,
 ) -> pd.Series:
-    """Event days per winter of one true daily series, per full standard-calendar season.
+    """Event days per winter (November-April) of one true daily series.
 
-    The model's event rule on ``temperature - background``; like
-    :func:`cascadia.run.spread.combo_winters`, event days are scaled by the standard season's
-    days over the season days the series covers (noleap / 360_day calendars lack a few),
-    and a winter counts only if at least ``min_winter_coverage`` of them are covered.
+    The model's event rule (thresholds, duration, gaps) on the physical anomaly
+    ``temperature - background``, where ``background`` is the twin's own
+    ``background_temperature``: the true background process, which a running quantile of
+    the series would only estimate - and anticipate its steps (2014) with - by looking
+    up to half a window into the future.
     """
     anomaly = (temperature - background).rename("anomaly")
-    stats = winter_statistics(anomaly, config=events)
-    time = temperature["time"]
-    in_season = time.dt.month.isin(SEASON_MONTHS).values & np.isfinite(temperature.values)
-    label = (time.dt.year + (time.dt.month >= 11)).values
-    covered = pd.Series(in_season.astype(float)).groupby(label).sum()
-    out = {}
-    for winter, days in zip(stats["winter"].values, stats["event_days"].values, strict=True):
-        full = season_days(int(winter))
-        have = float(covered.get(int(winter), 0.0))
-        ok = have / full >= min_winter_coverage
-        out[int(winter)] = float(days) * full / have if ok else np.nan
-    return pd.Series(out, dtype=float)
+    flags = event_days(anomaly, config=events).values
+    return season_event_days(
+        flags, np.isfinite(anomaly.values), temperature["time"].values, min_winter_coverage
+    )
 
 
-def _scenario_combos(results: xr.Dataset) -> list[tuple[str, str, str]]:
+def _combos(results: xr.Dataset, keep: Callable[[str], bool]) -> list[tuple[str, str, str]]:
     done = done_mask(results)
     combos = []
     for e, s, m in zip(*np.nonzero(done), strict=True):
         experiment = str(results["experiment"].values[e])
-        if experiment in (REANALYSIS, HISTORICAL):
-            continue
-        combos.append(
-            (experiment, str(results["source_id"].values[s]), str(results["member_id"].values[m]))
-        )
+        if keep(experiment):
+            combos.append(
+                (
+                    experiment,
+                    str(results["source_id"].values[s]),
+                    str(results["member_id"].values[m]),
+                )
+            )
     return combos
+
+
+def _scenario_combos(results: xr.Dataset) -> list[tuple[str, str, str]]:
+    return _combos(results, lambda e: e not in (REANALYSIS, HISTORICAL))
+
+
+def _daily(results: xr.Dataset, name: str, combo: tuple[str, str, str], depth: float) -> np.ndarray:
+    experiment, source, member = combo
+    one = results[name].sel(experiment=experiment, source_id=source, member_id=member, depth=depth)
+    return np.asarray(one.values, dtype=np.float64)
+
+
+def _joined_run(
+    results: xr.Dataset, name: str, combo: tuple[str, str, str], depth: float
+) -> np.ndarray:
+    """A combination's daily ``name``; a scenario continues its historical run (before its
+    first predicted day), as :mod:`cascadia.run.spread` joins them."""
+    own = _daily(results, name, combo, depth)
+    experiment, source, member = combo
+    if experiment in (REANALYSIS, HISTORICAL):
+        return own
+    if HISTORICAL not in results["experiment"].values:
+        return own
+    status = results["status"].sel(experiment=HISTORICAL, source_id=source, member_id=member)
+    if str(status.values) != "done":
+        return own
+    covered = np.flatnonzero(np.isfinite(own))
+    if not covered.size:
+        return own
+    history = _daily(results, name, (HISTORICAL, source, member), depth)
+    return np.concatenate([history[: covered[0]], own[covered[0] :]])
+
+
+def run_event_flags(
+    probability: np.ndarray, time: Any, depth: float, level: float, events: EventConfig
+) -> np.ndarray:
+    """The run's event days of one daily series: the stored (calibrated) probability of a
+    below-threshold day reaches the model's validation-fitted ``level``, then the duration
+    and gap rule - the rule :func:`cascadia.run.inference.predicted_event_days` applies."""
+    return probability_events(probability[:, None], time, [depth], [level], events)[:, 0]
+
+
+def _level(calibration: Calibration, depth: float) -> float:
+    for d, level in zip(calibration.depths, calibration.event_probability_threshold, strict=True):
+        if float(d) == float(depth):
+            return float(level)
+    raise ReportError(f"the model's calibration has no event level for depth {depth:g} m")
+
+
+def run_winter_event_days(
+    results: xr.Dataset,
+    combo: tuple[str, str, str],
+    calibration: Calibration,
+    events: EventConfig,
+    depth: float,
+    min_winter_coverage: float = 0.9,
+) -> pd.Series:
+    """The run's event days per winter (November-April) of one combination, recounted from
+    its daily ``event_probability`` so that they cover the same season as the truth's (the
+    store's ``event_days`` sum whole winter-years, November-October)."""
+    probability = _joined_run(results, "event_probability", combo, depth)
+    time = results["time"].values
+    flags = run_event_flags(probability, time, depth, _level(calibration, depth), events)
+    return season_event_days(flags, np.isfinite(probability), time, min_winter_coverage)
+
+
+def _cube(
+    results: xr.Dataset, combos: list[tuple[str, str, str]]
+) -> tuple[dict[str, Any], np.ndarray]:
+    coords = {
+        "experiment": sorted({c[0] for c in combos}),
+        "source_id": results["source_id"].values,
+        "member_id": results["member_id"].values,
+        "winter": results["winter"].values,
+    }
+    return coords, np.full(tuple(len(v) for v in coords.values()), np.nan)
+
+
+def _at(coords: dict[str, Any], combo: tuple[str, str, str]) -> tuple[int, int, int]:
+    experiment, source, member = combo
+    return (
+        coords["experiment"].index(experiment),
+        int(np.flatnonzero(coords["source_id"] == source)[0]),
+        int(np.flatnonzero(coords["member_id"] == member)[0]),
+    )
 
 
 def truth_changes(
@@ -165,27 +305,21 @@ def truth_changes(
     events: EventConfig,
     options: SpreadOptions,
     depth: float = 500.0,
-) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """The true period changes of winter event days, one per background choice.
+) -> tuple[dict[str, xr.DataArray], list[str]]:
+    """The true period changes of winter (November-April) event days.
 
-    For every done scenario combination of the run, its true series (historical + scenario)
-    gives winter event days; these go through :func:`cascadia.run.spread.period_changes` like
-    the run's. Returns ``{choice: period_changes output}`` and the combinations without a
-    truth (named).
+    For every done scenario combination of the run, its true series (historical +
+    scenario) gives winter event days on the physical anomaly
+    (:func:`truth_winter_event_days`); these go through
+    :func:`cascadia.run.spread.period_changes` like the run's. Returns its output and the
+    combinations without a truth (named).
     """
     combos = _scenario_combos(results)
-    winters = results["winter"].values
-    coords = {
-        "experiment": sorted({c[0] for c in combos}),
-        "source_id": results["source_id"].values,
-        "member_id": results["member_id"].values,
-        "winter": winters,
-    }
-    shape = tuple(len(v) for v in coords.values())
-    values = {choice: np.full(shape, np.nan) for choice in BACKGROUND_CHOICES}
+    coords, values = _cube(results, combos)
     opened: dict[str, xr.Dataset] = {}
     missing = []
-    for experiment, source, member in combos:
+    for combo in combos:
+        experiment, source, member = combo
         truth_source = _truth_source(truth_index, source)
         url = truth_source and _truth_path(truth_index, truth_source, experiment, member)
         if not url:
@@ -193,40 +327,35 @@ def truth_changes(
             continue
         truth = opened.setdefault(url, _open_truth(url))
         series = _joined_truth(truth, experiment, member, depth)
-        temperature = series["temperature"]
-        backgrounds = {
-            "running_quantile": background_series(
-                temperature,
-                events.background_window_days,
-                events.background_quantile,
-                events.background_smooth_days,
-                events.background_min_fraction,
-            ),
-            "physical": series["background_temperature"],
-        }
-        index = (
-            coords["experiment"].index(experiment),
-            int(np.flatnonzero(coords["source_id"] == source)[0]),
-            int(np.flatnonzero(coords["member_id"] == member)[0]),
+        per_winter = truth_winter_event_days(
+            series["temperature"],
+            series["background_temperature"],
+            events,
+            options.min_winter_coverage,
         )
-        for choice, background in backgrounds.items():
-            per_winter = truth_winter_event_days(
-                temperature, background, events, options.min_winter_coverage
-            )
-            values[choice][index] = per_winter.reindex(winters).to_numpy()
-    out = {}
-    for choice, array in values.items():
-        da = xr.DataArray(array, dims=tuple(coords), coords=coords)
-        out[choice] = period_changes(da, options)
-    return out, missing
+        values[_at(coords, combo)] = per_winter.reindex(coords["winter"]).to_numpy()
+    da = xr.DataArray(values, dims=tuple(coords), coords=coords)
+    return period_changes(da, options), missing
 
 
 def run_changes(
-    results: xr.Dataset, options: SpreadOptions, depth: float = 500.0
+    results: xr.Dataset,
+    calibration: Calibration,
+    events: EventConfig,
+    options: SpreadOptions,
+    depth: float = 500.0,
 ) -> dict[str, xr.DataArray]:
-    """The run's period changes of winter event days (as :mod:`cascadia.run.spread` stores them)."""
-    winters = combo_winters(results, options)["event_days"].sel(depth=depth)
-    return period_changes(winters, options)
+    """The run's period changes of winter (November-April) event days of every done
+    scenario combination (:func:`run_winter_event_days`), reduced like the truth's."""
+    combos = _scenario_combos(results)
+    coords, values = _cube(results, combos)
+    for combo in combos:
+        per_winter = run_winter_event_days(
+            results, combo, calibration, events, depth, options.min_winter_coverage
+        )
+        values[_at(coords, combo)] = per_winter.reindex(coords["winter"]).to_numpy()
+    da = xr.DataArray(values, dims=tuple(coords), coords=coords)
+    return period_changes(da, options)
 
 
 def _summary(changes: Mapping[str, xr.DataArray], experiment: str, label: str) -> dict[str, Any]:
@@ -265,6 +394,7 @@ def truth_comparison(
     results: xr.Dataset,
     truth_index: pd.DataFrame,
     events: EventConfig,
+    calibration: Calibration,
     *,
     base: tuple[int, int] = BASE_PERIOD,
     future: tuple[int, int] = FUTURE_PERIOD,
@@ -272,42 +402,148 @@ def truth_comparison(
 ) -> dict[str, Any]:
     """Per scenario: the run's and the truth's change of mean winter event days at ``depth``.
 
-    Returns a JSON-ready mapping: the settings, and per scenario ``run`` and
-    ``truth`` (model's background treatment) and ``truth_physical_background``, each with
-    the multi-model mean change, model range, agreement, base and future means.
+    Returns a JSON-ready mapping: the settings, and per scenario ``run`` and ``truth``, each
+    with the multi-model mean change, model range, agreement, base and future means.
     """
     options = SpreadOptions(periods=(tuple(base), tuple(future)))
     label = options.period_labels[1]
-    run = run_changes(results, options, depth)
-    truths, missing = truth_changes(results, truth_index, events, options, depth)
-    scenarios = {}
-    for experiment in truths["running_quantile"]["period_multimodel_change"]["experiment"].values:
-        scenarios[str(experiment)] = {
+    run = run_changes(results, calibration, events, options, depth)
+    truth, missing = truth_changes(results, truth_index, events, options, depth)
+    scenarios = {
+        str(experiment): {
             "run": _summary(run, str(experiment), label),
-            "truth": _summary(truths["running_quantile"], str(experiment), label),
-            "truth_physical_background": _summary(truths["physical"], str(experiment), label),
+            "truth": _summary(truth, str(experiment), label),
         }
+        for experiment in truth["period_multimodel_change"]["experiment"].values
+    }
     return {
         "quantity": f"mean winter event days at {depth:g} m, winter = Nov-Apr",
         "base_period": options.period_labels[0],
         "future_period": label,
         "event_rule": events.model_dump(mode="json"),
-        "truth_background": (
-            "truth: anomaly = true temperature - the model's own background definition "
-            "(events.background_series with the job's settings) computed on the true series, "
-            "so it warms with each scenario's truth; truth_physical_background: anomaly = true "
-            "temperature - the twin's background_temperature. The run's anomalies are the "
-            "model's predicted anomalies: its stored temperature adds a background held at its "
-            "end-of-record value, which does not enter the event days."
-        ),
+        "truth_background": TRUTH_BACKGROUND,
+        "run_events": RUN_EVENTS,
         "reduction": (
-            "per combination: event days per winter scaled to the full standard season; "
-            "members of a model averaged, period means need 80 % of the winters, change per "
-            "model, multi-model mean of the changes, agreement = fraction of models with the "
-            "sign of the mean change (cascadia.run.spread.period_changes)"
+            "per combination: event days of the November-April season per winter, scaled to "
+            "the full standard season; members of a model averaged, period means need 80 % "
+            "of the winters, change per model, multi-model mean of the changes, agreement = "
+            "fraction of models with the sign of the mean change "
+            "(cascadia.run.spread.period_changes)"
         ),
         "combinations_without_truth": missing,
         "scenarios": scenarios,
+    }
+
+
+def _nse(predicted: np.ndarray, observed: np.ndarray) -> tuple[float | None, int]:
+    """Nash-Sutcliffe efficiency over the days where both are finite, and their number."""
+    ok = np.isfinite(predicted) & np.isfinite(observed)
+    n = int(ok.sum())
+    if n < 2:
+        return None, n
+    obs = observed[ok]
+    denominator = float(((obs - obs.mean()) ** 2).sum())
+    if denominator == 0.0:
+        return None, n
+    return 1.0 - float(((predicted[ok] - obs) ** 2).sum()) / denominator, n
+
+
+def _correlation(a: pd.Series, b: pd.Series) -> tuple[float | None, int]:
+    both = pd.concat([a, b], axis=1).dropna()
+    if len(both) < 3 or both.iloc[:, 0].std() == 0 or both.iloc[:, 1].std() == 0:
+        return None, len(both)
+    return float(np.corrcoef(both.iloc[:, 0], both.iloc[:, 1])[0, 1]), len(both)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 3)
+
+
+def hindcast_scores(
+    results: xr.Dataset,
+    truth_index: pd.DataFrame,
+    events: EventConfig,
+    calibration: Calibration,
+    before: int,
+    min_winter_coverage: float = 0.9,
+) -> dict[str, Any]:
+    """The reanalysis hindcasts before the mooring record, scored against the twin's truth.
+
+    For each done reanalysis source with days before the record (members averaged where it
+    has several), on the days before 1 January ``before`` and the winters before winter
+    ``before``: the NSE of the daily ``temperature_mean`` (°C, the model's background
+    added, as stored) against the true daily temperature, and the correlation of the run's
+    per-winter (November-April) event days with the truth's (physical anomaly), per depth.
+    """
+    time = pd.DatetimeIndex(results["time"].values)
+    days = time < pd.Timestamp(before, 1, 1)
+    combos = _combos(results, lambda e: e == REANALYSIS)
+    depths = [float(d) for d in results["depth"].values]
+    opened: dict[str, xr.Dataset] = {}
+    by_source: dict[str, list[tuple[str, str, str]]] = {}
+    for combo in combos:
+        by_source.setdefault(combo[1], []).append(combo)
+    sources: dict[str, Any] = {}
+    first_day = None
+    for source, members in by_source.items():
+        url = _truth_path(truth_index, source, REANALYSIS, members[0][2])
+        if not url:
+            continue
+        truth = opened.setdefault(url, xr.open_zarr(url))
+        per_depth = {}
+        for depth in depths:
+            series = _history_truth(truth, depth)
+            true_t = series["temperature"].to_pandas().reindex(time).to_numpy()
+            true_events = truth_winter_event_days(
+                series["temperature"],
+                series["background_temperature"],
+                events,
+                min_winter_coverage,
+            )
+            stack = np.stack([_daily(results, "temperature_mean", c, depth) for c in members])
+            count = np.isfinite(stack).sum(axis=0)
+            total = np.where(np.isfinite(stack), stack, 0.0).sum(axis=0)
+            predicted = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            have = days & np.isfinite(predicted)
+            if have.any():
+                first = time[have][0]
+                first_day = first if first_day is None else min(first_day, first)
+            nse, n_days = _nse(np.where(days, predicted, np.nan), true_t)
+            run_events = pd.concat(
+                [
+                    run_winter_event_days(
+                        results, c, calibration, events, depth, min_winter_coverage
+                    )
+                    for c in members
+                ],
+                axis=1,
+            ).mean(axis=1)
+            run_events = run_events[run_events.index < before]
+            r, n_winters = _correlation(run_events, true_events[true_events.index < before])
+            per_depth[f"{depth:g}"] = {
+                "nse": _round(nse),
+                "n_days": n_days,
+                "event_days_correlation": _round(r),
+                "n_winters": n_winters,
+                "run_mean_event_days": _round(run_events.mean()) if len(run_events) else None,
+                "truth_mean_event_days": _round(
+                    true_events.reindex(run_events.dropna().index).mean()
+                )
+                if run_events.notna().any()
+                else None,
+            }
+        if any(one["n_days"] for one in per_depth.values()):  # a source from the record on
+            sources[source] = {"members": len(members), "depths": per_depth}
+    return {
+        "before": before,
+        "first_day": None if first_day is None else str(first_day.date()),
+        "quantity": (
+            "NSE of the daily deep-ensemble mean temperature (as stored, background added) "
+            "against the true daily temperature, on every day before the mooring record; "
+            "correlation of per-winter (Nov-Apr) event days, run vs truth (physical "
+            "anomaly), over the winters before the record; members of a source averaged"
+        ),
+        "sources": sources,
     }
 
 
@@ -394,11 +630,10 @@ def _truth_figure(comparison: Mapping[str, Any], path: Path) -> None:
     scenarios = list(comparison["scenarios"])
     kinds = (
         ("run", "run (deep ensemble)", "tab:blue"),
-        ("truth", "truth (model's background rule)", "tab:orange"),
-        ("truth_physical_background", "truth (physical background)", "tab:gray"),
+        ("truth", "truth (physical anomaly)", "tab:orange"),
     )
     x = np.arange(len(scenarios))
-    width = 0.27
+    width = 0.36
     fig, ax = plt.subplots(figsize=(7, 4))
     for k, (key, label, color) in enumerate(kinds):
         rows = [comparison["scenarios"][s][key] for s in scenarios]
@@ -406,8 +641,8 @@ def _truth_figure(comparison: Mapping[str, Any], path: Path) -> None:
         lo = np.array([np.nan if r["model_min"] is None else r["model_min"] for r in rows])
         hi = np.array([np.nan if r["model_max"] is None else r["model_max"] for r in rows])
         err = np.vstack([mean - lo, hi - mean])
-        ax.bar(x + (k - 1) * width, mean, width, label=label, color=color)
-        ax.errorbar(x + (k - 1) * width, mean, yerr=err, fmt="none", ecolor="black", lw=0.8)
+        ax.bar(x + (k - 0.5) * width, mean, width, label=label, color=color)
+        ax.errorbar(x + (k - 0.5) * width, mean, yerr=err, fmt="none", ecolor="black", lw=0.8)
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xticks(x, scenarios)
     ax.set_ylabel("change in winter event days")
@@ -435,21 +670,42 @@ def _fmt(x: float | None, sign: bool = False) -> str:
 def _truth_table(comparison: Mapping[str, Any]) -> list[str]:
     lines = [
         "| scenario | run change (range) | agreement | true change (range) "
-        "| true change, physical bg | run base → future | truth base → future |",
-        "|---|---|---|---|---|---|---|",
+        "| run base → future | truth base → future |",
+        "|---|---|---|---|---|---|",
     ]
     for scenario, row in comparison["scenarios"].items():
-        run, truth, phys = row["run"], row["truth"], row["truth_physical_background"]
+        run, truth = row["run"], row["truth"]
         lines.append(
             f"| {scenario} | {_fmt(run['change'], True)} ({_fmt(run['model_min'], True)} … "
             f"{_fmt(run['model_max'], True)}), {run['n_models']} models "
             f"| {_fmt(run['agreement'])} "
             f"| {_fmt(truth['change'], True)} ({_fmt(truth['model_min'], True)} … "
-            f"{_fmt(truth['model_max'], True)}) | {_fmt(phys['change'], True)} "
+            f"{_fmt(truth['model_max'], True)}) "
             f"| {_fmt(run['base_mean'])} → {_fmt(run['future_mean'])} "
             f"| {_fmt(truth['base_mean'])} → {_fmt(truth['future_mean'])} |"
         )
     return lines
+
+
+def _hindcast_table(scores: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "| source | members | depth (m) | NSE daily T | days | r(event days) | winters "
+        "| event days run / truth |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for source, row in scores["sources"].items():
+        for depth, one in row["depths"].items():
+            lines.append(
+                f"| {source} | {row['members']} | {depth} | {_fmt3(one['nse'])} "
+                f"| {one['n_days']} | {_fmt3(one['event_days_correlation'])} "
+                f"| {one['n_winters']} | {_fmt(one['run_mean_event_days'])} / "
+                f"{_fmt(one['truth_mean_event_days'])} |"
+            )
+    return lines
+
+
+def _fmt3(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def _model_events(model_dir: Path) -> EventConfig:
@@ -468,23 +724,42 @@ def _observed(model_dir: Path) -> pd.DataFrame | None:
     return pd.read_csv(path, parse_dates=["time"]).set_index("time")
 
 
+def record_start(model_dir: Path) -> int:
+    """First year of the mooring record the model was trained on (its ``background.csv``)."""
+    observed = _observed(model_dir)
+    columns = [c for c in (observed.columns if observed is not None else []) if "observed" in c]
+    if observed is None or not columns or observed[columns].dropna(how="all").empty:
+        raise ReportError(f"{model_dir / 'background.csv'}: no observed series to date the record")
+    return int(observed[columns].dropna(how="all").index[0].year)
+
+
+def _calibration(model_dir: Path) -> Calibration:
+    calibration = Calibration.load(model_dir)
+    if calibration is None:
+        raise ReportError(
+            f"{model_dir}: no calibration.json; the run's event days are recounted with the "
+            "model's calibrated event levels (retrain the model with this version)"
+        )
+    return calibration
+
+
 def write_run_report(
     results: str,
     out: str | Path,
     *,
     truth_index: str | Path | None = None,
     model_dir: str | Path | None = None,
-    events: EventConfig | None = None,
     base: tuple[int, int] = BASE_PERIOD,
     future: tuple[int, int] = FUTURE_PERIOD,
     depth: float = 500.0,
 ) -> ReportResult:
     """Write ``report.md``, ``hindcast.png``, ``event-days.png`` and, with a truth index,
-    ``truth-change.png`` + ``truth_comparison.json`` into ``out``.
+    ``truth-change.png`` + ``truth_comparison.json`` (with the pre-record hindcast scores)
+    into ``out``.
 
-    The event rule of the truth comparison is ``events``, else the model directory's
-    ``job.yaml``; the observations overlaid on the hindcast come from the model
-    directory's ``background.csv`` (the QC'd daily mooring series it was trained on).
+    The truth comparison takes the event rule from the model directory's ``job.yaml``, its
+    event levels from ``calibration.json`` and the record's start from ``background.csv``
+    (the QC'd daily mooring series it was trained on, also overlaid on the hindcast).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -514,12 +789,16 @@ def write_run_report(
                 "",
             ]
         if truth_index is not None:
-            if events is None:
-                if model is None:
-                    raise ReportError("the truth comparison needs events= or model_dir=")
-                events = _model_events(model)
+            if model is None:
+                raise ReportError("the truth comparison needs model_dir= (event rule, levels)")
+            events = _model_events(model)
+            calibration = _calibration(model)
+            index = load_truth_index(truth_index)
             comparison = truth_comparison(
-                ds, load_truth_index(truth_index), events, base=base, future=future, depth=depth
+                ds, index, events, calibration, base=base, future=future, depth=depth
+            )
+            comparison["hindcast"] = hindcast_scores(
+                ds, index, events, calibration, record_start(model)
             )
             report.comparison = comparison
             table = out / "truth_comparison.json"
@@ -537,9 +816,17 @@ def write_run_report(
                 "",
                 f"![truth]({figure.name})",
                 "",
-                f"Truth background: {comparison['truth_background']}",
+                f"Truth: {comparison['truth_background']}.",
+                "",
+                f"Run: {comparison['run_events']}.",
                 "",
                 f"Reduction: {comparison['reduction']}.",
+                "",
+                f"### Hindcast before the mooring record (before {record_start(model)})",
+                "",
+                f"{comparison['hindcast']['quantity']}.",
+                "",
+                *_hindcast_table(comparison["hindcast"]),
                 "",
             ]
             if comparison["combinations_without_truth"]:

@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 
 from cascadia.demo import TRUTH_PERIODS, run_demo
-from cascadia.mooring.events import EventConfig, anomalies, event_days
+from cascadia.mooring.events import EventConfig, event_days, events_from_flags
 
 pytestmark = pytest.mark.slow
 
@@ -84,50 +84,45 @@ def test_a_second_call_skips_synth_train_and_run_and_rewrites_nothing(demo) -> N
     assert demo["second_seconds"] < 60, demo["second_seconds"]
 
 
-def _run_winter_event_days(ds: xr.Dataset, source: str, member: str) -> pd.Series:
-    """Per-winter event days at DEPTH of the scenario joined to its historical run (before
-    2015-01-01, and winters before 2015, from the historical), scaled to the Nov-Apr season."""
-    hist = ds.sel(experiment="historical", source_id=source, member_id=member)
-    scen = ds.sel(experiment=SCENARIO, source_id=source, member_id=member)
-    days = pd.DatetimeIndex(ds["time"].values)
-    before = days < pd.Timestamp("2015-01-01")
-    finite = np.where(
-        before,
-        np.isfinite(hist["temperature_mean"].values).any(axis=1),
-        np.isfinite(scen["temperature_mean"].values).any(axis=1),
-    )
-    season = np.isin(days.month, [11, 12, 1, 2, 3, 4])
-    label = days.year + (days.month >= 11)
-    covered = pd.Series(finite & season).groupby(label).sum()
-    winters = ds["winter"].values
-    counts = np.where(
-        winters < 2015,
-        hist["event_days"].sel(depth=DEPTH).values,
-        scen["event_days"].sel(depth=DEPTH).values,
-    )
-    out = {}
-    for w, n in zip(winters, counts, strict=True):
-        full = (pd.Timestamp(w, 5, 1) - pd.Timestamp(w - 1, 11, 1)).days
-        have = covered.get(w, 0)
-        out[int(w)] = n * full / have if have >= 0.9 * full else np.nan
-    return pd.Series(out)
-
-
-def _truth_winter_event_days(truth: xr.Dataset, member: str, events: EventConfig) -> pd.Series:
-    one = truth.sel(member_id=member, depth=DEPTH)["temperature"]
-    temp = one.sel(experiment_id="historical").fillna(one.sel(experiment_id=SCENARIO)).load()
-    flags = event_days(anomalies(temp, config=events), config=events).values
-    months = temp["time"].dt.month.values
-    years = temp["time"].dt.year.values
+def _season_counts(flags: np.ndarray, finite: np.ndarray, months, years) -> pd.Series:
+    """Event days per winter over its Nov-Apr season, scaled to the standard season."""
     label = years + (months >= 11)
-    season = np.isin(months, [11, 12, 1, 2, 3, 4]) & np.isfinite(temp.values)
+    season = np.isin(months, [11, 12, 1, 2, 3, 4])
     out = {}
     for w in np.unique(label):
         full = (pd.Timestamp(w, 5, 1) - pd.Timestamp(w - 1, 11, 1)).days
-        have = season[label == w].sum()
-        n = flags[label == w].sum()
+        have = (season & finite)[label == w].sum()
+        n = (flags & season)[label == w].sum()
         out[int(w)] = n * full / have if have >= 0.9 * full else np.nan
     return pd.Series(out)
+
+
+def _run_winter_event_days(
+    ds: xr.Dataset, source: str, member: str, level: float, events: EventConfig
+) -> pd.Series:
+    """Per-winter event days at DEPTH of the scenario joined to its historical run (before
+    its first predicted day), from the stored daily event probability and the model's level,
+    counted over the Nov-Apr season."""
+    one = ds["event_probability"].sel(source_id=source, member_id=member, depth=DEPTH)
+    hist = one.sel(experiment="historical").values
+    scen = one.sel(experiment=SCENARIO).values
+    cut = int(np.flatnonzero(np.isfinite(scen))[0])
+    prob = np.concatenate([hist[:cut], scen[cut:]])
+    below = xr.DataArray(prob >= level, dims="time", coords={"time": ds["time"].values})
+    flags = events_from_flags(below, config=events).values
+    days = pd.DatetimeIndex(ds["time"].values)
+    return _season_counts(flags, np.isfinite(prob), days.month.values, days.year.values)
+
+
+def _truth_winter_event_days(truth: xr.Dataset, member: str, events: EventConfig) -> pd.Series:
+    """The truth's event days on the physical anomaly (temperature - background_temperature)."""
+    one = truth.sel(member_id=member, depth=DEPTH)
+    joined = one.sel(experiment_id="historical").combine_first(one.sel(experiment_id=SCENARIO))
+    anomaly = (joined["temperature"] - joined["background_temperature"]).load()
+    flags = event_days(anomaly, config=events).values
+    months = anomaly["time"].dt.month.values
+    years = anomaly["time"].dt.year.values
+    return _season_counts(flags, np.isfinite(anomaly.values), months, years)
 
 
 def _change(per_model: dict[str, list[pd.Series]]) -> dict[str, float]:
@@ -151,6 +146,8 @@ def test_truth_comparison_equals_an_independent_computation(demo) -> None:
     events = EventConfig.model_validate(table["event_rule"])
     ds = xr.open_zarr(out / "results.zarr")
     index = pd.read_csv(out / "world/truth/index.csv")
+    calibration = json.loads((out / "model/calibration.json").read_text())
+    level = calibration["event_probability_threshold"][f"{DEPTH:g}"]
     status = ds["status"].sel(experiment=SCENARIO).to_pandas()
     run_models: dict[str, list[pd.Series]] = {}
     true_models: dict[str, list[pd.Series]] = {}
@@ -158,7 +155,9 @@ def test_truth_comparison_equals_an_independent_computation(demo) -> None:
         for member in status.columns:
             if str(status.loc[source, member]) != "done":
                 continue
-            run_models.setdefault(source, []).append(_run_winter_event_days(ds, source, member))
+            run_models.setdefault(source, []).append(
+                _run_winter_event_days(ds, source, member, level, events)
+            )
             rcm = source.rsplit("_", 1)[-1]
             rows = index[(index.experiment_id == SCENARIO) & (index.member_id == member)]
             path = rows[rows.source_id.isin([source, rcm])].path.iloc[0]

@@ -1,0 +1,99 @@
+"""``cascadia-ensemble validate`` end to end on one tiny seed: validate.json's structure and
+numbers, the pre-record hindcast score, resuming, and the refusal of development seeds."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cascadia.cli import main
+from cascadia.validate import DEVELOPMENT_SEEDS, ValidateError, run_validate
+
+pytestmark = pytest.mark.slow
+
+#: listed in DEVELOPMENT_SEEDS: this test is development, so the seed is not a validation one
+SEED = 9
+SCENARIOS = {"ssp126", "ssp245", "ssp585"}
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("validate") / "out"
+    args = ["validate", "--seeds", str(SEED), "--preset", "tiny", "--out", str(out)]
+    args += ["--workers", "1", "--fixed-physics", "--allow-development-seeds"]
+    started = time.perf_counter()
+    assert main(args) == 0
+    first = time.perf_counter() - started
+    marker = out / f"seed-{SEED}" / "seed.json"
+    stamp = marker.stat().st_mtime_ns
+    started = time.perf_counter()
+    again = run_validate(
+        [SEED],
+        preset="tiny",
+        out=out,
+        workers=1,
+        vary_physics=False,
+        allow_development_seeds=True,
+    )
+    second = time.perf_counter() - started
+    print(f"validate: first call {first:.0f} s, second {second:.1f} s")
+    return {
+        "out": out,
+        "again": again,
+        "second": second,
+        "marker_unchanged": marker.stat().st_mtime_ns == stamp,
+        "payload": json.loads((out / "validate.json").read_text()),
+    }
+
+
+def test_validate_json_holds_the_scores_changes_and_hindcast_of_the_seed(validated) -> None:
+    payload = validated["payload"]
+    assert payload["settings"]["preset"] == "tiny"
+    assert payload["settings"]["vary_physics"] is False
+    record = payload["seeds"][str(SEED)]
+    for depth in ("500", "1000"):
+        scores = record["test_winters"][depth]
+        assert 0 < scores["crps"] < 1.0  # °C: a trained model on a deep-water series
+        assert 0 <= scores["coverage_90"] <= 1 and 0 <= scores["event_hit_week"] <= 1
+        assert set(scores["crps_gain"]) >= {"climatology", "persistence", "index_regression"}
+        assert scores["min_crps_gain"] == min(scores["crps_gain"].values())
+    changes = record["event_days_change"]
+    assert changes["base_period"] == "2005-2014" and changes["future_period"] == "2015-2016"
+    assert set(changes["scenarios"]) == SCENARIOS
+    for row in changes["scenarios"].values():
+        assert row["n_models"] >= 3
+        # at most a whole Nov-Apr season of change
+        assert abs(row["truth_change"]) <= 182 and abs(row["run_change"]) <= 182
+        assert row["run_model_min"] <= row["run_change"] <= row["run_model_max"]
+    # ERA5 2004-2014 with the mooring from 2008: the hindcast of 2004-2007 scored on the truth
+    hindcast = record["hindcast"]
+    assert hindcast["before"] == 2008 and hindcast["first_day"] == "2004-01-01"
+    era5 = hindcast["sources"]["ERA5"]["depths"]
+    assert era5["500"]["n_days"] == 4 * 365 + 1  # 2004 is a leap year
+    assert -10 < era5["500"]["nse"] <= 1
+    # summary: mean = min = max with one seed
+    summary = payload["summary"]["test_winters.500.crps"]
+    assert summary["n"] == 1 and summary["mean"] == summary["min"] == summary["max"]
+    md = (validated["out"] / "validate.md").read_text()
+    assert f"seed {SEED}" in md and "ssp585: true change" in md
+
+
+def test_a_second_call_skips_the_done_seed(validated) -> None:
+    again = validated["again"]
+    assert again.skipped == [SEED]
+    assert validated["marker_unchanged"]
+    assert validated["second"] < 30
+    assert again.seeds[SEED] == validated["payload"]["seeds"][str(SEED)]
+
+
+def test_development_seeds_are_refused(tmp_path: Path, capsys) -> None:
+    assert 0 in DEVELOPMENT_SEEDS  # the demo's default world
+    with pytest.raises(ValidateError, match=r"seed\(s\) \[0\] were used during development"):
+        run_validate([0, 11], preset="tiny", out=tmp_path)
+    assert main(["validate", "--seeds", "3", "--preset", "tiny", "--out", str(tmp_path)]) == 2
+    assert "used during development" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
