@@ -5,7 +5,9 @@ Process model (daily step, documented with sources in docs/twin-world.md):
 * a well-mixed shelf slab of depth ``H`` exchanges heat and freshwater with the
   atmosphere through bulk formulas (sensible, latent, net long-wave, short-wave),
   gains salt by evaporation, loses it to rain and to the Rhône, and is renewed
-  by offshore surface water on a time scale ``exchange_days``;
+  by offshore surface water on a time scale ``exchange_days``; that water is a slab
+  mixed layer under the realization's own air (:func:`offshore_anomaly`): it warms
+  with the source's own sensitivity and follows the air from year to year;
 * its density, and that of the ambient water at 500 m and 1000 m, are TEOS-10
   in-situ densities at the target pressure (``gsw``);
 * where the shelf water is denser than the ambient water (minus an entrainment

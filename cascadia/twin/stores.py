@@ -23,6 +23,12 @@
   ``rlon``, 2-D ``lat``/``lon``, ``rotated_pole`` grid mapping); the driving
   model's calendar.
 
+Every source carries its sea surface temperature (:mod:`cascadia.twin.sea`; K, NaN
+over land): ERA5 ``sea_surface_temperature`` in the store and ``sst`` in the CDS files,
+20CR ``sst.<decade>.nc`` per member, ERA-20C ``sst`` in the decade files, CMIP6 ``tos``
+(degC) in ``Oday`` (one model ``Omon``) on a curvilinear ocean grid with ``areacello``
+and ``sftof`` in ``Ofx``, and ``tos`` (degC) of a coupled CORDEX RCM.
+
 Every source carries its land fraction, the cell-area share of land under the
 twin's own coastline (:func:`cascadia.twin.fields.land_fraction`), in its
 archive's convention: ERA5 ``land_sea_mask`` in the store, 20CR ``land.nc``,
