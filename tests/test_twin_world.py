@@ -447,8 +447,8 @@ def test_cmip_tos_on_curvilinear_ocean_grids_with_areacello(tiny):
     )
     for source, frequency in tables.items():
         rows = ofx[ofx.source_id == source].set_index("variable_id").zstore
-        area = _zarr(rows["areacello"])["areacello"]
-        sftof = _zarr(rows["sftof"])["sftof"]
+        area = _zarr(rows["areacello"])["areacello"].load()
+        sftof = _zarr(rows["sftof"])["sftof"].load()
         assert area.attrs["units"] == "m2" and sftof.attrs["units"] == "%"
         assert area.dims == ("j", "i") and set(np.unique(sftof.values)) == {0.0, 100.0}
         # cells about the grid spacing squared; the grid covers the domain and a half-cell rim
