@@ -16,13 +16,20 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+from helpers import small_preset
 
 from cascadia import cli
-from cascadia.twin.presets import get_preset
+from cascadia.twin.ceiling import regenerate_twin
+from cascadia.twin.grids import EARTH_RADIUS
+from cascadia.twin.ocean import OceanParams
+from cascadia.twin.physics import PARAMS_KEY, params_from_json, seed_params
+from cascadia.twin.presets import LAT_RANGE, LON_RANGE, get_preset
 from cascadia.twin.stores import CMIP_VERSION
 from cascadia.twin.world import build_world
 
 CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
+#: Sea surface temperatures: NaN over land in every source, as in the archives.
+SEA_ONLY = {"sea_surface_temperature", "sst", "tos"}
 TINY_SECONDS = 20.0
 TINY_BYTES = 20e6
 #: netCDF4 >= 1.6.1 is not thread-safe and intake-esm opens assets in threads:
@@ -75,9 +82,13 @@ def test_same_seed_gives_identical_bytes(tiny, tmp_path):
     out, _ = tiny
     again = tmp_path / "world"
     build_world(str(again), "tiny", seed=0)
+    assert_same_world(out, again)
+
+
+def assert_same_world(out: Path, again: Path) -> None:
+    """Every file byte for byte, but collections and the truth index, which hold
+    absolute URIs of their own world: those with the root replaced."""
     first, second = _tree_digest(out), _tree_digest(again)
-    # collections and truth index hold absolute URIs of their own world: compare
-    # them with the root replaced, every other file byte for byte
     for name in [n for n in first if n.endswith((".csv", ".json"))]:
         a = (out / name).read_text().replace(out.as_uri(), "ROOT").replace(str(out), "ROOT")
         b = (again / name).read_text().replace(again.as_uri(), "ROOT")
@@ -111,6 +122,9 @@ def test_every_collection_opens_every_store(tiny, family):
             da = ds[variable]
             if "time" in da.dims:  # land fractions are static
                 da = da.isel(time=slice(0, 48))
+            if variable in SEA_ONLY:  # missing over land, defined over the sea
+                assert np.isfinite(da.values).any() and np.isnan(da.values).any(), key
+                continue
             assert np.isfinite(da.values).all(), (key, variable)
 
 
@@ -344,3 +358,161 @@ def test_a_failed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch
     assert cli.main(["synth", "--out", str(out), "--preset", "tiny"]) == 2
     assert "disk full" in capsys.readouterr().err
     assert not (out / "world.json").exists()
+
+
+# ------------------------------------------------------------------ sea surface temperature
+
+
+def _sea_and_land(sst: xr.DataArray, land: np.ndarray, threshold: float) -> None:
+    """SST is finite on every cell below ``threshold`` land fraction and NaN on the rest."""
+    values = sst.values.reshape(-1, *land.shape)
+    assert np.isfinite(values[:, land < threshold]).all()
+    assert np.isnan(values[:, land >= threshold]).all()
+    assert (land >= threshold).any() and (land < threshold).any()
+
+
+def test_reanalyses_carry_sea_surface_temperature(tiny):
+    """ERA5 ARCO ``sea_surface_temperature`` and CDS ``sst``, 20CR ``sst`` per member,
+    ERA-20C ``sst`` packed with the rest: K, NaN over land, a plausible sea."""
+    out, _ = tiny
+    era5 = xr.open_zarr(out / "reanalysis/era5/era5-hourly-single-levels.zarr")
+    sst = era5["sea_surface_temperature"]
+    assert sst.attrs == {"long_name": "Sea surface temperature", "units": "K", "short_name": "sst"}
+    shape = (era5.sizes["latitude"], era5.sizes["longitude"])
+    assert sst.encoding["chunks"] == (24 * 92, *shape)  # the store's one chunking
+    _sea_and_land(sst.isel(time=slice(0, 48)), era5["land_sea_mask"].values, 0.8)
+    sea = sst.values[:, era5["land_sea_mask"].values < 0.8]
+    assert 285.0 < np.mean(sea) < 295.0  # ~17 degC, the NW Mediterranean's annual mean
+    february = sst.sel(time=sst.time.dt.month == 2).values[:, era5["land_sea_mask"].values < 0.8]
+    august = sst.sel(time=sst.time.dt.month == 8).values[:, era5["land_sea_mask"].values < 0.8]
+    assert 284.0 < np.mean(february) < 289.0 and 293.0 < np.mean(august) < 298.0
+    day = sst.isel(time=slice(24, 48)).values  # one analysis a day, on its 24 hours
+    np.testing.assert_array_equal(day, np.broadcast_to(day[:1], day.shape))
+
+    cds = xr.open_dataset(out / "reanalysis/era5-cds/era5-daily-stats_gulf-of-lion_2014.nc")
+    assert cds["sst"].attrs["units"] == "K" and cds["sst"].dims[0] == "valid_time"
+    hourly = sst.sel(time="2014").assign_coords(longitude=(era5.longitude + 180) % 360 - 180)
+    daily = hourly.sortby("longitude").coarsen(time=24).mean()
+    np.testing.assert_allclose(cds["sst"].values, daily.values, atol=1e-3)
+
+    for member in ("mem001", "mem002"):
+        files = sorted((out / "reanalysis/20crv3" / member).glob("sst.*.nc"))
+        assert [f.name for f in files] == ["sst.2010-2014.nc"]
+        twcr = xr.open_dataset(files[0], engine="h5netcdf")["sst"]
+        assert (
+            twcr.attrs["units"] == "K" and twcr.attrs["standard_name"] == "sea_surface_temperature"
+        )
+        land = xr.open_dataset(out / "reanalysis/20crv3/land.nc", engine="h5netcdf")["land"]
+        _sea_and_land(twcr, land.values, 0.8)
+    table = pd.read_csv(out / "collections/20cr.csv")
+    assert (table.variable_id == "sst").sum() == 2  # one decade, two members
+
+    packed = xr.open_dataset(
+        next((out / "reanalysis/era20c").glob("era20c_sfc_*.nc")),
+        engine="h5netcdf",
+        mask_and_scale=False,
+    )
+    assert packed["sst"].dtype == np.int16 and packed["sst"].attrs["units"] == "K"
+    era20c = xr.decode_cf(packed)["sst"]
+    lsm = xr.open_dataset(out / "reanalysis/era20c/era20c_invariant.nc", engine="h5netcdf")
+    _sea_and_land(era20c, lsm["lsm"].values[0], 0.8)
+    assert set(pd.read_csv(out / "collections/era20c.csv").variable_id) >= {"sst", "t2m"}
+
+
+def _zarr(url: str) -> xr.Dataset:
+    return xr.open_zarr(url.removeprefix("file://"), decode_times=CFTIME)
+
+
+def test_cmip_tos_on_curvilinear_ocean_grids_with_areacello(tiny):
+    """Oday tos (one model Omon only) for every member and experiment, degC on (j, i)
+    with 2-D latitude/longitude, area: areacello, NaN where sftof is 0."""
+    out, _ = tiny
+    table = pd.read_csv(out / "collections/cmip6.csv")
+    tos = table[table.variable_id == "tos"]
+    tables = dict(zip(tos.source_id, tos.table_id, strict=True))
+    assert tables == {"TWIN-ESM-A": "Oday", "TWIN-ESM-B": "Omon", "TWIN-ESM-C": "Oday"}
+    tas = table[(table.table_id == "day") & (table.variable_id == "tas")]
+    key = ["source_id", "experiment_id", "member_id"]
+    assert set(map(tuple, tos[key].values)) == set(map(tuple, tas[key].values))
+    assert set(tos.grid_label) == {"gn"} and set(tos.version.astype(str)) == {CMIP_VERSION}
+
+    ofx = table[table.table_id == "Ofx"]
+    assert sorted(zip(ofx.source_id, ofx.variable_id, strict=True)) == sorted(
+        (s, v) for s in tables for v in ("areacello", "sftof")
+    )
+    domain = (
+        EARTH_RADIUS**2
+        * np.deg2rad(LON_RANGE[1] - LON_RANGE[0])
+        * (np.sin(np.deg2rad(LAT_RANGE[1])) - np.sin(np.deg2rad(LAT_RANGE[0])))
+    )
+    for source, frequency in tables.items():
+        rows = ofx[ofx.source_id == source].set_index("variable_id").zstore
+        area = _zarr(rows["areacello"])["areacello"].load()
+        sftof = _zarr(rows["sftof"])["sftof"].load()
+        assert area.attrs["units"] == "m2" and sftof.attrs["units"] == "%"
+        assert area.dims == ("j", "i") and set(np.unique(sftof.values)) == {0.0, 100.0}
+        # cells about the grid spacing squared; the grid covers the domain and a half-cell rim
+        res = float(np.median(np.diff(area.latitude.values, axis=0)))
+        cell = EARTH_RADIUS**2 * np.deg2rad(res) ** 2 * np.cos(np.deg2rad(42.75))
+        assert 0.9 < float(area.median()) / cell < 1.1
+        assert 1.0 < float(area.sum()) / domain < 1.6
+        sea_area = float(area.where(sftof > 0).sum())
+        assert 0.2 < sea_area / float(area.sum()) < 0.8  # the gulf and the land around it
+
+        for row in tos[tos.source_id == source].itertuples():
+            ds = _zarr(row.zstore)
+            da = ds["tos"]
+            assert da.dims == ("time", "j", "i") and da.attrs["units"] == "degC"
+            assert da.attrs["standard_name"] == "sea_surface_temperature"
+            assert da.attrs["cell_measures"] == "area: areacello"
+            assert ds.latitude.dims == ("j", "i") and ds.longitude.dims == ("j", "i")
+            assert ds.vertices_latitude.dims == ("j", "i", "vertices")
+            np.testing.assert_array_equal(ds.latitude, area.latitude)
+            # rows of constant j are not parallels: a curvilinear grid
+            assert float(np.ptp(ds.latitude.values[0])) > 0.1
+            assert float(ds.longitude.max()) > 350  # 0-360 with the wrap
+            values = da.values
+            assert np.isfinite(values[:, sftof.values == 100.0]).all()
+            assert np.isnan(values[:, sftof.values == 0.0]).all()
+            assert 10.0 < np.nanmean(values) < 25.0  # degC, not K
+            steps = np.diff(ds.time.values[:3])
+            days = {s.days for s in steps}
+            assert days == ({1} if frequency == "Oday" else {30})  # 360_day months
+
+
+def test_coupled_cordex_rcm_writes_tos(tiny):
+    out, _ = tiny
+    table = pd.read_csv(out / "collections/cordex.csv")
+    tos = table[table.variable_id == "tos"]
+    assert set(tos.source_id) == {"TWIN-RCM-X"}
+    assert set(tos.experiment_id) == set(get_preset("tiny").cordex_experiments)
+    ds = xr.open_dataset(tos.path.iloc[0].removeprefix("file://"), engine="h5netcdf")
+    assert ds.tos.dims == ("time", "rlat", "rlon") and ds.tos.attrs["units"] == "degC"
+    assert ds.tos.attrs["grid_mapping"] == "rotated_pole"
+    fx = table[(table.source_id == "TWIN-RCM-X") & (table.variable_id == "sftlf")]
+    sftlf = xr.open_dataset(fx.path.iloc[0].removeprefix("file://"), engine="h5netcdf").sftlf
+    _sea_and_land(ds.tos, sftlf.values / 100.0, 0.8)
+
+
+# ------------------------------------------------------------------ physics drawn per seed
+
+
+def test_vary_physics_draws_records_and_regenerates(tiny, tmp_path):
+    """Same seed + vary_physics: the same world; world.json records the drawn ocean and
+    the skill ceiling's regeneration uses it (its truth matches)."""
+    tiny_spec = get_preset("tiny")
+    preset = small_preset("phys", twentycr=tiny_spec.twentycr.model_copy(update={"members": 1}))
+    first, again = tmp_path / "a", tmp_path / "b"
+    manifest = build_world(str(first), preset, seed=13, vary_physics=True)
+    build_world(str(again), preset, seed=13, vary_physics=True)
+    assert_same_world(first, again)
+    recorded = json.loads((first / "world.json").read_text())
+    assert recorded["vary_physics"] is True and recorded == manifest
+    assert params_from_json(recorded[PARAMS_KEY]) == seed_params(13)
+    assert regenerate_twin(first).max_difference < 1e-3
+
+    plain = json.loads((tiny[0] / "world.json").read_text())  # built without the flag
+    assert plain["vary_physics"] is False
+    assert params_from_json(plain[PARAMS_KEY]) == OceanParams()
+    with pytest.raises(ValueError, match="not both"):
+        build_world(str(tmp_path / "e"), preset, seed=13, vary_physics=True, params=seed_params(1))

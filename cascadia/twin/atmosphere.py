@@ -79,6 +79,11 @@ def severity_by_winter(
     return out
 
 
+def air_climatology(phase: np.ndarray) -> np.ndarray:
+    """Shelf-mean near-surface air temperature of a 1900 climate without weather, K."""
+    return 287.6 - 6.8 * np.cos(2 * np.pi * (phase - 0.055))
+
+
 def warming(year: np.ndarray, scenario: str | None, sensitivity: float) -> np.ndarray:
     """Regional near-surface warming relative to 1900, K.
 
@@ -158,8 +163,7 @@ def regional_weather(
     marine &= ~northerly
 
     tas = (
-        287.6
-        - 6.8 * np.cos(2 * np.pi * (phase - 0.055))
+        air_climatology(phase)
         + warming(axis.year + phase, scenario, sensitivity)
         - 1.0 * winter * sev
         + red_noise(rng, n, 0.7, 1.8)

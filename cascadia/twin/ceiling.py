@@ -44,10 +44,12 @@ from cascadia.twin.atmosphere import RegionalWeather
 from cascadia.twin.ocean import (
     DEPTHS,
     HiddenOcean,
+    OceanParams,
     background,
     river_discharge,
     run_ocean,
 )
+from cascadia.twin.physics import params_from_manifest
 from cascadia.twin.presets import Preset
 from cascadia.twin.realizations import make_history
 from cascadia.twin.timeaxis import DayAxis
@@ -133,14 +135,17 @@ class Twin:
     seed: int
 
 
-def _read_world(world: Path) -> tuple[Preset, int]:
-    """Preset and seed of a world from its ``world.json``."""
+def _read_world(world: Path) -> tuple[Preset, int, OceanParams]:
+    """Preset, seed and ocean parameters of a world from its ``world.json``."""
     path = world / "world.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        return Preset.model_validate(manifest["preset_spec"]), int(manifest["seed"])
+        preset = Preset.model_validate(manifest["preset_spec"])
+        return preset, int(manifest["seed"]), params_from_manifest(manifest)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CeilingError(f"{path}: cannot read the twin world's preset and seed: {exc}") from None
+        raise CeilingError(
+            f"{path}: cannot read the twin world's preset, seed and ocean parameters: {exc}"
+        ) from None
 
 
 def _read_truth(world: Path) -> tuple[pd.DatetimeIndex, FloatArray, FloatArray]:
@@ -167,13 +172,13 @@ def regenerate_twin(world: str | Path) -> Twin:
         ``TRUTH_TOLERANCE``: the oracles would describe another world.
     """
     world = Path(world)
-    preset, seed = _read_world(world)
+    preset, seed, params = _read_world(world)
     time, truth, flux = _read_truth(world)
-    history = make_history(preset, seed)
+    history = make_history(preset, seed, params)
     axis = history.axis
     hidden, bg_t = expected_hidden(history.hidden, axis, history.weather)
     full, atmosphere = run_ocean(
-        [axis, axis], [history.weather] * 2, [history.hidden, hidden], [None, None]
+        [axis, axis], [history.weather] * 2, [history.hidden, hidden], [None, None], params
     )
     regenerated = pd.DatetimeIndex(axis.time)
     if len(time) != len(regenerated) or not (time == regenerated).all():

@@ -16,6 +16,7 @@ from cascadia.twin.atmosphere import RegionalWeather
 from cascadia.twin.grids import (
     ROTATED_POLE_LAT,
     ROTATED_POLE_LON,
+    CurvilinearGrid,
     RegularGrid,
     RotatedGrid,
     bounds,
@@ -33,7 +34,7 @@ def _gauss(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float, scale: fl
     return np.exp(-(((lat - lat0) ** 2) + ((lon - lon0) * 0.74) ** 2) / scale**2)
 
 
-def _shelf_normalised(
+def shelf_normalised(
     pattern: np.ndarray, lat: np.ndarray, lon: np.ndarray, mean: float
 ) -> np.ndarray:
     """Shift (mean 0) or scale (mean 1) a pattern to the wanted value over the shelf box.
@@ -60,7 +61,9 @@ def landness(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     return np.clip(north + west, 0.0, 1.0)
 
 
-def land_fraction(grid: RegularGrid | RotatedGrid, samples: int = 8) -> np.ndarray:
+def land_fraction(
+    grid: RegularGrid | RotatedGrid | CurvilinearGrid, samples: int = 8
+) -> np.ndarray:
     """Share of each cell's area that is land under the twin's coastline, 0-1, store order.
 
     The cell (bounds halfway between centres; on the rotated grid, the rotated
@@ -73,7 +76,15 @@ def land_fraction(grid: RegularGrid | RotatedGrid, samples: int = 8) -> np.ndarr
         return _sampled_landness(grid, t)
 
 
-def _sampled_landness(grid: RegularGrid | RotatedGrid, t: np.ndarray) -> np.ndarray:
+def _sampled_landness(
+    grid: RegularGrid | RotatedGrid | CurvilinearGrid, t: np.ndarray
+) -> np.ndarray:
+    if isinstance(grid, CurvilinearGrid):
+        offsets = t - 0.5
+        y = np.arange(grid.ny)[:, None, None, None] + offsets[None, None, :, None]
+        x = np.arange(grid.nx)[None, :, None, None] + offsets[None, None, None, :]
+        lat, lon = grid.position(*np.broadcast_arrays(y, x))
+        return landness(lat, lon).mean(axis=(2, 3))
     if isinstance(grid, RegularGrid):
         lat_b, lon_b = bounds(grid.lat), bounds(grid.lon)
         plat = lat_b[:, :1] + (lat_b[:, 1:] - lat_b[:, :1]) * t  # (lat, samples)
@@ -105,11 +116,11 @@ def daily_fields(
     n = weather.tas.size
     shape = (n, *lat.shape)
     land = landness(lat, lon)
-    tas_pattern = _shelf_normalised(-0.6 * (lat - 42.5) - 1.5 * land, lat, lon, 0.0)
-    tramontane = _shelf_normalised(0.5 + _gauss(lat, lon, 42.6, 3.4, 0.7), lat, lon, 1.0)
-    mistral = _shelf_normalised(0.5 + _gauss(lat, lon, 43.3, 4.9, 0.7), lat, lon, 1.0)
-    calm = _shelf_normalised(1.0 - 0.35 * land, lat, lon, 1.0)
-    psl_gradient = _shelf_normalised((lat - 42.5) - 0.6 * (lon - 4.0), lat, lon, 0.0)
+    tas_pattern = shelf_normalised(-0.6 * (lat - 42.5) - 1.5 * land, lat, lon, 0.0)
+    tramontane = shelf_normalised(0.5 + _gauss(lat, lon, 42.6, 3.4, 0.7), lat, lon, 1.0)
+    mistral = shelf_normalised(0.5 + _gauss(lat, lon, 43.3, 4.9, 0.7), lat, lon, 1.0)
+    calm = shelf_normalised(1.0 - 0.35 * land, lat, lon, 1.0)
+    psl_gradient = shelf_normalised((lat - 42.5) - 0.6 * (lon - 4.0), lat, lon, 0.0)
 
     kind = np.where(weather.mistral, 2, np.where(weather.northerly, 1, 0))
     corridor = np.stack([calm, tramontane, mistral])[kind]

@@ -129,3 +129,59 @@ def rotated_grid(resolution: float) -> RotatedGrid:
     rlon2, rlat2 = np.meshgrid(rlon, rlat)
     lat, lon = rotated_to_geographic(rlat2, rlon2, ROTATED_POLE_LAT, ROTATED_POLE_LON)
     return RotatedGrid(rlat=rlat, rlon=rlon, lat=lat, lon=lon)
+
+
+EARTH_RADIUS = 6_371_000.0  # m
+
+
+@dataclass(frozen=True)
+class CurvilinearGrid:
+    """An ocean model's curvilinear grid: cells (j, i) of a smoothly distorted lat/lon mesh.
+
+    Position (y, x) in index space (cell centres at integers, vertices at half
+    integers) maps to ``lat = lat0 + y*res + a*sin(pi*x/nx)`` and ``lon = lon0 + x*res
+    + b*sin(pi*y/ny)``: rows of constant ``j`` are not parallels and columns of
+    constant ``i`` not meridians, as on tripolar or rotated ocean grids, so a reader
+    must use the 2-D coordinates and the cell areas (``areacello``).
+    """
+
+    lat0: float
+    lon0: float
+    resolution: float
+    ny: int
+    nx: int
+
+    def position(self, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Geographic (lat, lon in -180..180) of index-space positions."""
+        res = self.resolution
+        lat = self.lat0 + y * res + 0.2 * res * np.sin(np.pi * x / self.nx)
+        lon = self.lon0 + x * res + 0.3 * res * np.sin(np.pi * y / self.ny)
+        return lat, lon
+
+    def mesh(self) -> tuple[np.ndarray, np.ndarray]:
+        """2-D (lat, lon) of cell centres, (j, i), longitudes in -180..180."""
+        x, y = np.meshgrid(np.arange(self.nx, dtype=float), np.arange(self.ny, dtype=float))
+        return self.position(y, x)
+
+    def vertices(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cell corners (j, i, 4), counter-clockwise from south-west, as CMIP6 vertices."""
+        x, y = np.meshgrid(np.arange(self.nx, dtype=float), np.arange(self.ny, dtype=float))
+        dy = np.array([-0.5, -0.5, 0.5, 0.5])
+        dx = np.array([-0.5, 0.5, 0.5, -0.5])
+        return self.position(y[..., None] + dy, x[..., None] + dx)
+
+    def cell_area(self) -> np.ndarray:
+        """Cell areas (j, i), m2: the corner polygon on the sphere, locally projected."""
+        lat, lon = self.vertices()
+        centre = np.deg2rad(lat.mean(axis=-1, keepdims=True))
+        px = EARTH_RADIUS * np.deg2rad(lon) * np.cos(centre)
+        py = EARTH_RADIUS * np.deg2rad(lat)
+        shoelace = px * np.roll(py, -1, axis=-1) - np.roll(px, -1, axis=-1) * py
+        return 0.5 * np.abs(shoelace.sum(axis=-1))
+
+
+def ocean_grid(resolution: float) -> CurvilinearGrid:
+    """A curvilinear ocean grid of spacing ``resolution`` degrees covering the domain."""
+    ny = round((LAT_RANGE[1] - LAT_RANGE[0]) / resolution) + 1
+    nx = round((LON_RANGE[1] - LON_RANGE[0]) / resolution) + 1
+    return CurvilinearGrid(LAT_RANGE[0], LON_RANGE[0], resolution, ny, nx)

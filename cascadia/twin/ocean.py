@@ -5,7 +5,9 @@ Process model (daily step, documented with sources in docs/twin-world.md):
 * a well-mixed shelf slab of depth ``H`` exchanges heat and freshwater with the
   atmosphere through bulk formulas (sensible, latent, net long-wave, short-wave),
   gains salt by evaporation, loses it to rain and to the Rhône, and is renewed
-  by offshore surface water on a time scale ``exchange_days``;
+  by offshore surface water on a time scale ``exchange_days``; that water is a slab
+  mixed layer under the realization's own air (:func:`offshore_anomaly`): it warms
+  with the source's own sensitivity and follows the air from year to year;
 * its density, and that of the ambient water at 500 m and 1000 m, are TEOS-10
   in-situ densities at the target pressure (``gsw``);
 * where the shelf water is denser than the ambient water (minus an entrainment
@@ -26,7 +28,7 @@ import gsw
 import numpy as np
 from scipy.signal import lfilter
 
-from cascadia.twin.atmosphere import RegionalWeather, red_noise, warming
+from cascadia.twin.atmosphere import RegionalWeather, air_climatology, red_noise, warming
 from cascadia.twin.timeaxis import DayAxis
 
 DEPTHS = (500.0, 1000.0)
@@ -87,6 +89,19 @@ class OceanParams:
     relax_days: tuple[float, float] = (10.0, 16.0)  # restratification time scales
     bulk_ch: float = 1.1e-3
     bulk_ce: float = 1.2e-3
+    #: Offshore surface water (0-70 m) as a first-order mixed layer under the regional air:
+    #: e-folding response time, days (Frankignoul & Hasselmann 1977), and its equilibrium
+    #: response per K of the forced warming and of the air's own year-to-year anomaly.
+    offshore_response_days: float = 30.0
+    offshore_forced_gain: float = 0.8
+    offshore_air_gain: float = 0.3
+    #: kg m-3 added to the ambient density at 500/1000 m (uncertainty of the deep water).
+    ambient_density_offset: float = 0.0
+    #: Storm pulses of the plume flux: floor and the wind speed (m s-1) of a full pulse.
+    pulse_floor: float = 0.3
+    pulse_wind: float = 12.0
+    #: Standard deviation of the deep eddy noise at 500/1000 m, degC.
+    deep_noise: tuple[float, float] = (0.025, 0.015)
 
 
 @dataclass
@@ -130,9 +145,14 @@ def river_discharge(
 
 
 def hidden_ocean(
-    axis: DayAxis, rng: np.random.Generator, weather: RegionalWeather, scenario: str | None
+    axis: DayAxis,
+    rng: np.random.Generator,
+    weather: RegionalWeather,
+    scenario: str | None,
+    params: OceanParams | None = None,
 ) -> HiddenOcean:
     """Draw the hidden drivers of one realization."""
+    p = params or OceanParams()
     n = axis.size
     phase = axis.phase
     alpine = np.exp(red_noise(rng, n, np.exp(-1.0 / 90.0), 0.3) - 0.045)
@@ -148,7 +168,9 @@ def hidden_ocean(
     years = axis.year - axis.year.min()
     yearly = red_noise(rng, int(years.max()) + 1, 0.5, 0.03)[years]
     bg_t = bg_t + np.array([yearly, 0.6 * yearly])
-    deep_noise = np.array([red_noise(rng, n, 0.9, 0.025), red_noise(rng, n, 0.92, 0.015)])
+    deep_noise = np.array(
+        [red_noise(rng, n, 0.9, p.deep_noise[0]), red_noise(rng, n, 0.92, p.deep_noise[1])]
+    )
     return HiddenOcean(
         river=river,
         stratification=stratification,
@@ -169,8 +191,51 @@ class OceanResult:
     shelf_temp: np.ndarray  # (R, N) degC
     shelf_salt: np.ndarray  # (R, N)
     shelf_sigma0: np.ndarray  # (R, N) kg m-3
+    offshore_temp: np.ndarray  # (R, N) degC, 0-70 m offshore water the shelf is renewed by
     heat_flux: np.ndarray  # (R, N) W m-2, positive into the ocean
     background_temp: np.ndarray  # (R, 2, N)
+
+
+def offshore_anomaly(
+    axis: DayAxis,
+    weather: RegionalWeather,
+    scenario: str | None,
+    sensitivity: float = 1.0,
+    params: OceanParams | None = None,
+) -> np.ndarray:
+    """Offshore surface-water (0-70 m) temperature anomaly of one realization, degC.
+
+    A slab mixed layer under the realization's own air (Frankignoul & Hasselmann
+    1977): it relaxes on ``offshore_response_days`` towards a share of the regional
+    forced warming (the source's own sensitivity and scenario) plus a share of the
+    air's internal anomaly, the air temperature minus its climatology, the forced
+    warming and the mean seasonal departure of the realization's years up to 2014
+    (the years every scenario of a member shares, so the historical segment is the
+    same on every path; the filter is causal for the same reason).
+    """
+    p = params or OceanParams()
+    forced = warming(axis.year + axis.phase, scenario, sensitivity)
+    internal = weather.tas - air_climatology(axis.phase) - forced
+    month = np.minimum((axis.phase * 12).astype(int), 11)
+    base = axis.year <= 2014
+    sums = np.bincount(month[base], internal[base], minlength=12)
+    counts = np.bincount(month[base], minlength=12)
+    internal = internal - (sums / np.maximum(counts, 1))[month]
+    target = p.offshore_forced_gain * forced + p.offshore_air_gain * internal
+    decay = np.exp(-1.0 / p.offshore_response_days)
+    start = float(np.mean(target[: int(p.offshore_response_days)]))
+    anomaly, _ = lfilter([1.0 - decay], [1.0, -decay], target, zi=[decay * start])
+    return anomaly
+
+
+def sea_surface_temperature(offshore_temp: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """Sea surface temperature (degC) over the offshore water of mean 0-70 m temperature.
+
+    Mixed to 70 m and beyond from December to March, the surface is the layer's
+    temperature; the summer thermocline (20-30 m) makes it up to 5 degC warmer in
+    August (Gulf of Lion SST ~13 degC in February, ~22-23 degC in August).
+    """
+    return offshore_temp + 2.5 * (1.0 + np.cos(2 * np.pi * (phase - 0.62)))
 
 
 def _saturation_humidity(temp_c: np.ndarray, psl: np.ndarray) -> np.ndarray:
@@ -193,8 +258,12 @@ def run_ocean(
     scenarios: list[str | None],
     params: OceanParams | None = None,
     spinup_days: int = 3 * 365,
+    sensitivities: list[float] | None = None,
 ) -> list[OceanResult]:
     """Integrate the process model for a batch of realizations at once.
+
+    ``sensitivities`` (default 1 each) is each realization's climate sensitivity,
+    which sets its offshore water's forced warming (:func:`offshore_anomaly`).
 
     Realizations of different lengths and calendars are padded and run together
     (one Python loop over days for the whole batch). Each starts with a spin-up
@@ -216,8 +285,12 @@ def run_ocean(
     rsds = series([w.rsds for w in weathers])
     clt = series([w.clt for w in weathers])
     phase = series([a.phase for a in axes])
+    sensitivities = sensitivities or [1.0] * len(axes)
     off_warming = series(
-        [0.8 * warming(a.year + a.phase, s, 1.0) for a, s in zip(axes, scenarios, strict=True)]
+        [
+            offshore_anomaly(a, w, s, k, p)
+            for a, w, s, k in zip(axes, weathers, scenarios, sensitivities, strict=True)
+        ]
     )
     river = series([h.river for h in hiddens]) * p.river_factor
     strat = series([h.stratification for h in hiddens]) + p.stratification_offset
@@ -238,7 +311,7 @@ def run_ocean(
     pressures = np.array(DEPTHS)[None, :, None]  # dbar ~ m
     sa_bg = gsw.SR_from_SP(bg_s)
     ct_bg = gsw.CT_from_t(sa_bg, bg_t, pressures)
-    rho_ambient = gsw.rho(sa_bg, ct_bg, pressures)
+    rho_ambient = gsw.rho(sa_bg, ct_bg, pressures) + p.ambient_density_offset
 
     e_sat = 611.2 * np.exp(17.67 * tas / (tas + 243.5))
     q_air = 0.622 * (hurs / 100.0) * e_sat / (psl - 0.378 * (hurs / 100.0) * e_sat)
@@ -273,7 +346,9 @@ def run_ocean(
         ct = gsw.CT_from_pt(sa, ts)
         rho_shelf = gsw.rho(sa[:, None], ct[:, None], pressures[:, :, 0])
         excess = rho_shelf - rho_ambient[:, :, i]
-        pulse = 0.3 + 0.7 * np.minimum((wind[:, i] / 12.0) ** 2, 2.0)
+        pulse = p.pulse_floor + (1.0 - p.pulse_floor) * np.minimum(
+            (wind[:, i] / p.pulse_wind) ** 2, 2.0
+        )
         flux = np.clip((excess - loss) / p.density_scale, 0.0, 2.0) * pulse[:, None]
         plume = (1 - entrain) * ts[:, None] + entrain * bg_t[:, :, i]
         td = td + p.cascade_rate * flux * (plume - td) + (bg_t[:, :, i] - td) / relax
@@ -300,6 +375,7 @@ def run_ocean(
                 shelf_temp=out_ts[k, keep],
                 shelf_salt=out_ss[k, keep],
                 shelf_sigma0=sigma0[k, keep],
+                offshore_temp=off_temp[k, keep],
                 heat_flux=out_q[k, keep],
                 background_temp=bg_t[k, :, keep],
             )

@@ -56,6 +56,12 @@ class CmipSourceSpec(_Strict):
     #: Variables of the first member's historical run first published incomplete
     #: (first year only) under an earlier version, as Pangeo lists superseded versions.
     superseded: tuple[str, ...] = ()
+    #: The ocean model: its curvilinear grid's spacing (degrees), the static bias of its
+    #: sea surface (K; coupled models' Mediterranean SST biases reach 1-2 K) and the table
+    #: of its ``tos``: daily ``Oday`` or, as some models publish, monthly ``Omon`` only.
+    ocean_resolution: float = 1.0
+    tos_bias: float = 0.0
+    ocean_table: Literal["Oday", "Omon"] = "Oday"
 
 
 class CordexSpec(_Strict):
@@ -65,6 +71,9 @@ class CordexSpec(_Strict):
     tas_bias: float = 0.0
     pr_factor: float = 1.0
     wind_factor: float = 1.0
+    #: A coupled (Med-CORDEX-like) RCM publishes ``tos`` on its grid with this SST bias
+    #: (K); an atmosphere-only RCM (None) reads its driving model's SST and publishes none.
+    tos_bias: float | None = None
 
 
 class Preset(_Strict):
@@ -101,6 +110,8 @@ CMIP_SOURCES = (
         pr_factor=1.25,
         gr_resolution=2.5,
         superseded=("tas",),
+        ocean_resolution=1.0,
+        tos_bias=-0.9,
     ),
     CmipSourceSpec(
         source_id="TWIN-ESM-B",
@@ -112,6 +123,9 @@ CMIP_SOURCES = (
         hurs_bias=-6.0,
         pr_factor=0.7,
         wind_factor=0.85,
+        ocean_resolution=1.25,
+        tos_bias=1.3,
+        ocean_table="Omon",
     ),
     CmipSourceSpec(
         source_id="TWIN-ESM-C",
@@ -122,6 +136,8 @@ CMIP_SOURCES = (
         tas_bias=0.6,
         psl_bias=180.0,
         wind_factor=1.05,
+        ocean_resolution=0.75,
+        tos_bias=0.4,
     ),
 )
 
@@ -132,6 +148,7 @@ CORDEX_PAIRS = (
         institution="TWINRCM-X",
         tas_bias=-0.7,
         wind_factor=1.08,
+        tos_bias=-0.4,
     ),
     CordexSpec(
         driving_source="TWIN-ESM-C",

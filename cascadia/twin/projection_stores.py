@@ -13,12 +13,15 @@ from typing import Any
 import numpy as np
 
 from cascadia.twin.atmosphere import RegionalWeather
-from cascadia.twin.grids import RegularGrid, RotatedGrid, regrid
+from cascadia.twin.grids import CurvilinearGrid, RegularGrid, RotatedGrid, regrid
+from cascadia.twin.ocean import sea_surface_temperature
 from cascadia.twin.realizations import Realization
+from cascadia.twin.sea import COARSE_LAND_THRESHOLD, OCEAN_LAND_THRESHOLD, sea_surface_field
 from cascadia.twin.stores import (
     StoreContext,
     biased_fields,
     cmip_dataset,
+    cmip_ocean_dataset,
     slice_weather,
     write_cmip_store,
     write_cordex_variable,
@@ -45,6 +48,10 @@ class FieldTask:
     seed: np.random.SeedSequence
     gr_grid: RegularGrid | None = None  # CMIP6: also written regridded (grid_label gr)
     superseded: tuple[str, ...] = ()  # CMIP6: variables also in an earlier, partial version
+    ocean_grid: CurvilinearGrid | RotatedGrid | None = None  # where ``tos`` is written
+    ocean_table: str = "Oday"  # CMIP6: Oday, or Omon for a model with monthly tos only
+    tos_bias: float = 0.0  # K, static bias of the model's sea surface
+    sst: np.ndarray | None = None  # degC, the path's true sea surface on the experiment's days
 
 
 def experiment_days(path: Realization, experiment: str) -> slice:
@@ -66,6 +73,9 @@ def field_task(
 ) -> FieldTask:
     index = experiment_days(path, experiment)
     weather = slice_weather(path.weather, index)
+    if layout.get("ocean_grid") is not None:
+        assert path.ocean is not None, "run the ocean before writing a model's tos"
+        layout["sst"] = sea_surface_temperature(path.ocean.offshore_temp, path.axis.phase)[index]
     return FieldTask(family, weather, path.axis, index, grid, biases, meta, seed, **layout)
 
 
@@ -90,6 +100,8 @@ def write_field_task(
         assert isinstance(task.grid, RotatedGrid)
         for variable in CORDEX_VARIABLES:
             write_cordex_variable(ctx, daily, task.axis, task.index, task.grid, task.meta, variable)
+    if task.sst is not None:
+        write_tos(ctx, task)
     return [(collection, row) for collection, rows in ctx.rows.items() for row in rows]
 
 
@@ -109,6 +121,29 @@ def write_cmip_task(ctx: StoreContext, task: FieldTask, daily: dict[str, np.ndar
             values = regrid(daily[variable], task.grid, task.gr_grid)
             regridded = cmip_dataset(values, *args, task.gr_grid, task.meta, variable, "gr")
             write_cmip_store(ctx, regridded, task.meta)
+
+
+def write_tos(ctx: StoreContext, task: FieldTask) -> None:
+    """The model's ``tos`` (degC, NaN over land) on its ocean grid (CMIP6) or its own
+    rotated grid (a coupled CORDEX RCM), from its own random stream."""
+    assert task.sst is not None and task.ocean_grid is not None
+    key = (*task.seed.spawn_key, 1)  # a child key no other task's seed has
+    rng = np.random.default_rng(np.random.SeedSequence(task.seed.entropy, spawn_key=key))
+    # an ocean model's binary mask; a coupled RCM's ocean on its coarse atmospheric grid
+    coarse = isinstance(task.ocean_grid, RotatedGrid)
+    threshold = COARSE_LAND_THRESHOLD if coarse else OCEAN_LAND_THRESHOLD
+    tos = sea_surface_field(
+        task.sst, task.ocean_grid, rng, bias=task.tos_bias, error_std=0.05, land_threshold=threshold
+    )
+    if task.family == "cmip6":
+        assert isinstance(task.ocean_grid, CurvilinearGrid)
+        args = (task.axis, task.index, task.ocean_grid, task.meta, task.ocean_table)
+        write_cmip_store(ctx, cmip_ocean_dataset(tos, *args), task.meta)
+    else:
+        assert isinstance(task.ocean_grid, RotatedGrid)
+        write_cordex_variable(
+            ctx, {"tos": tos}, task.axis, task.index, task.ocean_grid, task.meta, "tos"
+        )
 
 
 def start_field_tasks(

@@ -60,19 +60,25 @@ def history_span(preset: Preset) -> tuple[int, int]:
     return min(s.start for s in specs), max(s.end for s in specs)
 
 
-def make_history(preset: Preset, seed: int) -> Realization:
-    """The one real history of the twin world."""
+def make_history(preset: Preset, seed: int, params: OceanParams | None = None) -> Realization:
+    """The one real history of the twin world (``params``: its noise levels)."""
     start, end = history_span(preset)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     axis = day_axis(start, end, "standard")
     severity = severity_by_winter(rng, start, end, history=True)
     weather = regional_weather(axis, rng, severity)
     return Realization(
-        ("history", "reanalysis", "r1"), axis, weather, hidden_ocean(axis, rng, weather, None), None
+        ("history", "reanalysis", "r1"),
+        axis,
+        weather,
+        hidden_ocean(axis, rng, weather, None, params),
+        None,
     )
 
 
-def make_projections(preset: Preset, seed: int) -> list[Realization]:
+def make_projections(
+    preset: Preset, seed: int, params: OceanParams | None = None
+) -> list[Realization]:
     """One path per (CMIP source, member, scenario)."""
     paths = []
     for i, source in enumerate(preset.cmip_sources):
@@ -86,14 +92,14 @@ def make_projections(preset: Preset, seed: int) -> list[Realization]:
             hist_weather = regional_weather(
                 hist_axis, rng, severity, "historical", source.sensitivity
             )
-            hist_hidden = hidden_ocean(hist_axis, rng, hist_weather, "historical")
+            hist_hidden = hidden_ocean(hist_axis, rng, hist_weather, "historical", params)
             for j, scenario in enumerate(SCENARIOS):
                 rng_f = np.random.default_rng(np.random.SeedSequence([seed, 2, i, m, j]))
                 fut_axis = day_axis(preset.future.start, preset.future.end, source.calendar)
                 fut_weather = regional_weather(
                     fut_axis, rng_f, severity, scenario, source.sensitivity
                 )
-                fut_hidden = hidden_ocean(fut_axis, rng_f, fut_weather, scenario)
+                fut_hidden = hidden_ocean(fut_axis, rng_f, fut_weather, scenario, params)
                 paths.append(
                     Realization(
                         key=(source.source_id, scenario, member),
@@ -116,6 +122,7 @@ def run_all(realizations: list[Realization], params: OceanParams | None = None) 
         [r.hidden for r in realizations],
         [r.scenario for r in realizations],
         params,
+        sensitivities=[r.sensitivity for r in realizations],
     )
     for realization, result in zip(realizations, results, strict=True):
         realization.ocean = result

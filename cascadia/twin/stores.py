@@ -23,6 +23,12 @@
   ``rlon``, 2-D ``lat``/``lon``, ``rotated_pole`` grid mapping); the driving
   model's calendar.
 
+Every source carries its sea surface temperature (:mod:`cascadia.twin.sea`; K, NaN
+over land): ERA5 ``sea_surface_temperature`` in the store and ``sst`` in the CDS files,
+20CR ``sst.<decade>.nc`` per member, ERA-20C ``sst`` in the decade files, CMIP6 ``tos``
+(degC) in ``Oday`` (one model ``Omon``) on a curvilinear ocean grid with ``areacello``
+and ``sftof`` in ``Ofx``, and ``tos`` (degC) of a coupled CORDEX RCM.
+
 Every source carries its land fraction, the cell-area share of land under the
 twin's own coastline (:func:`cascadia.twin.fields.land_fraction`), in its
 archive's convention: ERA5 ``land_sea_mask`` in the store, 20CR ``land.nc``,
@@ -51,6 +57,7 @@ from cascadia.twin.fields import (
 from cascadia.twin.grids import (
     ROTATED_POLE_LAT,
     ROTATED_POLE_LON,
+    CurvilinearGrid,
     RegularGrid,
     RotatedGrid,
     bounds,
@@ -115,6 +122,14 @@ ERA5_NAMES = {
 }
 #: ARCO-ERA5's land-sea mask (name, long name, units, short name); static in the twin.
 ERA5_LAND_SEA_MASK = ("land_sea_mask", "Land-sea mask", "(0 - 1)", "lsm")
+#: ARCO-ERA5's sea surface temperature: K, NaN over land, one value per day (OSTIA-like
+#: daily analyses) repeated on the day's hours.
+ERA5_SST = ("sea_surface_temperature", "Sea surface temperature", "K", "sst")
+
+
+def _year_days(axis: DayAxis, start: int, end: int) -> np.ndarray:
+    """Indices of the days of years ``start``..``end`` on ``axis``."""
+    return np.flatnonzero((axis.year >= start) & (axis.year <= end))
 
 
 def era5_hourly_fields(
@@ -146,12 +161,15 @@ def write_era5(
     years: tuple[int, int],
     seed: np.random.SeedSequence,
     time_chunk: int = 24 * 92,
+    sst: np.ndarray | None = None,
 ) -> None:
     """ARCO-ERA5-like hourly store, written decade by decade (bounded memory).
 
     Each chunk holds ``time_chunk`` hours of the whole domain: 1 is ARCO-ERA5's
     layout (one global hour per chunk), the trap a regional extraction must read
     around; larger chunks write small worlds faster. The values do not depend on it.
+    ``sst`` (days of ``axis``, lat, lon; K, NaN over land) adds
+    ``sea_surface_temperature``, each day's value on its 24 hours.
     """
     url = ctx.url("reanalysis", "era5", "era5-hourly-single-levels.zarr")
     carry: dict[str, np.ndarray] = {}
@@ -175,15 +193,19 @@ def write_era5(
             "mean_sea_level_pressure": hourly["psl"],
             **accumulated,
         }
+        names = dict(ERA5_NAMES)
+        if sst is not None:
+            names[ERA5_SST[0]] = ERA5_SST[1:]
+            values[ERA5_SST[0]] = np.repeat(sst[_year_days(axis, start, end)], 24, axis=0)
         ds = xr.Dataset(
             {
                 name: (
                     ("time", "latitude", "longitude"),
                     data.astype(FLOAT),
                     {
-                        "long_name": ERA5_NAMES[name][0],
-                        "units": ERA5_NAMES[name][1],
-                        "short_name": ERA5_NAMES[name][2],
+                        "long_name": names[name][0],
+                        "units": names[name][1],
+                        "short_name": names[name][2],
                     },
                 )
                 for name, data in values.items()
@@ -237,7 +259,8 @@ def write_era5(
             write_zarr(
                 ds, url, zarr_format=3, storage_options=ctx.storage_options, append_dim="time"
             )
-    for name in [*ERA5_NAMES, ERA5_LAND_SEA_MASK[0]]:
+    written = [*ERA5_NAMES, ERA5_LAND_SEA_MASK[0], *([ERA5_SST[0]] if sst is not None else [])]
+    for name in written:
         ctx.add_row(
             "era5",
             activity_id="reanalysis",
@@ -264,6 +287,7 @@ ERA5_CDS_DAILY = {
     "tp": ("Total precipitation", "m", "unknown", "daily_sum"),
     "ssrd": ("Surface short-wave (solar) radiation downwards", "J m**-2", "unknown", "daily_sum"),
     "lsm": ("Land-sea mask", "(0 - 1)", "unknown", "daily_mean"),
+    "sst": ("Sea surface temperature", "K", "unknown", "daily_mean"),
 }
 
 
@@ -280,6 +304,7 @@ def write_era5_cds_daily(
     grid: RegularGrid,
     years: tuple[int, int],
     seed: np.random.SeedSequence,
+    sst: np.ndarray | None = None,
 ) -> None:
     """ERA5 daily statistics as the new CDS delivers them: one NetCDF per year, every variable.
 
@@ -291,7 +316,8 @@ def write_era5_cds_daily(
     ``valid_time`` (seconds since 1970), ``latitude`` descending, ``longitude``
     -180..180 as an area request returns it, scalar ``number`` and per-step
     ``expver`` coordinates. The land-sea mask, requested with the rest, repeats
-    on every day.
+    on every day. ``sst`` (as :func:`write_era5`'s) adds the daily ``sst`` (K, NaN over
+    land), the daily mean of the hourly store's.
     """
     lsm = land_fraction(grid)
     for start, end, hourly in era5_hourly_fields(axis, weather, grid, years, seed):
@@ -311,6 +337,8 @@ def write_era5_cds_daily(
         daily = {n: _per_day(v, ERA5_CDS_DAILY[n][3]) for n, v in fields.items()}
         days = pd.date_range(f"{start}-01-01", f"{end}-12-31", freq="D")
         daily["lsm"] = np.broadcast_to(lsm, (days.size, *lsm.shape))
+        if sst is not None:
+            daily["sst"] = sst[_year_days(axis, start, end)]
         for year in range(start, end + 1):
             index = np.flatnonzero(days.year == year)
             ds = _cds_dataset({n: v[index] for n, v in daily.items()}, days[index], grid, year)
@@ -422,10 +450,14 @@ def write_twentycr(
     grid: RegularGrid,
     years: tuple[int, int],
     seed: np.random.SeedSequence,
+    member_ssts: list[np.ndarray] | None = None,
 ) -> None:
     """20CRv3-like daily NetCDF: one file per member, variable and decade, and ``land.nc``.
 
     The land fraction is one file for every member, listed once per member.
+    ``member_ssts`` (per member: days of ``axis``, lat, lon; K, NaN over land) adds
+    ``sst.<decade>.nc`` per member: 20CRv3's prescribed boundary SST (HadISST2-based,
+    one realization per member), variable ``sst`` in K.
     """
     lat2, lon2 = grid.mesh()
     land_url = ctx.url("reanalysis", "20crv3", "land.nc")
@@ -508,6 +540,64 @@ def write_twentycr(
                     path=as_uri(url),
                     format="netcdf",
                 )
+            if member_ssts is not None:
+                values = member_ssts[m][_year_days(axis, start, end)]
+                _write_twentycr_sst(ctx, values, time, grid, member, (start, end))
+
+
+def _write_twentycr_sst(
+    ctx: StoreContext,
+    values: np.ndarray,
+    time: pd.DatetimeIndex,
+    grid: RegularGrid,
+    member: str,
+    span: tuple[int, int],
+) -> None:
+    """One member's decade of 20CRv3-like boundary SST (K, NaN over land)."""
+    ds = xr.Dataset(
+        {
+            "sst": (
+                ("time", "lat", "lon"),
+                values.astype(FLOAT),
+                {
+                    "long_name": "Daily sea surface temperature (prescribed boundary condition)",
+                    "units": "K",
+                    "standard_name": "sea_surface_temperature",
+                    "dataset": "NOAA-CIRES-DOE 20th Century Reanalysis V3 (twin)",
+                    "comment": "HadISST2-like boundary SST of this member; missing over land",
+                },
+            )
+        },
+        coords={
+            "time": ("time", time, {"long_name": "Time", "axis": "T"}),
+            "lat": ("lat", grid.lat, {"units": "degrees_north", "axis": "Y"}),
+            "lon": ("lon", grid.lon, {"units": "degrees_east", "axis": "X"}),
+        },
+        attrs={
+            "title": f"20CRv3-like sea surface temperature, ensemble member {member}",
+            "Conventions": "CF-1.6",
+            "ensemble_member": member,
+        },
+    )
+    encoding = {
+        "sst": {"zlib": True, "complevel": 4, "_FillValue": -9.96921e36},
+        "time": {"units": "hours since 1800-01-01 00:00:0.0", "dtype": "float64"},
+    }
+    url = ctx.url("reanalysis", "20crv3", member, f"sst.{span[0]}-{span[1]}.nc")
+    write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
+    ctx.add_row(
+        "20cr",
+        activity_id="reanalysis",
+        institution_id="NOAA-PSL",
+        source_id="20CRv3",
+        experiment_id="reanalysis",
+        member_id=member,
+        frequency="day",
+        variable_id="sst",
+        time_range=f"{span[0]}0101-{span[1]}1231",
+        path=as_uri(url),
+        format="netcdf",
+    )
 
 
 # --------------------------------------------------------------------------- ERA-20C
@@ -519,6 +609,7 @@ ERA20C_NAMES = {
     "v10": ("10 metre V wind component", "m s**-1", "vas"),
     "msl": ("Mean sea level pressure", "Pa", "psl"),
     "tp": ("Total precipitation", "m", None),
+    "sst": ("Sea surface temperature", "K", None),
 }
 
 
@@ -543,11 +634,14 @@ def write_era20c(
     grid: RegularGrid,
     years: tuple[int, int],
     seed: np.random.SeedSequence,
+    sst: np.ndarray | None = None,
 ) -> None:
     """ERA-20C-like 6-hourly NetCDF, one file per decade holding every variable.
 
     The land-sea mask ``lsm`` comes in an invariant file with one time step, as
-    ECMWF's invariant fields do.
+    ECMWF's invariant fields do. ``sst`` (days of ``axis``, lat, lon; K, NaN over
+    land) adds ``sst`` to the decade files, each day's value (ERA-20C's HadISST2
+    boundary) on its four steps.
     """
     lat2, lon2 = grid.mesh()
     invariant = xr.Dataset(
@@ -601,6 +695,8 @@ def write_era20c(
             "msl": six["psl"],
             "tp": tp,
         }
+        if sst is not None:
+            values["sst"] = np.repeat(sst[_year_days(axis, start, end)], 4, axis=0)
         time = pd.date_range(f"{start}-01-01", f"{end}-12-31 18:00", freq="6h")
         ds = xr.Dataset(
             {
@@ -656,6 +752,7 @@ CMIP_ATTRS = {
     "vas": ("northward_wind", "Northward Near-Surface Wind", "m s-1"),
     "sfcWind": ("wind_speed", "Near-Surface Wind Speed", "m s-1"),
     "psl": ("air_pressure_at_mean_sea_level", "Sea Level Pressure", "Pa"),
+    "tos": ("sea_surface_temperature", "Sea Surface Temperature", "degC"),
 }
 CORDEX_VARIABLES = ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")
 
@@ -811,6 +908,7 @@ def write_cmip_store(
     ``zstore`` URL ends with "/" as Pangeo's do; ``dcpp_init_year`` is an empty cell.
     """
     variable, grid_label = ds.attrs["variable_id"], ds.attrs["grid_label"]
+    table = ds.attrs["table_id"]
     url = ctx.url(
         "cmip6",
         meta["activity_id"],
@@ -818,13 +916,13 @@ def write_cmip_store(
         meta["source_id"],
         meta["experiment_id"],
         meta["member_id"],
-        "day",
+        table,
         variable,
         grid_label,
         f"v{version}",
     )
     encoding = {
-        variable: {"chunks": (3650, ds.sizes["lat"], ds.sizes["lon"])},
+        variable: {"chunks": (3650, *ds[variable].shape[1:])},
         "time": {"dtype": "float64"},
     }
     write_zarr(ds, url, zarr_format=2, storage_options=ctx.storage_options, encoding=encoding)
@@ -835,7 +933,7 @@ def write_cmip_store(
         source_id=meta["source_id"],
         experiment_id=meta["experiment_id"],
         member_id=meta["member_id"],
-        table_id="day",
+        table_id=table,
         variable_id=variable,
         grid_label=grid_label,
         zstore=as_uri(url) + "/",
@@ -920,6 +1018,176 @@ def write_cmip_fx(ctx: StoreContext, grid: RegularGrid, meta: dict[str, str]) ->
         dcpp_init_year="",
         version=CMIP_VERSION,
     )
+
+
+def _ocean_grid_coords(grid: CurvilinearGrid) -> dict[str, tuple[Any, ...]]:
+    """CMOR's coordinates of a curvilinear ocean grid: index ``j``/``i``, 2-D
+    ``latitude``/``longitude`` (0-360) and their cell ``vertices``."""
+    lat, lon = grid.mesh()
+    vlat, vlon = grid.vertices()
+    return {
+        "j": (
+            "j",
+            np.arange(grid.ny, dtype="int32"),
+            {"long_name": "cell index along second dimension", "units": "1"},
+        ),
+        "i": (
+            "i",
+            np.arange(grid.nx, dtype="int32"),
+            {"long_name": "cell index along first dimension", "units": "1"},
+        ),
+        "latitude": (
+            ("j", "i"),
+            lat,
+            {"standard_name": "latitude", "units": "degrees_north", "bounds": "vertices_latitude"},
+        ),
+        "longitude": (
+            ("j", "i"),
+            lon % 360.0,
+            {"standard_name": "longitude", "units": "degrees_east", "bounds": "vertices_longitude"},
+        ),
+        "vertices_latitude": (("j", "i", "vertices"), vlat, {"units": "degrees_north"}),
+        "vertices_longitude": (("j", "i", "vertices"), vlon % 360.0, {"units": "degrees_east"}),
+    }
+
+
+def _cmip_global_attrs(
+    meta: dict[str, str], table: str, variable: str, frequency: str
+) -> dict[str, str]:
+    return {
+        "Conventions": "CF-1.7 CMIP-6.2",
+        "activity_id": meta["activity_id"],
+        "institution_id": meta["institution_id"],
+        "source_id": meta["source_id"],
+        "experiment_id": meta["experiment_id"],
+        "variant_label": meta["member_id"],
+        "table_id": table,
+        "variable_id": variable,
+        "grid_label": "gn",
+        "grid": "native ocean curvilinear grid",
+        "frequency": frequency,
+        "further_info_url": "cascadia synthetic twin world (not CMIP6 data)",
+    }
+
+
+def cmip_ocean_dataset(
+    values: np.ndarray,
+    axis: DayAxis,
+    index: slice,
+    grid: CurvilinearGrid,
+    meta: dict[str, str],
+    table: str = "Oday",
+) -> xr.Dataset:
+    """``tos`` (degC, NaN over land) of one run on its ocean grid, table Oday or Omon.
+
+    Omon holds calendar-month means (in the model's calendar) stamped mid-month with
+    the month's bounds, as CMOR writes them.
+    """
+    time, time_bnds = _noon_time(axis, index, "days since 1850-01-01")
+    frequency = "day"
+    if table == "Omon":
+        days = axis.time[index]
+        months = np.array([d.year * 12 + d.month for d in days])
+        starts = np.flatnonzero(np.diff(months, prepend=months[0] - 1))
+        ends = np.append(starts[1:], months.size)
+        values = np.stack([values[a:b].mean(axis=0) for a, b in zip(starts, ends, strict=True)])
+        lower = time_bnds.values[starts, 0]
+        upper = time_bnds.values[ends - 1, 1]
+        time = xr.Variable("time", 0.5 * (lower + upper), time.attrs)
+        time_bnds = xr.Variable(("time", "bnds"), np.stack([lower, upper], axis=1))
+        frequency = "mon"
+    elif table != "Oday":
+        raise ValueError(f"tos is written in table Oday or Omon, not {table!r}")
+    ds = xr.Dataset(
+        {
+            "tos": (
+                ("time", "j", "i"),
+                values.astype(FLOAT),
+                _variable_attrs(
+                    "tos",
+                    cell_methods="area: mean where sea time: mean",
+                    cell_measures="area: areacello",
+                    coordinates="latitude longitude",
+                ),
+            ),
+            "time_bnds": time_bnds,
+        },
+        coords={"time": time, **_ocean_grid_coords(grid)},
+        attrs=_cmip_global_attrs(meta, table, "tos", frequency),
+    )
+    return ds.set_coords(["time_bnds"])
+
+
+def write_cmip_ofx(ctx: StoreContext, grid: CurvilinearGrid, meta: dict[str, str]) -> None:
+    """Pangeo-like ``Ofx`` stores of the ocean grid: ``areacello`` (m2) and ``sftof`` (%).
+
+    Under one experiment and member (``meta``'s) like the ``fx`` stores; the ocean
+    model's mask is binary, so ``sftof`` is 0 or 100.
+    """
+    from cascadia.twin.sea import sea_mask
+
+    fields = {
+        "areacello": (
+            grid.cell_area(),
+            {
+                "standard_name": "cell_area",
+                "long_name": "Grid-Cell Area for Ocean Variables",
+                "units": "m2",
+            },
+        ),
+        "sftof": (
+            np.where(sea_mask(grid), 100.0, 0.0),
+            {
+                "standard_name": "sea_area_fraction",
+                "long_name": "Sea Area Percentage",
+                "units": "%",
+                "cell_measures": "area: areacello",
+            },
+        ),
+    }
+    for variable, (values, attrs) in fields.items():
+        ds = xr.Dataset(
+            {
+                variable: (
+                    ("j", "i"),
+                    values.astype(FLOAT),
+                    {
+                        **attrs,
+                        "cell_methods": "area: sum" if variable == "areacello" else "area: mean",
+                        "coordinates": "latitude longitude",
+                    },
+                )
+            },
+            coords=_ocean_grid_coords(grid),
+            attrs=_cmip_global_attrs(meta, "Ofx", variable, "fx"),
+        )
+        url = ctx.url(
+            "cmip6",
+            meta["activity_id"],
+            meta["institution_id"],
+            meta["source_id"],
+            meta["experiment_id"],
+            meta["member_id"],
+            "Ofx",
+            variable,
+            "gn",
+            f"v{CMIP_VERSION}",
+        )
+        write_zarr(ds, url, zarr_format=2, storage_options=ctx.storage_options)
+        ctx.add_row(
+            "cmip6",
+            activity_id=meta["activity_id"],
+            institution_id=meta["institution_id"],
+            source_id=meta["source_id"],
+            experiment_id=meta["experiment_id"],
+            member_id=meta["member_id"],
+            table_id="Ofx",
+            variable_id=variable,
+            grid_label="gn",
+            zstore=as_uri(url) + "/",
+            dcpp_init_year="",
+            version=CMIP_VERSION,
+        )
 
 
 def _yyyymmdd(date: Any) -> str:

@@ -17,9 +17,10 @@ import pandas as pd
 
 from cascadia import __version__
 from cascadia.twin.catalogs import write_collections, write_run_catalogs
-from cascadia.twin.grids import RegularGrid, regular_grid, rotated_grid
+from cascadia.twin.grids import RegularGrid, ocean_grid, regular_grid, rotated_grid
 from cascadia.twin.mooring import observe, write_mooring
-from cascadia.twin.ocean import OceanParams
+from cascadia.twin.ocean import OceanParams, sea_surface_temperature
+from cascadia.twin.physics import PARAMS_KEY, VARY_KEY, params_to_json, seed_params
 from cascadia.twin.presets import SCENARIOS, CmipSourceSpec, Preset, get_preset
 from cascadia.twin.projection_stores import FieldTask, field_task, start_field_tasks
 from cascadia.twin.realizations import (
@@ -30,9 +31,11 @@ from cascadia.twin.realizations import (
     reanalysis_view,
     run_all,
 )
+from cascadia.twin.sea import COARSE_LAND_THRESHOLD, sea_surface_field
 from cascadia.twin.stores import (
     StoreContext,
     write_cmip_fx,
+    write_cmip_ofx,
     write_cordex_fx,
     write_era5,
     write_era5_cds_daily,
@@ -78,12 +81,20 @@ def build_world(
     overwrite: bool = False,
     storage_options: dict[str, Any] | None = None,
     params: OceanParams | None = None,
+    vary_physics: bool = False,
     step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Generate every store of the twin world under ``out``; return the manifest.
 
-    ``step`` is called with a short description before each stage (progress).
+    The ocean runs with ``params`` (default: the documented defaults) or, with
+    ``vary_physics``, with parameters drawn from their plausible ranges by the seed
+    (:func:`cascadia.twin.physics.seed_params`); either way ``world.json`` records
+    them under ``ocean_params`` (and ``vary_physics``). ``step`` is called with a
+    short description before each stage (progress).
     """
+    if vary_physics and params is not None:
+        raise ValueError("give ocean params or vary_physics, not both")
+    params = seed_params(seed) if vary_physics else (params or OceanParams())
     preset = get_preset(preset) if isinstance(preset, str) else preset
     storage_options = storage_options or {}
     report = step or (lambda _: None)
@@ -92,14 +103,14 @@ def build_world(
     streams = np.random.SeedSequence([seed, 99]).spawn(8)
 
     report("atmosphere and hidden ocean of the history and every projection path")
-    history = make_history(preset, seed)
-    projections = make_projections(preset, seed)
+    history = make_history(preset, seed, params)
+    projections = make_projections(preset, seed, params)
     report(f"ocean process model for {1 + len(projections)} realizations")
     run_all([history, *projections], params)
 
     report("projection stores (background processes) and reanalysis stores")
     finish_projections = _start_projections(ctx, preset, projections, streams[4])
-    _write_reanalyses(ctx, preset, history, streams)
+    _write_reanalyses(ctx, preset, history, streams, np.random.SeedSequence([seed, 98]))
 
     report("truth, mooring observations, collections and run catalogs")
     _, hourly = write_history_truth(ctx, history, np.random.default_rng(streams[5]))
@@ -148,23 +159,43 @@ def build_world(
         "truth": "truth/index.csv",
         "stores": {family: len(rows) for family, rows in ctx.rows.items()},
         "preset_spec": preset.model_dump(mode="json"),
+        VARY_KEY: vary_physics,
+        PARAMS_KEY: params_to_json(params),
     }
     write_text(json.dumps(manifest, indent=2) + "\n", ctx.url(MANIFEST), storage_options)
     return manifest
 
 
 def _write_reanalyses(
-    ctx: StoreContext, preset: Preset, history: Realization, streams: list
+    ctx: StoreContext,
+    preset: Preset,
+    history: Realization,
+    streams: list,
+    sst_seed: np.random.SeedSequence,
 ) -> None:
     axis, weather = history.axis, history.weather
+    assert history.ocean is not None
+    sst = sea_surface_temperature(history.ocean.offshore_temp, axis.phase)
+    sst_rngs = [np.random.default_rng(s) for s in sst_seed.spawn(3)]
     era5_view = reanalysis_view(weather, axis, np.random.default_rng(streams[0]), error_scale=0.3)
     era5_grid = regular_grid(preset.era5.resolution, lat_descending=True, lon_0_360=True)
     era5_years = (preset.era5.years.start, preset.era5.years.end)
+    # ERA5's SST (OSTIA-like analyses): small errors; K, NaN over land
+    era5_sst = 273.15 + sea_surface_field(
+        sst, era5_grid, sst_rngs[0], bias=0.05, error_std=0.1, land_threshold=COARSE_LAND_THRESHOLD
+    )
     write_era5(
-        ctx, axis, era5_view, era5_grid, era5_years, streams[0], time_chunk=preset.era5_time_chunk
+        ctx,
+        axis,
+        era5_view,
+        era5_grid,
+        era5_years,
+        streams[0],
+        time_chunk=preset.era5_time_chunk,
+        sst=era5_sst,
     )
     # the same weather, grid and seed as the hourly store: the daily files agree with it
-    write_era5_cds_daily(ctx, axis, era5_view, era5_grid, era5_years, streams[0])
+    write_era5_cds_daily(ctx, axis, era5_view, era5_grid, era5_years, streams[0], sst=era5_sst)
 
     scale = century_error_scale(axis)
     rng = np.random.default_rng(streams[1])
@@ -175,6 +206,20 @@ def _write_reanalyses(
         for _ in range(preset.twentycr.members)
     ]
     grid = regular_grid(preset.twentycr.resolution, lat_descending=True, lon_0_360=True)
+    # HadISST2-like boundary: pentad means, one realization per member, errors growing back
+    pentad = np.convolve(np.pad(sst, 2, mode="edge"), np.ones(5) / 5.0, mode="valid")
+    member_ssts = [
+        273.15
+        + sea_surface_field(
+            pentad,
+            grid,
+            sst_rngs[1],
+            bias=-0.2,
+            error_std=0.25 * scale,
+            land_threshold=COARSE_LAND_THRESHOLD,
+        )
+        for _ in members
+    ]
     write_twentycr(
         ctx,
         axis,
@@ -182,6 +227,7 @@ def _write_reanalyses(
         grid,
         (preset.twentycr.years.start, preset.twentycr.years.end),
         streams[1],
+        member_ssts=member_ssts,
     )
 
     view = reanalysis_view(
@@ -193,8 +239,22 @@ def _write_reanalyses(
         wind_factor=0.95,
     )
     grid = regular_grid(preset.era20c.resolution, lat_descending=True, lon_0_360=True)
+    era20c_sst = 273.15 + sea_surface_field(
+        pentad,
+        grid,
+        sst_rngs[2],
+        bias=0.15,
+        error_std=0.2 * scale,
+        land_threshold=COARSE_LAND_THRESHOLD,
+    )
     write_era20c(
-        ctx, axis, view, grid, (preset.era20c.years.start, preset.era20c.years.end), streams[2]
+        ctx,
+        axis,
+        view,
+        grid,
+        (preset.era20c.years.start, preset.era20c.years.end),
+        streams[2],
+        sst=era20c_sst,
     )
 
 
@@ -220,6 +280,10 @@ def _start_projections(
     sources = {s.source_id: s for s in preset.cmip_sources}
     by_key = {r.key: r for r in projections}
     grids = {spec.source_id: _cmip_grids(spec, preset) for spec in preset.cmip_sources}
+    ocean_grids = {
+        spec.source_id: ocean_grid(spec.ocean_resolution * preset.cmip_resolution_scale)
+        for spec in preset.cmip_sources
+    }
     for spec in preset.cmip_sources:  # land fractions: one fx store per model and grid
         for label, grid in grids[spec.source_id].items():
             fx = {
@@ -231,6 +295,8 @@ def _start_projections(
                 "grid_label": label,
             }
             write_cmip_fx(ctx, grid, fx)
+        ofx = {k: v for k, v in fx.items() if k != "grid_label"}
+        write_cmip_ofx(ctx, ocean_grids[spec.source_id], ofx)
     seeds = iter(stream.spawn(10_000))
     tasks: list[FieldTask] = []
     truth_rows: list[dict[str, str]] = []
@@ -266,6 +332,9 @@ def _start_projections(
                 next(seeds),
                 gr_grid=gr_grid if member == FIRST_MEMBER else None,
                 superseded=superseded,
+                ocean_grid=ocean_grids[source_id],
+                ocean_table=spec.ocean_table,
+                tos_bias=spec.tos_bias,
             )
             tasks.append(task)
             truth_parts.setdefault(("cmip6", source_id), []).append((experiment, path))
@@ -300,7 +369,11 @@ def _start_projections(
                 "wind_factor": pair.wind_factor,
                 "psl_bias": 0.0,
             }
-            tasks.append(field_task("cordex", path, experiment, rgrid, biases, meta, next(seeds)))
+            ocean = (
+                {} if pair.tos_bias is None else {"ocean_grid": rgrid, "tos_bias": pair.tos_bias}
+            )
+            task = field_task("cordex", path, experiment, rgrid, biases, meta, next(seeds), **ocean)
+            tasks.append(task)
             truth_parts.setdefault(("cordex", pair.rcm), []).append((experiment, path))
 
     join = start_field_tasks(tasks, ctx.root, ctx.storage_options)
