@@ -51,6 +51,7 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
+
 @dataclass(frozen=True)
 class BaselinePrediction:
     """A Gaussian daily prediction of the anomaly.

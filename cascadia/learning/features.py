@@ -16,8 +16,9 @@ Columns:
   preceding May–October), and the state of a slab model of the shelf driven by
   the same fluxes (:mod:`cascadia.learning.shelf`: ``shelf_temperature``,
   ``shelf_salinity``, ``shelf_sigma0``; the slab relaxes to the shelf's ``tos``
-  when the model reads ``tos``, else to a climatological SST). Why: cascading is an integral-and-threshold response
-  of the shelf to the winter's buoyancy loss (notes/dswc-science.md); a
+  when the model reads ``tos``, else to a climatological SST). Why: cascading is an
+  integral-and-threshold response of the shelf to the winter's buoyancy loss
+  (notes/dswc-science.md); a
   network given 24 raw series and ~20 training winters does not discover that
   integral on its own, and the same indices drive the regression baseline, so
   the network is compared with that baseline on equal information.
