@@ -37,7 +37,7 @@ FloatArray = npt.NDArray[np.float64]
 QUANTILES = (0.1, 0.5, 0.9)
 #: Width of N(0, 1) between its 10 % and 90 % quantiles.
 GAUSSIAN_WIDTH = 2.5631031310892007
-SCALE_GRID = np.geomspace(0.3, 5.0, 60)
+SCALE_GRID = np.geomspace(0.3, 30.0, 80)
 
 
 def _trailing_mean(x: FloatArray, days: int) -> FloatArray:
