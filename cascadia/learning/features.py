@@ -18,10 +18,10 @@ Columns:
   ``shelf_salinity``, ``shelf_sigma0``; the slab relaxes to the shelf's ``tos``
   when the model reads ``tos``, else to a climatological SST). Why: cascading is an
   integral-and-threshold response of the shelf to the winter's buoyancy loss
-  (notes/dswc-science.md); a
-  network given 24 raw series and ~20 training winters does not discover that
-  integral on its own, and the same indices drive the regression baseline, so
-  the network is compared with that baseline on equal information.
+  (notes/dswc-science.md); a network given 24 raw series and ~20 training
+  winters does not discover that integral on its own, and the same indices drive
+  the regression baseline, so the network is compared with that baseline on
+  equal information.
 
 ``tos`` (sea-surface temperature, °C) is an ordinary predictor: a spec that
 selects it (or selects all variables of a source that has it) reads

@@ -16,8 +16,13 @@
    directory — evaluation reads what was saved, never the objects in memory —
    calibrate on the validation winters (or, for a cross-fitted ensemble, on the
    out-of-fold forecast of every training and validation winter), fit the
-   baselines on the winters the members learned from and write ``metrics.json``,
-   ``comparison.json``, ``winter_events.json``, ``hindcast.csv`` and ``report/``.
+   baselines (climatology, persistence, index regression, gradient boosting on the
+   network's own features) on the winters the members learned from and write
+   ``metrics.json``, ``comparison.json``, ``winter_events.json``, ``hindcast.csv``
+   and ``report/``;
+5. with ``evaluation.warm_split``, train and score the same design on the colder
+   two thirds of the winters (:mod:`cascadia.learning.warm_split`) and add its
+   ``warm_split`` section to ``metrics.json``.
 """
 
 from __future__ import annotations
