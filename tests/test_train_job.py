@@ -223,8 +223,16 @@ def _check_warm_split(
     config = yaml.safe_load((out / "warm_split" / "job.yaml").read_text())
     assert config["training"]["test_winters"] == warm["test_winters"]
     assert config["training"]["epochs"] == 2 and config["training"]["members"] == 2
-    scored = warm["metrics"]
+    scored = {k: v for k, v in warm.items() if k in MODELS}
     assert set(scored) == set(MODELS) - {"member_0", "member_1"}
+    assert set(warm) - set(scored) == {
+        "rule",
+        "winter_mean_tas_K",
+        "train_winters",
+        "validation_winters",
+        "test_winters",
+        "crps_ratio_warm_to_random",
+    }
     for depth in ("500", "1000"):
         row = scored["ensemble"][depth]
         assert {"crps", "nse", "coverage_90", "event_hit_week", "far"} <= set(row)
