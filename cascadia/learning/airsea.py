@@ -81,8 +81,8 @@ VAPOUR_ABSORPTION = 0.09  # water-vapour + ozone absorption A_a (Rosati & Miyako
 DEFAULT_CLOUD = 0.5  # cloud fraction assumed when clt is not a predictor
 SECONDS_PER_DAY = 86400.0
 #: Gulf of Lion shelf sea-surface temperature, monthly means (°C), January first:
-#: rounded values of the satellite (AVHRR/ODYSSEA) climatology of the shelf
-#: (e.g. Millot 1990; Pairaud et al. 2011): ≈ 13 °C in February, ≈ 23 °C in August.
+#: rounded values (±0.5 °C) of satellite SST climatologies of the shelf (e.g. the
+#: Copernicus Mediterranean SST reprocessing): ≈ 13 °C in February, ≈ 23 °C in August.
 SST_MONTHLY = (13.3, 12.9, 13.1, 14.3, 16.9, 20.4, 22.6, 22.9, 20.9, 18.2, 15.8, 14.2)
 
 #: Kondo (1975) neutral transfer coefficients, 10³ C = a + b U^p + c (U − 8)²,

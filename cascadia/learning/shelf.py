@@ -17,11 +17,12 @@ warming sea makes a warmer, lighter slab — or, for a source without ``tos``,
 towards :func:`cascadia.learning.airsea.climatological_sst`; salinity relaxes to a
 fixed offshore value. The river, the pre-winter stratification and the deep water
 are left to the network and its errors. Parameters are rounded literature values
-for the shelf, not fitted: the dense-water-forming area is ≈ 80 m deep on average
-(the 0–150 m shelf of Durrieu de Madron et al. 2005, Prog. Oceanogr. 66, weighted
-to its inner half), its water is renewed by the Northern Current's intrusions on
-a month (Estournel et al. 2003, JGR 108; Ulses et al. 2008), surface salinity
-≈ 38.2 (Durrieu de Madron et al. 2005).
+for the shelf, not fitted: the shelf is 0–150 m deep and dense water forms mostly
+over its inner and middle part (H ≈ 80 m as an effective mixed depth); its water
+is renewed by intrusions of the Northern Current and wind-driven exchange on
+weeks to a month (Millot 1990, Cont. Shelf Res. 10; Estournel et al. 2003, JGR
+108); offshore surface salinity ≈ 38.2 outside the Rhône plume. None of them is
+taken from the twin generator (whose shelf has its own, different values).
 """
 
 from __future__ import annotations
