@@ -26,7 +26,10 @@ from cascadia.twin.ceiling import (
     CeilingError,
     compute_ceiling,
     expected_hidden,
+    held_background,
+    read_model_series,
     regenerate_twin,
+    water_mass_salinity,
 )
 from cascadia.twin.realizations import make_history
 from cascadia.twin.world import build_world
@@ -67,7 +70,7 @@ def _table(model: Path) -> pd.DataFrame:
 def test_the_regenerated_history_equals_the_stored_truth(twin, result) -> None:
     history = make_history(PRESET, 0)
     stored = xr.open_zarr(twin["world"] / "truth" / "history.zarr")["temperature"].load()
-    regenerated = regenerate_twin(twin["world"])
+    regenerated = regenerate_twin(twin["world"], read_model_series(twin["model"]))
     with_noise = regenerated.clean + history.hidden.deep_noise
     assert np.abs(stored.transpose("depth", "day").values - with_noise).max() < 1e-3
     assert result["regeneration_max_abs_difference"] < 1e-3
@@ -86,11 +89,46 @@ def test_the_oracle_river_replaces_only_the_alpine_memory_by_its_mean(
     for weather in (history.weather, wetter):
         # with the noise at zero the drawn Alpine factor is exp(−0.045), its mean is 1
         hidden = ocean.hidden_ocean(history.axis, np.random.default_rng(0), weather, None)
-        expected, _ = expected_hidden(hidden, history.axis, weather)
+        expected, _ = expected_hidden(hidden, history.axis, weather, hidden.background_temp)
         assert (expected.river > hidden.river).all()
         gaps.append(expected.river - hidden.river)
     # the rain-fed part is kept as it is: the gap does not depend on the weather
     np.testing.assert_allclose(gaps[0], gaps[1], rtol=1e-9)
+
+
+def test_the_atmosphere_oracle_holds_the_background_as_the_model_does(twin) -> None:
+    """No generator trend: the oracle's deep water is the model's background, held at its ends."""
+    series = read_model_series(twin["model"])
+    history = make_history(PRESET, 0)
+    time = pd.DatetimeIndex(history.axis.time)
+    held = held_background(time, series)
+    index = time.get_indexer(series.time)
+    assert (index >= 0).all()
+    np.testing.assert_allclose(held[:, index].T, series.background)
+    assert (held[:, : index.min() + 1] == held[:, [index.min()]]).all()
+    assert (held[:, index.max() :] == held[:, [index.max()]]).all()
+    oracle, background = expected_hidden(history.hidden, history.axis, history.weather, held)
+    np.testing.assert_array_equal(oracle.background_temp, held)
+    np.testing.assert_array_equal(background, held)
+    # A model whose background is flat gives the oracle flat deep water, salinity included,
+    # although the generator's own background steps up by 0.3 degC in 2014.
+    flat = held_background(
+        time,
+        type(series)(
+            series.time, series.depths, np.full_like(series.background, 13.4), series.observed
+        ),
+    )
+    oracle, _ = expected_hidden(history.hidden, history.axis, history.weather, flat)
+    assert np.ptp(oracle.background_temp, axis=1).max() == 0.0
+    assert np.ptp(oracle.background_salt, axis=1).max() == 0.0
+    # Salinity follows the water mass's T-S line: warmer deep water is saltier.
+    warm, cold = (
+        water_mass_salinity(np.full((2, 1), 13.6)),
+        water_mass_salinity(np.full((2, 1), 13.0)),
+    )
+    assert (warm > cold).all() and (cold > 38.4).all() and (warm < 38.8).all()
+    with pytest.raises(CeilingError, match="expected"):
+        expected_hidden(history.hidden, history.axis, history.weather, held[:, :10])
 
 
 def test_oracles_rank_full_ocean_then_atmosphere_then_background_at_500_m(result) -> None:
@@ -104,7 +142,7 @@ def test_oracles_rank_full_ocean_then_atmosphere_then_background_at_500_m(result
 
 def test_oracle_sigma_is_positive_and_fitted_on_the_validation_winters(twin, result) -> None:
     table = _table(twin["model"])
-    regenerated = regenerate_twin(twin["world"])
+    regenerated = regenerate_twin(twin["world"], read_model_series(twin["model"]))
     index = regenerated.time.get_indexer(pd.DatetimeIndex(table["time"]))
     observed, bg = table["observed_500"].to_numpy(), table["background_500"].to_numpy()
     means = {

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from cascadia.learning.baselines import CP, RHO0, climatological_sst, surface_fluxes
+from cascadia.learning.airsea import CP, RHO0, climatological_sst, surface_fluxes
 from cascadia.learning.features import (
     PHYSICS_COLUMNS,
     FeatureSpec,
@@ -124,3 +124,43 @@ def test_feature_spec_round_trip_and_clear_errors(tmp_path) -> None:
     spec = FeatureSpec(regions=["mistral"], recent_days=20)
     save_feature_spec(tmp_path, spec)
     assert load_feature_spec(tmp_path) == spec
+
+
+def test_the_slab_relaxes_to_the_given_sst() -> None:
+    time = pd.date_range("2000-07-01", "2001-04-30", freq="D")
+    weather = _weather(time, tas_c=6.0, wind=9.0)
+    climatology = shelf_slab(weather, time)
+    # tos equal to the climatology is the climatology path.
+    same = shelf_slab({**weather, "tos": climatological_sst(time)}, time)
+    np.testing.assert_allclose(same.temperature, climatology.temperature, atol=1e-5)
+    np.testing.assert_allclose(same.sigma0, climatology.sigma0, atol=1e-5)
+    # A sea 1.5 degC warmer than its climatology: a warmer, lighter slab, by most of it.
+    warm = shelf_slab({**weather, "tos": climatological_sst(time) + 1.5}, time)
+    winter = slice(time.get_loc("2001-01-01"), None)
+    gain = warm.temperature[winter] - climatology.temperature[winter]
+    assert gain.min() > 0.5 and gain.max() < 1.5
+    assert (warm.sigma0[winter] < climatology.sigma0[winter] - 0.1).all()
+    # A missing tos day falls back to the climatology of that day, no NaN.
+    gappy = climatological_sst(time) + 1.5
+    gappy[100:110] = np.nan
+    assert np.isfinite(shelf_slab({**weather, "tos": gappy}, time).temperature).all()
+
+
+def test_features_pass_tos_to_the_slab_only_when_the_model_reads_it() -> None:
+    time = pd.date_range("1999-05-01", "2001-04-30", freq="D")
+    weather = _weather(time, tas_c=4.0, wind=10.0)
+    plain = _dataset(time, weather)
+    warm = _dataset(time, {**weather, "tos": climatological_sst(time) + 2.0})
+    variables = ["hurs", "pr", "psl", "sfcWind", "tas", "uas", "vas"]
+    without = FeatureSpec(variables=variables, regions=["gulf_of_lion_shelf"])
+    # A model trained without tos computes the same columns whether or not the source has it.
+    xr.testing.assert_identical(model_features(plain, without), model_features(warm, without))
+    reading = FeatureSpec(variables=[*variables, "tos"], regions=["gulf_of_lion_shelf"])
+    matrix = model_features(warm, reading)
+    assert "tos@gulf_of_lion_shelf" in matrix["feature"].values
+    slab = "shelf_temperature@gulf_of_lion_shelf"
+    difference = matrix.sel(feature=slab) - model_features(plain, without).sel(feature=slab)
+    assert float(difference.sel(time="2001-02").min()) > 1.0
+    # A model that reads tos refuses a source without it, naming the variable.
+    with pytest.raises(TargetError, match="tos"):
+        model_features(plain, reading)

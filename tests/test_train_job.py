@@ -32,7 +32,15 @@ PRESET = PRESETS["tiny"].model_copy(
 TRAIN = [2004, 2005, 2006, 2007, 2009, 2010, 2011]
 VALIDATION = [2008, 2014]
 TEST = [2012, 2013]
-MODELS = ["ensemble", "member_0", "member_1", "climatology", "persistence", "index_regression"]
+MODELS = [
+    "ensemble",
+    "member_0",
+    "member_1",
+    "climatology",
+    "persistence",
+    "index_regression",
+    "gradient_boosting",
+]
 METRICS = [
     "rmse",
     "nse",
@@ -97,7 +105,7 @@ def _write(root: Path, name: str, job: dict[str, Any]) -> Path:
 
 @pytest.mark.slow
 def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    job = _write(world, "train.yaml", _job(world))
+    job = _write(world, "train.yaml", _job(world, evaluation={"warm_split": True}))
     started = time.perf_counter()
     assert main(["train", "--job", str(job)]) == 0
     print(f"train job in {time.perf_counter() - started:.1f} s")
@@ -135,7 +143,9 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
     assert resolved["targets"]["background"]["extrapolation"] == "hold"
 
     metrics = json.loads((out / "metrics.json").read_text())
+    warm = metrics.pop("warm_split")
     assert set(metrics) == set(MODELS)
+    _check_warm_split(world, out, warm, metrics)
     for model in MODELS:
         assert set(metrics[model]) == {"500", "1000"}
         for depth, row in metrics[model].items():
@@ -190,6 +200,51 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
         assert inside == pytest.approx(metrics["ensemble"][depth]["coverage_90"], abs=0.01)
     report = (out / "report" / "report.md").read_text()
     assert "index_regression" in report and "pit.png" in report
+
+
+def _check_warm_split(
+    world: Path, out: Path, warm: dict[str, Any], metrics: dict[str, Any]
+) -> None:
+    """The warm split: the warmest third of the winters by shelf air temperature is the test."""
+    pool = sorted(TRAIN + VALIDATION + TEST)
+    temperature = {int(w): t for w, t in warm["winter_mean_tas_K"].items()}
+    assert sorted(temperature) == pool
+    # Recompute the Nov-Apr mean shelf air temperature from the cached predictors' features.
+    norm = json.loads((out / "normalisation.json").read_text())
+    assert "tas@gulf_of_lion_shelf" in norm["feature_names"]
+    ranked = sorted(pool, key=lambda w: temperature[w])
+    assert warm["test_winters"] == sorted(ranked[-4:])  # round(11 / 3) warmest
+    assert min(temperature[w] for w in warm["test_winters"]) > max(
+        temperature[w] for w in warm["train_winters"] + warm["validation_winters"]
+    )
+    assert len(warm["validation_winters"]) == len(VALIDATION)
+    assert sorted(warm["train_winters"] + warm["validation_winters"] + warm["test_winters"]) == pool
+    # Its own model directory, trained with the same design and scored the same way.
+    config = yaml.safe_load((out / "warm_split" / "job.yaml").read_text())
+    assert config["training"]["test_winters"] == warm["test_winters"]
+    assert config["training"]["epochs"] == 2 and config["training"]["members"] == 2
+    scored = {k: v for k, v in warm.items() if k in MODELS}
+    assert set(scored) == set(MODELS) - {"member_0", "member_1"}
+    assert set(warm) - set(scored) == {
+        "rule",
+        "winter_mean_tas_K",
+        "train_winters",
+        "validation_winters",
+        "test_winters",
+        "crps_ratio_warm_to_random",
+    }
+    for depth in ("500", "1000"):
+        row = scored["ensemble"][depth]
+        assert {"crps", "nse", "coverage_90", "event_hit_week", "far"} <= set(row)
+        assert row["crps"] > 0 and row["n_days"] > 300
+        ratio = warm["crps_ratio_warm_to_random"][depth]
+        assert ratio == pytest.approx(row["crps"] / metrics["ensemble"][depth]["crps"])
+        print(
+            f"{depth} m: CRPS random {metrics['ensemble'][depth]['crps']:.4f} warm "
+            f"{row['crps']:.4f} (ratio {ratio:.2f}); gradient boosting random "
+            f"{metrics['gradient_boosting'][depth]['crps']:.4f} warm "
+            f"{scored['gradient_boosting'][depth]['crps']:.4f}"
+        )
 
 
 @pytest.mark.slow

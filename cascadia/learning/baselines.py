@@ -14,7 +14,8 @@ only (a winter *Y* runs from 1 November of *Y − 1* to 31 October of *Y*).
 * :class:`BuoyancyRegressionBaseline` — the classic index approach: a linear
   regression of the anomaly on the winter's cumulative buoyancy loss, its last
   30 days, and a stratification proxy, all computed from the daily atmospheric
-  predictors with bulk formulas (:func:`surface_fluxes`).
+  predictors with the bulk formulas of :mod:`cascadia.learning.airsea` (the
+  Mediterranean MFS set, written from the literature, not from the twin).
 
 Pure numpy (xarray only to read calendar fields); no torch.
 """
@@ -29,6 +30,12 @@ import numpy as np
 import numpy.typing as npt
 import xarray as xr
 
+from cascadia.learning.airsea import (
+    SECONDS_PER_DAY,
+    SurfaceFluxes,
+    climatological_sst,
+    surface_fluxes,
+)
 from cascadia.mooring.events import winter_labels
 
 __all__ = [
@@ -43,28 +50,6 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
-
-# Physical constants (SI).
-G = 9.81  # gravity, m s-2
-RHO0 = 1029.0  # reference sea-water density, kg m-3
-CP = 3985.0  # sea-water heat capacity, J kg-1 K-1
-RHO_FRESH = 1000.0  # fresh water density (E and P as volume fluxes), kg m-3
-#: Thermal expansion (K-1) and haline contraction (kg g-1) of Gulf of Lion shelf
-#: water in winter (≈ 13 °C, S ≈ 38.3): TEOS-10 values rounded; constant because
-#: the index only has to rank days and winters, not close a budget.
-ALPHA = 2.0e-4
-BETA = 7.6e-4
-S0 = 38.3  # shelf salinity, g kg-1
-R_DRY = 287.05  # gas constant of dry air, J kg-1 K-1
-CPA = 1004.6  # heat capacity of air, J kg-1 K-1
-LV = 2.5e6  # latent heat of vaporisation, J kg-1
-C_H = 1.1e-3  # Stanton number (Large & Pond 1982)
-C_E = 1.2e-3  # Dalton number (Large & Pond 1982)
-SIGMA_SB = 5.67e-8  # Stefan–Boltzmann, W m-2 K-4
-EMISSIVITY = 0.98
-SOLAR_CONSTANT = 1361.0  # W m-2
-DEFAULT_CLOUD = 0.5  # cloud fraction assumed when clt is not a predictor
-SECONDS_PER_DAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -246,149 +231,6 @@ class PersistenceBaseline:
             raise RuntimeError("PersistenceBaseline is not fitted")
         mean = self.shifted(time, target)
         return BaselinePrediction(mean, np.broadcast_to(self.std_, mean.shape).copy())
-
-
-def climatological_sst(time: Any) -> FloatArray:
-    """Climatological Gulf of Lion sea-surface temperature (°C).
-
-    Why: the net heat flux needs a surface temperature, which is not an
-    atmospheric predictor (and a model-simulated SST would leak the ocean state).
-    A fixed seasonal cycle, 17.5 + 4.5 cos(2π(φ − 0.62)) — ≈ 13 °C in
-    mid-February, ≈ 22 °C in mid-August, a rounded reading of the shelf's
-    observed surface climatology — makes the heat loss respond to the
-    atmosphere only: a cold, windy, dry winter loses more heat, as it should.
-    Its cost: the feedback of a cooling sea on its own heat loss is missing,
-    so the index overestimates losses late in severe winters.
-    """
-    return 17.5 + 4.5 * np.cos(2.0 * np.pi * (_phase(time) - 0.62))
-
-
-def _saturation_vapour_pressure(t_celsius: FloatArray) -> FloatArray:
-    """Over water, hPa (Bolton 1980)."""
-    return 6.112 * np.exp(17.67 * t_celsius / (t_celsius + 243.5))
-
-
-def _specific_humidity(e_hpa: FloatArray, p_pa: FloatArray) -> FloatArray:
-    p_hpa = p_pa / 100.0
-    return 0.622 * e_hpa / (p_hpa - 0.378 * e_hpa)
-
-
-def _toa_insolation(time: Any, lat_deg: float) -> FloatArray:
-    """Daily-mean top-of-atmosphere insolation (W m-2)."""
-    phase = _phase(time)
-    decl = np.deg2rad(-23.44) * np.cos(2.0 * np.pi * (phase + 10.0 / 365.0))
-    lat = np.deg2rad(lat_deg)
-    h0 = np.arccos(np.clip(-np.tan(lat) * np.tan(decl), -1.0, 1.0))
-    dist = 1.0 + 0.033 * np.cos(2.0 * np.pi * phase)
-    return (
-        SOLAR_CONSTANT
-        / np.pi
-        * dist
-        * (h0 * np.sin(lat) * np.sin(decl) + np.cos(lat) * np.cos(decl) * np.sin(h0))
-    )
-
-
-@dataclass(frozen=True)
-class SurfaceFluxes:
-    """Daily air–sea fluxes from bulk formulas.
-
-    Attributes
-    ----------
-    q_net : numpy.ndarray
-        Net heat flux into the ocean (W m-2; negative = the sea loses heat).
-    evaporation, precipitation : numpy.ndarray
-        Fresh-water fluxes (m s-1 of fresh water, both ≥ 0 for E ≥ 0, P ≥ 0).
-    buoyancy_loss : numpy.ndarray
-        B = g[α(−Q_net)/(ρ0 c_p) + β S (E − P)] (m2 s-3): positive when the sea
-        loses buoyancy (is made denser). This is the note's formula with Q_net
-        counted as the heat the ocean *loses*; the winter buoyancy loss is then
-        BL = ∫B dt (the note's −∫B dt when B is counted into the ocean).
-    sst : numpy.ndarray
-        Surface temperature used (°C).
-    """
-
-    q_net: FloatArray
-    evaporation: FloatArray
-    precipitation: FloatArray
-    buoyancy_loss: FloatArray
-    sst: FloatArray
-
-
-def surface_fluxes(
-    predictors: Mapping[str, npt.ArrayLike],
-    time: Any,
-    lat_deg: float = 42.5,
-    sst: npt.ArrayLike | None = None,
-) -> SurfaceFluxes:
-    """Net heat, fresh-water and buoyancy fluxes from daily canonical predictors.
-
-    Bulk formulas as in the twin world and standard practice: sensible
-    ρ_a c_pa C_H U (T_a − T_s), latent ρ_a L_v C_E U (q_a − 0.98 q_sat(T_s))
-    (Large & Pond 1982), net long-wave ε(rlds − σT_s⁴) when ``rlds`` is given,
-    otherwise Clark et al. (1974) with a cloud correction; short-wave 0.93
-    ``rsds`` (albedo 0.07), otherwise the daily top-of-atmosphere insolation ×
-    0.7 (clear-sky transmission) × (1 − 0.62 C) (Reed 1977, without the noon
-    altitude term). Cloud fraction C is ``clt``/100, or 0.5 when absent.
-
-    Parameters
-    ----------
-    predictors : mapping
-        Canonical daily arrays ``(T,)``: ``tas`` (K), ``sfcWind`` (m s-1),
-        ``psl`` (Pa), ``pr`` (kg m-2 s-1), and ``huss`` (1) or ``hurs`` (%);
-        optionally ``rsds``, ``rlds`` (W m-2) and ``clt`` (%).
-    time : array-like
-        Daily stamps ``(T,)`` (season of the SST and insolation).
-    lat_deg : float
-        Latitude of the insolation (°N); the Gulf of Lion shelf by default.
-    sst : array-like, optional
-        Surface temperature (°C); :func:`climatological_sst` if None.
-
-    Returns
-    -------
-    SurfaceFluxes
-        Daily fluxes; NaN wherever a needed predictor is NaN.
-    """
-    missing = [v for v in ("tas", "sfcWind", "psl", "pr") if v not in predictors]
-    if "huss" not in predictors and "hurs" not in predictors:
-        missing.append("huss or hurs")
-    if missing:
-        raise KeyError(f"surface_fluxes needs predictors {missing}; got {sorted(predictors)}")
-
-    def get(name: str) -> FloatArray:
-        return np.asarray(predictors[name], dtype=np.float64)
-
-    ta = get("tas")
-    ta_c = ta - 273.15
-    wind = get("sfcWind")
-    psl = get("psl")
-    ts = climatological_sst(time) if sst is None else np.asarray(sst, dtype=np.float64)
-    ts_k = ts + 273.15
-    if "huss" in predictors:
-        qa = get("huss")
-        e_a = qa * psl / 100.0 / (0.622 + 0.378 * qa)  # hPa
-    else:
-        e_a = get("hurs") / 100.0 * _saturation_vapour_pressure(ta_c)
-        qa = _specific_humidity(e_a, psl)
-    rho_a = psl / (R_DRY * ta * (1.0 + 0.61 * qa))
-    q_sat = 0.98 * _specific_humidity(_saturation_vapour_pressure(ts), psl)
-    sensible = rho_a * CPA * C_H * wind * (ta - ts_k)
-    latent = rho_a * LV * C_E * wind * (qa - q_sat)
-    cloud = get("clt") / 100.0 if "clt" in predictors else np.full_like(ta, DEFAULT_CLOUD)
-    if "rlds" in predictors:
-        longwave = EMISSIVITY * (get("rlds") - SIGMA_SB * ts_k**4)
-    else:
-        longwave = -EMISSIVITY * SIGMA_SB * ts_k**4 * (0.39 - 0.05 * np.sqrt(np.maximum(e_a, 0.0)))
-        longwave = longwave * (1.0 - 0.69 * cloud**2)
-        longwave -= 4.0 * EMISSIVITY * SIGMA_SB * ts_k**3 * (ts_k - ta)
-    if "rsds" in predictors:
-        shortwave = 0.93 * get("rsds")
-    else:
-        shortwave = 0.93 * 0.7 * _toa_insolation(time, lat_deg) * (1.0 - 0.62 * cloud)
-    q_net = shortwave + longwave + sensible + latent
-    evaporation = np.maximum(-latent, 0.0) / (RHO_FRESH * LV)
-    precipitation = np.maximum(get("pr"), 0.0) / RHO_FRESH
-    buoyancy = G * (ALPHA * (-q_net) / (RHO0 * CP) + BETA * S0 * (evaporation - precipitation))
-    return SurfaceFluxes(q_net, evaporation, precipitation, buoyancy, ts)
 
 
 def buoyancy_indices(

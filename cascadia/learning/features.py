@@ -15,11 +15,19 @@ Columns:
   over the last ``recent_days``) and ``stratification@…`` (−∫B dt over the
   preceding May–October), and the state of a slab model of the shelf driven by
   the same fluxes (:mod:`cascadia.learning.shelf`: ``shelf_temperature``,
-  ``shelf_salinity``, ``shelf_sigma0``). Why: cascading is an integral-and-threshold response
-  of the shelf to the winter's buoyancy loss (notes/dswc-science.md); a
-  network given 24 raw series and ~20 training winters does not discover that
-  integral on its own, and the same indices drive the regression baseline, so
-  the network is compared with that baseline on equal information.
+  ``shelf_salinity``, ``shelf_sigma0``; the slab relaxes to the shelf's ``tos``
+  when the model reads ``tos``, else to a climatological SST). Why: cascading is an
+  integral-and-threshold response of the shelf to the winter's buoyancy loss
+  (notes/dswc-science.md); a network given 24 raw series and ~20 training
+  winters does not discover that integral on its own, and the same indices drive
+  the regression baseline, so the network is compared with that baseline on
+  equal information.
+
+``tos`` (sea-surface temperature, °C) is an ordinary predictor: a spec that
+selects it (or selects all variables of a source that has it) reads
+``tos@<region>`` and hands the flux region's ``tos`` to the slab; a spec without
+it ignores any ``tos`` in the data, so a model trained without SST computes the
+same columns whether or not a source carries it.
 """
 
 from __future__ import annotations
@@ -32,11 +40,18 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
-from cascadia.learning.baselines import buoyancy_indices, surface_fluxes
+from cascadia.learning.airsea import surface_fluxes
+from cascadia.learning.baselines import buoyancy_indices
 from cascadia.learning.shelf import shelf_slab
 from cascadia.mooring.targets import TargetError, flatten_predictors
 
-__all__ = ["FEATURES_FILE", "FeatureSpec", "load_feature_spec", "model_features"]
+__all__ = [
+    "FEATURES_FILE",
+    "FeatureSpec",
+    "load_feature_spec",
+    "model_features",
+    "reads_tos",
+]
 
 FEATURES_FILE = "features.json"
 PHYSICS_COLUMNS: tuple[str, ...] = (
@@ -78,6 +93,13 @@ class FeatureSpec(BaseModel):
     winter_start_month: int = Field(11, ge=1, le=12)
 
 
+def reads_tos(data: xr.Dataset, spec: FeatureSpec) -> bool:
+    """Whether a model with ``spec`` reads sea-surface temperature (input and slab)."""
+    if spec.variables is None:
+        return "tos" in data.data_vars
+    return "tos" in spec.variables
+
+
 def _physics_columns(data: xr.Dataset, spec: FeatureSpec) -> dict[str, np.ndarray]:
     regions = [str(r) for r in data["region"].values]
     if spec.flux_region not in regions:
@@ -87,6 +109,8 @@ def _physics_columns(data: xr.Dataset, spec: FeatureSpec) -> dict[str, np.ndarra
         )
     shelf = data.sel(region=spec.flux_region)
     predictors = {str(name): np.asarray(shelf[name].values) for name in shelf.data_vars}
+    if not reads_tos(data, spec):
+        predictors.pop("tos", None)
     try:
         flux = surface_fluxes(predictors, data["time"])
     except KeyError as exc:

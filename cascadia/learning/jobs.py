@@ -112,12 +112,18 @@ class EvaluationConfig(_Strict):
         Level of the bootstrap intervals.
     report
         Write the markdown + PNG report.
+    warm_split
+        Also train the same design on the colder two thirds of the job's winters
+        (by Nov–Apr mean air temperature of the shelf) and score it on the warmest
+        third: ``metrics.json``'s ``warm_split`` section (an extrapolation check;
+        it trains a second ensemble, doubling the training time).
     """
 
     bootstrap_samples: int = Field(2000, ge=100)
     seed: int = 0
     confidence: float = Field(0.95, gt=0, lt=1)
     report: bool = True
+    warm_split: bool = False
 
 
 class TrainJob(_Strict):

@@ -9,13 +9,20 @@ explicitly, the way dense-water-formation studies diagnose it from reanalysis
 fluxes (e.g. a mixed-layer budget over the shelf), and hands the network the
 shelf's temperature, salinity and density as predictors.
 
-It reads nothing of the ocean: the surface temperature in the bulk formulas is
-the slab's own temperature (so a cooling sea loses less heat), renewal is
-towards :func:`cascadia.learning.baselines.climatological_sst` and a fixed offshore
-salinity, and the river, the pre-winter stratification and the deep water are
-left to the network and its errors. Parameters are rounded literature values
-for the shelf (mean depth of the dense-water-forming area ≈ 80 m, renewal by
-offshore water on a month, surface salinity ≈ 38.2), not fitted.
+The surface temperature in the bulk formulas (:mod:`cascadia.learning.airsea`) is the
+slab's own temperature (so a cooling sea loses less heat). Renewal is towards the
+given sea-surface temperature — the predictor ``tos`` of the shelf region (°C, the
+regional mean over its sea cells), part of the surface boundary like the air, so a
+warming sea makes a warmer, lighter slab — or, for a source without ``tos``,
+towards :func:`cascadia.learning.airsea.climatological_sst`; salinity relaxes to a
+fixed offshore value. The river, the pre-winter stratification and the deep water
+are left to the network and its errors. Parameters are rounded literature values
+for the shelf, not fitted: the shelf is 0–150 m deep and dense water forms mostly
+over its inner and middle part (H ≈ 80 m as an effective mixed depth); its water
+is renewed by intrusions of the Northern Current and wind-driven exchange on
+weeks to a month (Millot 1990, Cont. Shelf Res. 10; Estournel et al. 2003, JGR
+108); offshore surface salinity ≈ 38.2 outside the Rhône plume. None of them is
+taken from the twin generator (whose shelf has its own, different values).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import lfilter
 
-from cascadia.learning.baselines import (
+from cascadia.learning.airsea import (
     CP,
     RHO0,
     SECONDS_PER_DAY,
@@ -71,20 +78,24 @@ def shelf_slab(
     lon_deg: float = 3.5,
     tolerance: float = 1e-6,
     max_iterations: int = 60,
+    sst: npt.ArrayLike | None = None,
 ) -> ShelfSlab:
     """Integrate the slab over consecutive daily predictors.
 
     ``T' = Q_net(T)/(ρ0 c_p H) + (T_off − T)/τ`` and
     ``S' = S (E − P)/H + (S_off − S)/τ`` (explicit daily steps), with the fluxes
-    of :func:`cascadia.learning.baselines.surface_fluxes` evaluated at the slab's own
-    temperature of the day before. A day with a missing predictor has no air–sea
-    flux: the slab only relaxes towards the offshore water that day.
+    of :func:`cascadia.learning.airsea.surface_fluxes` evaluated at the slab's own
+    temperature of the day before. ``T_off`` is ``sst`` if given, else the
+    ``tos`` predictor if present, else the climatology. A day with a missing
+    predictor has no air–sea flux: the slab only relaxes towards the offshore water
+    that day; a missing ``tos`` day takes the climatology of that day.
 
     Parameters
     ----------
     predictors : mapping
         Canonical daily arrays ``(T,)`` of the shelf region (see
-        :func:`cascadia.learning.baselines.surface_fluxes`).
+        :func:`cascadia.learning.airsea.surface_fluxes`); ``tos`` (°C), if
+        present, is the renewal water's temperature.
     time : array-like
         Consecutive daily stamps ``(T,)``.
     depth_m, renewal_days, offshore_salinity : float
@@ -93,9 +104,20 @@ def shelf_slab(
         Position for the insolation and TEOS-10's absolute salinity.
     tolerance, max_iterations
         Convergence of the fixed point in temperature (°C) and its cap.
+    sst : array-like, optional
+        Renewal water temperature ``(T,)`` (°C), overriding ``tos``.
     """
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in predictors.items()}
+    given = sst if sst is not None else arrays.pop("tos", None)
     t_off = climatological_sst(time)
+    if given is not None:
+        given = np.asarray(given, dtype=np.float64)
+        if given.shape != t_off.shape:
+            raise ValueError(
+                f"shelf_slab: sea-surface temperature has shape {given.shape}, "
+                f"expected {t_off.shape} (one value per day)"
+            )
+        t_off = np.where(np.isfinite(given), given, t_off)
     decay = 1.0 - 1.0 / renewal_days
     heat_scale = SECONDS_PER_DAY / (RHO0 * CP * depth_m)
     # The explicit daily scheme T[i] = decay·T[i-1] + Q(T[i-1])·heat_scale + T_off[i]/τ is

@@ -16,8 +16,13 @@
    directory — evaluation reads what was saved, never the objects in memory —
    calibrate on the validation winters (or, for a cross-fitted ensemble, on the
    out-of-fold forecast of every training and validation winter), fit the
-   baselines on the winters the members learned from and write ``metrics.json``,
-   ``comparison.json``, ``winter_events.json``, ``hindcast.csv`` and ``report/``.
+   baselines (climatology, persistence, index regression, gradient boosting on the
+   network's own features) on the winters the members learned from and write
+   ``metrics.json``, ``comparison.json``, ``winter_events.json``, ``hindcast.csv``
+   and ``report/``;
+5. with ``evaluation.warm_split``, train and score the same design on the colder
+   two thirds of the winters (:mod:`cascadia.learning.warm_split`) and add its
+   ``warm_split`` section to ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from cascadia.learning.baselines import (
     ClimatologyBaseline,
     PersistenceBaseline,
 )
+from cascadia.learning.boosting import GradientBoostingBaseline
 from cascadia.learning.calibration import (
     Calibration,
     exceedance_probability,
@@ -62,6 +68,7 @@ from cascadia.learning.folds import out_of_fold
 from cascadia.learning.jobs import JobError, TrainJob
 from cascadia.learning.metrics import gaussian_interval
 from cascadia.learning.training import SeriesData, train_ensemble
+from cascadia.learning.warm_split import warm_split_section
 from cascadia.mooring.events import winter_labels
 from cascadia.mooring.observations import load_mooring
 from cascadia.mooring.targets import AlignedSeries, align_series, held_out_targets
@@ -84,7 +91,8 @@ class TrainJobResult:
     directory : Path
         Model directory.
     metrics : dict
-        ``{model: {depth: {metric: value}}}`` on the test winters.
+        ``{model: {depth: {metric: value}}}`` on the test winters, and the
+        ``warm_split`` section when the job asks for it.
     comparison : dict
         Paired bootstrap of the CRPS, ensemble vs best member.
     train_seconds : float
@@ -191,7 +199,8 @@ def _baseline_forecast(
 def _baselines(
     series: AlignedSeries, job: TrainJob, validation: npt.NDArray[np.bool_]
 ) -> list[Forecast]:
-    """Climatology, persistence (climatology where last year is missing), index regression.
+    """Climatology, persistence (climatology where last year is missing), index regression
+    and gradient boosting on the network's own features.
 
     Fitted on the winters the ensemble's members learned from
     (``training.learning_winters()``), so the comparison is on equal data; their
@@ -223,10 +232,13 @@ def _baselines(
         )
     reg = BuoyancyRegressionBaseline(winter_start_month=cfg.winter_start_month)
     reg_pred = reg.fit(time, y, learned, shelf).predict(time, shelf)
+    gbm = GradientBoostingBaseline(winter_start_month=cfg.winter_start_month, seed=cfg.seed)
+    gbm_pred = gbm.fit(time, y, learned, series.predictors).predict(time, series.predictors)
     return [
         _baseline_forecast("climatology", clim_pred, series, job, validation),
         _baseline_forecast("persistence", pers_pred, series, job, validation),
         _baseline_forecast("index_regression", reg_pred, series, job, validation),
+        _baseline_forecast("gradient_boosting", gbm_pred, series, job, validation),
     ]
 
 
@@ -578,7 +590,9 @@ def run_train_job(
                 ),
             )
         )
+    t_baselines = _time.perf_counter()
     baselines = _baselines(series, job, validation)
+    baseline_seconds = _time.perf_counter() - t_baselines
     forecasts += baselines
     test = np.isin(winters, cfg.test_winters)
     metrics = evaluate_forecasts(
@@ -603,14 +617,38 @@ def run_train_job(
     winter_events = per_winter_event_days(
         forecasts, series.events, winters, cfg.test_winters, series.depths
     )
-    write_json(directory / "metrics.json", metrics)
     write_json(directory / "comparison.json", comparison)
     write_json(directory / "winter_events.json", winter_events)
     eval_seconds = _time.perf_counter() - t2
+    scores: dict[str, Any] = dict(metrics)
+    warm_seconds = None
+    if job.evaluation.warm_split:
+        t3 = _time.perf_counter()
+        log("warm split: the same design on the colder two thirds of the winters")
+
+        def run_warm(warm_job: TrainJob) -> dict[str, Any]:
+            return run_train_job(
+                warm_job,
+                directory / "warm_split",
+                overwrite=True,
+                log=lambda line: log(f"  warm split: {line}"),
+            ).metrics
+
+        scores["warm_split"] = warm_split_section(
+            job, series, winters, metrics, run_warm, job.features.flux_region
+        )
+        warm_seconds = _time.perf_counter() - t3
+        log(
+            f"warm split (test {scores['warm_split']['test_winters']}) in {warm_seconds:.0f} s: "
+            f"CRPS warm/random {scores['warm_split']['crps_ratio_warm_to_random']}"
+        )
+    write_json(directory / "metrics.json", scores)
     timing = {
         "prepare_seconds": prep_seconds,
         "train_seconds": train_seconds,
         "evaluate_seconds": eval_seconds,
+        "baselines_seconds": baseline_seconds,
+        "warm_split_seconds": warm_seconds,
         "members": cfg.members,
         "best_epochs": [i.get("best_epoch") for i in ensemble.info],
     }
@@ -638,4 +676,4 @@ def run_train_job(
             header,
         )
     log(f"evaluated on winters {cfg.test_winters} in {eval_seconds:.1f} s → {directory}")
-    return TrainJobResult(directory, metrics, comparison, train_seconds)
+    return TrainJobResult(directory, scores, comparison, train_seconds)

@@ -12,9 +12,11 @@ its job):
   mooring's daily resolution does better; the rest is eddy noise and mooring error.
 * **atmosphere-only oracle** — the twin's own physics driven by the true weather,
   with every hidden ocean driver at its expectation (Rhône without its Alpine
-  memory, no stratification, no offshore salinity anomaly, the deep background
-  without its yearly noise, no eddy noise). Its anomaly added to the model's own
-  background is the best a model fed perfect atmospheric predictors can hope for.
+  memory, no stratification, no offshore salinity anomaly, no eddy noise) and the
+  deep background *as the model holds it* (its ``background.csv``, held at the
+  ends; salinity from the deep water's T–S line), never the generator's
+  background trend: the best a model fed perfect atmospheric predictors can hope
+  for.
 * **background only** — anomaly 0: the reference that knows no cascading at all.
 
 Each oracle is a Gaussian with one constant σ per depth, fitted by CRPS on the
@@ -81,7 +83,7 @@ TRUTH_TOLERANCE = 1e-3
 SIGMA_GRID = np.geomspace(0.002, 0.3, 200)
 #: Cascading flux above which a day counts as a strong-cascade day.
 STRONG_FLUX = 0.01
-BASELINES = ("climatology", "persistence", "index_regression")
+BASELINES = ("climatology", "persistence", "index_regression", "gradient_boosting")
 ORACLES = ("background_only", "atmosphere_only", "full_ocean")
 #: Table rows, weakest first, and their labels.
 ROWS = {
@@ -89,6 +91,7 @@ ROWS = {
     "climatology": "climatology",
     "persistence": "persistence",
     "index_regression": "index regression",
+    "gradient_boosting": "gradient boosting",
     "ensemble": "ensemble",
     "atmosphere_only": "atmosphere-only oracle",
     "full_ocean": "full-ocean oracle",
@@ -103,20 +106,68 @@ class CeilingError(ValueError):
 # ------------------------------------------------------------------ the twin's oracles
 
 
+def held_background(twin_time: pd.DatetimeIndex, series: ModelSeries) -> FloatArray:
+    """The model's own background on the twin's day axis, (2, N) °C in ``DEPTHS`` order.
+
+    What an atmosphere-only forecaster knows of the deep water: the background the
+    model holds (``background.csv``: the running quantile of the mooring, test
+    winters excluded), held at its first and last value outside the model's days as
+    the model holds it. A twin depth the model lacks is held at the generator's
+    mean over the model's days (a level, no trend).
+    """
+    index = twin_time.get_indexer(series.time)
+    inside = index >= 0
+    out = np.full((len(DEPTHS), len(twin_time)), np.nan)
+    for k, depth in enumerate(DEPTHS):
+        name = f"{depth:g}"
+        if name in series.depths:
+            values = np.full(len(twin_time), np.nan)
+            values[index[inside]] = series.background[inside, series.depths.index(name)]
+            out[k] = pd.Series(values).ffill().bfill().to_numpy()
+    missing = ~np.isfinite(out).all(axis=1)
+    if missing.any():
+        years = twin_time.year.to_numpy() + (twin_time.dayofyear.to_numpy() - 0.5) / 365.25
+        generator, _ = background(years[index[inside]], None)
+        out[missing] = generator[missing].mean(axis=1, keepdims=True)
+    return out
+
+
+def water_mass_salinity(temperature: FloatArray) -> FloatArray:
+    """Deep salinity (2, N) on the twin's deep T–S line at the given temperature (2, N).
+
+    The oracle's ambient density needs a salinity the model never sees. Reading it
+    off the water mass's T–S relation (the twin's background curve as a T–S line,
+    not as a function of time) keeps the density compensation of the intermediate
+    water without telling the oracle *when* the background changes.
+    """
+    years = np.linspace(1900.0, 2025.0, 1001)
+    line_t, line_s = background(years, None)
+    return np.array([np.interp(temperature[k], line_t[k], line_s[k]) for k in range(len(DEPTHS))])
+
+
 def expected_hidden(
-    hidden: HiddenOcean, axis: DayAxis, weather: RegionalWeather
+    hidden: HiddenOcean, axis: DayAxis, weather: RegionalWeather, background_temp: FloatArray
 ) -> tuple[HiddenOcean, FloatArray]:
-    """Every hidden ocean driver at its expectation, and that background temperature (2, N).
+    """Every hidden ocean driver at its expectation, the deep background the model's.
 
     What an atmosphere-only forecaster may know: the weather (rain feeds the river)
-    and the deep background's slow trend, none of the ocean's own variability.
+    and the deep background as the model itself holds it (``background_temp``,
+    (2, N) °C, see :func:`held_background`) — never the generator's background
+    trend or its scenario, which no atmospheric predictor carries — none of the
+    ocean's own variability. Returns the hidden drivers and that background.
     """
     out = copy.copy(hidden)
     out.river = river_discharge(axis, weather)  # the Alpine factor at its mean, 1
     out.stratification = np.zeros_like(hidden.stratification)
     out.offshore_salinity_anomaly = np.zeros_like(hidden.offshore_salinity_anomaly)
-    bg_t, _ = background(axis.year + axis.phase, None)
+    bg_t = np.asarray(background_temp, dtype=np.float64)
+    if bg_t.shape != hidden.background_temp.shape:
+        raise CeilingError(
+            f"the oracle's background has shape {bg_t.shape}, expected "
+            f"{hidden.background_temp.shape} (depths × twin days)"
+        )
     out.background_temp = bg_t
+    out.background_salt = water_mass_salinity(bg_t)
     out.deep_noise = np.zeros_like(hidden.deep_noise)
     return out, bg_t
 
@@ -162,8 +213,11 @@ def _read_truth(world: Path) -> tuple[pd.DatetimeIndex, FloatArray, FloatArray]:
     return time, temp, flux
 
 
-def regenerate_twin(world: str | Path) -> Twin:
+def regenerate_twin(world: str | Path, series: ModelSeries) -> Twin:
     """Regenerate the history of ``world``, check it against its truth, run the oracles.
+
+    ``series`` is the model's ``background.csv`` (:func:`read_model_series`): the
+    atmosphere-only oracle holds the deep background as the model does.
 
     Raises
     ------
@@ -176,7 +230,8 @@ def regenerate_twin(world: str | Path) -> Twin:
     time, truth, flux = _read_truth(world)
     history = make_history(preset, seed, params)
     axis = history.axis
-    hidden, bg_t = expected_hidden(history.hidden, axis, history.weather)
+    bg_model = held_background(pd.DatetimeIndex(axis.time), series)
+    hidden, bg_t = expected_hidden(history.hidden, axis, history.weather, bg_model)
     full, atmosphere = run_ocean(
         [axis, axis], [history.weather] * 2, [history.hidden, hidden], [None, None], params
     )
@@ -529,7 +584,7 @@ def compute_ceiling(world: str | Path, model: str | Path) -> dict[str, Any]:
     series = read_model_series(model)
     split = read_winter_split(model)
     metrics = read_metrics(model)
-    twin = regenerate_twin(world)
+    twin = regenerate_twin(world, series)
     index = _day_index(twin.time, series.time, world)
     winters = np.asarray(
         winter_labels(xr.DataArray(series.time, dims="time"), split.start_month).values

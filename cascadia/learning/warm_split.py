@@ -1,0 +1,164 @@
+"""The warm split: does the design extrapolate to winters warmer than any it learned from?
+
+Why: the headline of the study is a 2080–2100 projection, i.e. an extrapolation
+to a warmer climate. A random split of the observed winters never tests that.
+The warm split sorts the job's winters (train + validation + test) by their
+November–April mean air temperature over the shelf (``tas@<flux region>`` of the
+model's own features), keeps the warmest third as test winters and gives the
+colder two thirds to the same design (architecture, members, folds, epochs,
+seeds; as many validation winters as the job names, spread over the cold
+winters' temperature range), trains it in ``<model>/warm_split/`` and scores it
+exactly as the job scores the random split. ``metrics.json`` gets a
+``warm_split`` section: the winters and their mean air temperature, per depth
+the ratio warm-split CRPS / random-split CRPS (the issue asks for ≤ 1.25), and,
+keyed by model as at the top level (``{"ensemble": {depth: {metric: value}}}``),
+the scores of the ensemble and the baselines (CRPS, NSE, coverage, same-week
+event hit rate, false-alarm ratio…).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from cascadia.learning.jobs import JobError, TrainJob
+from cascadia.mooring.targets import AlignedSeries
+
+__all__ = ["WARM_MONTHS", "split_by_warmth", "warm_split_job", "warm_split_section"]
+
+#: Months of the winter mean (November–April): the cooling season.
+WARM_MONTHS = (11, 12, 1, 2, 3, 4)
+#: Scores copied into the section, per model and depth.
+SCORES = (
+    "crps",
+    "nse",
+    "nse_anomaly",
+    "rmse",
+    "coverage_90",
+    "event_hit_week",
+    "event_hit_day",
+    "far",
+    "pod",
+    "csi",
+    "n_days",
+    "n_observed_event_days",
+)
+
+
+def winter_mean_air_temperature(
+    series: AlignedSeries, winters: npt.NDArray[np.int64], region: str, pool: list[int]
+) -> dict[int, float]:
+    """Nov–Apr mean ``tas@region`` (K) of each winter of ``pool``.
+
+    Raises
+    ------
+    JobError
+        The features hold no ``tas`` of ``region``, or a winter has no such day.
+    """
+    name = f"tas@{region}"
+    names = list(series.feature_names)
+    if name not in names:
+        raise JobError(
+            f"evaluation.warm_split ranks winters by {name!r}, which is not among the "
+            f"model's features {names}"
+        )
+    tas = series.predictors[:, names.index(name)]
+    months = np.asarray(pd.DatetimeIndex(series.time).month)
+    season = np.isin(months, WARM_MONTHS) & np.isfinite(tas)
+    out = {}
+    for w in pool:
+        sel = season & (winters == w)
+        if not sel.any():
+            raise JobError(f"evaluation.warm_split: winter {w} has no November-April {name}")
+        out[int(w)] = float(tas[sel].mean())
+    return out
+
+
+def split_by_warmth(
+    temperature: Mapping[int, float], n_validation: int
+) -> tuple[list[int], list[int], list[int]]:
+    """(train, validation, test) winters: the warmest third is the test.
+
+    Validation winters are spread evenly over the cold winters' temperature ranks,
+    so that they are neither all the coldest nor all the mildest.
+    """
+    ranked = sorted(temperature, key=lambda w: (temperature[w], w))
+    n_test = max(1, round(len(ranked) / 3))
+    cold, test = ranked[:-n_test], ranked[-n_test:]
+    if len(cold) < 2:
+        raise JobError(f"evaluation.warm_split needs at least 3 winters; the job has {len(ranked)}")
+    n_validation = min(max(1, n_validation), len(cold) - 1)
+    picks = np.unique(np.round(np.linspace(0, len(cold) - 1, n_validation + 2)[1:-1]).astype(int))
+    validation = [cold[i] for i in picks]
+    train = [w for w in cold if w not in validation]
+    return sorted(train), sorted(validation), sorted(test)
+
+
+def warm_split_job(
+    job: TrainJob, train: list[int], validation: list[int], test: list[int]
+) -> TrainJob:
+    """The job's design on the warm split: only the winters change (no report, no recursion)."""
+    data = job.model_dump()
+    data["training"].update(train_winters=train, validation_winters=validation, test_winters=test)
+    data["evaluation"].update(warm_split=False, report=False)
+    data["output"] = None
+    try:
+        return TrainJob.model_validate(data)
+    except ValueError as exc:
+        raise JobError(f"evaluation.warm_split: the warm-split job is invalid: {exc}") from None
+
+
+def warm_split_section(
+    job: TrainJob,
+    series: AlignedSeries,
+    winters: npt.NDArray[np.int64],
+    random_metrics: Mapping[str, Any],
+    run: Callable[[TrainJob], Mapping[str, Any]],
+    region: str,
+) -> dict[str, Any]:
+    """Train and score the warm split; the ``warm_split`` section of ``metrics.json``.
+
+    Parameters
+    ----------
+    job : TrainJob
+        The (resolved) job of the random split.
+    series, winters
+        The random split's aligned series and winter labels (the ranking only).
+    random_metrics : mapping
+        The random split's ``metrics.json`` content.
+    run : callable
+        Trains and scores a job, returning its metrics (``run_train_job``).
+    region : str
+        Region whose ``tas`` ranks the winters (the flux region).
+    """
+    cfg = job.training
+    pool = sorted(set(cfg.train_winters) | set(cfg.validation_winters) | set(cfg.test_winters))
+    temperature = winter_mean_air_temperature(series, winters, region, pool)
+    train, validation, test = split_by_warmth(temperature, len(cfg.validation_winters))
+    metrics = run(warm_split_job(job, train, validation, test))
+    models = [m for m in metrics if not m.startswith("member_")]
+    ratio = {}
+    for depth, row in metrics["ensemble"].items():
+        warm, random = (
+            row.get("crps"),
+            random_metrics.get("ensemble", {}).get(depth, {}).get("crps"),
+        )
+        ratio[depth] = warm / random if warm is not None and random else None
+    return {
+        "rule": (
+            f"test = warmest third of the job's winters by Nov-Apr mean tas@{region}; "
+            "the same design trained on the rest"
+        ),
+        "winter_mean_tas_K": {str(w): temperature[w] for w in sorted(temperature)},
+        "train_winters": train,
+        "validation_winters": validation,
+        "test_winters": test,
+        "crps_ratio_warm_to_random": ratio,
+        **{
+            m: {d: {k: row.get(k) for k in SCORES} for d, row in metrics[m].items()} for m in models
+        },
+    }
