@@ -74,8 +74,10 @@ from cascadia.sources.catalog import (
     list_combos,
     open_collection,
     open_combo,
+    predictors_of,
 )
 from cascadia.sources.config import CatalogError, RunCatalog, SourceConfig, load_run_catalog
+from cascadia.sources.predictors.canonical import CANONICAL_UNITS
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -260,6 +262,34 @@ def _plan(catalogs: list[RunCatalog]) -> _Plan:
     _check_unique(entries)
     historical = _link_historical(entries, references, failures)
     return _Plan(entries, failures, source_failures, references, historical, years, selection)
+
+
+def model_inputs(model: TrainedModel) -> list[str]:
+    """The canonical predictors a trained model reads: its feature columns' variables.
+
+    Feature columns are named ``<variable>@<region>``; the feature recipe's own
+    ``variables`` list counts too (variables the physics columns read).
+    """
+    names = {str(n).split("@")[0] for n in model.ensemble.normalisation.feature_names}
+    names |= set(model.features.variables or ())
+    return sorted(names & set(CANONICAL_UNITS))
+
+
+def _refuse_missing_inputs(plan: _Plan, needed: Sequence[str], model_dir: str) -> None:
+    """A combination lacking a predictor the model reads (``tos``) fails, with the reason.
+
+    Why: a predictor may be optional per source (``tos`` of an uncoupled model), but a
+    model trained with it needs it everywhere it runs; the other combinations run.
+    """
+    for entry in plan.entries:
+        lacking = [v for v in needed if v not in predictors_of(entry.source, entry.combo)]
+        if lacking and entry.id not in plan.failures:
+            names = ", ".join(lacking)
+            plan.failures[entry.id] = (
+                f"model {model_dir} needs {names}; source {entry.source.name} "
+                f"({entry.combo.label}) has none — map it in the run catalog or train "
+                f"without {names}"
+            )
 
 
 def _check_unique(entries: list[_Entry]) -> None:
@@ -571,6 +601,7 @@ def run_pipeline(
     except ValueError as exc:  # InferenceError, CheckpointError
         raise RunInputError(str(exc)) from None
     plan = _plan(loaded)
+    _refuse_missing_inputs(plan, model_inputs(model), str(model.directory))
     if not plan.years:  # no combination could even be read: no time axis, no store
         return _nothing_runs(plan, out, started, on_total, on_result)
     time_axis = _time_axis(plan)
