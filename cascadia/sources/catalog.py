@@ -11,7 +11,10 @@ retracted, duplicated, superseded and other-grid copies; a combination is opened
 from exactly the rows it kept, so empty facets (Pangeo's NaN ``dcpp_init_year``)
 never go through a search. Each combination also gets the store of its source's
 land fraction (a CMIP ``fx`` table, a CORDEX ``sftlf`` file, ERA5's own ``lsm``),
-chosen once here so that it is fingerprinted and recorded.
+chosen once here so that it is fingerprinted and recorded. A source with ``tables``
+(CMIP6 ``day`` + ``Oday``/``Omon``) is not split by its table and grid columns: each
+combination holds one :class:`Group` per table, with that grid's own land fraction
+and cell areas (``areacello``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """From one combination of a run catalog to canonical daily regional predictors.
 
-Order: open lazily → period → the source's land fraction when a region
-averages over sea or land → crop to the regions (so only the chunks that
+Order, for each group of a combination (one, or one per table for a source with
+``tables``: atmosphere and ocean grids): open lazily → period → the group's land
+fraction when a region averages over sea or land, and its cell areas on a
+curvilinear ocean grid → crop to the regions (so only the chunks that
 intersect them are read) → for sources read in time blocks, dask chunks of whole
 on-disk chunks → accumulation convention → :func:`standardise` (canonical
 names, derivations, units, area-weighted regional means, daily statistics, one
-calendar, short gaps) → checks. Failures raise
+calendar, short gaps) → the groups' daily series merged → checks. Failures raise
 :class:`~cascadia.sources.catalog.SourceError` naming the catalog entry and combination.
 
 Time blocks are for stores chunked finely in time, ARCO-ERA5's one global hour
