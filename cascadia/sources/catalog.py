@@ -292,14 +292,14 @@ def list_combos(
     rows: dict[tuple[str, ...], list[tuple[str, str, str, tuple[str, ...]]]] = {}
     kept = frame.index.isin(chosen.kept.index)
     split = [c for c in all_columns if c not in columns]  # table and grid columns
-    where = zip(*(text[c].tolist() for c in split), strict=True) if split else None
+    places = zip(*(text[c].tolist() for c in split), strict=True) if split else None
     cells = zip(
         keys,
         kept,
         text[variable_column].tolist(),
         text[asset_column].tolist(),
         ids.tolist(),
-        where if where is not None else itertools.repeat(()),
+        places if places is not None else itertools.repeat(()),
         strict=False,
     )
     for key, ok, variable, asset, dataset, place in cells:
