@@ -554,3 +554,28 @@ def test_run_refuses_a_combination_without_tos_when_the_model_reads_it(
     plan = _plan([load_run_catalog(_cmip_catalog(cmip["collection"], cmip["root"]))])
     _refuse_missing_inputs(plan, ["tas"], "/models/without-tos")
     assert plan.failures == {}
+
+
+def test_run_refuses_projections_whose_reference_has_no_tos(cmip: dict[str, Any]) -> None:
+    """tos adjusted against a reference without it would vanish: refused, with the reason."""
+    from cascadia.run.pipeline import _plan, _refuse_missing_inputs
+
+    root = cmip["root"]
+    reference = yaml.safe_load(Path(_cmip_catalog(cmip["collection"], root)).read_text())
+    source = reference["sources"][0]
+    source.update(role="reference", query={**source["query"], "source_id": "OCN-C"})
+    (root / "reference.yaml").write_text(yaml.safe_dump(reference))
+    projection = yaml.safe_load(Path(_cmip_catalog(cmip["collection"], root)).read_text())
+    source = projection["sources"][0]
+    source.update(role="projection", query={**source["query"], "source_id": "OCN-A"})
+    projection["bias_adjustment"] = {
+        "reference": {"catalog": "reference.yaml", "source": "cmip"},
+        "overlap": {"start": 2000, "end": 2000},
+    }
+    (root / "projection.yaml").write_text(yaml.safe_dump(projection))
+    plan = _plan([load_run_catalog(str(root / "projection.yaml"))])
+    _refuse_missing_inputs(plan, ["tas", "tos"], "/models/with-tos")
+    (reason,) = plan.failures.values()
+    assert reason.startswith(
+        "model /models/with-tos needs tos; the bias-adjustment reference cmip ("
+    ) and reason.endswith("against — map it in the reference's run catalog or train without tos")

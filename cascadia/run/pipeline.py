@@ -292,6 +292,26 @@ def _refuse_missing_inputs(plan: _Plan, needed: Sequence[str], model_dir: str) -
                 f"({entry.combo.label}) has none — map it in the run catalog or train "
                 f"without {names}"
             )
+    for entry in plan.entries:  # an adjusted projection keeps only what the reference has
+        ref = plan.references.get(entry.catalog.path)
+        if entry.source.role != "projection" or ref is None:
+            continue
+        lacking = [v for v in needed if v not in predictors_of(ref.source, ref.combo)]
+        if lacking:
+            names = ", ".join(lacking)
+            plan.failures.setdefault(
+                entry.id,
+                f"model {model_dir} needs {names}; the bias-adjustment reference "
+                f"{ref.source.name} ({ref.where}) has none to adjust {entry.combo.label} "
+                f"against — map it in the reference's run catalog or train without {names}",
+            )
+    for entry in plan.entries:  # a scenario is adjusted by its historical run's fit
+        hist = plan.historical.get(entry.id)
+        adjusted = entry.catalog.bias_adjustment is not None
+        if adjusted and hist is not None and hist.id in plan.failures:
+            plan.failures.setdefault(
+                entry.id, f"{entry.where} {entry.combo.label}: {plan.failures[hist.id]}"
+            )
 
 
 def _check_unique(entries: list[_Entry]) -> None:
