@@ -178,7 +178,21 @@ def cmip(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             coords=tas[["lat", "lon"]].coords,
         )
         rows.append(_row(model, "fx", "sftlf", "gr", _write(sftlf, root / f"{model}-sftlf")))
-        if model == "OCN-C":
+        if model == "OCN-C":  # an ocean model's salinity, but no tos
+            sos = xr.Dataset(
+                {
+                    "sos": (
+                        ("time", "j", "i"),
+                        np.full((3, *grid["lat"].shape), 38.0),
+                        {"units": "0.001"},
+                    )
+                },
+                coords={
+                    "time": [cftime.datetime(2000, m, 16, calendar="noleap") for m in (1, 2, 3)],
+                    **_coords(grid),
+                },
+            )
+            rows.append(_row(model, "Omon", "sos", "gn", _write(sos, root / f"{model}-sos-mon")))
             continue
         fixed = {
             "areacello": xr.Dataset(
@@ -372,9 +386,13 @@ def test_monthly_to_daily_in_a_360_day_calendar() -> None:
 
 
 def test_source_without_tos_has_none(cmip: dict[str, Any]) -> None:
-    path = _cmip_catalog(cmip["collection"], cmip["root"])
+    """A model without tos has none; a table holding only what the source does not read
+    (Omon sos, the query naming no variables) is not opened."""
+    query = {"table_id": ["day", "Oday", "Omon"]}
+    path = _cmip_catalog(cmip["collection"], cmip["root"], query=query)
     catalog, source, combo, _ = _combo(path, "OCN-C")
     assert combo.absent == ("tos",) and combo.missing == ()
+    assert "sos" in combo.variables and [g.table for g in combo.groups] == ["day"]
     data = extract_combo(catalog, source, combo).compute().data
     assert sorted(data.data_vars) == ["tas"]
 

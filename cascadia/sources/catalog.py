@@ -310,6 +310,7 @@ def list_combos(
         skipped.setdefault(s.combination, []).append(s)
     combos = []
     table_index = split.index(source.tables.column) if source.tables and split else None
+    needed = set(source.source_variables)
     for key in sorted(rows):
         facets = dict(zip(columns, key, strict=True))
         variables, assets, datasets, _ = (set(x) for x in zip(*rows[key], strict=True))
@@ -317,6 +318,12 @@ def list_combos(
         by_place: dict[tuple[str, ...], list[tuple[str, str]]] = {}
         for variable, asset, _, place in rows[key]:
             by_place.setdefault(place, []).append((variable, asset))
+        if split:  # a table holding nothing the source reads (Omon thetao) is no group
+            by_place = {
+                p: held
+                for p, held in by_place.items()
+                if any(v in needed for v, _ in held) or len(by_place) == 1
+            }
         groups = []
         for place in sorted(by_place):
             table = place[table_index] if table_index is not None else ""
