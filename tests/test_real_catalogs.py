@@ -321,7 +321,7 @@ def test_pangeo_layout_enumerates_one_combination_per_member(tmp_path: Path):
     combos = enumerate_combos(cmip6, source)
     assert sorted(c.labels["member_id"] for c in combos) == ["r1i1p1f1", "r2i1p1f1"]
     # gn and gr copies give one combination each member (gn), the empty cell stays empty
-    assert {c.facets["grid_label"] for c in combos} == {"gn"}
+    assert {g.facets["grid_label"] for c in combos for g in c.groups} == {"gn"}
     assert {c.facets["dcpp_init_year"] for c in combos} == {""}
     first = "CMIP6.ScenarioMIP.INST.MODEL.ssp585.r1i1p1f1.day.hurs.gn.v20200101"
     assert combos[0].datasets[0] == first

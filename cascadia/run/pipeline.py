@@ -13,7 +13,9 @@ A run is planned on the client and executed on the workers:
    checksum and the inference settings. Prepare the results store
    (:func:`cascadia.run.store.prepare_store`): its time axis is the union of the
    sources' periods on the standard daily calendar. Combinations stored "done"
-   with the same fingerprint are skipped.
+   with the same fingerprint are skipped. A combination lacking a predictor the
+   model reads (``tos`` of a source or model without it: optional per source,
+   strict per model) fails here with the reason; the others run.
 2. **Graph** (workers). One task chain per remaining combination: extraction into
    the predictor cache → for projections, the member's QDM fit on its historical
    run against the reference (itself extracted once) → adjustment → prediction
@@ -74,8 +76,10 @@ from cascadia.sources.catalog import (
     list_combos,
     open_collection,
     open_combo,
+    predictors_of,
 )
 from cascadia.sources.config import CatalogError, RunCatalog, SourceConfig, load_run_catalog
+from cascadia.sources.predictors.canonical import CANONICAL_UNITS
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -260,6 +264,54 @@ def _plan(catalogs: list[RunCatalog]) -> _Plan:
     _check_unique(entries)
     historical = _link_historical(entries, references, failures)
     return _Plan(entries, failures, source_failures, references, historical, years, selection)
+
+
+def model_inputs(model: TrainedModel) -> list[str]:
+    """The canonical predictors a trained model reads: its feature columns' variables.
+
+    Feature columns are named ``<variable>@<region>``; the feature recipe's own
+    ``variables`` list counts too (variables the physics columns read).
+    """
+    names = {str(n).split("@")[0] for n in model.ensemble.normalisation.feature_names}
+    names |= set(model.features.variables or ())
+    return sorted(names & set(CANONICAL_UNITS))
+
+
+def _refuse_missing_inputs(plan: _Plan, needed: Sequence[str], model_dir: str) -> None:
+    """A combination lacking a predictor the model reads (``tos``) fails, with the reason.
+
+    Why: a predictor may be optional per source (``tos`` of an uncoupled model), but a
+    model trained with it needs it everywhere it runs; the other combinations run.
+    """
+    for entry in plan.entries:
+        lacking = [v for v in needed if v not in predictors_of(entry.source, entry.combo)]
+        if lacking and entry.id not in plan.failures:
+            names = ", ".join(lacking)
+            plan.failures[entry.id] = (
+                f"model {model_dir} needs {names}; source {entry.source.name} "
+                f"({entry.combo.label}) has none — map it in the run catalog or train "
+                f"without {names}"
+            )
+    for entry in plan.entries:  # an adjusted projection keeps only what the reference has
+        ref = plan.references.get(entry.catalog.path)
+        if entry.source.role != "projection" or ref is None:
+            continue
+        lacking = [v for v in needed if v not in predictors_of(ref.source, ref.combo)]
+        if lacking:
+            names = ", ".join(lacking)
+            plan.failures.setdefault(
+                entry.id,
+                f"model {model_dir} needs {names}; the bias-adjustment reference "
+                f"{ref.source.name} ({ref.where}) has none to adjust {entry.combo.label} "
+                f"against — map it in the reference's run catalog or train without {names}",
+            )
+    for entry in plan.entries:  # a scenario is adjusted by its historical run's fit
+        hist = plan.historical.get(entry.id)
+        adjusted = entry.catalog.bias_adjustment is not None
+        if adjusted and hist is not None and hist.id in plan.failures:
+            plan.failures.setdefault(
+                entry.id, f"{entry.where} {entry.combo.label}: {plan.failures[hist.id]}"
+            )
 
 
 def _check_unique(entries: list[_Entry]) -> None:
@@ -574,6 +626,7 @@ def run_pipeline(
     except ValueError as exc:  # InferenceError, CheckpointError
         raise RunInputError(str(exc)) from None
     plan = _plan(loaded)
+    _refuse_missing_inputs(plan, model_inputs(model), str(model.directory))
     if not plan.years:  # no combination could even be read: no time axis, no store
         return _nothing_runs(plan, out, started, on_total, on_result)
     time_axis = _time_axis(plan)

@@ -206,7 +206,8 @@ class VariableAdjustment(BaseModel):
 #: (monthly groups of a mostly dry series hold too few wet days), 300 nodes plus
 #: tail nodes at 0.0005 and 0.9995 (most nodes fall on dry days), frequency
 #: adaptation at 1 mm/day, jitter of zeros under 0.01 mm/day, mean change preserved.
-#: Wind speed: multiplicative, mean change preserved.
+#: Wind speed: multiplicative, mean change preserved. Sea surface temperature:
+#: additive by month like ``tas`` (a temperature: its change is a difference).
 DEFAULT_ADJUSTMENTS: dict[str, VariableAdjustment] = {
     "pr": VariableAdjustment(
         kind="*",
@@ -218,6 +219,7 @@ DEFAULT_ADJUSTMENTS: dict[str, VariableAdjustment] = {
         preserve_mean_change=True,
     ),
     "sfcWind": VariableAdjustment(kind="*", preserve_mean_change=True),
+    "tos": VariableAdjustment(kind="+", group="time.month"),
 }
 
 

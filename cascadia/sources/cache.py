@@ -70,6 +70,12 @@ def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
             if combo.land_fraction
             else None
         )
+        # the fixed fields of other table groups (an ocean grid's sftof and areacello)
+        fixed = sorted(
+            {a for g in combo.groups for a in (g.land_fraction, g.cell_area) if a}
+            - {combo.land_fraction}
+        )
+        fixed_ids = [_asset_identity(a, source.storage_options) for a in fixed]
     except Unreachable as exc:
         raise SourceError(
             f"{catalog.path} [{source.name}] {combo.label}: asset store {exc}"
@@ -89,6 +95,8 @@ def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
         "assets": assets,
         "land_fraction": land_fraction,
     }
+    if fixed_ids:
+        payload["fixed_fields"] = fixed_ids
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

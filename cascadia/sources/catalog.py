@@ -11,11 +11,15 @@ retracted, duplicated, superseded and other-grid copies; a combination is opened
 from exactly the rows it kept, so empty facets (Pangeo's NaN ``dcpp_init_year``)
 never go through a search. Each combination also gets the store of its source's
 land fraction (a CMIP ``fx`` table, a CORDEX ``sftlf`` file, ERA5's own ``lsm``),
-chosen once here so that it is fingerprinted and recorded.
+chosen once here so that it is fingerprinted and recorded. A source with ``tables``
+(CMIP6 ``day`` + ``Oday``/``Omon``) is not split by its table and grid columns: each
+combination holds one :class:`Group` per table, with that grid's own land fraction
+and cell areas (``areacello``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import posixpath
 import re
@@ -31,7 +35,7 @@ import intake_esm
 import pandas as pd
 import xarray as xr
 
-from cascadia.sources.config import LandFraction, RunCatalog, SourceConfig
+from cascadia.sources.config import CellArea, LandFraction, RunCatalog, SourceConfig
 from cascadia.sources.reach import Unreachable, ensure_reachable
 from cascadia.sources.selection import Skipped, facet_column, select
 
@@ -41,6 +45,23 @@ LABELS = ("source_id", "experiment_id", "member_id")
 
 class SourceError(RuntimeError):
     """Reading a source or a combination failed; the message names the catalog entry."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """The part of a combination on one table and grid, opened and reduced on its own.
+
+    A source without ``tables`` has one group holding everything. With ``tables``
+    (CMIP6 ``day`` on the atmosphere grid beside ``Oday`` on the ocean grid) each
+    table is a group with its own land fraction and cell areas.
+    """
+
+    table: str  # value of the table column ("" without tables)
+    facets: dict[str, str]  # its table and grid columns ({} without tables)
+    assets: tuple[str, ...]
+    variables: tuple[str, ...]  # source variables it holds
+    land_fraction: str = ""  # asset holding its land (sea) fraction ("" if none found)
+    cell_area: str = ""  # asset holding its cell areas ("" if none named or found)
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,8 @@ class Combo:
     land_fraction: str = ""  # asset holding the source's land fraction ("" if none found)
     datasets: tuple[str, ...] = ()  # ids of the datasets it reads (after selection)
     skipped: tuple[Skipped, ...] = ()  # its copies the selection rules dropped
+    groups: tuple[Group, ...] = ()  # one per table (one in all without tables)
+    absent: tuple[str, ...] = ()  # optional canonical variables it does not have
 
     @property
     def label(self) -> str:
@@ -232,11 +255,11 @@ def list_combos(
     frame = selected.df
     if frame.empty:
         raise SourceError(f"{_where(catalog, source)}: the query {source.query} selects nothing")
-    columns = combo_columns(datastore)
+    all_columns = combo_columns(datastore)
+    columns = _key_columns(source, all_columns)
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     asset_column = datastore.esmcat.assets.column_name
-    spec = source.land_fraction if isinstance(source.land_fraction, LandFraction) else None
-    land_rows = land_fraction_rows(catalog, source, datastore, columns) if spec else None
+    fixed = _FixedFields(catalog, source, datastore, all_columns)
     # every cell as text ("" when empty): the facets, labels and ids are built from it
     text = frame.apply(facet_column)
     keys = list(zip(*(text[c].tolist() for c in columns), strict=True))
@@ -258,6 +281,7 @@ def list_combos(
         labels=labels,
         members=members,
         needed=source.source_variables,
+        tables=source.tables,
     )
     if chosen.kept.empty:
         reasons = sorted({s.reason for s in chosen.skipped})
@@ -265,27 +289,58 @@ def list_combos(
             f"{_where(catalog, source)}: the selection rules skip every dataset the query "
             f"selects ({'; '.join(reasons)})"
         )
-    rows: dict[tuple[str, ...], list[tuple[str, str, str]]] = {}
+    rows: dict[tuple[str, ...], list[tuple[str, str, str, tuple[str, ...]]]] = {}
     kept = frame.index.isin(chosen.kept.index)
+    split = [c for c in all_columns if c not in columns]  # table and grid columns
+    places = zip(*(text[c].tolist() for c in split), strict=True) if split else None
     cells = zip(
         keys,
         kept,
         text[variable_column].tolist(),
         text[asset_column].tolist(),
         ids.tolist(),
-        strict=True,
+        places if places is not None else itertools.repeat(()),
+        strict=False,
     )
-    for key, ok, variable, asset, dataset in cells:
+    for key, ok, variable, asset, dataset, place in cells:
         if ok:
-            rows.setdefault(key, []).append((variable, asset, dataset))
+            rows.setdefault(key, []).append((variable, asset, dataset, tuple(place)))
     skipped: dict[str, list[Skipped]] = {}
     for s in chosen.skipped:
         skipped.setdefault(s.combination, []).append(s)
     combos = []
+    table_index = split.index(source.tables.column) if source.tables and split else None
+    needed = set(source.source_variables)
     for key in sorted(rows):
         facets = dict(zip(columns, key, strict=True))
-        variables, assets, datasets = (set(x) for x in zip(*rows[key], strict=True))
+        variables, assets, datasets, _ = (set(x) for x in zip(*rows[key], strict=True))
         label = "/".join(named[key][n] for n in LABELS)
+        by_place: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        for variable, asset, _, place in rows[key]:
+            by_place.setdefault(place, []).append((variable, asset))
+        if split:  # a table holding nothing the source reads (Omon thetao) is no group
+            by_place = {
+                p: held
+                for p, held in by_place.items()
+                if any(v in needed for v, _ in held) or len(by_place) == 1
+            }
+        groups = []
+        for place in sorted(by_place):
+            table = place[table_index] if table_index is not None else ""
+            here = {**facets, **dict(zip(split, place, strict=True))}
+            land, area = fixed.find(table, here)
+            groups.append(
+                Group(
+                    table=table,
+                    facets=dict(zip(split, place, strict=True)),
+                    assets=tuple(sorted({a for _, a in by_place[place]})),
+                    variables=tuple(sorted({v for v, _ in by_place[place]})),
+                    land_fraction=land,
+                    cell_area=area,
+                )
+            )
+        optional = set(source.optional_sources)
+        lacking = [v for v in source.source_variables if v not in variables]
         combos.append(
             Combo(
                 source=source.name,
@@ -293,44 +348,118 @@ def list_combos(
                 labels=named[key],
                 assets=tuple(sorted(assets)),
                 variables=tuple(sorted(variables)),
-                missing=tuple(v for v in source.source_variables if v not in variables),
+                missing=tuple(v for v in lacking if v not in optional),
                 datasets=tuple(sorted(datasets)),
                 skipped=tuple(skipped.get(label, ())),
-                land_fraction=(
-                    find_land_fraction(land_rows, spec, facets, columns, asset_column)
-                    if spec and land_rows is not None
-                    else ""
-                ),
+                land_fraction=_main_land_fraction(source, groups),
+                groups=tuple(groups),
+                absent=tuple(n for n in source.optional if source.variables[n] in lacking),
             )
         )
     return Listing(combos, chosen.skipped)
 
 
-def land_fraction_rows(
+def predictors_of(source: SourceConfig, combo: Combo) -> list[str]:
+    """The canonical predictors a combination gives: its mapped and derived ones.
+
+    An optional variable it lacks (``combo.absent``) is not among them; ``sfcWind``
+    is (derived from ``uas``/``vas`` whenever a source has both).
+    """
+    names = set(source.canonical_variables) - set(combo.absent)
+    if {"uas", "vas"} <= names:
+        names.add("sfcWind")
+    return sorted(names)
+
+
+def _key_columns(source: SourceConfig, columns: Sequence[str]) -> list[str]:
+    """The columns that identify a combination: without its tables and grids if it spans them."""
+    if source.tables is None:
+        return list(columns)
+    split = {source.tables.column, source.selection.grid_column}
+    return [c for c in columns if c not in split]
+
+
+def _main_land_fraction(source: SourceConfig, groups: Sequence[Group]) -> str:
+    """The land fraction on the source's own grid (the first group not in ``tables.grids``)."""
+    for group in groups:
+        if source.tables is None or source.tables.group(group.table) is None:
+            return group.land_fraction
+    return groups[0].land_fraction if groups else ""
+
+
+class _FixedFields:
+    """The land fraction and cell-area rows of a source, and the assets of each group."""
+
+    def __init__(
+        self,
+        catalog: RunCatalog,
+        source: SourceConfig,
+        datastore: intake_esm.esm_datastore,
+        columns: Sequence[str],
+    ) -> None:
+        self.source, self.columns = source, list(columns)
+        self.asset_column = datastore.esmcat.assets.column_name
+        self.rows: dict[int, pd.DataFrame] = {}
+        for spec in self._specs():
+            if id(spec) not in self.rows:
+                self.rows[id(spec)] = fixed_rows(catalog, source, datastore, columns, spec)
+
+    def _specs(self) -> list[LandFraction | CellArea]:
+        specs: list[Any] = [self.source.land_fraction, self.source.cell_area]
+        if self.source.tables is not None:
+            for group in self.source.tables.grids:
+                specs += [group.land_fraction, group.cell_area]
+        return [s for s in specs if isinstance(s, LandFraction | CellArea)]
+
+    def specs(self, table: str) -> tuple[Any, Any]:
+        """The land-fraction and cell-area settings of a table (its group's, else the source's)."""
+        group = self.source.tables.group(table) if self.source.tables else None
+        land = group.land_fraction if group and group.land_fraction is not None else None
+        area = group.cell_area if group and group.cell_area is not None else None
+        return (
+            land if land is not None else self.source.land_fraction,
+            area if area is not None else self.source.cell_area,
+        )
+
+    def find(self, table: str, facets: dict[str, str]) -> tuple[str, str]:
+        """The land-fraction and cell-area assets of a group ("" when none)."""
+        found = []
+        for spec in self.specs(table):
+            if isinstance(spec, LandFraction | CellArea):
+                found.append(
+                    find_land_fraction(
+                        self.rows[id(spec)], spec, facets, self.columns, self.asset_column
+                    )
+                )
+            else:
+                found.append("")
+        return found[0], found[1]
+
+
+def fixed_rows(
     catalog: RunCatalog,
     source: SourceConfig,
     datastore: intake_esm.esm_datastore,
     columns: Sequence[str],
+    spec: LandFraction | CellArea,
 ) -> pd.DataFrame:
-    """Rows of the collection that may hold the source's land fraction (its variable, its query).
+    """Rows of the collection that may hold a fixed field (land fraction, cell areas).
 
     Raises :class:`SourceError` if the query names a column the collection lacks,
     or ``match`` one that does not identify combinations (``columns``).
     """
-    spec = source.land_fraction
-    if not isinstance(spec, LandFraction):
-        raise SourceError(f"{_where(catalog, source)}: the source names no land_fraction")
+    what = "land_fraction" if isinstance(spec, LandFraction) else "cell_area"
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     unknown = sorted(set(spec.query) - set(datastore.df.columns))
     if unknown:
         raise SourceError(
-            f"{_where(catalog, source)}: land_fraction.query refers to columns {unknown} "
+            f"{_where(catalog, source)}: {what}.query refers to columns {unknown} "
             f"which the collection lacks (columns: {list(datastore.df.columns)})"
         )
     unknown = sorted(set(spec.match or ()) - set(columns))
     if unknown:
         raise SourceError(
-            f"{_where(catalog, source)}: land_fraction.match refers to columns {unknown} "
+            f"{_where(catalog, source)}: {what}.match refers to columns {unknown} "
             f"which do not identify a combination (those are {list(columns)})"
         )
     return datastore.search(**{variable_column: spec.variable, **spec.query}).df
@@ -338,14 +467,14 @@ def land_fraction_rows(
 
 def find_land_fraction(
     rows: pd.DataFrame,
-    spec: LandFraction,
+    spec: LandFraction | CellArea,
     facets: dict[str, str],
     columns: Sequence[str],
     asset_column: str,
 ) -> str:
     """The asset holding a combination's land fraction, or "" when the collection has none.
 
-    Among ``rows`` (:func:`land_fraction_rows`), those sharing the combination's
+    Among ``rows`` (:func:`fixed_rows`), those sharing the combination's
     ``spec.match`` columns (default: the combination columns the land-fraction
     query does not set); the one sharing most other combination columns wins
     (same member, same experiment), then the last asset in sort order.
@@ -391,9 +520,18 @@ def open_combo(
     source: SourceConfig,
     combo: Combo,
     datastore: intake_esm.esm_datastore | None = None,
+    group: Group | None = None,
 ) -> xr.Dataset:
-    """The raw (lazy) dataset of one combination with the variables the catalog needs."""
+    """The raw (lazy) dataset of one group of a combination (default: its first).
+
+    A combination of a source without ``tables`` is one group: everything it reads.
+    """
     where = f"{_where(catalog, source)} {combo.label}"
+    group = group or (combo.groups[0] if combo.groups else None)
+    assets = group.assets if group else combo.assets
+    wanted = [v for v in source.source_variables if group is None or v in group.variables]
+    if group is not None and group.table:
+        where += f" table {group.table}"
     if combo.missing:
         raise SourceError(
             f"{where}: variables {list(combo.missing)} are missing from the collection "
@@ -402,19 +540,20 @@ def open_combo(
     datastore = datastore or open_collection(catalog, source)
     control = datastore.esmcat.aggregation_control
     joins = sorted({a.type.value for a in control.aggregations if a.type.value != "union"})
-    if source.time_block_days is not None and (joins or len(combo.assets) > 1):
+    if source.time_block_days is not None and (joins or len(assets) > 1):
         # without dask, xarray concatenates (and so reads) whole arrays to join them
         joined = f" and its collection joins them ({', '.join(joins)})" if joins else ""
         raise SourceError(
             f"{where}: time_block_days needs every combination to be one store (ARCO-ERA5), "
-            f"but this one has {len(combo.assets)} asset(s){joined}; remove time_block_days"
+            f"but this one has {len(assets)} asset(s){joined}; remove time_block_days"
         )
     variable_column = control.variable_column_name
-    subset = _subset(datastore, combo, source.source_variables)
+    facets = {**combo.facets, **(group.facets if group else {})}
+    subset = _subset(datastore, facets, wanted, assets)
     listed = sorted(set(subset.df[variable_column]))
     subset = each_asset_once(subset)
     try:
-        for asset in combo.assets:
+        for asset in assets:
             ensure_reachable(asset, source.storage_options)
     except Unreachable as exc:
         raise SourceError(f"{where}: asset store {exc}") from None
@@ -434,10 +573,10 @@ def open_combo(
     if not datasets:
         raise SourceError(
             f"{where}: intake-esm made no dataset of its {len(subset.df)} rows "
-            f"(assets {list(combo.assets)}); an empty cell in a groupby_attrs column?"
+            f"(assets {list(assets)}); an empty cell in a groupby_attrs column?"
         )
     merged = xr.merge(
-        [_requested(ds, source.source_variables) for ds in datasets.values()],
+        [_requested(ds, wanted) for ds in datasets.values()],
         compat="override",
         join="outer",
     )
@@ -448,33 +587,40 @@ def open_combo(
     return merged.rename(source.rename) if source.rename else merged
 
 
-def open_land_fraction(
+def open_fixed_field(
     catalog: RunCatalog,
     source: SourceConfig,
     combo: Combo,
+    spec: LandFraction | CellArea,
+    asset: str,
     datastore: intake_esm.esm_datastore | None = None,
+    table: str = "",
 ) -> xr.DataArray:
-    """The raw (lazy) land-fraction variable of one combination, with its grid coordinates."""
-    where = f"{_where(catalog, source)} {combo.label}"
-    spec = source.land_fraction
-    if not isinstance(spec, LandFraction):
-        raise SourceError(f"{where}: the source names no land_fraction")
-    if not combo.land_fraction:
+    """The raw (lazy) fixed field (land fraction, cell areas) of a group, with its grid."""
+    where = f"{_where(catalog, source)} {combo.label}" + (f" table {table}" if table else "")
+    if not asset:
         match = spec.match if spec.match is not None else "every combination column"
+        if isinstance(spec, LandFraction):
+            raise SourceError(
+                f"{where}: no land fraction {spec.variable!r} in the collection for this "
+                f"combination (land_fraction query {spec.query}, matching {match}); a region "
+                "averages over sea or land cells: add the land-fraction store to the "
+                "collection or set land_fraction: unmasked"
+            )
         raise SourceError(
-            f"{where}: no land fraction {spec.variable!r} in the collection for this "
-            f"combination (land_fraction query {spec.query}, matching {match}); a region "
-            "averages over sea or land cells: add the land-fraction store to the collection "
-            "or set land_fraction: unmasked"
+            f"{where}: no cell area {spec.variable!r} in the collection for this "
+            f"combination (cell_area query {spec.query}, matching {match}); its data are on "
+            "a curvilinear grid weighted by cell area: add the cell-area store (areacello, "
+            "table Ofx) to the collection or set cell_area: cos_lat"
         )
     datastore = datastore or open_collection(catalog, source)
     control = datastore.esmcat.aggregation_control
     subset = datastore.search(
-        **{datastore.esmcat.assets.column_name: combo.land_fraction},
+        **{datastore.esmcat.assets.column_name: asset},
         **{control.variable_column_name: spec.variable},
     )
     if subset.df.empty:
-        raise SourceError(f"{where}: the collection no longer lists {combo.land_fraction}")
+        raise SourceError(f"{where}: the collection no longer lists {asset}")
     # one file listed for several members (20CR's land.nc): open it once
     first = subset.df.iloc[0]
     subset = subset.search(
@@ -490,9 +636,7 @@ def open_land_fraction(
             )
     except Exception as exc:
         cause = exc.__cause__ or exc
-        raise SourceError(
-            f"{where}: cannot open its land fraction {combo.land_fraction}: {cause}"
-        ) from None
+        raise SourceError(f"{where}: cannot open {spec.variable} {asset}: {cause}") from None
     ds = next(iter(datasets.values()))
     # joined facets (Pangeo's member_id, dcpp_init_year) are length-1 dimensions here too
     joined = [a.attribute_name for a in control.aggregations if a.type.value == "join_new"]
@@ -501,14 +645,17 @@ def open_land_fraction(
     ds = ds.rename(renames) if renames else ds  # e.g. new-CDS valid_time -> time
     if spec.variable not in ds.variables:
         raise SourceError(
-            f"{where}: {combo.land_fraction} holds no variable {spec.variable!r} "
+            f"{where}: {asset} holds no variable {spec.variable!r} "
             f"(it has {sorted(map(str, ds.data_vars))})"
         )
     return ds[spec.variable]
 
 
 def _subset(
-    datastore: intake_esm.esm_datastore, combo: Combo, variables: Sequence[str]
+    datastore: intake_esm.esm_datastore,
+    facets: dict[str, str],
+    variables: Sequence[str],
+    assets: Sequence[str],
 ) -> intake_esm.esm_datastore:
     """The datastore restricted to the rows the combination kept (no search on facets).
 
@@ -518,10 +665,10 @@ def _subset(
     frame = datastore.df
     control = datastore.esmcat.aggregation_control
     rows = frame[
-        frame[datastore.esmcat.assets.column_name].isin(combo.assets)
+        frame[datastore.esmcat.assets.column_name].isin(assets)
         & frame[control.variable_column_name].isin(variables)
     ]
-    for column, value in combo.facets.items():  # an asset may hold several combinations
+    for column, value in facets.items():  # an asset may hold several combinations
         rows = rows[facet_column(rows[column]) == value]
     subset = type(datastore)(
         {"esmcat": datastore.esmcat.model_dump(), "df": rows.reset_index(drop=True)}

@@ -119,6 +119,74 @@ class LandFraction(_Strict):
     units: str | None = None
 
 
+class CellArea(_Strict):
+    """Where a source keeps the area of its grid cells (CMIP6 ``areacello`` in ``Ofx``).
+
+    Found per combination (and per table group) like :class:`LandFraction`: the rows
+    holding ``variable`` that satisfy ``query`` and share the ``match`` columns.
+    Curvilinear ocean grids weight each cell by its area instead of cos(latitude).
+    """
+
+    variable: str = Field(min_length=1)
+    query: dict[str, str | list[str]] = {}
+    match: list[str] | None = None
+    #: Units to assume when the variable has no units attribute (e.g. "m2").
+    units: str | None = None
+
+
+#: ``cell_area: cos_lat``: weight a curvilinear grid by cos(latitude) although its data
+#: name a cell-area variable (``cell_measures``): an explicit, approximate choice.
+COS_LAT = "cos_lat"
+
+
+class TableGroup(_Strict):
+    """Tables of a source whose variables sit on another grid (the ocean model's).
+
+    Each table is opened, cropped and reduced to the regions on its own grid with
+    this entry's land (sea) fraction and cell areas; the source's own
+    ``land_fraction`` and ``cell_area`` serve the tables not listed in any group.
+    """
+
+    tables: list[str] = Field(min_length=1)
+    land_fraction: LandFraction | Literal["unmasked"] | None = None
+    cell_area: CellArea | Literal["cos_lat"] | None = None
+
+
+class Tables(_Strict):
+    """A source whose combination spans several tables (and grids) of its collection.
+
+    Why: CMIP6 keeps daily atmosphere in ``day`` on the atmosphere grid, sea surface
+    temperature in ``Oday`` (or monthly ``Omon``) on the ocean grid, their fixed
+    fields in ``fx`` and ``Ofx``. With this section the table column (and the grid
+    column of the selection rules) no longer split a combination: each table is one
+    group of the combination, chosen, opened and reduced on its own grid, and the
+    daily regional series of the groups are merged (docs/catalogs.md, "Tables").
+    """
+
+    #: The collection column naming a table (CMIP6 ``table_id``).
+    column: str = "table_id"
+    #: Source variable -> tables to read it from, most preferred first (``tos: [Oday,
+    #: Omon]``); a variable not listed is read from the one table the query gives it.
+    prefer: dict[str, list[str]] = {}
+    #: Tables on their own grid, with that grid's land fraction and cell areas.
+    grids: list[TableGroup] = []
+
+    @model_validator(mode="after")
+    def _one_group_per_table(self) -> Tables:
+        listed = [t for g in self.grids for t in g.tables]
+        twice = sorted({t for t in listed if listed.count(t) > 1})
+        if twice:
+            raise ValueError(f"tables {twice} are listed in more than one of 'grids'")
+        for variable, tables in self.prefer.items():
+            if not tables or len(set(tables)) != len(tables):
+                raise ValueError(f"prefer.{variable} must list distinct tables, got {tables}")
+        return self
+
+    def group(self, table: str) -> TableGroup | None:
+        """The grid group of ``table`` (None: the source's own grid settings)."""
+        return next((g for g in self.grids if table in g.tables), None)
+
+
 class SourceConfig(_Strict):
     """One source of a run catalog: a collection, a query and how to read it."""
 
@@ -153,6 +221,15 @@ class SourceConfig(_Strict):
     #: The source's land fraction, or "unmasked" to average sea and land regions over
     #: every cell (a source without one); required when a region is not "all".
     land_fraction: LandFraction | Literal["unmasked"] | None = None
+    #: The area of the source's grid cells, for curvilinear grids whose data name one in
+    #: ``cell_measures`` (``area: areacello``); ``cos_lat`` weights them by cos(latitude)
+    #: instead. Regular grids are weighted by cos(latitude), which is exact there.
+    cell_area: CellArea | Literal["cos_lat"] | None = None
+    #: Several tables (and grids) in one combination: docs/catalogs.md, "Tables".
+    tables: Tables | None = None
+    #: Canonical variables a combination may lack (``tos`` of an uncoupled model): it
+    #: then simply has none, and a model trained with it refuses that combination.
+    optional: list[str] = []
     #: How the results name a combination, as templates over the collection's columns.
     combo_id: dict[str, str] = {
         "source_id": "{source_id}",
@@ -179,6 +256,18 @@ class SourceConfig(_Strict):
                     f"derived {name!r} needs inputs {sorted(needed)}; give the missing "
                     f"{sorted(needed - given)} under 'from' or 'variables'"
                 )
+        not_mapped = sorted(set(self.optional) - set(self.variables))
+        if not_mapped:
+            raise ValueError(
+                f"optional {not_mapped} must be canonical variables mapped under 'variables'"
+            )
+        if self.tables is not None:
+            unknown = sorted(set(self.tables.prefer) - set(self.source_variables))
+            if unknown:
+                raise ValueError(
+                    f"tables.prefer names {unknown}, which are not source variables of "
+                    f"'variables' or 'derived' ({self.source_variables})"
+                )
         for field in ("source_id", "experiment_id", "member_id"):
             if field not in self.combo_id:
                 raise ValueError(f"combo_id must define {field!r}")
@@ -200,6 +289,11 @@ class SourceConfig(_Strict):
         for spec in self.derived.values():
             names |= set(spec.inputs.values())
         return sorted(names)
+
+    @property
+    def optional_sources(self) -> list[str]:
+        """Source variable names of the optional canonical variables."""
+        return sorted({self.variables[name] for name in self.optional})
 
     def mapping(self) -> dict[str, str]:
         """Source name -> canonical (or derivation input) name, for ``standardise``."""

@@ -1,11 +1,13 @@
 """From one combination of a run catalog to canonical daily regional predictors.
 
-Order: open lazily → period → the source's land fraction when a region
-averages over sea or land → crop to the regions (so only the chunks that
+Order, for each group of a combination (one, or one per table for a source with
+``tables``: atmosphere and ocean grids): open lazily → period → the group's land
+fraction when a region averages over sea or land, and its cell areas on a
+curvilinear ocean grid → crop to the regions (so only the chunks that
 intersect them are read) → for sources read in time blocks, dask chunks of whole
 on-disk chunks → accumulation convention → :func:`standardise` (canonical
 names, derivations, units, area-weighted regional means, daily statistics, one
-calendar, short gaps) → checks. Failures raise
+calendar, short gaps) → the groups' daily series merged → checks. Failures raise
 :class:`~cascadia.sources.catalog.SourceError` naming the catalog entry and combination.
 
 Time blocks are for stores chunked finely in time, ARCO-ERA5's one global hour
@@ -30,16 +32,17 @@ import xarray as xr
 
 from cascadia.sources.catalog import (
     Combo,
+    Group,
     SourceError,
     open_combo,
-    open_land_fraction,
+    open_fixed_field,
     select_period,
 )
-from cascadia.sources.config import LandFraction, RunCatalog, SourceConfig
+from cascadia.sources.config import COS_LAT, CellArea, LandFraction, RunCatalog, SourceConfig
 from cascadia.sources.predictors.calendars import GapReport
-from cascadia.sources.predictors.canonical import standardise
+from cascadia.sources.predictors.canonical import DERIVATIONS, standardise
 from cascadia.sources.predictors.grids import find_lat_lon, horizontal_dims, is_curvilinear
-from cascadia.sources.predictors.masks import as_land_fraction
+from cascadia.sources.predictors.masks import as_cell_area, as_land_fraction
 from cascadia.sources.predictors.regions import Region
 from cascadia.sources.predictors.units import time_step_seconds
 
@@ -187,36 +190,107 @@ def read_in_blocks(ds: xr.Dataset, days: int, start: int) -> xr.Dataset:
 
 
 def source_land_fraction(
-    catalog: RunCatalog, source: SourceConfig, combo: Combo, datastore=None
+    catalog: RunCatalog,
+    source: SourceConfig,
+    combo: Combo,
+    datastore=None,
+    group: Group | None = None,
 ) -> tuple[list[Region], xr.DataArray | None]:
     """The regions as the source can average them, and its land fraction if one is needed.
 
-    Regions that are all ``all`` need none (nothing is read). A source marked
-    ``land_fraction: unmasked`` averages sea and land regions over every cell
-    (recorded in the output's attributes). Otherwise the land fraction of the
-    combination is read, cropped to the regions and converted to a land area
-    fraction in ``1``.
+    Regions that are all ``all`` need none (nothing is read). A source (or table
+    group) marked ``land_fraction: unmasked`` averages sea and land regions over every
+    cell (recorded in the output's attributes). Otherwise the land fraction of the
+    group (default: the combination's first) is read, cropped to the regions and
+    converted to a land area fraction in ``1``.
     """
     regions = list(catalog.regions)
     if all(r.surface == "all" for r in regions):
         return regions, None
-    spec = source.land_fraction
+    group = group or (combo.groups[0] if combo.groups else None)
+    table = group.table if group else ""
+    spec = _group_spec(source, table, "land_fraction")
     if spec == "unmasked":
         return [r.model_copy(update={"surface": "all"}) for r in regions], None
-    where = f"{catalog.path} [{source.name}] {combo.label}"
+    where = f"{catalog.path} [{source.name}] {combo.label}" + (f" table {table}" if table else "")
     if not isinstance(spec, LandFraction):
         masked = [r.name for r in regions if r.surface != "all"]
         raise SourceError(
             f"{where}: regions {masked} average over sea or land cells but the source names "
             "no land_fraction (or land_fraction: unmasked)"
         )
-    raw = open_land_fraction(catalog, source, combo, datastore)
+    asset = group.land_fraction if group else combo.land_fraction
+    raw = open_fixed_field(catalog, source, combo, spec, asset, datastore, table)
     try:
         cropped = crop_to_regions(raw.to_dataset(), regions)[raw.name]
         land = as_land_fraction(cropped, spec.fraction_of, spec.units, spec.variable)
     except ValueError as exc:
-        raise SourceError(f"{where}: land fraction {combo.land_fraction}: {exc}") from None
+        raise SourceError(f"{where}: land fraction {asset}: {exc}") from None
     return regions, land
+
+
+def _group_spec(source: SourceConfig, table: str, field: str) -> Any:
+    """A table group's ``land_fraction`` or ``cell_area``, else the source's own."""
+    group = source.tables.group(table) if source.tables and table else None
+    value = getattr(group, field) if group is not None else None
+    return value if value is not None else getattr(source, field)
+
+
+#: How a variable on an ocean model's grid names its cell areas (CF ``cell_measures``).
+OCEAN_CELL_MEASURE = "areacello"
+
+
+def group_cell_area(
+    catalog: RunCatalog,
+    source: SourceConfig,
+    combo: Combo,
+    group: Group | None,
+    raw: xr.Dataset,
+    datastore=None,
+) -> xr.DataArray | None:
+    """The cell areas weighting a group's regional means, or None for cos(latitude).
+
+    Regular grids are weighted by cos(latitude), which is exact there. A curvilinear
+    grid whose data name ``areacello`` in their CF ``cell_measures`` (an ocean
+    model's grid) is weighted by those areas, read from the collection as the
+    catalog's ``cell_area`` says; without one it is refused, naming the variable,
+    unless the catalog says ``cell_area: cos_lat``. A curvilinear grid with a
+    ``cell_area`` given always uses it.
+    """
+    table = group.table if group else ""
+    where = f"{catalog.path} [{source.name}] {combo.label}" + (f" table {table}" if table else "")
+    spec = _group_spec(source, table, "cell_area")
+    if spec == COS_LAT:
+        return None
+    try:
+        curvilinear = is_curvilinear(raw)
+    except ValueError:
+        return None  # no grid found: standardise says so, naming the coordinates
+    if not curvilinear:
+        return None
+    if not isinstance(spec, CellArea):
+        ocean = [
+            str(name)
+            for name, da in raw.data_vars.items()
+            if OCEAN_CELL_MEASURE in str(da.attrs.get("cell_measures", ""))
+        ]
+        if not ocean:
+            return None
+        raise SourceError(
+            f"{where}: variable(s) {ocean} lie on a curvilinear ocean grid whose cells are "
+            f"weighted by {OCEAN_CELL_MEASURE} (cell_measures "
+            f"{raw[ocean[0]].attrs['cell_measures']!r}), but the catalog names no cell_area "
+            f"for it: add cell_area: {{variable: {OCEAN_CELL_MEASURE}, query: {{table_id: Ofx}}}} "
+            "(under tables.grids for a table group), or cell_area: cos_lat to weight by "
+            "cos(latitude) instead"
+        )
+    asset = group.cell_area if group else ""
+    field = open_fixed_field(catalog, source, combo, spec, asset, datastore, table)
+    try:
+        cropped = crop_to_regions(field.to_dataset(), catalog.regions)[field.name]
+        return as_cell_area(cropped, spec.units, spec.variable)
+    except ValueError as exc:
+        raise SourceError(f"{where}: cell area {asset}: {exc}") from None
 
 
 def _check_time_decoded(ds: xr.Dataset, where: str) -> None:
@@ -246,12 +320,70 @@ def extract_combo(
 ) -> Extracted:
     """Canonical daily predictors of ``combo`` (lazy until computed).
 
+    Each group of the combination (one, unless the source spans ``tables``: the
+    atmosphere's ``day`` and the ocean's ``Oday`` on their own grids) is opened,
+    cropped, masked and reduced to the regions on its own grid; the daily regional
+    series of the groups are then merged, and so are their gap reports.
     ``first_steps`` keeps only that many time steps of the period (a layout check).
     """
     where = f"{catalog.path} [{source.name}] {combo.label}"
-    raw = open_combo(catalog, source, combo, datastore)
+    groups: list[Group | None] = list(combo.groups) or [None]
+    parts = [_extract_group(catalog, source, combo, g, datastore, first_steps) for g in groups]
+    if len(parts) == 1:
+        daily, gaps, note = parts[0]
+    else:
+        daily = xr.merge([p[0] for p in parts], join="outer", compat="override")
+        daily.attrs = {}
+        missing = xr.merge([p[1].missing for p in parts], join="outer", fill_value=True)
+        gaps = GapReport(catalog.max_gap_days, missing)
+        note = "; ".join(f"{g.table}: {p[2]}" for g, p in zip(combo.groups, parts, strict=True))
+    produced = set(source.canonical_variables) - set(combo.absent)
+    missing_names = [v for v in sorted(produced) if v not in daily.data_vars]
+    if missing_names:
+        raise SourceError(f"{where}: canonical variables {missing_names} could not be produced")
+    daily.attrs.update(
+        {
+            "source": source.name,
+            **{f"combo_{k}": v for k, v in combo.labels.items()},
+            "land_fraction": note,
+        }
+    )
+    return Extracted(combo=combo, data=daily, gaps=gaps)
+
+
+def _group_variables(source: SourceConfig, group: Group | None) -> tuple[dict[str, str], list[str]]:
+    """The source-to-canonical mapping and the derivations a group can compute alone."""
+    mapping = source.mapping()
+    if group is None:
+        return mapping, list(source.derived)
+    held = set(group.variables)
+    derivations = []
+    for name, spec in source.derived.items():
+        inputs = [
+            spec.inputs.get(role, source.variables.get(role, role))
+            for role in DERIVATIONS[name].inputs
+        ]
+        if all(i in held for i in inputs):
+            derivations.append(name)
+    return {k: v for k, v in mapping.items() if k in held}, derivations
+
+
+def _extract_group(
+    catalog: RunCatalog,
+    source: SourceConfig,
+    combo: Combo,
+    group: Group | None,
+    datastore=None,
+    first_steps: int | None = None,
+) -> tuple[xr.Dataset, GapReport, str]:
+    """Daily regional predictors of one group, its gap report and its land-fraction note."""
+    where = f"{catalog.path} [{source.name}] {combo.label}"
+    if group is not None and group.table:
+        where += f" table {group.table}"
+    raw = open_combo(catalog, source, combo, datastore, group)
     _check_time_decoded(raw, where)
-    absent = [v for v in source.source_variables if v not in raw.data_vars]
+    mapping, derivations = _group_variables(source, group)
+    absent = [v for v in mapping if v not in raw.data_vars]
     if absent:
         raise SourceError(
             f"{where}: variables {absent} are listed in the collection but not in its stores "
@@ -264,7 +396,8 @@ def extract_combo(
         raise SourceError(f"{where}: no time steps in the period {period}")
     if first_steps is not None:
         raw = raw.isel(time=slice(0, first_steps))
-    regions, land = source_land_fraction(catalog, source, combo, datastore)
+    regions, land = source_land_fraction(catalog, source, combo, datastore, group)
+    area = group_cell_area(catalog, source, combo, group, raw, datastore)
     try:
         raw = crop_to_regions(raw, regions)
         if source.time_block_days is not None:
@@ -274,26 +407,20 @@ def extract_combo(
         daily, gaps = standardise(
             raw,
             regions,
-            source.mapping(),
-            derivations=list(source.derived),
+            mapping,
+            derivations=derivations,
             calendar=catalog.output_calendar,
             max_gap_days=catalog.max_gap_days,
             min_coverage=catalog.min_coverage,
             land_fraction=land,
+            cell_area=area,
         )
     except (ValueError, KeyError) as exc:
         raise SourceError(f"{where}: {exc}") from None
-    missing = [v for v in source.canonical_variables if v not in daily.data_vars]
-    if missing:
-        raise SourceError(f"{where}: canonical variables {missing} could not be produced")
-    daily.attrs.update(
-        {
-            "source": source.name,
-            **{f"combo_{k}": v for k, v in combo.labels.items()},
-            "land_fraction": _land_fraction_note(source, land),
-        }
-    )
-    return Extracted(combo=combo, data=daily, gaps=gaps)
+    note = _land_fraction_note(source, land)
+    if area is not None:
+        note += f", cells weighted by {area.attrs['source_variable']}"
+    return daily, gaps, note
 
 
 def _land_fraction_note(source: SourceConfig, land: xr.DataArray | None) -> str:

@@ -20,6 +20,13 @@ results store's provenance. The rules apply in this order:
    the source needs, so that a scenario is adjusted on the grid of its historical
    run; failing that, each combination takes the first grid of the list on which it
    is complete (else the first it has: it then reports its missing variables).
+   A source with ``tables`` chooses the grid table by table (the ocean's ``gn``
+   beside the atmosphere's ``gr``), each table complete when it has the needed
+   variables that the query finds in that table;
+5. **tables** (a source with ``tables`` only): of a variable found in several tables
+   of one combination, the first of its ``tables.prefer`` list is read (``Oday``
+   before ``Omon``); tables outside that list are skipped; a variable without a
+   preference found in several tables keeps the first in sorted order.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from cascadia.sources.config import SelectionRules
+from cascadia.sources.config import SelectionRules, Tables
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,7 @@ def select(
     labels: pd.Series,
     members: pd.Series,
     needed: Collection[str],
+    tables: Tables | None = None,
 ) -> Selected:
     """Apply ``rules`` to the rows a source's query selected.
 
@@ -138,6 +146,9 @@ def select(
         combination (``source_id/experiment_id/member_id``) and of its model member.
     needed
         Source variables the run reads (a grid is complete when it has them all).
+    tables
+        The source's tables section: grids are then chosen per table, and each
+        variable is read from one table.
     """
     rows = _Rows(frame, ids, labels, asset_column, variable_column)
     if rules.retracted:
@@ -147,8 +158,20 @@ def select(
     _drop_duplicates(rows)
     if rules.version_column in frame.columns:
         _drop_older_versions(rows, rules.version_column)
+    by_table = tables is not None and tables.column in frame.columns
     if rules.grid_column in frame.columns:
-        _choose_grids(rows, rules, members, set(needed))
+        if by_table:
+            assert tables is not None
+            table_of = facet_column(frame[tables.column])
+            for table in sorted(set(table_of)):
+                here = frame.index[table_of == table]
+                held = set(frame.loc[here, variable_column].astype(str)) & set(needed)
+                _choose_grids(rows, rules, members, held, only=here)
+        else:
+            _choose_grids(rows, rules, members, set(needed))
+    if by_table:
+        assert tables is not None
+        _choose_tables(rows, tables)
     return Selected(frame[rows.keep], tuple(rows.skipped))
 
 
@@ -177,15 +200,50 @@ def _drop_older_versions(rows: _Rows, column: str) -> None:
             rows.drop([i], f"older version {old} ({_version(newest)} is read)")
 
 
-def _choose_grids(rows: _Rows, rules: SelectionRules, members: pd.Series, needed: set[str]) -> None:
+def _choose_tables(rows: _Rows, tables: Tables) -> None:
+    """One table per variable and combination: the first of its preference list."""
     live = rows.live
+    table_of = facet_column(live[tables.column])
+    variable_of = live[rows.variable].astype(str)
+    for (_, variable), index in live.groupby(
+        [rows.labels[live.index], variable_of], sort=False
+    ).groups.items():
+        present = sorted(set(table_of[index]))
+        prefer = tables.prefer.get(str(variable))
+        if prefer is None:
+            keep = present[0]
+            why = f"also in table {keep}, read from there (list its tables under tables.prefer)"
+        else:
+            ranked = [t for t in prefer if t in present]
+            keep = ranked[0] if ranked else ""
+            why = f"table {keep} is read, first of tables.prefer.{variable} {prefer}"
+        for table in present:
+            if table == keep:
+                continue
+            reason = (
+                f"table {table} is not in tables.prefer.{variable} {prefer}"
+                if prefer is not None and table not in prefer
+                else f"table {table}: {why}"
+            )
+            rows.drop(index[(table_of[index] == table).to_numpy()], reason)
+
+
+def _choose_grids(
+    rows: _Rows,
+    rules: SelectionRules,
+    members: pd.Series,
+    needed: set[str],
+    only: pd.Index | None = None,
+) -> None:
+    live = rows.live if only is None else rows.live.loc[rows.live.index.intersection(only)]
     grids = facet_column(live[rules.grid_column])
     if not grids.isin(rules.grids).any():
         return  # no grid label of the list (a reanalysis row's "" or "none"): nothing to choose
     unlisted = ~grids.isin(rules.grids) & (grids != "")
     reasons = "grid " + grids[unlisted]
     rows.drop(live.index[unlisted], reasons + f" is not in selection.grids {rules.grids}")
-    live = rows.live[grids[rows.live.index] != ""]  # rows without a grid label are kept
+    live = rows.live.loc[rows.live.index.intersection(live.index)]
+    live = live[grids[live.index] != ""]  # rows without a grid label are kept
     table = pd.DataFrame(
         {
             "member": members[live.index],

@@ -50,6 +50,8 @@ CANONICAL_UNITS: dict[str, str] = {
     "rsds": "W m-2",
     "rlds": "W m-2",
     "clt": "%",
+    # sea surface temperature: degC, the CMIP6 unit (ERA5's K is converted by pint)
+    "tos": "degC",
 }
 
 #: CF standard names and long names written on canonical variables.
@@ -71,6 +73,7 @@ CANONICAL_ATTRS: dict[str, dict[str, str]] = {
         "long_name": "Surface Downwelling Longwave Radiation",
     },
     "clt": {"standard_name": "cloud_area_fraction", "long_name": "Total Cloud Cover Percentage"},
+    "tos": {"standard_name": "sea_surface_temperature", "long_name": "Sea Surface Temperature"},
 }
 
 
@@ -245,6 +248,7 @@ def standardise(
     min_coverage: float = 0.75,
     statistics: Mapping[str, str] | None = None,
     land_fraction: xr.DataArray | None = None,
+    cell_area: xr.DataArray | None = None,
 ) -> tuple[xr.Dataset, GapReport]:
     """From a raw source dataset to daily regional canonical predictors.
 
@@ -280,6 +284,9 @@ def standardise(
         The source's land area fraction (``1``) on the same grid
         (:func:`~cascadia.sources.predictors.masks.as_land_fraction`); needed
         when a region averages over sea or land only.
+    cell_area : xarray.DataArray, optional
+        Cell areas (m2) of the grid (:func:`~cascadia.sources.predictors.masks.as_cell_area`),
+        weighting the regional means instead of cos(latitude).
 
     Returns
     -------
@@ -293,7 +300,7 @@ def standardise(
         # Speed on the sub-daily grid, never from regional or daily mean components.
         speed = wind_speed(canonical["uas"], canonical["vas"])
         canonical = canonical.assign(sfcWind=speed.assign_attrs(CANONICAL_ATTRS["sfcWind"]))
-    regional = regional_means(canonical, regions, land_fraction)
+    regional = regional_means(canonical, regions, land_fraction, cell_area)
     daily = to_daily(regional, min_coverage=min_coverage, statistics=statistics)
     daily = to_calendar(daily, calendar=calendar)
     filled, report = fill_short_gaps(daily, max_gap_days=max_gap_days)

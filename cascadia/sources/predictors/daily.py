@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import timedelta
 
+import numpy as np
 import xarray as xr
 
 from cascadia.sources.predictors.units import time_step_seconds, wind_speed
 
-__all__ = ["DAILY_STATISTICS", "floor_to_day", "steps_per_day", "to_daily"]
+__all__ = ["DAILY_STATISTICS", "floor_to_day", "monthly_to_daily", "steps_per_day", "to_daily"]
+
+#: Median steps (days) that make a series monthly: 28 (February) to 31 days.
+MONTHLY_STEP_DAYS = (27.5, 31.5)
 
 #: Daily statistic per canonical variable. Means of instantaneous or
 #: step-averaged states and fluxes; ``pr`` is a flux by then (kg m-2 s-1), so
@@ -36,6 +41,7 @@ DAILY_STATISTICS: dict[str, str] = {
     "rsds": "mean",
     "rlds": "mean",
     "clt": "mean",
+    "tos": "mean",
     "tasmax": "max",
     "tasmin": "min",
     "sfcWindmax": "max",
@@ -59,6 +65,78 @@ def steps_per_day(time: xr.DataArray) -> float:
         ``86400 s / step``; 24 for hourly data, 1 for daily, below 1 for coarser.
     """
     return _DAY_SECONDS / time_step_seconds(time)
+
+
+def monthly_to_daily(ds: xr.Dataset) -> xr.Dataset:
+    """Daily values of monthly means, linear in time between the monthly stamps.
+
+    Why: CMIP6 models without ``Oday`` publish sea surface temperature monthly
+    (``Omon``) only; the model reads daily series. Each monthly mean is taken as the
+    value at its own time stamp (CMIP stamps mid-month) and days in between are
+    interpolated linearly, in the series' own calendar (``noleap``, ``360_day``), before
+    the calendar conversion that every daily source goes through. Linear
+    interpolation keeps every monthly value at its stamp and the seasonal cycle's
+    phase; it damps a pure annual cycle by about 1 % (the triangle kernel of linear
+    interpolation between samples already averaged over a month), which the bias
+    adjustment against the daily reference then maps like any other bias; a
+    mean-preserving (e.g. Taylor et al. 2000) scheme would need the whole series at
+    once and overshoots at sharp month-to-month changes. Days before the first stamp
+    and after the last one (half a month at each end) hold the nearest monthly
+    value; a missing month leaves its days missing (a gap in the report), never filled.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Monthly data (one value per month) with a ``time`` coordinate, any calendar.
+
+    Returns
+    -------
+    xarray.Dataset
+        Daily data from the first day of the first month to the last day of the last
+        month, stamps at 00:00, same calendar, attributes kept.
+    """
+    index = ds.indexes["time"]
+    cftime = isinstance(index, xr.CFTimeIndex)
+    calendar = index.calendar if cftime else "standard"
+    first, last = index[0], index[-1]
+    months = xr.date_range(
+        f"{last.year:04d}-{last.month:02d}-01",
+        periods=2,
+        freq="MS",
+        calendar=calendar,
+        use_cftime=cftime,
+    )
+    days = xr.date_range(
+        f"{first.year:04d}-{first.month:02d}-01",
+        months[1] - timedelta(days=1),
+        freq="D",
+        calendar=calendar,
+        use_cftime=cftime,
+    )
+    timed = [name for name, da in ds.data_vars.items() if "time" in da.dims]
+    sub = ds[timed].chunk({"time": -1}) if ds.chunks else ds[timed]
+    out = sub.interp(time=days, method="linear", kwargs={"fill_value": np.nan})
+    target = xr.DataArray(days, dims="time", coords={"time": days})
+    out = out.where(target >= first, sub.isel(time=0, drop=True))
+    out = out.where(target <= last, sub.isel(time=-1, drop=True))
+    for name in timed:
+        methods = (ds[name].attrs.get("cell_methods", "") + " time: mean (monthly)").strip()
+        out[name].attrs = {
+            **ds[name].attrs,
+            "cell_methods": methods,
+            "comment": "monthly means interpolated linearly to daily values",
+        }
+    out.attrs = dict(ds.attrs)
+    out["time"].attrs = dict(ds["time"].attrs)
+    return out
+
+
+def is_monthly(time: xr.DataArray) -> bool:
+    """Whether a time coordinate steps by months (median step of 28 to 31 days)."""
+    if time.size < 2:
+        return False
+    days = time_step_seconds(time) / _DAY_SECONDS
+    return MONTHLY_STEP_DAYS[0] <= days <= MONTHLY_STEP_DAYS[1]
 
 
 def floor_to_day(ds: xr.Dataset) -> xr.Dataset:
@@ -117,7 +195,8 @@ def to_daily(
     whatever the inputs are (on the grid in
     :func:`cascadia.sources.predictors.canonical.standardise`, where speed is derived
     before the regional means). Already-daily data pass through with time
-    stamps at 00:00. Everything stays lazy for dask inputs.
+    stamps at 00:00; monthly data are interpolated to daily values
+    (:func:`monthly_to_daily`). Everything stays lazy for dask inputs.
 
     Parameters
     ----------
@@ -147,6 +226,8 @@ def to_daily(
     table = DAILY_STATISTICS if statistics is None else statistics
     if "sfcWind" not in ds.data_vars and {"uas", "vas"} <= set(ds.data_vars):
         ds = ds.assign(sfcWind=wind_speed(ds["uas"], ds["vas"]))
+    if is_monthly(ds["time"]):
+        return monthly_to_daily(ds)
     per_day = steps_per_day(ds["time"]) if ds.sizes["time"] > 1 else 1.0
     if math.isclose(per_day, 1.0, rel_tol=1e-3):
         return floor_to_day(ds)

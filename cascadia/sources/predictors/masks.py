@@ -23,7 +23,13 @@ import xarray as xr
 from cascadia.sources.predictors.grids import horizontal_dims, is_curvilinear, normalize_grid
 from cascadia.sources.predictors.units import convert_variable
 
-__all__ = ["COORD_TOLERANCE", "as_land_fraction", "land_fraction_on_grid"]
+__all__ = [
+    "COORD_TOLERANCE",
+    "as_cell_area",
+    "as_land_fraction",
+    "cell_area_on_grid",
+    "land_fraction_on_grid",
+]
 
 #: Largest difference (degrees) between the land fraction's and the data's cell
 #: centres for the two to count as the same grid (float32 vs float64 coordinates).
@@ -125,6 +131,83 @@ def as_land_fraction(
     return land.rename("land_fraction").assign_attrs(
         units="1", long_name="land area fraction", source_variable=str(label)
     )
+
+
+def as_cell_area(
+    da: xr.DataArray, units: str | None = None, name: Hashable | None = None
+) -> xr.DataArray:
+    """The area (``m2``) of each grid cell, without a time axis (CMIP6 ``areacello``).
+
+    Why: cells of a curvilinear ocean grid (tripolar NEMO, displaced-pole POP) differ
+    in area in ways cos(latitude) does not follow; the model's own cell areas weight
+    its regional means as its own diagnostics do.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        The cell-area variable with its grid coordinates (``time`` and length-1 axes
+        are dropped as for :func:`as_land_fraction`).
+    units : str, optional
+        Units to assume when ``da`` has none; when it has some the two must agree.
+    name : Hashable, optional
+        Name for messages (defaults to ``da.name``).
+
+    Returns
+    -------
+    xarray.DataArray
+        Cell areas in ``m2`` (computed, small), named ``cell_area``; missing or
+        negative values become 0 (no weight).
+
+    Raises
+    ------
+    ValueError
+        If the units are missing, not an area, or contradict ``units``, or axes
+        other than the grid's remain.
+    """
+    label = da.name if name is None else name
+    given = da.attrs.get("units")
+    if units is not None:
+        if given not in (None, "") and str(given).strip() != units.strip():
+            raise ValueError(
+                f"cell-area variable {label!r} has units {given!r} but the catalog says "
+                f"{units!r}; remove 'units' from cell_area (the file's own win)"
+            )
+        da = da.assign_attrs(units=units)
+    elif given in (None, ""):
+        raise ValueError(
+            f"cell-area variable {label!r} has no units attribute; give them in the "
+            "catalog (cell_area: {units: m2})"
+        )
+    if "time" in da.dims:
+        da = da.isel(time=0, drop=True)
+    da = normalize_grid(da.to_dataset(name="cell_area"))["cell_area"]
+    hdims = horizontal_dims(da.to_dataset())
+    da = da.squeeze([d for d in da.dims if d not in hdims and da.sizes[d] == 1], drop=True)
+    still = [d for d in da.dims if d not in hdims]
+    if still:
+        raise ValueError(
+            f"cell-area variable {label!r} has axes {still} beside its grid {list(hdims)}; "
+            "expected one static field"
+        )
+    area = convert_variable(da, "m2", label).load()
+    area = area.where(area > 0, 0.0).fillna(0.0)
+    return area.rename("cell_area").assign_attrs(
+        units="m2", long_name="cell area", source_variable=str(label)
+    )
+
+
+def cell_area_on_grid(area: xr.DataArray, ds: xr.Dataset) -> xr.DataArray:
+    """The cell areas cell by cell on ``ds``'s normalised grid (see :func:`land_fraction_on_grid`).
+
+    Raises
+    ------
+    ValueError
+        If the cell areas are on another grid than the data.
+    """
+    try:
+        return land_fraction_on_grid(area.rename("land_fraction"), ds).rename("cell_area")
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("land fraction", "cell area")) from None
 
 
 def land_fraction_on_grid(land: xr.DataArray, ds: xr.Dataset) -> xr.DataArray:

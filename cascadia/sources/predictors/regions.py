@@ -20,7 +20,7 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cascadia.sources.predictors.grids import horizontal_dims, is_curvilinear, normalize_grid
-from cascadia.sources.predictors.masks import land_fraction_on_grid
+from cascadia.sources.predictors.masks import cell_area_on_grid, land_fraction_on_grid
 
 __all__ = ["Region", "all_nan_regions", "region_weights", "regional_means"]
 
@@ -136,7 +136,10 @@ def _extent(lat: np.ndarray, lon: np.ndarray) -> str:
 
 
 def region_weights(
-    ds: xr.Dataset, region: Region, land_fraction: xr.DataArray | None = None
+    ds: xr.Dataset,
+    region: Region,
+    land_fraction: xr.DataArray | None = None,
+    cell_area: xr.DataArray | None = None,
 ) -> xr.DataArray:
     """Area weights of the grid cells for one region.
 
@@ -144,7 +147,9 @@ def region_weights(
     a coarse cell may be only partly in the box, and mixes land air into a sea
     region.
 
-    The weight of a cell is ``cos(lat) × f × s``. ``f`` is the fraction of the
+    The weight of a cell is ``a × f × s``, ``a`` its area: ``cos(lat)`` (exact on
+    regular grids), or the source's own cell areas where given (``areacello`` of a
+    curvilinear ocean grid, m2). ``f`` is the fraction of the
     cell inside the box: on regular grids from bounds midway between centres
     (latitudes clipped to ±90°); on curvilinear grids from sampling each cell on
     a 7 x 7 sub-grid (corners midway between neighbouring centres, bilinear in
@@ -168,6 +173,10 @@ def region_weights(
         Land area fraction (``1``) of the same grid, from
         :func:`~cascadia.sources.predictors.masks.as_land_fraction`; needed
         unless ``region.surface`` is ``all``.
+    cell_area : xarray.DataArray, optional
+        Cell areas (m2) of the same grid, from
+        :func:`~cascadia.sources.predictors.masks.as_cell_area`, used instead of
+        cos(latitude).
 
     Returns
     -------
@@ -181,12 +190,17 @@ def region_weights(
         If no cell of the grid has a positive weight for the region (the
         message names the region and gives the grid's extent), if a sea or land
         region has no land fraction or no cell of its surface, or if the land
-        fraction is on another grid.
+        fraction or the cell areas are on another grid.
     """
     ds = normalize_grid(ds)
     lat = np.asarray(ds["lat"].values, dtype=float)
     lon = np.asarray(ds["lon"].values, dtype=float)
     coslat = np.cos(np.deg2rad(lat))
+    if cell_area is not None:
+        try:
+            coslat = np.asarray(cell_area_on_grid(cell_area, ds).values, dtype=float)
+        except ValueError as exc:
+            raise ValueError(f"Region {region.name!r}: {exc}.") from None
     if is_curvilinear(ds):
         values = coslat * _curvilinear_fraction(lat, lon, region)
         dims = ds["lat"].dims
@@ -239,7 +253,10 @@ def _surface_share(
 
 
 def regional_means(
-    ds: xr.Dataset, regions: Iterable[Region], land_fraction: xr.DataArray | None = None
+    ds: xr.Dataset,
+    regions: Iterable[Region],
+    land_fraction: xr.DataArray | None = None,
+    cell_area: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """Area-weighted means of every gridded variable over named regions.
 
@@ -260,6 +277,8 @@ def regional_means(
         Regions; names must be unique.
     land_fraction : xarray.DataArray, optional
         Land area fraction (``1``) of the grid; needed by sea and land regions.
+    cell_area : xarray.DataArray, optional
+        Cell areas (m2) of the grid, weighting cells instead of cos(latitude).
 
     Returns
     -------
@@ -282,7 +301,10 @@ def regional_means(
     ds = normalize_grid(ds)
     hdims = horizontal_dims(ds)
     weights = xr.concat(
-        [region_weights(ds, r, land_fraction).drop_vars(["lat", "lon"]) for r in regions],
+        [
+            region_weights(ds, r, land_fraction, cell_area).drop_vars(["lat", "lon"])
+            for r in regions
+        ],
         dim="region",
     ).assign_coords(region=("region", names))
     gridded = [name for name, da in ds.data_vars.items() if set(hdims) <= set(da.dims)]
