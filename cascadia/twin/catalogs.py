@@ -184,6 +184,7 @@ ERA5_VARIABLES = {
     "psl": "mean_sea_level_pressure",
     "pr": "total_precipitation",
     "rsds": "surface_solar_radiation_downwards",
+    "tos": "sea_surface_temperature",
 }
 #: New-CDS daily statistics (short names); ``si10`` is the daily mean of hourly speeds.
 ERA5_CDS_VARIABLES = {
@@ -194,11 +195,34 @@ ERA5_CDS_VARIABLES = {
     "psl": "msl",
     "pr": "tp",
     "rsds": "ssrd",
+    "tos": "sst",
 }
 DERIVED_FROM_DEWPOINT = {
     "hurs": {"from": {"tas": "2m_temperature", "tdps": "2m_dewpoint_temperature"}},
 }
-CMIP_VARIABLES = {v: v for v in ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl")}
+CMIP_VARIABLES = {v: v for v in ("tas", "hurs", "pr", "uas", "vas", "sfcWind", "psl", "tos")}
+#: CMIP tos sits on the ocean model's curvilinear grid (Oday, or Omon only for some
+#: models), its cell areas and sea fraction in Ofx: one group per table, each on its grid.
+CMIP_TABLES = {
+    "column": "table_id",
+    "prefer": {"tos": ["Oday", "Omon"]},
+    "grids": [
+        {
+            "tables": ["Oday", "Omon"],
+            "land_fraction": {
+                "variable": "sftof",
+                "fraction_of": "sea",
+                "query": {"table_id": "Ofx"},
+                "match": ["source_id", "grid_label"],
+            },
+            "cell_area": {
+                "variable": "areacello",
+                "query": {"table_id": "Ofx"},
+                "match": ["source_id", "grid_label"],
+            },
+        }
+    ],
+}
 #: tas/hurs carry height 2 m, uas/vas/sfcWind 10 m: drop the scalar so that the
 #: variables merge (docs/catalogs.md, "Pangeo CMIP6").
 CMIP_OPEN_KWARGS = {"drop_variables": ["height"]}
@@ -217,6 +241,7 @@ BIAS_VARIABLES: dict[str, dict[str, Any]] = {
     "psl": {"kind": "+", "group": "time.month"},
     "uas": {"kind": "+", "group": "time.month"},
     "vas": {"kind": "+", "group": "time.month"},
+    "tos": {"kind": "+", "group": "time.month"},
     "pr": {
         "kind": "*",
         "group": "time.season",
@@ -316,6 +341,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                     "vas": "vwnd",
                     "psl": "prmsl",
                     "pr": "prate",
+                    "tos": "sst",
                 },
                 land_fraction={"variable": "land"},
             ),
@@ -325,7 +351,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 "hindcast",
                 {"source_id": "ERA-20C"},
                 (preset.era20c.years.start, preset.era20c.years.end),
-                {"tas": "t2m", "uas": "u10", "vas": "v10", "psl": "msl", "pr": "tp"},
+                {"tas": "t2m", "uas": "u10", "vas": "v10", "psl": "msl", "pr": "tp", "tos": "sst"},
                 derived={"hurs": {"from": {"tas": "t2m", "tdps": "d2m"}}},
                 accumulated={"tp": "period_ending"},
                 land_fraction={"variable": "lsm"},
@@ -347,11 +373,16 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 "cmip6",
                 "cmip6",
                 "projection",
-                {"table_id": "day", "experiment_id": ["historical", "ssp126", "ssp245", "ssp585"]},
+                {
+                    "table_id": ["day", "Oday", "Omon"],
+                    "experiment_id": ["historical", "ssp126", "ssp245", "ssp585"],
+                },
                 (preset.historical.start, preset.future.end),
                 CMIP_VARIABLES,
                 xarray_open_kwargs=CMIP_OPEN_KWARGS,
                 selection=CMIP_SELECTION,
+                optional=["tos"],
+                tables=CMIP_TABLES,
                 # fx stores sit under one experiment and member: match on model and grid
                 land_fraction={
                     "variable": "sftlf",
@@ -373,6 +404,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"frequency": "day", "experiment_id": list(preset.cordex_experiments)},
                 (preset.historical.start, preset.future.end),
                 CMIP_VARIABLES,
+                optional=["tos"],  # only the coupled RCM has a sea surface
                 combo_id={
                     "source_id": "{driving_source_id}_{source_id}",
                     "experiment_id": "{experiment_id}",
