@@ -353,7 +353,7 @@ def list_combos(
                 skipped=tuple(skipped.get(label, ())),
                 land_fraction=_main_land_fraction(source, groups),
                 groups=tuple(groups),
-                absent=tuple(n for n in source.optional if source.variables[n] in lacking),
+                absent=tuple(n for n in source.optional if source.variables.get(n) in lacking),
             )
         )
     return Listing(combos, chosen.skipped)

@@ -292,8 +292,12 @@ class SourceConfig(_Strict):
 
     @property
     def optional_sources(self) -> list[str]:
-        """Source variable names of the optional canonical variables."""
-        return sorted({self.variables[name] for name in self.optional})
+        """Source variable names of the optional canonical variables.
+
+        An optional variable that is not mapped (a copy of the source with fewer
+        ``variables``, made without validation) is simply not read.
+        """
+        return sorted({self.variables[name] for name in self.optional if name in self.variables})
 
     def mapping(self) -> dict[str, str]:
         """Source name -> canonical (or derivation input) name, for ``standardise``."""
