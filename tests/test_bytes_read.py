@@ -9,7 +9,7 @@ intersect the regions:
 * an ERA5-like hourly Zarr v3 store tiled in 2 x 2 cells over a 30 x 40 grid
   much larger than the regions (which tiles are read);
 * a twin world whose ERA5 store has ARCO-ERA5's layout, one hour of the whole
-  domain per chunk (the full preset's), for one year: 61,320 chunk files, each
+  domain per chunk (the full preset's), for one year: 70,080 chunk files (8 variables), each
   to be read once, by block-read tasks spread over the Dask workers, faster
   than the plain ``xr.open_zarr(...).isel(box).mean()`` loop.
 """
@@ -50,7 +50,7 @@ TILE = 2  # cells per chunk along latitude and longitude
 HOURS = 744  # 31 days per time chunk, as in ERA5 monthly files
 YEAR = 2013
 #: Read in the store but not needed by the run catalog: must never be read.
-UNUSED = "sea_surface_temperature"
+UNUSED = "total_cloud_cover"
 MASK = "land_sea_mask"
 
 
@@ -121,9 +121,14 @@ def _era5_like(rng: np.random.Generator) -> xr.Dataset:
         "mean_sea_level_pressure": 101_300.0 + rng.normal(0.0, 600.0, shape),
         "total_precipitation": rng.gamma(0.3, 2e-4, shape),
         "surface_solar_radiation_downwards": rng.uniform(0.0, 2e6, shape),
-        UNUSED: tas + 3.0,
+        "sea_surface_temperature": tas + 3.0,
+        UNUSED: rng.uniform(0.0, 1.0, shape),
     }
-    names = {**ERA5_NAMES, UNUSED: ("Sea surface temperature", "K", "sst")}
+    names = {
+        **ERA5_NAMES,
+        "sea_surface_temperature": ("Sea surface temperature", "K", "sst"),
+        UNUSED: ("Total cloud cover", "(0 - 1)", "tcc"),
+    }
     ds = xr.Dataset(
         {
             name: (
@@ -282,7 +287,9 @@ def test_one_hour_chunks_are_read_once_in_blocks_on_every_worker(hourly, tmp_pat
     chunks = {p for p in chunks if p.is_file()} - {
         store / name / "c" / "0" / "0" / "0" for name in source.accumulated
     }
-    assert len(chunks) == 7 * 8760 - 2
+    n_vars = len(source.source_variables)  # 8: seven atmospheric and the sea surface
+    assert n_vars == 8
+    assert len(chunks) == n_vars * 8760 - 2
     chunk_bytes = sum(p.stat().st_size for p in chunks)
     read_bytes = sum(reads.values())
     chunks_read = {Path(p) for p in reads if "/c/" in p and "/time/" not in p}
@@ -296,11 +303,11 @@ def test_one_hour_chunks_are_read_once_in_blocks_on_every_worker(hourly, tmp_pat
     assert chunks <= chunks_read
     assert read_bytes <= 1.2 * chunk_bytes
 
-    # read tasks: 12 blocks of up to 31 days per variable (61,320 chunks in ~84 tasks),
+    # read tasks: 12 blocks of up to 31 days per variable (70,080 chunks in ~96 tasks),
     # run by both workers; dask fuses the first block of each accumulated variable with
     # its one-hour shift into a task of another name
     blocks = [t for t in stream.data if str(t["key"]).startswith("('xarray-")]
-    assert 7 * 12 - len(source.accumulated) <= len(blocks) <= 7 * 12
+    assert n_vars * 12 - len(source.accumulated) <= len(blocks) <= n_vars * 12
     assert len({t["worker"] for t in blocks}) == 2
 
     daily = cache.open(url)

@@ -155,14 +155,15 @@ def test_a_folder_becomes_a_collection_that_check_and_extract_run(
     per_asset = frame.drop_duplicates("path")
     assert per_asset["project"].value_counts().to_dict() == {
         # experiments x variables x grids (gn, gr), one Zarr store each; an earlier
-        # version of the historical tas; fx sftlf per grid
-        "CMIP6": 4 * 8 * 2 + 1 + 2,
-        "CORDEX": 7 + 1,  # variables, one file each; the fx sftlf file
+        # version of the historical tas; fx sftlf per grid; Oday tos per experiment on the
+        # ocean grid (gn only) and its Ofx areacello and sftof
+        "CMIP6": 4 * 8 * 2 + 1 + 2 + 4 + 2,
+        "CORDEX": 7 + 1 + 1,  # variables, one file each; the fx sftlf file; the coupled tos
         "reanalysis": 2,  # the yearly CDS files, eight variables each
     }
     era5 = frame[frame["project"] == "reanalysis"]
     assert sorted(set(era5["variable_id"])) == sorted(
-        ["d2m", "lsm", "msl", "si10", "ssrd", "t2m", "tp", "u10", "v10"]
+        ["d2m", "lsm", "msl", "si10", "ssrd", "sst", "t2m", "tp", "u10", "v10"]
     )
     assert set(era5["frequency"]) == {"day"} and set(era5["time_range"]) == {
         "20130101-20131231",
@@ -263,7 +264,7 @@ def test_any_fsspec_url_is_scanned_and_written(world):
             "memory:///bucket/data/era5/era5-daily-stats_gulf-of-lion_2013.nc",
             "memory:///bucket/data/era5/era5-daily-stats_gulf-of-lion_2014.nc",
         ]
-        assert len(result.frame) == 1 + 2 * 9  # tas; nine variables a year (lsm included)
+        assert len(result.frame) == 1 + 2 * 10  # tas; ten variables a year (lsm, sst included)
         assert [(s.path, s.reason) for s in result.skipped] == [
             ("memory:///bucket/data/notes.txt", "neither NetCDF (.nc, .nc4) nor a Zarr store")
         ]
