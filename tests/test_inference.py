@@ -143,13 +143,17 @@ def test_winter_statistics_follow_the_event_rule(twin, model) -> None:
     pred = ensemble.predict(sensitive._features(daily).values, t)
     winters = _winter(t)
     assert out["winter"].values.tolist() == sorted(set(winters.tolist())) == [2013, 2014, 2015]
-    np.testing.assert_array_equal(out.winter_days.values, [304, 365, 61])
+    # the statistics count the November-April season: Jan-Apr 2013, Nov 2013-Apr 2014,
+    # Nov-Dec 2014
+    np.testing.assert_array_equal(out.winter_days.values, [120, 181, 61])
+    season = np.isin(pd.DatetimeIndex(t).month, [11, 12, 1, 2, 3, 4])
 
     def expected(probability: np.ndarray, anom: np.ndarray) -> dict[str, np.ndarray]:
         below = xr.DataArray(
             probability >= 0.3, dims=("time", "depth"), coords={"time": t, "depth": [500, 1000]}
         )
-        flags = events_from_flags(below, config=rule).values
+        # the rule runs on the whole series, then only the season's days count
+        flags = events_from_flags(below, config=rule).values & season[:, None]
         starts = flags & ~np.vstack([np.zeros((1, 2), bool), flags[:-1]])
         rows = {"event_days": [], "event_count": [], "peak_intensity": []}
         for w in (2013, 2014, 2015):
@@ -165,6 +169,10 @@ def test_winter_statistics_follow_the_event_rule(twin, model) -> None:
     np.testing.assert_allclose(out.event_probability.transpose("time", "depth"), mixture)
     mean_stats = expected(mixture, anomaly)
     assert mean_stats["event_days"].sum() > 0
+    # the whole winter-year would count more: the season is not a no-op on this series
+    below = xr.DataArray(mixture >= 0.3, dims=("time", "depth"), coords={"time": t})
+    whole_year = events_from_flags(below, config=rule).values
+    assert whole_year.sum() > mean_stats["event_days"].sum()
     for name, values in mean_stats.items():
         np.testing.assert_allclose(out[name].transpose("winter", "depth").values, values, atol=1e-9)
     for m in range(2):
@@ -222,9 +230,9 @@ def test_scenario_context_is_one_continuous_run(twin, model) -> None:
         np.testing.assert_allclose(warm[name].values, whole[name].values, rtol=0, atol=1e-9)
     assert float(np.abs(warm.temperature_mean - cold.temperature_mean).max()) > 1e-4
     np.testing.assert_array_equal(warm.time.values, ssp.time.values)
-    # the first scenario winter (Nov 2014 - Oct 2015) counts the context's Nov-Dec 2014
-    assert warm.winter_days.sel(winter=2015).item() == 365
-    assert cold.winter_days.sel(winter=2015).item() == 304
+    # the first scenario season (Nov 2014 - Apr 2015) counts the context's Nov-Dec 2014
+    assert warm.winter_days.sel(winter=2015).item() == 181
+    assert cold.winter_days.sel(winter=2015).item() == 120
     # a context that does not end the day before is not used
     gap = model.predict(ssp, context=hist.isel(time=slice(None, -5)), config=config)
     assert gap.attrs["context_days"] == 0

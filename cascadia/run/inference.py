@@ -42,6 +42,7 @@ from cascadia.learning.evaluation import forecast_events
 from cascadia.learning.features import FEATURES_FILE, FeatureSpec, load_feature_spec, model_features
 from cascadia.mooring.events import EventConfig, winter_labels, winter_statistics
 from cascadia.mooring.targets import BackgroundConfig, TargetError, extend_background
+from cascadia.run.store import SEASON_MONTHS
 
 __all__ = [
     "InferenceConfig",
@@ -386,21 +387,37 @@ class TrainedModel:
         own_time: npt.NDArray[Any],
     ) -> tuple[xr.Dataset, xr.Dataset]:
         """Per-winter statistics over the whole run (context included), for the winters
-        holding at least one of the combination's own days."""
+        holding at least one of the combination's own days.
+
+        Only the days of a winter's November-April season count (:data:`SEASON_MONTHS`,
+        the season event days are labelled with, docs/events.md); the event rule itself
+        runs on the whole series, so an event crossing the season's edge keeps its
+        in-season days and counts as starting on its first in-season day.
+        """
         depths = list(self.depths)
         dims = ("time", "depth")
         coords = {"time": time, "depth": depths}
-        anomaly = xr.DataArray(mean, dims=dims, coords=coords)
+        # the event rule ran on the whole series; the statistics count the season's days
+        season = np.isin(pd.DatetimeIndex(time).month, SEASON_MONTHS)[:, None]
+        anomaly = xr.DataArray(np.where(season, mean, np.nan), dims=dims, coords=coords)
         stats = winter_statistics(
-            anomaly, config=self.events, events=anomaly.copy(data=mean_events)
+            anomaly, config=self.events, events=anomaly.copy(data=mean_events & season)
         )
-        members = xr.DataArray(member_mean, dims=("ensemble", *dims), coords=coords)
+        members = xr.DataArray(
+            np.where(season[None], member_mean, np.nan), dims=("ensemble", *dims), coords=coords
+        )
         member_stats = winter_statistics(
-            members, config=self.events, events=members.copy(data=member_events)
+            members, config=self.events, events=members.copy(data=member_events & season[None])
         )
         start = self.events.winter_start_month
         own = np.unique(winter_labels(xr.DataArray(own_time, dims="time"), start).values)
-        return stats.sel(winter=own), member_stats.sel(winter=own)
+        stats, member_stats = stats.sel(winter=own), member_stats.sel(winter=own)
+        # a winter whose season holds none of the run's days has no statistics (not zero)
+        seen = stats["valid_days"].max("depth") > 0
+        for table in (stats, member_stats):
+            for name in ("event_days", "event_count"):
+                table[name] = table[name].where(seen)
+        return stats, member_stats
 
     def _features(self, series: xr.Dataset) -> xr.DataArray:
         """The model's feature matrix, its columns checked against the training ones."""

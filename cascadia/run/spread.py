@@ -37,10 +37,11 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from cascadia.run.store import SEASON_MONTHS
+
 COMBO_DIMS: tuple[str, str, str] = ("experiment", "source_id", "member_id")
 PERIODS: tuple[tuple[int, int], ...] = ((1993, 2022), (2041, 2060), (2080, 2100))
 PERCENTILES: tuple[float, ...] = (10.0, 50.0, 90.0)
-SEASON_MONTHS: tuple[int, ...] = (11, 12, 1, 2, 3, 4)
 HISTORICAL = "historical"
 EVENT_VARS: tuple[str, ...] = ("event_days", "event_count", "peak_intensity")
 # the bases that get period means, changes and agreement

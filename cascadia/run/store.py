@@ -52,6 +52,14 @@ _COOLING = {"units": "degree_Celsius", "units_metadata": "temperature: differenc
 _EVENT_RULE = (
     "event rule of the model's job.yaml (events) on the predicted anomaly, see docs/events.md"
 )
+#: Months of the cascading season a winter's statistics count: winter Y = 1 November Y-1
+#: to 30 April Y (docs/events.md); the winter-year's May-October days never count.
+SEASON_MONTHS: tuple[int, ...] = (11, 12, 1, 2, 3, 4)
+SEASON = "November-April"
+_IN_SEASON = (
+    " (comment: days of the winter's November-April season, season_bounds; "
+    "the event rule runs on the whole series)"
+)
 
 # name -> (non-combo dims, attrs)
 RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
@@ -101,7 +109,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             "long_name": "Cascading event days per winter (deep-ensemble mean anomaly)",
             "units": "days",
-            "cell_methods": "time: sum within winter",
+            "cell_methods": "time: sum" + _IN_SEASON,
             "comment": _EVENT_RULE,
         },
     ),
@@ -110,7 +118,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             "long_name": "Cascading events starting in the winter (deep-ensemble mean anomaly)",
             "units": "1",
-            "cell_methods": "time: sum within winter",
+            "cell_methods": "time: sum" + _IN_SEASON,
             "comment": _EVENT_RULE,
         },
     ),
@@ -120,7 +128,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
             **_COOLING,
             "long_name": "Largest cooling below the background on an event day "
             "(deep-ensemble mean anomaly; positive = colder)",
-            "cell_methods": "time: maximum within winter",
+            "cell_methods": "time: maximum" + _IN_SEASON,
         },
     ),
     "member_event_days": (
@@ -128,7 +136,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             "long_name": "Cascading event days per winter of each deep-ensemble member",
             "units": "days",
-            "cell_methods": "time: sum within winter",
+            "cell_methods": "time: sum" + _IN_SEASON,
             "comment": _EVENT_RULE,
         },
     ),
@@ -137,7 +145,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             "long_name": "Cascading events starting in the winter, per deep-ensemble member",
             "units": "1",
-            "cell_methods": "time: sum within winter",
+            "cell_methods": "time: sum" + _IN_SEASON,
             "comment": _EVENT_RULE,
         },
     ),
@@ -147,17 +155,19 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
             **_COOLING,
             "long_name": "Largest cooling below the background on an event day, per "
             "deep-ensemble member (positive = colder)",
-            "cell_methods": "time: maximum within winter",
+            "cell_methods": "time: maximum" + _IN_SEASON,
         },
     ),
     "winter_days": (
         ("winter",),
         {
-            "long_name": "Days of the winter covered by the combination's run",
+            "long_name": "Days of the winter's November-April season covered by the "
+            "combination's run",
             "units": "days",
-            "comment": "the winter statistics cover these days: fewer than a full winter at "
-            "the ends of a run; a scenario's first winter includes the days of the "
-            "historical run it continues",
+            "cell_methods": "time: sum" + _IN_SEASON,
+            "comment": "the winter statistics cover these days: fewer than a full season "
+            "(181 or 182 days) at the ends of a run; a scenario's first winter includes the "
+            "days of the historical run it continues",
         },
     ),
 }
@@ -262,6 +272,22 @@ class ResultsSchema:
         return out
 
 
+def season_bounds(winters: Sequence[int]) -> xr.DataArray:
+    """``(winter, bounds)`` first day and the day after the last of each winter's season."""
+    edges = [
+        [np.datetime64(f"{w - 1}-11-01", "ns"), np.datetime64(f"{w}-05-01", "ns")]
+        for w in winters
+    ]
+    return xr.DataArray(
+        np.array(edges, dtype="datetime64[ns]").reshape(len(edges), 2),
+        dims=("winter", "bounds"),
+        attrs={
+            "long_name": f"bounds of the winter's {SEASON} season "
+            "(first day, day after the last)",
+        },
+    )
+
+
 def _shape(schema: ResultsSchema, dims: Sequence[str]) -> tuple[int, ...]:
     sizes = {k: len(v) for k, v in schema.coords().items()}
     return tuple(sizes[d] for d in dims)
@@ -305,7 +331,13 @@ def template(schema: ResultsSchema, attrs: Mapping[str, Any] | None = None) -> x
     )
     ds["quantile"].attrs.update({"long_name": "quantile level", "units": "1"})
     ds["ensemble"].attrs.update({"long_name": "deep-ensemble member index"})
-    ds["winter"].attrs.update({"long_name": "winter, labelled by the year of its January"})
+    ds["winter"].attrs.update(
+        {
+            "long_name": "winter, labelled by the year of its January",
+            "comment": f"its statistics count the days of its {SEASON} season (season_bounds)",
+        }
+    )
+    ds = ds.assign_coords(season_bounds=season_bounds(schema.winters))
     ds.attrs.update({"Conventions": "CF-1.10", "title": TITLE})
     ds.attrs.update(dict(attrs or {}))
     return ds
@@ -314,6 +346,7 @@ def template(schema: ResultsSchema, attrs: Mapping[str, Any] | None = None) -> x
 def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     enc: dict[str, dict[str, Any]] = {
         "time": {"units": TIME_UNITS, "calendar": CALENDAR, "dtype": "int64"},
+        "season_bounds": {"units": TIME_UNITS, "calendar": CALENDAR, "dtype": "int64"},
     }
     for name, var in ds.data_vars.items():
         chunks = (1, 1, 1, *var.shape[3:])
@@ -511,6 +544,11 @@ def open_schema(url: str, storage_options: Mapping[str, Any] | None = None) -> R
             raise StoreError(
                 f"{url} was written by an older cascadia (it lacks {lacking}); "
                 "choose another output"
+            )
+        if "season_bounds" not in ds.coords:
+            raise StoreError(
+                f"{url} was written by an older cascadia (its winter statistics sum whole "
+                f"winter-years, not the {SEASON} season); choose another output"
             )
         status = ds["status"].values
         labels = [[str(x) for x in ds[d].values] for d in COMBO_DIMS]
