@@ -119,6 +119,13 @@ def test_prediction_is_the_ensemble_plus_the_training_background(twin, model) ->
     members = out.temperature_member.transpose("ensemble", "time", "depth").values
     np.testing.assert_allclose(members[:, inside], (background[None] + pred.member_mean)[:, inside])
     np.testing.assert_allclose(out.event_probability.values, pred.event_probability)
+    # the anomaly is stored as predicted, with the background added and where it comes from
+    np.testing.assert_allclose(out.temperature_anomaly_mean.values, pred.mean, atol=1e-12)
+    stored_background = out.background_temperature.transpose("time", "depth").values
+    np.testing.assert_allclose(stored_background[inside], background[inside], atol=1e-12)
+    np.testing.assert_allclose(mean, stored_background + pred.mean, atol=1e-12)
+    # the reanalysis lies within the mooring record (gaps interpolated): no day is held
+    assert bool((out.background_kind == 0).all())
     assert out["quantile"].values.tolist() == [0.05, 0.25, 0.5, 0.75, 0.95]
     # realistic deep temperatures (°C), ordered quantiles
     assert 12.0 < float(out.temperature_mean.mean()) < 15.0
@@ -213,6 +220,10 @@ def test_background_continues_outside_the_record(twin, model) -> None:
     t_after = (pd.DatetimeIndex(days[after]) - last).days.to_numpy(dtype=float)
     np.testing.assert_allclose(ahead[after, 0], known[last] + slope * t_after, rtol=1e-10)
     assert abs(slope) > 1e-6  # a trend, not a hold
+    # the kind flags say which: inside the record 0, outside 1 (held) or 2 (trend)
+    inside = (days >= np.datetime64(first)) & (days <= np.datetime64(last))
+    np.testing.assert_array_equal(model.background_kind_on(days)[:, 0], np.where(inside, 0, 1))
+    np.testing.assert_array_equal(trend.background_kind_on(days)[:, 0], np.where(inside, 0, 2))
 
 
 def test_scenario_context_is_one_continuous_run(twin, model) -> None:
@@ -230,6 +241,21 @@ def test_scenario_context_is_one_continuous_run(twin, model) -> None:
         np.testing.assert_allclose(warm[name].values, whole[name].values, rtol=0, atol=1e-9)
     assert float(np.abs(warm.temperature_mean - cold.temperature_mean).max()) > 1e-4
     np.testing.assert_array_equal(warm.time.values, ssp.time.values)
+    # the scenario lies after the mooring record: its background is the record's last value,
+    # held and flagged so (anomaly-only), and the anomaly is stored beside the temperature
+    table = pd.read_csv(twin["model_dir"] / "background.csv", parse_dates=["time"])
+    table = table.set_index("time")
+    for depth in (500, 1000):
+        last = table[f"observed_{depth}"].dropna().index[-1]
+        assert last < pd.Timestamp(ssp.time.values[0])
+        one = warm.sel(depth=depth)
+        assert bool((one.background_kind == 1).all())
+        np.testing.assert_allclose(
+            one.background_temperature, table.loc[last, f"background_{depth}"]
+        )
+        np.testing.assert_allclose(
+            one.temperature_mean - one.background_temperature, one.temperature_anomaly_mean
+        )
     # the first scenario season (Nov 2014 - Apr 2015) counts the context's Nov-Dec 2014
     assert warm.winter_days.sel(winter=2015).item() == 181
     assert cold.winter_days.sel(winter=2015).item() == 120

@@ -272,17 +272,35 @@ class TrainedModel:
         table = self.background
         axis = pd.date_range(min(days[0], table.index[0]), max(days[-1], table.index[-1]))
         out = np.empty((len(days), len(self.depths)))
-        for j, depth in enumerate(self.depths):
-            observed = table[f"observed_{depth:g}"].notna().to_numpy()
-            if not observed.any():
-                raise InferenceError(
-                    f"{self.directory}/background.csv has no observed day at {depth:g} m"
-                )
-            first, last = np.flatnonzero(observed)[[0, -1]]
-            known = table[f"background_{depth:g}"].iloc[first : last + 1]
+        for j, (first, last) in enumerate(self._records()):
+            known = table[f"background_{self.depths[j]:g}"].loc[first:last]
             values = known.reindex(axis).to_numpy(dtype=np.float64)
             filled = extend_background(values, axis, self.background_config)
             out[:, j] = pd.Series(filled, index=axis).reindex(days).to_numpy()
+        return out
+
+    def background_kind_on(self, time: Any) -> npt.NDArray[np.float64]:
+        """Where :meth:`background_on` comes from, ``(time, depth)``: 0 inside the observed
+        record, outside it 1 (``hold``) or 2 (``linear_trend``): the
+        :data:`cascadia.run.store.BACKGROUND_KINDS` flags marking anomaly-only values."""
+        days = pd.DatetimeIndex(np.asarray(time)).normalize().to_numpy()
+        outside = 1.0 if self.background_config.extrapolation == "hold" else 2.0
+        out = np.empty((len(days), len(self.depths)))
+        for j, (first, last) in enumerate(self._records()):
+            inside = (days >= first.to_datetime64()) & (days <= last.to_datetime64())
+            out[:, j] = np.where(inside, 0.0, outside)
+        return out
+
+    def _records(self) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+        """First and last observed day of each depth in ``background.csv``."""
+        out = []
+        for depth in self.depths:
+            observed = self.background[f"observed_{depth:g}"].dropna()
+            if observed.empty:
+                raise InferenceError(
+                    f"{self.directory}/background.csv has no observed day at {depth:g} m"
+                )
+            out.append((observed.index[0], observed.index[-1]))
         return out
 
     def predict(
@@ -313,9 +331,9 @@ class TrainedModel:
             ``_member`` (°C, background added), ``event_probability``; per winter
             holding any of those days: ``event_days``, ``event_count``,
             ``peak_intensity`` of the mixture-mean anomaly and ``member_*`` of each
-            member, over the whole run (a scenario's first winter includes its
-            context's days), with ``winter_days`` the days they cover. Attributes
-            record the checksum and the context days used.
+            member, over the November-April season of the whole run (a scenario's first
+            winter includes its context's days), with ``winter_days`` the days they cover.
+            Attributes record the checksum and the context days used.
 
         Raises
         ------
@@ -345,6 +363,7 @@ class TrainedModel:
         )
         time = time[own]
         background = self.background_on(time)
+        kind = self.background_kind_on(time)
         members = np.arange(self.n_members)
         coords = {
             "time": time,
@@ -356,6 +375,9 @@ class TrainedModel:
         out = xr.Dataset(
             {
                 "temperature_mean": (td, background + pred.mean[own]),
+                "temperature_anomaly_mean": (td, pred.mean[own]),
+                "background_temperature": (td, background),
+                "background_kind": (td, kind),
                 "temperature_std": (td, pred.std[own]),
                 "temperature_quantile": (
                     ("quantile", *td),

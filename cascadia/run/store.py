@@ -61,14 +61,67 @@ _IN_SEASON = (
     "the event rule runs on the whole series)"
 )
 
+#: ``background_kind`` values: inside the mooring record, and the two continuations of
+#: :class:`cascadia.mooring.targets.BackgroundConfig` outside it (anomaly-only there).
+BACKGROUND_KINDS: list[float] = [0.0, 1.0, 2.0]
+_BACKGROUND = (
+    "inside the mooring record: the training background (the model directory's "
+    "background.csv); outside it: the record's end (start) value held, or continued by a "
+    "linear trend (targets.json) - never a projection of the deep background (background_kind)"
+)
+_ANOMALY_ONLY = (
+    "0: inside the mooring record; 1, 2: outside it, where temperature_mean, "
+    "temperature_quantile and temperature_member are anomaly-only: the predicted anomaly plus "
+    "a held (1) or trend-continued (2) background, not a projection of the background; their "
+    "change after the record is the anomaly's (temperature_anomaly_mean), identical in every "
+    "scenario's background part (docs/run.md)"
+)
+_ABSOLUTE = (
+    "temperature_anomaly_mean + background_temperature; anomaly-only where background_kind > 0 "
+    "(outside the mooring record the background is held, not projected; docs/run.md)"
+)
+
 # name -> (non-combo dims, attrs)
-RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "temperature_mean": (
         ("time", "depth"),
         {
             **_TEMPERATURE,
             "long_name": "Deep-ensemble mean of daily sea water temperature",
+            "comment": _ABSOLUTE,
+            "ancillary_variables": "background_kind",
             "cell_methods": "time: mean ensemble: mean",
+        },
+    ),
+    "temperature_anomaly_mean": (
+        ("time", "depth"),
+        {
+            **_COOLING,
+            "long_name": "Deep-ensemble mean of the daily sea water temperature anomaly "
+            "against the background (temperature_mean - background_temperature)",
+            "cell_methods": "time: mean ensemble: mean",
+            "ancillary_variables": "temperature_std",
+            "comment": "what the model predicts, valid on every day: its standard deviation "
+            "is temperature_std (the background is added without uncertainty)",
+        },
+    ),
+    "background_temperature": (
+        ("time", "depth"),
+        {
+            **_TEMPERATURE,
+            "long_name": "Deep background temperature the predicted anomaly is added to",
+            "cell_methods": "time: mean",
+            "ancillary_variables": "background_kind",
+            "comment": _BACKGROUND,
+        },
+    ),
+    "background_kind": (
+        ("time", "depth"),
+        {
+            "long_name": "Where background_temperature comes from",
+            "flag_values": BACKGROUND_KINDS,
+            "flag_meanings": "mooring_record held_outside_record linear_trend_outside_record",
+            "comment": _ANOMALY_ONLY,
         },
     ),
     "temperature_std": (
@@ -84,6 +137,8 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             **_TEMPERATURE,
             "long_name": "Deep-ensemble predictive quantiles of daily sea water temperature",
+            "comment": _ABSOLUTE,
+            "ancillary_variables": "background_kind",
             "cell_methods": "time: mean ensemble: quantile",
         },
     ),
@@ -92,6 +147,8 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             **_TEMPERATURE,
             "long_name": "Daily sea water temperature predicted by each deep-ensemble member",
+            "comment": _ABSOLUTE,
+            "ancillary_variables": "background_kind",
             "cell_methods": "time: mean",
         },
     ),
@@ -228,7 +285,7 @@ class ResultsSchema:
     __hash__ = None  # type: ignore[assignment]  # holds an array
 
     @property
-    def variables(self) -> dict[str, tuple[tuple[str, ...], dict[str, str]]]:
+    def variables(self) -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
         """The per-combination result variables of this store."""
         skip = () if self.member_series else OPTIONAL_VARS
         return {k: v for k, v in RESULT_VARS.items() if k not in skip}
@@ -275,15 +332,13 @@ class ResultsSchema:
 def season_bounds(winters: Sequence[int]) -> xr.DataArray:
     """``(winter, bounds)`` first day and the day after the last of each winter's season."""
     edges = [
-        [np.datetime64(f"{w - 1}-11-01", "ns"), np.datetime64(f"{w}-05-01", "ns")]
-        for w in winters
+        [np.datetime64(f"{w - 1}-11-01", "ns"), np.datetime64(f"{w}-05-01", "ns")] for w in winters
     ]
     return xr.DataArray(
         np.array(edges, dtype="datetime64[ns]").reshape(len(edges), 2),
         dims=("winter", "bounds"),
         attrs={
-            "long_name": f"bounds of the winter's {SEASON} season "
-            "(first day, day after the last)",
+            "long_name": f"bounds of the winter's {SEASON} season (first day, day after the last)",
         },
     )
 
