@@ -8,6 +8,7 @@ equal is computed here independently, from the model directory's own files.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -295,3 +296,32 @@ def test_model_directory_checksum_and_once_per_process_cache(twin, tmp_path: Pat
     (copy / "features.json").unlink()
     with pytest.raises(InferenceError, match=r"features\.json is missing"):
         TrainedModel.load(copy)
+
+
+def test_out_of_distribution_scores_per_winter(twin, model) -> None:
+    """Per winter: the fraction of Nov-Apr days with any input beyond 4 training stds of its
+    training mean (normalisation.json), and the largest such distance; a warmer atmosphere
+    than the model ever saw is scored out of distribution."""
+    daily = twin["era5"]
+    out = model.predict(daily)
+    norm = json.loads((twin["model_dir"] / "normalisation.json").read_text())
+    features = model_features(daily, load_feature_spec(twin["model_dir"]))
+    assert [str(f) for f in features["feature"].values] == norm["feature_names"]
+    z = np.abs((features.values - np.array(norm["feature_mean"])) / np.array(norm["feature_std"]))
+    t = daily["time"].values
+    winters = _winter(t)
+    season = np.isin(pd.DatetimeIndex(t).month, [11, 12, 1, 2, 3, 4])
+    for w in (2013, 2014, 2015):
+        days = z[(winters == w) & season]
+        largest = np.nanmax(days, axis=1)
+        assert out.ood_fraction.sel(winter=w).item() == pytest.approx(np.mean(largest > 4.0))
+        assert out.ood_max_z.sel(winter=w).item() == pytest.approx(largest.max())
+    # the training reanalysis lies mostly inside its own training range
+    assert float(out.ood_fraction.max()) < 0.5
+    # air warmer by 7 training stds of tas (which hold the seasonal cycle: a range over all
+    # days is blunt for warming) in every region: every winter day is outside
+    names = norm["feature_names"]
+    tas_std = max(s for n, s in zip(names, norm["feature_std"], strict=True) if n[:4] == "tas@")
+    hot = model.predict(daily.assign(tas=daily["tas"] + 7.0 * tas_std))
+    np.testing.assert_array_equal(hot.ood_fraction.values, 1.0)
+    assert bool((hot.ood_max_z >= out.ood_max_z).all()) and float(hot.ood_max_z.min()) > 7.0

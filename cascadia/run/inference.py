@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ from cascadia.learning.evaluation import forecast_events
 from cascadia.learning.features import FEATURES_FILE, FeatureSpec, load_feature_spec, model_features
 from cascadia.mooring.events import EventConfig, winter_labels, winter_statistics
 from cascadia.mooring.targets import BackgroundConfig, TargetError, extend_background
-from cascadia.run.store import SEASON_MONTHS
+from cascadia.run.store import OOD_Z, SEASON_MONTHS
 
 __all__ = [
     "InferenceConfig",
@@ -361,6 +362,7 @@ class TrainedModel:
         stats, member_stats = self._winter_statistics(
             time, pred.mean, mean_events, pred.member_mean, member_events, time[own]
         )
+        ood = self.out_of_distribution(matrix).sel(winter=stats["winter"])
         time = time[own]
         background = self.background_on(time)
         kind = self.background_kind_on(time)
@@ -395,6 +397,8 @@ class TrainedModel:
                 member_stats[name].transpose("winter", "ensemble", "depth").astype(np.float64)
             )
         out["winter_days"] = stats["valid_days"].max("depth").astype(np.float64)
+        for name in ("ood_fraction", "ood_max_z"):
+            out[name] = ood[name].drop_vars([c for c in ood.coords if c != "winter"])
         out = out.assign_coords(ensemble=members)
         out.attrs.update({"model_checkpoint_hash": self.checksum, "context_days": int(n_context)})
         return out
@@ -440,6 +444,42 @@ class TrainedModel:
             for name in ("event_days", "event_count"):
                 table[name] = table[name].where(seen)
         return stats, member_stats
+
+    def out_of_distribution(self, matrix: xr.DataArray) -> xr.Dataset:
+        """Per winter: how far the model's inputs lie from the distribution it learnt on.
+
+        The model directory keeps each input's training mean and standard deviation
+        (``normalisation.json``), not its training minimum and maximum, so the training
+        range is taken as mean ± :data:`OOD_Z` standard deviations (about the extremes
+        of a few decades of daily, near-Gaussian values). Over the winter's
+        November-April days (as the event statistics): ``ood_fraction``, the fraction of
+        days on which any input lies outside that range, and ``ood_max_z``, the largest
+        ``|x - mean| / std`` of any input.
+        """
+        norm = self.ensemble.normalisation
+        mean = np.asarray(norm.feature_mean)
+        std = np.asarray(norm.feature_std)
+        with np.errstate(invalid="ignore"):
+            z = np.abs((np.asarray(matrix.values, dtype=np.float64) - mean) / std)
+        time = matrix["time"].values
+        season = np.isin(pd.DatetimeIndex(time).month, SEASON_MONTHS)
+        valid = np.isfinite(z).any(axis=1) & season
+        largest = np.where(valid, np.nanmax(np.where(np.isfinite(z), z, -np.inf), axis=1), np.nan)
+        outside = np.where(valid, largest > OOD_Z, np.nan)
+        daily = xr.Dataset(
+            {"ood_fraction": ("time", outside), "ood_max_z": ("time", largest)},
+            coords={"time": time},
+        )
+        winter = winter_labels(daily["time"], self.events.winter_start_month)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+            return xr.Dataset(
+                {
+                    "ood_fraction": daily["ood_fraction"].groupby(winter).mean(),
+                    "ood_max_z": daily["ood_max_z"].groupby(winter).max(),
+                }
+            )
 
     def _features(self, series: xr.Dataset) -> xr.DataArray:
         """The model's feature matrix, its columns checked against the training ones."""

@@ -81,6 +81,15 @@ _ABSOLUTE = (
     "(outside the mooring record the background is held, not projected; docs/run.md)"
 )
 
+#: Standard deviations from the training mean that bound an input's "training range" in
+#: the out-of-distribution scores (the model directory keeps means and stds, not extremes).
+OOD_Z = 4.0
+_OOD = (
+    f"training range = each input's training mean +- {OOD_Z:g} training standard deviations "
+    "(the model directory's normalisation.json, which holds no minimum and maximum); "
+    "November-April days of the winter, as the event statistics; docs/run.md"
+)
+
 # name -> (non-combo dims, attrs)
 RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "temperature_mean": (
@@ -225,6 +234,26 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "comment": "the winter statistics cover these days: fewer than a full season "
             "(181 or 182 days) at the ends of a run; a scenario's first winter includes the "
             "days of the historical run it continues",
+        },
+    ),
+    "ood_fraction": (
+        ("winter",),
+        {
+            "long_name": "Fraction of the winter's days on which any model input lies outside "
+            "its training range (out-of-distribution score)",
+            "units": "1",
+            "cell_methods": "time: mean" + _IN_SEASON,
+            "comment": _OOD,
+        },
+    ),
+    "ood_max_z": (
+        ("winter",),
+        {
+            "long_name": "Largest standardized distance of any model input from its training "
+            "mean in the winter (|x - mean| / std)",
+            "units": "1",
+            "cell_methods": "time: maximum" + _IN_SEASON,
+            "comment": _OOD,
         },
     ),
 }
