@@ -44,8 +44,10 @@ from cascadia.run.spread import (
 __all__ = [
     "ReportError",
     "ReportResult",
+    "background_summary",
     "hindcast_scores",
     "load_truth_index",
+    "ood_by_period",
     "run_changes",
     "run_winter_event_days",
     "season_event_days",
@@ -547,6 +549,161 @@ def hindcast_scores(
     }
 
 
+def background_summary(results: xr.Dataset) -> dict[str, Any] | None:
+    """Where the stored deep temperature is anomaly-only (background not from the record).
+
+    Returns, per depth, the mooring record's span (days whose background is from it, over
+    the done combinations), the background held after it, and the share of stored days
+    that are anomaly-only; with the spread's ``anomaly_only_periods``. ``None`` for a store
+    without ``background_kind`` (older stores).
+    """
+    if "background_kind" not in results:
+        return None
+    done = done_mask(results)
+    time = pd.DatetimeIndex(results["time"].values)
+    depths = [float(d) for d in results["depth"].values]
+    inside = np.zeros((time.size, len(depths)), dtype=bool)
+    held, total = np.zeros(len(depths)), np.zeros(len(depths))
+    after: list[set[float]] = [set() for _ in depths]
+    for e, s_, m in zip(*np.nonzero(done), strict=True):
+        where = {"experiment": e, "source_id": s_, "member_id": m}
+        one = results[["background_kind", "background_temperature"]].isel(where).load()
+        kind = one["background_kind"].transpose("time", "depth").values
+        background = one["background_temperature"].transpose("time", "depth").values
+        inside |= kind == 0
+        held += (kind > 0).sum(axis=0)
+        total += np.isfinite(kind).sum(axis=0)
+        for j in range(len(depths)):
+            last = np.flatnonzero(kind[:, j] == 0)
+            later = kind[:, j] > 0
+            if last.size:
+                later[: last[-1]] = False
+            after[j].update(np.round(background[later, j], 3).tolist())
+    periods = ""
+    change = results.get("winter_temperature_period_multimodel_change")
+    if change is not None:
+        periods = str(change.attrs.get("anomaly_only_periods", ""))
+    out: dict[str, Any] = {"anomaly_only_periods": periods.split(), "depths": {}}
+    for j, depth in enumerate(depths):
+        days = time[inside[:, j]]
+        out["depths"][f"{depth:g}"] = {
+            "record": [str(days[0].date()), str(days[-1].date())] if days.size else None,
+            "held_after_record": sorted(after[j]),
+            "anomaly_only_share": round(float(held[j] / total[j]), 3) if total[j] else None,
+        }
+    return out
+
+
+def _background_lines(summary: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "## Deep temperature after the mooring record: anomaly-only",
+        "",
+        "The model predicts the anomaly against the deep background; outside the mooring "
+        "record the stored background is held at the record's end (start) value, not "
+        "projected (`background_kind` > 0). There `temperature_mean` is the anomaly plus that "
+        "held background: its level is not a projection, and its change is the same in every "
+        "scenario apart from the anomaly's. Read `temperature_anomaly_mean` (with "
+        "`temperature_std`) for what the model projects; a projected background (e.g. CMIP6 "
+        "`thetao` at 500/1000 m) is not part of this run.",
+        "",
+        "| depth (m) | record (background from the mooring) | background held after it (°C) "
+        "| anomaly-only share of stored days |",
+        "|---|---|---|---|",
+    ]
+    for depth, row in summary["depths"].items():
+        record = " … ".join(row["record"]) if row["record"] else "n/a"
+        values = ", ".join(f"{v:.3f}" for v in row["held_after_record"]) or "n/a"
+        share = "n/a" if row["anomaly_only_share"] is None else f"{row['anomaly_only_share']:.0%}"
+        lines.append(f"| {depth} | {record} | {values} | {share} |")
+    if summary["anomaly_only_periods"]:
+        lines += [
+            "",
+            "Spread variables: the winter temperature changes of the periods "
+            f"{', '.join(summary['anomaly_only_periods'])} are changes of the anomaly "
+            "(`winter_temperature_period_*` attribute `anomaly_only_periods`; also "
+            "`winter_temperature_anomaly_*`).",
+        ]
+    return [*lines, ""]
+
+
+def ood_by_period(
+    results: xr.Dataset, periods: tuple[tuple[int, int], ...] = (BASE_PERIOD, FUTURE_PERIOD)
+) -> dict[str, dict[str, float | None]]:
+    """Mean ``ood_fraction`` per experiment and period: members of a model averaged, then
+    models equally weighted (done combinations only; each experiment's own winters, a
+    scenario's not joined with its historical run)."""
+    fraction = results["ood_fraction"].where(
+        xr.DataArray(done_mask(results), dims=("experiment", "source_id", "member_id"))
+    )
+    per_model = fraction.mean("member_id", skipna=True)
+    out: dict[str, dict[str, float | None]] = {}
+    with np.errstate(invalid="ignore"):
+        for experiment in results["experiment"].values:
+            one = per_model.sel(experiment=experiment)
+            row = {}
+            for first, last in periods:
+                inside = one.sel(winter=slice(first, last)).mean("winter", skipna=True)
+                value = float(inside.mean("source_id", skipna=True))
+                row[f"{first}-{last}"] = round(value, 3) if np.isfinite(value) else None
+            out[str(experiment)] = row
+    return out
+
+
+def _ood_figure(results: xr.Dataset, path: Path) -> bool:
+    """Per-winter fraction of out-of-distribution days per experiment (models averaged)."""
+    fraction = results["ood_fraction"].where(
+        xr.DataArray(done_mask(results), dims=("experiment", "source_id", "member_id"))
+    )
+    per_model = fraction.mean("member_id", skipna=True).load()
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    drawn = False
+    with np.errstate(invalid="ignore"):
+        for experiment in per_model["experiment"].values:
+            one = per_model.sel(experiment=experiment)
+            mean = one.mean("source_id", skipna=True).to_pandas().dropna()
+            if mean.empty:
+                continue
+            low = one.min("source_id", skipna=True).to_pandas().reindex(mean.index)
+            high = one.max("source_id", skipna=True).to_pandas().reindex(mean.index)
+            (line,) = ax.plot(mean.index, mean.values, lw=1, label=str(experiment))
+            ax.fill_between(mean.index, low, high, color=line.get_color(), alpha=0.15)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_ylabel("fraction of Nov-Apr days")
+    ax.set_xlabel("winter (year of its January)")
+    ax.set_title(
+        "Days with a model input outside its training range (mean of models, band = model range)"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def _ood_lines(results: xr.Dataset, base: tuple[int, int], future: tuple[int, int]) -> list[str]:
+    table = ood_by_period(results, (base, future))
+    labels = [f"{a}-{b}" for a, b in (base, future)]
+    lines = [
+        "## Out-of-distribution inputs",
+        "",
+        "Fraction of the winter's November-April days on which any model input lies outside "
+        f"its training range ({results['ood_fraction'].attrs.get('comment', '')}); mean over "
+        "winters, members of a model averaged, models equally weighted (store: "
+        "`ood_fraction`, `ood_max_z`).",
+        "",
+        "| experiment | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for experiment, row in table.items():
+        cells = " | ".join("n/a" if row[k] is None else f"{row[k]:.2f}" for k in labels)
+        lines.append(f"| {experiment} | {cells} |")
+    return [*lines, ""]
+
+
 # ---------------------------------------------------------------- figures
 
 
@@ -788,6 +945,18 @@ def write_run_report(
                 f"![event days]({events_png.name})",
                 "",
             ]
+        summary = background_summary(ds)
+        if summary is not None:
+            lines += _background_lines(summary)
+        if "ood_fraction" in ds:
+            ood_png = out / "ood.png"
+            if _ood_figure(ds, ood_png):
+                report.files.append(ood_png)
+                lines += [
+                    *_ood_lines(ds, base, future),
+                    f"![out of distribution]({ood_png.name})",
+                    "",
+                ]
         if truth_index is not None:
             if model is None:
                 raise ReportError("the truth comparison needs model_dir= (event rule, levels)")

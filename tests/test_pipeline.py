@@ -30,9 +30,11 @@ from helpers import RUN_TWIN, small_preset
 from cascadia.cli import main
 from cascadia.learning.jobs import TrainJob, smoke_train_job
 from cascadia.learning.train_job import run_train_job
+from cascadia.report import run_winter_event_days
 from cascadia.run.cluster import open_cluster
 from cascadia.run.inference import InferenceConfig, TrainedModel, load_count
 from cascadia.run.pipeline import RunSummary, run_pipeline
+from cascadia.run.spread import combo_winters
 from cascadia.run.store import COMBO_DIMS, RESULT_VARS, combo_status
 from cascadia.sources.cache import PredictorCache, fingerprint
 from cascadia.sources.catalog import enumerate_combos, open_collection
@@ -324,3 +326,32 @@ def test_a_killed_run_resumes_with_only_the_missing_combinations(twin, first_run
         a = first.temperature_mean.sel(where).values
         if str(first.status.sel(where).values) == "done":
             np.testing.assert_array_equal(again.temperature_mean.sel(where).values, a)
+
+
+def test_stored_event_days_equal_a_recount_of_the_stored_probability(twin, first_run) -> None:
+    """The store's per-winter event days count the Nov-Apr season: the same numbers as the
+    report's recount from the stored daily event probability (model's levels and rule), but
+    for a scenario's first winter, whose Nov-Dec days the store takes from the scenario's own
+    warm-started context run and the recount from the historical run."""
+    ds = _open_strict(first_run["out"])
+    model = TrainedModel.load(twin["model"])
+    calibration = model.ensemble.calibration
+    assert calibration is not None
+    stored = combo_winters(ds)["event_days"]
+    compared, first_winter = 0, []
+    for combo, status in _by_combo(first_run["summary"]).items():
+        if status != "done":
+            continue
+        for depth in (500.0, 1000.0):
+            recount = run_winter_event_days(ds, combo, calibration, model.events, depth)
+            mine = stored.sel(dict(zip(COMBO_DIMS, combo, strict=True)), depth=depth)
+            mine = mine.to_pandas().reindex(recount.index)
+            both = recount.notna() & mine.notna()
+            assert (recount.notna() == mine.notna()).all(), (combo, depth)
+            if combo[0] == "ssp585":
+                first_winter.append(abs(recount[2015] - mine[2015]))
+                both[2015] = False
+            np.testing.assert_allclose(mine[both], recount[both], atol=1e-9, err_msg=str(combo))
+            compared += int(both.sum())
+    print(f"first scenario winter: |store - recount| = {first_winter} days")
+    assert compared > 20

@@ -22,6 +22,7 @@ import pytest
 import s3_server
 import xarray as xr
 
+from cascadia.report import background_summary, ood_by_period, write_run_report
 from cascadia.run.spread import SpreadError, SpreadOptions, spread_statistics, write_spread
 from cascadia.run.store import ResultsSchema, initialise_store, mark_failed, write_combo
 
@@ -115,6 +116,10 @@ def _source(combo: tuple[str, str, str], seed: int) -> Source:
         "background": background,
         "kind": np.repeat(np.where(inside, 0.0, 1.0)[:, None], 2, axis=1).astype(np.float32),
         "events": events,
+        # out-of-distribution days grow with the scenario's warming after 2015
+        "ood": np.where(
+            (w >= first) & (w <= last), np.clip(warming * 10 * (w - 2015), 0, 1), np.nan
+        ).astype(np.float32),
     }
 
 
@@ -128,7 +133,8 @@ def _dataset(src: Source, schema: ResultsSchema) -> xr.Dataset:
         "background_kind": "kind",
     }
     ours = {**dict.fromkeys(daily, ("time", "depth")), **dict.fromkeys(src["events"], WINTER_DEPTH)}
-    data = {**{k: src[v] for k, v in daily.items()}, **src["events"]}
+    data = {**{k: src[v] for k, v in daily.items()}, **src["events"], "ood_fraction": src["ood"]}
+    ours["ood_fraction"] = ("winter",)
     sizes = {"time": len(src["time"]), "depth": 2, "winter": len(WINTERS), "ensemble": ENSEMBLE}
     sizes["quantile"] = len(schema.quantiles)
     variables: dict[str, Any] = {k: (dims, data[k]) for k, dims in ours.items()}
@@ -531,3 +537,28 @@ def test_temperature_change_after_the_record_is_the_anomalys(results: xr.Dataset
     assert "anomaly" in attrs["long_name"]
     assert "not projected" in results["winter_temperature_multimodel_mean"].attrs["warning"]
     assert "warning" not in results["event_days_period_multimodel_change"].attrs
+
+
+def test_report_says_where_temperature_is_anomaly_only_and_shows_ood(
+    store: str, results: xr.Dataset, tmp_path: Path
+) -> None:
+    summary = background_summary(results)
+    assert summary is not None
+    assert summary["anomaly_only_periods"] == ["2041-2060", "2080-2100"]
+    row = summary["depths"]["500"]
+    assert row["record"] == ["1992-11-01", "2023-12-31"]
+    # one held value after the record: the background of 2023-12-31 (13.0 + 0.03 x 31.0 yr)
+    assert row["held_after_record"] == [pytest.approx(13.93, abs=1e-3)]
+    # 4 done scenario combos x 2 + ... : 2024-2100 of every scenario day is held
+    assert 0.5 < row["anomaly_only_share"] < 0.8
+    # per experiment as stored (0.1 / 0.3 per winter after 2015 under ssp245 / ssp585)
+    ood = ood_by_period(results, ((1993, 2022), (2080, 2100)))
+    assert ood["ssp245"]["1993-2022"] == pytest.approx(np.mean(0.1 * np.arange(8)))
+    assert ood["ssp585"]["2080-2100"] == pytest.approx(1.0)
+    assert ood["historical"]["1993-2022"] == pytest.approx(0.0)
+    assert ood["reanalysis"]["2080-2100"] is None
+    report = write_run_report(store, tmp_path / "report")
+    text = (tmp_path / "report/report.md").read_text()
+    assert "anomaly-only" in text and "13.930" in text and "2041-2060, 2080-2100" in text
+    assert "| ssp245 | 0.35 | 1.00 |" in text
+    assert (tmp_path / "report/ood.png") in report.files
