@@ -30,12 +30,13 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from cascadia.learning.calibration import Calibration, probability_events
 from cascadia.mooring.events import EventConfig, event_days
 from cascadia.run.spread import (
+    COMBO_DIMS,
     HISTORICAL,
     SEASON_MONTHS,
     SpreadOptions,
+    combo_winters,
     done_mask,
     period_changes,
     season_days,
@@ -68,10 +69,10 @@ TRUTH_BACKGROUND = (
     "from its job.yaml"
 )
 RUN_EVENTS = (
-    "the run's event days are recounted from the stored daily event_probability with the "
-    "model's calibration.json levels and event rule (as cascadia.run.inference does), over "
-    "the same November-April season as the truth's; the store's own event_days variables "
-    "sum whole winter-years (November-October)"
+    "the run's event days are the store's event_days (the model's calibrated event levels and "
+    "job.yaml rule, cascadia.run.inference), counted over the same November-April season as "
+    "the truth's; a scenario's first winter counts its warm-started context run's "
+    "November-December days"
 )
 
 
@@ -226,58 +227,15 @@ def _daily(results: xr.Dataset, name: str, combo: tuple[str, str, str], depth: f
     return np.asarray(one.values, dtype=np.float64)
 
 
-def _joined_run(
-    results: xr.Dataset, name: str, combo: tuple[str, str, str], depth: float
-) -> np.ndarray:
-    """A combination's daily ``name``; a scenario continues its historical run (before its
-    first predicted day), as :mod:`cascadia.run.spread` joins them."""
-    own = _daily(results, name, combo, depth)
-    experiment, source, member = combo
-    if experiment in (REANALYSIS, HISTORICAL):
-        return own
-    if HISTORICAL not in results["experiment"].values:
-        return own
-    status = results["status"].sel(experiment=HISTORICAL, source_id=source, member_id=member)
-    if str(status.values) != "done":
-        return own
-    covered = np.flatnonzero(np.isfinite(own))
-    if not covered.size:
-        return own
-    history = _daily(results, name, (HISTORICAL, source, member), depth)
-    return np.concatenate([history[: covered[0]], own[covered[0] :]])
-
-
-def run_event_flags(
-    probability: np.ndarray, time: Any, depth: float, level: float, events: EventConfig
-) -> np.ndarray:
-    """The run's event days of one daily series: the stored (calibrated) probability of a
-    below-threshold day reaches the model's validation-fitted ``level``, then the duration
-    and gap rule - the rule :func:`cascadia.run.inference.predicted_event_days` applies."""
-    return probability_events(probability[:, None], time, [depth], [level], events)[:, 0]
-
-
-def _level(calibration: Calibration, depth: float) -> float:
-    for d, level in zip(calibration.depths, calibration.event_probability_threshold, strict=True):
-        if float(d) == float(depth):
-            return float(level)
-    raise ReportError(f"the model's calibration has no event level for depth {depth:g} m")
-
-
 def run_winter_event_days(
-    results: xr.Dataset,
-    combo: tuple[str, str, str],
-    calibration: Calibration,
-    events: EventConfig,
-    depth: float,
-    min_winter_coverage: float = 0.9,
-) -> pd.Series:
-    """The run's event days per winter (November-April) of one combination, recounted from
-    its daily ``event_probability`` so that they cover the same season as the truth's (the
-    store's ``event_days`` sum whole winter-years, November-October)."""
-    probability = _joined_run(results, "event_probability", combo, depth)
-    time = results["time"].values
-    flags = run_event_flags(probability, time, depth, _level(calibration, depth), events)
-    return season_event_days(flags, np.isfinite(probability), time, min_winter_coverage)
+    results: xr.Dataset, options: SpreadOptions, depth: float = 500.0
+) -> xr.DataArray:
+    """The run's event days per combination and winter (November-April) at ``depth``, as
+    the store counts them (``event_days``, the event rule of the model's job.yaml and its
+    calibrated levels) and the spread statistics reduce them: scaled to the full season,
+    under-covered winters NaN, a scenario joined with its historical run
+    (:func:`cascadia.run.spread.combo_winters`)."""
+    return combo_winters(results, options)["event_days"].sel(depth=depth)
 
 
 def _cube(
@@ -341,23 +299,14 @@ def truth_changes(
 
 
 def run_changes(
-    results: xr.Dataset,
-    calibration: Calibration,
-    events: EventConfig,
-    options: SpreadOptions,
-    depth: float = 500.0,
+    results: xr.Dataset, options: SpreadOptions, depth: float = 500.0
 ) -> dict[str, xr.DataArray]:
     """The run's period changes of winter (November-April) event days of every done
     scenario combination (:func:`run_winter_event_days`), reduced like the truth's."""
-    combos = _scenario_combos(results)
-    coords, values = _cube(results, combos)
-    for combo in combos:
-        per_winter = run_winter_event_days(
-            results, combo, calibration, events, depth, options.min_winter_coverage
-        )
-        values[_at(coords, combo)] = per_winter.reindex(coords["winter"]).to_numpy()
-    da = xr.DataArray(values, dims=tuple(coords), coords=coords)
-    return period_changes(da, options)
+    scenarios = sorted({c[0] for c in _scenario_combos(results)})
+    return period_changes(
+        run_winter_event_days(results, options, depth).sel(experiment=scenarios), options
+    )
 
 
 def _summary(changes: Mapping[str, xr.DataArray], experiment: str, label: str) -> dict[str, Any]:
@@ -396,7 +345,6 @@ def truth_comparison(
     results: xr.Dataset,
     truth_index: pd.DataFrame,
     events: EventConfig,
-    calibration: Calibration,
     *,
     base: tuple[int, int] = BASE_PERIOD,
     future: tuple[int, int] = FUTURE_PERIOD,
@@ -409,7 +357,7 @@ def truth_comparison(
     """
     options = SpreadOptions(periods=(tuple(base), tuple(future)))
     label = options.period_labels[1]
-    run = run_changes(results, calibration, events, options, depth)
+    run = run_changes(results, options, depth)
     truth, missing = truth_changes(results, truth_index, events, options, depth)
     scenarios = {
         str(experiment): {
@@ -465,7 +413,6 @@ def hindcast_scores(
     results: xr.Dataset,
     truth_index: pd.DataFrame,
     events: EventConfig,
-    calibration: Calibration,
     before: int,
     min_winter_coverage: float = 0.9,
 ) -> dict[str, Any]:
@@ -481,6 +428,7 @@ def hindcast_scores(
     days = time < pd.Timestamp(before, 1, 1)
     combos = _combos(results, lambda e: e == REANALYSIS)
     depths = [float(d) for d in results["depth"].values]
+    stored = combo_winters(results, SpreadOptions(min_winter_coverage=min_winter_coverage))
     opened: dict[str, xr.Dataset] = {}
     by_source: dict[str, list[tuple[str, str, str]]] = {}
     for combo in combos:
@@ -513,9 +461,9 @@ def hindcast_scores(
             nse, n_days = _nse(np.where(days, predicted, np.nan), true_t)
             run_events = pd.concat(
                 [
-                    run_winter_event_days(
-                        results, c, calibration, events, depth, min_winter_coverage
-                    )
+                    stored["event_days"]
+                    .sel({**dict(zip(COMBO_DIMS, c, strict=True)), "depth": depth})
+                    .to_pandas()
                     for c in members
                 ],
                 axis=1,
@@ -890,16 +838,6 @@ def record_start(model_dir: Path) -> int:
     return int(observed[columns].dropna(how="all").index[0].year)
 
 
-def _calibration(model_dir: Path) -> Calibration:
-    calibration = Calibration.load(model_dir)
-    if calibration is None:
-        raise ReportError(
-            f"{model_dir}: no calibration.json; the run's event days are recounted with the "
-            "model's calibrated event levels (retrain the model with this version)"
-        )
-    return calibration
-
-
 def write_run_report(
     results: str,
     out: str | Path,
@@ -914,8 +852,9 @@ def write_run_report(
     ``truth-change.png`` + ``truth_comparison.json`` (with the pre-record hindcast scores)
     into ``out``.
 
-    The truth comparison takes the event rule from the model directory's ``job.yaml``, its
-    event levels from ``calibration.json`` and the record's start from ``background.csv``
+    The truth comparison takes the event rule from the model directory's ``job.yaml`` (for
+    the truth; the run's event days are the store's) and the record's start from
+    ``background.csv``
     (the QC'd daily mooring series it was trained on, also overlaid on the hindcast).
     """
     out = Path(out)
@@ -961,14 +900,9 @@ def write_run_report(
             if model is None:
                 raise ReportError("the truth comparison needs model_dir= (event rule, levels)")
             events = _model_events(model)
-            calibration = _calibration(model)
             index = load_truth_index(truth_index)
-            comparison = truth_comparison(
-                ds, index, events, calibration, base=base, future=future, depth=depth
-            )
-            comparison["hindcast"] = hindcast_scores(
-                ds, index, events, calibration, record_start(model)
-            )
+            comparison = truth_comparison(ds, index, events, base=base, future=future, depth=depth)
+            comparison["hindcast"] = hindcast_scores(ds, index, events, record_start(model))
             report.comparison = comparison
             table = out / "truth_comparison.json"
             table.write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
