@@ -24,7 +24,13 @@ import xarray as xr
 
 from cascadia.report import background_summary, ood_by_period, write_run_report
 from cascadia.run.spread import SpreadError, SpreadOptions, spread_statistics, write_spread
-from cascadia.run.store import ResultsSchema, initialise_store, mark_failed, write_combo
+from cascadia.run.store import (
+    ResultsSchema,
+    initialise_store,
+    mark_failed,
+    open_schema,
+    write_combo,
+)
 
 s3_options = s3_server.s3_options
 
@@ -462,6 +468,9 @@ def test_rerun_replaces_and_keeps_the_rest(store: str, tmp_path: Path, results: 
     other = _open_strict(copy)
     assert other["percentile"].values.tolist() == [25.0, 75.0]
     assert set(other.data_vars) == set(results.data_vars)
+    # the store's own coordinates stay coordinates, and the store still takes a run
+    assert "season_bounds" in other.coords and "season_bounds" in results.coords
+    assert open_schema(copy) is not None
     models = results["event_days_model_mean"].transpose("experiment", "source_id", ...)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN winters

@@ -695,6 +695,9 @@ def write_spread(url: str, storage_options: dict[str, Any] | None = None, **opti
     the keyword options of :func:`spread_statistics`.
     """
     role, value = next(iter(MARKER.items()))
+    # coordinates of no variable (the store's season_bounds) are listed in this attribute,
+    # which the root-attribute rewrite below would drop
+    loose = str(_group(url, storage_options).attrs.get("coordinates", "")).split()
     with _open(url, storage_options) as results:
         root_attrs = dict(results.attrs)
         stats = spread_statistics(results, **options).load()
@@ -714,4 +717,8 @@ def write_spread(url: str, storage_options: dict[str, Any] | None = None, **opti
         consolidated=False,
         storage_options=dict(storage_options) if storage_options else None,
     )
-    zarr.consolidate_metadata(_group(url, storage_options).store, zarr_format=2)
+    group = _group(url, storage_options)
+    listed = str(group.attrs.get("coordinates", "")).split()
+    if loose and not set(loose) <= set(listed):
+        group.attrs["coordinates"] = " ".join(dict.fromkeys([*listed, *loose]))
+    zarr.consolidate_metadata(group.store, zarr_format=2)

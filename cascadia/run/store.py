@@ -629,7 +629,7 @@ def open_schema(url: str, storage_options: Mapping[str, Any] | None = None) -> R
                 f"{url} was written by an older cascadia (it lacks {lacking}); "
                 "choose another output"
             )
-        if "season_bounds" not in ds.coords:
+        if "season_bounds" not in ds.variables:
             raise StoreError(
                 f"{url} was written by an older cascadia (its winter statistics sum whole "
                 f"winter-years, not the {SEASON} season); choose another output"
