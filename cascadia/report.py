@@ -30,12 +30,13 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from cascadia.learning.calibration import Calibration, probability_events
 from cascadia.mooring.events import EventConfig, event_days
 from cascadia.run.spread import (
+    COMBO_DIMS,
     HISTORICAL,
     SEASON_MONTHS,
     SpreadOptions,
+    combo_winters,
     done_mask,
     period_changes,
     season_days,
@@ -44,8 +45,10 @@ from cascadia.run.spread import (
 __all__ = [
     "ReportError",
     "ReportResult",
+    "background_summary",
     "hindcast_scores",
     "load_truth_index",
+    "ood_by_period",
     "run_changes",
     "run_winter_event_days",
     "season_event_days",
@@ -66,10 +69,10 @@ TRUTH_BACKGROUND = (
     "from its job.yaml"
 )
 RUN_EVENTS = (
-    "the run's event days are recounted from the stored daily event_probability with the "
-    "model's calibration.json levels and event rule (as cascadia.run.inference does), over "
-    "the same November-April season as the truth's; the store's own event_days variables "
-    "sum whole winter-years (November-October)"
+    "the run's event days are the store's event_days (the model's calibrated event levels and "
+    "job.yaml rule, cascadia.run.inference), counted over the same November-April season as "
+    "the truth's; a scenario's first winter counts its warm-started context run's "
+    "November-December days"
 )
 
 
@@ -224,58 +227,15 @@ def _daily(results: xr.Dataset, name: str, combo: tuple[str, str, str], depth: f
     return np.asarray(one.values, dtype=np.float64)
 
 
-def _joined_run(
-    results: xr.Dataset, name: str, combo: tuple[str, str, str], depth: float
-) -> np.ndarray:
-    """A combination's daily ``name``; a scenario continues its historical run (before its
-    first predicted day), as :mod:`cascadia.run.spread` joins them."""
-    own = _daily(results, name, combo, depth)
-    experiment, source, member = combo
-    if experiment in (REANALYSIS, HISTORICAL):
-        return own
-    if HISTORICAL not in results["experiment"].values:
-        return own
-    status = results["status"].sel(experiment=HISTORICAL, source_id=source, member_id=member)
-    if str(status.values) != "done":
-        return own
-    covered = np.flatnonzero(np.isfinite(own))
-    if not covered.size:
-        return own
-    history = _daily(results, name, (HISTORICAL, source, member), depth)
-    return np.concatenate([history[: covered[0]], own[covered[0] :]])
-
-
-def run_event_flags(
-    probability: np.ndarray, time: Any, depth: float, level: float, events: EventConfig
-) -> np.ndarray:
-    """The run's event days of one daily series: the stored (calibrated) probability of a
-    below-threshold day reaches the model's validation-fitted ``level``, then the duration
-    and gap rule - the rule :func:`cascadia.run.inference.predicted_event_days` applies."""
-    return probability_events(probability[:, None], time, [depth], [level], events)[:, 0]
-
-
-def _level(calibration: Calibration, depth: float) -> float:
-    for d, level in zip(calibration.depths, calibration.event_probability_threshold, strict=True):
-        if float(d) == float(depth):
-            return float(level)
-    raise ReportError(f"the model's calibration has no event level for depth {depth:g} m")
-
-
 def run_winter_event_days(
-    results: xr.Dataset,
-    combo: tuple[str, str, str],
-    calibration: Calibration,
-    events: EventConfig,
-    depth: float,
-    min_winter_coverage: float = 0.9,
-) -> pd.Series:
-    """The run's event days per winter (November-April) of one combination, recounted from
-    its daily ``event_probability`` so that they cover the same season as the truth's (the
-    store's ``event_days`` sum whole winter-years, November-October)."""
-    probability = _joined_run(results, "event_probability", combo, depth)
-    time = results["time"].values
-    flags = run_event_flags(probability, time, depth, _level(calibration, depth), events)
-    return season_event_days(flags, np.isfinite(probability), time, min_winter_coverage)
+    results: xr.Dataset, options: SpreadOptions, depth: float = 500.0
+) -> xr.DataArray:
+    """The run's event days per combination and winter (November-April) at ``depth``, as
+    the store counts them (``event_days``, the event rule of the model's job.yaml and its
+    calibrated levels) and the spread statistics reduce them: scaled to the full season,
+    under-covered winters NaN, a scenario joined with its historical run
+    (:func:`cascadia.run.spread.combo_winters`)."""
+    return combo_winters(results, options)["event_days"].sel(depth=depth)
 
 
 def _cube(
@@ -339,23 +299,14 @@ def truth_changes(
 
 
 def run_changes(
-    results: xr.Dataset,
-    calibration: Calibration,
-    events: EventConfig,
-    options: SpreadOptions,
-    depth: float = 500.0,
+    results: xr.Dataset, options: SpreadOptions, depth: float = 500.0
 ) -> dict[str, xr.DataArray]:
     """The run's period changes of winter (November-April) event days of every done
     scenario combination (:func:`run_winter_event_days`), reduced like the truth's."""
-    combos = _scenario_combos(results)
-    coords, values = _cube(results, combos)
-    for combo in combos:
-        per_winter = run_winter_event_days(
-            results, combo, calibration, events, depth, options.min_winter_coverage
-        )
-        values[_at(coords, combo)] = per_winter.reindex(coords["winter"]).to_numpy()
-    da = xr.DataArray(values, dims=tuple(coords), coords=coords)
-    return period_changes(da, options)
+    scenarios = sorted({c[0] for c in _scenario_combos(results)})
+    return period_changes(
+        run_winter_event_days(results, options, depth).sel(experiment=scenarios), options
+    )
 
 
 def _summary(changes: Mapping[str, xr.DataArray], experiment: str, label: str) -> dict[str, Any]:
@@ -394,7 +345,6 @@ def truth_comparison(
     results: xr.Dataset,
     truth_index: pd.DataFrame,
     events: EventConfig,
-    calibration: Calibration,
     *,
     base: tuple[int, int] = BASE_PERIOD,
     future: tuple[int, int] = FUTURE_PERIOD,
@@ -407,7 +357,7 @@ def truth_comparison(
     """
     options = SpreadOptions(periods=(tuple(base), tuple(future)))
     label = options.period_labels[1]
-    run = run_changes(results, calibration, events, options, depth)
+    run = run_changes(results, options, depth)
     truth, missing = truth_changes(results, truth_index, events, options, depth)
     scenarios = {
         str(experiment): {
@@ -463,7 +413,6 @@ def hindcast_scores(
     results: xr.Dataset,
     truth_index: pd.DataFrame,
     events: EventConfig,
-    calibration: Calibration,
     before: int,
     min_winter_coverage: float = 0.9,
 ) -> dict[str, Any]:
@@ -479,6 +428,7 @@ def hindcast_scores(
     days = time < pd.Timestamp(before, 1, 1)
     combos = _combos(results, lambda e: e == REANALYSIS)
     depths = [float(d) for d in results["depth"].values]
+    stored = combo_winters(results, SpreadOptions(min_winter_coverage=min_winter_coverage))
     opened: dict[str, xr.Dataset] = {}
     by_source: dict[str, list[tuple[str, str, str]]] = {}
     for combo in combos:
@@ -511,9 +461,9 @@ def hindcast_scores(
             nse, n_days = _nse(np.where(days, predicted, np.nan), true_t)
             run_events = pd.concat(
                 [
-                    run_winter_event_days(
-                        results, c, calibration, events, depth, min_winter_coverage
-                    )
+                    stored["event_days"]
+                    .sel({**dict(zip(COMBO_DIMS, c, strict=True)), "depth": depth})
+                    .to_pandas()
                     for c in members
                 ],
                 axis=1,
@@ -545,6 +495,161 @@ def hindcast_scores(
         ),
         "sources": sources,
     }
+
+
+def background_summary(results: xr.Dataset) -> dict[str, Any] | None:
+    """Where the stored deep temperature is anomaly-only (background not from the record).
+
+    Returns, per depth, the mooring record's span (days whose background is from it, over
+    the done combinations), the background held after it, and the share of stored days
+    that are anomaly-only; with the spread's ``anomaly_only_periods``. ``None`` for a store
+    without ``background_kind`` (older stores).
+    """
+    if "background_kind" not in results:
+        return None
+    done = done_mask(results)
+    time = pd.DatetimeIndex(results["time"].values)
+    depths = [float(d) for d in results["depth"].values]
+    inside = np.zeros((time.size, len(depths)), dtype=bool)
+    held, total = np.zeros(len(depths)), np.zeros(len(depths))
+    after: list[set[float]] = [set() for _ in depths]
+    for e, s_, m in zip(*np.nonzero(done), strict=True):
+        where = {"experiment": e, "source_id": s_, "member_id": m}
+        one = results[["background_kind", "background_temperature"]].isel(where).load()
+        kind = one["background_kind"].transpose("time", "depth").values
+        background = one["background_temperature"].transpose("time", "depth").values
+        inside |= kind == 0
+        held += (kind > 0).sum(axis=0)
+        total += np.isfinite(kind).sum(axis=0)
+        for j in range(len(depths)):
+            last = np.flatnonzero(kind[:, j] == 0)
+            later = kind[:, j] > 0
+            if last.size:
+                later[: last[-1]] = False
+            after[j].update(np.round(background[later, j], 3).tolist())
+    periods = ""
+    change = results.get("winter_temperature_period_multimodel_change")
+    if change is not None:
+        periods = str(change.attrs.get("anomaly_only_periods", ""))
+    out: dict[str, Any] = {"anomaly_only_periods": periods.split(), "depths": {}}
+    for j, depth in enumerate(depths):
+        days = time[inside[:, j]]
+        out["depths"][f"{depth:g}"] = {
+            "record": [str(days[0].date()), str(days[-1].date())] if days.size else None,
+            "held_after_record": sorted(after[j]),
+            "anomaly_only_share": round(float(held[j] / total[j]), 3) if total[j] else None,
+        }
+    return out
+
+
+def _background_lines(summary: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "## Deep temperature after the mooring record: anomaly-only",
+        "",
+        "The model predicts the anomaly against the deep background; outside the mooring "
+        "record the stored background is held at the record's end (start) value, not "
+        "projected (`background_kind` > 0). There `temperature_mean` is the anomaly plus that "
+        "held background: its level is not a projection, and its change is the same in every "
+        "scenario apart from the anomaly's. Read `temperature_anomaly_mean` (with "
+        "`temperature_std`) for what the model projects; a projected background (e.g. CMIP6 "
+        "`thetao` at 500/1000 m) is not part of this run.",
+        "",
+        "| depth (m) | record (background from the mooring) | background held after it (°C) "
+        "| anomaly-only share of stored days |",
+        "|---|---|---|---|",
+    ]
+    for depth, row in summary["depths"].items():
+        record = " … ".join(row["record"]) if row["record"] else "n/a"
+        values = ", ".join(f"{v:.3f}" for v in row["held_after_record"]) or "n/a"
+        share = "n/a" if row["anomaly_only_share"] is None else f"{row['anomaly_only_share']:.0%}"
+        lines.append(f"| {depth} | {record} | {values} | {share} |")
+    if summary["anomaly_only_periods"]:
+        lines += [
+            "",
+            "Spread variables: the winter temperature changes of the periods "
+            f"{', '.join(summary['anomaly_only_periods'])} are changes of the anomaly "
+            "(`winter_temperature_period_*` attribute `anomaly_only_periods`; also "
+            "`winter_temperature_anomaly_*`).",
+        ]
+    return [*lines, ""]
+
+
+def ood_by_period(
+    results: xr.Dataset, periods: tuple[tuple[int, int], ...] = (BASE_PERIOD, FUTURE_PERIOD)
+) -> dict[str, dict[str, float | None]]:
+    """Mean ``ood_fraction`` per experiment and period: members of a model averaged, then
+    models equally weighted (done combinations only; each experiment's own winters, a
+    scenario's not joined with its historical run)."""
+    fraction = results["ood_fraction"].where(
+        xr.DataArray(done_mask(results), dims=("experiment", "source_id", "member_id"))
+    )
+    per_model = fraction.mean("member_id", skipna=True)
+    out: dict[str, dict[str, float | None]] = {}
+    with np.errstate(invalid="ignore"):
+        for experiment in results["experiment"].values:
+            one = per_model.sel(experiment=experiment)
+            row = {}
+            for first, last in periods:
+                inside = one.sel(winter=slice(first, last)).mean("winter", skipna=True)
+                value = float(inside.mean("source_id", skipna=True))
+                row[f"{first}-{last}"] = round(value, 3) if np.isfinite(value) else None
+            out[str(experiment)] = row
+    return out
+
+
+def _ood_figure(results: xr.Dataset, path: Path) -> bool:
+    """Per-winter fraction of out-of-distribution days per experiment (models averaged)."""
+    fraction = results["ood_fraction"].where(
+        xr.DataArray(done_mask(results), dims=("experiment", "source_id", "member_id"))
+    )
+    per_model = fraction.mean("member_id", skipna=True).load()
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    drawn = False
+    with np.errstate(invalid="ignore"):
+        for experiment in per_model["experiment"].values:
+            one = per_model.sel(experiment=experiment)
+            mean = one.mean("source_id", skipna=True).to_pandas().dropna()
+            if mean.empty:
+                continue
+            low = one.min("source_id", skipna=True).to_pandas().reindex(mean.index)
+            high = one.max("source_id", skipna=True).to_pandas().reindex(mean.index)
+            (line,) = ax.plot(mean.index, mean.values, lw=1, label=str(experiment))
+            ax.fill_between(mean.index, low, high, color=line.get_color(), alpha=0.15)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_ylabel("fraction of Nov-Apr days")
+    ax.set_xlabel("winter (year of its January)")
+    ax.set_title(
+        "Days with a model input outside its training range (mean of models, band = model range)"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def _ood_lines(results: xr.Dataset, base: tuple[int, int], future: tuple[int, int]) -> list[str]:
+    table = ood_by_period(results, (base, future))
+    labels = [f"{a}-{b}" for a, b in (base, future)]
+    lines = [
+        "## Out-of-distribution inputs",
+        "",
+        "Fraction of the winter's November-April days on which any model input lies outside "
+        f"its training range ({results['ood_fraction'].attrs.get('comment', '')}); mean over "
+        "winters, members of a model averaged, models equally weighted (store: "
+        "`ood_fraction`, `ood_max_z`).",
+        "",
+        "| experiment | " + " | ".join(labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for experiment, row in table.items():
+        cells = " | ".join("n/a" if row[k] is None else f"{row[k]:.2f}" for k in labels)
+        lines.append(f"| {experiment} | {cells} |")
+    return [*lines, ""]
 
 
 # ---------------------------------------------------------------- figures
@@ -733,16 +838,6 @@ def record_start(model_dir: Path) -> int:
     return int(observed[columns].dropna(how="all").index[0].year)
 
 
-def _calibration(model_dir: Path) -> Calibration:
-    calibration = Calibration.load(model_dir)
-    if calibration is None:
-        raise ReportError(
-            f"{model_dir}: no calibration.json; the run's event days are recounted with the "
-            "model's calibrated event levels (retrain the model with this version)"
-        )
-    return calibration
-
-
 def write_run_report(
     results: str,
     out: str | Path,
@@ -757,8 +852,9 @@ def write_run_report(
     ``truth-change.png`` + ``truth_comparison.json`` (with the pre-record hindcast scores)
     into ``out``.
 
-    The truth comparison takes the event rule from the model directory's ``job.yaml``, its
-    event levels from ``calibration.json`` and the record's start from ``background.csv``
+    The truth comparison takes the event rule from the model directory's ``job.yaml`` (for
+    the truth; the run's event days are the store's) and the record's start from
+    ``background.csv``
     (the QC'd daily mooring series it was trained on, also overlaid on the hindcast).
     """
     out = Path(out)
@@ -788,18 +884,25 @@ def write_run_report(
                 f"![event days]({events_png.name})",
                 "",
             ]
+        summary = background_summary(ds)
+        if summary is not None:
+            lines += _background_lines(summary)
+        if "ood_fraction" in ds:
+            ood_png = out / "ood.png"
+            if _ood_figure(ds, ood_png):
+                report.files.append(ood_png)
+                lines += [
+                    *_ood_lines(ds, base, future),
+                    f"![out of distribution]({ood_png.name})",
+                    "",
+                ]
         if truth_index is not None:
             if model is None:
                 raise ReportError("the truth comparison needs model_dir= (event rule, levels)")
             events = _model_events(model)
-            calibration = _calibration(model)
             index = load_truth_index(truth_index)
-            comparison = truth_comparison(
-                ds, index, events, calibration, base=base, future=future, depth=depth
-            )
-            comparison["hindcast"] = hindcast_scores(
-                ds, index, events, calibration, record_start(model)
-            )
+            comparison = truth_comparison(ds, index, events, base=base, future=future, depth=depth)
+            comparison["hindcast"] = hindcast_scores(ds, index, events, record_start(model))
             report.comparison = comparison
             table = out / "truth_comparison.json"
             table.write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")

@@ -8,6 +8,7 @@ equal is computed here independently, from the model directory's own files.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -119,6 +120,13 @@ def test_prediction_is_the_ensemble_plus_the_training_background(twin, model) ->
     members = out.temperature_member.transpose("ensemble", "time", "depth").values
     np.testing.assert_allclose(members[:, inside], (background[None] + pred.member_mean)[:, inside])
     np.testing.assert_allclose(out.event_probability.values, pred.event_probability)
+    # the anomaly is stored as predicted, with the background added and where it comes from
+    np.testing.assert_allclose(out.temperature_anomaly_mean.values, pred.mean, atol=1e-12)
+    stored_background = out.background_temperature.transpose("time", "depth").values
+    np.testing.assert_allclose(stored_background[inside], background[inside], atol=1e-12)
+    np.testing.assert_allclose(mean, stored_background + pred.mean, atol=1e-12)
+    # the reanalysis lies within the mooring record (gaps interpolated): no day is held
+    assert bool((out.background_kind == 0).all())
     assert out["quantile"].values.tolist() == [0.05, 0.25, 0.5, 0.75, 0.95]
     # realistic deep temperatures (°C), ordered quantiles
     assert 12.0 < float(out.temperature_mean.mean()) < 15.0
@@ -143,13 +151,17 @@ def test_winter_statistics_follow_the_event_rule(twin, model) -> None:
     pred = ensemble.predict(sensitive._features(daily).values, t)
     winters = _winter(t)
     assert out["winter"].values.tolist() == sorted(set(winters.tolist())) == [2013, 2014, 2015]
-    np.testing.assert_array_equal(out.winter_days.values, [304, 365, 61])
+    # the statistics count the November-April season: Jan-Apr 2013, Nov 2013-Apr 2014,
+    # Nov-Dec 2014
+    np.testing.assert_array_equal(out.winter_days.values, [120, 181, 61])
+    season = np.isin(pd.DatetimeIndex(t).month, [11, 12, 1, 2, 3, 4])
 
     def expected(probability: np.ndarray, anom: np.ndarray) -> dict[str, np.ndarray]:
         below = xr.DataArray(
             probability >= 0.3, dims=("time", "depth"), coords={"time": t, "depth": [500, 1000]}
         )
-        flags = events_from_flags(below, config=rule).values
+        # the rule runs on the whole series, then only the season's days count
+        flags = events_from_flags(below, config=rule).values & season[:, None]
         starts = flags & ~np.vstack([np.zeros((1, 2), bool), flags[:-1]])
         rows = {"event_days": [], "event_count": [], "peak_intensity": []}
         for w in (2013, 2014, 2015):
@@ -165,6 +177,10 @@ def test_winter_statistics_follow_the_event_rule(twin, model) -> None:
     np.testing.assert_allclose(out.event_probability.transpose("time", "depth"), mixture)
     mean_stats = expected(mixture, anomaly)
     assert mean_stats["event_days"].sum() > 0
+    # the whole winter-year would count more: the season is not a no-op on this series
+    below = xr.DataArray(mixture >= 0.3, dims=("time", "depth"), coords={"time": t})
+    whole_year = events_from_flags(below, config=rule).values
+    assert whole_year.sum() > mean_stats["event_days"].sum()
     for name, values in mean_stats.items():
         np.testing.assert_allclose(out[name].transpose("winter", "depth").values, values, atol=1e-9)
     for m in range(2):
@@ -205,6 +221,10 @@ def test_background_continues_outside_the_record(twin, model) -> None:
     t_after = (pd.DatetimeIndex(days[after]) - last).days.to_numpy(dtype=float)
     np.testing.assert_allclose(ahead[after, 0], known[last] + slope * t_after, rtol=1e-10)
     assert abs(slope) > 1e-6  # a trend, not a hold
+    # the kind flags say which: inside the record 0, outside 1 (held) or 2 (trend)
+    inside = (days >= np.datetime64(first)) & (days <= np.datetime64(last))
+    np.testing.assert_array_equal(model.background_kind_on(days)[:, 0], np.where(inside, 0, 1))
+    np.testing.assert_array_equal(trend.background_kind_on(days)[:, 0], np.where(inside, 0, 2))
 
 
 def test_scenario_context_is_one_continuous_run(twin, model) -> None:
@@ -222,9 +242,24 @@ def test_scenario_context_is_one_continuous_run(twin, model) -> None:
         np.testing.assert_allclose(warm[name].values, whole[name].values, rtol=0, atol=1e-9)
     assert float(np.abs(warm.temperature_mean - cold.temperature_mean).max()) > 1e-4
     np.testing.assert_array_equal(warm.time.values, ssp.time.values)
-    # the first scenario winter (Nov 2014 - Oct 2015) counts the context's Nov-Dec 2014
-    assert warm.winter_days.sel(winter=2015).item() == 365
-    assert cold.winter_days.sel(winter=2015).item() == 304
+    # the scenario lies after the mooring record: its background is the record's last value,
+    # held and flagged so (anomaly-only), and the anomaly is stored beside the temperature
+    table = pd.read_csv(twin["model_dir"] / "background.csv", parse_dates=["time"])
+    table = table.set_index("time")
+    for depth in (500, 1000):
+        last = table[f"observed_{depth}"].dropna().index[-1]
+        assert last < pd.Timestamp(ssp.time.values[0])
+        one = warm.sel(depth=depth)
+        assert bool((one.background_kind == 1).all())
+        np.testing.assert_allclose(
+            one.background_temperature, table.loc[last, f"background_{depth}"]
+        )
+        np.testing.assert_allclose(
+            one.temperature_mean - one.background_temperature, one.temperature_anomaly_mean
+        )
+    # the first scenario season (Nov 2014 - Apr 2015) counts the context's Nov-Dec 2014
+    assert warm.winter_days.sel(winter=2015).item() == 181
+    assert cold.winter_days.sel(winter=2015).item() == 120
     # a context that does not end the day before is not used
     gap = model.predict(ssp, context=hist.isel(time=slice(None, -5)), config=config)
     assert gap.attrs["context_days"] == 0
@@ -261,3 +296,32 @@ def test_model_directory_checksum_and_once_per_process_cache(twin, tmp_path: Pat
     (copy / "features.json").unlink()
     with pytest.raises(InferenceError, match=r"features\.json is missing"):
         TrainedModel.load(copy)
+
+
+def test_out_of_distribution_scores_per_winter(twin, model) -> None:
+    """Per winter: the fraction of Nov-Apr days with any input beyond 4 training stds of its
+    training mean (normalisation.json), and the largest such distance; a warmer atmosphere
+    than the model ever saw is scored out of distribution."""
+    daily = twin["era5"]
+    out = model.predict(daily)
+    norm = json.loads((twin["model_dir"] / "normalisation.json").read_text())
+    features = model_features(daily, load_feature_spec(twin["model_dir"]))
+    assert [str(f) for f in features["feature"].values] == norm["feature_names"]
+    z = np.abs((features.values - np.array(norm["feature_mean"])) / np.array(norm["feature_std"]))
+    t = daily["time"].values
+    winters = _winter(t)
+    season = np.isin(pd.DatetimeIndex(t).month, [11, 12, 1, 2, 3, 4])
+    for w in (2013, 2014, 2015):
+        days = z[(winters == w) & season]
+        largest = np.nanmax(days, axis=1)
+        assert out.ood_fraction.sel(winter=w).item() == pytest.approx(np.mean(largest > 4.0))
+        assert out.ood_max_z.sel(winter=w).item() == pytest.approx(largest.max())
+    # the training reanalysis lies mostly inside its own training range
+    assert float(out.ood_fraction.max()) < 0.5
+    # air warmer by 7 training stds of tas (which hold the seasonal cycle: a range over all
+    # days is blunt for warming) in every region: every winter day is outside
+    names = norm["feature_names"]
+    tas_std = max(s for n, s in zip(names, norm["feature_std"], strict=True) if n[:4] == "tas@")
+    hot = model.predict(daily.assign(tas=daily["tas"] + 7.0 * tas_std))
+    np.testing.assert_array_equal(hot.ood_fraction.values, 1.0)
+    assert bool((hot.ood_max_z >= out.ood_max_z).all()) and float(hot.ood_max_z.min()) > 7.0

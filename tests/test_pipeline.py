@@ -30,9 +30,11 @@ from helpers import RUN_TWIN, small_preset
 from cascadia.cli import main
 from cascadia.learning.jobs import TrainJob, smoke_train_job
 from cascadia.learning.train_job import run_train_job
+from cascadia.mooring.events import events_from_flags
 from cascadia.run.cluster import open_cluster
 from cascadia.run.inference import InferenceConfig, TrainedModel, load_count
 from cascadia.run.pipeline import RunSummary, run_pipeline
+from cascadia.run.spread import combo_winters
 from cascadia.run.store import COMBO_DIMS, RESULT_VARS, combo_status
 from cascadia.sources.cache import PredictorCache, fingerprint
 from cascadia.sources.catalog import enumerate_combos, open_collection
@@ -185,7 +187,7 @@ def test_every_combination_runs_and_equals_the_model_in_memory(twin, first_run) 
     assert bool(leap.sel(member_id="r1i1p1f1", time="2008-02-29").notnull().all())
     # a scenario continues its historical run: its first winter is complete
     ssp = ds.sel(dict(zip(COMBO_DIMS, CMIP_SSP, strict=True)))
-    assert ssp.winter_days.sel(winter=2015).item() == 365
+    assert ssp.winter_days.sel(winter=2015).item() == 181  # its Nov-Apr season
     assert bool(ssp.temperature_mean.sel(time=slice("2004", "2014")).isnull().all())
 
 
@@ -324,3 +326,57 @@ def test_a_killed_run_resumes_with_only_the_missing_combinations(twin, first_run
         a = first.temperature_mean.sel(where).values
         if str(first.status.sel(where).values) == "done":
             np.testing.assert_array_equal(again.temperature_mean.sel(where).values, a)
+
+
+def _season_recount(probability: np.ndarray, time: np.ndarray, level: float, rule) -> pd.Series:
+    """Event days per Nov-Apr season from a daily probability: flagged at ``level``, then
+    the duration/gap rule on the whole series, scaled to the full standard season."""
+    below = xr.DataArray(probability >= level, dims="time", coords={"time": time})
+    flags = events_from_flags(below, config=rule).values
+    days = pd.DatetimeIndex(time)
+    label = days.year + (days.month >= 11)
+    season = days.month.isin([11, 12, 1, 2, 3, 4])
+    out = {}
+    for w in np.unique(label):
+        full = (pd.Timestamp(w, 5, 1) - pd.Timestamp(w - 1, 11, 1)).days
+        have = (season & np.isfinite(probability))[label == w].sum()
+        n = (flags & season)[label == w].sum()
+        out[int(w)] = n * full / have if have >= 0.9 * full else np.nan
+    return pd.Series(out)
+
+
+def test_stored_event_days_equal_a_recount_of_the_stored_probability(twin, first_run) -> None:
+    """The store's per-winter event days count the Nov-Apr season: the same numbers as a
+    recount from the stored daily event probability (the model's levels and rule), but for
+    a scenario's first winter, whose Nov-Dec days the store takes from the scenario's own
+    warm-started context run and the recount from the historical run."""
+    ds = _open_strict(first_run["out"])
+    model = TrainedModel.load(twin["model"])
+    calibration = model.ensemble.calibration
+    assert calibration is not None
+    stored = combo_winters(ds)["event_days"]
+    time = ds["time"].values
+    compared, first_winter = 0, []
+    for combo, status in _by_combo(first_run["summary"]).items():
+        if status != "done":
+            continue
+        where = dict(zip(COMBO_DIMS, combo, strict=True))
+        for j, depth in enumerate(calibration.depths):
+            level = calibration.event_probability_threshold[j]
+            prob = ds["event_probability"].sel(depth=depth)
+            own = prob.sel(where).values.astype(np.float64)
+            if combo[0] == "ssp585":  # joined: historical before the scenario's first day
+                history = prob.sel({**where, "experiment": "historical"}).values
+                cut = int(np.flatnonzero(np.isfinite(own))[0])
+                own = np.concatenate([history[:cut], own[cut:]])
+            recount = _season_recount(own, time, level, model.events)
+            mine = stored.sel({**where, "depth": depth}).to_pandas().reindex(recount.index)
+            assert (recount.notna() == mine.notna()).all(), (combo, depth)
+            both = recount.notna() & mine.notna()
+            if combo[0] == "ssp585":
+                first_winter.append(float(abs(recount[2015] - mine[2015])))
+                both[2015] = False
+            np.testing.assert_allclose(mine[both], recount[both], atol=1e-9, err_msg=str(combo))
+            compared += int(both.sum())
+    print(f"compared {compared} winters; first scenario winter |store - recount|: {first_winter}")
+    assert compared > 20

@@ -22,8 +22,15 @@ import pytest
 import s3_server
 import xarray as xr
 
+from cascadia.report import background_summary, ood_by_period, write_run_report
 from cascadia.run.spread import SpreadError, SpreadOptions, spread_statistics, write_spread
-from cascadia.run.store import ResultsSchema, initialise_store, mark_failed, write_combo
+from cascadia.run.store import (
+    ResultsSchema,
+    initialise_store,
+    mark_failed,
+    open_schema,
+    write_combo,
+)
 
 s3_options = s3_server.s3_options
 
@@ -41,7 +48,9 @@ MISSING = ("historical", "MOD-C", "r2")
 GAP = ("ssp245", "MOD-A", "r1")
 GAP_DAYS = (np.datetime64("2050-01-01"), np.datetime64("2050-02-09"))  # 40 of 181 days
 SCENARIO_START = np.datetime64("2015-01-01")
+RECORD_END = np.datetime64("2023-12-31")  # the mooring record; the background is held after
 PERIODS = ((1993, 2022), (2041, 2060), (2080, 2100))
+EVENT_BASES = ("event_days", "event_count", "peak_intensity")
 PERCENTILES = (10.0, 50.0, 90.0)
 # event-day trend per winter after 2015: models A and B lose days, C gains under ssp585
 SLOPES = {
@@ -102,14 +111,36 @@ def _source(combo: tuple[str, str, str], seed: int) -> Source:
     if combo == FAILED:  # a leak of this combination into any statistic is obvious
         temp = temp + 100.0
         events = {k: v + 999.0 for k, v in events.items()}
-    return {"time": time.values, "temperature": temp, "events": events}
+    # the model's background: warming inside the mooring record, held after it
+    inside = time <= RECORD_END
+    held = np.minimum(years, float(years[inside][-1]) if inside.any() else 31.0)
+    background = np.stack([13.0 + 0.03 * held, 12.8 + 0.015 * held], axis=1).astype(np.float32)
+    return {
+        "time": time.values,
+        "temperature": temp,
+        "anomaly": (temp - background).astype(np.float32),
+        "background": background,
+        "kind": np.repeat(np.where(inside, 0.0, 1.0)[:, None], 2, axis=1).astype(np.float32),
+        "events": events,
+        # out-of-distribution days grow with the scenario's warming after 2015
+        "ood": np.where(
+            (w >= first) & (w <= last), np.clip(warming * 10 * (w - 2015), 0, 1), np.nan
+        ).astype(np.float32),
+    }
 
 
 def _dataset(src: Source, schema: ResultsSchema) -> xr.Dataset:
     """The store's result variables: ours from ``src``, the others filled with a constant
     (member event statistics = ours -1 / 0 / +1 across the deep ensemble)."""
-    ours = {"temperature_mean": ("time", "depth"), **dict.fromkeys(src["events"], WINTER_DEPTH)}
-    data = {"temperature_mean": src["temperature"], **src["events"]}
+    daily = {
+        "temperature_mean": "temperature",
+        "temperature_anomaly_mean": "anomaly",
+        "background_temperature": "background",
+        "background_kind": "kind",
+    }
+    ours = {**dict.fromkeys(daily, ("time", "depth")), **dict.fromkeys(src["events"], WINTER_DEPTH)}
+    data = {**{k: src[v] for k, v in daily.items()}, **src["events"], "ood_fraction": src["ood"]}
+    ours["ood_fraction"] = ("winter",)
     sizes = {"time": len(src["time"]), "depth": 2, "winter": len(WINTERS), "ensemble": ENSEMBLE}
     sizes["quantile"] = len(schema.quantiles)
     variables: dict[str, Any] = {k: (dims, data[k]) for k, dims in ours.items()}
@@ -195,6 +226,7 @@ def _joined(combo: tuple[str, str, str], sources: dict) -> Source:
     return {
         "time": np.concatenate([hist["time"][before], src["time"]]),
         "temperature": np.concatenate([hist["temperature"][before], src["temperature"]]),
+        "anomaly": np.concatenate([hist["anomaly"][before], src["anomaly"]]),
         "events": {
             k: np.where(w < 2015, hist["events"][k], src["events"][k]) for k in src["events"]
         },
@@ -203,17 +235,19 @@ def _joined(combo: tuple[str, str, str], sources: dict) -> Source:
 
 def _winter_values(src: Source) -> dict[str, np.ndarray]:
     """Per winter and depth: Nov-Apr mean (>= 90 % of days), event stats of covered winters."""
-    out = {k: np.full((len(WINTERS), 2), np.nan) for k in ("winter_temperature", *src["events"])}
+    daily = {"winter_temperature": "temperature", "winter_temperature_anomaly": "anomaly"}
+    out = {k: np.full((len(WINTERS), 2), np.nan) for k in (*daily, *src["events"])}
     time = src["time"]
     for i, year in enumerate(WINTERS):
         season = pd.date_range(f"{year - 1}-11-01", f"{year}-04-30", freq="D").values
         pos = np.minimum(np.searchsorted(time, season), len(time) - 1)
         present = time[pos] == season
-        values = np.where(present[:, None], src["temperature"][pos], np.nan)
-        for depth in range(2):
-            ok = values[~np.isnan(values[:, depth]), depth].astype(np.float64)
-            if len(ok) >= 0.9 * len(season):
-                out["winter_temperature"][i, depth] = np.mean(ok)
+        for name, key in daily.items():
+            values = np.where(present[:, None], src[key][pos], np.nan)
+            for depth in range(2):
+                ok = values[~np.isnan(values[:, depth]), depth].astype(np.float64)
+                if len(ok) >= 0.9 * len(season):
+                    out[name][i, depth] = np.mean(ok)
         covered = int(np.sum(~np.isnan(values).all(axis=1)))
         if covered < 0.9 * len(season):
             continue
@@ -235,7 +269,8 @@ def expected(sources: dict, results: xr.Dataset) -> dict[str, np.ndarray]:
     exps, models = _labels(results, "experiment"), _labels(results, "source_id")
     out: dict[str, np.ndarray] = {}
     k = 2  # depths
-    for base in ("winter_temperature", "event_days", "event_count", "peak_intensity"):
+    bases = ("winter_temperature", "winter_temperature_anomaly", *EVENT_BASES)
+    for base in bases:
         model = np.full((len(exps), len(models), len(WINTERS), k), np.nan)
         mm = {s: np.full((len(exps), len(WINTERS), k), np.nan) for s in ("mean", "std", "n")}
         pct = np.full((len(exps), len(PERCENTILES), len(WINTERS), k), np.nan)
@@ -264,8 +299,13 @@ def expected(sources: dict, results: xr.Dataset) -> dict[str, np.ndarray]:
         out[f"{base}_multimodel_std"] = mm["std"]
         out[f"{base}_multimodel_count"] = mm["n"]
         out[f"{base}_multimodel_percentile"] = pct
-        if base in ("winter_temperature", "event_days"):
+        if base in ("winter_temperature", "winter_temperature_anomaly", "event_days"):
             out.update(_expected_periods(base, per_combo, exps, models, k))
+    # after the record (both future periods) the temperature change is the anomaly's
+    future = [PERIODS.index(p) for p in PERIODS[1:]]
+    for stat in ("model_change", "multimodel_change", "model_agreement", "model_count"):
+        absolute = out[f"winter_temperature_period_{stat}"]
+        absolute[..., future, :] = out[f"winter_temperature_anomaly_period_{stat}"][..., future, :]
     return out
 
 
@@ -400,7 +440,7 @@ def test_deep_ensemble_dim_is_averaged_first(results: xr.Dataset) -> None:
 
 def test_cf_attributes(results: xr.Dataset) -> None:
     names = [n for n in results.data_vars if results[n].attrs.get("cascadia_role")]
-    assert len(names) == 4 * 5 + 2 * 6 + 1
+    assert len(names) == 5 * 5 + 3 * 6 + 1
     for name in names:
         attrs = results[name].attrs
         assert attrs["units"] and attrs["long_name"] and attrs["cell_methods"], name
@@ -428,6 +468,9 @@ def test_rerun_replaces_and_keeps_the_rest(store: str, tmp_path: Path, results: 
     other = _open_strict(copy)
     assert other["percentile"].values.tolist() == [25.0, 75.0]
     assert set(other.data_vars) == set(results.data_vars)
+    # the store's own coordinates stay coordinates, and the store still takes a run
+    assert "season_bounds" in other.coords and "season_bounds" in results.coords
+    assert open_schema(copy) is not None
     models = results["event_days_model_mean"].transpose("experiment", "source_id", ...)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN winters
@@ -478,3 +521,53 @@ def test_write_spread_on_s3_equals_local(
     got = _open_strict(f"s3://{remote}", storage_options=s3_options)
     xr.testing.assert_identical(got, want)
     assert np.isfinite(got["event_days_period_model_agreement"].sel(experiment="ssp585")).any()
+
+
+def test_temperature_change_after_the_record_is_the_anomalys(results: xr.Dataset) -> None:
+    """The held background adds the same step to every scenario's absolute temperature after
+    the mooring record: the stored change there is the anomaly's, and says so."""
+    sel = {"period": "2080-2100", "depth": 500.0}
+    change = results["winter_temperature_period_model_change"].sel(sel)
+    anomaly = results["winter_temperature_anomaly_period_model_change"].sel(sel)
+    xr.testing.assert_equal(change, anomaly)
+    means = results["winter_temperature_period_model_mean"].sel(depth=500.0)
+    absolute = means.sel(period="2080-2100") - means.sel(period="1993-2022")
+    step = (absolute - change).sel(experiment=list(SCENARIOS))
+    # the background's step (held value - its 1993-2022 mean, ~0.03 degC/yr x 16.5 yr):
+    # one number for every scenario and model, which a reader must not take as a projection
+    assert float(step.min()) == pytest.approx(float(step.max()), abs=1e-5)
+    assert 0.45 < float(step.mean()) < 0.55
+    # the baseline is inside the record: its statistics are absolute
+    base = results["winter_temperature_period_multimodel_mean"].sel(period="1993-2022")
+    assert 13.0 < float(base.sel(experiment="reanalysis", depth=500.0)) < 14.0
+    attrs = results["winter_temperature_period_multimodel_change"].attrs
+    assert attrs["anomaly_only_periods"] == "2041-2060 2080-2100"
+    assert "not projected" in attrs["warning"]
+    assert "anomaly" in attrs["long_name"]
+    assert "not projected" in results["winter_temperature_multimodel_mean"].attrs["warning"]
+    assert "warning" not in results["event_days_period_multimodel_change"].attrs
+
+
+def test_report_says_where_temperature_is_anomaly_only_and_shows_ood(
+    store: str, results: xr.Dataset, tmp_path: Path
+) -> None:
+    summary = background_summary(results)
+    assert summary is not None
+    assert summary["anomaly_only_periods"] == ["2041-2060", "2080-2100"]
+    row = summary["depths"]["500"]
+    assert row["record"] == ["1992-11-01", "2023-12-31"]
+    # one held value after the record: the background of 2023-12-31 (13.0 + 0.03 x 31.0 yr)
+    assert row["held_after_record"] == [pytest.approx(13.93, abs=1e-3)]
+    # 4 done scenario combos x 2 + ... : 2024-2100 of every scenario day is held
+    assert 0.5 < row["anomaly_only_share"] < 0.8
+    # per experiment as stored (0.1 / 0.3 per winter after 2015 under ssp245 / ssp585)
+    ood = ood_by_period(results, ((1993, 2022), (2080, 2100)))
+    assert ood["ssp245"]["1993-2022"] == pytest.approx(np.mean(0.1 * np.arange(8)))
+    assert ood["ssp585"]["2080-2100"] == pytest.approx(1.0)
+    assert ood["historical"]["1993-2022"] == pytest.approx(0.0)
+    assert ood["reanalysis"]["2080-2100"] is None
+    report = write_run_report(store, tmp_path / "report")
+    text = (tmp_path / "report/report.md").read_text()
+    assert "anomaly-only" in text and "13.930" in text and "2041-2060, 2080-2100" in text
+    assert "| ssp245 | 0.35 | 1.00 |" in text
+    assert (tmp_path / "report/ood.png") in report.files

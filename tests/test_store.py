@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
+import shutil
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import zarr
 
 from cascadia.run import store as store_module
 from cascadia.run.store import (
@@ -110,6 +112,13 @@ def test_initialise_is_lazy_and_cf(store: Path) -> None:
     assert ds["quantile"].values.tolist() == [0.05, 0.25, 0.5, 0.75, 0.95]
     assert ds.sizes["ensemble"] == M and ds.sizes["winter"] == 3
     assert bool(ds.temperature_mean.isnull().all())
+    # winter statistics count the November-April season, and the store says which days
+    np.testing.assert_array_equal(
+        ds.season_bounds.sel(winter=2001).values,
+        np.array(["2000-11-01", "2001-05-01"], dtype="datetime64[ns]"),
+    )
+    for name in ("event_days", "member_peak_intensity", "winter_days"):
+        assert "November-April season" in ds[name].attrs["cell_methods"], name
     df = combo_status(str(store))
     assert len(df) == 8 and set(df.status) == {"missing"}
 
@@ -243,6 +252,14 @@ def test_prepare_store_reuses_a_compatible_store_and_names_what_does_not_fit(
         "member_series",
     )
     assert combo_status(str(path)).set_index(list(COMBO_DIMS)).loc[COMBOS[0], "status"] == "done"
+
+    # a store of an older cascadia (whole winter-year statistics) is not written into
+    older = tmp_path / "older.zarr"
+    initialise_store(str(older), first)
+    shutil.rmtree(older / "season_bounds")
+    zarr.consolidate_metadata(str(older), zarr_format=2)
+    with pytest.raises(StoreError, match="whole winter-years"):
+        prepare_store(str(older), first)
 
     other = tmp_path / "not-a-store"
     other.mkdir()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from cascadia.learning.evaluation import forecast_events
 from cascadia.learning.features import FEATURES_FILE, FeatureSpec, load_feature_spec, model_features
 from cascadia.mooring.events import EventConfig, winter_labels, winter_statistics
 from cascadia.mooring.targets import BackgroundConfig, TargetError, extend_background
+from cascadia.run.store import OOD_Z, SEASON_MONTHS
 
 __all__ = [
     "InferenceConfig",
@@ -271,17 +273,35 @@ class TrainedModel:
         table = self.background
         axis = pd.date_range(min(days[0], table.index[0]), max(days[-1], table.index[-1]))
         out = np.empty((len(days), len(self.depths)))
-        for j, depth in enumerate(self.depths):
-            observed = table[f"observed_{depth:g}"].notna().to_numpy()
-            if not observed.any():
-                raise InferenceError(
-                    f"{self.directory}/background.csv has no observed day at {depth:g} m"
-                )
-            first, last = np.flatnonzero(observed)[[0, -1]]
-            known = table[f"background_{depth:g}"].iloc[first : last + 1]
+        for j, (first, last) in enumerate(self._records()):
+            known = table[f"background_{self.depths[j]:g}"].loc[first:last]
             values = known.reindex(axis).to_numpy(dtype=np.float64)
             filled = extend_background(values, axis, self.background_config)
             out[:, j] = pd.Series(filled, index=axis).reindex(days).to_numpy()
+        return out
+
+    def background_kind_on(self, time: Any) -> npt.NDArray[np.float64]:
+        """Where :meth:`background_on` comes from, ``(time, depth)``: 0 inside the observed
+        record, outside it 1 (``hold``) or 2 (``linear_trend``): the
+        :data:`cascadia.run.store.BACKGROUND_KINDS` flags marking anomaly-only values."""
+        days = pd.DatetimeIndex(np.asarray(time)).normalize().to_numpy()
+        outside = 1.0 if self.background_config.extrapolation == "hold" else 2.0
+        out = np.empty((len(days), len(self.depths)))
+        for j, (first, last) in enumerate(self._records()):
+            inside = (days >= first.to_datetime64()) & (days <= last.to_datetime64())
+            out[:, j] = np.where(inside, 0.0, outside)
+        return out
+
+    def _records(self) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+        """First and last observed day of each depth in ``background.csv``."""
+        out = []
+        for depth in self.depths:
+            observed = self.background[f"observed_{depth:g}"].dropna()
+            if observed.empty:
+                raise InferenceError(
+                    f"{self.directory}/background.csv has no observed day at {depth:g} m"
+                )
+            out.append((observed.index[0], observed.index[-1]))
         return out
 
     def predict(
@@ -312,9 +332,9 @@ class TrainedModel:
             ``_member`` (°C, background added), ``event_probability``; per winter
             holding any of those days: ``event_days``, ``event_count``,
             ``peak_intensity`` of the mixture-mean anomaly and ``member_*`` of each
-            member, over the whole run (a scenario's first winter includes its
-            context's days), with ``winter_days`` the days they cover. Attributes
-            record the checksum and the context days used.
+            member, over the November-April season of the whole run (a scenario's first
+            winter includes its context's days), with ``winter_days`` the days they cover.
+            Attributes record the checksum and the context days used.
 
         Raises
         ------
@@ -342,8 +362,10 @@ class TrainedModel:
         stats, member_stats = self._winter_statistics(
             time, pred.mean, mean_events, pred.member_mean, member_events, time[own]
         )
+        ood = self.out_of_distribution(matrix).sel(winter=stats["winter"])
         time = time[own]
         background = self.background_on(time)
+        kind = self.background_kind_on(time)
         members = np.arange(self.n_members)
         coords = {
             "time": time,
@@ -355,6 +377,9 @@ class TrainedModel:
         out = xr.Dataset(
             {
                 "temperature_mean": (td, background + pred.mean[own]),
+                "temperature_anomaly_mean": (td, pred.mean[own]),
+                "background_temperature": (td, background),
+                "background_kind": (td, kind),
                 "temperature_std": (td, pred.std[own]),
                 "temperature_quantile": (
                     ("quantile", *td),
@@ -372,6 +397,8 @@ class TrainedModel:
                 member_stats[name].transpose("winter", "ensemble", "depth").astype(np.float64)
             )
         out["winter_days"] = stats["valid_days"].max("depth").astype(np.float64)
+        for name in ("ood_fraction", "ood_max_z"):
+            out[name] = ood[name].drop_vars([c for c in ood.coords if c != "winter"])
         out = out.assign_coords(ensemble=members)
         out.attrs.update({"model_checkpoint_hash": self.checksum, "context_days": int(n_context)})
         return out
@@ -386,21 +413,73 @@ class TrainedModel:
         own_time: npt.NDArray[Any],
     ) -> tuple[xr.Dataset, xr.Dataset]:
         """Per-winter statistics over the whole run (context included), for the winters
-        holding at least one of the combination's own days."""
+        holding at least one of the combination's own days.
+
+        Only the days of a winter's November-April season count (:data:`SEASON_MONTHS`,
+        the season event days are labelled with, docs/events.md); the event rule itself
+        runs on the whole series, so an event crossing the season's edge keeps its
+        in-season days and counts as starting on its first in-season day.
+        """
         depths = list(self.depths)
         dims = ("time", "depth")
         coords = {"time": time, "depth": depths}
-        anomaly = xr.DataArray(mean, dims=dims, coords=coords)
+        # the event rule ran on the whole series; the statistics count the season's days
+        season = np.isin(pd.DatetimeIndex(time).month, SEASON_MONTHS)[:, None]
+        anomaly = xr.DataArray(np.where(season, mean, np.nan), dims=dims, coords=coords)
         stats = winter_statistics(
-            anomaly, config=self.events, events=anomaly.copy(data=mean_events)
+            anomaly, config=self.events, events=anomaly.copy(data=mean_events & season)
         )
-        members = xr.DataArray(member_mean, dims=("ensemble", *dims), coords=coords)
+        members = xr.DataArray(
+            np.where(season[None], member_mean, np.nan), dims=("ensemble", *dims), coords=coords
+        )
         member_stats = winter_statistics(
-            members, config=self.events, events=members.copy(data=member_events)
+            members, config=self.events, events=members.copy(data=member_events & season[None])
         )
         start = self.events.winter_start_month
         own = np.unique(winter_labels(xr.DataArray(own_time, dims="time"), start).values)
-        return stats.sel(winter=own), member_stats.sel(winter=own)
+        stats, member_stats = stats.sel(winter=own), member_stats.sel(winter=own)
+        # a winter whose season holds none of the run's days has no statistics (not zero)
+        seen = stats["valid_days"].max("depth") > 0
+        for table in (stats, member_stats):
+            for name in ("event_days", "event_count"):
+                table[name] = table[name].where(seen)
+        return stats, member_stats
+
+    def out_of_distribution(self, matrix: xr.DataArray) -> xr.Dataset:
+        """Per winter: how far the model's inputs lie from the distribution it learnt on.
+
+        The model directory keeps each input's training mean and standard deviation
+        (``normalisation.json``), not its training minimum and maximum, so the training
+        range is taken as mean ± :data:`OOD_Z` standard deviations (about the extremes
+        of a few decades of daily, near-Gaussian values). Over the winter's
+        November-April days (as the event statistics): ``ood_fraction``, the fraction of
+        days on which any input lies outside that range, and ``ood_max_z``, the largest
+        ``|x - mean| / std`` of any input.
+        """
+        norm = self.ensemble.normalisation
+        mean = np.asarray(norm.feature_mean)
+        std = np.asarray(norm.feature_std)
+        with np.errstate(invalid="ignore"):
+            z = np.abs((np.asarray(matrix.values, dtype=np.float64) - mean) / std)
+        time = matrix["time"].values
+        season = np.isin(pd.DatetimeIndex(time).month, SEASON_MONTHS)
+        valid = np.isfinite(z).any(axis=1) & season
+        largest = np.where(valid, np.nanmax(np.where(np.isfinite(z), z, -np.inf), axis=1), np.nan)
+        outside = np.where(valid, largest > OOD_Z, np.nan)
+        daily = xr.Dataset(
+            {"ood_fraction": ("time", outside), "ood_max_z": ("time", largest)},
+            coords={"time": time},
+        )
+        winter = winter_labels(daily["time"], self.events.winter_start_month)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+            return xr.Dataset(
+                {
+                    "ood_fraction": daily["ood_fraction"].groupby(winter).mean(),
+                    "ood_max_z": daily["ood_max_z"].groupby(winter).max(),
+                }
+            )
 
     def _features(self, series: xr.Dataset) -> xr.DataArray:
         """The model's feature matrix, its columns checked against the training ones."""

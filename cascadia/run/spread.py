@@ -37,14 +37,37 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from cascadia.run.store import SEASON_MONTHS
+
 COMBO_DIMS: tuple[str, str, str] = ("experiment", "source_id", "member_id")
 PERIODS: tuple[tuple[int, int], ...] = ((1993, 2022), (2041, 2060), (2080, 2100))
 PERCENTILES: tuple[float, ...] = (10.0, 50.0, 90.0)
-SEASON_MONTHS: tuple[int, ...] = (11, 12, 1, 2, 3, 4)
 HISTORICAL = "historical"
+#: Daily store variables read per combination (those present), and their winter values.
+DAILY_VARS: tuple[str, ...] = ("temperature_mean", "temperature_anomaly_mean", "background_kind")
+WINTER_DAILY: dict[str, str] = {
+    "winter_temperature": "temperature_mean",
+    "winter_temperature_anomaly": "temperature_anomaly_mean",
+    "winter_anomaly_only": "background_kind",
+}
 EVENT_VARS: tuple[str, ...] = ("event_days", "event_count", "peak_intensity")
 # the bases that get period means, changes and agreement
-PERIOD_BASES: tuple[str, ...] = ("winter_temperature", "event_days")
+PERIOD_BASES: tuple[str, ...] = ("winter_temperature", "winter_temperature_anomaly", "event_days")
+#: Period statistics of ``winter_temperature`` taken from the anomaly where a period has
+#: anomaly-only winters (background held outside the mooring record, docs/spread.md).
+CHANGE_STATS: tuple[str, ...] = (
+    "period_model_change",
+    "period_multimodel_change",
+    "period_model_agreement",
+    "period_model_count",
+)
+ANOMALY_ONLY_WARNING = (
+    "outside the mooring record the stored background is held (or trend-continued), not "
+    "projected: temperature_mean there is the predicted anomaly plus that background, and "
+    "its change is the same in every scenario's background part; changes of periods with "
+    "such winters (anomaly_only_periods) are changes of the predicted anomaly only "
+    "(temperature_anomaly_mean), not of the deep temperature"
+)
 LIKELY = 0.66  # IPCC calibrated language: "likely" = 66-100 % probability
 VERY_LIKELY = 0.90
 MARKER = {"cascadia_role": "spread_statistics"}
@@ -186,7 +209,8 @@ class _Reader:
 
     def __init__(self, results: xr.Dataset, historical: int | None) -> None:
         self.results = results
-        self.names = ["temperature_mean", *(v for v in EVENT_VARS if v in results)]
+        daily = [v for v in DAILY_VARS if v in results]
+        self.names = [*daily, *(v for v in EVENT_VARS if v in results)]
         self.historical = historical
         self._kept: dict[tuple[int, ...], dict[str, np.ndarray]] = {}
 
@@ -201,7 +225,7 @@ class _Reader:
         where = dict(zip(COMBO_DIMS, index, strict=True))
         fetched = dask.compute(*(self.results[n].isel(where) for n in self.names))
         out = {
-            name: _values(one, "time" if name == "temperature_mean" else "winter")
+            name: _values(one, "time" if name in DAILY_VARS else "winter")
             for name, one in zip(self.names, fetched, strict=True)
         }
         if index[0] == self.historical:
@@ -220,9 +244,11 @@ def _join(
         return own
     cut = int(covered[0])
     before = layout.winters < layout.winter_of_day[cut]
-    out = {"temperature_mean": np.concatenate([history["temperature_mean"][:cut], daily[cut:]])}
+    out = {}
     for name, vals in own.items():
-        if name != "temperature_mean":
+        if name in DAILY_VARS:
+            out[name] = np.concatenate([history[name][:cut], vals[cut:]])
+        else:
             out[name] = np.where(_along(before, vals.ndim), history[name], vals)
     return out
 
@@ -238,6 +264,16 @@ def _one_combo(
     mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     enough_days = counts / full >= options.min_winter_coverage
     out = {"winter_temperature": np.where(enough_days, mean, np.nan)}
+    if "temperature_anomaly_mean" in data:
+        sums, counts = _season_sums(data["temperature_anomaly_mean"], layout.season_index, n_w)
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        ok = counts / full >= options.min_winter_coverage
+        out["winter_temperature_anomaly"] = np.where(ok, mean, np.nan)
+    if "background_kind" in data:
+        # 1 where any season day of the winter has a background not from the record
+        held = np.where(np.isfinite(data["background_kind"]), data["background_kind"] > 0, np.nan)
+        sums, counts = _season_sums(held, layout.season_index, n_w)
+        out["winter_anomaly_only"] = np.where(counts > 0, (sums > 0).astype(np.float64), np.nan)
     # a day is covered when the combination has a prediction (at any depth) on it
     any_day = np.isfinite(daily).reshape(daily.shape[0], -1).any(axis=1)
     covered = _season_sums(any_day.astype(np.float64), layout.season_index, n_w)[0]
@@ -265,7 +301,11 @@ def combo_winters(results: xr.Dataset, options: SpreadOptions | None = None) -> 
     _check_store(results)
     layout = _Layout.of(results, options)
     done = done_mask(results)
-    extra = {"winter_temperature": _extra_dims(results["temperature_mean"], ("time",))}
+    extra = {
+        name: _extra_dims(results[source], ("time",))
+        for name, source in WINTER_DAILY.items()
+        if source in results
+    }
     extra.update(
         {v: _extra_dims(results[v], ("winter", "ensemble")) for v in EVENT_VARS if v in results}
     )
@@ -330,6 +370,7 @@ def _check_store(results: xr.Dataset) -> None:
 # base -> store variable it is made from
 BASES: dict[str, str] = {
     "winter_temperature": "temperature_mean",
+    "winter_temperature_anomaly": "temperature_anomaly_mean",
     "event_days": "event_days",
     "event_count": "event_count",
     "peak_intensity": "peak_intensity",
@@ -340,10 +381,19 @@ WINTER_TEMPERATURE = (
 )
 
 
+WINTER_ANOMALY = (
+    "winter (November-April) mean of the deep-ensemble mean daily sea water temperature "
+    "anomaly against the background",
+    WINTER_TEMPERATURE[1],
+)
+
+
 def _base_description(base: str, source: xr.DataArray) -> tuple[str, str]:
     """What a base is and its cell_methods at the combination level (before the spread)."""
     if base == "winter_temperature":
         return WINTER_TEMPERATURE
+    if base == "winter_temperature_anomaly":
+        return WINTER_ANOMALY
     what = str(source.attrs.get("long_name", base.replace("_", " ")))
     cells = str(source.attrs.get("cell_methods", "time: sum"))
     if base == "event_days":
@@ -410,6 +460,28 @@ def period_changes(combo: xr.DataArray, options: SpreadOptions) -> dict[str, xr.
             "period_model_agreement": agreement,
             "period_model_count": n_models.astype(np.int32),
         }
+
+
+def anomaly_only_periods(combos: xr.Dataset, options: SpreadOptions) -> list[str]:
+    """Labels of the periods whose temperature change is taken on the anomaly.
+
+    A period is anomaly-only when a done combination has a winter in it with a season day
+    whose background is not from the mooring record (``background_kind`` > 0); when the
+    baseline is, every period is (each change is against it). Empty for stores without
+    ``background_kind`` (older stores).
+    """
+    if "winter_anomaly_only" not in combos or "winter_temperature_anomaly" not in combos:
+        return []
+    flags = combos["winter_anomaly_only"]
+    winter = flags["winter"]
+    held = [
+        label
+        for (first, last), label in zip(options.periods, options.period_labels, strict=True)
+        if bool((flags.where((winter >= first) & (winter <= last)) > 0).any())
+    ]
+    if options.period_labels[0] in held:
+        return list(options.period_labels)
+    return held
 
 
 def _statistic_attrs(
@@ -527,6 +599,7 @@ def spread_statistics(
         historical=historical,
     )
     combos = combo_winters(results, options)
+    held = anomaly_only_periods(combos, options)
     out: dict[str, xr.DataArray] = {}
     for base, source in BASES.items():
         if base not in combos:
@@ -534,10 +607,22 @@ def spread_statistics(
         stats = across_models(combos[base], options.percentiles)
         if base in PERIOD_BASES:
             stats.update(period_changes(combos[base], options))
-        for stat, value in stats.items():
-            out[f"{base}_{stat}"] = value.assign_attrs(
-                _statistic_attrs(base, stat, results[source], options)
+        if base == "winter_temperature" and held:
+            anomaly = period_changes(combos["winter_temperature_anomaly"], options)
+            labels = options.period_labels
+            use = xr.DataArray(
+                [p in held for p in labels], dims="period", coords={"period": labels}
             )
+            for name in CHANGE_STATS:
+                stats[name] = xr.where(use, anomaly[name], stats[name]).astype(stats[name].dtype)
+        for stat, value in stats.items():
+            attrs = _statistic_attrs(base, stat, results[source], options)
+            if base == "winter_temperature" and held:
+                attrs["warning"] = ANOMALY_ONLY_WARNING
+                if stat in CHANGE_STATS:
+                    attrs["anomaly_only_periods"] = " ".join(held)
+                    attrs["long_name"] += " (periods in anomaly_only_periods: of the anomaly)"
+            out[f"{base}_{stat}"] = value.assign_attrs(attrs)
     done = xr.DataArray(done_mask(results), dims=COMBO_DIMS)
     out["model_member_count"] = (
         done.sum("member_id")
@@ -610,6 +695,9 @@ def write_spread(url: str, storage_options: dict[str, Any] | None = None, **opti
     the keyword options of :func:`spread_statistics`.
     """
     role, value = next(iter(MARKER.items()))
+    # coordinates of no variable (the store's season_bounds) are listed in this attribute,
+    # which the root-attribute rewrite below would drop
+    loose = str(_group(url, storage_options).attrs.get("coordinates", "")).split()
     with _open(url, storage_options) as results:
         root_attrs = dict(results.attrs)
         stats = spread_statistics(results, **options).load()
@@ -629,4 +717,8 @@ def write_spread(url: str, storage_options: dict[str, Any] | None = None, **opti
         consolidated=False,
         storage_options=dict(storage_options) if storage_options else None,
     )
-    zarr.consolidate_metadata(_group(url, storage_options).store, zarr_format=2)
+    group = _group(url, storage_options)
+    listed = str(group.attrs.get("coordinates", "")).split()
+    if loose and not set(loose) <= set(listed):
+        group.attrs["coordinates"] = " ".join(dict.fromkeys([*listed, *loose]))
+    zarr.consolidate_metadata(group.store, zarr_format=2)

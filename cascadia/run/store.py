@@ -52,15 +52,85 @@ _COOLING = {"units": "degree_Celsius", "units_metadata": "temperature: differenc
 _EVENT_RULE = (
     "event rule of the model's job.yaml (events) on the predicted anomaly, see docs/events.md"
 )
+#: Months of the cascading season a winter's statistics count: winter Y = 1 November Y-1
+#: to 30 April Y (docs/events.md); the winter-year's May-October days never count.
+SEASON_MONTHS: tuple[int, ...] = (11, 12, 1, 2, 3, 4)
+SEASON = "November-April"
+_IN_SEASON = (
+    " (comment: days of the winter's November-April season, season_bounds; "
+    "the event rule runs on the whole series)"
+)
+
+#: ``background_kind`` values: inside the mooring record, and the two continuations of
+#: :class:`cascadia.mooring.targets.BackgroundConfig` outside it (anomaly-only there).
+BACKGROUND_KINDS: list[float] = [0.0, 1.0, 2.0]
+_BACKGROUND = (
+    "inside the mooring record: the training background (the model directory's "
+    "background.csv); outside it: the record's end (start) value held, or continued by a "
+    "linear trend (targets.json) - never a projection of the deep background (background_kind)"
+)
+_ANOMALY_ONLY = (
+    "0: inside the mooring record; 1, 2: outside it, where temperature_mean, "
+    "temperature_quantile and temperature_member are anomaly-only: the predicted anomaly plus "
+    "a held (1) or trend-continued (2) background, not a projection of the background; their "
+    "change after the record is the anomaly's (temperature_anomaly_mean), identical in every "
+    "scenario's background part (docs/run.md)"
+)
+_ABSOLUTE = (
+    "temperature_anomaly_mean + background_temperature; anomaly-only where background_kind > 0 "
+    "(outside the mooring record the background is held, not projected; docs/run.md)"
+)
+
+#: Standard deviations from the training mean that bound an input's "training range" in
+#: the out-of-distribution scores (the model directory keeps means and stds, not extremes).
+OOD_Z = 4.0
+_OOD = (
+    f"training range = each input's training mean +- {OOD_Z:g} training standard deviations "
+    "(the model directory's normalisation.json, which holds no minimum and maximum); "
+    "November-April days of the winter, as the event statistics; docs/run.md"
+)
 
 # name -> (non-combo dims, attrs)
-RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "temperature_mean": (
         ("time", "depth"),
         {
             **_TEMPERATURE,
             "long_name": "Deep-ensemble mean of daily sea water temperature",
+            "comment": _ABSOLUTE,
+            "ancillary_variables": "background_kind",
             "cell_methods": "time: mean ensemble: mean",
+        },
+    ),
+    "temperature_anomaly_mean": (
+        ("time", "depth"),
+        {
+            **_COOLING,
+            "long_name": "Deep-ensemble mean of the daily sea water temperature anomaly "
+            "against the background (temperature_mean - background_temperature)",
+            "cell_methods": "time: mean ensemble: mean",
+            "ancillary_variables": "temperature_std",
+            "comment": "what the model predicts, valid on every day: its standard deviation "
+            "is temperature_std (the background is added without uncertainty)",
+        },
+    ),
+    "background_temperature": (
+        ("time", "depth"),
+        {
+            **_TEMPERATURE,
+            "long_name": "Deep background temperature the predicted anomaly is added to",
+            "cell_methods": "time: mean",
+            "ancillary_variables": "background_kind",
+            "comment": _BACKGROUND,
+        },
+    ),
+    "background_kind": (
+        ("time", "depth"),
+        {
+            "long_name": "Where background_temperature comes from",
+            "flag_values": BACKGROUND_KINDS,
+            "flag_meanings": "mooring_record held_outside_record linear_trend_outside_record",
+            "comment": _ANOMALY_ONLY,
         },
     ),
     "temperature_std": (
@@ -76,6 +146,8 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             **_TEMPERATURE,
             "long_name": "Deep-ensemble predictive quantiles of daily sea water temperature",
+            "comment": _ABSOLUTE,
+            "ancillary_variables": "background_kind",
             "cell_methods": "time: mean ensemble: quantile",
         },
     ),
@@ -84,6 +156,8 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             **_TEMPERATURE,
             "long_name": "Daily sea water temperature predicted by each deep-ensemble member",
+            "comment": _ABSOLUTE,
+            "ancillary_variables": "background_kind",
             "cell_methods": "time: mean",
         },
     ),
@@ -101,7 +175,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             "long_name": "Cascading event days per winter (deep-ensemble mean anomaly)",
             "units": "days",
-            "cell_methods": "time: sum within winter",
+            "cell_methods": "time: sum" + _IN_SEASON,
             "comment": _EVENT_RULE,
         },
     ),
@@ -110,7 +184,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             "long_name": "Cascading events starting in the winter (deep-ensemble mean anomaly)",
             "units": "1",
-            "cell_methods": "time: sum within winter",
+            "cell_methods": "time: sum" + _IN_SEASON,
             "comment": _EVENT_RULE,
         },
     ),
@@ -120,7 +194,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
             **_COOLING,
             "long_name": "Largest cooling below the background on an event day "
             "(deep-ensemble mean anomaly; positive = colder)",
-            "cell_methods": "time: maximum within winter",
+            "cell_methods": "time: maximum" + _IN_SEASON,
         },
     ),
     "member_event_days": (
@@ -128,7 +202,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             "long_name": "Cascading event days per winter of each deep-ensemble member",
             "units": "days",
-            "cell_methods": "time: sum within winter",
+            "cell_methods": "time: sum" + _IN_SEASON,
             "comment": _EVENT_RULE,
         },
     ),
@@ -137,7 +211,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         {
             "long_name": "Cascading events starting in the winter, per deep-ensemble member",
             "units": "1",
-            "cell_methods": "time: sum within winter",
+            "cell_methods": "time: sum" + _IN_SEASON,
             "comment": _EVENT_RULE,
         },
     ),
@@ -147,17 +221,39 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
             **_COOLING,
             "long_name": "Largest cooling below the background on an event day, per "
             "deep-ensemble member (positive = colder)",
-            "cell_methods": "time: maximum within winter",
+            "cell_methods": "time: maximum" + _IN_SEASON,
         },
     ),
     "winter_days": (
         ("winter",),
         {
-            "long_name": "Days of the winter covered by the combination's run",
+            "long_name": "Days of the winter's November-April season covered by the "
+            "combination's run",
             "units": "days",
-            "comment": "the winter statistics cover these days: fewer than a full winter at "
-            "the ends of a run; a scenario's first winter includes the days of the "
-            "historical run it continues",
+            "cell_methods": "time: sum" + _IN_SEASON,
+            "comment": "the winter statistics cover these days: fewer than a full season "
+            "(181 or 182 days) at the ends of a run; a scenario's first winter includes the "
+            "days of the historical run it continues",
+        },
+    ),
+    "ood_fraction": (
+        ("winter",),
+        {
+            "long_name": "Fraction of the winter's days on which any model input lies outside "
+            "its training range (out-of-distribution score)",
+            "units": "1",
+            "cell_methods": "time: mean" + _IN_SEASON,
+            "comment": _OOD,
+        },
+    ),
+    "ood_max_z": (
+        ("winter",),
+        {
+            "long_name": "Largest standardized distance of any model input from its training "
+            "mean in the winter (|x - mean| / std)",
+            "units": "1",
+            "cell_methods": "time: maximum" + _IN_SEASON,
+            "comment": _OOD,
         },
     ),
 }
@@ -218,7 +314,7 @@ class ResultsSchema:
     __hash__ = None  # type: ignore[assignment]  # holds an array
 
     @property
-    def variables(self) -> dict[str, tuple[tuple[str, ...], dict[str, str]]]:
+    def variables(self) -> dict[str, tuple[tuple[str, ...], dict[str, Any]]]:
         """The per-combination result variables of this store."""
         skip = () if self.member_series else OPTIONAL_VARS
         return {k: v for k, v in RESULT_VARS.items() if k not in skip}
@@ -260,6 +356,20 @@ class ResultsSchema:
             i = lab.index(value)
             out[dim] = slice(i, i + 1)
         return out
+
+
+def season_bounds(winters: Sequence[int]) -> xr.DataArray:
+    """``(winter, bounds)`` first day and the day after the last of each winter's season."""
+    edges = [
+        [np.datetime64(f"{w - 1}-11-01", "ns"), np.datetime64(f"{w}-05-01", "ns")] for w in winters
+    ]
+    return xr.DataArray(
+        np.array(edges, dtype="datetime64[ns]").reshape(len(edges), 2),
+        dims=("winter", "bounds"),
+        attrs={
+            "long_name": f"bounds of the winter's {SEASON} season (first day, day after the last)",
+        },
+    )
 
 
 def _shape(schema: ResultsSchema, dims: Sequence[str]) -> tuple[int, ...]:
@@ -305,7 +415,13 @@ def template(schema: ResultsSchema, attrs: Mapping[str, Any] | None = None) -> x
     )
     ds["quantile"].attrs.update({"long_name": "quantile level", "units": "1"})
     ds["ensemble"].attrs.update({"long_name": "deep-ensemble member index"})
-    ds["winter"].attrs.update({"long_name": "winter, labelled by the year of its January"})
+    ds["winter"].attrs.update(
+        {
+            "long_name": "winter, labelled by the year of its January",
+            "comment": f"its statistics count the days of its {SEASON} season (season_bounds)",
+        }
+    )
+    ds = ds.assign_coords(season_bounds=season_bounds(schema.winters))
     ds.attrs.update({"Conventions": "CF-1.10", "title": TITLE})
     ds.attrs.update(dict(attrs or {}))
     return ds
@@ -314,6 +430,7 @@ def template(schema: ResultsSchema, attrs: Mapping[str, Any] | None = None) -> x
 def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     enc: dict[str, dict[str, Any]] = {
         "time": {"units": TIME_UNITS, "calendar": CALENDAR, "dtype": "int64"},
+        "season_bounds": {"units": TIME_UNITS, "calendar": CALENDAR, "dtype": "int64"},
     }
     for name, var in ds.data_vars.items():
         chunks = (1, 1, 1, *var.shape[3:])
@@ -511,6 +628,11 @@ def open_schema(url: str, storage_options: Mapping[str, Any] | None = None) -> R
             raise StoreError(
                 f"{url} was written by an older cascadia (it lacks {lacking}); "
                 "choose another output"
+            )
+        if "season_bounds" not in ds.variables:
+            raise StoreError(
+                f"{url} was written by an older cascadia (its winter statistics sum whole "
+                f"winter-years, not the {SEASON} season); choose another output"
             )
         status = ds["status"].values
         labels = [[str(x) for x in ds[d].values] for d in COMBO_DIMS]
