@@ -23,7 +23,7 @@ from cascadia.sources.config import RunCatalog, load_run_catalog
 from cascadia.sources.extraction import extract_combo
 from cascadia.twin.world import build_world
 
-CDS_VARIABLES = ["d2m", "lsm", "msl", "si10", "ssrd", "t2m", "tp", "u10", "v10"]
+CDS_VARIABLES = ["d2m", "lsm", "msl", "si10", "ssrd", "sst", "t2m", "tp", "u10", "v10"]
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,7 @@ def test_files_are_laid_out_as_the_new_cds_writes_them(world):
             "msl": "Pa",
             "si10": "m s**-1",
             "ssrd": "J m**-2",
+            "sst": "K",
             "t2m": "K",
             "tp": "m",
             "u10": "m s**-1",
@@ -139,7 +140,7 @@ def test_each_file_is_opened_once(world, monkeypatch):
     source = catalog.source("era5")
     datastore = open_collection(catalog, source)
     (combo,) = enumerate_combos(catalog, source, datastore)
-    assert len(combo.assets) == 2 and len(source.source_variables) == 8
+    assert len(combo.assets) == 2 and len(source.source_variables) == 9
 
     # what opening the collection key by key does: every file once per variable
     with warnings.catch_warnings():
@@ -147,7 +148,7 @@ def test_each_file_is_opened_once(world, monkeypatch):
         datastore.search(variable_id=source.source_variables).to_dataset_dict(
             xarray_open_kwargs=open_kwargs(source, datastore), progressbar=False
         )
-    assert len(opened) == 16
+    assert len(opened) == 18
     opened.clear()
 
     data = extract_combo(catalog, source, combo, datastore).data.compute()
