@@ -325,7 +325,9 @@ def list_combos(
                 if any(v in needed for v, _ in held) or len(by_place) == 1
             }
         groups = []
-        for place in sorted(by_place):
+        # the source's own grid first (what open_combo opens by default), then the tables
+        # of tables.grids (the ocean's), each in name order
+        for place in sorted(by_place, key=lambda p: (_in_table_grids(source, p, table_index), p)):
             table = place[table_index] if table_index is not None else ""
             here = {**facets, **dict(zip(split, place, strict=True))}
             land, area = fixed.find(table, here)
@@ -377,6 +379,13 @@ def _key_columns(source: SourceConfig, columns: Sequence[str]) -> list[str]:
         return list(columns)
     split = {source.tables.column, source.selection.grid_column}
     return [c for c in columns if c not in split]
+
+
+def _in_table_grids(source: SourceConfig, place: tuple[str, ...], table_index: int | None) -> bool:
+    """Whether a group's table sits on a grid of ``tables.grids`` (not the source's own)."""
+    if source.tables is None or table_index is None:
+        return False
+    return source.tables.group(place[table_index]) is not None
 
 
 def _main_land_fraction(source: SourceConfig, groups: Sequence[Group]) -> str:
