@@ -46,8 +46,8 @@ def test_default_input_width_counts_predictors_regions_physics_and_season(
 ) -> None:
     from cascadia.learning.features import PHYSICS_COLUMNS
 
-    # 8 ERA5 canonical variables (6 read, hurs and sfcWind derived) in 3 regions.
-    assert bench.default_input_width() == 8 * 3 + len(PHYSICS_COLUMNS) + 2
+    # 9 ERA5 canonical variables (7 read with tos, hurs and sfcWind derived) in 3 regions.
+    assert bench.default_input_width() == 9 * 3 + len(PHYSICS_COLUMNS) + 2
 
 
 @pytest.mark.parametrize("name", list(SMALL))

@@ -19,7 +19,7 @@ import yaml
 from helpers import small_preset
 
 from cascadia import cli
-from cascadia.twin.ceiling import regenerate_twin
+from cascadia.twin.ceiling import ModelSeries, regenerate_twin
 from cascadia.twin.grids import EARTH_RADIUS
 from cascadia.twin.ocean import OceanParams
 from cascadia.twin.physics import PARAMS_KEY, params_from_json, seed_params
@@ -74,8 +74,9 @@ def test_tiny_world_is_small_and_fast(tiny):
     manifest = json.loads((out / "world.json").read_text())
     assert manifest["preset"] == "tiny"
     # sources x members x exps x vars, the gr copy of TWIN-ESM-A's first member, one
-    # earlier version, and one sftlf fx store per source and grid
-    assert manifest["stores"]["cmip6"] == 3 * 2 * 4 * 8 + 4 * 8 + 1 + 3 + 1
+    # earlier version, and one sftlf fx store per source and grid; tos per source, member
+    # and experiment on the ocean grid (Oday or Omon) and its Ofx areacello and sftof
+    assert manifest["stores"]["cmip6"] == 3 * 2 * 4 * 8 + 4 * 8 + 1 + 3 + 1 + 3 * 2 * 4 + 3 * 2
 
 
 def test_same_seed_gives_identical_bytes(tiny, tmp_path):
@@ -509,7 +510,15 @@ def test_vary_physics_draws_records_and_regenerates(tiny, tmp_path):
     recorded = json.loads((first / "world.json").read_text())
     assert recorded["vary_physics"] is True and recorded == manifest
     assert params_from_json(recorded[PARAMS_KEY]) == seed_params(13)
-    assert regenerate_twin(first).max_difference < 1e-3
+    # the oracle's background (a model's): any series will do for the truth check
+    days = pd.date_range("2013-01-01", periods=2)
+    series = ModelSeries(
+        time=days,
+        depths=("500", "1000"),
+        background=np.array([[13.5, 13.0], [13.5, 13.0]]),
+        observed=np.full((2, 2), np.nan),
+    )
+    assert regenerate_twin(first, series).max_difference < 1e-3
 
     plain = json.loads((tiny[0] / "world.json").read_text())  # built without the flag
     assert plain["vary_physics"] is False

@@ -863,7 +863,11 @@ def _write_best_job(job: TuneJob, candidate: Mapping[str, Any], directory: Path)
     config = candidate_config(base, candidate, base.members)
     resolved = job.train.resolved().model_dump(mode="json")
     resolved.pop("path", None)
-    resolved["training"] = config.model_dump(mode="json", exclude_defaults=True)
+    training = config.model_dump(mode="json", exclude_defaults=True)
+    # what the search chose is always written, even where it equals a default
+    full = config.model_dump(mode="json")
+    training.update({k: full[k] for k in ("architecture", "lookback_days", "hparams") if k in full})
+    resolved["training"] = training
     resolved["output"] = str(directory / "best-model")
     path = directory / "best-train-job.yaml"
     path.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
