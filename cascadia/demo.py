@@ -165,11 +165,13 @@ def common_variables(world: Path) -> list[str]:
 
     Why: a job with ``variables: null`` takes every variable of the reference (ERA5 has
     ``rsds``); a model trained on those cannot run on 20CR, ERA-20C or the projections.
+    A source's ``optional`` variables (``tos``: only coupled RCMs have it) are not
+    provided by every combination, so they are not common either.
     """
     names: set[str] | None = None
     for catalog in run_catalogs(world):
         for source in load_run_catalog(str(world / catalog)).sources:
-            have = set(source.variables) | set(source.derived)
+            have = (set(source.variables) - set(source.optional)) | set(source.derived)
             if {"uas", "vas"} <= have:
                 have.add("sfcWind")  # extraction derives it from the components
             names = have if names is None else names & have
