@@ -313,15 +313,16 @@ def test_areacello_weighted_sea_mean_of_two_tables(cmip: dict[str, Any]) -> None
     """Oday tos on the ocean grid beside day tas on the atmosphere grid, in one combination."""
     path = _cmip_catalog(cmip["collection"], cmip["root"])
     catalog, source, combo, listing = _combo(path, "OCN-A")
+    # the combination's own (atmosphere) grid first, the ocean's table after
     assert [(g.table, g.facets["grid_label"]) for g in combo.groups] == [
-        ("Oday", "gn"),
         ("day", "gr"),
+        ("Oday", "gn"),
     ]
-    ocean = combo.groups[0]
+    ocean = combo.groups[1]
     assert ocean.cell_area.endswith("OCN-A-areacello") and ocean.land_fraction.endswith(
         "OCN-A-sftof"
     )
-    assert combo.groups[1].land_fraction.endswith("OCN-A-sftlf")
+    assert combo.groups[0].land_fraction.endswith("OCN-A-sftlf")
     skipped = [s for s in listing.skipped if s.combination.startswith("OCN-A/")]
     assert [(s.variable, s.reason) for s in skipped] == [
         ("tos", "table Omon: table Oday is read, first of tables.prefer.tos ['Oday', 'Omon']")
