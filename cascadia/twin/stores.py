@@ -497,48 +497,14 @@ def write_twentycr(
             daily = daily_fields(slice_weather(weather, days), lat2, lon2, rng)
             time = pd.date_range(f"{start}-01-01", f"{end}-12-31", freq="D")
             for var, (stem, long_name, units, canonical) in TWENTYCR_NAMES.items():
-                ds = xr.Dataset(
-                    {
-                        var: (
-                            ("time", "lat", "lon"),
-                            daily[canonical].astype(FLOAT),
-                            {
-                                "long_name": long_name,
-                                "units": units,
-                                "dataset": "NOAA-CIRES-DOE 20th Century Reanalysis V3 (twin)",
-                            },
-                        )
-                    },
-                    coords={
-                        "time": ("time", time, {"long_name": "Time", "axis": "T"}),
-                        "lat": ("lat", grid.lat, {"units": "degrees_north", "axis": "Y"}),
-                        "lon": ("lon", grid.lon, {"units": "degrees_east", "axis": "X"}),
-                    },
-                    attrs={
-                        "title": f"20CRv3-like {long_name}, ensemble member {member}",
-                        "Conventions": "CF-1.6",
-                        "ensemble_member": member,
-                    },
-                )
-                encoding = {
-                    var: {"zlib": True, "complevel": 4, "_FillValue": -9.96921e36},
-                    "time": {"units": "hours since 1800-01-01 00:00:0.0", "dtype": "float64"},
+                attrs = {
+                    "long_name": long_name,
+                    "units": units,
+                    "dataset": "NOAA-CIRES-DOE 20th Century Reanalysis V3 (twin)",
                 }
-                name = f"{stem}.{start}-{end}.nc"
-                url = ctx.url("reanalysis", "20crv3", member, name)
-                write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
-                ctx.add_row(
-                    "20cr",
-                    activity_id="reanalysis",
-                    institution_id="NOAA-PSL",
-                    source_id="20CRv3",
-                    experiment_id="reanalysis",
-                    member_id=member,
-                    frequency="day",
-                    variable_id=var,
-                    time_range=f"{start}0101-{end}1231",
-                    path=as_uri(url),
-                    format="netcdf",
+                title = f"20CRv3-like {long_name}, ensemble member {member}"
+                _write_twentycr_daily(
+                    ctx, var, daily[canonical], attrs, title, time, grid, member, (start, end), stem
                 )
             if member_ssts is not None:
                 values = member_ssts[m][_year_days(axis, start, end)]
@@ -554,36 +520,44 @@ def _write_twentycr_sst(
     span: tuple[int, int],
 ) -> None:
     """One member's decade of 20CRv3-like boundary SST (K, NaN over land)."""
+    attrs = {
+        "long_name": "Daily sea surface temperature (prescribed boundary condition)",
+        "units": "K",
+        "standard_name": "sea_surface_temperature",
+        "dataset": "NOAA-CIRES-DOE 20th Century Reanalysis V3 (twin)",
+        "comment": "HadISST2-like boundary SST of this member; missing over land",
+    }
+    title = f"20CRv3-like sea surface temperature, ensemble member {member}"
+    _write_twentycr_daily(ctx, "sst", values, attrs, title, time, grid, member, span, "sst")
+
+
+def _write_twentycr_daily(
+    ctx: StoreContext,
+    var: str,
+    values: np.ndarray,
+    attrs: dict[str, str],
+    title: str,
+    time: pd.DatetimeIndex,
+    grid: RegularGrid,
+    member: str,
+    span: tuple[int, int],
+    stem: str,
+) -> None:
+    """One 20CRv3-like daily file ``<stem>.<start>-<end>.nc`` of one member and its row."""
     ds = xr.Dataset(
-        {
-            "sst": (
-                ("time", "lat", "lon"),
-                values.astype(FLOAT),
-                {
-                    "long_name": "Daily sea surface temperature (prescribed boundary condition)",
-                    "units": "K",
-                    "standard_name": "sea_surface_temperature",
-                    "dataset": "NOAA-CIRES-DOE 20th Century Reanalysis V3 (twin)",
-                    "comment": "HadISST2-like boundary SST of this member; missing over land",
-                },
-            )
-        },
+        {var: (("time", "lat", "lon"), values.astype(FLOAT), attrs)},
         coords={
             "time": ("time", time, {"long_name": "Time", "axis": "T"}),
             "lat": ("lat", grid.lat, {"units": "degrees_north", "axis": "Y"}),
             "lon": ("lon", grid.lon, {"units": "degrees_east", "axis": "X"}),
         },
-        attrs={
-            "title": f"20CRv3-like sea surface temperature, ensemble member {member}",
-            "Conventions": "CF-1.6",
-            "ensemble_member": member,
-        },
+        attrs={"title": title, "Conventions": "CF-1.6", "ensemble_member": member},
     )
     encoding = {
-        "sst": {"zlib": True, "complevel": 4, "_FillValue": -9.96921e36},
+        var: {"zlib": True, "complevel": 4, "_FillValue": -9.96921e36},
         "time": {"units": "hours since 1800-01-01 00:00:0.0", "dtype": "float64"},
     }
-    url = ctx.url("reanalysis", "20crv3", member, f"sst.{span[0]}-{span[1]}.nc")
+    url = ctx.url("reanalysis", "20crv3", member, f"{stem}.{span[0]}-{span[1]}.nc")
     write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
     ctx.add_row(
         "20cr",
@@ -593,7 +567,7 @@ def _write_twentycr_sst(
         experiment_id="reanalysis",
         member_id=member,
         frequency="day",
-        variable_id="sst",
+        variable_id=var,
         time_range=f"{span[0]}0101-{span[1]}1231",
         path=as_uri(url),
         format="netcdf",
