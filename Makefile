@@ -28,12 +28,14 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Debian services the tests start themselves (a single-node SLURM); needs root or sudo.
+# Debian packages the tests use (a single-node SLURM they start themselves, a headless
+# Chromium that opens the run report); needs root or sudo.
 services:
 	@if [ "$$(id -u)" -eq 0 ] || command -v sudo >/dev/null 2>&1; then \
 		bash deploy/slurm/install.sh; \
+		bash deploy/chromium/install.sh; \
 	else \
-		echo "not root: skipping the SLURM install (slurm tests skip outside CI)"; \
+		echo "not root: skipping the SLURM and Chromium installs (their tests skip outside CI)"; \
 	fi
 
 test: lint services

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import dask.config
 from rich.console import Console
 
 from cascadia import __version__
@@ -352,15 +355,42 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Where ``run`` finds its model and writes its results when not told (docs/run.md).
+MODEL_ENV, DEFAULT_MODEL = "CASCADIA_MODEL", "model"
+RESULTS_ENV, DEFAULT_RESULTS = "CASCADIA_RESULTS", "results.zarr"
+
+
+def _run_locations(args: argparse.Namespace) -> tuple[str, str] | str:
+    """The model directory and results store of a run, or why there is no model."""
+    out = args.out or os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS
+    if args.model:
+        return args.model, out
+    model = os.environ.get(MODEL_ENV)
+    if model:
+        return model, out
+    if not Path(DEFAULT_MODEL, "ensemble.json").is_file():
+        return (
+            f"no model given and no ./{DEFAULT_MODEL} model directory here: pass --model DIR "
+            f"or set {MODEL_ENV}; a model comes from cascadia-ensemble train --job JOB "
+            "(jobs/lacaze-duthiers.yaml for the real mooring, docs/training.md)"
+        )
+    return DEFAULT_MODEL, out
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.workers < 1:
+        return _fail(f"--workers must be at least 1, got {args.workers}")
+    located = _run_locations(args)  # before the heavy imports: a usage error is instant
+    if isinstance(located, str):
+        return _fail(located)
+    model, out = located
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
 
     from cascadia.run.inference import InferenceConfig
     from cascadia.run.pipeline import RunInputError, run_pipeline
 
-    if args.workers is not None and args.workers < 1:
-        return _fail(f"--workers must be at least 1, got {args.workers}")
     counts = {"done": 0, "skipped": 0, "failed": 0}
     total = [0]
     columns = (
@@ -396,8 +426,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         summary = run_pipeline(
             args.catalog,
-            args.model,
-            args.out,
+            model,
+            out,
             cache=args.cache,
             config=InferenceConfig(member_series=not args.no_member_series),
             cluster=args.cluster,
@@ -495,6 +525,35 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _report(args: argparse.Namespace) -> int:
+    from cascadia.report import ReportError, write_run_report
+
+    periods = {}
+    for name in ("base", "future"):
+        value = getattr(args, name)
+        if value is not None:
+            if value[0] > value[1]:
+                return _fail(f"--{name} FIRST LAST: FIRST must not be after LAST, got {value}")
+            periods[name] = (value[0], value[1])
+    try:
+        with console.status("writing the report"):
+            result = write_run_report(
+                args.results,
+                args.out,
+                truth_index=args.truth,
+                model_dir=args.model,
+                **periods,
+            )
+    except ReportError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot write the report to {args.out}: {exc}")
+    print(f"report of {args.results} written to {result.out}")
+    for path in result.files:
+        print(f"  {path.suffix[1:]:<5} {path}")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from cascadia.learning.jobs import JobError
     from cascadia.run.pipeline import RunInputError
@@ -574,6 +633,14 @@ def build_parser() -> argparse.ArgumentParser:
         "predictors: twin world, predictors, deep ensemble, runs.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose-logs",
+        dest="library_info",
+        action="store_true",
+        help="show the libraries' INFO logs (dask's scheduler and workers, ...): before the "
+        "command, e.g. cascadia-ensemble -v run ...",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser(
@@ -723,10 +790,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="run catalog YAML (repeatable)",
     )
     run.add_argument(
-        "--model", required=True, metavar="DIR", help="model directory (cascadia-ensemble train)"
+        "--model",
+        metavar="DIR",
+        help=f"model directory (cascadia-ensemble train); default: ${MODEL_ENV}, else "
+        f"./{DEFAULT_MODEL}",
     )
     run.add_argument(
-        "--out", required=True, metavar="URL", help="results store (Zarr folder or fsspec URL)"
+        "--out",
+        metavar="URL",
+        help=f"results store (Zarr folder or fsspec URL); default: ${RESULTS_ENV}, else "
+        f"./{DEFAULT_RESULTS} (every catalog's run goes into the one store)",
     )
     run.add_argument(
         "--cache",
@@ -762,6 +835,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0, help="twin world seed (default: 0)")
     demo.set_defaults(handler=_demo)
+    report = commands.add_parser(
+        "report",
+        help="an HTML report of a results store, with PNG and PDF figures and CSV tables",
+        description="Write report.html (one self-contained page) with its figures beside it "
+        "as PNG and PDF and its tables as CSV: the hindcast since 1993 against the mooring, "
+        "the reconstruction through every reanalysis with the known extreme winters, per "
+        "scenario the multi-model mean and spread of winter event days and intensity, the "
+        "change of the last period with its robustness, the variance partition when the "
+        "store has one, and per-winter event statistics of every combination (see "
+        "docs/run.md). With --truth (a twin world's truth/index.csv) also the comparison with "
+        "the truth (truth_comparison.json).",
+    )
+    report.add_argument(
+        "--results", required=True, metavar="URL", help="results store (cascadia-ensemble run)"
+    )
+    report.add_argument(
+        "--model",
+        metavar="DIR",
+        help="model directory: the mooring series and event rule for the observations",
+    )
+    report.add_argument(
+        "--truth",
+        metavar="INDEX",
+        help="a twin world's truth/index.csv: compare the run with the truth (needs --model)",
+    )
+    report.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    report.add_argument(
+        "--base",
+        type=int,
+        nargs=2,
+        metavar=("FIRST", "LAST"),
+        help="baseline winters of the truth comparison (default: 1993 2022)",
+    )
+    report.add_argument(
+        "--future",
+        type=int,
+        nargs=2,
+        metavar=("FIRST", "LAST"),
+        help="future winters of the truth comparison and the change shown (default: 2080 2100)",
+    )
+    report.set_defaults(handler=_report)
     validate = commands.add_parser(
         "validate",
         help="judge the frozen job on fresh twin worlds: per seed and as mean and range",
@@ -837,18 +951,31 @@ class _OneLine(logging.StreamHandler):
         return f"cascadia-ensemble: {record.name}: {' '.join(record.getMessage().split())}"
 
 
-def _quiet_library_logs() -> None:
-    """Library warnings and errors on one line each, without their tracebacks."""
+#: Libraries that log progress at INFO (a LocalCluster's scheduler and nannies), on stderr
+#: by their own handler or, once xclim's import has called ``logging.info`` (which gives
+#: the root logger a stderr handler), by the root's: shown with ``-v`` only.
+INFO_LOGGERS = ("distributed",)
+
+
+def _quiet_library_logs(library_info: bool = False) -> None:
+    """Library warnings and errors on one line each, without their tracebacks; the
+    libraries' INFO logs only when asked for (``-v``)."""
     for name in QUIET_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(h, _OneLine) for h in logger.handlers):
             logger.addHandler(_OneLine())
             logger.propagate = False
+    level = "info" if library_info else "warning"
+    for name in INFO_LOGGERS:
+        if name in sys.modules:
+            logging.getLogger(name).setLevel(level.upper())
+        else:  # set on import, from dask's config (distributed.config.initialize_logging)
+            dask.config.set({f"logging.{name}": level})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_library_logs()
+    _quiet_library_logs(args.library_info)
     return int(args.handler(args))
 
 

@@ -165,13 +165,14 @@ def common_variables(world: Path) -> list[str]:
 
     Why: a job with ``variables: null`` takes every variable of the reference (ERA5 has
     ``rsds``); a model trained on those cannot run on 20CR, ERA-20C or the projections.
-    A source's ``optional`` variables (``tos``: only coupled RCMs have it) are not
-    provided by every combination, so they are not common either.
+    A source's ``optional`` variables count (``tos``, which uncoupled RCMs take from
+    their driving model): a combination that still lacks one is refused by the run,
+    by name and with the reason, while the others run.
     """
     names: set[str] | None = None
     for catalog in run_catalogs(world):
         for source in load_run_catalog(str(world / catalog)).sources:
-            have = (set(source.variables) - set(source.optional)) | set(source.derived)
+            have = set(source.variables) | set(source.derived)
             if {"uas", "vas"} <= have:
                 have.add("sfcWind")  # extraction derives it from the components
             names = have if names is None else names & have

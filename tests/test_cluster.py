@@ -12,10 +12,12 @@ SLURM workers cannot import this test module.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from importlib import resources
@@ -24,8 +26,9 @@ from pathlib import Path
 import dask
 import dask.array as da
 import pytest
-from distributed import Client
+from distributed import Client, as_completed
 
+from cascadia.run.batch import derived_lifetime, walltime_seconds
 from cascadia.run.cluster import (
     KINDS,
     ClusterSpec,
@@ -169,6 +172,136 @@ def test_slurm_cluster_object_builds_from_packaged_defaults() -> None:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
 
 
+# --- a site's jobqueue config, walltimes and worker lifetimes ------------------------------
+
+SITE = {  # what a site's jobqueue.yaml says (dask accepts hyphens or underscores)
+    "jobqueue.slurm.queue": "big",
+    "jobqueue.slurm.account": "lab",
+    "jobqueue.slurm.cores": 8,
+    "jobqueue.slurm.memory": "32GB",
+    "jobqueue.slurm.walltime": "12:00:00",
+    "jobqueue.slurm.job-extra-directives": ["--qos=long"],
+}
+
+
+def test_site_jobqueue_config_beats_cascadias_fallbacks() -> None:
+    with dask.config.set(SITE):
+        slurm = resolve_spec("slurm").slurm
+        assert (slurm.queue, slurm.account, slurm.cores, slurm.memory, slurm.walltime) == (
+            "big",
+            "lab",
+            8,
+            "32GB",
+            "12:00:00",
+        )
+        assert slurm.job_extra_directives == ["--qos=long"]  # replaces ["--no-requeue"]
+        assert slurm.processes == 8  # unset by the site: one thread per worker
+        script = job_script("slurm").splitlines()
+        for line in ("-p big", "-A lab", "--cpus-per-task=8", "--mem=30G", "-t 12:00:00"):
+            assert f"#SBATCH {line}" in script
+        assert "#SBATCH --qos=long" in script
+        assert "#SBATCH --no-requeue" not in script
+    # the site's keys are gone again: cascadia's fallbacks fill them
+    slurm = resolve_spec("slurm").slurm
+    assert (slurm.cores, slurm.memory, slurm.walltime) == (1, "4GiB", "01:00:00")
+    assert slurm.job_extra_directives == ["--no-requeue"]
+
+
+def test_cascadia_config_beats_the_site_and_arguments_beat_both() -> None:
+    chosen = {"cascadia.cluster.slurm.walltime": "02:00:00", "jobqueue.slurm.processes": 2}
+    with dask.config.set({**SITE, **chosen}):
+        slurm = resolve_spec("slurm").slurm
+        assert (slurm.walltime, slurm.cores, slurm.processes) == ("02:00:00", 8, 2)
+        slurm = resolve_spec("slurm", walltime="00:30:00", memory="8GB").slurm
+        assert (slurm.walltime, slurm.memory, slurm.queue) == ("00:30:00", "8GB", "big")
+        # pbs reads its own section: the site's slurm keys do not leak into it
+        assert resolve_spec("pbs").pbs.walltime == "01:00:00"
+    # a site setting that cannot work fails slurm runs only, with the key named
+    with dask.config.set({"jobqueue.slurm.walltime": "soon"}):
+        assert resolve_spec("local").kind == "local"
+        with pytest.raises(ValueError, match="walltime 'soon' is not a slurm walltime"):
+            resolve_spec("slurm")
+
+
+def test_dask_jobqueues_own_defaults_are_not_site_settings() -> None:
+    job_script("slurm")  # imports dask_jobqueue: its defaults are in dask.config now
+    assert dask.config.get("jobqueue.slurm.walltime") == "00:30:00"
+    assert resolve_spec("slurm").slurm.walltime == "01:00:00"
+    # a deprecated name the site still uses counts for its replacement
+    with dask.config.set({"jobqueue.slurm.job-extra": ["--qos=old"]}):
+        assert resolve_spec("slurm").slurm.job_extra_directives == ["--qos=old"]
+
+
+@pytest.mark.parametrize(
+    ("walltime", "kind", "seconds"),
+    [
+        ("01:00:00", "slurm", 3600),
+        ("90", "slurm", 5400),  # SLURM: a bare number is minutes
+        ("30:00", "slurm", 1800),  # MM:SS
+        ("2-12", "slurm", 216000),
+        ("1-00:30", "slurm", 88200),
+        ("1-00:00:10", "slurm", 86410),
+        ("UNLIMITED", "slurm", None),
+        ("90", "pbs", 90),  # PBS: a bare number is seconds
+        ("02:00:00", "pbs", 7200),
+    ],
+)
+def test_walltimes_read_as_the_batch_system_reads_them(
+    walltime: str, kind: str, seconds: float | None
+) -> None:
+    assert walltime_seconds(walltime, kind) == seconds
+
+
+@pytest.mark.parametrize("walltime", ["1h", "1-2-3", "00:00:00:10", "-5"])
+def test_a_malformed_walltime_is_an_error_naming_the_format(walltime: str) -> None:
+    with pytest.raises(ValueError, match=f"walltime '{walltime}' is not a slurm walltime"):
+        resolve_spec("slurm", walltime=walltime)
+
+
+def test_worker_lifetime_is_derived_from_the_walltime() -> None:
+    assert derived_lifetime(3600) == (3060, 180)  # 51 min +- 3 min
+    assert derived_lifetime(86400) == (85500, 300)  # margin and stagger capped
+    assert derived_lifetime(120) == (84, 6)
+    command = job_script("slurm").splitlines()[-1]
+    assert command.endswith("--lifetime 51m --lifetime-stagger 3m")
+    command = job_script("slurm", walltime="00:02:00").splitlines()[-1]
+    assert command.endswith("--lifetime 84s --lifetime-stagger 6s")
+    pbs = job_script("pbs", walltime="24:00:00").splitlines()[-1]
+    assert pbs.endswith("--lifetime 1425m --lifetime-stagger 5m")
+
+
+def test_worker_lifetime_settings() -> None:
+    def command(**overrides: object) -> str:
+        return job_script("slurm", **overrides).splitlines()[-1]
+
+    assert "--lifetime" not in command(lifetime={"duration": None})
+    assert command(lifetime={"duration": "55m", "stagger": "4m"}).endswith(
+        "--lifetime 55m --lifetime-stagger 4m"
+    )
+    assert command(lifetime={"stagger": None}).endswith("--lifetime 51m")
+    assert command(lifetime={"restart": True}).endswith("--lifetime-restart")
+    assert "--lifetime" not in command(walltime="UNLIMITED")
+    # a --lifetime of the site's (or yours) among the worker arguments is kept as it is
+    site_args = ["--resources", "GPU=1", "--lifetime", "50m"]
+    assert command(worker_extra_args=site_args).endswith("--resources GPU=1 --lifetime 50m")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lifetime": {"duration": "59m"}}, "reaches the walltime 01:00:00"),
+        ({"walltime": "0:20"}, "too short to derive a worker lifetime"),
+        ({"lifetime": {"duration": "soon"}}, "lifetime"),
+        ({"extra_kwargs": {"worker_extra_args": ["--lifetime", "1h"]}}, "'worker_extra_args'"),
+    ],
+)
+def test_lifetimes_that_cannot_work_are_value_errors(
+    overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_spec("slurm", **overrides)
+
+
 # --- real local cluster and scheduler address ----------------------------------------------
 
 
@@ -306,7 +439,178 @@ def test_slurm_cluster_runs_workers_inside_jobs(local_slurm: str, tmp_path: Path
         threads = client.run(lambda: __import__("torch").get_num_threads())
         assert set(threads.values()) == {1}
 
-    deadline = time.monotonic() + 15
-    while (left := _queued_jobs(local_slurm)) and time.monotonic() < deadline:
-        time.sleep(0.2)  # scancel is asynchronous: jobs pass through COMPLETING
+    left = _wait_until_gone(local_slurm)
     assert left == [], f"jobs left in the queue after close: {left}"
+
+
+def _wait_until_gone(partition: str) -> list[str]:
+    deadline = time.monotonic() + 15
+    while (left := _queued_jobs(partition)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # scancel is asynchronous: jobs pass through COMPLETING
+    return left
+
+
+# A site's jobqueue.yaml as HPC users write it (hyphens, quoted walltime), read by Dask
+# from DASK_CONFIG at start-up. Keys cascadia does not model (death-timeout) still apply.
+SITE_JOBQUEUE_YAML = """
+jobqueue:
+  slurm:
+    queue: {partition}
+    account: dswc-site
+    cores: 2
+    processes: 1
+    memory: 2GiB
+    walltime: '00:07:00'
+    job-extra-directives: ["--comment=from-site-jobqueue"]
+    worker-extra-args: ["--resources", "site=1"]
+    death-timeout: 90
+    interface: lo
+    log-directory: {logs}
+"""
+
+SITE_SCRIPT = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+from cascadia.run.cluster import job_script, open_cluster
+print(f"imported: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+with open_cluster("slurm", dashboard_address=None) as client:
+    client.wait_for_workers(1, timeout=180)
+    print(f"worker up: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    (job,) = set(client.run(lambda: os.environ["SLURM_JOB_ID"]).values())
+    shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True,
+                           text=True, check=True).stdout
+    (worker,) = client.run(lambda dask_worker: [dask_worker.state.total_resources,
+                           dask_worker.state.nthreads, dask_worker.lifetime]).values()
+    print(json.dumps({"script": client.cluster.job_script(), "scontrol": shown.split(),
+                      "worker": worker, "argument": job_script("slurm", walltime="00:09:00")}))
+print(f"closed: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+"""
+
+
+@pytest.mark.slurm
+def test_site_jobqueue_yaml_reaches_the_job_script_and_slurm_unchanged(
+    local_slurm: str, tmp_path: Path
+) -> None:
+    site = tmp_path / "dask"
+    site.mkdir()
+    logs = tmp_path / "logs"
+    text = SITE_JOBQUEUE_YAML.format(partition=local_slurm, logs=logs)
+    (site / "jobqueue.yaml").write_text(text, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-c", SITE_SCRIPT],
+        env={**os.environ, "DASK_CONFIG": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    directives = [line for line in seen["script"].splitlines() if line.startswith("#SBATCH")]
+    for line in (
+        f"-p {local_slurm}",
+        "-A dswc-site",
+        "--cpus-per-task=2",
+        "--mem=2G",
+        "-t 00:07:00",
+        "--comment=from-site-jobqueue",
+    ):
+        assert f"#SBATCH {line}" in directives
+    assert "#SBATCH --no-requeue" not in directives  # cascadia's fallback list stays out
+    command = seen["script"].splitlines()[-1]
+    assert "--nthreads 2 " in command  # the site's processes: 1, not one per core
+    for argument in ("--death-timeout 90", "--interface lo"):
+        assert f"{argument} " in f"{command} "
+    # the site's worker arguments, then the lifetime derived from the site's walltime:
+    # 420 s - 42 s margin - 21 s stagger
+    assert "--resources site=1 --lifetime 357s --lifetime-stagger 21s" in command
+    # ... and SLURM ran the job with exactly those resources
+    fields = dict(item.split("=", 1) for item in seen["scontrol"] if "=" in item)
+    assert fields["Partition"] == local_slurm
+    assert fields["Account"] == "dswc-site"
+    assert fields["TimeLimit"] == "00:07:00"
+    assert fields["NumCPUs"] == "2"
+    assert fields["MinMemoryNode"] == "2G"
+    assert fields["Comment"] == "from-site-jobqueue"
+    resources, nthreads, lifetime = seen["worker"]
+    assert (resources, nthreads) == ({"site": 1}, 2)
+    assert 357 - 21 <= lifetime <= 357 + 21
+    # an explicit argument still wins over the site
+    assert "#SBATCH -t 00:09:00" in seen["argument"].splitlines()
+    assert _wait_until_gone(local_slurm) == []
+
+
+@pytest.mark.slurm
+def test_jobs_of_several_workers_are_replaced_when_their_workers_retire(
+    local_slurm: str, tmp_path: Path
+) -> None:
+    """Workers retire at their lifetime; new jobs take over, also with 2 workers per job.
+
+    distributed alone never replaces a job of several workers (dask/distributed#9102):
+    without cascadia's JobAdaptive this run stalls once the first jobs are gone.
+    """
+    n_tasks, seconds = 480, 0.5  # 60 s of work for 4 workers: outlasts a 30 s lifetime
+    with open_cluster(
+        "slurm",
+        jobs=2,
+        cores=2,
+        processes=2,
+        memory="1GiB",
+        walltime="00:02:00",
+        lifetime={"duration": "30s", "stagger": "5s"},
+        queue=local_slurm,
+        interface="lo",
+        log_directory=str(tmp_path),
+        dashboard_address=None,
+        # two 2-worker jobs on the 2-CPU test node: request no CPUs per task; a loaded
+        # test machine may need more than the default 60 s to start a worker
+        extra_kwargs={"job_directives_skip": ["--cpus-per-task"], "death_timeout": 120},
+    ) as client:
+
+        def task(i: int) -> tuple[int, str]:
+            time.sleep(seconds)
+            return i * i, os.environ["SLURM_JOB_ID"]
+
+        results, jobs = [], set()
+        for future in as_completed(client.map(task, range(n_tasks))):
+            value, job = future.result()
+            results.append(value)
+            jobs.add(job)
+            future.release()
+    assert sorted(results) == [i * i for i in range(n_tasks)]
+    assert len(jobs) > 2, f"no replacement job ran a task: {jobs}"
+    retired = [
+        log.name
+        for log in tmp_path.glob("dask-worker-*.err")
+        if "Reason: worker-lifetime-reached" in log.read_text()
+    ]
+    assert retired, "no worker reached its lifetime"
+    assert _wait_until_gone(local_slurm) == []
+
+
+QUIET_SCRIPT = """
+import sys
+from cascadia import cli
+cli._quiet_library_logs(library_info=sys.argv[1] == "-v")
+import xclim  # its import gives the root logger a stderr handler
+from cascadia.run.cluster import open_cluster
+with open_cluster("local", workers=1):
+    pass
+print("done")
+"""
+
+
+@pytest.mark.parametrize("flag", ["", "-v"])
+def test_a_local_cluster_is_quiet_unless_asked(flag: str) -> None:
+    """Quiet by default: the scheduler's INFO lines reach the terminal with -v only."""
+    done = subprocess.run(
+        [os.environ.get("PYTHON", sys.executable), "-c", QUIET_SCRIPT, flag],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "done"
+    if flag:
+        assert "INFO:distributed.scheduler" in done.stderr
+    else:
+        assert "INFO" not in done.stderr, done.stderr

@@ -54,7 +54,7 @@ def test_the_four_outputs_exist_and_every_combination_is_done(demo) -> None:
     out, first = demo["out"], demo["first"]
     for name in ("world/world.json", "model/timing.json", "results.zarr/.zmetadata"):
         assert (out / name).is_file(), name
-    for name in ("report.md", "hindcast.png", "event-days.png", "truth-change.png"):
+    for name in ("report.html", "hindcast-temperature.png", "scenarios.png", "truth-change.png"):
         assert (out / "report" / name).stat().st_size > 1000, name
     assert [s.name for s in first.stages] == ["synth", "train", "run", "report"]
     assert not any(s.skipped for s in first.stages[:3])
@@ -66,7 +66,7 @@ def test_the_four_outputs_exist_and_every_combination_is_done(demo) -> None:
     assert len(listed) == len(first.summary.results) >= 20
     assert set(listed) == {"done"}
     assert first.ok
-    report = (out / "report/report.md").read_text()
+    report = (out / "report/report.html").read_text()
     assert "Against the twin's truth" in report and SCENARIO in report
     # the report says where the deep temperature is anomaly-only and shows the OOD scores
     assert "anomaly-only" in report and "Out-of-distribution inputs" in report

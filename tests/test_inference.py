@@ -299,29 +299,60 @@ def test_model_directory_checksum_and_once_per_process_cache(twin, tmp_path: Pat
 
 
 def test_out_of_distribution_scores_per_winter(twin, model) -> None:
-    """Per winter: the fraction of Nov-Apr days with any input beyond 4 training stds of its
-    training mean (normalisation.json), and the largest such distance; a warmer atmosphere
-    than the model ever saw is scored out of distribution."""
+    """Per winter: the fraction of Nov-Apr days with any input outside its training range
+    for that calendar month (normalisation.json), and the largest distance from the
+    training mean in training stds; a warmer atmosphere than the model ever saw is
+    scored out of distribution."""
     daily = twin["era5"]
     out = model.predict(daily)
     norm = json.loads((twin["model_dir"] / "normalisation.json").read_text())
     features = model_features(daily, load_feature_spec(twin["model_dir"]))
     assert [str(f) for f in features["feature"].values] == norm["feature_names"]
-    z = np.abs((features.values - np.array(norm["feature_mean"])) / np.array(norm["feature_std"]))
+    x = features.values
+    z = np.abs((x - np.array(norm["feature_mean"])) / np.array(norm["feature_std"]))
     t = daily["time"].values
+    month = pd.DatetimeIndex(t).month.values
+    low = np.array(norm["feature_monthly_min"])[month - 1]
+    high = np.array(norm["feature_monthly_max"])[month - 1]
+    assert low.shape == x.shape and (low <= high).all()
+    beyond = ((x < low) | (x > high)).any(axis=1)
     winters = _winter(t)
-    season = np.isin(pd.DatetimeIndex(t).month, [11, 12, 1, 2, 3, 4])
+    season = np.isin(month, [11, 12, 1, 2, 3, 4])
     for w in (2013, 2014, 2015):
-        days = z[(winters == w) & season]
-        largest = np.nanmax(days, axis=1)
-        assert out.ood_fraction.sel(winter=w).item() == pytest.approx(np.mean(largest > 4.0))
-        assert out.ood_max_z.sel(winter=w).item() == pytest.approx(largest.max())
-    # the training reanalysis lies mostly inside its own training range
-    assert float(out.ood_fraction.max()) < 0.5
-    # air warmer by 7 training stds of tas (which hold the seasonal cycle: a range over all
-    # days is blunt for warming) in every region: every winter day is outside
+        days = (winters == w) & season
+        assert out.ood_fraction.sel(winter=w).item() == pytest.approx(np.mean(beyond[days]))
+        assert out.ood_max_z.sel(winter=w).item() == pytest.approx(np.nanmax(z[days]))
+    # the one winter the model learnt from (2014) lies inside its own ranges; the others,
+    # against a single winter's ranges, often do not
+    assert out.ood_fraction.sel(winter=2014).item() == 0.0
+    assert out.ood_fraction.sel(winter=2013).item() > 0.0
+    assert out.ood_fraction.sel(winter=2015).item() > 0.0
+    # air warmer than any training day of the same month, by 2 K, in every region: every
+    # winter day is outside, though 2 K is well inside the range over all seasons
     names = norm["feature_names"]
-    tas_std = max(s for n, s in zip(names, norm["feature_std"], strict=True) if n[:4] == "tas@")
-    hot = model.predict(daily.assign(tas=daily["tas"] + 7.0 * tas_std))
+    columns = [i for i, n in enumerate(names) if n.startswith("tas@")]
+    span = (
+        np.array(norm["feature_monthly_max"])[:, columns]
+        - np.array(norm["feature_monthly_min"])[:, columns]
+    )
+    hot = model.predict(daily.assign(tas=daily["tas"] + float(span.max()) + 2.0))
     np.testing.assert_array_equal(hot.ood_fraction.values, 1.0)
-    assert bool((hot.ood_max_z >= out.ood_max_z).all()) and float(hot.ood_max_z.min()) > 7.0
+    assert bool((hot.ood_max_z >= out.ood_max_z).all())
+
+
+def test_models_saved_without_monthly_ranges_score_by_standard_deviations(twin, model) -> None:
+    """An older model directory (no monthly ranges): training mean +- 4 training stds."""
+    older = dataclasses.replace(
+        model.ensemble.normalisation, feature_monthly_min=None, feature_monthly_max=None
+    )
+    matrix = model_features(twin["era5"], load_feature_spec(twin["model_dir"]))
+    scores = dataclasses.replace(
+        model, ensemble=dataclasses.replace(model.ensemble, normalisation=older)
+    )
+    norm = json.loads((twin["model_dir"] / "normalisation.json").read_text())
+    z = np.abs((matrix.values - np.array(norm["feature_mean"])) / np.array(norm["feature_std"]))
+    t = matrix["time"].values
+    days = (_winter(t) == 2014) & np.isin(pd.DatetimeIndex(t).month, [11, 12, 1, 2, 3, 4])
+    ood = scores.out_of_distribution(matrix)
+    expected = np.mean(np.nanmax(z[days], axis=1) > 4.0)
+    assert ood.ood_fraction.sel(winter=2014).item() == pytest.approx(expected)

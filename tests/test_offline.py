@@ -242,3 +242,40 @@ def test_a_proxy_that_refuses_is_named(monkeypatch) -> None:
     assert time.perf_counter() - started < 2.0
     assert f"through the proxy 127.0.0.1:{port}" in str(err.value)
     assert "data.example.org:443" in str(err.value)
+
+
+def test_run_as_typed_finds_its_model_and_store_by_default(
+    model: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """`run --catalog catalogs/cordex.yaml`, nothing else: the model from $CASCADIA_MODEL
+    (else ./model), the store ./results.zarr; offline it fails in seconds, one line per
+    source, and creates no store. Without any model it says how to give one, instantly."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("CASCADIA_MODEL", raising=False)
+    monkeypatch.delenv("CASCADIA_RESULTS", raising=False)
+    argv = ["run", "--catalog", str(CATALOGS / "cordex.yaml")]
+    started = time.perf_counter()
+    assert main(argv) == 2
+    assert time.perf_counter() - started < 2.0
+    err = capsys.readouterr().err
+    assert err.startswith("cascadia-ensemble: error: no model given and no ./model model")
+    assert "set CASCADIA_MODEL" in err and len(err.strip().splitlines()) == 1
+
+    for how in ("environment", "folder"):
+        if how == "environment":
+            monkeypatch.setenv("CASCADIA_MODEL", str(model))
+        else:
+            monkeypatch.delenv("CASCADIA_MODEL")
+            (tmp_path / "model").symlink_to(model, target_is_directory=True)
+        started = time.perf_counter()
+        code = main(argv)
+        elapsed = time.perf_counter() - started
+        out, err = capsys.readouterr()
+        assert code == 1 and elapsed < BOUND, (how, elapsed)
+        assert sorted(line.split(":")[0] for line in _failure_lines(err)) == [
+            "failed euro-cordex *",
+            "failed med-cordex *",
+        ]
+        assert "Traceback" not in out + err
+        assert not (tmp_path / "results.zarr").exists()

@@ -223,6 +223,11 @@ def test_euro_cordex_copy_reads_the_bucket_table_in_its_columns(tmp_path: Path):
         for experiment in ("historical", "rcp85")
     ]
     assert all(len(c.assets) == 7 and not c.missing for c in combos)  # daily only
+    # the driving GCM is each simulation's model family (spread statistics weight it once)
+    assert {c.label: c.family for c in combos} == {
+        c.label: c.labels["source_id"].split("_")[0] for c in combos
+    }
+    assert {c.family for c in combos} == {"CNRM-CERFACS-CNRM-CM5", "MPI-M-MPI-ESM-LR"}
 
 
 def test_multi_variable_netcdf_collections_group_by_variable():
@@ -320,6 +325,8 @@ def test_pangeo_layout_enumerates_one_combination_per_member(tmp_path: Path):
     )
     combos = enumerate_combos(cmip6, source)
     assert sorted(c.labels["member_id"] for c in combos) == ["r1i1p1f1", "r2i1p1f1"]
+    # without a combo_id family a model is its own family (its source_id label)
+    assert {c.family for c in combos} == {c.labels["source_id"] for c in combos} == {"MODEL"}
     # gn and gr copies give one combination each member (gn), the empty cell stays empty
     assert {g.facets["grid_label"] for c in combos for g in c.groups} == {"gn"}
     assert {c.facets["dcpp_init_year"] for c in combos} == {""}

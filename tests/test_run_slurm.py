@@ -16,8 +16,13 @@ every stored variable of (b) must equal (a)'s.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import warnings
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import dask
@@ -30,6 +35,7 @@ from helpers import RUN_TWIN, small_preset
 
 from cascadia.learning.jobs import TrainJob, smoke_train_job
 from cascadia.learning.train_job import run_train_job
+from cascadia.run.cluster import open_cluster
 from cascadia.run.pipeline import RunSummary, run_pipeline
 from cascadia.twin.world import build_world
 
@@ -37,6 +43,7 @@ PRESET = small_preset("slurm-twin", **RUN_TWIN)
 # The session fixture that starts (or reuses) the local SLURM, shared with test_cluster.py.
 local_slurm = test_cluster.local_slurm
 _queued_jobs = test_cluster._queued_jobs
+_wait_until_gone = test_cluster._wait_until_gone
 N_COMBOS = 3  # ERA5, CMIP historical + ssp585
 
 pytestmark = pytest.mark.slurm
@@ -112,9 +119,7 @@ def slurm_run(twin: dict[str, Any], local_slurm: str) -> dict[str, Any]:
             workers=2,
         )
     print(f"SLURM run: {time.perf_counter() - started:.1f} s")
-    deadline = time.monotonic() + 15
-    while (left := _queued_jobs(local_slurm)) and time.monotonic() < deadline:
-        time.sleep(0.2)  # scancel is asynchronous: jobs pass through COMPLETING
+    left = _wait_until_gone(local_slurm)
     return {"out": out, "summary": summary, "logs": logs, "left": left}
 
 
@@ -138,20 +143,165 @@ def test_every_combination_ran_inside_slurm_jobs(slurm_run: dict[str, Any]) -> N
     assert slurm_run["left"] == [], f"jobs left in the queue after the run: {slurm_run['left']}"
 
 
-def test_slurm_store_equals_local_store(
-    local_run: tuple[str, RunSummary], slurm_run: dict[str, Any]
-) -> None:
-    local_out, local_summary = local_run
-    assert local_summary.ok and local_summary.count("done") == N_COMBOS
-    assert {r.batch_job for r in local_summary.results} == {""}
-    local, slurm = _open(local_out), _open(slurm_run["out"])
-    assert set(slurm.data_vars) == set(local.data_vars)
+def _assert_same_store(local_out: str, other_out: str) -> None:
+    local, other = _open(local_out), _open(other_out)
+    assert set(other.data_vars) == set(local.data_vars)
     assert {"temperature_mean", "event_days"} <= set(local.data_vars)
     for name in local.variables:
-        a, b = local[name].values, slurm[name].values
+        a, b = local[name].values, other[name].values
         if np.issubdtype(a.dtype, np.floating):
             np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6, err_msg=name)
         else:
             np.testing.assert_array_equal(b, a, err_msg=name)
     assert int((local.status == "done").sum()) == N_COMBOS
     assert bool(local.temperature_mean.notnull().any())
+
+
+def test_slurm_store_equals_local_store(
+    local_run: tuple[str, RunSummary], slurm_run: dict[str, Any]
+) -> None:
+    local_out, local_summary = local_run
+    assert local_summary.ok and local_summary.count("done") == N_COMBOS
+    assert {r.batch_job for r in local_summary.results} == {""}
+    _assert_same_store(local_out, slurm_run["out"])
+
+
+# --- a job reaching its walltime mid-run -----------------------------------------------------
+
+WALLTIME = "00:02:00"  # workers retire after 84 s +- 6 s, derived from it
+
+
+def _retirements(logs: Path) -> dict[str, float]:
+    """Batch job -> when its worker left on reaching its lifetime (epoch seconds)."""
+    out = {}
+    for log in logs.glob("dask-worker-*.err"):
+        for line in log.read_text().splitlines():
+            if "Reason: worker-lifetime-reached" in line and "Closing worker" in line:
+                stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+                out[log.stem.removeprefix("dask-worker-")] = stamp.timestamp()
+                break
+    return out
+
+
+@pytest.fixture(scope="module")
+def walltime_run(twin: dict[str, Any], local_slurm: str) -> dict[str, Any]:
+    """A run on 2 SLURM jobs of 2 minutes whose workers reach their lifetime mid-run.
+
+    The jobs start first; the run starts 10 s before the first worker's lifetime (from
+    the walltime: 84 s +- 6 s, counted from the worker process's start) can end, so the
+    hand-over falls inside the run on any machine, and both first jobs end early in it.
+    """
+    root = twin["root"]
+    logs = root / "walltime-logs"
+    logs.mkdir()
+    out = str(root / "walltime.zarr")
+    assert _queued_jobs(local_slurm) == []
+    with open_cluster(
+        "slurm",
+        jobs=2,  # fixed: the jobs that end are replaced all the same
+        queue=local_slurm,
+        memory="2GiB",
+        walltime=WALLTIME,
+        interface="lo",
+        log_directory=str(logs),
+        local_directory=str(root / "walltime-space"),
+        dashboard_address=None,
+    ) as client:
+        client.wait_for_workers(2, timeout=120)
+        first_jobs = set(client.run(lambda: os.environ["SLURM_JOB_ID"]).values())
+        ends = client.run(
+            lambda dask_worker: __import__("psutil").Process().create_time() + dask_worker.lifetime
+        )
+        time.sleep(max(0.0, min(ends.values()) - 10 - time.time()))
+        started = time.time()
+        summary = run_pipeline(
+            twin["catalogs"], twin["model"], out, cache=str(root / "cache-walltime"), client=client
+        )
+        ended = time.time()
+    print(f"walltime run: {ended - started:.1f} s")
+    left = _wait_until_gone(local_slurm)
+    return {
+        "out": out,
+        "summary": summary,
+        "logs": logs,
+        "first_jobs": first_jobs,
+        "run": (started, ended),
+        "left": left,
+    }
+
+
+def test_a_job_reaching_its_walltime_hands_its_work_over(
+    local_run: tuple[str, RunSummary], walltime_run: dict[str, Any]
+) -> None:
+    summary: RunSummary = walltime_run["summary"]
+    assert summary.ok, [r.reason for r in summary.failed]
+    assert summary.count("done") == N_COMBOS
+    started, ended = walltime_run["run"]
+    retired = _retirements(walltime_run["logs"])
+    # both first jobs' workers left on their lifetime while the run was going on ...
+    assert walltime_run["first_jobs"] <= retired.keys(), retired
+    for job in walltime_run["first_jobs"]:
+        assert started < retired[job] < ended, (job, retired[job] - started)
+    print(
+        f"first jobs retired {sorted(round(retired[j] - started, 1) for j in retired)} s into "
+        f"the {ended - started:.1f} s run; jobs {sorted(retired)}"
+    )
+    # ... before SLURM's time limit, which killed no job
+    for log in walltime_run["logs"].glob("dask-worker-*"):
+        assert "DUE TO TIME LIMIT" not in log.read_text(), log
+    # new jobs took over and finished the run
+    done_in = {r.batch_job for r in summary.results}
+    assert done_in - walltime_run["first_jobs"], done_in
+    _assert_same_store(local_run[0], walltime_run["out"])
+    assert walltime_run["left"] == [], f"jobs left in the queue: {walltime_run['left']}"
+
+
+# --- the client inside a job: deploy/slurm/run-in-job.sbatch ---------------------------------
+
+BATCH_SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "slurm" / "run-in-job.sbatch"
+
+
+def test_the_batch_script_runs_the_client_inside_a_job(
+    twin: dict[str, Any], local_run: tuple[str, RunSummary], local_slurm: str
+) -> None:
+    """`sbatch run-in-job.sbatch ...`: the run's client and scheduler live in that job and
+    submit the worker jobs from there (predictors come from the local run's cache, so
+    the run is the inference and the writes)."""
+    root = twin["root"] / "batch-script"
+    worker_logs = root / "worker-logs"
+    worker_logs.mkdir(parents=True)
+    config = {
+        "cascadia": {
+            "cluster": {
+                "slurm": {
+                    "queue": local_slurm,
+                    "memory": "2GiB",
+                    "walltime": "00:10:00",
+                    "interface": "lo",
+                    "log_directory": str(worker_logs),
+                    "dashboard_address": None,
+                    "adaptive": {"enabled": True, "minimum_jobs": 0, "maximum_jobs": 1},
+                }
+            }
+        }
+    }
+    (root / "cascadia.yaml").write_text(yaml.safe_dump(config))
+    out = str(root / "results.zarr")
+    run_args = [arg for catalog in twin["catalogs"] for arg in ("--catalog", catalog)]
+    run_args += ["--model", str(twin["model"]), "--out", out]
+    run_args += ["--cache", str(twin["root"] / "cache-local")]
+    env = {**os.environ, "DASK_CONFIG": str(root / "cascadia.yaml"), "CASCADIA_VENV": sys.prefix}
+    # one CPU for the driver: the 2-CPU test node keeps the other for a worker job
+    submit = ["sbatch", "--wait", "--parsable", "-p", local_slurm, "--cpus-per-task=1"]
+    submit += ["--mem=2G", "-o", str(root / "driver-%j.log"), str(BATCH_SCRIPT), *run_args]
+    done = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+    driver = done.stdout.strip().split(";")[0]
+    log = (root / f"driver-{driver}.log").read_text()
+    assert done.returncode == 0, f"{done.stderr}\n{log[-3000:]}"
+    assert f"cascadia run in job {driver} on " in log
+    assert "3 done, 0 up to date, 0 failed" in log
+    assert "finished with exit status 0" in log
+    worker_jobs = {p.stem.removeprefix("dask-worker-") for p in worker_logs.glob("*.err")}
+    assert worker_jobs and driver not in worker_jobs  # workers ran in jobs of their own
+    _assert_same_store(local_run[0], out)
+    assert _wait_until_gone(local_slurm) == []

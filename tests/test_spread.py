@@ -345,8 +345,10 @@ def _expected_periods(
                 n_models[e, p, d] = len(changes)
                 if len(changes):
                     mm_change[e, p, d] = np.mean(changes)
-                    same = [np.sign(c) == np.sign(mm_change[e, p, d]) for c in changes]
-                    agreement[e, p, d] = np.mean(same)
+                    # xclim's agreement: the largest of the positive, negative, zero fractions
+                    agreement[e, p, d] = max(
+                        np.mean(changes > 0), np.mean(changes < 0), np.mean(changes == 0)
+                    )
     return {
         f"{base}_period_model_mean": model,
         f"{base}_period_multimodel_mean": mm_mean,
@@ -394,7 +396,13 @@ def test_headline_numbers(results: xr.Dataset) -> None:
     assert float(results["event_days_period_model_agreement"].sel(sel)) == pytest.approx(2 / 3)
     agree = results["event_days_period_model_agreement"]
     assert float(agree.sel(experiment="ssp245", period="2080-2100", depth=500.0)) == 1.0
-    assert agree.attrs["likely_threshold"] == 0.66
+    # three models (three families) agreeing are no "likely": the 90 % lower bound of the
+    # agreeing fraction with 3 draws is 0.46 < 0.66, whatever the robustness category
+    likelihood = results["event_days_period_likelihood"]
+    assert likelihood.attrs["likely_threshold"] == 0.66
+    assert float(likelihood.sel(experiment="ssp245", period="2080-2100", depth=500.0)) == 0.0
+    assert int(results["event_days_period_family_count"].sel(sel)) == 3
+    assert np.isfinite(results["event_days_period_robustness"].sel(sel))
     # reanalysis: a baseline, no future; historical alone covers 22 of 30 baseline winters
     re = results["event_days_period_model_mean"].sel(experiment="reanalysis", source_id="ERA5")
     assert bool(np.isfinite(re.sel(period="1993-2022")).all())
@@ -440,7 +448,9 @@ def test_deep_ensemble_dim_is_averaged_first(results: xr.Dataset) -> None:
 
 def test_cf_attributes(results: xr.Dataset) -> None:
     names = [n for n in results.data_vars if results[n].attrs.get("cascadia_role")]
-    assert len(names) == 5 * 5 + 3 * 6 + 1
+    # 5 bases x 6 across-model statistics, 3 period bases x 12, the member count, and the
+    # partition / emergence (11) and trends (10) of event days and the temperature anomaly
+    assert len(names) == 5 * 6 + 3 * 12 + 1 + 2 * 21
     for name in names:
         attrs = results[name].attrs
         assert attrs["units"] and attrs["long_name"] and attrs["cell_methods"], name
@@ -448,7 +458,7 @@ def test_cf_attributes(results: xr.Dataset) -> None:
     assert t["units"] == "degree_Celsius"
     assert t["standard_name"] == "sea_water_temperature"
     assert "source_id: mean" in t["cell_methods"] and "member_id: mean" in t["cell_methods"]
-    assert "weighted equally" in t["comment"]
+    assert "family" in t["comment"] and "weighted equally" in t["comment"]
     assert results["event_days_multimodel_std"].attrs["units"] == "days"
     change = results["winter_temperature_period_model_change"].attrs
     assert change["units_metadata"] == "temperature: difference"
@@ -567,7 +577,7 @@ def test_report_says_where_temperature_is_anomaly_only_and_shows_ood(
     assert ood["historical"]["1993-2022"] == pytest.approx(0.0)
     assert ood["reanalysis"]["2080-2100"] is None
     report = write_run_report(store, tmp_path / "report")
-    text = (tmp_path / "report/report.md").read_text()
+    text = (tmp_path / "report/report.html").read_text()
     assert "anomaly-only" in text and "13.930" in text and "2041-2060, 2080-2100" in text
-    assert "| ssp245 | 0.35 | 1.00 |" in text
+    assert '<td>ssp245</td><td class="num">0.35</td><td class="num">1.00</td>' in text
     assert (tmp_path / "report/ood.png") in report.files

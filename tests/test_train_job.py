@@ -131,6 +131,7 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
         "report/scatter.png",
         "report/events.png",
         "report/pit.png",
+        "report/reliability.png",
     ):
         assert (out / name).is_file(), name
 
@@ -144,7 +145,9 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
 
     metrics = json.loads((out / "metrics.json").read_text())
     warm = metrics.pop("warm_split")
+    verification = metrics.pop("verification")
     assert set(metrics) == set(MODELS)
+    _check_verification(verification, metrics)
     _check_warm_split(world, out, warm, metrics)
     for model in MODELS:
         assert set(metrics[model]) == {"500", "1000"}
@@ -168,6 +171,7 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
     for depth in ("500", "1000"):
         row = comparison[depth]
         assert row["ci_low"] <= row["difference"] <= row["ci_high"]
+        assert row["ci_low_bca"] <= row["ci_high_bca"]  # two test winters: an interval
         assert set(row["per_winter"]) == {str(w) for w in TEST}
     # The member picked on validation (what a user could pick) is scored the same way;
     # the hindsight pick is, by construction, no worse on the test winters.
@@ -200,6 +204,41 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
         assert inside == pytest.approx(metrics["ensemble"][depth]["coverage_90"], abs=0.01)
     report = (out / "report" / "report.md").read_text()
     assert "index_regression" in report and "pit.png" in report
+
+
+def _check_verification(verification: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """PIT, reliability and skill intervals for the ensemble and every baseline."""
+    forecasts = set(MODELS) - {"member_0", "member_1"}
+    assert set(verification["pit"]) == set(verification["reliability"]) == forecasts
+    assert set(verification["crps_skill"]["against"]) == forecasts - {"ensemble"}
+    for model in MODELS:
+        for depth, row in metrics[model].items():
+            assert set(row) <= set(verification["descriptions"]), (model, depth)
+            # The same-week hit rate is the same-week table's POD: recall only.
+            assert row["pod_week"] == row["event_hit_week"]
+            assert row["hits_week"] + row["misses_week"] == row["n_observed_event_days"]
+            known = row["n_event_days"] + row["n_quiet_days"]
+            if known == row["n_days"]:
+                mean = (
+                    row["crps_event"] * row["n_event_days"]
+                    + row["crps_quiet"] * row["n_quiet_days"]
+                ) / known
+                assert mean == pytest.approx(row["crps"])
+    for depth in ("500", "1000"):
+        pit = verification["pit"]["ensemble"][depth]
+        assert sum(pit["counts"]) == pit["n"] == metrics["ensemble"][depth]["n_days"]
+        diagram = verification["reliability"]["ensemble"][depth]
+        assert sum(diagram["n"]) == diagram["n_total"] > 300
+        for baseline, per_depth in verification["crps_skill"]["against"].items():
+            skill = per_depth[depth]
+            expected = 1 - metrics["ensemble"][depth]["crps"] / metrics[baseline][depth]["crps"]
+            assert skill["skill"] == pytest.approx(expected)
+            assert skill["n_winters"] == len(TEST)
+            assert skill["ci_low"] <= skill["ci_high"]
+            print(
+                f"{depth} m skill vs {baseline}: {skill['skill']:.3f} "
+                f"[{skill['ci_low']:.3f}, {skill['ci_high']:.3f}]"
+            )
 
 
 def _check_warm_split(

@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import intake_esm
 import numpy as np
@@ -19,6 +21,10 @@ import yaml
 from helpers import small_preset
 
 from cascadia import cli
+from cascadia.sources.cache import fingerprint
+from cascadia.sources.catalog import list_combos, predictors_of
+from cascadia.sources.config import CatalogError, load_run_catalog
+from cascadia.sources.extraction import extract_combo
 from cascadia.twin.ceiling import ModelSeries, regenerate_twin
 from cascadia.twin.grids import EARTH_RADIUS
 from cascadia.twin.ocean import OceanParams
@@ -493,6 +499,73 @@ def test_coupled_cordex_rcm_writes_tos(tiny):
     fx = table[(table.source_id == "TWIN-RCM-X") & (table.variable_id == "sftlf")]
     sftlf = xr.open_dataset(fx.path.iloc[0].removeprefix("file://"), engine="h5netcdf").sftlf
     _sea_and_land(ds.tos, sftlf.values / 100.0, 0.8)
+
+
+def _listed(path: Path, source: str = "") -> tuple[Any, Any, list[Any]]:
+    catalog = load_run_catalog(str(path))
+    src = catalog.source(source) if source else catalog.sources[0]
+    return catalog, src, list_combos(catalog, src).combos
+
+
+def test_uncoupled_rcm_takes_its_driving_models_tos(tiny):
+    """The uncoupled RCM's sea surface is its driving GCM's: same series, same days."""
+    out, _ = tiny
+    catalog, source, combos = _listed(out / "catalogs/cordex.yaml")
+    by_label = {c.label: c for c in combos}
+    coupled = by_label["TWIN-ESM-A_TWIN-RCM-X/ssp585/r1i1p1f1"]
+    uncoupled = by_label["TWIN-ESM-C_TWIN-RCM-Y/ssp585/r1i1p1f1"]
+    assert coupled.driving is None and "tos" not in coupled.absent
+    assert uncoupled.absent == () and uncoupled.driving.label == (
+        "tos from cmip6 TWIN-ESM-C/ssp585/r1i1p1f1"
+    )
+    assert predictors_of(source, uncoupled) == predictors_of(source, coupled)
+    rcm = extract_combo(catalog, source, uncoupled).compute().data
+    cmip, cmip_source, cmip_combos = _listed(out / "catalogs/cmip6.yaml")
+    (gcm_combo,) = [c for c in cmip_combos if c.label == "TWIN-ESM-C/ssp585/r1i1p1f1"]
+    gcm = extract_combo(cmip, cmip_source, gcm_combo).compute().data
+    assert rcm.attrs["driving_model"] == "tos from cmip6 TWIN-ESM-C/ssp585/r1i1p1f1"
+    np.testing.assert_array_equal(rcm.tos.values, gcm.tos.sel(time=rcm.time).values)
+    assert np.isfinite(rcm.tos.values).all() and 10 < float(rcm.tos.mean()) < 25
+    # the driving model's data are part of what the cached predictors depend on
+    assert fingerprint(catalog, source, uncoupled) != fingerprint(
+        catalog, source, replace(uncoupled, driving=None)
+    )
+
+
+def test_a_missing_driving_run_is_named_where_the_model_refuses_it(tiny, tmp_path):
+    """No driving scenario in the driving catalog: the RCM lacks tos, and says why."""
+    from cascadia.run.pipeline import _plan, _refuse_missing_inputs
+
+    out, _ = tiny
+    catalogs = out / "catalogs"
+    cmip = yaml.safe_load((catalogs / "cmip6.yaml").read_text())
+    cmip["sources"][0]["collection"] = str(out / "collections/cmip6.json")
+    cmip["sources"][0]["query"]["experiment_id"] = ["historical"]
+    (tmp_path / "cmip6-historical.yaml").write_text(yaml.safe_dump(cmip))
+    cordex = yaml.safe_load((catalogs / "cordex.yaml").read_text())
+    cordex["bias_adjustment"]["reference"]["catalog"] = str(catalogs / "reanalysis.yaml")
+    source = cordex["sources"][0]
+    source["collection"] = str(out / "collections/cordex.json")
+    source["driving_model"]["catalog"] = "cmip6-historical.yaml"
+    source["query"]["source_id"] = "TWIN-RCM-Y"
+    (tmp_path / "cordex-y.yaml").write_text(yaml.safe_dump(cordex))
+    plan = _plan([load_run_catalog(str(tmp_path / "cordex-y.yaml"))])
+    _refuse_missing_inputs(plan, ["tas", "tos"], "/models/with-tos")
+    failures = {e.combo.labels["experiment_id"]: plan.failures.get(e.id) for e in plan.entries}
+    assert failures["historical"] is None
+    where = f"{tmp_path / 'cordex-y.yaml'} [cordex] driving_model"
+    assert failures["ssp126"] == (
+        "model /models/with-tos needs tos; source cordex "
+        "(TWIN-ESM-C_TWIN-RCM-Y/ssp126/r1i1p1f1) has none "
+        f"({where}: no combination experiment_id=ssp126, member_id=r1i1p1f1, "
+        f"source_id=TWIN-ESM-C in {tmp_path / 'cmip6-historical.yaml'} [cmip6]) "
+        "— map it in the run catalog or train without tos"
+    )
+    # a variable taken from the driving model must be optional: the RCM's own comes first
+    source["optional"] = []
+    (tmp_path / "cordex.yaml").write_text(yaml.safe_dump(cordex))
+    with pytest.raises(CatalogError, match=r"driving_model.variables \['tos'\] must be listed"):
+        load_run_catalog(str(tmp_path / "cordex.yaml"))
 
 
 # ------------------------------------------------------------------ physics drawn per seed

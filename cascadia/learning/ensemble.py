@@ -25,6 +25,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import torch
 import yaml
 from safetensors import SafetensorError
@@ -163,6 +165,10 @@ class Normalisation:
         Per-depth anomaly mean and std (°C).
     depths : tuple of float
         Target depths (m).
+    feature_monthly_min, feature_monthly_max : tuple of tuple of float, optional
+        Per calendar month (12 rows) and predictor, the smallest and largest value of
+        the training days: the range the model has seen in that season, which the
+        out-of-distribution scores compare new inputs with (None for older models).
     """
 
     feature_names: tuple[str, ...]
@@ -171,6 +177,8 @@ class Normalisation:
     target_mean: tuple[float, ...]
     target_std: tuple[float, ...]
     depths: tuple[float, ...] = (500.0, 1000.0)
+    feature_monthly_min: tuple[tuple[float, ...], ...] | None = None
+    feature_monthly_max: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def n_inputs(self) -> int:
@@ -186,6 +194,7 @@ class Normalisation:
         feature_names: Sequence[str],
         depths: Sequence[float] = (500.0, 1000.0),
         min_std: float = 1e-6,
+        time: Any = None,
     ) -> Normalisation:
         """Statistics over the rows where ``mask`` is true (NaN ignored).
 
@@ -203,12 +212,21 @@ class Normalisation:
             Target depths (m).
         min_std : float
             Floor of every std (a constant predictor must not divide by zero).
+        time : array-like, optional
+            ``(T,)`` days: with them, each month's training range is kept too.
         """
-        x = np.asarray(predictors, dtype=np.float64)[np.asarray(mask, dtype=bool)]
-        y = np.asarray(targets, dtype=np.float64)[np.asarray(mask, dtype=bool)]
+        rows = np.asarray(mask, dtype=bool)
+        x = np.asarray(predictors, dtype=np.float64)[rows]
+        y = np.asarray(targets, dtype=np.float64)[rows]
         if not np.isfinite(y).any(axis=0).all():
             raise ValueError("a target depth has no finite value on the training days")
+        low = high = None
+        if time is not None:
+            months = pd.DatetimeIndex(np.asarray(time)[rows]).month
+            low, high = _monthly_range(x, months)
         return cls(
+            feature_monthly_min=low,
+            feature_monthly_max=high,
             feature_names=tuple(feature_names),
             feature_mean=tuple(np.nanmean(x, axis=0).tolist()),
             feature_std=tuple(np.maximum(np.nanstd(x, axis=0), min_std).tolist()),
@@ -254,6 +272,14 @@ class Normalisation:
             "depths": list(self.depths),
             "seasonal_features": ["sin_day_of_year", "cos_day_of_year"],
             "units": {"target": "degree_Celsius (anomaly)", "features": "canonical CF units"},
+            **(
+                {
+                    "feature_monthly_min": [list(row) for row in self.feature_monthly_min],
+                    "feature_monthly_max": [list(row) for row in self.feature_monthly_max],
+                }
+                if self.feature_monthly_min is not None and self.feature_monthly_max is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -266,7 +292,32 @@ class Normalisation:
             target_mean=tuple(float(v) for v in data["target_mean"]),
             target_std=tuple(float(v) for v in data["target_std"]),
             depths=tuple(float(v) for v in data["depths"]),
+            feature_monthly_min=_rows(data.get("feature_monthly_min")),
+            feature_monthly_max=_rows(data.get("feature_monthly_max")),
         )
+
+
+def _monthly_range(
+    x: npt.NDArray[np.float64], months: Any
+) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
+    """Per calendar month, each column's smallest and largest finite value (NaN if none)."""
+    low, high = [], []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        for month in range(1, 13):
+            part = x[np.asarray(months) == month]
+            if part.shape[0] == 0:
+                part = np.full((1, x.shape[1]), np.nan)
+            low.append(tuple(np.nanmin(part, axis=0).tolist()))
+            high.append(tuple(np.nanmax(part, axis=0).tolist()))
+    return tuple(low), tuple(high)
+
+
+def _rows(value: Any) -> tuple[tuple[float, ...], ...] | None:
+    """Nested lists from JSON as a tuple of float tuples (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    return tuple(tuple(float(v) for v in row) for row in value)
 
 
 # -------------------------------------------------------------------- mixture

@@ -105,7 +105,9 @@ class EvaluationConfig(_Strict):
     Attributes
     ----------
     bootstrap_samples
-        Resamples of the paired bootstrap over test winters.
+        Resamples of the bootstraps over test winters (ensemble vs best member in
+        ``comparison.json``; the CRPS skill intervals against each baseline in
+        ``metrics.json``'s ``verification`` section).
     seed
         Seed of the bootstrap.
     confidence

@@ -266,9 +266,12 @@ def spread_skill_ratio(
 ) -> np.ndarray | float:
     """Ratio of the RMS predicted spread to the RMSE of the predicted mean (1).
 
-    √mean(σ²) / √mean((μ − y)²): 1 for a calibrated Gaussian forecast, < 1
-    overconfident, > 1 underconfident. ``std`` is the *total* predictive std
-    (for a deep ensemble, the mixture std, aleatoric + epistemic).
+    √mean(σ²) / √mean((μ − y)²): 1 for a calibrated Gaussian forecast; < 1
+    under-dispersed (the spread is too small for the error: overconfident); > 1
+    over-dispersed (underconfident). ``std`` is the *total* predictive std (for a
+    deep ensemble, the mixture std, aleatoric + epistemic). A ratio of RMS values:
+    a few large errors (cascade days) pull it below 1 even when the interval
+    coverage of the many quiet days is nominal.
     """
     (o, m, s), valid = _arrays(obs, mean, std)
     spread = np.sqrt(_mean(s**2, valid, axis))
@@ -277,7 +280,7 @@ def spread_skill_ratio(
         return _scalar(np.where(error > 0, spread / np.where(error > 0, error, 1.0), np.nan))
 
 
-def _events(values: ArrayLike) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+def event_flags(values: ArrayLike) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """Boolean events and the known-value mask (NaN = unknown)."""
     arr = np.asarray(values)
     if arr.dtype == bool:
@@ -314,8 +317,8 @@ def event_hit_rates(
         ``exact_day``, ``same_week`` (1; NaN without observed events) and
         ``n_observed`` (number of observed event days scored).
     """
-    obs, obs_known = _events(observed)
-    pred, pred_known = _events(predicted)
+    obs, obs_known = event_flags(observed)
+    pred, pred_known = event_flags(predicted)
     obs, pred = np.moveaxis(obs, axis, -1), np.moveaxis(pred, axis, -1)
     known = np.moveaxis(obs_known & pred_known, axis, -1)
     scored = obs & known
@@ -352,6 +355,9 @@ class ContingencyScores:
     csi : numpy.ndarray or float
         Critical success index, hits / (hits + misses + false alarms) (1);
         ignores the (many) correct quiet days, unlike accuracy.
+    frequency_bias : numpy.ndarray or float
+        (hits + false alarms) / (hits + misses) (1): forecast over observed event
+        days; 1 unbiased, > 1 over-forecasting, < 1 under-forecasting.
     """
 
     hits: np.ndarray | float
@@ -361,18 +367,19 @@ class ContingencyScores:
     pod: np.ndarray | float
     far: np.ndarray | float
     csi: np.ndarray | float
+    frequency_bias: np.ndarray | float
 
 
 def contingency_scores(
     observed: ArrayLike, predicted: ArrayLike, axis: Axis = None
 ) -> ContingencyScores:
-    """Contingency table and POD, FAR, CSI of daily event flags.
+    """Contingency table and POD, FAR, CSI, frequency bias of daily event flags.
 
     Days where either flag is unknown (NaN) are skipped. A score with a zero
     denominator is NaN (e.g. FAR when nothing was predicted).
     """
-    obs, ok_o = _events(observed)
-    pred, ok_p = _events(predicted)
+    obs, ok_o = event_flags(observed)
+    pred, ok_p = event_flags(predicted)
     obs, pred = np.broadcast_arrays(obs, pred)
     known = np.broadcast_to(ok_o, obs.shape) & np.broadcast_to(ok_p, obs.shape)
 
@@ -385,6 +392,7 @@ def contingency_scores(
         pod_ = np.where(a + c > 0, a / np.maximum(a + c, 1), np.nan)
         far_ = np.where(a + b > 0, b / np.maximum(a + b, 1), np.nan)
         csi_ = np.where(a + b + c > 0, a / np.maximum(a + b + c, 1), np.nan)
+        bias_ = np.where(a + c > 0, (a + b) / np.maximum(a + c, 1), np.nan)
     return ContingencyScores(
         hits=_scalar(a),
         misses=_scalar(c),
@@ -393,6 +401,7 @@ def contingency_scores(
         pod=_scalar(pod_),
         far=_scalar(far_),
         csi=_scalar(csi_),
+        frequency_bias=_scalar(bias_),
     )
 
 

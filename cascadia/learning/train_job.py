@@ -60,6 +60,7 @@ from cascadia.learning.evaluation import (
     bootstrap_crps_difference,
     evaluate_forecasts,
     per_winter_event_days,
+    verification_section,
     write_json,
     write_report,
 )
@@ -91,8 +92,9 @@ class TrainJobResult:
     directory : Path
         Model directory.
     metrics : dict
-        ``{model: {depth: {metric: value}}}`` on the test winters, and the
-        ``warm_split`` section when the job asks for it.
+        ``{model: {depth: {metric: value}}}`` on the test winters, the
+        ``verification`` section (PIT, reliability, skill intervals, descriptions)
+        and the ``warm_split`` section when the job asks for it.
     comparison : dict
         Paired bootstrap of the CRPS, ensemble vs best member.
     train_seconds : float
@@ -156,11 +158,12 @@ def _probability_events(
     series: AlignedSeries,
     job: TrainJob,
     validation: npt.NDArray[np.bool_],
-) -> npt.NDArray[np.bool_]:
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
     """Event days by the ensemble's rule: P(below threshold) ≥ a validation-chosen level.
 
     Every model (members, baselines) gets the same rule with its own level fitted
     on the validation winters, so event scores compare forecasts, not rules.
+    Returns the event days and the daily probability ``(time, depth)``.
     """
     thresholds = [job.events.threshold_for(d) for d in series.depths]
     prob = exceedance_probability(anomaly_mean, std, thresholds)
@@ -173,7 +176,7 @@ def _probability_events(
         job.events,
         job.calibration.event_level,
     )
-    return probability_events(prob, series.time, series.depths, levels, job.events)
+    return probability_events(prob, series.time, series.depths, levels, job.events), prob
 
 
 def _baseline_forecast(
@@ -186,13 +189,15 @@ def _baseline_forecast(
     mean = series.background + pred.mean
     std = np.maximum(pred.std, 1e-6)
     lower, upper = gaussian_interval(mean, std, 0.9)
+    events, probability = _probability_events(pred.mean[None], std[None], series, job, validation)
     return Forecast(
         name=name,
         member_mean=mean[None],
         member_std=std[None],
         lower=lower,
         upper=upper,
-        events=_probability_events(pred.mean[None], std[None], series, job, validation),
+        events=events,
+        event_probability=probability,
     )
 
 
@@ -570,10 +575,14 @@ def run_train_job(
             events=probability_events(
                 pred.event_probability, series.time, series.depths, p_event, job.events
             ),
+            event_probability=pred.event_probability,
         )
     ]
     for m in range(member_mean.shape[0]):
         lower, upper = gaussian_interval(member_mean[m], pred.member_std[m], 0.9)
+        events, probability = _probability_events(
+            pred.member_mean[m][None], pred.member_std[m][None], series, job, member_validation[m]
+        )
         forecasts.append(
             Forecast(
                 name=f"member_{m}",
@@ -581,13 +590,8 @@ def run_train_job(
                 member_std=pred.member_std[m][None],
                 lower=lower,
                 upper=upper,
-                events=_probability_events(
-                    pred.member_mean[m][None],
-                    pred.member_std[m][None],
-                    series,
-                    job,
-                    member_validation[m],
-                ),
+                events=events,
+                event_probability=probability,
             )
         )
     t_baselines = _time.perf_counter()
@@ -617,10 +621,24 @@ def run_train_job(
     winter_events = per_winter_event_days(
         forecasts, series.events, winters, cfg.test_winters, series.depths
     )
+    verification = verification_section(
+        forecasts,
+        series.temperature,
+        bg,
+        series.events,
+        test,
+        winters,
+        cfg.test_winters,
+        series.depths,
+        [job.events.threshold_for(d) for d in series.depths],
+        confidence=job.evaluation.confidence,
+        n_resamples=job.evaluation.bootstrap_samples,
+        seed=job.evaluation.seed,
+    )
     write_json(directory / "comparison.json", comparison)
     write_json(directory / "winter_events.json", winter_events)
     eval_seconds = _time.perf_counter() - t2
-    scores: dict[str, Any] = dict(metrics)
+    scores: dict[str, Any] = {**metrics, "verification": verification}
     warm_seconds = None
     if job.evaluation.warm_split:
         t3 = _time.perf_counter()
@@ -674,6 +692,7 @@ def run_train_job(
             cfg.test_winters,
             series.depths,
             header,
+            verification=verification,
         )
     log(f"evaluated on winters {cfg.test_winters} in {eval_seconds:.1f} s → {directory}")
     return TrainJobResult(directory, scores, comparison, train_seconds)

@@ -361,7 +361,7 @@ def prepare_series(
             raise ValueError(f"no finite target on any {name} winter day")
     learning = np.isin(winters, config.learning_winters())
     norm = normalisation or Normalisation.fit(
-        data.predictors, data.targets, learning, data.feature_names, data.depths
+        data.predictors, data.targets, learning, data.feature_names, data.depths, time=data.time
     )
     events = (
         np.full(data.targets.shape, np.nan, dtype=np.float32)

@@ -13,7 +13,8 @@ exactly as the job scores the random split. ``metrics.json`` gets a
 the ratio warm-split CRPS / random-split CRPS (the issue asks for ≤ 1.25), and,
 keyed by model as at the top level (``{"ensemble": {depth: {metric: value}}}``),
 the scores of the ensemble and the baselines (CRPS, NSE, coverage, same-week
-event hit rate, false-alarm ratio…).
+event hit rate, false-alarm ratio, the same-week table's FAR and CSI, CRPS and
+coverage on event and quiet days…).
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ SCORES = (
     "far",
     "pod",
     "csi",
+    "far_week",
+    "csi_week",
+    "frequency_bias",
+    "crps_event",
+    "crps_quiet",
+    "coverage_90_event",
+    "coverage_90_quiet",
     "n_days",
     "n_observed_event_days",
 )
@@ -140,7 +148,9 @@ def warm_split_section(
     temperature = winter_mean_air_temperature(series, winters, region, pool)
     train, validation, test = split_by_warmth(temperature, len(cfg.validation_winters))
     metrics = run(warm_split_job(job, train, validation, test))
-    models = [m for m in metrics if not m.startswith("member_")]
+    # Forecasts only: members and the verification section (PIT, reliability) stay in
+    # the warm split's own metrics.json.
+    models = [m for m in metrics if not m.startswith("member_") and m != "verification"]
     ratio = {}
     for depth, row in metrics["ensemble"].items():
         warm, random = (

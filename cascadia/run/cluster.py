@@ -11,6 +11,16 @@ Settings resolve one way, in one function (:func:`resolve_spec`), key by key::
 
     explicit argument  ->  dask.config ("cascadia.cluster")  ->  packaged default
 
+For the batch-job keys of ``slurm`` / ``pbs`` (cores, memory, walltime, queue, account,
+job_extra_directives, ...) the site's standard dask-jobqueue config comes in between::
+
+    explicit argument  ->  cascadia.cluster.<kind>.<key>  ->  jobqueue.<kind>.<key> (site)
+                       ->  cascadia.cluster.<kind>.fallback.<key>  ->  dask-jobqueue default
+
+so a site's ``jobqueue.yaml`` applies unchanged and cascadia's fallbacks only fill what it
+leaves unset (:mod:`cascadia.run.batch`). Batch workers retire before their job's walltime
+(``--lifetime`` derived from it) and adaptive scaling replaces every job that ended.
+
 Workers run one thread each and torch is held to ``torch_threads`` (default 1) threads
 per worker, because the parallelism comes from Dask: N workers each spinning up N
 OpenMP threads oversubscribe the cores. This module never imports torch itself; the
@@ -33,7 +43,7 @@ from contextlib import ExitStack, contextmanager
 from functools import cache
 from importlib import import_module, resources
 from inspect import signature
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import dask.config
 import yaml
@@ -48,6 +58,14 @@ from pydantic import (
     model_validator,
 )
 
+from cascadia.run.batch import (
+    JOB_KEYS,
+    JobAdaptive,
+    lifetime_args,
+    restore_jobqueue_defaults,
+    site_settings,
+)
+
 if TYPE_CHECKING:
     from distributed import Client, Worker
 
@@ -57,7 +75,9 @@ __all__ = [
     "AdaptiveSettings",
     "AddressSettings",
     "ClusterSpec",
+    "JobFallback",
     "JobQueueSettings",
+    "LifetimeSettings",
     "LocalSettings",
     "PBSSettings",
     "SlurmSettings",
@@ -84,7 +104,7 @@ _JOBQUEUE: dict[str, tuple[str, str, str]] = {
 _PLACEHOLDER_SCHEDULER = "tcp://<scheduler-address>:8786"
 _TOP_LEVEL_OVERRIDES = frozenset({"torch_threads"})
 # Keys of a jobqueue section that are cascadia's, not dask-jobqueue keywords.
-_CASCADIA_ONLY = frozenset({"jobs", "adaptive", "extra_kwargs"})
+_CASCADIA_ONLY = frozenset({"jobs", "adaptive", "lifetime", "fallback", "extra_kwargs"})
 # Keywords of the *cluster* class that a single Job does not take (job_script()).
 _CLUSTER_ONLY = frozenset({"scheduler_options"})
 
@@ -122,29 +142,76 @@ class AdaptiveSettings(_Strict):
         return self
 
 
+class LifetimeSettings(_Strict):
+    """How long each batch worker lives (``dask worker --lifetime``), see cluster.yaml."""
+
+    duration: str | float | None
+    stagger: str | float | None
+    restart: bool
+
+    @field_validator("duration", "stagger")
+    @classmethod
+    def _duration_parses(cls, value: str | float | None) -> str | float | None:
+        if value is not None and value != "auto":
+            try:
+                parse_timedelta(value)
+            except (KeyError, ValueError, TypeError):
+                raise ValueError(
+                    f"{value!r} is not a duration: expected e.g. '55m', '3300s' or seconds"
+                ) from None
+        return value
+
+
+class JobFallback(_Strict):
+    """cascadia's values for batch-job keys that neither cascadia's nor the site's config set."""
+
+    cores: PositiveInt
+    memory: str | int
+    walltime: str
+    job_extra_directives: list[str]
+
+    @field_validator("walltime", mode="before")
+    @classmethod
+    def _walltime_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
+
+
 class JobQueueSettings(_Strict):
     """Settings shared by the dask-jobqueue backends (one batch job per worker group).
 
-    ``None`` means "not set here": dask-jobqueue then falls back to its own
-    ``jobqueue.<kind>`` config, so an existing site ``jobqueue.yaml`` keeps working.
+    The batch-job keys are resolved (argument, cascadia config, the site's
+    ``jobqueue.<kind>`` config, ``fallback``) before validation; ``None`` left after that
+    means "neither set": dask-jobqueue then applies its own default.
     """
+
+    _kind: ClassVar[str]
 
     queue: str | None
     account: str | None
     cores: PositiveInt
     processes: PositiveInt
     memory: str | int
-    walltime: str | None
+    walltime: str
     job_extra_directives: list[str]
-    job_script_prologue: list[str]
+    job_script_prologue: list[str] | None
+    worker_extra_args: list[str] | None
     interface: str | None
     local_directory: str | None
     log_directory: str | None
     python: str | None
+    fallback: JobFallback
     dashboard_address: str | None
     jobs: PositiveInt
     adaptive: AdaptiveSettings
+    lifetime: LifetimeSettings
     extra_kwargs: dict[str, Any]
+
+    @field_validator("walltime", mode="before")
+    @classmethod
+    def _walltime_text(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted 1:00:00 as the integer 3600: keep what the batch
+        # system would receive, as text.
+        return str(value) if isinstance(value, int) else value
 
     @field_validator("memory")
     @classmethod
@@ -152,22 +219,49 @@ class JobQueueSettings(_Strict):
         parse_bytes(value)  # fail here, with the key name, not at submission time
         return value
 
+    @field_validator("extra_kwargs")
+    @classmethod
+    def _no_modelled_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        modelled = sorted(value.keys() & cls.model_fields.keys())
+        if modelled:
+            raise ValueError(
+                f"extra_kwargs sets {', '.join(modelled)}: set "
+                f"{' and '.join(repr(k) for k in modelled)} in the section itself"
+            )
+        return value
+
     @model_validator(mode="after")
-    def _whole_threads(self) -> JobQueueSettings:
+    def _whole_threads_and_lifetime(self) -> JobQueueSettings:
         if self.cores % self.processes:
             raise ValueError(
                 f"cores={self.cores} is not a multiple of processes={self.processes}: "
                 "each worker process gets cores / processes threads"
             )
+        self.lifetime_args()  # a walltime or lifetime that cannot work fails here
         return self
+
+    def lifetime_args(self) -> list[str]:
+        """The ``dask worker`` lifetime arguments these settings give each worker."""
+        return lifetime_args(
+            self.lifetime.duration,
+            self.lifetime.stagger,
+            self.lifetime.restart,
+            self.walltime,
+            self._kind,
+            self.worker_extra_args or (),
+        )
 
 
 class SlurmSettings(JobQueueSettings):
     """``SLURMCluster`` settings (see ``cascadia/run/cluster.yaml`` for each key)."""
 
+    _kind: ClassVar[str] = "slurm"
+
 
 class PBSSettings(JobQueueSettings):
     """``PBSCluster`` settings; ``resource_spec`` is the ``-l`` request."""
+
+    _kind: ClassVar[str] = "pbs"
 
     resource_spec: str | None
 
@@ -288,7 +382,9 @@ def resolve_spec(
     """Resolve cluster settings: argument, then ``dask.config``, then packaged default.
 
     This is the one place the fallback happens, so every entry point (Python API, CLI,
-    service) sees the same settings for the same inputs.
+    service) sees the same settings for the same inputs. The batch-job keys of ``slurm``
+    and ``pbs`` take the site's ``jobqueue.<kind>`` config before cascadia's ``fallback``
+    (module docstring, docs/deploy.md).
 
     Parameters
     ----------
@@ -317,6 +413,7 @@ def resolve_spec(
         Unknown kind, unknown or invalid keys (pydantic's ``ValidationError`` is a
         ``ValueError``), or ``workers < 1``.
     """
+    resolved = isinstance(spec_or_kind, ClusterSpec)
     if isinstance(spec_or_kind, ClusterSpec):
         base = spec_or_kind.model_dump()
         kind: object = base["kind"]
@@ -336,14 +433,38 @@ def resolve_spec(
     overrides = _underscored(overrides)
     for key in _TOP_LEVEL_OVERRIDES & overrides.keys():
         base[key] = overrides.pop(key)
-    section: dict[str, Any] = dask.config.merge(base[kind], overrides)
+    base[kind] = dask.config.merge(base[kind], overrides)
+    if not resolved:
+        # The active kind takes the site's jobqueue config; the others only need to
+        # validate, and a site's slurm settings must not break a local or pbs run.
+        for batch in JOB_KEYS:
+            site = site_settings(batch) if batch == kind else {}
+            base[batch] = _layer_site(batch, base[batch], site)
+    section: dict[str, Any] = base[kind]
 
     if workers is not None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         _apply_workers(kind, section, workers)
-    base[kind] = section
     return ClusterSpec.model_validate(base)
+
+
+def _layer_site(kind: str, section: dict[str, Any], site: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill the batch-job keys nobody set for cascadia: the site's value, else the fallback.
+
+    ``section`` holds the packaged section merged with the user's ``cascadia.cluster``
+    config and the explicit arguments, so a key that is not ``None`` there was chosen for
+    cascadia and stays; ``site`` is :func:`cascadia.run.batch.site_settings`. ``processes``
+    left unset everywhere is ``cores``: one thread per worker process.
+    """
+    section = dict(section)
+    fallback = section.get("fallback") or {}
+    for key in JOB_KEYS[kind]:
+        if section.get(key) is None:
+            section[key] = site.get(key, fallback.get(key))
+    if section.get("processes") is None:
+        section["processes"] = section.get("cores")
+    return section
 
 
 def _apply_workers(kind: str, section: dict[str, Any], workers: int) -> None:
@@ -374,6 +495,9 @@ def _jobqueue_kwargs(settings: JobQueueSettings, *, for_job: bool = False) -> di
         if value is not None
     }
     kwargs.pop("dashboard_address", None)
+    lifetime = settings.lifetime_args()
+    if lifetime:
+        kwargs["worker_extra_args"] = [*(settings.worker_extra_args or []), *lifetime]
     kwargs.update(settings.extra_kwargs)
     if for_job:
         return {k: v for k, v in kwargs.items() if k not in _CLUSTER_ONLY}
@@ -389,6 +513,13 @@ def _jobqueue_kwargs(settings: JobQueueSettings, *, for_job: bool = False) -> di
         scheduler_options.setdefault("dashboard_address", settings.dashboard_address)
     kwargs["scheduler_options"] = scheduler_options
     return kwargs
+
+
+def _import_jobqueue(module: str) -> Any:
+    """A dask_jobqueue module, with the package's defaults in ``dask.config``."""
+    imported = import_module(module)
+    restore_jobqueue_defaults()
+    return imported
 
 
 def job_script(spec_or_kind: str | ClusterSpec | None, **overrides: Any) -> str:
@@ -414,7 +545,7 @@ def job_script(spec_or_kind: str | ClusterSpec | None, **overrides: Any) -> str:
     if spec.kind not in _JOBQUEUE:
         raise ValueError(f"kind {spec.kind!r} has no job script; use one of {sorted(_JOBQUEUE)}")
     module, _, job_name = _JOBQUEUE[spec.kind]
-    job_cls = getattr(import_module(module), job_name)
+    job_cls = getattr(_import_jobqueue(module), job_name)
     base_job = import_module("dask_jobqueue.core").Job
     kwargs = _jobqueue_kwargs(spec.settings, for_job=True)  # type: ignore[arg-type]
     accepted = set(signature(job_cls).parameters) | set(signature(base_job).parameters)
@@ -470,17 +601,16 @@ def _open_jobqueue(spec: ClusterSpec, stack: ExitStack) -> Client:
     settings = spec.settings
     assert isinstance(settings, JobQueueSettings)
     module, cluster_name, _ = _JOBQUEUE[spec.kind]
-    cluster_cls = getattr(import_module(module), cluster_name)
+    cluster_cls = getattr(_import_jobqueue(module), cluster_name)
     # Entering the cluster's context makes close() (which cancels every job) run on exit,
     # after the client below has disconnected.
     cluster = stack.enter_context(cluster_cls(**_jobqueue_kwargs(settings)))
-    if settings.adaptive.enabled:
-        cluster.adapt(
-            minimum_jobs=settings.adaptive.minimum_jobs,
-            maximum_jobs=settings.adaptive.maximum_jobs,
-        )
-    else:
-        cluster.scale(jobs=settings.jobs)
+    # A fixed number of jobs is adaptive scaling between equal bounds: jobs that end
+    # (walltime, worker lifetime, node failure) are replaced either way.
+    adaptive = settings.adaptive
+    bounds = (adaptive.minimum_jobs, adaptive.maximum_jobs) if adaptive.enabled else None
+    minimum, maximum = bounds or (settings.jobs, settings.jobs)
+    cluster.adapt(minimum_jobs=minimum, maximum_jobs=maximum, Adaptive=JobAdaptive)
     return stack.enter_context(Client(cluster))
 
 

@@ -446,26 +446,35 @@ class TrainedModel:
         return stats, member_stats
 
     def out_of_distribution(self, matrix: xr.DataArray) -> xr.Dataset:
-        """Per winter: how far the model's inputs lie from the distribution it learnt on.
+        """Per winter: how far the model's inputs lie from what it learnt on.
 
-        The model directory keeps each input's training mean and standard deviation
-        (``normalisation.json``), not its training minimum and maximum, so the training
-        range is taken as mean ± :data:`OOD_Z` standard deviations (about the extremes
-        of a few decades of daily, near-Gaussian values). Over the winter's
+        The training range of an input is its smallest to largest value on the training
+        days of the same calendar month (``normalisation.json``; a mild January is not
+        judged by July's air). Models saved before the monthly ranges take each input's
+        training mean ± :data:`OOD_Z` standard deviations instead. Over the winter's
         November-April days (as the event statistics): ``ood_fraction``, the fraction of
-        days on which any input lies outside that range, and ``ood_max_z``, the largest
+        days on which any input lies outside its range, and ``ood_max_z``, the largest
         ``|x - mean| / std`` of any input.
         """
         norm = self.ensemble.normalisation
         mean = np.asarray(norm.feature_mean)
         std = np.asarray(norm.feature_std)
+        x = np.asarray(matrix.values, dtype=np.float64)
         with np.errstate(invalid="ignore"):
-            z = np.abs((np.asarray(matrix.values, dtype=np.float64) - mean) / std)
+            z = np.abs((x - mean) / std)
         time = matrix["time"].values
-        season = np.isin(pd.DatetimeIndex(time).month, SEASON_MONTHS)
+        month = pd.DatetimeIndex(time).month
+        season = np.isin(month, SEASON_MONTHS)
         valid = np.isfinite(z).any(axis=1) & season
         largest = np.where(valid, np.nanmax(np.where(np.isfinite(z), z, -np.inf), axis=1), np.nan)
-        outside = np.where(valid, largest > OOD_Z, np.nan)
+        if norm.feature_monthly_min is not None and norm.feature_monthly_max is not None:
+            low = np.asarray(norm.feature_monthly_min)[month - 1]
+            high = np.asarray(norm.feature_monthly_max)[month - 1]
+            with np.errstate(invalid="ignore"):
+                beyond = ((x < low) | (x > high)).any(axis=1)
+        else:
+            beyond = largest > OOD_Z
+        outside = np.where(valid, beyond, np.nan)
         daily = xr.Dataset(
             {"ood_fraction": ("time", outside), "ood_max_z": ("time", largest)},
             coords={"time": time},

@@ -64,6 +64,7 @@ from cascadia.run.store import (
     combo_status,
     mark_failed,
     prepare_store,
+    record_families,
     update_attrs,
     write_combo,
 )
@@ -287,9 +288,10 @@ def _refuse_missing_inputs(plan: _Plan, needed: Sequence[str], model_dir: str) -
         lacking = [v for v in needed if v not in predictors_of(entry.source, entry.combo)]
         if lacking and entry.id not in plan.failures:
             names = ", ".join(lacking)
+            why = f" ({entry.combo.driving_note})" if entry.combo.driving_note else ""
             plan.failures[entry.id] = (
                 f"model {model_dir} needs {names}; source {entry.source.name} "
-                f"({entry.combo.label}) has none — map it in the run catalog or train "
+                f"({entry.combo.label}) has none{why} — map it in the run catalog or train "
                 f"without {names}"
             )
     for entry in plan.entries:  # an adjusted projection keeps only what the reference has
@@ -642,6 +644,9 @@ def run_pipeline(
     attrs = _store_attrs(model, config, loaded, plan)
     try:
         schema = prepare_store(out, schema, attrs, storage_options)
+        # a catalog property, not a result: recorded for skipped combinations too
+        families = {e.store_combo: e.combo.family or e.store_combo[1] for e in plan.entries}
+        record_families(out, families, storage_options)
         stored = combo_status(out, storage_options).set_index(list(COMBO_DIMS))
     except StoreError as exc:
         raise RunInputError(str(exc)) from None

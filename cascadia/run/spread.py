@@ -16,10 +16,16 @@ Reductions, in this order (each skipping NaN):
    scaled to the full season);
 2. scenario combinations are joined to their source/member's ``historical`` run: historical
    before the scenario's first day (2015-01-01 in CMIP6), the scenario from then on;
-3. members of a model are averaged, then models are weighted equally (multi-model mean,
-   standard deviation and percentiles across models);
+3. members of a model are averaged, then models are weighted by family (a driving GCM
+   and the RCMs it drives weigh as one model, :mod:`cascadia.run.families`) for the
+   multi-model mean, standard deviation and percentiles across models;
 4. period means (at least ``min_period_coverage`` of the period's winters), their change
-   against the first period, and the models' agreement on the sign of that change.
+   against the first period, and its robustness across models (sign agreement and
+   significance, :mod:`cascadia.run.robustness`);
+5. for the scenarios: the partition of the variance of winter event days and winter
+   temperature into scenario, model, internal-variability and emulator parts
+   (:mod:`cascadia.run.partition`), the time of emergence of the forced change, and the
+   trend of every combination and multi-model mean (:mod:`cascadia.run.trends`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,14 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from cascadia.run import partition, robustness, trends
+from cascadia.run.families import (
+    FAMILY_COORD,
+    FamilyError,
+    family_count,
+    family_weights,
+    model_families,
+)
 from cascadia.run.store import SEASON_MONTHS
 
 COMBO_DIMS: tuple[str, str, str] = ("experiment", "source_id", "member_id")
@@ -51,6 +65,12 @@ WINTER_DAILY: dict[str, str] = {
     "winter_anomaly_only": "background_kind",
 }
 EVENT_VARS: tuple[str, ...] = ("event_days", "event_count", "peak_intensity")
+#: Deep-ensemble member values read per combination (those present, with the background
+#: their anomaly needs): the emulator level of the variance partition.
+MEMBER_VARS: tuple[str, ...] = ("temperature_member", "member_event_days")
+MEMBER_EVENTS: tuple[str, ...] = ("member_event_days",)
+#: Daily variables, joined with the historical run day by day.
+DAILY_NAMES: tuple[str, ...] = (*DAILY_VARS, "temperature_member", "background_temperature")
 # the bases that get period means, changes and agreement
 PERIOD_BASES: tuple[str, ...] = ("winter_temperature", "winter_temperature_anomaly", "event_days")
 #: Period statistics of ``winter_temperature`` taken from the anomaly where a period has
@@ -60,6 +80,12 @@ CHANGE_STATS: tuple[str, ...] = (
     "period_multimodel_change",
     "period_model_agreement",
     "period_model_count",
+    "period_family_count",
+    "period_significant_fraction",
+    "period_positive_fraction",
+    "period_negative_fraction",
+    "period_robustness",
+    "period_likelihood",
 )
 ANOMALY_ONLY_WARNING = (
     "outside the mooring record the stored background is held (or trend-continued), not "
@@ -68,13 +94,12 @@ ANOMALY_ONLY_WARNING = (
     "such winters (anomaly_only_periods) are changes of the predicted anomaly only "
     "(temperature_anomaly_mean), not of the deep temperature"
 )
-LIKELY = 0.66  # IPCC calibrated language: "likely" = 66-100 % probability
-VERY_LIKELY = 0.90
 MARKER = {"cascadia_role": "spread_statistics"}
 WEIGHTING = (
-    "each model (source_id) weighted equally: the members (member_id) of a model are "
-    "averaged first, then statistics are taken across models; NaN (missing, failed or "
-    "under-covered) values are skipped at every step"
+    "the members (member_id) of a model are averaged first, then statistics are taken "
+    "across models, each model family (model_family: a driving model and the regional "
+    "models it drives) weighted equally and its models equally within it; NaN (missing, "
+    "failed or under-covered) values are skipped at every step"
 )
 JOIN = (
     "scenario combinations are joined with the historical run of the same source_id and "
@@ -97,6 +122,14 @@ class SpreadOptions:
     min_winter_coverage: float = 0.9
     min_period_coverage: float = 0.8
     historical: str = HISTORICAL
+    #: Degree of the polynomial smoothing each model's series in the variance partition
+    #: (None: no smoothing), and the running window of its internal and emulator parts.
+    partition_degree: int | None = partition.DEGREE
+    partition_window: int = partition.WINDOW
+    #: Winters a trend (and a partition fit) needs.
+    min_trend_winters: int = trends.MIN_WINTERS
+    #: Time of emergence: standard deviations of internal variability.
+    emergence_sigmas: float = trends.EMERGENCE_SIGMAS
 
     def __post_init__(self) -> None:
         periods = tuple((int(a), int(b)) for a, b in self.periods)
@@ -113,6 +146,24 @@ class SpreadOptions:
             value = float(getattr(self, name))
             if not 0.0 < value <= 1.0:
                 raise SpreadError(f"{name} must be in (0, 1], got {value}")
+        if self.min_trend_winters < 5:
+            raise SpreadError(f"min_trend_winters must be >= 5, got {self.min_trend_winters}")
+        if not self.emergence_sigmas > 0:
+            raise SpreadError(f"emergence_sigmas must be > 0, got {self.emergence_sigmas}")
+        try:
+            _ = self.partition_options
+        except ValueError as exc:
+            raise SpreadError(str(exc)) from None
+
+    @property
+    def partition_options(self) -> partition.PartitionOptions:
+        return partition.PartitionOptions(
+            baseline=self.periods[0],
+            degree=self.partition_degree,
+            window=self.partition_window,
+            min_fit_winters=self.min_trend_winters,
+            min_baseline_coverage=self.min_period_coverage,
+        )
 
     @property
     def period_labels(self) -> list[str]:
@@ -189,8 +240,11 @@ class _Layout:
         )
 
 
-def _values(one: xr.DataArray, first: str) -> np.ndarray:
-    """One combination's array as float64, ``first`` leading and ``ensemble`` averaged."""
+def _values(one: xr.DataArray, first: str, members: bool = False) -> np.ndarray:
+    """One combination's array as float64, ``first`` leading and ``ensemble`` averaged
+    (kept second with ``members``)."""
+    if members:
+        return np.asarray(one.transpose(first, "ensemble", ...).values, dtype=np.float64)
     tail = ["ensemble"] if "ensemble" in one.dims else []
     arr = np.asarray(one.transpose(first, ..., *tail).values, dtype=np.float64)
     return _nanmean(arr, -1) if tail else arr
@@ -211,6 +265,10 @@ class _Reader:
         self.results = results
         daily = [v for v in DAILY_VARS if v in results]
         self.names = [*daily, *(v for v in EVENT_VARS if v in results)]
+        # member values with a deep-ensemble dim (older stores may lack some)
+        self.members = [v for v in MEMBER_VARS if v in results]
+        if "temperature_member" in self.members and "background_temperature" in results:
+            self.names.append("background_temperature")
         self.historical = historical
         self._kept: dict[tuple[int, ...], dict[str, np.ndarray]] = {}
 
@@ -223,10 +281,15 @@ class _Reader:
         if index in self._kept:
             return self._kept[index]
         where = dict(zip(COMBO_DIMS, index, strict=True))
-        fetched = dask.compute(*(self.results[n].isel(where) for n in self.names))
+        names = [*self.names, *self.members]
+        fetched = dask.compute(*(self.results[n].isel(where) for n in names))
         out = {
-            name: _values(one, "time" if name in DAILY_VARS else "winter")
-            for name, one in zip(self.names, fetched, strict=True)
+            name: _values(
+                one,
+                "time" if name in DAILY_NAMES else "winter",
+                members=name in self.members and "ensemble" in one.dims,
+            )
+            for name, one in zip(names, fetched, strict=True)
         }
         if index[0] == self.historical:
             self._kept = {index: out}
@@ -246,7 +309,7 @@ def _join(
     before = layout.winters < layout.winter_of_day[cut]
     out = {}
     for name, vals in own.items():
-        if name in DAILY_VARS:
+        if name in DAILY_NAMES:
             out[name] = np.concatenate([history[name][:cut], vals[cut:]])
         else:
             out[name] = np.where(_along(before, vals.ndim), history[name], vals)
@@ -278,14 +341,25 @@ def _one_combo(
     any_day = np.isfinite(daily).reshape(daily.shape[0], -1).any(axis=1)
     covered = _season_sums(any_day.astype(np.float64), layout.season_index, n_w)[0]
     enough = covered / layout.full_days >= options.min_winter_coverage
-    for name in EVENT_VARS:
+    for name in (*EVENT_VARS, *MEMBER_EVENTS):
         if name not in data:
             continue
         vals = data[name]
-        if name == "event_days":
+        if name in ("event_days", "member_event_days"):
             # event days per full standard-calendar season (noleap / 360_day lack days)
             vals = vals * _along(layout.full_days / np.maximum(covered, 1.0), vals.ndim)
         out[name] = np.where(_along(enough, vals.ndim), vals, np.nan)
+    if "temperature_member" in data:
+        # each deep-ensemble member's winter mean, of its anomaly where the store has one
+        member = data["temperature_member"]
+        name = "member_winter_temperature"
+        if "temperature_anomaly_mean" in data and "background_temperature" in data:
+            member = member - data["background_temperature"][:, None, :]
+            name = "member_winter_temperature_anomaly"
+        sums, counts = _season_sums(member, layout.season_index, n_w)
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        ok = counts / _along(layout.full_days, counts.ndim) >= options.min_winter_coverage
+        out[name] = np.where(ok, mean, np.nan)
     return out
 
 
@@ -295,7 +369,11 @@ def combo_winters(results: xr.Dataset, options: SpreadOptions | None = None) -> 
     Variables (experiment, source_id, member_id, winter, ...): ``winter_temperature``
     (season mean of ``temperature_mean``), and each event statistic present in the store,
     averaged over the deep ensemble (``event_days`` scaled to the full season). Scenario
-    combinations are joined with their historical sibling (see :data:`JOIN`).
+    combinations are joined with their historical sibling (see :data:`JOIN`). Where the
+    store has deep-ensemble member values, also per member (``ensemble`` dim):
+    ``member_event_days`` (scaled) and ``member_winter_temperature_anomaly`` (the member's
+    temperature minus the background; ``member_winter_temperature`` in stores without an
+    anomaly).
     """
     options = options or SpreadOptions()
     _check_store(results)
@@ -309,6 +387,16 @@ def combo_winters(results: xr.Dataset, options: SpreadOptions | None = None) -> 
     extra.update(
         {v: _extra_dims(results[v], ("winter", "ensemble")) for v in EVENT_VARS if v in results}
     )
+    for name in MEMBER_EVENTS:
+        if name in results and "ensemble" in results[name].dims:
+            extra[name] = ("ensemble", *_extra_dims(results[name], ("winter", "ensemble")))
+    if "temperature_member" in results and "ensemble" in results["temperature_member"].dims:
+        anomaly = "temperature_anomaly_mean" in results and "background_temperature" in results
+        name = "member_winter_temperature" + ("_anomaly" if anomaly else "")
+        extra[name] = (
+            "ensemble",
+            *_extra_dims(results["temperature_member"], ("time", "ensemble")),
+        )
     shape = (*done.shape, layout.winters.size)
     out = {
         name: np.full((*shape, *(results.sizes[d] for d in dims)), np.nan)
@@ -413,18 +501,36 @@ def _quiet_empty_slices() -> Iterator[None]:
             yield
 
 
-def across_models(combo: xr.DataArray, percentiles: Sequence[float]) -> dict[str, xr.DataArray]:
-    """Members of each model averaged, then mean / std / percentiles / count over models."""
+def _no_families(combo: xr.DataArray) -> xr.DataArray:
+    """Each source_id its own family (statistics of callers that give none)."""
+    sources = combo["source_id"].values
+    return xr.DataArray(
+        np.asarray(sources, dtype=object), dims="source_id", coords={"source_id": sources}
+    )
+
+
+def across_models(
+    combo: xr.DataArray, percentiles: Sequence[float], family: xr.DataArray | None = None
+) -> dict[str, xr.DataArray]:
+    """Members of each model averaged, then family-weighted mean / std / percentiles over
+    models, and the numbers of models and families with a value."""
+    family = _no_families(combo) if family is None else family
     with _quiet_empty_slices():
         model = combo.mean("member_id", skipna=True)
-        pct = model.quantile(np.asarray(percentiles) / 100.0, dim="source_id", skipna=True)
+        valid = model.notnull()
+        weighted = model.weighted(family_weights(valid, family))
+        q = np.asarray(percentiles) / 100.0
+        pct = weighted.quantile(q, dim="source_id", skipna=True)
+        if "quantile" not in pct.dims:  # xarray's weighted quantile drops a 1-element q
+            pct = pct.expand_dims("quantile")
         pct = pct.rename(quantile="percentile").assign_coords(percentile=list(percentiles))
         return {
             "model_mean": model,
-            "multimodel_mean": model.mean("source_id", skipna=True),
-            "multimodel_std": model.std("source_id", skipna=True, ddof=0),
+            "multimodel_mean": weighted.mean("source_id", skipna=True),
+            "multimodel_std": weighted.std("source_id", skipna=True),
             "multimodel_percentile": pct.transpose("experiment", "percentile", ...),
             "multimodel_count": model.count("source_id").astype(np.int32),
+            "multimodel_family_count": family_count(valid, family),
         }
 
 
@@ -442,23 +548,40 @@ def period_means(combo: xr.DataArray, options: SpreadOptions) -> xr.DataArray:
     return out.assign_coords(period=np.array(options.period_labels, dtype=object))
 
 
-def period_changes(combo: xr.DataArray, options: SpreadOptions) -> dict[str, xr.DataArray]:
-    """Per-model and multi-model period means, change vs the first period, sign agreement."""
+def period_changes(
+    combo: xr.DataArray, options: SpreadOptions, family: xr.DataArray | None = None
+) -> dict[str, xr.DataArray]:
+    """Per-model and family-weighted multi-model period means, change vs the first period,
+    and its robustness across models (:func:`cascadia.run.robustness.period_robustness`)."""
+    family = _no_families(combo) if family is None else family
     with _quiet_empty_slices():
         model = period_means(combo, options).mean("member_id", skipna=True)
         change = model - model.isel(period=0, drop=True)
         change = change.where(change["period"] != options.period_labels[0])
-        mm_change = change.mean("source_id", skipna=True)
-        n_models = change.count("source_id")
-        same_sign = (np.sign(change) == np.sign(mm_change)).where(change.notnull())
-        agreement = (same_sign.sum("source_id", skipna=True) / n_models).where(n_models > 0)
+        mean_weights = family_weights(model.notnull(), family)
+        change_weights = family_weights(change.notnull(), family)
+        mm_change = change.weighted(change_weights).mean("source_id", skipna=True)
+        robust = robustness.period_robustness(
+            combo.mean("member_id", skipna=True),
+            change,
+            family,
+            mm_change,
+            options.periods,
+            options.min_period_coverage,
+        )
         return {
             "period_model_mean": model.transpose("experiment", "source_id", "period", ...),
-            "period_multimodel_mean": model.mean("source_id", skipna=True),
+            "period_multimodel_mean": model.weighted(mean_weights).mean("source_id", skipna=True),
             "period_model_change": change.transpose("experiment", "source_id", "period", ...),
             "period_multimodel_change": mm_change,
-            "period_model_agreement": agreement,
-            "period_model_count": n_models.astype(np.int32),
+            "period_model_agreement": robust["agreement"],
+            "period_model_count": change.count("source_id").astype(np.int32),
+            "period_family_count": robust["family_count"],
+            "period_significant_fraction": robust["significant_fraction"],
+            "period_positive_fraction": robust["positive_fraction"],
+            "period_negative_fraction": robust["negative_fraction"],
+            "period_robustness": robust["robustness"],
+            "period_likelihood": robust["likelihood"],
         }
 
 
@@ -502,13 +625,19 @@ def _statistic_attrs(
             units,
         ),
         "multimodel_percentile": (
-            "multi-model percentiles (across models, linear interpolation)",
+            "multi-model percentiles (across models, family-weighted; linear interpolation, "
+            "as numpy's, when the weights are equal)",
             cells + members + " source_id: percentile",
             units,
         ),
         "multimodel_count": (
             "number of models with a value",
             cells + members + " source_id: sum (comment: count of models)",
+            "1",
+        ),
+        "multimodel_family_count": (
+            "number of model families with a value",
+            cells + members + " source_id: sum (comment: count of model families)",
             "1",
         ),
         "period_model_mean": (
@@ -532,14 +661,47 @@ def _statistic_attrs(
             units,
         ),
         "period_model_agreement": (
-            f"fraction of models whose change vs {baseline} has the sign of the multi-model "
-            "mean change",
+            f"fraction of the models (family-weighted) agreeing on the sign of the change vs "
+            f"{baseline} (the largest of the positive, negative and zero fractions)",
             cells + period + members + " source_id: mean (comment: of sign agreement)",
             "1",
         ),
         "period_model_count": (
             f"number of models with a change vs {baseline}",
             cells + period + members + " source_id: sum (comment: count of models)",
+            "1",
+        ),
+        "period_family_count": (
+            f"number of model families with a change vs {baseline}",
+            cells + period + members + " source_id: sum (comment: count of model families)",
+            "1",
+        ),
+        "period_significant_fraction": (
+            f"fraction of the models (family-weighted) whose change vs {baseline} is "
+            "significant (IPCC AR6 advanced approach: beyond sqrt(2/20) x 1.645 x the "
+            "standard deviation of its linearly detrended baseline winters)",
+            cells + period + members + " source_id: mean (comment: of significant change)",
+            "1",
+        ),
+        "period_positive_fraction": (
+            f"fraction of the models (family-weighted) whose change vs {baseline} is positive",
+            cells + period + members + " source_id: mean (comment: of positive change)",
+            "1",
+        ),
+        "period_negative_fraction": (
+            f"fraction of the models (family-weighted) whose change vs {baseline} is negative",
+            cells + period + members + " source_id: mean (comment: of negative change)",
+            "1",
+        ),
+        "period_robustness": (
+            f"robustness category of the change vs {baseline} (IPCC AR6 Atlas advanced "
+            "approach, xclim.ensembles.robustness_categories)",
+            cells + period + members + " source_id: point (comment: category across models)",
+            "1",
+        ),
+        "period_likelihood": (
+            f"IPCC likelihood of the sign of the multi-model change vs {baseline}",
+            cells + period + members + " source_id: point (comment: category across models)",
             "1",
         ),
     }
@@ -560,13 +722,259 @@ def _statistic_attrs(
             f"; {JOIN}; a period mean needs {options.min_period_coverage:.0%} of its winters"
         )
     if stat == "period_model_agreement":
-        attrs["likely_threshold"] = LIKELY
-        attrs["very_likely_threshold"] = VERY_LIKELY
         attrs["comment"] += (
-            f"; IPCC-style reading: agreement >= {LIKELY} likely, >= {VERY_LIKELY} very "
-            "likely sign of change; NaN for the baseline period and without future data"
+            "; a fraction of models, not a probability: the IPCC likelihood wording is in "
+            "period_likelihood; NaN for the baseline period and without future data"
+        )
+    if stat == "period_robustness":
+        attrs["flag_values"] = [1, 2, 3]
+        attrs["flag_meanings"] = " ".join(c.replace(" ", "_") for c in robustness.CATEGORIES)
+        attrs["comment"] += (
+            "; robust signal: >= 66 % of the family weight changes significantly and >= 80 % "
+            "agrees on the sign; no change or no robust signal: < 66 % significant; "
+            "conflicting signal: >= 66 % significant, < 80 % agree (IPCC AR6 WGI Atlas, "
+            "Cross-Chapter Box Atlas.1); NaN for the baseline, without data or for periods "
+            f"under {robustness.MIN_PERIOD_WINTERS} winters"
+        )
+    if stat == "period_likelihood":
+        attrs["flag_values"] = [0, 1, 2]
+        attrs["flag_meanings"] = " ".join(c.replace(" ", "_") for c in robustness.LIKELIHOODS)
+        attrs["likely_threshold"] = robustness.LIKELY
+        attrs["very_likely_threshold"] = robustness.VERY_LIKELY
+        attrs["confidence"] = robustness.LIKELIHOOD_CONFIDENCE
+        attrs["comment"] += (
+            "; likely (very likely) sign of the multi-model change only where the change is a "
+            "robust signal (period_robustness 1), the agreeing models share the sign of the "
+            f"multi-model change, and the fraction of families agreeing is >= {robustness.LIKELY} "
+            f"(>= {robustness.VERY_LIKELY}) with {robustness.LIKELIHOOD_CONFIDENCE:.0%} confidence "
+            "(one-sided Clopper-Pearson bound with the number of families as sample size: "
+            "3 agreeing families of 3 are not enough for likely, 6 of 6 are); 0 elsewhere"
         )
     return attrs
+
+
+# ---------------------------------------------------------------- scenarios: partition, trends
+
+
+def joined_scenarios(results: xr.Dataset, options: SpreadOptions) -> list[str]:
+    """Experiments whose done combinations continue a done historical run (the scenarios
+    of the partition and the emergence; reanalyses and historical itself are not)."""
+    experiments = [str(x) for x in results["experiment"].values]
+    if options.historical not in experiments:
+        return []
+    done = done_mask(results)
+    history = done[experiments.index(options.historical)]
+    return [
+        e
+        for i, e in enumerate(experiments)
+        if e != options.historical and bool((done[i] & history).any())
+    ]
+
+
+def partition_bases(combos: xr.Dataset) -> list[tuple[str, str | None]]:
+    """(base, its deep-ensemble member values or None) of the partition and the trends:
+    winter event days, and the winter temperature anomaly (the temperature in older
+    stores without one: outside the mooring record only the anomaly is projected)."""
+    temperature = (
+        "winter_temperature_anomaly"
+        if "winter_temperature_anomaly" in combos
+        else "winter_temperature"
+    )
+    bases = [b for b in ("event_days", temperature) if b in combos]
+    return [(b, f"member_{b}" if f"member_{b}" in combos else None) for b in bases]
+
+
+def _units(source: xr.DataArray) -> tuple[str, bool]:
+    units = str(source.attrs.get("units", "1"))
+    return units, units == "degree_Celsius"
+
+
+def _scenario_attrs(base: str, stat: str, source: xr.DataArray, options: SpreadOptions) -> dict:
+    """CF attributes of the partition, emergence and trend variables."""
+    what, cells = _base_description(base, source)
+    units, temperature = _units(source)
+    baseline = options.period_labels[0]
+    smoothing = (
+        f"each model's series (members and deep ensemble averaged) smoothed by a degree-"
+        f"{options.partition_degree} least-squares polynomial"
+        if options.partition_degree is not None
+        else "no smoothing (raw model means)"
+    )
+    window = (
+        f"; internal and emulator parts smoothed by a centred {options.partition_window}-winter "
+        "running mean"
+        if options.partition_window > 1
+        else ""
+    )
+    method = (
+        f"Hawkins & Sutton (2009) / Lafferty & Sriver (2023) partition of the variance of the "
+        f"change vs {baseline} across the scenarios joined with historical: {smoothing}{window}; "
+        f"{WEIGHTING}; docs/spread.md"
+    )
+    part = stat.removeprefix("partition_")
+    parts = {
+        "scenario": "scenario uncertainty: variance across scenarios of the multi-model "
+        "forced response",
+        "model": "model (structural) uncertainty: family-weighted variance across models of "
+        "their forced responses, averaged over scenarios",
+        "internal": "internal variability: mean square departure of the members from their "
+        "model's smoothed series",
+        "emulator": "emulator uncertainty: variance across the deep-ensemble members",
+        "total": "total variance: scenario + model + internal + emulator",
+    }
+    variance_units = "K2" if temperature else f"{units}2"
+    slope_units = f"{units} year-1"
+    sigmas = options.emergence_sigmas
+    trend = (
+        "Mann-Kendall test with its variance inflated for lag-1 autocorrelation (Yue & Wang "
+        "2004 effective sample size, bias-corrected lag-1 autocorrelation of the Sen-detrended "
+        "series) and Sen's slope, over every winter with a value; docs/spread.md"
+    )
+    table: dict[str, tuple[str, str, str]] = {
+        **{
+            f"partition_{p}": (
+                parts[p],
+                cells + " member_id: ensemble: source_id: experiment: variance",
+                variance_units,
+            )
+            for p in partition.PARTS
+        },
+        "forced_response": (
+            f"multi-model forced response: family-weighted mean of the models' smoothed "
+            f"change vs {baseline}",
+            cells + " member_id: mean source_id: mean",
+            units,
+        ),
+        "model_forced_response": (
+            f"forced response of each model: its smoothed change vs {baseline}",
+            cells + " member_id: mean",
+            units,
+        ),
+        "internal_std": (
+            f"internal variability (standard deviation) over {baseline}: the square root of "
+            "the internal part averaged over the baseline winters",
+            cells + " member_id: source_id: standard_deviation",
+            units,
+        ),
+        "model_internal_std": (
+            f"internal variability (standard deviation) of each model over {baseline}",
+            cells + " member_id: standard_deviation",
+            units,
+        ),
+        "emergence_winter": (
+            f"time of emergence of the multi-model forced change: first winter from which it "
+            f"stays beyond {sigmas:g} internal_std on the side of its last value",
+            cells + " member_id: mean source_id: mean",
+            "1",
+        ),
+        "model_emergence_winter": (
+            f"time of emergence of each model's forced change: first winter from which it "
+            f"stays beyond {sigmas:g} model_internal_std on the side of its last value",
+            cells + " member_id: mean",
+            "1",
+        ),
+        "trend_slope": ("Sen slope of each combination's winter series", cells, slope_units),
+        "trend_slope_low": (
+            "lower bound of the 95 % confidence interval of the Sen slope",
+            cells,
+            slope_units,
+        ),
+        "trend_slope_high": (
+            "upper bound of the 95 % confidence interval of the Sen slope",
+            cells,
+            slope_units,
+        ),
+        "trend_pvalue": (
+            "two-sided p-value of the autocorrelation-corrected Mann-Kendall test",
+            cells,
+            "1",
+        ),
+        "trend_winters": ("number of winters in the trend", cells, "1"),
+    }
+    multimodel = stat.startswith("multimodel_trend_")
+    key = stat.removeprefix("multimodel_") if multimodel else stat
+    label, cell_methods, var_units = table[key]
+    if multimodel:
+        label = label.replace("each combination's winter series", "the multi-model mean series")
+        label += (
+            " (multi-model mean over the winters where every model of the experiment has a value)"
+        )
+        cell_methods += " member_id: mean source_id: mean"
+    attrs: dict[str, Any] = {
+        "long_name": f"{what}: {label}",
+        "units": var_units,
+        "cell_methods": cell_methods,
+        **MARKER,
+    }
+    if stat.startswith("partition_") or "forced" in stat or "internal" in stat:
+        attrs["comment"] = method
+    elif "emergence" in stat:
+        attrs["comment"] = (
+            f"a winter label (the year of its January, as the winter coordinate); NaN where "
+            f"the forced change has not emerged by the last winter; {method}"
+        )
+    else:
+        attrs["comment"] = f"{trend}; {JOIN}"
+    if part == "emulator":
+        attrs["comment"] += "; NaN where the store has no deep-ensemble member values"
+    if temperature and var_units in (units, slope_units):
+        attrs["units_metadata"] = "temperature: difference"
+    return attrs
+
+
+def scenario_statistics(
+    results: xr.Dataset, combos: xr.Dataset, family: xr.DataArray, options: SpreadOptions
+) -> dict[str, xr.DataArray]:
+    """Variance partition, forced responses, time of emergence and trends (CF attrs)."""
+    scenarios = joined_scenarios(results, options)
+    experiments = results["experiment"].values
+    out: dict[str, xr.DataArray] = {}
+    for base, members in partition_bases(combos):
+        source = results[BASES[base]]
+        stats: dict[str, xr.DataArray] = {}
+        if scenarios:
+            values = combos[members] if members else combos[base].expand_dims(ensemble=1, axis=4)
+            parts = partition.variance_partition(
+                values.sel(experiment=scenarios),
+                family,
+                options.partition_options,
+                emulator=members is not None,
+            )
+            stats.update({f"partition_{p}": parts[p] for p in partition.PARTS})
+            noise = np.sqrt(parts["internal_variance"])
+            model_noise = np.sqrt(parts["model_internal_variance"])
+            sigmas = options.emergence_sigmas
+            stats.update(
+                {
+                    "forced_response": parts["forced_response"],
+                    "model_forced_response": parts["model_forced_response"],
+                    "internal_std": noise,
+                    "model_internal_std": model_noise,
+                    "emergence_winter": trends.emergence_winter(
+                        parts["forced_response"], noise, sigmas=sigmas
+                    ),
+                    "model_emergence_winter": trends.emergence_winter(
+                        parts["model_forced_response"], model_noise, sigmas=sigmas
+                    ),
+                }
+            )
+            stats = {
+                k: v.reindex(experiment=experiments) if "experiment" in v.dims else v
+                for k, v in stats.items()
+            }
+        for field, value in trends.trend_statistics(
+            combos[base], min_values=options.min_trend_winters
+        ).items():
+            stats[f"trend_{field}"] = value
+        mean = across_models(combos[base], options.percentiles, family)
+        complete = mean["multimodel_count"] == mean["multimodel_count"].max("winter")
+        for field, value in trends.trend_statistics(
+            mean["multimodel_mean"].where(complete), min_values=options.min_trend_winters
+        ).items():
+            stats[f"multimodel_trend_{field}"] = value
+        for stat, value in stats.items():
+            out[f"{base}_{stat}"] = value.assign_attrs(_scenario_attrs(base, stat, source, options))
+    return out
 
 
 def _canonical(var: xr.DataArray) -> xr.DataArray:
@@ -583,13 +991,18 @@ def spread_statistics(
     min_winter_coverage: float = 0.9,
     min_period_coverage: float = 0.8,
     historical: str = HISTORICAL,
+    partition_degree: int | None = partition.DEGREE,
+    partition_window: int = partition.WINDOW,
+    min_trend_winters: int = trends.MIN_WINTERS,
+    emergence_sigmas: float = trends.EMERGENCE_SIGMAS,
 ) -> xr.Dataset:
     """Spread statistics across members and models per experiment (in memory, CF attrs).
 
     ``results`` is an opened results store; only combinations with status "done" count.
     Variables are named ``{base}_{statistic}`` with base in :data:`BASES` (event bases only
     where the store has them) and statistic as in docs/spread.md; period statistics for
-    :data:`PERIOD_BASES`. Periods without data (reanalyses in the future) are NaN.
+    :data:`PERIOD_BASES`; the variance partition, emergence and trends for
+    :func:`partition_bases`. Periods without data (reanalyses in the future) are NaN.
     """
     options = SpreadOptions(
         periods=tuple(periods),
@@ -597,18 +1010,26 @@ def spread_statistics(
         min_winter_coverage=min_winter_coverage,
         min_period_coverage=min_period_coverage,
         historical=historical,
+        partition_degree=partition_degree,
+        partition_window=partition_window,
+        min_trend_winters=min_trend_winters,
+        emergence_sigmas=emergence_sigmas,
     )
     combos = combo_winters(results, options)
+    try:
+        family = model_families(results, done_mask(results))
+    except FamilyError as exc:
+        raise SpreadError(str(exc)) from None
     held = anomaly_only_periods(combos, options)
     out: dict[str, xr.DataArray] = {}
     for base, source in BASES.items():
         if base not in combos:
             continue
-        stats = across_models(combos[base], options.percentiles)
+        stats = across_models(combos[base], options.percentiles, family)
         if base in PERIOD_BASES:
-            stats.update(period_changes(combos[base], options))
+            stats.update(period_changes(combos[base], options, family))
         if base == "winter_temperature" and held:
-            anomaly = period_changes(combos["winter_temperature_anomaly"], options)
+            anomaly = period_changes(combos["winter_temperature_anomaly"], options, family)
             labels = options.period_labels
             use = xr.DataArray(
                 [p in held for p in labels], dims="period", coords={"period": labels}
@@ -635,10 +1056,12 @@ def spread_statistics(
             **MARKER,
         )
     )
+    out.update(scenario_statistics(results, combos, family, options))
     ds = xr.Dataset({name: _canonical(value) for name, value in out.items()})
     ds = ds.assign_coords(
         period_first_winter=("period", np.array([a for a, _ in options.periods])),
         period_last_winter=("period", np.array([b for _, b in options.periods])),
+        **{FAMILY_COORD: family.assign_attrs(MARKER)},
     )
     ds["percentile"].attrs.update({"long_name": "percentile across models", "units": "%"})
     ds["period"].attrs.update({"long_name": "period of winters (first-last, inclusive)"})

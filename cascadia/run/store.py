@@ -43,6 +43,15 @@ PROVENANCE_VARS: tuple[str, ...] = (
     "selection",  # JSON: datasets read and copies skipped (cascadia.sources.selection)
 )
 STRING_VARS: tuple[str, ...] = ("status", "status_reason", *PROVENANCE_VARS)
+#: Each combination's model family from its run catalog (``combo_id`` ``family``; the
+#: driving GCM of an RCM): written by :func:`record_families`, absent from older stores.
+FAMILY_VAR = "catalog_family"
+_FAMILY_ATTRS = {
+    "long_name": "model family of the combination, from its run catalog (combo_id family: "
+    "the driving model of a regional model, else the source_id)",
+    "comment": "the spread statistics weight a family as one model (docs/spread.md); "
+    "empty: not recorded, the family is the source_id",
+}
 TIME_UNITS = "days since 1850-01-01"
 CALENDAR = "standard"
 TITLE = "cascadia ensemble results"
@@ -82,12 +91,13 @@ _ABSOLUTE = (
 )
 
 #: Standard deviations from the training mean that bound an input's "training range" in
-#: the out-of-distribution scores (the model directory keeps means and stds, not extremes).
+#: the out-of-distribution scores of models saved without their monthly ranges.
 OOD_Z = 4.0
 _OOD = (
-    f"training range = each input's training mean +- {OOD_Z:g} training standard deviations "
-    "(the model directory's normalisation.json, which holds no minimum and maximum); "
-    "November-April days of the winter, as the event statistics; docs/run.md"
+    "training range = each input's minimum to maximum over the training days of the same "
+    "calendar month (normalisation.json; models saved without it: training mean +- "
+    f"{OOD_Z:g} training standard deviations); November-April days of the winter, as the "
+    "event statistics; docs/run.md"
 )
 
 # name -> (non-combo dims, attrs)
@@ -402,6 +412,7 @@ def template(schema: ResultsSchema, attrs: Mapping[str, Any] | None = None) -> x
         data_vars[name] = xr.Variable(
             COMBO_DIMS, empty.copy(), attrs={"long_name": name.replace("_", " ")}
         )
+    data_vars[FAMILY_VAR] = xr.Variable(COMBO_DIMS, empty.copy(), attrs=dict(_FAMILY_ATTRS))
     # combos absent from the schema (holes in the label product) are marked as such
     present = np.zeros(combo_shape, dtype=bool)
     for c in schema.combos:
@@ -558,6 +569,50 @@ def write_combo(
     meta = {k: provenance[k] for k in PROVENANCE_VARS}
     meta.update(status="done", status_reason="")
     _region_write(url, _strings(meta), region, storage_options)
+
+
+def record_families(
+    url: str,
+    families: Mapping[tuple[str, str, str], str],
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Record the model family of combinations (client side, while no worker writes).
+
+    A store written before families were recorded gets the variable first (its other
+    variables and global attributes untouched). Nothing is written when every family
+    is already recorded.
+    """
+    with _open(url, storage_options) as ds:
+        labels = [[str(x) for x in ds[d].values] for d in COMBO_DIMS]
+        present = FAMILY_VAR in ds
+        shape = ds["status"].shape
+        current = ds[FAMILY_VAR].values.astype(object) if present else None
+    values = current.copy() if current is not None else np.full(shape, "", dtype=object)
+    for combo, family in families.items():
+        try:
+            index = tuple(lab.index(str(v)) for lab, v in zip(labels, combo, strict=True))
+        except ValueError:
+            raise StoreError(f"combo {tuple(combo)} is not in the store {url}") from None
+        values[index] = str(family)
+    if current is not None and bool((values == current).all()):
+        return
+    if current is not None:
+        whole = {d: slice(0, n) for d, n in zip(COMBO_DIMS, shape, strict=True)}
+        _region_write(url, xr.Dataset({FAMILY_VAR: (COMBO_DIMS, values)}), whole, storage_options)
+        return
+    group = zarr.open_group(url, mode="r+", zarr_format=2, **_zarr_options(storage_options))
+    root = dict(group.attrs)  # mode "a" below replaces the global attributes: kept here
+    xr.Dataset({FAMILY_VAR: xr.Variable(COMBO_DIMS, values, attrs=dict(_FAMILY_ATTRS))}).to_zarr(
+        url,
+        mode="a",
+        zarr_format=2,
+        consolidated=False,
+        encoding={FAMILY_VAR: {"chunks": (1, 1, 1)}},
+        storage_options=dict(storage_options) if storage_options else None,
+    )
+    group = zarr.open_group(url, mode="r+", zarr_format=2, **_zarr_options(storage_options))
+    group.attrs.update(root)
+    zarr.consolidate_metadata(group.store, zarr_format=2)
 
 
 def mark_failed(

@@ -25,7 +25,7 @@ import xarray as xr
 
 from cascadia import __version__
 from cascadia.sources.catalog import Combo, SourceError, enumerate_combos, open_collection
-from cascadia.sources.config import RunCatalog, SourceConfig
+from cascadia.sources.config import RunCatalog, SourceConfig, load_run_catalog
 from cascadia.sources.extraction import Extracted, check_regions, extract_combo
 from cascadia.sources.reach import Unreachable, ensure_reachable
 
@@ -97,6 +97,15 @@ def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
     }
     if fixed_ids:
         payload["fixed_fields"] = fixed_ids
+    if combo.driving is not None:  # what it takes from its driving model counts too
+        driving = combo.driving
+        driving_catalog = load_run_catalog(driving.catalog)
+        payload["driving"] = {
+            "variables": list(driving.variables),
+            "fingerprint": fingerprint(
+                driving_catalog, driving_catalog.source(driving.source), driving.combo
+            ),
+        }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

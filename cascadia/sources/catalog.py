@@ -14,7 +14,9 @@ land fraction (a CMIP ``fx`` table, a CORDEX ``sftlf`` file, ERA5's own ``lsm``)
 chosen once here so that it is fingerprinted and recorded. A source with ``tables``
 (CMIP6 ``day`` + ``Oday``/``Omon``) is not split by its table and grid columns: each
 combination holds one :class:`Group` per table, with that grid's own land fraction
-and cell areas (``areacello``).
+and cell areas (``areacello``). A combination lacking an optional variable its
+source's ``driving_model`` gives (``tos`` of an uncoupled RCM) holds the driving
+model's combination that supplies it (:class:`DrivingInput`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import re
 import string
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -35,12 +37,21 @@ import intake_esm
 import pandas as pd
 import xarray as xr
 
-from cascadia.sources.config import CellArea, LandFraction, RunCatalog, SourceConfig
+from cascadia.sources.config import (
+    CatalogError,
+    CellArea,
+    LandFraction,
+    RunCatalog,
+    SourceConfig,
+    load_run_catalog,
+)
 from cascadia.sources.reach import Unreachable, ensure_reachable
 from cascadia.sources.selection import Skipped, facet_column, select
 
 #: The result labels of a combination, in the order of its ``label``.
 LABELS = ("source_id", "experiment_id", "member_id")
+#: The optional ``combo_id`` key naming a combination's model family (not a result label).
+FAMILY = "family"
 
 
 class SourceError(RuntimeError):
@@ -79,6 +90,9 @@ class Combo:
     skipped: tuple[Skipped, ...] = ()  # its copies the selection rules dropped
     groups: tuple[Group, ...] = ()  # one per table (one in all without tables)
     absent: tuple[str, ...] = ()  # optional canonical variables it does not have
+    driving: DrivingInput | None = None  # variables it takes from its driving model
+    driving_note: str = ""  # why an absent variable could not come from the driving model
+    family: str = ""  # model family (combo_id "family"; its source_id label without one)
 
     @property
     def label(self) -> str:
@@ -87,6 +101,20 @@ class Combo:
     @property
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.source}.{self.label}")
+
+
+@dataclass(frozen=True)
+class DrivingInput:
+    """The driving model's combination that gives a combination the variables it lacks."""
+
+    catalog: str  # path of the driving models' run catalog
+    source: str  # its source name
+    combo: Combo
+    variables: tuple[str, ...]  # canonical variables taken from it
+
+    @property
+    def label(self) -> str:
+        return f"{', '.join(self.variables)} from {self.source} {self.combo.label}"
 
 
 def _where(catalog: RunCatalog, source: SourceConfig) -> str:
@@ -215,14 +243,19 @@ def enumerate_combos(
 def _labels(
     catalog: RunCatalog, source: SourceConfig, facets: dict[str, str], columns: Sequence[str]
 ) -> dict[str, str]:
-    """The result labels of a combination: ``combo_id`` templates over its facets."""
+    """The result labels of a combination: ``combo_id`` templates over its facets.
+
+    ``family`` is the model family (the template's, else the ``source_id`` label).
+    """
     try:
-        return {k: t.format(**facets) for k, t in source.combo_id.items()}
+        labels = {k: t.format(**facets) for k, t in source.combo_id.items()}
     except KeyError as exc:
         raise SourceError(
             f"{_where(catalog, source)}: combo_id refers to column {exc} which the "
             f"collection lacks (columns: {list(columns)})"
         ) from None
+    labels.setdefault(FAMILY, labels["source_id"])
+    return labels
 
 
 def _dataset_ids(
@@ -347,7 +380,7 @@ def list_combos(
             Combo(
                 source=source.name,
                 facets=facets,
-                labels=named[key],
+                labels={k: v for k, v in named[key].items() if k != FAMILY},
                 assets=tuple(sorted(assets)),
                 variables=tuple(sorted(variables)),
                 missing=tuple(v for v in lacking if v not in optional),
@@ -356,9 +389,70 @@ def list_combos(
                 land_fraction=_main_land_fraction(source, groups),
                 groups=tuple(groups),
                 absent=tuple(n for n in source.optional if source.variables.get(n) in lacking),
+                family=named[key][FAMILY],
             )
         )
-    return Listing(combos, chosen.skipped)
+    return Listing(attach_driving(catalog, source, combos), chosen.skipped)
+
+
+def attach_driving(catalog: RunCatalog, source: SourceConfig, combos: list[Combo]) -> list[Combo]:
+    """Each combination lacking a ``driving_model`` variable, with the combination giving it.
+
+    The driving combination is the one of the driving source whose result labels equal
+    this combination's ``match`` columns. A combination that finds none keeps lacking
+    the variable, and says why in ``driving_note`` (a model needing it refuses it then).
+    """
+    spec = source.driving_model
+    wanting = [c for c in combos if spec is not None and set(spec.variables) & set(c.absent)]
+    if spec is None or not wanting:
+        return combos
+    where = f"{_where(catalog, source)} driving_model"
+    ids = {id(c) for c in wanting}
+    try:
+        driving_catalog = load_run_catalog(catalog.resolve(spec.catalog))
+        driving_source = driving_catalog.source(spec.source)
+        different = [r.name for r in catalog.regions if r not in driving_catalog.regions]
+        if different:
+            raise SourceError(
+                f"{driving_catalog.path} defines regions {different} differently or not at "
+                "all; the driving model's series must average the same cells"
+            )
+        driving = list_combos(driving_catalog, driving_source).combos
+    except (CatalogError, SourceError) as exc:
+        note = f"{where}: {exc}"
+        return [replace(c, driving_note=note) if id(c) in ids else c for c in combos]
+    by_labels = {tuple(d.labels[k] for k in spec.match): d for d in driving}
+    out = []
+    for combo in combos:
+        if id(combo) not in ids:
+            out.append(combo)
+            continue
+        values = {**combo.labels, **combo.facets}
+        unknown = [c for c in spec.match.values() if c not in values]
+        key = tuple(values.get(c, "") for c in spec.match.values())
+        found = by_labels.get(key)
+        gives = predictors_of(driving_source, found) if found is not None else []
+        taken = tuple(v for v in spec.variables if v in combo.absent and v in gives)
+        if unknown:
+            note = f"{where}: match names columns {unknown} the collection does not have"
+        elif found is None:
+            wanted = ", ".join(f"{k}={v}" for k, v in zip(spec.match, key, strict=True))
+            note = f"{where}: no combination {wanted} in {driving_catalog.path} [{spec.source}]"
+        elif not taken:
+            note = f"{where}: the driving combination {found.label} lacks {spec.variables} too"
+        else:
+            note = ""
+        if not taken:
+            out.append(replace(combo, driving_note=note))
+            continue
+        out.append(
+            replace(
+                combo,
+                absent=tuple(v for v in combo.absent if v not in taken),
+                driving=DrivingInput(driving_catalog.path, driving_source.name, found, taken),
+            )
+        )
+    return out
 
 
 def predictors_of(source: SourceConfig, combo: Combo) -> list[str]:
@@ -760,6 +854,7 @@ def combos_table(combos: list[Combo]) -> pd.DataFrame:
                 **c.labels,
                 "assets": len(c.assets),
                 "missing": ", ".join(c.missing),
+                "driving": c.driving.label if c.driving else c.driving_note,
             }
             for c in combos
         ]

@@ -187,6 +187,35 @@ class Tables(_Strict):
         return next((g for g in self.grids if table in g.tables), None)
 
 
+class DrivingModel(_Strict):
+    """Where an uncoupled regional model's sea surface comes from: its driving model.
+
+    Why: an uncoupled RCM (most of EURO-CORDEX) has no ocean; its sea surface is the
+    driving GCM's ``tos``, interpolated. A combination lacking one of ``variables``
+    takes it from the combination of the driving models' run-catalog source whose
+    result labels ``match`` its facets (docs/catalogs.md, "Driving model").
+    """
+
+    #: Run catalog of the driving models (relative to this one) and its source.
+    catalog: str
+    source: str
+    #: Driving combination's label (source_id, experiment_id, member_id) -> this
+    #: collection's column holding it (``source_id: driving_source_id``).
+    match: dict[str, str] = Field(min_length=1)
+    #: Optional canonical variables taken from the driving model when a combination lacks them.
+    variables: list[str] = ["tos"]
+
+    @model_validator(mode="after")
+    def _labels(self) -> DrivingModel:
+        unknown = sorted(set(self.match) - {"source_id", "experiment_id", "member_id"})
+        if unknown:
+            raise ValueError(
+                f"match keys {unknown} are not result labels (source_id, experiment_id, "
+                "member_id) of the driving combination"
+            )
+        return self
+
+
 class SourceConfig(_Strict):
     """One source of a run catalog: a collection, a query and how to read it."""
 
@@ -230,7 +259,12 @@ class SourceConfig(_Strict):
     #: Canonical variables a combination may lack (``tos`` of an uncoupled model): it
     #: then simply has none, and a model trained with it refuses that combination.
     optional: list[str] = []
-    #: How the results name a combination, as templates over the collection's columns.
+    #: Optional variables a combination lacking them takes from its driving model.
+    driving_model: DrivingModel | None = None
+    #: How the results name a combination, as templates over the collection's columns;
+    #: an optional ``family`` template names the model family it belongs to (the driving
+    #: GCM of an RCM), which the spread statistics weight as one model; without it a
+    #: combination's family is its ``source_id`` label.
     combo_id: dict[str, str] = {
         "source_id": "{source_id}",
         "experiment_id": "{experiment_id}",
@@ -261,6 +295,13 @@ class SourceConfig(_Strict):
             raise ValueError(
                 f"optional {not_mapped} must be canonical variables mapped under 'variables'"
             )
+        if self.driving_model is not None:
+            not_optional = sorted(set(self.driving_model.variables) - set(self.optional))
+            if not_optional:
+                raise ValueError(
+                    f"driving_model.variables {not_optional} must be listed under 'optional' "
+                    "(a combination takes them from its driving model only when it lacks them)"
+                )
         if self.tables is not None:
             unknown = sorted(set(self.tables.prefer) - set(self.source_variables))
             if unknown:

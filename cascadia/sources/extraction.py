@@ -38,7 +38,14 @@ from cascadia.sources.catalog import (
     open_fixed_field,
     select_period,
 )
-from cascadia.sources.config import COS_LAT, CellArea, LandFraction, RunCatalog, SourceConfig
+from cascadia.sources.config import (
+    COS_LAT,
+    CellArea,
+    LandFraction,
+    RunCatalog,
+    SourceConfig,
+    load_run_catalog,
+)
 from cascadia.sources.predictors.calendars import GapReport
 from cascadia.sources.predictors.canonical import DERIVATIONS, standardise
 from cascadia.sources.predictors.grids import find_lat_lon, horizontal_dims, is_curvilinear
@@ -337,6 +344,8 @@ def extract_combo(
         missing = xr.merge([p[1].missing for p in parts], join="outer", fill_value=True)
         gaps = GapReport(catalog.max_gap_days, missing)
         note = "; ".join(f"{g.table}: {p[2]}" for g, p in zip(combo.groups, parts, strict=True))
+    if combo.driving is not None:
+        daily, gaps = _with_driving_model(catalog, combo, daily, gaps, first_steps)
     produced = set(source.canonical_variables) - set(combo.absent)
     missing_names = [v for v in sorted(produced) if v not in daily.data_vars]
     if missing_names:
@@ -346,9 +355,46 @@ def extract_combo(
             "source": source.name,
             **{f"combo_{k}": v for k, v in combo.labels.items()},
             "land_fraction": note,
+            **({"driving_model": combo.driving.label} if combo.driving else {}),
         }
     )
     return Extracted(combo=combo, data=daily, gaps=gaps)
+
+
+def _with_driving_model(
+    catalog: RunCatalog,
+    combo: Combo,
+    daily: xr.Dataset,
+    gaps: GapReport,
+    first_steps: int | None,
+) -> tuple[xr.Dataset, GapReport]:
+    """``daily`` with the variables its driving model gives (an uncoupled RCM's ``tos``).
+
+    Only the driving combination's groups holding them are read (its ``Oday``, not its
+    atmosphere), reduced to the same regions on the driving model's own grid and put on
+    this combination's days; days it does not cover stay missing and count as gaps.
+    """
+    driving = combo.driving
+    assert driving is not None
+    driving_catalog = load_run_catalog(driving.catalog)
+    source = driving_catalog.source(driving.source)
+    wanted = set(driving.variables)
+    inputs = {name for name, canonical in source.mapping().items() if canonical in wanted}
+    groups = [g for g in driving.combo.groups if inputs & set(g.variables)] or [None]
+    parts = [
+        _extract_group(driving_catalog, source, driving.combo, g, None, first_steps) for g in groups
+    ]
+    days = daily.indexes["time"]
+    names = list(driving.variables)
+    taken = xr.merge([p[0][[n for n in names if n in p[0]]] for p in parts], compat="override")
+    missing = xr.merge([p[1].missing[[n for n in names if n in p[1].missing]] for p in parts])
+    taken = taken.reindex(time=days)
+    missing = missing.reindex(time=days, fill_value=True)
+    for name in names:
+        taken[name].attrs["source"] = f"driving model {driving.source} {driving.combo.label}"
+    merged = xr.merge([daily, taken], join="left", combine_attrs="override")
+    gap_mask = xr.merge([gaps.missing, missing], join="left", combine_attrs="override")
+    return merged, GapReport(catalog.max_gap_days, gap_mask)
 
 
 def _group_variables(source: SourceConfig, group: Group | None) -> tuple[dict[str, str], list[str]]:

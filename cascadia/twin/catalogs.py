@@ -404,11 +404,25 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {"frequency": "day", "experiment_id": list(preset.cordex_experiments)},
                 (preset.historical.start, preset.future.end),
                 CMIP_VARIABLES,
-                optional=["tos"],  # only the coupled RCM has a sea surface
+                optional=["tos"],  # only the coupled RCM has a sea surface of its own
+                # an uncoupled RCM's sea surface is its driving model's (the twin's RCMs
+                # share their driving model's ocean): take that model's tos
+                driving_model={
+                    "catalog": "cmip6.yaml",
+                    "source": "cmip6",
+                    "match": {
+                        "source_id": "driving_source_id",
+                        "experiment_id": "experiment_id",
+                        "member_id": "member_id",
+                    },
+                    "variables": ["tos"],
+                },
                 combo_id={
                     "source_id": "{driving_source_id}_{source_id}",
                     "experiment_id": "{experiment_id}",
                     "member_id": "{member_id}",
+                    # RCMs driven by one GCM are one model family with it (docs/spread.md)
+                    "family": "{driving_source_id}",
                 },
                 # the RCM's own surface: one fx file per simulation, member r0i0p0
                 land_fraction={

@@ -17,22 +17,7 @@ if have slurmctld && have slurmd && have sinfo && have munged; then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install.sh: apt-get not found; install ${PACKAGES[*]} with your package manager" >&2
-    exit 1
-fi
-
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO=(sudo)
-    else
-        echo "install.sh: must run as root (or with sudo available)" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update
-"${SUDO[@]}" apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+# shellcheck source=../apt-install.sh
+source "$(dirname "$0")/../apt-install.sh"
+apt_install "${PACKAGES[@]}"
 echo "slurm installed: $(slurmctld -V 2>/dev/null || echo slurmctld)"

@@ -1,0 +1,409 @@
+"""The twin world's truth next to the run: projected change and hindcast before the record.
+
+Why: on the twin world the true deep temperature of every projection path and of the real
+history is known, so the report can say whether the projected change of cascading is the
+*true* change, and how good the hindcast is before the mooring record. The truth's event
+days apply the model's own event rule (its ``job.yaml``) to the twin's physical anomaly
+(true temperature minus its true background, which, unlike a centred running quantile,
+sees no future), counted over the same November-April season as the run's, and go
+through the same reductions as :mod:`cascadia.run.spread` (season scaling, members then
+models, period means and changes), so run and truth differ only by what the model got
+wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from cascadia.mooring.events import EventConfig, event_days
+from cascadia.report.events import season_event_days
+from cascadia.report.store import (
+    BASE_PERIOD,
+    FUTURE_PERIOD,
+    REANALYSIS,
+    ReportError,
+    combos,
+    daily,
+    scenario_combos,
+)
+from cascadia.run.spread import (
+    COMBO_DIMS,
+    HISTORICAL,
+    SpreadOptions,
+    combo_winters,
+    period_changes,
+)
+
+__all__ = [
+    "hindcast_scores",
+    "load_truth_index",
+    "run_changes",
+    "run_winter_event_days",
+    "truth_changes",
+    "truth_comparison",
+    "truth_winter_event_days",
+]
+
+TRUTH_BACKGROUND = (
+    "anomaly = true temperature - the twin's background_temperature (the physical deep "
+    "background the twin's ocean relaxes to): a background that sees no future, so the "
+    "2014 step gives no spurious events (a running quantile of the true series anticipates "
+    "it by up to half its window); the model's event rule (thresholds, duration, gaps) "
+    "from its job.yaml"
+)
+RUN_EVENTS = (
+    "the run's event days are the store's event_days (the model's calibrated event levels and "
+    "job.yaml rule, cascadia.run.inference), counted over the same November-April season as "
+    "the truth's; a scenario's first winter counts its warm-started context run's "
+    "November-December days"
+)
+
+
+# ---------------------------------------------------------------- truth
+
+
+def load_truth_index(path: str | Path) -> pd.DataFrame:
+    """``truth/index.csv`` of a twin world, checked for its columns."""
+    try:
+        table = pd.read_csv(path, dtype=str)
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: cannot read the truth index: {exc}") from None
+    need = {"family", "source_id", "experiment_id", "member_id", "path"}
+    if not need <= set(table.columns):
+        raise ReportError(f"{path}: truth index lacks columns {sorted(need - set(table.columns))}")
+    return table
+
+
+def _truth_source(index: pd.DataFrame, store_source: str) -> str | None:
+    """The truth's source_id for a store label: equal, or the label's last ``_`` part
+    (CORDEX labels are ``<driving model>_<RCM>``, the truth is per RCM)."""
+    sources = set(index["source_id"])
+    if store_source in sources:
+        return store_source
+    tail = store_source.rsplit("_", 1)[-1]
+    return tail if tail in sources else None
+
+
+def _truth_path(index: pd.DataFrame, source: str, experiment: str, member: str) -> str | None:
+    rows = index[
+        (index.source_id == source)
+        & (index.experiment_id == experiment)
+        & (index.member_id == member)
+    ]
+    return None if rows.empty else str(rows["path"].iloc[0])
+
+
+def _open_truth(url: str) -> xr.Dataset:
+    return xr.open_zarr(url, decode_times=xr.coders.CFDatetimeCoder(use_cftime=True))
+
+
+def _joined_truth(truth: xr.Dataset, experiment: str, member: str, depth: float) -> xr.Dataset:
+    """A scenario's true daily series continuing its historical run (the path is one run)."""
+    one = truth.sel(member_id=member, depth=depth)
+    own = one.sel(experiment_id=experiment)
+    if HISTORICAL in truth["experiment_id"].values and experiment != HISTORICAL:
+        own = one.sel(experiment_id=HISTORICAL).combine_first(own)
+    return own[["temperature", "background_temperature"]].load()
+
+
+def _history_truth(truth: xr.Dataset, depth: float) -> xr.Dataset:
+    """The real history's true daily series (``truth/history.zarr``: daily dim ``day``)."""
+    daily = truth[["temperature", "background_temperature"]].sel(depth=depth)
+    return daily.rename(day="time").load()
+
+
+def truth_winter_event_days(
+    temperature: xr.DataArray,
+    background: xr.DataArray,
+    events: EventConfig,
+    min_winter_coverage: float = 0.9,
+) -> pd.Series:
+    """Event days per winter (November-April) of one true daily series.
+
+    The model's event rule (thresholds, duration, gaps) on the physical anomaly
+    ``temperature - background``, where ``background`` is the twin's own
+    ``background_temperature``: the true background process, which a running quantile of
+    the series would only estimate - and anticipate its steps (2014) with - by looking
+    up to half a window into the future.
+    """
+    anomaly = (temperature - background).rename("anomaly")
+    flags = event_days(anomaly, config=events).values
+    return season_event_days(
+        flags, np.isfinite(anomaly.values), temperature["time"].values, min_winter_coverage
+    )
+
+
+def run_winter_event_days(
+    results: xr.Dataset, options: SpreadOptions, depth: float = 500.0
+) -> xr.DataArray:
+    """The run's event days per combination and winter (November-April) at ``depth``, as
+    the store counts them (``event_days``, the event rule of the model's job.yaml and its
+    calibrated levels) and the spread statistics reduce them: scaled to the full season,
+    under-covered winters NaN, a scenario joined with its historical run
+    (:func:`cascadia.run.spread.combo_winters`)."""
+    return combo_winters(results, options)["event_days"].sel(depth=depth)
+
+
+def _cube(
+    results: xr.Dataset, done: list[tuple[str, str, str]]
+) -> tuple[dict[str, Any], np.ndarray]:
+    coords = {
+        "experiment": sorted({c[0] for c in done}),
+        "source_id": results["source_id"].values,
+        "member_id": results["member_id"].values,
+        "winter": results["winter"].values,
+    }
+    return coords, np.full(tuple(len(v) for v in coords.values()), np.nan)
+
+
+def _at(coords: dict[str, Any], combo: tuple[str, str, str]) -> tuple[int, int, int]:
+    experiment, source, member = combo
+    return (
+        coords["experiment"].index(experiment),
+        int(np.flatnonzero(coords["source_id"] == source)[0]),
+        int(np.flatnonzero(coords["member_id"] == member)[0]),
+    )
+
+
+def truth_changes(
+    results: xr.Dataset,
+    truth_index: pd.DataFrame,
+    events: EventConfig,
+    options: SpreadOptions,
+    depth: float = 500.0,
+) -> tuple[dict[str, xr.DataArray], list[str]]:
+    """The true period changes of winter (November-April) event days.
+
+    For every done scenario combination of the run, its true series (historical +
+    scenario) gives winter event days on the physical anomaly
+    (:func:`truth_winter_event_days`); these go through
+    :func:`cascadia.run.spread.period_changes` like the run's. Returns its output and the
+    combinations without a truth (named).
+    """
+    done = scenario_combos(results)
+    coords, values = _cube(results, done)
+    opened: dict[str, xr.Dataset] = {}
+    missing = []
+    for combo in done:
+        experiment, source, member = combo
+        truth_source = _truth_source(truth_index, source)
+        url = truth_source and _truth_path(truth_index, truth_source, experiment, member)
+        if not url:
+            missing.append(f"{source}/{experiment}/{member}")
+            continue
+        truth = opened.setdefault(url, _open_truth(url))
+        series = _joined_truth(truth, experiment, member, depth)
+        per_winter = truth_winter_event_days(
+            series["temperature"],
+            series["background_temperature"],
+            events,
+            options.min_winter_coverage,
+        )
+        values[_at(coords, combo)] = per_winter.reindex(coords["winter"]).to_numpy()
+    da = xr.DataArray(values, dims=tuple(coords), coords=coords)
+    return period_changes(da, options), missing
+
+
+def run_changes(
+    results: xr.Dataset, options: SpreadOptions, depth: float = 500.0
+) -> dict[str, xr.DataArray]:
+    """The run's period changes of winter (November-April) event days of every done
+    scenario combination (:func:`run_winter_event_days`), reduced like the truth's."""
+    scenarios = sorted({c[0] for c in scenario_combos(results)})
+    return period_changes(
+        run_winter_event_days(results, options, depth).sel(experiment=scenarios), options
+    )
+
+
+def _summary(changes: Mapping[str, xr.DataArray], experiment: str, label: str) -> dict[str, Any]:
+    def value(name: str) -> xr.DataArray:
+        return changes[name].sel(experiment=experiment, period=label)
+
+    per_model = value("period_model_change").dropna("source_id")
+    means = changes["period_model_mean"].sel(experiment=experiment)
+
+    def num(x: Any) -> float | None:
+        x = float(x)
+        return None if not np.isfinite(x) else round(x, 3)
+
+    return {
+        "change": num(value("period_multimodel_change")),
+        "model_min": num(per_model.min()) if per_model.size else None,
+        "model_max": num(per_model.max()) if per_model.size else None,
+        "agreement": num(value("period_model_agreement")),
+        "n_models": int(value("period_model_count")),
+        "base_mean": num(
+            changes["period_multimodel_mean"].sel(experiment=experiment).isel(period=0)
+        ),
+        "future_mean": num(
+            changes["period_multimodel_mean"].sel(experiment=experiment, period=label)
+        ),
+        "per_model": {
+            str(s): num(per_model.sel(source_id=s)) for s in per_model["source_id"].values
+        },
+        "per_model_future_mean": {
+            str(s): num(means.sel(source_id=s, period=label)) for s in per_model["source_id"].values
+        },
+    }
+
+
+def truth_comparison(
+    results: xr.Dataset,
+    truth_index: pd.DataFrame,
+    events: EventConfig,
+    *,
+    base: tuple[int, int] = BASE_PERIOD,
+    future: tuple[int, int] = FUTURE_PERIOD,
+    depth: float = 500.0,
+) -> dict[str, Any]:
+    """Per scenario: the run's and the truth's change of mean winter event days at ``depth``.
+
+    Returns a JSON-ready mapping: the settings, and per scenario ``run`` and ``truth``, each
+    with the multi-model mean change, model range, agreement, base and future means.
+    """
+    options = SpreadOptions(periods=(tuple(base), tuple(future)))
+    label = options.period_labels[1]
+    run = run_changes(results, options, depth)
+    truth, missing = truth_changes(results, truth_index, events, options, depth)
+    scenarios = {
+        str(experiment): {
+            "run": _summary(run, str(experiment), label),
+            "truth": _summary(truth, str(experiment), label),
+        }
+        for experiment in truth["period_multimodel_change"]["experiment"].values
+    }
+    return {
+        "quantity": f"mean winter event days at {depth:g} m, winter = Nov-Apr",
+        "base_period": options.period_labels[0],
+        "future_period": label,
+        "event_rule": events.model_dump(mode="json"),
+        "truth_background": TRUTH_BACKGROUND,
+        "run_events": RUN_EVENTS,
+        "reduction": (
+            "per combination: event days of the November-April season per winter, scaled to "
+            "the full standard season; members of a model averaged, period means need 80 % "
+            "of the winters, change per model, multi-model mean of the changes, agreement = "
+            "fraction of models with the sign of the mean change "
+            "(cascadia.run.spread.period_changes)"
+        ),
+        "combinations_without_truth": missing,
+        "scenarios": scenarios,
+    }
+
+
+def _nse(predicted: np.ndarray, observed: np.ndarray) -> tuple[float | None, int]:
+    """Nash-Sutcliffe efficiency over the days where both are finite, and their number."""
+    ok = np.isfinite(predicted) & np.isfinite(observed)
+    n = int(ok.sum())
+    if n < 2:
+        return None, n
+    obs = observed[ok]
+    denominator = float(((obs - obs.mean()) ** 2).sum())
+    if denominator == 0.0:
+        return None, n
+    return 1.0 - float(((predicted[ok] - obs) ** 2).sum()) / denominator, n
+
+
+def _correlation(a: pd.Series, b: pd.Series) -> tuple[float | None, int]:
+    both = pd.concat([a, b], axis=1).dropna()
+    if len(both) < 3 or both.iloc[:, 0].std() == 0 or both.iloc[:, 1].std() == 0:
+        return None, len(both)
+    return float(np.corrcoef(both.iloc[:, 0], both.iloc[:, 1])[0, 1]), len(both)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 3)
+
+
+def hindcast_scores(
+    results: xr.Dataset,
+    truth_index: pd.DataFrame,
+    events: EventConfig,
+    before: int,
+    min_winter_coverage: float = 0.9,
+) -> dict[str, Any]:
+    """The reanalysis hindcasts before the mooring record, scored against the twin's truth.
+
+    For each done reanalysis source with days before the record (members averaged where it
+    has several), on the days before 1 January ``before`` and the winters before winter
+    ``before``: the NSE of the daily ``temperature_mean`` (°C, the model's background
+    added, as stored) against the true daily temperature, and the correlation of the run's
+    per-winter (November-April) event days with the truth's (physical anomaly), per depth.
+    """
+    time = pd.DatetimeIndex(results["time"].values)
+    days = time < pd.Timestamp(before, 1, 1)
+    reanalyses = combos(results, lambda e: e == REANALYSIS)
+    depths = [float(d) for d in results["depth"].values]
+    stored = combo_winters(results, SpreadOptions(min_winter_coverage=min_winter_coverage))
+    opened: dict[str, xr.Dataset] = {}
+    by_source: dict[str, list[tuple[str, str, str]]] = {}
+    for combo in reanalyses:
+        by_source.setdefault(combo[1], []).append(combo)
+    sources: dict[str, Any] = {}
+    first_day = None
+    for source, members in by_source.items():
+        url = _truth_path(truth_index, source, REANALYSIS, members[0][2])
+        if not url:
+            continue
+        truth = opened.setdefault(url, xr.open_zarr(url))
+        per_depth = {}
+        for depth in depths:
+            series = _history_truth(truth, depth)
+            true_t = series["temperature"].to_pandas().reindex(time).to_numpy()
+            true_events = truth_winter_event_days(
+                series["temperature"],
+                series["background_temperature"],
+                events,
+                min_winter_coverage,
+            )
+            stack = np.stack([daily(results, "temperature_mean", c, depth) for c in members])
+            count = np.isfinite(stack).sum(axis=0)
+            total = np.where(np.isfinite(stack), stack, 0.0).sum(axis=0)
+            predicted = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            have = days & np.isfinite(predicted)
+            if have.any():
+                first = time[have][0]
+                first_day = first if first_day is None else min(first_day, first)
+            nse, n_days = _nse(np.where(days, predicted, np.nan), true_t)
+            run_events = pd.concat(
+                [
+                    stored["event_days"]
+                    .sel({**dict(zip(COMBO_DIMS, c, strict=True)), "depth": depth})
+                    .to_pandas()
+                    for c in members
+                ],
+                axis=1,
+            ).mean(axis=1)
+            run_events = run_events[run_events.index < before]
+            r, n_winters = _correlation(run_events, true_events[true_events.index < before])
+            per_depth[f"{depth:g}"] = {
+                "nse": _round(nse),
+                "n_days": n_days,
+                "event_days_correlation": _round(r),
+                "n_winters": n_winters,
+                "run_mean_event_days": _round(run_events.mean()) if len(run_events) else None,
+                "truth_mean_event_days": _round(
+                    true_events.reindex(run_events.dropna().index).mean()
+                )
+                if run_events.notna().any()
+                else None,
+            }
+        if any(one["n_days"] for one in per_depth.values()):  # a source from the record on
+            sources[source] = {"members": len(members), "depths": per_depth}
+    return {
+        "before": before,
+        "first_day": None if first_day is None else str(first_day.date()),
+        "quantity": (
+            "NSE of the daily deep-ensemble mean temperature (as stored, background added) "
+            "against the true daily temperature, on every day before the mooring record; "
+            "correlation of per-winter (Nov-Apr) event days, run vs truth (physical "
+            "anomaly), over the winters before the record; members of a source averaged"
+        ),
+        "sources": sources,
+    }
