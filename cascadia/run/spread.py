@@ -51,7 +51,7 @@ from cascadia.run.families import (
     family_weights,
     model_families,
 )
-from cascadia.run.store import SEASON_MONTHS
+from cascadia.run.store import SEASON_MONTHS, SPREAD_ROLE, SPREAD_VALUE
 
 COMBO_DIMS: tuple[str, str, str] = ("experiment", "source_id", "member_id")
 PERIODS: tuple[tuple[int, int], ...] = ((1993, 2022), (2041, 2060), (2080, 2100))
@@ -94,7 +94,7 @@ ANOMALY_ONLY_WARNING = (
     "such winters (anomaly_only_periods) are changes of the predicted anomaly only "
     "(temperature_anomaly_mean), not of the deep temperature"
 )
-MARKER = {"cascadia_role": "spread_statistics"}
+MARKER = {SPREAD_ROLE: SPREAD_VALUE}
 WEIGHTING = (
     "the members (member_id) of a model are averaged first, then statistics are taken "
     "across models, each model family (model_family: a driving model and the regional "

@@ -55,6 +55,8 @@ _FAMILY_ATTRS = {
 TIME_UNITS = "days since 1850-01-01"
 CALENDAR = "standard"
 TITLE = "cascadia ensemble results"
+#: The attribute that marks the spread statistics among the store's variables.
+SPREAD_ROLE, SPREAD_VALUE = "cascadia_role", "spread_statistics"
 
 _TEMPERATURE = {"standard_name": "sea_water_temperature", "units": "degree_Celsius"}
 _COOLING = {"units": "degree_Celsius", "units_metadata": "temperature: difference"}
@@ -798,3 +800,18 @@ def update_attrs(
         return
     group.attrs.update(dict(attrs))
     zarr.consolidate_metadata(group.store, zarr_format=2)
+
+
+def open_cube(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """The store as an (experiment, source_id, member_id) cube with the spread statistics
+    beside it: the one view the spread pass, the report and the reader API compute on."""
+    return _open(url, storage_options)
+
+
+def open_spread(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset | None:
+    """The multi-model spread statistics of the store; None before a spread pass."""
+    with _open(url, storage_options) as ds:
+        names = [k for k, v in ds.data_vars.items() if v.attrs.get(SPREAD_ROLE) == SPREAD_VALUE]
+        if not names:
+            return None
+        return ds[names]
