@@ -810,8 +810,6 @@ def open_cube(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.
 
 def open_spread(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset | None:
     """The multi-model spread statistics of the store; None before a spread pass."""
-    with _open(url, storage_options) as ds:
-        names = [k for k, v in ds.data_vars.items() if v.attrs.get(SPREAD_ROLE) == SPREAD_VALUE]
-        if not names:
-            return None
-        return ds[names]
+    ds = _open(url, storage_options)
+    names = [k for k, v in ds.data_vars.items() if v.attrs.get(SPREAD_ROLE) == SPREAD_VALUE]
+    return ds[names] if names else None
