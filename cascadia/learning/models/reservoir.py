@@ -34,13 +34,13 @@ class ColdReservoir(nn.Module):
         Target depths.
     timescale_days : float
         Initial e-folding time of the recovery, ``−1/log λ`` (learned afterwards).
-    block : int
-        Days integrated per matrix product: memory grows with ``block²``, the
-        result does not depend on it (the level is carried between blocks).
+    chunk : int
+        Days per chunk of the chunked form (see :meth:`forward`); the result does
+        not depend on it beyond float rounding.
     """
 
     def __init__(
-        self, hidden: int, n_depths: int, timescale_days: float = 12.0, block: int = 512
+        self, hidden: int, n_depths: int, timescale_days: float = 12.0, chunk: int = 64
     ) -> None:
         super().__init__()
         self.source = nn.Linear(hidden, n_depths)
@@ -48,7 +48,7 @@ class ColdReservoir(nn.Module):
         nn.init.constant_(self.source.bias, -6.0)
         keep = math.exp(-1.0 / timescale_days)
         self.keep_logit = nn.Parameter(torch.full((n_depths,), math.log(keep / (1.0 - keep))))
-        self.block = block
+        self.chunk = chunk
 
     @property
     def timescale_days(self) -> torch.Tensor:
@@ -62,21 +62,37 @@ class ColdReservoir(nn.Module):
 
         ``level`` is the level before the first day (zeros if None), so a long
         series run in segments gives the same levels as one pass.
+
+        Chunked form, no loop over time: the series is cut into chunks of ``L`` days;
+        inside each chunk the level from an empty start is one product with the
+        ``L × L`` kernel ``λ^(t−s)``; the level a chunk inherits is the same leaky
+        integral one level up, over the chunks' end values with the kernel
+        ``λ^(L(c−1−j))``. Work ``O(n L + (n/L)²)`` and every power of ``λ`` ≤ 1, so
+        nothing overflows whatever the learned time scale.
         """
         inflow = F.softplus(self.source(h))
         batch, n, depths = inflow.shape
-        log_keep = F.logsigmoid(self.keep_logit)  # (D,)
         previous = inflow.new_zeros(batch, depths) if level is None else level
-        levels = []
-        for start in range(0, n, self.block):
-            chunk = inflow[:, start : start + self.block]
-            days = torch.arange(chunk.shape[1], device=h.device, dtype=h.dtype)
-            lag = days[:, None] - days[None, :]
-            # kernel[d, t, s] = λ_d^(t−s) for s ≤ t, else 0
-            kernel = torch.exp(lag.clamp_min(0)[None] * log_keep[:, None, None]) * (lag >= 0)
-            carried = torch.exp((days[:, None] + 1) * log_keep[None, :])  # λ^(t+1), (L, D)
-            chunk_levels = torch.einsum("dts,bsd->btd", kernel, chunk)
-            chunk_levels = chunk_levels + carried[None] * previous[:, None, :]
-            previous = chunk_levels[:, -1]
-            levels.append(chunk_levels)
-        return torch.cat(levels, dim=1), previous
+        if n == 0:
+            return inflow, previous
+        log_keep = F.logsigmoid(self.keep_logit)  # (D,)
+        size = min(self.chunk, n)
+        chunks = -(-n // size)
+        x = F.pad(inflow, (0, 0, 0, chunks * size - n)).view(batch, chunks, size, depths)
+        within = torch.einsum("dts,bcsd->bctd", _decay_kernel(size, log_keep), x)
+        # level carried into chunk c: λ^(cL)·level + Σ_{j<c} λ^(L(c−1−j)) · end value of j
+        ends = torch.cat([previous[:, None], within[:, :-1, -1]], dim=1)  # (B, C, D)
+        between = _decay_kernel(chunks, log_keep * size)  # (D, C, C): λ^(L(c−j))
+        carried = torch.einsum("dcj,bjd->bcd", between, ends)
+        days = torch.arange(1, size + 1, device=h.device, dtype=h.dtype)
+        rise = torch.exp(days[:, None] * log_keep[None, :])  # λ^(t+1), (L, D)
+        levels = within + rise[None, None] * carried[:, :, None, :]
+        levels = levels.reshape(batch, chunks * size, depths)[:, :n]
+        return levels, levels[:, -1]
+
+
+def _decay_kernel(size: int, log_keep: torch.Tensor) -> torch.Tensor:
+    """``kernel[d, t, s] = exp((t − s) · log_keep[d])`` for ``s ≤ t``, else 0."""
+    steps = torch.arange(size, device=log_keep.device, dtype=log_keep.dtype)
+    lag = steps[:, None] - steps[None, :]
+    return torch.exp(lag.clamp_min(0)[None] * log_keep[:, None, None]) * (lag >= 0)
