@@ -38,6 +38,7 @@ from cascadia.run.inference import (
 from cascadia.sources.cache import PredictorCache, fill_cache, fingerprint
 from cascadia.sources.catalog import enumerate_combos, open_collection
 from cascadia.sources.config import load_run_catalog
+from cascadia.sources.predictors.plausibility import PredictorDataError
 from cascadia.twin.world import build_world
 
 PRESET = small_preset("tiny-inference")
@@ -356,3 +357,60 @@ def test_models_saved_without_monthly_ranges_score_by_standard_deviations(twin, 
     ood = scores.out_of_distribution(matrix)
     expected = np.mean(np.nanmax(z[days], axis=1) > 4.0)
     assert ood.ood_fraction.sel(winter=2014).item() == pytest.approx(expected)
+
+
+def _set(daily: xr.Dataset, name: str, days: slice, value: float) -> xr.Dataset:
+    out = daily.copy(deep=True)
+    out[name].values[days] = value
+    return out
+
+
+CORRUPTIONS = {
+    # a deleted chunk: a 92-day hole is left after the 3-day short-gap fill
+    "deleted chunk": (
+        lambda d: _set(d, "tas", slice(400, 492), np.nan),
+        r"tas@\w+: 92 missing days in 1 gap\(s\), the longest 92 days (\S+)\.\.(\S+) ",
+    ),
+    "inf storm": (
+        lambda d: _set(d, "psl", slice(10, 700, 7), np.inf),
+        r"psl@\w+: 99 infinite values, the first on ",
+    ),
+    # units: degC written on values already in Kelvin (converted twice)
+    "Kelvin as degC": (
+        lambda d: d.assign(tas=d["tas"] + 273.15),
+        r"tas@\w+: \d+ values outside the physically possible 180\.\.340 K .*: °C converted twice",
+    ),
+    "hPa as Pa": (
+        lambda d: d.assign(psl=d["psl"] / 100.0),
+        r"psl@\w+: \d+ values outside .*: values look like hPa labelled Pa",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_inputs_that_cannot_be_real_are_refused_naming_variable_and_dates(
+    twin, model, case
+) -> None:
+    """Nothing reaches the model as a silent zero (issue 17 item 1): the gap a deleted
+    chunk leaves, non-finite values and a lying units attribute fail the prediction with
+    the variable, region, count and dates, before any feature is computed."""
+    daily = twin["era5"]
+    corrupt, expected = CORRUPTIONS[case]
+    with pytest.raises(PredictorDataError, match=expected) as info:
+        model.predict(corrupt(daily))
+    assert str(info.value).startswith("model inputs: ")
+    if case == "deleted chunk":
+        days = pd.DatetimeIndex(daily["time"].values)
+        assert f"{days[400].date()}..{days[491].date()}" in str(info.value)
+    # the unbroken series still predicts: the check refuses only what is broken
+    assert np.isfinite(model.predict(daily)["temperature_mean"].values).all()
+
+
+def test_a_broken_variable_the_model_does_not_read_does_not_fail_it(twin, model) -> None:
+    daily = twin["era5"]
+    unread = sorted(set(map(str, daily.data_vars)) - set(model.features.variables or []))
+    assert unread, "the fixture's model reads every variable"
+    assert not model.features.physics  # physics columns read every flux-region variable
+    broken = daily.assign({unread[0]: daily[unread[0]] * np.nan})
+    expected = model.predict(daily)["temperature_mean"].values
+    np.testing.assert_array_equal(model.predict(broken)["temperature_mean"].values, expected)

@@ -238,9 +238,11 @@ class Normalisation:
     def inputs(self, predictors: npt.ArrayLike, time: Any) -> npt.NDArray[np.float32]:
         """Standardised predictors + seasonal encodings, ``(…, T, F + 2)`` float32.
 
-        Missing predictor values (NaN) become 0, the training mean: short gaps
-        are filled upstream, and a NaN must never propagate through a
-        recurrence into every later day.
+        Inputs are checked before they get here (gaps, non-finite values and
+        impossible magnitudes fail their combination or training job:
+        :mod:`cascadia.sources.predictors.plausibility`); a NaN a feature recipe
+        leaves where it has no history yet becomes 0, the training mean, so it
+        never propagates through a recurrence into every later day.
         """
         x = np.asarray(predictors, dtype=np.float64)
         if x.shape[-1] != len(self.feature_names):

@@ -100,6 +100,18 @@ def reads_tos(data: xr.Dataset, spec: FeatureSpec) -> bool:
     return "tos" in spec.variables
 
 
+def input_series(data: xr.Dataset, spec: FeatureSpec) -> list[tuple[str, str]]:
+    """The (variable, region) series of ``data`` a feature matrix with ``spec`` reads."""
+    regions = [str(r) for r in data["region"].values]
+    variables = [str(v) for v in data.data_vars]
+    wanted = [v for v in (spec.variables or variables) if v in variables]
+    pairs = [(v, r) for v in wanted for r in (spec.regions or regions) if r in regions]
+    if spec.physics and spec.flux_region in regions:
+        skip = set() if reads_tos(data, spec) else {"tos"}
+        pairs += [(v, spec.flux_region) for v in variables if v not in skip]
+    return list(dict.fromkeys(pairs))
+
+
 def _physics_columns(data: xr.Dataset, spec: FeatureSpec) -> dict[str, np.ndarray]:
     regions = [str(r) for r in data["region"].values]
     if spec.flux_region not in regions:

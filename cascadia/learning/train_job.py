@@ -64,7 +64,7 @@ from cascadia.learning.evaluation import (
     write_json,
     write_report,
 )
-from cascadia.learning.features import model_features, save_feature_spec
+from cascadia.learning.features import input_series, model_features, save_feature_spec
 from cascadia.learning.folds import out_of_fold
 from cascadia.learning.jobs import JobError, TrainJob
 from cascadia.learning.metrics import gaussian_interval
@@ -76,6 +76,7 @@ from cascadia.mooring.targets import AlignedSeries, align_series, held_out_targe
 from cascadia.sources.cache import PredictorCache, fill_cache, fingerprint
 from cascadia.sources.catalog import SourceError, enumerate_combos, open_collection
 from cascadia.sources.config import CatalogError, load_run_catalog
+from cascadia.sources.predictors.plausibility import PredictorDataError, check_predictors
 
 __all__ = ["JobSeries", "TrainJobResult", "load_predictors", "prepare_job_series", "run_train_job"]
 
@@ -352,6 +353,13 @@ def prepare_job_series(job: TrainJob, log: Callable[[str], None] = print) -> Job
         exclude_winters=job.training.test_winters,
         spinup_days=job.targets.spinup_days,
     )
+    used = data.sel(time=slice(series.time[0], series.time[-1]))
+    try:
+        check_predictors(
+            used, f"predictors of {job.predictors.source}", input_series(used, job.features)
+        )
+    except PredictorDataError as exc:
+        raise JobError(str(exc)) from None
     cfg = job.training
     winters = np.asarray(
         winter_labels(xr.DataArray(series.time, dims="time"), cfg.winter_start_month).values,

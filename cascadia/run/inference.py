@@ -40,10 +40,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cascadia.learning.calibration import Calibration, exceedance_probability, probability_events
 from cascadia.learning.ensemble import DEFAULT_QUANTILES, DeepEnsemble, EnsemblePrediction
 from cascadia.learning.evaluation import forecast_events
-from cascadia.learning.features import FEATURES_FILE, FeatureSpec, load_feature_spec, model_features
+from cascadia.learning.features import (
+    FEATURES_FILE,
+    FeatureSpec,
+    input_series,
+    load_feature_spec,
+    model_features,
+)
 from cascadia.mooring.events import EventConfig, winter_labels, winter_statistics
 from cascadia.mooring.targets import BackgroundConfig, TargetError, extend_background
 from cascadia.run.store import OOD_Z, SEASON_MONTHS
+from cascadia.sources.predictors.plausibility import check_predictors
 
 __all__ = [
     "InferenceConfig",
@@ -341,10 +348,14 @@ class TrainedModel:
         InferenceError
             Predictors that are not consecutive standard-calendar days, or that lack
             a column the model was trained on (named).
+        PredictorDataError
+            Inputs the model reads (context days included) with gaps, non-finite values
+            or impossible magnitudes (:mod:`cascadia.sources.predictors.plausibility`).
         """
         config = config or InferenceConfig()
         _check_daily(daily, "predictors")
         series, n_context = _with_context(daily, context, config.context_days)
+        check_predictors(series, "model inputs", input_series(series, self.features))
         matrix = self._features(series)
         time = matrix["time"].values
         pred = self.ensemble.predict(
