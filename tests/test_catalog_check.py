@@ -148,3 +148,19 @@ def test_the_first_published_euro_cordex_json_is_named_with_its_error(
     line = _marked(out, "✗")["euro-cordex"]
     assert "CORDEX-CMIP5.json is not valid JSON (line" in line
     assert "point 'collection' at a corrected copy" in line
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/abs", ".hidden", "a/b", "x y", ""])
+def test_a_source_name_that_could_leave_the_cache_is_refused(
+    name: str, tmp_path: Path, capsys
+) -> None:
+    """Issue 17 item 5: a source's name is its folder in the predictor cache."""
+    catalog = yaml.safe_load((CATALOGS / "20cr.yaml").read_text())
+    catalog["sources"][0]["name"] = name
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(catalog))
+    code = main(["catalog", "check", "--catalog", str(tmp_path / "bad.yaml")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "Traceback" not in captured.out + captured.err
+    assert f"source name {name!r} must start with a letter or digit" in captured.err
+    assert not (tmp_path / "escaped").exists()

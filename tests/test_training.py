@@ -318,3 +318,36 @@ def test_pickle_checkpoints_are_refused(
     shutil.copy(out / "members" / "member_00.safetensors", member)
     with pytest.raises(CheckpointError, match="SHA-256"):
         DeepEnsemble.load(copy)
+
+
+def test_checkpoints_outside_the_model_directory_or_unchecked_are_refused(
+    trained: tuple[DeepEnsemble, Path, SeriesData], tmp_path: Path
+) -> None:
+    """Issue 17 item 5: a manifest cannot point a load outside its directory, and a
+    checkpoint without its SHA-256 is never read, even when the file itself is valid."""
+    _, out, _ = trained
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy)
+    outside = tmp_path / "outside.safetensors"
+    shutil.copy(copy / "members" / "member_00.safetensors", outside)
+    manifest_path = copy / "ensemble.json"
+    original = json.loads(manifest_path.read_text())
+
+    def load_with(change: dict) -> None:
+        manifest = json.loads(json.dumps(original))
+        manifest["members"][0].update(change)
+        manifest["members"][0] = {k: v for k, v in manifest["members"][0].items() if v is not None}
+        manifest_path.write_text(json.dumps(manifest))
+        DeepEnsemble.load(copy)
+
+    digest = original["members"][0]["sha256"]
+    with pytest.raises(CheckpointError, match=r"'\.\./outside\.safetensors' is outside the model"):
+        load_with({"checkpoint": "../outside.safetensors"})
+    with pytest.raises(CheckpointError, match="is outside the model"):
+        load_with({"checkpoint": str(outside)})  # absolute
+    (copy / "members" / "link.safetensors").symlink_to(outside)
+    with pytest.raises(CheckpointError, match="is outside the model"):
+        load_with({"checkpoint": "members/link.safetensors", "sha256": digest})
+    with pytest.raises(CheckpointError, match="has no sha256 of its checkpoint"):
+        load_with({"sha256": None})
+    load_with({})  # the untouched manifest loads

@@ -612,11 +612,12 @@ class DeepEnsemble:
                 f"expected {MANIFEST_VERSION}"
             )
         entries = sorted(manifest["members"], key=lambda e: e["index"])
-        for entry in entries:
-            _check_safetensors(root / entry["checkpoint"])
+        paths = [_member_checkpoint(root, manifest_path, entry) for entry in entries]
+        for path in paths:
+            _check_safetensors(path)
         members = []
-        for entry in entries:
-            state = load_checkpoint(root / entry["checkpoint"], entry.get("sha256"))
+        for entry, path in zip(entries, paths, strict=True):
+            state = load_checkpoint(path, entry["sha256"])
             model = build_model(entry["architecture"], **entry["hparams"])
             model.load_state_dict(state, strict=True)
             members.append(model)
@@ -630,6 +631,25 @@ class DeepEnsemble:
         info = [{k: v for k, v in e.items() if k not in skip} for e in entries]
         calibration = Calibration.load(root)
         return cls(members, norm, config, [int(s) for s in seeds], curves, info, calibration)
+
+
+def _member_checkpoint(root: Path, manifest_path: Path, entry: Mapping[str, Any]) -> Path:
+    """A member's checkpoint path, refused unless it lies inside the model directory and
+    the manifest gives its SHA-256 (a checkpoint is never read unchecked)."""
+    name = str(entry.get("checkpoint", ""))
+    path = (root / name).resolve()
+    if not name or not path.is_relative_to(root.resolve()):
+        raise CheckpointError(
+            f"{manifest_path}: member {entry.get('index')} checkpoint {name!r} is outside the "
+            f"model directory {root}; checkpoints are read only from inside it"
+        )
+    if not isinstance(entry.get("sha256"), str) or len(entry["sha256"]) != 64:
+        raise CheckpointError(
+            f"{manifest_path}: member {entry.get('index')} has no sha256 of its checkpoint "
+            f"{name}; an unchecked checkpoint is never loaded (save the model again with "
+            "cascadia-ensemble train)"
+        )
+    return path
 
 
 # --------------------------------------------------------------------- curves

@@ -14,6 +14,7 @@ docs/catalogs.md.
 from __future__ import annotations
 
 import posixpath
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,10 @@ from cascadia.sources.predictors.regions import Region
 
 class CatalogError(ValueError):
     """A run catalog is unreadable or invalid; the message names the file and the field."""
+
+
+#: What a source name may be: a folder name that cannot climb out of the cache.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class _Strict(BaseModel):
@@ -271,6 +276,18 @@ class SourceConfig(_Strict):
         "member_id": "{member_id}",
     }
     selection: SelectionRules = SelectionRules()
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        # the name is a folder of the predictor cache: it must stay inside it
+        if not SAFE_NAME.fullmatch(name):
+            raise ValueError(
+                f"source name {name!r} must start with a letter or digit and hold only "
+                "letters, digits, '.', '_' or '-' (it names the source's folder in the "
+                "predictor cache)"
+            )
+        return name
 
     @model_validator(mode="after")
     def _known_names(self) -> SourceConfig:
