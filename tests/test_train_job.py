@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from cascadia.cli import main
 from cascadia.learning.baselines import ClimatologyBaseline
 from cascadia.learning.jobs import JobError, load_train_job
 from cascadia.learning.metrics import crps_gaussian
+from cascadia.run.inference import model_checksum
 from cascadia.twin.presets import PRESETS, ReanalysisSpec, Years
 from cascadia.twin.world import build_world
 
@@ -286,12 +288,18 @@ def _check_warm_split(
         )
 
 
-@pytest.mark.slow
-def test_cross_fitted_train_job(world: Path) -> None:
-    """Folds: calibration on the out-of-fold forecast, baselines on the same winters."""
+@pytest.fixture(scope="module")
+def folds_model(world: Path) -> Path:
+    """The cross-fitted job, trained by two worker processes."""
     job = _job(world, training={"candidates": 4, "folds": 2}, output="model-folds")
     assert main(["train", "--job", str(_write(world, "folds.yaml", job))]) == 0
-    out = world / "model-folds"
+    return world / "model-folds"
+
+
+@pytest.mark.slow
+def test_cross_fitted_train_job(world: Path, folds_model: Path) -> None:
+    """Folds: calibration on the out-of-fold forecast, baselines on the same winters."""
+    out = folds_model
     pool = sorted(TRAIN + VALIDATION)
     record = json.loads((out / "candidates.json").read_text())
     assert sorted(w for fold in record["folds"] for w in fold) == pool
@@ -314,6 +322,35 @@ def test_cross_fitted_train_job(world: Path) -> None:
         ok = np.isin(labels, TEST) & np.isfinite(anomaly[:, j])
         expected = crps_gaussian(anomaly[ok, j], clim.mean[ok, j], clim.std[ok, j])
         assert metrics["climatology"][depth]["crps"] == pytest.approx(expected, rel=1e-6)
+
+
+def _burn() -> None:
+    while True:
+        pass
+
+
+@pytest.mark.slow
+def test_the_same_job_gives_the_same_model_on_one_process_and_a_busy_cpu(
+    world: Path, folds_model: Path
+) -> None:
+    """Issue 17 item 8: same job, seeds and commit give byte-identical members whatever the
+    process count and the machine's load (one torch thread per candidate, seeds per
+    candidate, checkpoint bytes independent of the writing process)."""
+    job = _job(world, training={"candidates": 4, "folds": 2, "workers": 1}, output="model-one")
+    context = multiprocessing.get_context("spawn")
+    burners = [context.Process(target=_burn, daemon=True) for _ in range(2)]
+    for burner in burners:
+        burner.start()
+    try:
+        assert main(["train", "--job", str(_write(world, "one.yaml", job))]) == 0
+    finally:
+        for burner in burners:
+            burner.terminate()
+    one, two = (
+        json.loads((d / "ensemble.json").read_text()) for d in (world / "model-one", folds_model)
+    )
+    assert [m["sha256"] for m in one["members"]] == [m["sha256"] for m in two["members"]]
+    assert model_checksum(world / "model-one") == model_checksum(folds_model)
 
 
 def test_job_rejects_unknown_keys(tmp_path: Path) -> None:

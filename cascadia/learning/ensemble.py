@@ -104,14 +104,16 @@ def save_checkpoint(
     """Write a model's weights as safetensors and return the file's SHA-256.
 
     The architecture name and hyperparameters are stored in the file's metadata
-    as well, so a lone checkpoint still says what it is.
+    as well, so a lone checkpoint still says what it is: as one JSON string under one
+    key, because safetensors writes its metadata map in a per-process random order
+    (a Rust HashMap), and the same weights must give the same bytes and SHA-256 in
+    every process (the model checksum decides what a rerun recomputes).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"architecture": model.name, "hparams": json.dumps(model.hparams, sort_keys=True)}
-    meta.update(metadata or {})
-    save_file(tensors, str(path), metadata=meta)
+    meta = {"architecture": model.name, "hparams": model.hparams, **(metadata or {})}
+    save_file(tensors, str(path), metadata={"cascadia": json.dumps(meta, sort_keys=True)})
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
