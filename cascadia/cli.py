@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dask.config
 from rich.console import Console
@@ -294,6 +295,69 @@ def _extract(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+@contextlib.contextmanager
+def _training_display(candidates: int, metric: str) -> Iterator[Callable[[Any], None]]:
+    """Show the candidates' training: a live bar on a terminal (candidates done, the
+    epoch each is at, the best validation score so far, time left); in a log, one line
+    per finished candidate."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    started = time.perf_counter()
+    epochs: dict[int, int] = {}
+    best = [float("inf")]
+    done = [0]
+    label = f"validation {metric.upper()}"
+
+    def describe() -> str:
+        running = ", ".join(f"#{i} epoch {e}" for i, e in sorted(epochs.items())[:4])
+        score = f"best {label} {best[0]:.4f}" if best[0] < float("inf") else ""
+        return f"train candidates ({'; '.join(x for x in (running, score) if x)})"
+
+    if not console.is_terminal:
+
+        def log_line(step: Any) -> None:
+            if not step.done:
+                return
+            done[0] += 1
+            best[0] = min(best[0], step.score)
+            elapsed = time.perf_counter() - started
+            left = elapsed / done[0] * (candidates - done[0])
+            console.log(
+                f"candidate {step.candidate} done ({done[0]}/{candidates}): best epoch "
+                f"{step.epoch}, {label} {step.score:.4f}; best so far {best[0]:.4f}; "
+                f"{elapsed:.0f} s elapsed, about {left:.0f} s left"
+            )
+
+        yield log_line
+        return
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(describe(), total=candidates)
+
+        def update(step: Any) -> None:
+            if step.done:
+                epochs.pop(step.candidate, None)
+                bar.advance(task)
+            else:
+                epochs[step.candidate] = step.epoch
+            best[0] = min(best[0], step.score)
+            bar.update(task, description=describe())
+
+        yield update
+
+
 def _train(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -306,9 +370,15 @@ def _train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         job = load_train_job(args.job)
-        result = run_train_job(
-            job, args.out, overwrite=args.overwrite, log=lambda line: console.log(line)
-        )
+        training = job.training
+        with _training_display(training.n_candidates, training.early_stopping) as progress:
+            result = run_train_job(
+                job,
+                args.out,
+                overwrite=args.overwrite,
+                log=lambda line: console.log(line),
+                progress=progress,
+            )
     except (JobError, ObservationError, TargetError, EventError, ValidationError) as exc:
         return _fail(str(exc))
     elapsed = time.perf_counter() - started
@@ -384,6 +454,10 @@ def _run(args: argparse.Namespace) -> int:
     if isinstance(located, str):
         return _fail(located)
     model, out = located
+    try:  # a catalog's own errors, before the heavy imports: within a second
+        _load_catalogs(args.catalog)
+    except _UsageError as exc:
+        return _fail(str(exc))
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table

@@ -279,3 +279,25 @@ def test_run_as_typed_finds_its_model_and_store_by_default(
         ]
         assert "Traceback" not in out + err
         assert not (tmp_path / "results.zarr").exists()
+
+
+def test_a_bad_catalog_is_reported_before_the_heavy_imports(tmp_path) -> None:
+    """Quiet, never slow (issue 17 item 7): `run` names a catalog's errors before it imports
+    the pipeline (torch, dask.distributed, xclim), measured in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources: [{name: x, collection: y}]\n")
+    code = (
+        "import sys, time; t = time.perf_counter(); from cascadia.cli import main; "
+        f"rc = main(['run', '--catalog', {str(bad)!r}, '--model', {str(tmp_path)!r}, "
+        f"'--out', {str(tmp_path / 'o.zarr')!r}]); "
+        "print(sorted(m for m in ('torch', 'xclim', 'distributed') if m in sys.modules)); "
+        "sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "sources[x].role: Field required" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout.strip() == "[]"  # none of the heavy libraries was imported

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,15 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["train", "--job", str(job)]) == 0
     print(f"train job in {time.perf_counter() - started:.1f} s")
     out = world / "model"
-    assert "model directory" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "model directory" in captured.out
+    # never silent (issue 17 item 7): in a log, one line per finished candidate
+    record = json.loads((out / "candidates.json").read_text())["candidates"]
+    for i, candidate in enumerate(sorted(record, key=lambda c: c["candidate"])):
+        line = re.search(rf"candidate {i} done \((\d)/2\): best epoch (\d+), ", captured.err)
+        assert line is not None, captured.err
+        assert int(line.group(2)) == candidate["best_epoch"]
+    assert "about 0 s left" in captured.err.replace("\n", " ")
     for name in (
         "config.yaml",
         "job.yaml",

@@ -68,7 +68,7 @@ from cascadia.learning.features import input_series, model_features, save_featur
 from cascadia.learning.folds import out_of_fold
 from cascadia.learning.jobs import JobError, TrainJob
 from cascadia.learning.metrics import gaussian_interval
-from cascadia.learning.training import SeriesData, train_ensemble
+from cascadia.learning.training import SeriesData, TrainingProgress, train_ensemble
 from cascadia.learning.warm_split import warm_split_section
 from cascadia.mooring.events import winter_labels
 from cascadia.mooring.observations import load_mooring
@@ -498,6 +498,7 @@ def run_train_job(
     *,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    progress: Callable[[TrainingProgress], None] | None = None,
 ) -> TrainJobResult:
     """Train and evaluate the deep ensemble a job describes.
 
@@ -511,6 +512,9 @@ def run_train_job(
         Replace an existing model directory.
     log : callable
         Receives one line per step.
+    progress : callable, optional
+        Receives every candidate's epochs and completion while the ensemble trains
+        (:func:`~cascadia.learning.training.train_ensemble`).
 
     Returns
     -------
@@ -543,7 +547,9 @@ def run_train_job(
     prep_seconds = _time.perf_counter() - t0
 
     t1 = _time.perf_counter()
-    trained = train_ensemble(cfg, training_data(series), directory, overwrite=overwrite)
+    trained = train_ensemble(
+        cfg, training_data(series), directory, overwrite=overwrite, progress=progress
+    )
     train_seconds = _time.perf_counter() - t1
     if cfg.n_candidates > cfg.members:
         kept = [info["candidate"] for info in trained.info]

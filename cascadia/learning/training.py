@@ -36,7 +36,7 @@ import multiprocessing as mp
 import os
 import time as _time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -588,10 +588,71 @@ def _worker_init() -> None:
         torch.set_num_interop_threads(1)
 
 
+@dataclass(frozen=True)
+class TrainingProgress:
+    """One step of a candidate's training, for a progress display.
+
+    ``done`` is False after each epoch (``epoch``, its validation ``score``) and True
+    once the candidate has finished (``epoch`` = its best epoch, ``score`` its score).
+    """
+
+    candidate: int
+    epoch: int
+    score: float
+    done: bool
+
+
+def _epoch_reporter(
+    index: int, metric: str, report: Callable[[TrainingProgress], None]
+) -> Callable[[int, dict[str, float]], None]:
+    def on_epoch(epoch: int, row: dict[str, float]) -> None:
+        report(TrainingProgress(index, epoch, float(row[f"val_{metric}"]), False))
+
+    return on_epoch
+
+
 def _train_member_worker(
-    config_json: dict[str, Any], series: PreparedSeries, index: int
+    config_json: dict[str, Any], series: PreparedSeries, index: int, queue: Any = None
 ) -> MemberResult:
-    return train_member(TrainingConfig.model_validate(config_json), series, index)
+    config = TrainingConfig.model_validate(config_json)
+    on_epoch = None if queue is None else _epoch_reporter(index, config.early_stopping, queue.put)
+    return train_member(config, series, index, on_epoch=on_epoch)
+
+
+def _finished(result: MemberResult) -> TrainingProgress:
+    return TrainingProgress(result.index, result.best_epoch, result.best_val_score, True)
+
+
+def _train_in_processes(
+    config: TrainingConfig,
+    splits: list[PreparedSeries],
+    n_workers: int,
+    progress: Callable[[TrainingProgress], None] | None,
+) -> list[MemberResult]:
+    """Every candidate in its own task of a spawned process pool; epochs reported through
+    a manager queue while the candidates train."""
+    payload = config.model_dump(mode="json")
+    context = mp.get_context("spawn")
+    with contextlib.ExitStack() as stack:
+        queue = None
+        if progress is not None:
+            queue = stack.enter_context(context.Manager()).Queue()
+        pool = stack.enter_context(
+            ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_worker_init)
+        )
+        futures = [
+            pool.submit(_train_member_worker, payload, splits[i], i, queue)
+            for i in range(len(splits))
+        ]
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            if progress is not None:
+                while not queue.empty():
+                    progress(queue.get())
+                for future in finished:
+                    progress(_finished(future.result()))
+        return [f.result() for f in futures]
 
 
 def validation_crps(
@@ -660,6 +721,7 @@ def train_ensemble(
     *,
     workers: int | None = None,
     overwrite: bool = False,
+    progress: Callable[[TrainingProgress], None] | None = None,
 ) -> DeepEnsemble:
     """Train the candidates (in parallel processes), keep the M best on validation.
 
@@ -679,6 +741,9 @@ def train_ensemble(
         inherited threads or locks), each limited to one torch thread.
     overwrite : bool
         Replace an existing ``out_dir``.
+    progress : callable, optional
+        Called with a :class:`TrainingProgress` after every epoch of every candidate and
+        when a candidate finishes (in this process, also for worker processes).
 
     Returns
     -------
@@ -701,16 +766,18 @@ def train_ensemble(
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            results = [train_member(config, splits[i], i) for i in range(n)]
+            results = []
+            for i in range(n):
+                on_epoch = None
+                if progress is not None:
+                    on_epoch = _epoch_reporter(i, config.early_stopping, progress)
+                results.append(train_member(config, splits[i], i, on_epoch=on_epoch))
+                if progress is not None:
+                    progress(_finished(results[-1]))
         finally:
             torch.set_num_threads(threads)
     else:
-        payload = config.model_dump(mode="json")
-        with ProcessPoolExecutor(
-            max_workers=n_workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
-        ) as pool:
-            futures = [pool.submit(_train_member_worker, payload, splits[i], i) for i in range(n)]
-            results = [f.result() for f in futures]
+        results = _train_in_processes(config, splits, n_workers, progress)
     scores = [
         validation_crps(r.model(), splits[r.index], norm, config.validation_segment_days)
         for r in results

@@ -550,14 +550,23 @@ def _search(
     log(f"study {job.search.study_name!r} in {storage_path}: {done} finished, {missing} to run")
     if missing:
         study.sampler = _sampler(job.search, len(study.trials))
+        started, ran = _time.perf_counter(), [0]
 
         def show(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             cand = trial.user_attrs.get("candidate", {})
             what = f"{cand.get('architecture')} {cand.get('hparams')}"
+            ran[0] += 1
+            elapsed = _time.perf_counter() - started
+            left = elapsed / ran[0] * (missing - ran[0])
+            where = f"{ran[0]}/{missing}, {elapsed:.0f} s elapsed, about {left:.0f} s left"
             if trial.state == optuna.trial.TrialState.COMPLETE:
-                log(f"trial {trial.number}: validation CRPS {trial.value:.4f} °C ({what})")
+                best = study.best_value
+                log(
+                    f"trial {trial.number}: validation CRPS {trial.value:.4f} °C ({what}); "
+                    f"best {best:.4f} °C; {where}"
+                )
             else:
-                log(f"trial {trial.number}: {trial.state.name.lower()} ({what})")
+                log(f"trial {trial.number}: {trial.state.name.lower()} ({what}); {where}")
 
         study.optimize(
             make_objective(job, data),

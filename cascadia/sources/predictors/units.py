@@ -13,12 +13,11 @@ first (``"mb"`` is a millibarn to pint, not a millibar).
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from typing import Any
 
 import numpy as np
 import pint
 import xarray as xr
-from xclim.core.units import convert_units_to, pint2cfunits, pint_multiply, units, units2pint
-from xclim.indices import relative_humidity, specific_humidity
 
 __all__ = [
     "UNIT_SPELLINGS",
@@ -45,10 +44,11 @@ UNIT_SPELLINGS: dict[str, str] = {
     "m of water equivalent": "m",
 }
 
-_PRECIP_FLUX = units2pint("kg m-2 s-1").dimensionality
-_AMOUNT = units2pint("kg m-2").dimensionality
-_LENGTH = units2pint("m").dimensionality
-_VELOCITY = units2pint("m s-1").dimensionality
+
+def _dimensionality(text: str) -> Any:
+    from xclim.core.units import units2pint
+
+    return units2pint(text).dimensionality
 
 
 def source_units(da: xr.DataArray, name: Hashable | None = None) -> pint.Unit:
@@ -74,6 +74,8 @@ def source_units(da: xr.DataArray, name: Hashable | None = None) -> pint.Unit:
     ValueError
         If ``units`` is missing, empty or not understood.
     """
+    from xclim.core.units import units2pint
+
     label = da.name if name is None else name
     raw = da.attrs.get("units")
     if raw is None or str(raw).strip() == "":
@@ -135,19 +137,23 @@ def amount_to_rate(da: xr.DataArray, step_seconds: float | None = None) -> xr.Da
     xarray.DataArray
         Rate, units of ``da`` per second (reduced by pint).
     """
+    from xclim.core.units import pint_multiply, units
+
     step = time_step_seconds(da["time"]) if step_seconds is None else step_seconds
     return pint_multiply(da, 1 / units.Quantity(step, "s"))
 
 
 def _precipitation_to_flux(da: xr.DataArray, unit: pint.Unit, target: str) -> xr.DataArray:
     """Route a precipitation variable to a flux according to its dimensionality."""
+    from xclim.core.units import convert_units_to
+
     dim = unit.dimensionality
-    if dim == _LENGTH:  # depth of liquid water per step (ERA5: m per hour)
+    if dim == _dimensionality("m"):  # depth of liquid water per step (ERA5: m per hour)
         da = convert_units_to(da, "kg m-2", context="hydro")
         da = amount_to_rate(da)
-    elif dim == _AMOUNT:  # mass per area per step
+    elif dim == _dimensionality("kg m-2"):  # mass per area per step
         da = amount_to_rate(da)
-    elif dim == _VELOCITY:  # depth per time (mm/day)
+    elif dim == _dimensionality("m s-1"):  # depth per time (mm/day)
         da = convert_units_to(da, "kg m-2 s-1", context="hydro")
     return convert_units_to(da, target)
 
@@ -180,6 +186,8 @@ def convert_variable(da: xr.DataArray, target: str, name: Hashable | None = None
     ValueError
         If the units are missing, unknown, or incompatible with ``target``.
     """
+    from xclim.core.units import convert_units_to, pint2cfunits, units2pint
+
     label = da.name if name is None else name
     unit = source_units(da, label)
     target_unit = units2pint(target)
@@ -189,7 +197,8 @@ def convert_variable(da: xr.DataArray, target: str, name: Hashable | None = None
     clean.attrs = {k: v for k, v in da.attrs.items() if k not in {"standard_name", "units"}}
     clean.attrs["units"] = pint2cfunits(unit)
     try:
-        if target_unit.dimensionality == _PRECIP_FLUX and unit.dimensionality != _PRECIP_FLUX:
+        flux = _dimensionality("kg m-2 s-1")
+        if target_unit.dimensionality == flux and unit.dimensionality != flux:
             out = _precipitation_to_flux(clean, unit, target)
         else:
             out = convert_units_to(clean, target)
@@ -254,6 +263,8 @@ def hurs_from_dewpoint(
     xarray.DataArray
         ``hurs`` in %, clipped to [0, 100].
     """
+    from xclim.indices import relative_humidity
+
     tas = convert_variable(tas, "K", "tas")
     tdps = convert_variable(tdps, "K", "tdps")
     out = relative_humidity(tas=tas, tdps=tdps, method=method, invalid_values="clip")
@@ -285,6 +296,8 @@ def huss_from_hurs(
     xarray.DataArray
         ``huss`` in kg/kg (units ``"1"``).
     """
+    from xclim.indices import specific_humidity
+
     out = specific_humidity(
         tas=convert_variable(tas, "K", "tas"),
         hurs=convert_variable(hurs, "%", "hurs"),
