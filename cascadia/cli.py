@@ -28,6 +28,13 @@ EXIT_USAGE = 2
 console = Console(stderr=True)
 
 
+def _stdout() -> Console:
+    """Standard output for tables: a terminal's width, or, in a log (not a terminal), wide
+    enough that no row is wrapped (rich would wrap at 80 columns)."""
+    screen = Console()
+    return screen if screen.is_terminal else Console(width=250)
+
+
 def _fail(message: str) -> int:
     print(f"cascadia-ensemble: error: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -132,7 +139,7 @@ def _catalog_check(args: argparse.Namespace) -> int:
         catalogs = _load_catalogs(args.catalog)
     except _UsageError as exc:
         return _fail(str(exc))
-    out = Console()
+    out = _stdout()
     problems = 0
     for catalog in catalogs:
         out.print(
@@ -217,7 +224,7 @@ def _catalog_build(args: argparse.Namespace) -> int:
             result = build_collection(args.folder, args.out, storage_options=options, facets=facets)
     except BuildError as exc:
         return _fail(str(exc))
-    out = Console()
+    out = _stdout()
     table = Table(title=f"collection {result.json_url}")
     keys = ["project", "source_id", "experiment_id", "member_id", "frequency"]
     for column in (*keys, "variables", "assets"):
@@ -287,7 +294,7 @@ def _extract(args: argparse.Namespace) -> int:
         table.add_column(column)
     for o in outcomes:
         table.add_row(o.source, o.combo, o.status, f"{o.seconds:.1f}", str(o.long_gaps))
-    Console().print(table)
+    _stdout().print(table)
     failed = [o for o in outcomes if o.status == "failed"]
     statuses = ("extracted", "adjusted", "cached", "failed")
     counts = {s: sum(o.status == s for o in outcomes) for s in statuses}
@@ -520,7 +527,7 @@ def _run(args: argparse.Namespace) -> int:
             table.add_column(column, overflow="fold")
         for r in sorted(summary.results, key=lambda r: (r.entry, r.label)):
             table.add_row(r.label, r.entry, r.status, f"{r.seconds:.1f}", r.reason)
-        Console().print(table)
+        _stdout().print(table)
     skipped = sum(len(s["skipped"]) for s in summary.selection.values())
     if skipped:
         print(
@@ -686,7 +693,7 @@ def _ceiling(args: argparse.Namespace) -> int:
         paths = write_ceiling(result, out)
     except OSError as exc:
         return _fail(f"cannot write the ceiling to {out}: {exc}")
-    screen = Console()
+    screen = _stdout()
     for depth, entry in result["depths"].items():
         table = Table(title=f"{depth} m: {entry['n_test_days']} test days, skill vs best baseline")
         for i, column in enumerate(TABLE_COLUMNS):

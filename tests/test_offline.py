@@ -301,3 +301,21 @@ def test_a_bad_catalog_is_reported_before_the_heavy_imports(tmp_path) -> None:
     assert "sources[x].role: Field required" in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout.strip() == "[]"  # none of the heavy libraries was imported
+
+
+def test_tables_in_a_log_are_not_wrapped(capsys) -> None:
+    """A summary row longer than 80 columns stays one line when stdout is not a terminal."""
+    from rich.table import Table
+
+    from cascadia.cli import _stdout
+
+    table = Table(title="summary")
+    for column in ("combination", "status", "reason"):
+        table.add_column(column)
+    label = "reanalysis.20CRv3-like.r10i1p1f1 " * 2
+    table.add_row(label, "failed", "model inputs: tas@gulf_of_lion_shelf: 92 missing days")
+    _stdout().print(table)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "failed" in line]
+    assert len(lines) == 1
+    assert label.strip() in lines[0]
+    assert "92 missing days" in lines[0]
