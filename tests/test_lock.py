@@ -1,0 +1,121 @@
+"""One writer per results store: the lease refuses a second run, lets a killed run's go."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import s3_server
+
+from cascadia.run.lock import Lease, StoreLock, StoreLockedError
+
+s3_options = s3_server.s3_options
+
+
+def _lease(path: Path, **fields) -> None:
+    base = Lease("a" * 32, "elsewhere", 4242, "run", "2026-01-01T00:00:00+00:00", time.time(), 60.0)
+    path.write_text(json.dumps({**asdict(base), **fields}))
+
+
+def test_a_second_run_is_refused_naming_the_first_and_the_lease_goes_with_it(
+    tmp_path: Path,
+) -> None:
+    store = str(tmp_path / "results.zarr")
+    with StoreLock(store, "run") as first:
+        lease = json.loads(Path(store + ".lock").read_text())
+        assert lease["pid"] == first.holder().pid
+        assert lease["host"] == socket.gethostname()
+        with pytest.raises(StoreLockedError) as info:
+            StoreLock(store, "reprocess").acquire()
+        message = str(info.value)
+        assert f"{store} is being written by run {first.run_id[:8]} (run) on " in message
+        assert "--wait-for-lock SECONDS" in message
+        assert "another --out" in message
+    assert not Path(store + ".lock").exists()
+
+
+def test_a_waiting_run_gets_the_lease_once_it_is_released(tmp_path: Path) -> None:
+    store = str(tmp_path / "results.zarr")
+    first = StoreLock(store)
+    first.acquire()
+    threading.Timer(0.6, first.release).start()
+    started = time.monotonic()
+    with StoreLock(store, wait=10) as second:
+        assert second.holder().run_id == second.run_id
+    assert 0.5 < time.monotonic() - started < 8
+
+
+def test_a_killed_runs_lease_is_taken_over(tmp_path: Path) -> None:
+    store = tmp_path / "results.zarr"
+    lock_file = Path(f"{store}.lock")
+    # a run on this host whose process is gone: stale at once, however fresh its heartbeat
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    _lease(lock_file, host=socket.gethostname(), pid=int(gone.stdout))
+    with StoreLock(str(store)) as lock:
+        assert lock.took_over is not None and lock.took_over.pid == int(gone.stdout)
+    # a run elsewhere whose heartbeat stopped longer than its time-to-live ago
+    _lease(lock_file, heartbeat=time.time() - 61)
+    with StoreLock(str(store)) as lock:
+        assert lock.took_over.host == "elsewhere"
+    # a live run elsewhere is never taken over
+    _lease(lock_file)
+    with pytest.raises(StoreLockedError, match="on elsewhere, pid 4242"):
+        StoreLock(str(store)).acquire()
+
+
+def test_the_heartbeat_keeps_a_long_run_alive(tmp_path: Path) -> None:
+    store = str(tmp_path / "results.zarr")
+    with StoreLock(store, ttl=0.4) as lock:
+        first = lock.holder().heartbeat
+        time.sleep(0.9)
+        assert lock.holder().heartbeat > first
+        with pytest.raises(StoreLockedError):  # alive, although older than one ttl
+            StoreLock(store, ttl=0.4).acquire()
+        assert not lock.lost
+
+
+def test_of_many_runs_taking_over_a_stale_lease_exactly_one_wins(tmp_path: Path) -> None:
+    store = tmp_path / "results.zarr"
+    _lease(Path(f"{store}.lock"), heartbeat=time.time() - 3600)
+    locks = [StoreLock(str(store)) for _ in range(8)]
+    barrier = threading.Barrier(len(locks))
+    won: list[StoreLock] = []
+
+    def race(lock: StoreLock) -> None:
+        barrier.wait()
+        try:
+            lock.acquire()
+            won.append(lock)
+        except StoreLockedError:
+            pass
+
+    threads = [threading.Thread(target=race, args=(lock,)) for lock in locks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1
+    assert json.loads(Path(f"{store}.lock").read_text())["run_id"] == won[0].run_id
+    won[0].release()
+
+
+@pytest.mark.s3
+def test_the_lease_works_on_an_object_store(s3_options) -> None:
+    store = f"s3://{s3_server.BUCKET}/lock-test/results.zarr"
+    with StoreLock(store, storage_options=s3_options) as first:
+        with pytest.raises(StoreLockedError, match="is being written by run"):
+            StoreLock(store, storage_options=s3_options).acquire()
+        assert first.holder().run_id == first.run_id
+    assert StoreLock(store, storage_options=s3_options).holder() is None
