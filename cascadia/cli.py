@@ -635,6 +635,61 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _query(args: argparse.Namespace) -> int:
+    from cascadia.service.formats import encode
+    from cascadia.service.query import Query, run_query
+    from cascadia.service.results import ResultsError, open_results
+
+    query = Query(
+        experiment=args.experiment,
+        source_id=args.source_id,
+        member_id=args.member_id,
+        depth=args.depth,
+        start=args.start,
+        end=args.end,
+        stat=args.stat,
+        variables=args.variable,
+    )
+    try:
+        with open_results(args.results) as results:
+            answer = run_query(results, query)
+            blocks = encode(answer.table, answer.dataset, args.format)
+            if args.out:
+                with open(args.out, "wb") as out:
+                    for block in blocks:
+                        out.write(block)
+            else:
+                for block in blocks:
+                    sys.stdout.buffer.write(block)
+                sys.stdout.buffer.flush()
+    except ResultsError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot write {args.out or 'stdout'}: {exc}")
+    if args.out:
+        print(f"{answer.rows} rows of {args.stat} written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from cascadia.service.serve import ServeError, serve
+
+    try:
+        serve(
+            args.results,
+            host=args.host,
+            port=args.port,
+            cluster=args.cluster,
+            workers=args.workers,
+            model=args.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
+            cache=args.cache,
+            token_file=args.token_file,
+        )
+    except ServeError as exc:
+        return _fail(str(exc))
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from cascadia.learning.jobs import JobError
     from cascadia.run.pipeline import RunInputError
@@ -957,6 +1012,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="future winters of the truth comparison and the change shown (default: 2080 2100)",
     )
     report.set_defaults(handler=_report)
+    _query_parser(commands)
+    _serve_parser(commands)
     validate = commands.add_parser(
         "validate",
         help="judge the frozen job on fresh twin worlds: per seed and as mean and range",
@@ -1011,6 +1068,98 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ceiling.set_defaults(handler=_ceiling)
     return parser
+
+
+#: ``query --stat`` and ``--format`` values (cascadia.service.query.STATS, formats.FORMATS;
+#: written out here so that building the parser imports nothing heavy).
+QUERY_STATS = (
+    "mean", "std", "band", "quantiles", "anomaly", "background", "probability", "members",
+    "events", "spread", "combinations", "variables",
+)  # fmt: skip
+QUERY_FORMATS = ("csv", "json", "netcdf")
+
+
+def _query_parser(commands: argparse._SubParsersAction) -> None:
+    query = commands.add_parser(
+        "query",
+        help="read a results store: series, per-winter events, spread or combinations",
+        description="Select combinations, depths and a period of a results store and write "
+        "one statistic as CSV or JSON (stdout, or --out) or NetCDF (see docs/run.md, "
+        "'Reading the results'). Every filter takes several values (--experiment historical "
+        "ssp585, or repeated). Exit 2 with one line for an unknown label, depth, variable or "
+        "date.",
+    )
+    query.add_argument(
+        "--results", required=True, metavar="URL", help="results store (folder or fsspec URL)"
+    )
+    for name, meta in (("experiment", "NAME"), ("source-id", "ID"), ("member-id", "ID")):
+        query.add_argument(
+            f"--{name}", nargs="+", action="extend", metavar=meta, help=f"{name} (default: all)"
+        )
+    query.add_argument(
+        "--depth", nargs="+", action="extend", type=float, metavar="M", help="depth, m"
+    )
+    query.add_argument("--start", metavar="DATE", help="first day (YYYY, YYYY-MM, YYYY-MM-DD)")
+    query.add_argument("--end", metavar="DATE", help="last day (YYYY: through 31 December)")
+    query.add_argument(
+        "--stat",
+        default="mean",
+        choices=QUERY_STATS,
+        help="daily mean, std, band (mean, std, quantiles as columns), quantiles, anomaly, "
+        "background, probability, members; per-winter events; the multi-model spread; the "
+        "combinations; or the --variable(s) named (default: mean)",
+    )
+    query.add_argument(
+        "--variable",
+        nargs="+",
+        action="extend",
+        metavar="NAME",
+        help="variables (stat variables, spread)",
+    )
+    query.add_argument(
+        "--format", default="csv", choices=QUERY_FORMATS, help="output format (default: csv)"
+    )
+    query.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
+    query.set_defaults(handler=_query)
+
+
+def _serve_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve a results store over HTTP: queries, the Zarr store, runs, metrics",
+        description="An HTTP service on one results store (see docs/serve.md): health, "
+        "combinations, series and per-winter events with the query filters as JSON, CSV or "
+        "NetCDF, the Zarr store read-only under /zarr (xr.open_zarr('http://HOST:PORT/zarr')), "
+        "runs and reprocessing passes on the Dask cluster (POST /runs, bearer token), "
+        "Prometheus /metrics, the OpenAPI schema and a page that plots a series.",
+    )
+    serve.add_argument(
+        "--results", required=True, metavar="URL", help="results store (folder or fsspec URL)"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument(
+        "--cluster",
+        metavar="KIND",
+        help="where POST /runs computes: local | slurm | pbs | tcp://HOST:PORT "
+        "(default: cascadia.cluster config, local)",
+    )
+    serve.add_argument("--workers", type=int, metavar="N", help="Dask workers of a run")
+    serve.add_argument(
+        "--model",
+        metavar="DIR",
+        help=f"model directory of runs; default: ${MODEL_ENV}, else ./{DEFAULT_MODEL}",
+    )
+    serve.add_argument("--cache", metavar="URL", help="predictor cache of runs")
+    serve.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="file holding the bearer token of POST /runs (default: $CASCADIA_SERVICE_TOKEN; "
+        "neither: runs are refused)",
+    )
+    serve.set_defaults(handler=_serve)
 
 
 #: Libraries that log a whole traceback for an error they also raise (gcsfs logs one per

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import yaml
 
 
 @pytest.fixture(scope="module")
@@ -16,3 +20,67 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+#: The results store the reader API, the query command and the service are tested on: a
+#: CMIP-like model's historical and ssp585 runs, two members, of a two-year twin world.
+TINY_RUN_EXPERIMENTS = ("historical", "ssp585")
+
+
+def _tiny_run_catalog(world: Path) -> Path:
+    """The world's CMIP catalog cut to historical + ssp585: its bias adjustment trains on
+    the two overlap years the world has (the shipped catalogs ask for ten)."""
+    catalogs = world / "catalogs"
+    cmip = yaml.safe_load((catalogs / "cmip6.yaml").read_text())
+    cmip["sources"][0]["query"]["experiment_id"] = list(TINY_RUN_EXPERIMENTS)
+    cmip["bias_adjustment"]["min_overlap_years"] = 1.5
+    path = catalogs / "cmip6-tiny-run.yaml"
+    path.write_text(yaml.safe_dump(cmip))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A smoke model's run over four combinations (2 experiments x 2 members) into a
+    results store, on a one-worker local cluster; built once per session for
+    tests/test_query.py and tests/test_service.py."""
+    from helpers import two_year_preset
+
+    from cascadia.learning.jobs import TrainJob, smoke_train_job
+    from cascadia.learning.train_job import run_train_job
+    from cascadia.run.cluster import open_cluster
+    from cascadia.run.pipeline import run_pipeline
+    from cascadia.twin.world import build_world
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    started = time.perf_counter()
+    preset = two_year_preset("tiny-run").model_copy(update={"cmip_members": 2})
+    build_world(str(root / "world"), preset, seed=0)
+    catalog = _tiny_run_catalog(root / "world")
+    job = smoke_train_job(
+        root / "world",
+        str(root / "cache"),
+        train_winters=[2014],
+        validation_winters=[2015],
+        test_winters=[2013],
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
+    finally:
+        torch.set_num_threads(threads)
+    with open_cluster("local", workers=1) as client:
+        summary = run_pipeline(
+            [str(catalog)], root / "model", str(root / "results.zarr"),
+            cache=str(root / "cache"), client=client,
+        )  # fmt: skip
+    assert summary.ok and summary.count("done") == 4, summary.results
+    print(f"tiny run (world, model, run) in {time.perf_counter() - started:.1f} s")
+    return {
+        "root": root,
+        "catalog": str(catalog),
+        "model": str(root / "model"),
+        "cache": str(root / "cache"),
+        "store": str(root / "results.zarr"),
+    }

@@ -28,6 +28,7 @@ LOADED_BY_NAME = {
     "h5netcdf": "xarray's engine for NetCDF assets (open_kwargs in sources/catalog.py)",
     "h5py": "h5netcdf's backend (an extra of h5netcdf since 1.7)",
     "dask-jobqueue": "imported with import_module in run/cluster.py (SLURM, PBS)",
+    "aiohttp": "fsspec's filesystem for http:// URLs (the service's Zarr store, docs/serve.md)",
 }
 
 
