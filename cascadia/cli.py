@@ -684,6 +684,9 @@ def _serve(args: argparse.Namespace) -> int:
             model=args.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
             cache=args.cache,
             token_file=args.token_file,
+            max_rows=args.max_rows,
+            max_days=args.max_days,
+            max_runs=args.max_runs,
         )
     except ServeError as exc:
         return _fail(str(exc))
@@ -1158,6 +1161,28 @@ def _serve_parser(commands: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="file holding the bearer token of POST /runs (default: $CASCADIA_SERVICE_TOKEN; "
         "neither: runs are refused)",
+    )
+    serve.add_argument(
+        "--max-rows",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="largest table one request may get, rows (413 beyond; default: 1000000)",
+    )
+    serve.add_argument(
+        "--max-days",
+        type=int,
+        default=36_600,
+        metavar="N",
+        help="longest period of a daily statistic one request may get, days (413 beyond; "
+        "default: 36600)",
+    )
+    serve.add_argument(
+        "--max-runs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs queued or running at once (429 beyond; default: 1)",
     )
     serve.set_defaults(handler=_serve)
 

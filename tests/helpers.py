@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import pytest
 
 from cascadia.twin.presets import PRESETS, Preset, ReanalysisSpec, Years
 
@@ -52,3 +56,15 @@ def two_year_preset(name: str) -> Preset:
         historical=Years(start=2013, end=2014),
         future=Years(start=2015, end=2015),
     )
+
+
+def chromium() -> str:
+    """The Chromium executable (deploy/chromium/install.sh); skip on a developer machine
+    without it, fail in CI or as root, so that CI cannot go green by skipping."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe:
+        return exe
+    why = "Chromium is not installed"
+    if os.environ.get("CI") or os.geteuid() == 0:
+        pytest.fail(f"{why}: run `bash deploy/chromium/install.sh` (make services) before pytest")
+    pytest.skip(f"{why}; run `bash deploy/chromium/install.sh` as root to enable")

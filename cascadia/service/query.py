@@ -185,19 +185,20 @@ def _spread(results: Results, query: Query, limits: Limits) -> QueryResult:
     if spread is None:
         raise ResultsError(f"{results.url} has no spread statistics yet (no spread pass ran)")
     names = results.check_variables(query.variables, [str(v) for v in spread.data_vars])
+    ds = spread[names]
     where: dict[str, Any] = {}
     for dim in COMBO_DIMS:
         picked = results._pick(dim, getattr(query, dim))
-        if picked is not None and dim in spread.dims:
+        if picked is not None and dim in ds.dims:
             where[dim] = picked
     depths = results._depths(query.depth)
-    if depths is not None and "depth" in spread.dims:
+    if depths is not None and "depth" in ds.dims:
         where["depth"] = depths
-    check_period(query.start, query.end)
-    if (query.start or query.end) and "winter" in spread.dims:
-        winters = [int(w) for w in spread["winter"].values.tolist()]
-        where["winter"] = winters_between(winters, query.start, query.end)
-    ds = spread[names].sel(where)
+    start, end = check_period(query.start, query.end)
+    if (start or end) and "winter" in ds.dims:
+        winters = [int(w) for w in ds["winter"].values.tolist()]
+        where["winter"] = winters_between(winters, start, end)
+    ds = ds.sel(where)
     rows = sum(int(ds[n].size) for n in names)
     _check_size(rows, 0, limits)
     loaded = ds.compute(scheduler="synchronous")

@@ -79,29 +79,42 @@ def _labels(values: np.ndarray) -> list[str]:
 
 
 def _date(name: str, value: str | None) -> pd.Timestamp | None:
-    if value is None or str(value) == "":
+    if value is None:
         return None
     try:
         return pd.Timestamp(str(value))
-    except ValueError:
+    except (ValueError, OverflowError, TypeError):
         raise ResultsError(
             f"{name} {value!r} is not a date (YYYY, YYYY-MM or YYYY-MM-DD)"
         ) from None
 
 
-def check_period(start: str | None, end: str | None) -> None:
-    """Refuse a period whose dates do not parse or whose start is after its end."""
+def check_period(start: str | None, end: str | None) -> tuple[str | None, str | None]:
+    """``start``, ``end`` as partial dates (empty: ``None``); refused, in one line, when
+    they do not parse or the start is after the end."""
+    start, end = (None if v is None or str(v).strip() == "" else str(v) for v in (start, end))
     first, last = _date("start", start), _date("end", end)
     if first is not None and last is not None and first > last:
         raise ResultsError(f"start {start} is after end {end}")
+    return start, end
+
+
+def _between(index: pd.DatetimeIndex, start: str | None, end: str | None) -> np.ndarray:
+    """Positions of ``index`` (sorted) from ``start`` to ``end``, partial dates as pandas
+    slices them (``end="2010"`` reaches 31 December 2010)."""
+    start, end = check_period(start, end)
+    try:
+        return np.asarray(pd.Series(np.arange(len(index)), index=index).loc[start:end])
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
+        raise ResultsError(f"cannot select the days {start}..{end}: {exc}") from None
 
 
 def winters_between(winters: Sequence[int], start: str | None, end: str | None) -> list[int]:
-    """The winters whose 1 January falls in ``start``..``end`` (partial dates as pandas
-    reads them: ``end="2010"`` reaches 31 December 2010), so years select winters by label."""
-    check_period(start, end)
-    january = pd.Series(list(winters), index=pd.DatetimeIndex([f"{w}-01-01" for w in winters]))
-    return [int(w) for w in january.sort_index().loc[start:end].tolist()]
+    """The winters whose 1 January falls in ``start``..``end``: years select winters by
+    their label."""
+    labels = sorted(int(w) for w in winters)
+    january = pd.DatetimeIndex([f"{w}-01-01" for w in labels])
+    return [labels[i] for i in _between(january, start, end)]
 
 
 class Results:
@@ -252,10 +265,11 @@ class Results:
         depths = self._depths(depth)
         if depths is not None:
             where["depth"] = depths
-        check_period(start, end)
+        start, end = check_period(start, end)
         ds = self._cube.sel(where)
         if start is not None or end is not None:
-            ds = ds.sel(time=slice(start, end))
+            days = _between(pd.DatetimeIndex(ds["time"].values), start, end)
+            ds = ds.isel(time=days)
             ds = ds.sel(winter=winters_between(self.winters, start, end))
         return ds
 

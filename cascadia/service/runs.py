@@ -146,6 +146,8 @@ class RunManager:
                 load_run_catalog(path)
             except CatalogError as exc:
                 raise RunRefused(str(exc)) from None
+            except Exception as exc:  # an unknown protocol, an unreachable URL
+                raise RunRefused(f"{path}: cannot be read: {type(exc).__name__}: {exc}") from None
         with self._lock:
             active = [r.id for r in self._runs.values() if r.status in ("queued", "running")]
             if len(active) >= self.max_active:

@@ -60,8 +60,11 @@ def serve(
         Further :class:`~cascadia.service.app.ServiceSettings` (model, cache, cluster,
         workers, limits).
     """
-    if settings.get("workers") is not None and settings["workers"] < 1:
-        raise ServeError(f"--workers must be at least 1, got {settings['workers']}")
+    for name in ("workers", "max_rows", "max_days", "max_runs"):
+        value = settings.get(name)
+        if value is not None and value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise ServeError(f"{flag} must be at least 1, got {value}")
     try:
         token = load_token(token_file)
     except TokenError as exc:

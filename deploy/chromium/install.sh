@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian package of a headless Chromium (and a font), used by
-# tests/test_report.py to open the run report's report.html and take a screenshot.
+# tests/test_report.py (the run report) and tests/test_service.py (the service page) to
+# open pages and take screenshots.
 #
 # Idempotent and cheap when already installed: it touches apt only if `chromium`
 # is missing, so CI can call it unconditionally before pytest (`make test` does,
