@@ -146,8 +146,7 @@ def _wide(ds: xr.Dataset, name: str, dim: str) -> xr.Dataset:
 
 
 def _daily(results: Results, query: Query, names: list[str], limits: Limits) -> QueryResult:
-    ds = results.select(**query.filters())
-    sub = ds[[*names, "status"]]
+    sub = results.select(**query.filters(), variables=names)
     # the band: the quantiles as columns beside the mean, one row per day and depth
     spread_out = "temperature_quantile" if query.stat == "band" else None
     shapes = {
