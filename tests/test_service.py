@@ -499,3 +499,25 @@ def test_200_concurrent_series_queries_are_all_answered_right(service, cube) -> 
         f"p95 {p95 * 1000:.0f} ms, all in {wall:.1f} s ({200 / wall:.0f} queries/s); one at a "
         f"time: p50 {statistics.median(alone) * 1000:.0f} ms"
     )
+
+
+def test_bad_serve_settings_exit_2_with_one_line(tmp_path: Path, capsys) -> None:
+    from cascadia.cli import main
+
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    store = str(tmp_path / "results.zarr")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        cases = [
+            (["--token-file", str(tmp_path / "none")], "cannot read the token file"),
+            (["--token-file", str(empty)], f"the token file {empty} is empty"),
+            (["--max-rows", "0"], "--max-rows must be at least 1, got 0"),
+            (["--port", port], f"cannot listen on 127.0.0.1:{port}: Address already in use"),
+        ]
+        for args, message in cases:
+            assert main(["serve", "--results", store, "--port", port, *args]) == 2
+            lines = capsys.readouterr().err.strip().splitlines()
+            assert len(lines) == 1 and message in lines[0], lines
