@@ -28,7 +28,7 @@ from cascadia.service.metrics import Metrics
 from cascadia.service.query import DAILY_STATS, Limits, TooLarge, run_query
 from cascadia.service.query import Query as StoreQuery
 from cascadia.service.results import Results, ResultsError
-from cascadia.service.runs import KINDS, RunBusy, RunManager, RunRefused, RunState
+from cascadia.service.runs import RunBusy, RunManager, RunRefused, RunState
 from cascadia.service.store_keys import BadKey, StoreKeys
 
 __all__ = ["ServiceSettings", "create_app"]
@@ -316,5 +316,4 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     app.state.settings = settings
     app.state.runs = runs
-    app.state.kinds = KINDS
     return app

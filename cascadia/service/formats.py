@@ -13,7 +13,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,6 @@ import xarray as xr
 
 __all__ = ["FORMATS", "MEDIA_TYPES", "encode"]
 
-Format = Literal["csv", "json", "netcdf"]
 FORMATS: tuple[str, ...] = ("csv", "json", "netcdf")
 MEDIA_TYPES: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",

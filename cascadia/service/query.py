@@ -11,7 +11,7 @@ the size of an answer is known before anything is read, so a caller can refuse i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,20 +43,6 @@ DAILY_STATS: dict[str, tuple[str, ...]] = {
 #: Every statistic: the daily ones, then the per-winter events, the multi-model spread,
 #: the table of combinations, and ``variables`` (the variables named by ``variables``).
 STATS: tuple[str, ...] = (*DAILY_STATS, "events", "spread", "combinations", "variables")
-Stat = Literal[
-    "mean",
-    "std",
-    "band",
-    "quantiles",
-    "anomaly",
-    "background",
-    "probability",
-    "members",
-    "events",
-    "spread",
-    "combinations",
-    "variables",
-]
 
 
 class TooLarge(ResultsError):
@@ -187,10 +173,10 @@ def _spread(results: Results, query: Query, limits: Limits) -> QueryResult:
     ds = spread[names]
     where: dict[str, Any] = {}
     for dim in COMBO_DIMS:
-        picked = results._pick(dim, getattr(query, dim))
+        picked = results.pick(dim, getattr(query, dim))
         if picked is not None and dim in ds.dims:
             where[dim] = picked
-    depths = results._depths(query.depth)
+    depths = results.pick_depths(query.depth)
     if depths is not None and "depth" in ds.dims:
         where["depth"] = depths
     start, end = check_period(query.start, query.end)
@@ -219,7 +205,7 @@ def _spread(results: Results, query: Query, limits: Limits) -> QueryResult:
 def _combinations(results: Results, query: Query) -> QueryResult:
     table = results.combinations()
     for dim in COMBO_DIMS:
-        picked = results._pick(dim, getattr(query, dim))
+        picked = results.pick(dim, getattr(query, dim))
         if picked is not None:
             table = table[table[dim].isin(picked)]
     table = table.reset_index(drop=True)

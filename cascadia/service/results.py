@@ -198,7 +198,8 @@ class Results:
 
     # ----------------------------------------------------------------- selection
 
-    def _pick(self, dim: str, wanted: Selection) -> list[str] | None:
+    def pick(self, dim: str, wanted: Selection) -> list[str] | None:
+        """``wanted`` labels of ``dim`` (``None``: all), each checked against the store."""
         values = as_list(wanted)
         if values is None:
             return None
@@ -210,7 +211,8 @@ class Results:
             )
         return [str(v) for v in values]
 
-    def _depths(self, wanted: Selection) -> list[float] | None:
+    def pick_depths(self, wanted: Selection) -> list[float] | None:
+        """``wanted`` depths (m; ``None``: all), each checked against the store."""
         values = as_list(wanted)
         if values is None:
             return None
@@ -261,10 +263,10 @@ class Results:
         """
         where: dict[str, Any] = {}
         for dim, wanted in zip(COMBO_DIMS, (experiment, source_id, member_id), strict=True):
-            picked = self._pick(dim, wanted)
+            picked = self.pick(dim, wanted)
             if picked is not None:
                 where[dim] = picked
-        depths = self._depths(depth)
+        depths = self.pick_depths(depth)
         if depths is not None:
             where["depth"] = depths
         start, end = check_period(start, end)
