@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
-import shutil
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -13,20 +13,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-import zarr
 
 from cascadia.run import store as store_module
 from cascadia.run.store import (
     COMBO_DIMS,
     OPTIONAL_VARS,
     RESULT_VARS,
+    STATUSES,
     ResultsSchema,
     StoreError,
     combo_status,
     initialise_store,
     mark_failed,
+    open_cube,
     open_schema,
     prepare_store,
+    record_families,
     write_combo,
 )
 
@@ -73,6 +75,14 @@ def _open_strict(path: Path) -> xr.Dataset:
     return ds
 
 
+def _cube(path: Path) -> xr.Dataset:
+    """The cube view, after checking the store itself opens without a warning."""
+    _open_strict(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return open_cube(str(path)).load()
+
+
 def _sel(ds: xr.Dataset, combo: tuple[str, str, str]) -> xr.Dataset:
     return ds.sel(dict(zip(COMBO_DIMS, combo, strict=True)))
 
@@ -83,6 +93,19 @@ def _chunk_bytes(path: Path) -> dict[str, bytes]:
         for p in sorted(path.rglob("*"))
         if p.is_file() and not p.name.startswith(".z")
     }
+
+
+def _combo_chunks(path: Path, indices: range) -> dict[str, tuple[bytes, int]]:
+    """Bytes and mtime of every chunk file of the combinations at ``indices`` along combo."""
+    names = {str(i) for i in indices}
+    out = {}
+    for array in sorted(p for p in path.iterdir() if (p / ".zarray").exists()):
+        if json.loads((array / ".zattrs").read_text())["_ARRAY_DIMENSIONS"][:1] != ["combo"]:
+            continue
+        for chunk in array.iterdir():
+            if chunk.name.split(".")[0] in names:
+                out[f"{array.name}/{chunk.name}"] = (chunk.read_bytes(), chunk.stat().st_mtime_ns)
+    return out
 
 
 @pytest.fixture
@@ -98,13 +121,38 @@ def test_initialise_is_lazy_and_cf(store: Path) -> None:
         assert sorted(p.name for p in (store / name).iterdir()) == [".zarray", ".zattrs"]
     assert (store / ".zmetadata").exists()
     ds = _open_strict(store)
-    assert ds.attrs["Conventions"] == "CF-1.10"
+    assert ds.attrs["Conventions"] == "CF-1.11"
     assert ds.attrs["institution"] == "test"
+    assert ds.attrs["featureType"] == "timeSeries" and "cascadia" in ds.attrs["source"]
     for name in ("temperature_mean", "temperature_std", "temperature_quantile"):
         a = ds[name].attrs
         assert a["units"] == "degree_Celsius"
         assert a["standard_name"] == "sea_water_temperature"
         assert "cell_methods" in a
+    # CF 7.3: cell_methods name only the variable's dims or standard names
+    for name, var in ds.data_vars.items():
+        for term in var.attrs.get("cell_methods", "").split("(")[0].split():
+            if term.endswith(":"):
+                assert term[:-1] in (*var.dims, "time", "realization"), (name, term)
+    assert ds.temperature_mean.attrs["cell_methods"] == "time: mean realization: mean"
+    assert ds.ensemble.attrs["standard_name"] == "realization"
+    # the stacked layout: labels along combo, int8 status with CF flags
+    assert ds.sizes["combo"] == 8 and ds.temperature_mean.dims == ("combo", "time", "depth")
+    assert [
+        tuple(map(str, c)) for c in zip(*(ds[d].values for d in COMBO_DIMS), strict=True)
+    ] == COMBOS
+    assert ds.status.dtype == np.int8 and ds.status.values.tolist() == [0] * 8
+    assert list(ds.status.attrs["flag_values"]) == [0, 1, 2, 3]
+    assert ds.status.attrs["flag_meanings"].split() == list(STATUSES)
+    # the mooring as a CF time series; the winter axis with time bounds
+    assert float(ds.lat) == 42.43 and float(ds.lon) == 3.545
+    assert ds.lat.attrs["units"] == "degrees_north" and ds.lon.attrs["standard_name"] == "longitude"
+    assert ds.winter_time.attrs["bounds"] == "season_bounds"
+    assert ds.winter_time.encoding["units"] == "days since 1850-01-01"
+    np.testing.assert_array_equal(
+        ds.winter_time.values,
+        np.array(["2000-01-31", "2001-01-30", "2002-01-30"], "datetime64[ns]"),  # 182, 181 days
+    )
     assert ds.time.encoding["units"] == "days since 1850-01-01"
     assert ds.time.encoding["calendar"] == "standard"
     np.testing.assert_array_equal(ds.time.values, TIME)
@@ -138,7 +186,7 @@ def test_region_writes_status_provenance(store: Path) -> None:
     failed = COMBOS[3]
     mark_failed(str(store), failed, "bias adjustment: no overlap with reference")
 
-    ds = _open_strict(store)
+    ds = _cube(store)
     for combo, src in done.items():
         got = _sel(ds, combo)
         for name in RESULT_VARS:
@@ -153,8 +201,9 @@ def test_region_writes_status_provenance(store: Path) -> None:
         for name in RESULT_VARS:
             assert bool(got[name].isnull().all()), (combo, name)
     # chunks: one combo per chunk on every per-combo variable
-    for name, var in ds.data_vars.items():
-        assert var.encoding["chunks"][:3] == (1, 1, 1), name
+    for name, var in _open_strict(store).variables.items():
+        if "combo" in var.dims:
+            assert var.encoding["chunks"][0] == 1, name
     df = combo_status(str(store)).set_index(list(COMBO_DIMS))
     assert df.loc[failed, "status"] == "failed"
     assert df.loc[failed, "status_reason"] == "bias adjustment: no overlap with reference"
@@ -174,11 +223,11 @@ def test_rewrite_leaves_others_byte_identical(store: Path) -> None:
     after = _chunk_bytes(store)
     assert (store / ".zmetadata").read_bytes() == meta_before
     changed = {k for k in after if before.get(k) != after[k]}
-    # only chunk 0.0.1[...] (historical, SRC-A, r2) may change
+    # only the chunks of combination 1 (historical, SRC-A, r2) may change
     assert changed, "rewrite changed nothing"
-    assert all(Path(k).name.startswith("0.0.1") for k in changed), changed
+    assert all(Path(k).name.split(".")[0] == "1" for k in changed), changed
     assert set(before) <= set(after)
-    ds = _open_strict(store)
+    ds = _cube(store)
     np.testing.assert_array_equal(
         _sel(ds, COMBOS[1]).temperature_mean.values, _combo_dataset(99).temperature_mean.values
     )
@@ -192,7 +241,7 @@ def test_partial_time_is_nan_padded_and_bad_input_rejected(store: Path) -> None:
     sub = TIME[366:]
     src = _combo_dataset(7, time=sub)
     write_combo(str(store), schema, COMBOS[4], src, _prov("p"))
-    got = _sel(_open_strict(store), COMBOS[4])
+    got = _sel(_cube(store), COMBOS[4])
     assert bool(got.temperature_mean.isel(time=slice(0, 366)).isnull().all())
     np.testing.assert_array_equal(
         got.temperature_mean.isel(time=slice(366, None)).values, src.temperature_mean.values
@@ -212,54 +261,94 @@ def test_partial_time_is_nan_padded_and_bad_input_rejected(store: Path) -> None:
     )
 
 
-def test_prepare_store_reuses_a_compatible_store_and_names_what_does_not_fit(
-    tmp_path: Path,
-) -> None:
+def test_prepare_store_grows_without_touching_written_combinations(tmp_path: Path) -> None:
     path = tmp_path / "results.zarr"
-    # a run over 7 of the 8 combos: the last one is a hole of the label product
     first = ResultsSchema(combos=tuple(COMBOS[:7]), time=TIME, n_members=M, winters=WINTERS)
     assert prepare_store(str(path), first, {"model_checkpoint_hash": "sha256:a"}) == first
-    write_combo(str(path), first, COMBOS[0], _combo_dataset(0), _prov("0"))
-    before = _chunk_bytes(path)
+    for i in (0, 1):
+        write_combo(str(path), first, COMBOS[i], _combo_dataset(i), _prov(str(i)))
+    mark_failed(str(path), COMBOS[2], "no input")
+    record_families(str(path), {c: c[1] for c in COMBOS[:7]})
+    before = _combo_chunks(path, range(7))
+    assert any(k.startswith("temperature_mean/0.") for k in before)
 
-    # the same run again: reused, nothing written but the global attribute
+    # the same run again: reused, nothing written but the global attributes
     assert prepare_store(str(path), first, {"model_checkpoint_hash": "sha256:b"}) == first
-    assert _chunk_bytes(path) == before
+    assert _combo_chunks(path, range(7)) == before
     assert _open_strict(path).attrs["model_checkpoint_hash"] == "sha256:b"
 
-    # a run that adds the hole combo and covers a shorter period: it joins the store
-    wider = ResultsSchema(combos=(COMBOS[7],), time=TIME[10:], n_members=M, winters=WINTERS[1:])
-    merged = prepare_store(str(path), wider)
-    assert set(merged.combos) == set(COMBOS)
-    np.testing.assert_array_equal(merged.time, TIME)
-    assert merged.region(COMBOS[0]) == first.region(COMBOS[0])
+    # a new member and the combination missing so far: appended along combo
+    member = ("historical", "SRC-A", "r3")
+    more = ResultsSchema(combos=(COMBOS[7], member), time=TIME[10:], n_members=M, winters=WINTERS)
+    merged = prepare_store(str(path), more, history="cascadia-ensemble run --catalog more.yaml")
+    assert merged.combos == (*COMBOS[:7], COMBOS[7], member)
+    assert merged.region(COMBOS[0]) == first.region(COMBOS[0]) == {"combo": slice(0, 1)}
+    write_combo(str(path), merged, member, _combo_dataset(5), _prov("new"))
+    record_families(str(path), {member: "SRC-A"})
+    assert _combo_chunks(path, range(7)) == before  # bytes and mtimes
     status = combo_status(str(path)).set_index(list(COMBO_DIMS))["status"]
-    assert status[COMBOS[7]] == "missing" and status[COMBOS[0]] == "done"
-    after = _chunk_bytes(path)
-    assert all(after[k] == v for k, v in before.items() if not k.startswith("status/"))
+    assert status[COMBOS[7]] == "missing" and status[member] == "done"
+    assert status[COMBOS[0]] == "done" and status[COMBOS[2]] == "failed"
     assert open_schema(str(path)) == merged
+    cube = _cube(path)
+    assert cube.member_id.values.tolist() == ["r1", "r2", "r3"]
+    assert str(_sel(cube, ("ssp585", "SRC-A", "r3")).status.values) == "not_in_catalog"
+    np.testing.assert_array_equal(
+        _sel(cube, COMBOS[0]).temperature_mean.values, _combo_dataset(0).temperature_mean.values
+    )
+    np.testing.assert_array_equal(
+        _sel(cube, member).temperature_mean.values, _combo_dataset(5).temperature_mean.values
+    )
+    history = _open_strict(path).attrs["history"].splitlines()
+    assert len(history) == 1 and "more.yaml: 2 combinations appended" in history[0]
+
+    # a longer period: time and winter axes grow at their end, the written chunks stay
+    longer = pd.date_range("2000-01-01", "2004-03-31", freq="D").values
+    later = ResultsSchema(
+        combos=(COMBOS[3],), time=longer, n_members=M, winters=(*WINTERS, 2003, 2004)
+    )
+    before = _combo_chunks(path, range(9))
+    grown = prepare_store(str(path), later, history="cascadia-ensemble run --catalog long.yaml")
+    np.testing.assert_array_equal(grown.time, longer)
+    assert grown.winters == (*WINTERS, 2003, 2004) and grown.combos == merged.combos
+    assert _combo_chunks(path, range(9)) == before
+    cube = _cube(path)
+    old = _sel(cube, COMBOS[0])
+    np.testing.assert_array_equal(
+        old.temperature_mean.sel(time=TIME).values, _combo_dataset(0).temperature_mean.values
+    )
+    assert bool(old.temperature_mean.sel(time=slice("2003-01-01", None)).isnull().all())
+    assert bool(old.event_days.sel(winter=[2003, 2004]).isnull().all())
+    np.testing.assert_array_equal(
+        cube.season_bounds.sel(winter=2004).values,
+        np.array(["2003-11-01", "2004-05-01"], dtype="datetime64[ns]"),
+    )
+    assert "time extended to 2004-03-31; winters 2003..2004 added" in cube.attrs["history"]
+    # the grown store takes a combination over the whole new period
+    src = _combo_dataset(9, time=longer)
+    src = src.assign_coords(winter=[*WINTERS, 2003, 2004][:3])
+    write_combo(str(path), grown, COMBOS[3], src, _prov("long"))
+    np.testing.assert_array_equal(
+        _sel(_cube(path), COMBOS[3]).temperature_mean.values, src.temperature_mean.values
+    )
+    assert open_schema(str(path)).time_chunk == len(TIME)
 
     def refused(schema: ResultsSchema, match: str) -> None:
         with pytest.raises(StoreError, match=match):
             prepare_store(str(path), schema)
 
-    later = pd.date_range("2001-01-01", "2003-06-30", freq="D").values
-    refused(ResultsSchema(combos=(("ssp126", "SRC-A", "r1"),), time=TIME), "new experiment")
-    refused(ResultsSchema(combos=(COMBOS[0],), time=later, n_members=M), r"time 2001-01-01")
+    earlier = pd.date_range("1999-06-01", "2001-06-30", freq="D").values
+    refused(
+        ResultsSchema(combos=(COMBOS[0],), time=earlier, n_members=M),
+        r"starts on 1999-06-01, before the store's first day 2000-01-01.*new --out",
+    )
     refused(ResultsSchema(combos=(COMBOS[0],), time=TIME, n_members=M + 1), "n_members")
+    refused(ResultsSchema(combos=(COMBOS[0],), time=TIME, n_members=M, depth=(500.0,)), "depth")
     refused(
         ResultsSchema(combos=(COMBOS[0],), time=TIME, n_members=M, member_series=False),
         "member_series",
     )
     assert combo_status(str(path)).set_index(list(COMBO_DIMS)).loc[COMBOS[0], "status"] == "done"
-
-    # a store of an older cascadia (whole winter-year statistics) is not written into
-    older = tmp_path / "older.zarr"
-    initialise_store(str(older), first)
-    shutil.rmtree(older / "season_bounds")
-    zarr.consolidate_metadata(str(older), zarr_format=2)
-    with pytest.raises(StoreError, match="whole winter-years"):
-        prepare_store(str(older), first)
 
     other = tmp_path / "not-a-store"
     other.mkdir()
@@ -267,6 +356,19 @@ def test_prepare_store_reuses_a_compatible_store_and_names_what_does_not_fit(
     with pytest.raises(StoreError, match="not a consolidated Zarr"):
         prepare_store(str(other), first)
     assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_a_store_of_the_old_layout_names_the_migration(tmp_path: Path) -> None:
+    path = tmp_path / "old.zarr"
+    labels = {"experiment": ["historical"], "source_id": ["SRC-A"], "member_id": ["r1"]}
+    xr.Dataset(
+        {"status": (COMBO_DIMS, np.full((1, 1, 1), "done", dtype=object))},
+        coords=labels,
+        attrs={"title": "cascadia ensemble results"},
+    ).to_zarr(path, zarr_format=2, consolidated=True)
+    for call in (lambda: open_schema(str(path)), lambda: open_cube(str(path))):
+        with pytest.raises(StoreError, match=r"old .* layout.*cascadia-ensemble migrate --results"):
+            call()
 
 
 def test_member_series_is_optional(tmp_path: Path) -> None:
@@ -277,7 +379,7 @@ def test_member_series_is_optional(tmp_path: Path) -> None:
     initialise_store(str(path), schema)
     src = _combo_dataset(3, member_series=False)
     write_combo(str(path), schema, COMBOS[2], src, _prov("lean"))
-    ds = _open_strict(path)
+    ds = _cube(path)
     assert not any(v in ds for v in OPTIONAL_VARS)
     np.testing.assert_array_equal(
         _sel(ds, COMBOS[2]).member_event_days.values, src.member_event_days.values

@@ -179,6 +179,12 @@ class ObservationConfig(BaseModel):
         return self
 
 
+#: Position of the Lacaze-Duthiers canyon mooring (degrees north, degrees east), as the
+#: twin world places it (cascadia/twin/ocean.py ``MOORING_LAT``/``MOORING_LON``; the twin
+#: may import only itself, so the value is repeated there): the results store's scalar
+#: lat/lon coordinates.
+MOORING_LATITUDE, MOORING_LONGITUDE = 42.43, 3.545
+
 @dataclass(frozen=True)
 class Gap:
     """A stretch without valid data at one depth.

@@ -3,7 +3,8 @@
 Why one module: every table and figure asks the same questions of a store - which
 combinations are done, which experiments are reanalyses, historical runs or scenarios, what
 a combination's values are - and must answer them the same way, so that the numbers of
-the report and of its CSV files are those a user reads with ``xarray.open_zarr``.
+the report and of its CSV files are those a user reads from the store's cube view
+(:func:`cascadia.run.store.open_cube`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from cascadia.run.spread import HISTORICAL, done_mask
+from cascadia.run.store import StoreError, open_cube
 
 __all__ = [
     "BASE_PERIOD",
@@ -41,9 +43,12 @@ class ReportError(ValueError):
 
 
 def open_store(url: str) -> xr.Dataset:
-    """The results store, opened lazily; one clear error when it is not one."""
+    """The results store's cube view, opened lazily; one clear error when it is not one
+    (a store of the old layout: the command that migrates it)."""
     try:
-        ds = xr.open_zarr(url)
+        ds = open_cube(url)
+    except StoreError as exc:
+        raise ReportError(str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:
         raise ReportError(f"{url}: cannot open the results store: {exc}") from None
     lacking = [n for n in ("status", "temperature_mean", "event_days") if n not in ds]

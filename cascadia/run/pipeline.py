@@ -65,6 +65,7 @@ from cascadia.run.store import (
     mark_failed,
     prepare_store,
     record_families,
+    root_attrs,
     update_attrs,
     write_combo,
 )
@@ -559,6 +560,8 @@ def _store_attrs(
     model: TrainedModel, config: InferenceConfig, catalogs: list[RunCatalog], plan: _Plan
 ) -> dict[str, Any]:
     return {
+        "source": f"cascadia {__version__}: deep ensemble {model.directory.name} "
+        f"({model.checksum}) driven by the run catalogs' reanalyses and projections",
         "dataset_selection": json.dumps(plan.selection, sort_keys=True),
         "model_checkpoint_hash": model.checksum,
         "model_directory": str(model.directory.resolve()),
@@ -642,8 +645,9 @@ def run_pipeline(
         member_series=config.member_series,
     )
     attrs = _store_attrs(model, config, loaded, plan)
+    command = _command(loaded, model.directory, out)
     try:
-        schema = prepare_store(out, schema, attrs, storage_options)
+        schema = prepare_store(out, schema, attrs, storage_options, history=command)
         # a catalog property, not a result: recorded for skipped combinations too
         families = {e.store_combo: e.combo.family or e.store_combo[1] for e in plan.entries}
         record_families(out, families, storage_options)
@@ -685,7 +689,7 @@ def run_pipeline(
             summary.tasks_submitted = _execute(
                 dask_client, plan, cache, schema, todo, model, config, out, storage_options, record
             )
-    summary.spread = _spread(out, storage_options)
+    summary.spread = _spread(out, storage_options, command)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -804,17 +808,22 @@ def _execute(
     return submitted
 
 
-def _spread(out: str, storage_options: Mapping[str, Any] | None) -> str:
+def _command(catalogs: list[RunCatalog], model_dir: Path, out: str) -> str:
+    """The run as a command line, for the store's history."""
+    args = [f"--catalog {c.path}" for c in catalogs]
+    return " ".join(["cascadia-ensemble run", *args, f"--model {model_dir}", f"--out {out}"])
+
+
+def _spread(out: str, storage_options: Mapping[str, Any] | None, command: str) -> str:
     """Write the spread statistics when the set of done combinations changed."""
     status = combo_status(out, storage_options)
     done = status[status["status"] == "done"]
     inputs = _digest(sorted(map(list, done[[*COMBO_DIMS, "fingerprint"]].values.tolist())))
-    with xr.open_zarr(out, storage_options=dict(storage_options or {}) or None) as ds:
-        if ds.attrs.get("spread_inputs") == inputs:
-            return "up to date"
+    if root_attrs(out, storage_options).get("spread_inputs") == inputs:
+        return "up to date"
 
     try:
-        write_spread(out, dict(storage_options) if storage_options else None)
+        write_spread(out, dict(storage_options) if storage_options else None, history=command)
     except Exception as exc:
         return f"failed: {type(exc).__name__}: {exc}"
     update_attrs(out, {"spread_inputs": inputs}, storage_options)

@@ -2,8 +2,9 @@
 
 Why a separate pass: the per-combination variables are written by many workers; the
 statistics *across* combinations can only be computed once they are all there, so they are
-computed once at the end of a run by a single writer and stored next to the combinations
-as small variables (see docs/spread.md for the definitions and equations).
+computed once at the end of a run by a single writer, on the store's cube view
+(:func:`cascadia.run.store.open_cube`), and stored whole as the store's ``spread`` group
+(see docs/spread.md for the definitions and equations).
 
 Reductions, in this order (each skipping NaN):
 
@@ -31,17 +32,15 @@ Reductions, in this order (each skipping NaN):
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import dask
-import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
-import zarr
 
 from cascadia.run import partition, robustness, trends
 from cascadia.run.families import (
@@ -51,7 +50,16 @@ from cascadia.run.families import (
     family_weights,
     model_families,
 )
-from cascadia.run.store import SEASON_MONTHS, SPREAD_ROLE, SPREAD_VALUE
+from cascadia.run.store import (
+    CONVENTIONS,
+    SEASON_MONTHS,
+    SPREAD_GROUP,
+    SPREAD_ROLE,
+    SPREAD_VALUE,
+    append_history,
+    cf_cell_methods,
+    open_cube,
+)
 
 COMBO_DIMS: tuple[str, str, str] = ("experiment", "source_id", "member_id")
 PERIODS: tuple[tuple[int, int], ...] = ((1993, 2022), (2041, 2060), (2080, 2100))
@@ -487,7 +495,7 @@ def _base_description(base: str, source: xr.DataArray) -> tuple[str, str]:
     if base == "event_days":
         what += ", scaled for days missing from the November-April season"
     if "ensemble" in source.dims:
-        cells += " ensemble: mean"
+        cells += " realization: mean (comment: deep-ensemble members)"
     return what, cells
 
 
@@ -1058,6 +1066,8 @@ def spread_statistics(
     )
     out.update(scenario_statistics(results, combos, family, options))
     ds = xr.Dataset({name: _canonical(value) for name, value in out.items()})
+    for var in ds.data_vars.values():  # CF 1.11 section 7.3: only real dims or standard names
+        var.attrs["cell_methods"] = cf_cell_methods(var.attrs["cell_methods"], var.dims)
     ds = ds.assign_coords(
         period_first_winter=("period", np.array([a for a, _ in options.periods])),
         period_last_winter=("period", np.array([b for _, b in options.periods])),
@@ -1079,69 +1089,42 @@ def spread_statistics(
 # ---------------------------------------------------------------- into the store
 
 
-def _open(url: str, storage_options: Mapping[str, Any] | None) -> xr.Dataset:
-    return xr.open_zarr(
-        url,
-        consolidated=True,
-        storage_options=dict(storage_options) if storage_options else None,
-    )
+def write_spread(
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    history: str = "cascadia.run.spread.write_spread",
+    **options: Any,
+) -> None:
+    """Compute :func:`spread_statistics` on the store's cube view and write them, whole, as
+    its ``spread`` group.
 
-
-def _group(url: str, storage_options: Mapping[str, Any] | None) -> zarr.Group:
-    return zarr.open_group(
-        url,
-        mode="r+",
-        zarr_format=2,
-        storage_options=dict(storage_options) if storage_options else None,
-    )
-
-
-def _remove_previous(
-    url: str, storage_options: Mapping[str, Any] | None, marked: set[str], written: set[str]
-) -> bool:
-    """Delete earlier spread arrays: those marked in the consolidated metadata, and any
-    array about to be written that a killed earlier write left unconsolidated."""
-    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-    present = {str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}
-    doomed = sorted((marked | written) & present)
-    for name in doomed:
-        fs.rm(f"{root.rstrip('/')}/{name}", recursive=True)
-    return bool(doomed)
-
-
-def write_spread(url: str, storage_options: dict[str, Any] | None = None, **options: Any) -> None:
-    """Compute :func:`spread_statistics` and store them as new variables of the same store.
-
-    Single writer, at the end of a run. A rerun first removes the previous spread
-    variables, so it replaces them (idempotent); metadata is re-consolidated after each
-    step so a plain ``xr.open_zarr(url)`` always opens a consistent store. ``options`` are
-    the keyword options of :func:`spread_statistics`.
+    Single writer, at the end of a run: the group is replaced (mode "w"), so a rerun is
+    idempotent and the per-combination arrays are never touched; the root is then
+    re-consolidated with a ``history`` line, so ``xr.open_zarr(url, group="spread")`` and
+    :func:`cascadia.run.store.open_cube` see the new statistics. ``options`` are the keyword
+    options of :func:`spread_statistics`.
     """
-    role, value = next(iter(MARKER.items()))
-    # coordinates of no variable (the store's season_bounds) are listed in this attribute,
-    # which the root-attribute rewrite below would drop
-    loose = str(_group(url, storage_options).attrs.get("coordinates", "")).split()
-    with _open(url, storage_options) as results:
-        root_attrs = dict(results.attrs)
+    with open_cube(url, storage_options, spread=False) as results:
         stats = spread_statistics(results, **options).load()
-        marked = {str(k) for k, v in results.variables.items() if v.attrs.get(role) == value}
-        others = {str(k) for k in results.variables} - marked
-    # the store's own axes (experiment, winter, depth...) are not rewritten
-    stats = stats.drop_vars([k for k in stats.variables if k in others])
-    if _remove_previous(url, storage_options, marked, {str(k) for k in stats.variables}):
-        zarr.consolidate_metadata(_group(url, storage_options).store, zarr_format=2)
-    root_attrs.pop("spread_method", None)
-    # mode "a" replaces the root attributes with the dataset's: carry the store's over
-    stats.attrs = {**root_attrs, **stats.attrs}
+    stats.attrs.update(
+        {
+            "Conventions": CONVENTIONS,
+            "title": "cascadia spread statistics across members and models",
+        }
+    )
     stats.to_zarr(
         url,
-        mode="a",
+        group=SPREAD_GROUP,
+        mode="w",
         zarr_format=2,
         consolidated=False,
         storage_options=dict(storage_options) if storage_options else None,
     )
-    group = _group(url, storage_options)
-    listed = str(group.attrs.get("coordinates", "")).split()
-    if loose and not set(loose) <= set(listed):
-        group.attrs["coordinates"] = " ".join(dict.fromkeys([*listed, *loose]))
-    zarr.consolidate_metadata(group.store, zarr_format=2)
+    names = len(stats.data_vars)
+    append_history(
+        url,
+        history,
+        f"spread statistics written ({names} variables, group spread)",
+        storage_options,
+    )

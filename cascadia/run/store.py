@@ -1,29 +1,46 @@
-"""The consolidated CF Zarr results store (see DESIGN.md, "Results store").
+"""The consolidated CF Zarr results store (see DESIGN.md, "Results store"), a store that grows.
 
-Layout: one Zarr v2 group with consolidated metadata (v3 + consolidation warns, see
-notes/stack-pitfalls.md) so that a plain ``xr.open_zarr(url)`` opens it silently. Every
-per-combination variable is chunked with exactly one (experiment, source_id, member_id)
-combination per chunk, so workers write disjoint regions with ``to_zarr(region=...)`` and
-never touch each other's chunks. The store is created lazily from a dask template
-(``compute=False``): large variables have no chunk on disk until a combination is
-written, and read back as NaN (explicit ``_FillValue`` NaN).
+Layout (Zarr v2 with consolidated metadata, so a plain ``xr.open_zarr(url)`` opens it
+silently; v3 + consolidation warns, see notes/stack-pitfalls.md):
 
-A combination is first marked "writing", then its data is written, then its
-``status``/provenance ("done") last, so a run killed mid-write leaves the combination
-"writing" (never "done" over half-new data) and a rerun redoes it. Region writes never
-rewrite ``.zmetadata``: the metadata does not change after :func:`initialise_store`, so
-the consolidated metadata stays valid without concurrent writers racing on one file;
-only the client re-consolidates (:func:`update_attrs`), before or after the writers.
+* the root group holds the combinations stacked along one growing dimension ``combo``;
+  ``experiment``, ``source_id``, ``member_id`` and ``catalog_family`` are coordinates
+  along it. Every per-combination variable is ``(combo, ...)`` and chunked one
+  combination per chunk, so workers write disjoint regions (``region={"combo": i}``) and
+  never touch each other's chunks. ``status`` is int8 with CF flags
+  (:data:`STATUSES`); its reason and the provenance strings are ``(combo,)`` too.
+* the time (and winter) axis is chunked by the store's initial length, so a longer period
+  is added at the END by resizing the arrays: no existing chunk is rewritten, new days
+  read NaN (explicit ``_FillValue``) until a combination writes them.
+* new combinations are added at the end of ``combo`` the same way (resize, then only the
+  new combinations' labels and status are written).
+* the child group ``spread`` holds the multi-model statistics, rewritten whole by each
+  spread pass (:func:`cascadia.run.spread.write_spread`).
 
-:func:`prepare_store` reuses an existing store whose axes can take a run (combos of a run
-that fall in holes of the label product are switched from "not_in_catalog" to "missing")
-and refuses, naming the difference, one that cannot: it never wipes a written combination.
+The store is created lazily from a dask template (``compute=False``): large variables
+have no chunk on disk until a combination is written. A combination is first marked
+"writing", then its data is written, then its status/provenance ("done") last, so a run
+killed mid-write leaves it "writing" (never "done" over half-new data) and a rerun redoes
+it. Region writes never rewrite ``.zmetadata``: only the client re-consolidates (growth,
+attributes, the spread), before or after the writers.
+
+Readers compute on :func:`open_cube`, the experiment x source_id x member_id view of the
+old (dense) layout built lazily on the fly; :func:`open_spread` reads the statistics.
+A store of the old dense layout is refused with the command that converts it
+(``cascadia-ensemble migrate``, :mod:`cascadia.run.migrate`).
+
+CF: the attributes follow CF 1.11 (``units_metadata``, section 3.1.2); see
+:func:`cf_cell_methods` for section 7.3, :data:`STATUSES` for section 3.5 (flags) and
+:func:`template` for the winter's time bounds (section 7.1) and the mooring's
+``featureType`` (section 9, appendix H.2).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dask.array as da
@@ -33,8 +50,18 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from cascadia import __version__
+from cascadia.mooring.observations import MOORING_LATITUDE, MOORING_LONGITUDE
+
+#: The dimension the combinations are stacked along.
+COMBO = "combo"
+#: The labels of a combination: coordinates along ``combo`` in the store, the dims of the
+#: cube view (:func:`open_cube`).
 COMBO_DIMS: tuple[str, str, str] = ("experiment", "source_id", "member_id")
+#: Status of a combination: the store keeps the index (int8 flag_values 0..3).
 STATUSES: tuple[str, ...] = ("missing", "writing", "done", "failed")
+#: Status of a cell of the cube view that is no combination of the store.
+NOT_IN_CATALOG = "not_in_catalog"
 PROVENANCE_VARS: tuple[str, ...] = (
     "fingerprint",
     "model_checkpoint_hash",
@@ -42,9 +69,10 @@ PROVENANCE_VARS: tuple[str, ...] = (
     "catalog_entry",
     "selection",  # JSON: datasets read and copies skipped (cascadia.sources.selection)
 )
+#: The status table of a combination (:func:`combo_status`).
 STRING_VARS: tuple[str, ...] = ("status", "status_reason", *PROVENANCE_VARS)
 #: Each combination's model family from its run catalog (``combo_id`` ``family``; the
-#: driving GCM of an RCM): written by :func:`record_families`, absent from older stores.
+#: driving GCM of an RCM): a coordinate along ``combo``, "" until recorded.
 FAMILY_VAR = "catalog_family"
 _FAMILY_ATTRS = {
     "long_name": "model family of the combination, from its run catalog (combo_id family: "
@@ -55,8 +83,12 @@ _FAMILY_ATTRS = {
 TIME_UNITS = "days since 1850-01-01"
 CALENDAR = "standard"
 TITLE = "cascadia ensemble results"
-#: The attribute that marks the spread statistics among the store's variables.
+CONVENTIONS = "CF-1.11"  # units_metadata (temperature differences) is CF 1.11
+#: The child group of the spread statistics.
+SPREAD_GROUP = "spread"
+#: The attribute that marks the spread statistics among the cube view's variables.
 SPREAD_ROLE, SPREAD_VALUE = "cascadia_role", "spread_statistics"
+MIGRATE_HINT = "cascadia-ensemble migrate --results {url}"
 
 _TEMPERATURE = {"standard_name": "sea_water_temperature", "units": "degree_Celsius"}
 _COOLING = {"units": "degree_Celsius", "units_metadata": "temperature: difference"}
@@ -111,7 +143,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "long_name": "Deep-ensemble mean of daily sea water temperature",
             "comment": _ABSOLUTE,
             "ancillary_variables": "background_kind",
-            "cell_methods": "time: mean ensemble: mean",
+            "cell_methods": "time: mean realization: mean",
         },
     ),
     "temperature_anomaly_mean": (
@@ -120,7 +152,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             **_COOLING,
             "long_name": "Deep-ensemble mean of the daily sea water temperature anomaly "
             "against the background (temperature_mean - background_temperature)",
-            "cell_methods": "time: mean ensemble: mean",
+            "cell_methods": "time: mean realization: mean",
             "ancillary_variables": "temperature_std",
             "comment": "what the model predicts, valid on every day: its standard deviation "
             "is temperature_std (the background is added without uncertainty)",
@@ -150,7 +182,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         {
             **_TEMPERATURE,
             "long_name": "Deep-ensemble standard deviation of daily sea water temperature",
-            "cell_methods": "time: mean ensemble: standard_deviation",
+            "cell_methods": "time: mean realization: standard_deviation",
         },
     ),
     "temperature_quantile": (
@@ -158,9 +190,11 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         {
             **_TEMPERATURE,
             "long_name": "Deep-ensemble predictive quantiles of daily sea water temperature",
-            "comment": _ABSOLUTE,
+            "comment": _ABSOLUTE + "; quantile of the deep ensemble's predictive distribution "
+            "at the quantile coordinate's level (CF 1.11 cell_methods have no quantile method, "
+            "so the reduction over realization is named here)",
             "ancillary_variables": "background_kind",
-            "cell_methods": "time: mean ensemble: quantile",
+            "cell_methods": "time: mean",
         },
     ),
     "temperature_member": (
@@ -178,7 +212,7 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         {
             "long_name": "Probability of a dense shelf water cascading event day",
             "units": "1",
-            "cell_methods": "time: point ensemble: mean",
+            "cell_methods": "time: point realization: mean",
             "comment": "mean over deep-ensemble members of their event-head probability",
         },
     ),
@@ -272,14 +306,84 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 #: Result variables a store may go without (``ResultsSchema.member_series``).
 OPTIONAL_VARS: tuple[str, ...] = ("temperature_member",)
 
+#: Result variables a store may go without (``ResultsSchema.member_series``).
+OPTIONAL_VARS: tuple[str, ...] = ("temperature_member",)
+#: CF 1.11 appendix E: the methods a cell_methods entry may name.
+CF_METHODS = frozenset(
+    [
+        "point",
+        "sum",
+        "maximum",
+        "maximum_absolute_value",
+        "median",
+        "mid_range",
+        "minimum",
+        "minimum_absolute_value",
+        "mean",
+        "mean_absolute_value",
+        "mean_of_upper_decile",
+        "mode",
+        "range",
+        "root_mean_square",
+        "standard_deviation",
+        "sum_of_squares",
+        "variance",
+    ]
+)
+#: Standard names a cell_methods entry may name for an axis the variable lacks (CF 7.3).
+CF_AXES = frozenset({"time", "area", "realization", "depth", "latitude", "longitude"})
+#: What a collapsed label axis is, for the comment of its ``realization`` entry.
+_COLLAPSED = {
+    "ensemble": "deep-ensemble members",
+    "member_id": "members of each model (member_id)",
+    "source_id": "models (source_id)",
+    "experiment": "scenarios (experiment)",
+}
+
 
 class StoreError(ValueError):
     """A combination or dataset that does not fit the results store."""
 
 
+def cf_cell_methods(methods: str, dims: Sequence[str]) -> str:
+    """``methods`` with every entry naming only a dimension or a valid standard name.
+
+    CF 1.11 section 7.3: a name is a dimension of the variable, a scalar coordinate or a
+    standard name. Collapsed label axes (deep-ensemble members, members, models,
+    scenarios) are samples of an ensemble, so they become ``realization`` with a comment
+    saying which; a method outside appendix E (``percentile``) is kept as a comment of a
+    ``point`` entry.
+    """
+    out = []
+    for names, method, paren in re.findall(r"((?:[A-Za-z_]\w*:\s+)+)(\w+)(\s*\([^)]*\))?", methods):
+        names_list = [n.rstrip(":") for n in names.split()]
+        comment = ""
+        if paren:
+            comment = paren.strip()[1:-1].strip().removeprefix("comment:").strip()
+        collapsed = [n for n in names_list if n not in dims and n not in CF_AXES]
+        kept = [n for n in names_list if n not in collapsed]
+        notes = [comment] if comment else []
+        if collapsed:
+            kept = list(dict.fromkeys([*kept, "realization"]))
+            notes.append("over " + ", ".join(_COLLAPSED.get(n, n) for n in collapsed))
+        if method not in CF_METHODS:
+            notes.insert(0, method)
+            method = "point"
+        entry = " ".join(f"{n}:" for n in kept) + f" {method}"
+        if notes:
+            entry += f" (comment: {'; '.join(notes)})"
+        out.append(entry)
+    return " ".join(out)
+
+
 @dataclass(frozen=True)
 class ResultsSchema:
-    """Everything that fixes the shape of the results store."""
+    """Everything that fixes the shape of the results store.
+
+    ``combos`` are in the store's order: a combination's region is its index along
+    ``combo``. ``time_chunk``/``winter_chunk`` are the chunk lengths of the growing axes
+    (0: the axis's own length, as when the store is created).
+    """
 
     combos: tuple[tuple[str, str, str], ...]
     time: np.ndarray  # datetime64[ns], one (standard) calendar, daily
@@ -288,6 +392,8 @@ class ResultsSchema:
     n_members: int = 5
     winters: tuple[int, ...] = field(default_factory=tuple)
     member_series: bool = True  # store temperature_member (ensemble, time, depth)
+    time_chunk: int = 0
+    winter_chunk: int = 0
 
     def __post_init__(self) -> None:
         combos = tuple(tuple(str(x) for x in c) for c in self.combos)
@@ -347,10 +453,10 @@ class ResultsSchema:
         return self._labels(2)
 
     def coords(self) -> dict[str, Any]:
+        """The axes, and the labels of each combination along ``combo``."""
+        labels = np.array(self.combos, dtype=object).reshape(len(self.combos), 3)
         return {
-            "experiment": np.array(self.experiments, dtype=object),
-            "source_id": np.array(self.source_ids, dtype=object),
-            "member_id": np.array(self.member_ids, dtype=object),
+            **{d: (COMBO, labels[:, i]) for i, d in enumerate(COMBO_DIMS)},
             "time": self.time,
             "depth": np.array(self.depth),
             "quantile": np.array(self.quantiles),
@@ -358,99 +464,181 @@ class ResultsSchema:
             "winter": np.array(self.winters, dtype=np.int64),
         }
 
+    def chunk(self, dim: str) -> int:
+        """Chunk length along a non-combo dimension of the result variables."""
+        if dim == "time":
+            return max(1, self.time_chunk or len(self.time))
+        if dim == "winter":
+            return max(1, self.winter_chunk or len(self.winters))
+        return max(
+            1, {"depth": len(self.depth), "quantile": len(self.quantiles)}.get(dim, self.n_members)
+        )
+
+    def index(self, combo: Sequence[str]) -> int:
+        """The combination's index along ``combo``."""
+        key = tuple(str(x) for x in combo)
+        try:
+            return self.combos.index(key)  # type: ignore[arg-type]
+        except ValueError:
+            raise StoreError(f"combo {key} is not in the schema") from None
+
     def region(self, combo: Sequence[str]) -> dict[str, slice]:
-        combo = tuple(str(x) for x in combo)
-        if combo not in self.combos:
-            raise StoreError(f"combo {combo} is not in the schema")
-        labels = (self.experiments, self.source_ids, self.member_ids)
-        out = {}
-        for dim, value, lab in zip(COMBO_DIMS, combo, labels, strict=True):
-            i = lab.index(value)
-            out[dim] = slice(i, i + 1)
-        return out
+        i = self.index(combo)
+        return {COMBO: slice(i, i + 1)}
 
 
-def season_bounds(winters: Sequence[int]) -> xr.DataArray:
-    """``(winter, bounds)`` first day and the day after the last of each winter's season."""
+def season_bounds(winters: Sequence[int]) -> np.ndarray:
+    """``(winter, 2)`` first day and the day after the last of each winter's season."""
     edges = [
         [np.datetime64(f"{w - 1}-11-01", "ns"), np.datetime64(f"{w}-05-01", "ns")] for w in winters
     ]
-    return xr.DataArray(
-        np.array(edges, dtype="datetime64[ns]").reshape(len(edges), 2),
-        dims=("winter", "bounds"),
-        attrs={
-            "long_name": f"bounds of the winter's {SEASON} season (first day, day after the last)",
-        },
-    )
+    return np.array(edges, dtype="datetime64[ns]").reshape(len(edges), 2)
+
+
+def winter_time(winters: Sequence[int]) -> np.ndarray:
+    """The middle day of each winter's season: the CF time coordinate of the winter axis."""
+    edges = season_bounds(winters)
+    middle = edges[:, 0] + (edges[:, 1] - edges[:, 0]) // 2
+    return middle.astype("datetime64[D]").astype("datetime64[ns]")
 
 
 def _shape(schema: ResultsSchema, dims: Sequence[str]) -> tuple[int, ...]:
-    sizes = {k: len(v) for k, v in schema.coords().items()}
+    sizes = {
+        COMBO: len(schema.combos),
+        "time": len(schema.time),
+        "depth": len(schema.depth),
+        "quantile": len(schema.quantiles),
+        "ensemble": schema.n_members,
+        "winter": len(schema.winters),
+    }
     return tuple(sizes[d] for d in dims)
 
 
+def history_line(command: str, what: str) -> str:
+    """One line of the store's ``history``: UTC time, the command, what was written."""
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{now}: {command}: {what}"
+
+
 def template(schema: ResultsSchema, attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
-    """The lazy, empty store: dask-backed result variables, numpy string status arrays."""
-    coords = schema.coords()
-    combo_shape = _shape(schema, COMBO_DIMS)
+    """The lazy, empty store: dask-backed result variables, numpy status arrays."""
+    n = len(schema.combos)
     data_vars: dict[str, xr.Variable] = {}
     for name, (extra, vattrs) in schema.variables.items():
-        dims = (*COMBO_DIMS, *extra)
-        shape = _shape(schema, dims)
-        chunks = (1, 1, 1, *shape[3:])
-        arr = da.full(shape, np.nan, dtype=np.float32, chunks=chunks)
+        dims = (COMBO, *extra)
+        chunks = (1, *(schema.chunk(d) for d in extra))
+        arr = da.full(_shape(schema, dims), np.nan, dtype=np.float32, chunks=chunks)
         data_vars[name] = xr.Variable(dims, arr, attrs=dict(vattrs))
-    status = np.full(combo_shape, "missing", dtype=object)
-    empty = np.full(combo_shape, "", dtype=object)
     data_vars["status"] = xr.Variable(
-        COMBO_DIMS,
-        status,
-        attrs={"long_name": "Combination status", "flag_values": " ".join(STATUSES)},
+        COMBO,
+        np.zeros(n, dtype=np.int8),
+        attrs={
+            "long_name": "status of the combination",
+            # CF 1.11 section 3.5: numeric flags, one meaning per value
+            "flag_values": np.arange(len(STATUSES), dtype=np.int8),
+            "flag_meanings": " ".join(STATUSES),
+            "comment": "missing or writing: (re)done by the next run; failed: status_reason",
+        },
     )
+    empty = np.full(n, "", dtype=object)
     data_vars["status_reason"] = xr.Variable(
-        COMBO_DIMS, empty.copy(), attrs={"long_name": "Reason of failure"}
+        COMBO, empty.copy(), attrs={"long_name": "reason of failure"}
     )
     for name in PROVENANCE_VARS:
         data_vars[name] = xr.Variable(
-            COMBO_DIMS, empty.copy(), attrs={"long_name": name.replace("_", " ")}
+            COMBO, empty.copy(), attrs={"long_name": name.replace("_", " ")}
         )
-    data_vars[FAMILY_VAR] = xr.Variable(COMBO_DIMS, empty.copy(), attrs=dict(_FAMILY_ATTRS))
-    # combos absent from the schema (holes in the label product) are marked as such
-    present = np.zeros(combo_shape, dtype=bool)
-    for c in schema.combos:
-        present[tuple(r.start for r in schema.region(c).values())] = True
-    data_vars["status"].values[~present] = "not_in_catalog"
-
-    ds = xr.Dataset(data_vars, coords=coords)
-    ds["time"].attrs.update({"standard_name": "time", "axis": "T"})
+    ds = xr.Dataset(data_vars, coords=schema.coords())
+    ds = ds.assign_coords({FAMILY_VAR: (COMBO, empty.copy(), dict(_FAMILY_ATTRS))})
+    for dim, text in zip(
+        COMBO_DIMS,
+        ("experiment (CMIP experiment_id, or reanalysis)", "model", "member"),
+        strict=True,
+    ):
+        ds[dim].attrs["long_name"] = f"{text} of the combination"
+    ds["time"].attrs.update({"standard_name": "time", "axis": "T", "long_name": "day"})
     ds["depth"].attrs.update(
         {"standard_name": "depth", "units": "m", "positive": "down", "axis": "Z"}
     )
     ds["quantile"].attrs.update({"long_name": "quantile level", "units": "1"})
-    ds["ensemble"].attrs.update({"long_name": "deep-ensemble member index"})
+    ds["ensemble"].attrs.update(
+        {"standard_name": "realization", "long_name": "deep-ensemble member index", "units": "1"}
+    )
     ds["winter"].attrs.update(
         {
             "long_name": "winter, labelled by the year of its January",
-            "comment": f"its statistics count the days of its {SEASON} season (season_bounds)",
+            "comment": f"its statistics count the days of its {SEASON} season (winter_time, "
+            "season_bounds)",
         }
     )
-    ds = ds.assign_coords(season_bounds=season_bounds(schema.winters))
-    ds.attrs.update({"Conventions": "CF-1.10", "title": TITLE})
+    ds = ds.assign_coords(
+        # CF 1.11 section 7.1: the integer winter axis gets a time coordinate with bounds
+        winter_time=(
+            "winter",
+            winter_time(schema.winters),
+            {
+                "standard_name": "time",
+                "long_name": f"middle of the winter's {SEASON} season",
+                "bounds": "season_bounds",
+            },
+        ),
+        season_bounds=(
+            ("winter", "bounds"),
+            season_bounds(schema.winters),
+            {
+                "long_name": f"bounds of the winter's {SEASON} season "
+                "(first day, day after the last)"
+            },
+        ),
+        # CF 1.11 appendix H.2.3: one time series at one station, its position scalar
+        lat=((), MOORING_LATITUDE, _POSITION["lat"]),
+        lon=((), MOORING_LONGITUDE, _POSITION["lon"]),
+    )
+    ds.attrs.update(
+        {
+            "Conventions": CONVENTIONS,
+            "title": TITLE,
+            "featureType": "timeSeries",
+            "institution": "unspecified: the producer of this store",
+            "source": f"cascadia {__version__} deep ensemble of the Lacaze-Duthiers mooring's "
+            "deep temperature, driven by reanalyses and climate projections",
+            "history": "",
+        }
+    )
     ds.attrs.update(dict(attrs or {}))
     return ds
 
 
-def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+_POSITION = {
+    "lat": {
+        "standard_name": "latitude",
+        "units": "degrees_north",
+        "long_name": "latitude of the Lacaze-Duthiers canyon mooring",
+    },
+    "lon": {
+        "standard_name": "longitude",
+        "units": "degrees_east",
+        "long_name": "longitude of the Lacaze-Duthiers canyon mooring",
+    },
+}
+_TIME_ENCODING = {"units": TIME_UNITS, "calendar": CALENDAR, "dtype": "int64"}
+
+
+def _encoding(ds: xr.Dataset, schema: ResultsSchema) -> dict[str, dict[str, Any]]:
+    winter = schema.chunk("winter")
     enc: dict[str, dict[str, Any]] = {
-        "time": {"units": TIME_UNITS, "calendar": CALENDAR, "dtype": "int64"},
-        "season_bounds": {"units": TIME_UNITS, "calendar": CALENDAR, "dtype": "int64"},
+        "time": {**_TIME_ENCODING, "chunks": (schema.chunk("time"),)},
+        "winter": {"chunks": (winter,)},
+        "winter_time": {**_TIME_ENCODING, "chunks": (winter,)},
+        "season_bounds": {**_TIME_ENCODING, "chunks": (winter, 2)},
+        "status": {"chunks": (1,), "_FillValue": None},
     }
+    for name in (*COMBO_DIMS, FAMILY_VAR, *STRING_VARS[1:]):
+        enc[name] = {"chunks": (1,)}
     for name, var in ds.data_vars.items():
-        chunks = (1, 1, 1, *var.shape[3:])
         if name in RESULT_VARS:
+            chunks = tuple(var.data.chunksize)
             enc[str(name)] = {"_FillValue": np.float32(np.nan), "chunks": chunks}
-        else:
-            enc[str(name)] = {"chunks": chunks}
     return enc
 
 
@@ -459,26 +647,59 @@ def initialise_store(
     schema: ResultsSchema,
     attrs: Mapping[str, Any] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    history: str | None = None,
 ) -> None:
     """Create the (empty) store; only coordinates and the small status arrays are written."""
     ds = template(schema, attrs)
+    if history:
+        ds.attrs["history"] = history
     ds.to_zarr(
         url,
         mode="w",
         compute=False,
         zarr_format=2,
         consolidated=True,
-        encoding=_encoding(ds),
-        storage_options=dict(storage_options) if storage_options else None,
+        encoding=_encoding(ds, schema),
+        storage_options=_options(storage_options),
     )
+
+
+def _options(storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return dict(storage_options) if storage_options else None
+
+
+def _zarr_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"storage_options": dict(storage_options)} if storage_options else {}
+
+
+def _group(url: str, storage_options: Mapping[str, Any] | None) -> zarr.Group:
+    """The root group, read and written past the consolidated metadata (its truth)."""
+    return zarr.open_group(
+        url, mode="r+", zarr_format=2, use_consolidated=False, **_zarr_options(storage_options)
+    )
+
+
+def consolidate(url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Rewrite the root's consolidated metadata (client side, while no worker writes)."""
+    zarr.consolidate_metadata(_group(url, storage_options).store, zarr_format=2)
+
+
+def is_cube_layout(ds: xr.Dataset) -> bool:
+    """True for a store of the old dense layout (experiment x source_id x member_id dims)."""
+    return COMBO not in ds.dims and "status" in ds and set(COMBO_DIMS) <= set(ds["status"].dims)
 
 
 def _open(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
-    return xr.open_zarr(
-        url,
-        consolidated=True,
-        storage_options=dict(storage_options) if storage_options else None,
-    )
+    """The root group of a store of this layout; one clear error naming the migration
+    for a store of the old dense layout."""
+    ds = xr.open_zarr(url, consolidated=True, storage_options=_options(storage_options))
+    if is_cube_layout(ds):
+        ds.close()
+        raise StoreError(
+            f"{url} is a results store of the old experiment x source_id x member_id layout; "
+            f"convert it with `{MIGRATE_HINT.format(url=url)} [--out NEW]`"
+        )
+    return ds
 
 
 def _region_write(
@@ -495,17 +716,20 @@ def _region_write(
         mode="r+",
         zarr_format=2,
         consolidated=False,
-        storage_options=dict(storage_options) if storage_options else None,
+        storage_options=_options(storage_options),
     )
 
 
-def _strings(values: Mapping[str, str]) -> xr.Dataset:
-    return xr.Dataset(
-        {
-            k: xr.Variable(COMBO_DIMS, np.full((1, 1, 1), str(v), dtype=object))
-            for k, v in values.items()
-        }
-    )
+def _table(values: Mapping[str, str | Sequence[str]], n: int = 1) -> xr.Dataset:
+    """Status and string variables of ``n`` consecutive combinations (status as its flag)."""
+    out = {}
+    for name, value in values.items():
+        strings = [str(value)] * n if isinstance(value, str) else [str(v) for v in value]
+        if name == "status":
+            out[name] = xr.Variable(COMBO, np.array([STATUSES.index(s) for s in strings], np.int8))
+        else:
+            out[name] = xr.Variable(COMBO, np.array(strings, dtype=object))
+    return xr.Dataset(out)
 
 
 def _conform(schema: ResultsSchema, dataset: xr.Dataset) -> xr.Dataset:
@@ -513,7 +737,7 @@ def _conform(schema: ResultsSchema, dataset: xr.Dataset) -> xr.Dataset:
     missing = [v for v in schema.variables if v not in dataset]
     if missing:
         raise StoreError(f"dataset lacks result variables {missing}")
-    dataset = dataset.drop_vars([d for d in COMBO_DIMS if d in dataset.coords])
+    dataset = dataset.drop_vars([d for d in (*COMBO_DIMS, COMBO) if d in dataset.coords])
     if "time" in dataset.dims:
         t = dataset.indexes["time"]
         if not isinstance(t, pd.DatetimeIndex):
@@ -532,17 +756,16 @@ def _conform(schema: ResultsSchema, dataset: xr.Dataset) -> xr.Dataset:
     out = {}
     for name, (extra_dims, _) in schema.variables.items():
         var = dataset[name]
-        dims = [d for d in var.dims if d not in COMBO_DIMS]
+        label_dims = [d for d in var.dims if d in (*COMBO_DIMS, COMBO)]
+        dims = [d for d in var.dims if d not in label_dims]
         if set(dims) != set(extra_dims):
             raise StoreError(f"{name} has dims {tuple(var.dims)}, expected {extra_dims}")
-        var = var.squeeze([d for d in COMBO_DIMS if d in var.dims], drop=True)
+        var = var.squeeze(label_dims, drop=True)
         if "ensemble" in extra_dims and var.sizes["ensemble"] != schema.n_members:
             raise StoreError(f"{name} has {var.sizes['ensemble']} members != {schema.n_members}")
         var = var.drop_vars([c for c in var.coords if c not in extra_dims])
         var = var.reindex({d: coords[d] for d in extra_dims if d != "ensemble"})
-        var = (
-            var.transpose(*extra_dims).astype(np.float32).expand_dims(dict.fromkeys(COMBO_DIMS, 1))
-        )
+        var = var.transpose(*extra_dims).astype(np.float32).expand_dims({COMBO: 1})
         out[name] = var.drop_vars(list(var.coords))
     return xr.Dataset(out)
 
@@ -566,11 +789,30 @@ def write_combo(
         raise StoreError(f"provenance lacks {lacking}")
     data = _conform(schema, dataset)
     writing = {"status": "writing", "status_reason": "", "fingerprint": ""}
-    _region_write(url, _strings(writing), region, storage_options)
+    _region_write(url, _table(writing), region, storage_options)
     _region_write(url, data, region, storage_options)
     meta = {k: provenance[k] for k in PROVENANCE_VARS}
     meta.update(status="done", status_reason="")
-    _region_write(url, _strings(meta), region, storage_options)
+    _region_write(url, _table(meta), region, storage_options)
+
+
+def _labels(url: str, storage_options: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The combinations of the store in their order: labels and family, one row each."""
+    with _open(url, storage_options) as ds:
+        cols = [*COMBO_DIMS, FAMILY_VAR]
+        return pd.DataFrame({c: _as_str(ds[c].values) for c in cols})
+
+
+def _index(labels: pd.DataFrame, combo: Sequence[str], url: str) -> int:
+    key = tuple(str(x) for x in combo)
+    hit = np.flatnonzero(
+        np.logical_and.reduce(
+            [labels[d].to_numpy() == v for d, v in zip(COMBO_DIMS, key, strict=True)]
+        )
+    )
+    if not hit.size:
+        raise StoreError(f"combo {key} is not in the store {url}")
+    return int(hit[0])
 
 
 def record_families(
@@ -580,41 +822,14 @@ def record_families(
 ) -> None:
     """Record the model family of combinations (client side, while no worker writes).
 
-    A store written before families were recorded gets the variable first (its other
-    variables and global attributes untouched). Nothing is written when every family
-    is already recorded.
+    Only the combinations whose family changes are written (one chunk each).
     """
-    with _open(url, storage_options) as ds:
-        labels = [[str(x) for x in ds[d].values] for d in COMBO_DIMS]
-        present = FAMILY_VAR in ds
-        shape = ds["status"].shape
-        current = ds[FAMILY_VAR].values.astype(object) if present else None
-    values = current.copy() if current is not None else np.full(shape, "", dtype=object)
+    labels = _labels(url, storage_options)
     for combo, family in families.items():
-        try:
-            index = tuple(lab.index(str(v)) for lab, v in zip(labels, combo, strict=True))
-        except ValueError:
-            raise StoreError(f"combo {tuple(combo)} is not in the store {url}") from None
-        values[index] = str(family)
-    if current is not None and bool((values == current).all()):
-        return
-    if current is not None:
-        whole = {d: slice(0, n) for d, n in zip(COMBO_DIMS, shape, strict=True)}
-        _region_write(url, xr.Dataset({FAMILY_VAR: (COMBO_DIMS, values)}), whole, storage_options)
-        return
-    group = zarr.open_group(url, mode="r+", zarr_format=2, **_zarr_options(storage_options))
-    root = dict(group.attrs)  # mode "a" below replaces the global attributes: kept here
-    xr.Dataset({FAMILY_VAR: xr.Variable(COMBO_DIMS, values, attrs=dict(_FAMILY_ATTRS))}).to_zarr(
-        url,
-        mode="a",
-        zarr_format=2,
-        consolidated=False,
-        encoding={FAMILY_VAR: {"chunks": (1, 1, 1)}},
-        storage_options=dict(storage_options) if storage_options else None,
-    )
-    group = zarr.open_group(url, mode="r+", zarr_format=2, **_zarr_options(storage_options))
-    group.attrs.update(root)
-    zarr.consolidate_metadata(group.store, zarr_format=2)
+        i = _index(labels, combo, url)
+        if labels.loc[i, FAMILY_VAR] != str(family):
+            ds = xr.Dataset({FAMILY_VAR: xr.Variable(COMBO, np.array([str(family)], dtype=object))})
+            _region_write(url, ds, {COMBO: slice(i, i + 1)}, storage_options)
 
 
 def mark_failed(
@@ -624,39 +839,30 @@ def mark_failed(
     storage_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Mark one combination "failed"; its fingerprint is cleared so a rerun retries it."""
-    region = _region_from_store(url, combo, storage_options)
+    i = _index(_labels(url, storage_options), combo, url)
     meta = {"status": "failed", "status_reason": str(reason), "fingerprint": ""}
-    _region_write(url, _strings(meta), region, storage_options)
+    _region_write(url, _table(meta), {COMBO: slice(i, i + 1)}, storage_options)
 
 
-def _region_from_store(
-    url: str, combo: Sequence[str], storage_options: Mapping[str, Any] | None
-) -> dict[str, slice]:
-    with _open(url, storage_options) as ds:
-        out = {}
-        for dim, value in zip(COMBO_DIMS, combo, strict=True):
-            labels = [str(x) for x in ds[dim].values]
-            if str(value) not in labels:
-                raise StoreError(f"{dim}={value!r} is not in the store")
-            i = labels.index(str(value))
-            out[dim] = slice(i, i + 1)
-        if str(ds["status"].isel(out).values.ravel()[0]) == "not_in_catalog":
-            raise StoreError(f"combo {tuple(combo)} is not in the schema")
-    return out
+def _as_str(values: Any) -> np.ndarray:
+    """Strings as an object array of ``str`` (zarr gives object or StringDType arrays)."""
+    array = np.asarray(values)
+    return np.array([str(x) for x in array.ravel()], dtype=object).reshape(array.shape)
+
+
+def _status_strings(codes: np.ndarray) -> np.ndarray:
+    return np.array(STATUSES, dtype=object)[np.asarray(codes, dtype=np.int64)]
 
 
 def combo_status(url: str, storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """One row per combination of the schema: status, reason and provenance."""
+    """One row per combination of the store: status, reason and provenance."""
     with _open(url, storage_options) as ds:
-        small = ds[list(STRING_VARS)].load()
-    df = small.to_dataframe().reset_index()
-    df = df[df["status"] != "not_in_catalog"]
-    cols = [*COMBO_DIMS, *STRING_VARS]
-    return df[cols].astype(str).reset_index(drop=True)
-
-
-def _zarr_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {"storage_options": dict(storage_options)} if storage_options else {}
+        small = ds[[*COMBO_DIMS, *STRING_VARS]].load()
+    df = pd.DataFrame({d: _as_str(small[d].values) for d in COMBO_DIMS})
+    df["status"] = _status_strings(small["status"].values)
+    for name in STRING_VARS[1:]:
+        df[name] = _as_str(small[name].values)
+    return df.astype(str).sort_values(list(COMBO_DIMS)).reset_index(drop=True)
 
 
 def open_schema(url: str, storage_options: Mapping[str, Any] | None = None) -> ResultsSchema | None:
@@ -665,7 +871,8 @@ def open_schema(url: str, storage_options: Mapping[str, Any] | None = None) -> R
     Raises
     ------
     StoreError
-        Something is at ``url`` that is not a (complete) cascadia results store.
+        Something is at ``url`` that is not a (complete) cascadia results store, or a
+        store of the old dense layout (the message names the migration).
     """
     fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     if not fs.exists(path) or not fs.ls(path):
@@ -673,6 +880,8 @@ def open_schema(url: str, storage_options: Mapping[str, Any] | None = None) -> R
     try:
         ds = _open(url, storage_options)
     except (OSError, KeyError, ValueError) as exc:
+        if isinstance(exc, StoreError):
+            raise
         raise StoreError(
             f"{url} exists but is not a consolidated Zarr results store ({exc}); "
             "remove it or choose another output"
@@ -680,36 +889,53 @@ def open_schema(url: str, storage_options: Mapping[str, Any] | None = None) -> R
     with ds:
         if ds.attrs.get("title") != TITLE or "status" not in ds:
             raise StoreError(f"{url} exists but is not a cascadia results store")
-        lacking = [v for v in STRING_VARS if v not in ds]
-        if lacking:
-            raise StoreError(
-                f"{url} was written by an older cascadia (it lacks {lacking}); "
-                "choose another output"
-            )
-        if "season_bounds" not in ds.variables:
-            raise StoreError(
-                f"{url} was written by an older cascadia (its winter statistics sum whole "
-                f"winter-years, not the {SEASON} season); choose another output"
-            )
-        status = ds["status"].values
-        labels = [[str(x) for x in ds[d].values] for d in COMBO_DIMS]
-        combos = [
-            (labels[0][i], labels[1][j], labels[2][k])
-            for i, j, k in zip(*np.nonzero(status != "not_in_catalog"), strict=True)
-        ]
+        labels = [_as_str(ds[d].values) for d in COMBO_DIMS]
         return ResultsSchema(
-            combos=tuple(combos),
+            combos=tuple(zip(*labels, strict=True)),
             time=ds["time"].values,
             depth=tuple(ds["depth"].values.tolist()),
             quantiles=tuple(ds["quantile"].values.tolist()),
             n_members=ds.sizes["ensemble"],
             winters=tuple(ds["winter"].values.tolist()),
             member_series=all(v in ds for v in OPTIONAL_VARS),
+            time_chunk=int(ds["temperature_mean"].encoding["chunks"][1]),
+            winter_chunk=int(ds["event_days"].encoding["chunks"][1]),
         )
 
 
 def _day(value: np.datetime64) -> str:
     return str(np.datetime64(value, "D"))
+
+
+def _grown_axes(
+    existing: ResultsSchema, wanted: ResultsSchema
+) -> tuple[np.ndarray, tuple[int, ...], list[str]]:
+    """The time and winter axes a store needs for ``wanted`` (grown at their end only),
+    and why it cannot have them."""
+    problems = []
+    time, winters = existing.time, existing.winters
+    if len(wanted.time):
+        if not len(existing.time):
+            problems.append("the store has no time axis")
+        elif wanted.time[0] < existing.time[0]:
+            problems.append(
+                f"the run starts on {_day(wanted.time[0])}, before the store's first day "
+                f"{_day(existing.time[0])} (a store grows at its end only)"
+            )
+        elif wanted.time[-1] > existing.time[-1]:
+            start = pd.Timestamp(existing.time[-1]) + pd.Timedelta(days=1)
+            more = pd.date_range(start, pd.Timestamp(wanted.time[-1]), freq="D").values
+            time = np.concatenate([existing.time, more.astype("datetime64[ns]")])
+        off = np.setdiff1d(wanted.time, time)
+        if len(off) and not problems:
+            problems.append(f"{len(off)} run days off the store's daily axis, e.g. {off[0]}")
+    new = sorted(set(wanted.winters) - set(existing.winters))
+    if new:
+        if existing.winters and new[0] < max(existing.winters):
+            problems.append(f"winters {new} fall before the end of the store's winter axis")
+        else:
+            winters = (*existing.winters, *new)
+    return time, winters, problems
 
 
 def incompatibilities(existing: ResultsSchema, wanted: ResultsSchema) -> list[str]:
@@ -721,25 +947,7 @@ def incompatibilities(existing: ResultsSchema, wanted: ResultsSchema) -> list[st
                 f"{name} is {getattr(existing, name)} in the store, "
                 f"{getattr(wanted, name)} for this run"
             )
-    for i, dim in enumerate(COMBO_DIMS):
-        new = sorted(set(wanted._labels(i)) - set(existing._labels(i)))
-        if new:
-            problems.append(f"new {dim} labels {new} (labels cannot be inserted)")
-    if len(wanted.time) and (
-        not len(existing.time)
-        or wanted.time[0] < existing.time[0]
-        or wanted.time[-1] > existing.time[-1]
-    ):
-        have = (
-            f"{_day(existing.time[0])}..{_day(existing.time[-1])}" if len(existing.time) else "none"
-        )
-        problems.append(
-            f"time {_day(wanted.time[0])}..{_day(wanted.time[-1])} is not within the store's {have}"
-        )
-    new_winters = sorted(set(wanted.winters) - set(existing.winters))
-    if new_winters:
-        problems.append(f"new winters {new_winters}")
-    return problems
+    return problems + _grown_axes(existing, wanted)[2]
 
 
 def prepare_store(
@@ -747,69 +955,228 @@ def prepare_store(
     schema: ResultsSchema,
     attrs: Mapping[str, Any] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    history: str | None = None,
 ) -> ResultsSchema:
-    """Create the store, or reuse an existing one that can take ``schema``'s combos.
+    """Create the store, or grow an existing one so that it takes ``schema``'s combos.
 
-    Returns the schema to write with: the existing store's (its axes fix the regions),
-    with this run's combos added where they fall in holes of its label product.
-    Written combinations are never touched here.
+    Returns the schema to write with: the existing store's combinations (their indices
+    fix the regions) followed by this run's new ones, on the time and winter axes grown
+    at their end where the run goes further. No chunk of an existing combination is
+    written; ``history`` (a command) gets a line saying what changed.
 
     Raises
     ------
     StoreError
-        The existing store cannot take the run (new labels, a longer time axis, other
-        depths / quantiles / members): each difference is named.
+        The store cannot take the run (it starts before the store, other depths /
+        quantiles / members): each difference is named.
     """
     existing = open_schema(url, storage_options)
     if existing is None:
-        initialise_store(url, schema, attrs, storage_options)
+        line = f"created with {len(schema.combos)} combinations"
+        initialise_store(
+            url, schema, attrs, storage_options, history_line(history, line) if history else None
+        )
         return schema
     problems = incompatibilities(existing, schema)
     if problems:
         raise StoreError(
             f"the results store {url} cannot take this run: "
             + "; ".join(problems)
-            + ". Write to a new --out (a store's axes are fixed when it is created)."
+            + ". Write to a new --out."
         )
-    holes = [c for c in schema.combos if c not in existing.combos]
-    merged = ResultsSchema(
-        combos=existing.combos + tuple(holes),
-        time=existing.time,
-        depth=existing.depth,
-        quantiles=existing.quantiles,
-        n_members=existing.n_members,
-        winters=existing.winters,
-        member_series=existing.member_series,
-    )
-    for combo in holes:
-        _region_write(url, _strings({"status": "missing"}), merged.region(combo), storage_options)
-    if attrs:
-        update_attrs(url, attrs, storage_options)
+    time, winters, _ = _grown_axes(existing, schema)
+    new = tuple(c for c in schema.combos if c not in existing.combos)
+    merged = replace(existing, combos=existing.combos + new, time=time, winters=winters)
+    grown = _grow(url, existing, merged, storage_options)
+    what = "; ".join(grown) if grown else "reused, nothing added"
+    updates = dict(attrs or {})
+    if history:
+        updates["history"] = _append_history(url, history_line(history, what), storage_options)
+    if grown or updates:
+        update_attrs(url, updates, storage_options, force=bool(grown))
     return merged
 
 
+def _append_history(url: str, line: str, storage_options: Mapping[str, Any] | None) -> str:
+    old = str(_group(url, storage_options).attrs.get("history", ""))
+    return f"{old}\n{line}" if old else line
+
+
+def _resize(group: zarr.Group, dim: str, size: int) -> None:
+    """Every array of the group with ``dim``, resized along it (chunks untouched)."""
+    for name in group.array_keys():
+        array = group[name]
+        dims = list(array.attrs.get("_ARRAY_DIMENSIONS", []))
+        if dim in dims:
+            shape = list(array.shape)
+            shape[dims.index(dim)] = size
+            array.resize(tuple(shape))
+
+
+def _encode_days(values: np.ndarray) -> np.ndarray:
+    """datetime64 -> int64 days since 1850-01-01 (the store's time encoding)."""
+    base = np.datetime64("1850-01-01", "ns")
+    return ((values.astype("datetime64[ns]") - base) // np.timedelta64(1, "D")).astype(np.int64)
+
+
+def _grow(
+    url: str,
+    existing: ResultsSchema,
+    merged: ResultsSchema,
+    storage_options: Mapping[str, Any] | None,
+) -> list[str]:
+    """Resize the store to ``merged`` at the end of its axes; what was added, in words."""
+    done = []
+    group = _group(url, storage_options)
+    n_time, n_winter = len(existing.time), len(existing.winters)
+    if len(merged.time) > n_time:
+        _resize(group, "time", len(merged.time))
+        group["time"][n_time:] = _encode_days(merged.time[n_time:])
+        done.append(f"time extended to {_day(merged.time[-1])}")
+    if len(merged.winters) > n_winter:
+        new = merged.winters[n_winter:]
+        _resize(group, "winter", len(merged.winters))
+        group["winter"][n_winter:] = np.array(new, dtype=np.int64)
+        group["winter_time"][n_winter:] = _encode_days(winter_time(new))
+        group["season_bounds"][n_winter:, :] = _encode_days(season_bounds(new))
+        done.append(f"winters {new[0]}..{new[-1]} added")
+    n_combo = len(existing.combos)
+    if len(merged.combos) > n_combo:
+        new_combos = merged.combos[n_combo:]
+        _resize(group, COMBO, len(merged.combos))
+        columns = list(zip(*new_combos, strict=True))
+        table = _table(
+            {"status": "missing", "status_reason": "", **dict.fromkeys(PROVENANCE_VARS, "")},
+            len(new_combos),
+        )
+        for d, values in zip(COMBO_DIMS, columns, strict=True):
+            table[d] = xr.Variable(COMBO, np.array(values, dtype=object))
+        table[FAMILY_VAR] = xr.Variable(COMBO, np.full(len(new_combos), "", dtype=object))
+        _region_write(url, table, {COMBO: slice(n_combo, len(merged.combos))}, storage_options)
+        done.append(f"{len(new_combos)} combinations appended")
+    return done
+
+
 def update_attrs(
-    url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None
+    url: str,
+    attrs: Mapping[str, Any],
+    storage_options: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> None:
     """Set global attributes and re-consolidate (client side, while no worker writes).
 
-    Nothing is rewritten when the attributes already have these values.
+    Nothing is rewritten when the attributes already have these values (unless ``force``:
+    the arrays changed and the consolidated metadata must follow).
     """
-    group = zarr.open_group(url, mode="r+", zarr_format=2, **_zarr_options(storage_options))
-    if all(group.attrs.get(k) == v for k, v in attrs.items()):
+    group = _group(url, storage_options)
+    if not force and all(group.attrs.get(k) == v for k, v in attrs.items()):
         return
     group.attrs.update(dict(attrs))
     zarr.consolidate_metadata(group.store, zarr_format=2)
 
 
-def open_cube(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
+def root_attrs(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The store's global attributes (without opening its arrays)."""
+    return dict(
+        zarr.open_group(url, mode="r", zarr_format=2, **_zarr_options(storage_options)).attrs
+    )
+
+
+def append_history(
+    url: str, command: str, what: str, storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Add one line to the store's ``history`` and re-consolidate."""
+    line = history_line(command, what)
+    update_attrs(url, {"history": _append_history(url, line, storage_options)}, storage_options)
+
+
+# ---------------------------------------------------------------- the readers' views
+
+
+def _take(data: Any, where: np.ndarray, shape: tuple[int, ...], fill: Any) -> Any:
+    """Rows ``where`` of ``data`` (combo first), ``len(data)`` = a row of ``fill``, reshaped
+    to ``shape + data.shape[1:]``; lazy for dask arrays (one chunk per combination)."""
+    if isinstance(data, da.Array):
+        pad = da.full((1, *data.shape[1:]), fill, dtype=data.dtype, chunks=((1,), *data.chunks[1:]))
+        taken = da.concatenate([data, pad], axis=0)[where]
+        return taken.reshape(*shape, *data.shape[1:])
+    values = np.asarray(data)
+    pad = np.full((1, *values.shape[1:]), fill, dtype=values.dtype)
+    return np.concatenate([values, pad])[where].reshape(*shape, *values.shape[1:])
+
+
+def cube_view(stacked: xr.Dataset, spread: xr.Dataset | None = None) -> xr.Dataset:
+    """The stacked store as the dense (experiment, source_id, member_id, ...) cube.
+
+    Labels are sorted; cells of the label product that are no combination read NaN with
+    status "not_in_catalog" (strings "") - the old layout, which every reduction of the
+    spread and the report was written against. Result variables stay lazy.
+    """
+    n = stacked.sizes[COMBO]
+    labels = {d: _as_str(stacked[d].values) for d in COMBO_DIMS}
+    axes = {d: np.array(sorted(set(labels[d].tolist())), dtype=object) for d in COMBO_DIMS}
+    shape = tuple(len(axes[d]) for d in COMBO_DIMS)
+    where = np.full(shape, n, dtype=np.int64)
+    position = tuple(pd.Index(axes[d]).get_indexer(labels[d]) for d in COMBO_DIMS)
+    where[position] = np.arange(n)
+    flat = where.ravel()
+    out: dict[str, xr.Variable] = {}
+    for name, var in stacked.variables.items():
+        if COMBO not in var.dims or name in COMBO_DIMS:
+            continue
+        var = var.transpose(COMBO, ...)
+        dims = (*COMBO_DIMS, *var.dims[1:])
+        if name == "status":
+            strings = np.append(_status_strings(var.values), NOT_IN_CATALOG).astype(object)
+            data = strings[flat].reshape(shape)
+        elif var.dtype.kind in "fc":
+            data = _take(var.data, flat, shape, np.nan)
+        else:
+            data = _take(_as_str(var.values), flat, shape, "")
+        attrs = dict(var.attrs)
+        if name == "status":
+            attrs = {
+                "long_name": var.attrs.get("long_name", ""),
+                "flag_values": " ".join((*STATUSES, NOT_IN_CATALOG)),
+            }
+        out[str(name)] = xr.Variable(dims, data, attrs=attrs)
+    coords = {k: v.variable for k, v in stacked.coords.items() if COMBO not in v.dims}
+    coords.update({d: xr.Variable(d, axes[d], attrs=stacked[d].attrs) for d in COMBO_DIMS})
+    cube = xr.Dataset(out, coords=coords, attrs=dict(stacked.attrs))
+    if spread is not None:
+        cube = xr.merge([cube, spread], join="left", compat="override", combine_attrs="override")
+        cube.attrs.update({k: v for k, v in spread.attrs.items() if k == "spread_method"})
+    return cube
+
+
+def open_cube(
+    url: str, storage_options: Mapping[str, Any] | None = None, *, spread: bool = True
+) -> xr.Dataset:
     """The store as an (experiment, source_id, member_id) cube with the spread statistics
-    beside it: the one view the spread pass, the report and the reader API compute on."""
-    return _open(url, storage_options)
+    beside it (``spread``): the one view the spread pass, the report and the reader API
+    compute on, lazily.
+
+    Raises
+    ------
+    StoreError
+        A store of the old dense layout (the message names ``cascadia-ensemble migrate``).
+    """
+    stacked = _open(url, storage_options)
+    statistics = open_spread(url, storage_options) if spread else None
+    cube = cube_view(stacked, statistics)
+
+    def close() -> None:
+        stacked.close()
+        if statistics is not None:
+            statistics.close()
+
+    cube.set_close(close)
+    return cube
 
 
 def open_spread(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset | None:
-    """The multi-model spread statistics of the store; None before a spread pass."""
-    ds = _open(url, storage_options)
-    names = [k for k, v in ds.data_vars.items() if v.attrs.get(SPREAD_ROLE) == SPREAD_VALUE]
-    return ds[names] if names else None
+    """The multi-model spread statistics (the ``spread`` group); None before a spread pass."""
+    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    if not fs.exists(f"{path.rstrip('/')}/{SPREAD_GROUP}/.zgroup"):
+        return None
+    return xr.open_zarr(url, group=SPREAD_GROUP, storage_options=_options(storage_options))
