@@ -693,6 +693,27 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from cascadia.run.migrate import migrate_store
+    from cascadia.run.store import StoreError
+
+    try:
+        with console.status(f"migrating {args.results}"):
+            done = migrate_store(args.results, args.out)
+    except StoreError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot migrate {args.results}: {exc}")
+    states = ", ".join(f"{n} {s}" for s, n in sorted(done.statuses.items()))
+    print(
+        f"{done.source} -> {done.out}: {done.combos} combinations ({states}), "
+        f"{done.holes} empty cells dropped; spread {'recomputed' if done.spread else 'none'}"
+    )
+    if done.backup:
+        print(f"  the old store is kept as {done.backup}")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from cascadia.learning.jobs import JobError
     from cascadia.run.pipeline import RunInputError
@@ -1017,6 +1038,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=_report)
     _query_parser(commands)
     _serve_parser(commands)
+    migrate = commands.add_parser(
+        "migrate",
+        help="convert a results store of the old experiment x source_id x member_id layout "
+        "into the growing (combo) layout (docs/run.md)",
+    )
+    migrate.add_argument(
+        "--results", required=True, metavar="URL", help="the store of the old layout"
+    )
+    migrate.add_argument(
+        "--out",
+        metavar="URL",
+        help="the new store (default: convert in place, keeping the old one as <URL>.cube-layout)",
+    )
+    migrate.set_defaults(handler=_migrate)
     validate = commands.add_parser(
         "validate",
         help="judge the frozen job on fresh twin worlds: per seed and as mean and range",

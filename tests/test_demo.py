@@ -16,6 +16,7 @@ import xarray as xr
 
 from cascadia.demo import TRUTH_PERIODS, run_demo
 from cascadia.mooring.events import EventConfig, event_days
+from cascadia.run.store import open_cube
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,8 @@ def test_the_four_outputs_exist_and_every_combination_is_done(demo) -> None:
     assert not any(s.skipped for s in first.stages[:3])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ds = xr.open_zarr(out / "results.zarr")
+        xr.open_zarr(out / "results.zarr").close()
+        ds = open_cube(str(out / "results.zarr"))
     status = [str(v) for v in ds["status"].values.ravel()]
     listed = [v for v in status if v != "not_in_catalog"]
     assert len(listed) == len(first.summary.results) >= 20
@@ -158,7 +160,7 @@ def test_truth_comparison_equals_an_independent_computation(demo) -> None:
     table = json.loads((out / "report/truth_comparison.json").read_text())
     row = table["scenarios"][SCENARIO]
     events = EventConfig.model_validate(table["event_rule"])
-    ds = xr.open_zarr(out / "results.zarr")
+    ds = open_cube(str(out / "results.zarr"))
     index = pd.read_csv(out / "world/truth/index.csv")
     status = ds["status"].sel(experiment=SCENARIO).to_pandas()
     run_models: dict[str, list[pd.Series]] = {}

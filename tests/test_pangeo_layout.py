@@ -27,7 +27,7 @@ from helpers import RUN_TWIN, small_preset
 from cascadia.cli import main
 from cascadia.learning.jobs import TrainJob, smoke_train_job
 from cascadia.learning.train_job import run_train_job
-from cascadia.run.store import combo_status
+from cascadia.run.store import combo_status, open_cube
 from cascadia.sources.catalog import SourceError, list_combos, open_collection, open_combo
 from cascadia.sources.config import RunCatalog, load_run_catalog
 from cascadia.twin.world import build_world
@@ -312,7 +312,7 @@ def test_a_run_reads_the_pangeo_layout_and_records_the_selection(
     skipped = {s["dataset"]: s["reason"] for s in historical["skipped"]}
     assert skipped[_id("historical", "tas", version=EARLIER)].startswith("older version")
     assert skipped[_id("historical", "tas", "gr")].startswith("grid gr: read on gn")
-    with xr.open_zarr(out) as ds:
+    with open_cube(out) as ds:
         recorded = json.loads(ds.attrs["dataset_selection"])
         results = ds["temperature_mean"].sel(experiment="ssp585", source_id=MODEL).load()
     ((where, selection),) = recorded.items()

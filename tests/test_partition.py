@@ -5,13 +5,12 @@ test plants: historical + ssp245 + ssp585, winters 1991-2040; two GCMs (``GCM-A`
 two members, ``GCM-B``) and an RCM driven by GCM-A (``GCM-A_RCM-X``, family GCM-A, no
 ssp245 run: an unbalanced ensemble as CORDEX gives); three deep-ensemble members. Daily
 temperatures are constant over each November-April season, so the store's winter means
-are the planted values; every statistic read back with a plain ``xr.open_zarr`` is
+are the planted values; every statistic read back from the store (``open_cube``) is
 compared with loops over numpy arrays (``np.polyfit``, ``np.var``) written here.
 """
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-import zarr
 from xclim.ensembles import hawkins_sutton
 
 from cascadia.run.families import FAMILY_COORD
@@ -31,6 +29,7 @@ from cascadia.run.store import (
     FAMILY_VAR,
     ResultsSchema,
     initialise_store,
+    open_cube,
     record_families,
     write_combo,
 )
@@ -202,7 +201,9 @@ def store(tmp_path_factory: pytest.TempPathFactory, planted: dict) -> str:
 def results(store: str) -> xr.Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        return xr.open_zarr(store).load()
+        xr.open_zarr(store).close()
+        xr.open_zarr(store, group="spread").close()
+        return open_cube(store).load()
 
 
 # ---------------------------------------------------------------- the numpy side
@@ -291,7 +292,7 @@ def _stored(results: xr.Dataset, name: str) -> np.ndarray:
 def test_parts_sum_to_the_total_variance_of_the_ensemble(store: str, planted: dict) -> None:
     """Without smoothing the four parts are an exact split of the weighted variance of
     every deep-ensemble value's change (law of total variance), computed here directly."""
-    with xr.open_zarr(store) as ds:
+    with open_cube(store, spread=False) as ds:
         raw = spread_statistics(ds, **OPTIONS, partition_degree=None, partition_window=1).load()
     samples = _samples(planted, "member_event_days")
     base = (BASELINE[0] <= WINTERS) & (BASELINE[1] >= WINTERS)
@@ -402,7 +403,7 @@ def test_family_weighting_changes_the_multimodel_mean_as_by_hand(
     # the same store without recorded families (an older store): equal weights, and said so
     plain = str(tmp_path / "plain.zarr")
     _write_store(plain, planted, families=False)
-    with xr.open_zarr(plain) as ds:
+    with open_cube(plain, spread=False) as ds:
         assert FAMILY_VAR in ds  # created empty: nothing recorded
         other = spread_statistics(ds.drop_vars(FAMILY_VAR), **OPTIONS)
     assert float(other["event_days_multimodel_mean"].sel(sel)) == pytest.approx(70 / 3, rel=1e-6)
@@ -466,27 +467,26 @@ def test_time_of_emergence(results: xr.Dataset, planted: dict) -> None:
     assert results["event_days_emergence_winter"].sel(experiment=HIST).isnull().all()
 
 
-def test_families_are_recorded_in_an_older_store(tmp_path: Path, planted: dict) -> None:
-    """A store written before families were recorded gets them (nothing else changes),
-    a rerun with the same families writes nothing, and contradicting families are named."""
+def test_families_are_recorded_once(tmp_path: Path, planted: dict) -> None:
+    """A store whose families are not recorded yet gets them (nothing else changes), a
+    rerun with the same families writes nothing, and contradicting families are named."""
     path = str(tmp_path / "old.zarr")
     _write_store(path, planted, families=False)
-    with xr.open_zarr(path) as ds:
+    with open_cube(path) as ds:
         before = ds.drop_vars(FAMILY_VAR).load()
-    # an older cascadia: no catalog_family array at all
-    shutil.rmtree(f"{path}/{FAMILY_VAR}")
-    zarr.consolidate_metadata(zarr.open_group(path, mode="r+", zarr_format=2).store)
-    with xr.open_zarr(path) as ds:
-        assert FAMILY_VAR not in ds
     record_families(path, {c: FAMILY[c[1]] for c in COMBOS})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        after = xr.open_zarr(path).load()
+        xr.open_zarr(path).close()
+        after = open_cube(path).load()
     xr.testing.assert_identical(after.drop_vars(FAMILY_VAR), before)
     rcm = after[FAMILY_VAR].sel(experiment="ssp585", source_id="GCM-A_RCM-X", member_id="r1")
     assert str(rcm.values) == "GCM-A"
     assert after.attrs["institution"] == "partition test"
+    chunks = {p: p.stat().st_mtime_ns for p in Path(path, FAMILY_VAR).iterdir()}
+    record_families(path, {c: FAMILY[c[1]] for c in COMBOS})
+    assert {p: p.stat().st_mtime_ns for p in Path(path, FAMILY_VAR).iterdir()} == chunks
     # a second catalog naming another family for the same model: the spread pass says so
     record_families(path, {("historical", "GCM-A_RCM-X", "r1"): "GCM-B"})
-    with xr.open_zarr(path) as ds, pytest.raises(SpreadError, match="GCM-A_RCM-X"):
+    with open_cube(path) as ds, pytest.raises(SpreadError, match="GCM-A_RCM-X"):
         spread_statistics(ds, **OPTIONS)

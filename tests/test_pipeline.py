@@ -9,6 +9,7 @@ recomputed here in memory with :meth:`TrainedModel.predict` on the cached predic
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -35,7 +36,7 @@ from cascadia.run.cluster import open_cluster
 from cascadia.run.inference import InferenceConfig, TrainedModel, load_count
 from cascadia.run.pipeline import RunSummary, run_pipeline
 from cascadia.run.spread import combo_winters
-from cascadia.run.store import COMBO_DIMS, RESULT_VARS, combo_status
+from cascadia.run.store import COMBO_DIMS, RESULT_VARS, combo_status, open_cube
 from cascadia.sources.cache import PredictorCache, fingerprint
 from cascadia.sources.catalog import enumerate_combos, open_collection
 from cascadia.sources.config import load_run_catalog
@@ -95,10 +96,13 @@ def _by_combo(summary: RunSummary) -> dict[tuple[str, str, str], str]:
 
 
 def _open_strict(path: str) -> xr.Dataset:
-    """The store as a plain ``xr.open_zarr`` gives it, any warning an error."""
+    """The store's cube view, after a plain ``xr.open_zarr`` of the root and of the spread
+    group opened it without a warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        return xr.open_zarr(path).load()
+        xr.open_zarr(path).close()
+        xr.open_zarr(path, group="spread").close()
+        return open_cube(path).load()
 
 
 def _predictors(twin: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -125,15 +129,21 @@ def _predictors(twin: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, An
 
 
 def _chunks(path: str, combos: list[tuple[str, str, str]]) -> dict[str, tuple[bytes, int]]:
-    """Bytes and mtime of every chunk file of the given combinations."""
+    """Bytes and mtime of every chunk file of the given combinations (their index along
+    ``combo`` is the first part of a chunk name of every (combo, ...) array)."""
     with xr.open_zarr(path) as ds:
-        labels = [[str(x) for x in ds[d].values] for d in COMBO_DIMS]
-    prefixes = {".".join(str(labels[i].index(c[i])) for i in range(3)) for c in combos}
+        labels = list(zip(*(ds[d].values.astype(str) for d in COMBO_DIMS), strict=True))
+    indices = {str(labels.index(c)) for c in combos}
     out = {}
-    for file in Path(path).rglob("*"):
-        name = file.name
-        if file.is_file() and any(name == p or name.startswith(p + ".") for p in prefixes):
-            out[str(file.relative_to(path))] = (file.read_bytes(), file.stat().st_mtime_ns)
+    for array in Path(path).iterdir():
+        attrs = array / ".zattrs"
+        if not attrs.exists() or json.loads(attrs.read_text())["_ARRAY_DIMENSIONS"][:1] != [
+            "combo"
+        ]:
+            continue
+        for file in array.iterdir():
+            if file.name.split(".")[0] in indices:
+                out[f"{array.name}/{file.name}"] = (file.read_bytes(), file.stat().st_mtime_ns)
     return out
 
 
@@ -157,7 +167,8 @@ def test_every_combination_runs_and_equals_the_model_in_memory(twin, first_run) 
     table = combo_status(out).set_index(list(COMBO_DIMS))
     assert table.loc[ERA20C, "status"] == "failed"
     assert table.loc[ERA20C, "status_reason"] == failure.reason
-    assert ds.attrs["Conventions"] == "CF-1.10"
+    assert ds.attrs["Conventions"] == "CF-1.11"
+    assert "cascadia-ensemble run --catalog" in ds.attrs["history"]
     assert ds.attrs["model_checkpoint_hash"] == TrainedModel.load(twin["model"]).checksum
     # one standard daily axis: the union of the sources' periods (2004-2016)
     np.testing.assert_array_equal(

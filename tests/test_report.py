@@ -37,6 +37,7 @@ from cascadia.cli import main
 from cascadia.demo import run_demo
 from cascadia.mooring.events import EventConfig, event_days
 from cascadia.run.spread import season_days, write_spread
+from cascadia.run.store import open_cube
 
 pytestmark = pytest.mark.slow
 
@@ -174,7 +175,7 @@ def test_the_demo_writes_the_html_report_its_figures_and_tables(demo) -> None:
     ):
         assert section in html, section
     # a store without a variance partition with a value says so
-    with xr.open_zarr(demo["results"]) as ds:
+    with open_cube(str(demo["results"])) as ds:
         partition = bool(np.isfinite(ds["event_days_partition_total"]).any())
     assert ("Not in this store" in html) == (not partition)
     # the extreme winters are cited, and said to be the real world's on the twin
@@ -188,7 +189,7 @@ def test_the_demo_writes_the_html_report_its_figures_and_tables(demo) -> None:
 def test_per_winter_csv_equals_the_store(demo) -> None:
     frame = pd.read_csv(demo["report"] / "winter_event_statistics.csv")
     combo = ("experiment", "source_id", "member_id")
-    with xr.open_zarr(demo["results"]) as ds:
+    with open_cube(str(demo["results"])) as ds:
         done = (ds["status"] == "done").load()
         days = ds["winter_days"].where(done).load()
         # one row per done combination and winter it covers, and only those
@@ -221,7 +222,7 @@ def test_per_winter_csv_equals_the_store(demo) -> None:
 
 def test_scenario_spread_csv_equals_the_store(demo) -> None:
     frame = pd.read_csv(demo["report"] / "scenario_spread.csv")
-    with xr.open_zarr(demo["results"]) as ds:
+    with open_cube(str(demo["results"])) as ds:
         for quantity in ("event_days", "peak_intensity"):
             rows = frame[frame["quantity"] == quantity]
             count = ds[f"{quantity}_multimodel_count"].load()
@@ -241,7 +242,7 @@ def test_scenario_spread_csv_equals_the_store(demo) -> None:
 
 def test_html_tables_equal_the_store_and_the_mooring(demo) -> None:
     page = _page(demo["report"])
-    with xr.open_zarr(demo["results"]) as ds:
+    with open_cube(str(demo["results"])) as ds:
         status = ds["status"].load()
         done = status == "done"
         combos = _table(page, "combinations").set_index("experiment")
@@ -322,7 +323,7 @@ def test_the_change_table_equals_the_store(respun) -> None:
     csv = pd.read_csv(respun["report"] / "period_changes.csv")
     per_model = pd.read_csv(respun["report"] / "period_model_changes.csv")
     period = respun["future"]
-    with xr.open_zarr(respun["store"]) as ds:
+    with open_cube(str(respun["store"])) as ds:
         for base in ("event_days", "winter_temperature_anomaly"):
             where = {"period": period}
             change = ds[f"{base}_period_multimodel_change"].sel(where).load()
@@ -380,7 +381,7 @@ def _flag(var: xr.DataArray, where: dict[str, Any]) -> str:
 def test_the_partition_and_trend_tables_equal_the_store(respun) -> None:
     partition = pd.read_csv(respun["report"] / "variance_partition.csv")
     trends = _table(_page(respun["report"]), "trends")
-    with xr.open_zarr(respun["store"]) as ds:
+    with open_cube(str(respun["store"])) as ds:
         for base in ("event_days", "winter_temperature_anomaly"):
             rows = partition[partition["quantity"] == base]
             total = ds[f"{base}_partition_total"].load()

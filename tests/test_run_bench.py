@@ -12,9 +12,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import xarray as xr
 from helpers import load_benchmark
 
+from cascadia.run.store import open_cube
 from cascadia.twin.presets import PRESETS, ReanalysisSpec, Years
 
 SMALL = PRESETS["tiny"].model_copy(
@@ -61,7 +61,7 @@ def test_scaling_times_the_same_run_on_one_and_two_workers(bench, setup) -> None
     assert 0 < ratio < 2.5  # 2 workers cannot beat 2x (2.5: timer noise on tiny runs)
     # both runs wrote complete stores: a measured run, not an empty one
     for name in ("one.zarr", "many.zarr"):
-        with xr.open_zarr(setup["root"] / name) as ds:
+        with open_cube(str(setup["root"] / name)) as ds:
             assert int((ds.status == "done").sum()) == 4
             assert bool(ds.temperature_mean.notnull().any())
 

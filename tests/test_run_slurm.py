@@ -37,6 +37,7 @@ from cascadia.learning.jobs import TrainJob, smoke_train_job
 from cascadia.learning.train_job import run_train_job
 from cascadia.run.cluster import open_cluster
 from cascadia.run.pipeline import RunSummary, run_pipeline
+from cascadia.run.store import open_cube
 from cascadia.twin.world import build_world
 
 PRESET = small_preset("slurm-twin", **RUN_TWIN)
@@ -126,7 +127,8 @@ def slurm_run(twin: dict[str, Any], local_slurm: str) -> dict[str, Any]:
 def _open(path: str) -> xr.Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        return xr.open_zarr(path).load()
+        xr.open_zarr(path).close()
+        return open_cube(path).load()
 
 
 def test_every_combination_ran_inside_slurm_jobs(slurm_run: dict[str, Any]) -> None:

@@ -4,12 +4,14 @@ The results store is filled through ``cascadia.run.store`` with synthetic number
 controls: three models (one noleap, without 29 February) x two members x historical and two
 scenarios, a reanalysis, a failed combination whose data is written (and must be ignored),
 a missing historical run (its scenario members lose their baseline) and a winter with a
-40-day gap. Every statistic read back with a plain ``xr.open_zarr`` must equal the numbers
+40-day gap. Every statistic read back from the store's cube view (``open_cube``: the root a
+plain ``xr.open_zarr`` opens, its ``spread`` group merged in) must equal the numbers
 computed below with loops, ``np.mean``, ``np.std`` and ``np.percentile`` only.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -28,6 +30,7 @@ from cascadia.run.store import (
     ResultsSchema,
     initialise_store,
     mark_failed,
+    open_cube,
     open_schema,
     write_combo,
 )
@@ -186,9 +189,12 @@ def _fill_store(path: str, sources: dict[tuple[str, str, str], Source]) -> None:
 
 
 def _open_strict(path: str, **kwargs: Any) -> xr.Dataset:
+    """The cube view, after the root and the spread group open without a warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ds = xr.open_zarr(path, **kwargs)
+        xr.open_zarr(path, **kwargs).close()
+        xr.open_zarr(path, group="spread", **kwargs).close()
+        ds = open_cube(path, kwargs.get("storage_options"))
         ds.load()
     return ds
 
@@ -457,7 +463,15 @@ def test_cf_attributes(results: xr.Dataset) -> None:
     t = results["winter_temperature_multimodel_mean"].attrs
     assert t["units"] == "degree_Celsius"
     assert t["standard_name"] == "sea_water_temperature"
-    assert "source_id: mean" in t["cell_methods"] and "member_id: mean" in t["cell_methods"]
+    # CF 7.3: the collapsed members and models are named as realizations, with a comment
+    assert (
+        "realization: mean (comment: over members of each model (member_id))" in (t["cell_methods"])
+    )
+    assert "realization: mean (comment: over models (source_id))" in t["cell_methods"]
+    for name in names:
+        for term in re.sub(r"\([^)]*\)", "", results[name].attrs["cell_methods"]).split():
+            if term.endswith(":"):
+                assert term[:-1] in (*results[name].dims, "time", "realization"), (name, term)
     assert "family" in t["comment"] and "weighted equally" in t["comment"]
     assert results["event_days_multimodel_std"].attrs["units"] == "days"
     change = results["winter_temperature_period_model_change"].attrs

@@ -185,6 +185,7 @@ class ObservationConfig(BaseModel):
 #: lat/lon coordinates.
 MOORING_LATITUDE, MOORING_LONGITUDE = 42.43, 3.545
 
+
 @dataclass(frozen=True)
 class Gap:
     """A stretch without valid data at one depth.

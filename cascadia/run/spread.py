@@ -1066,6 +1066,15 @@ def spread_statistics(
     )
     out.update(scenario_statistics(results, combos, family, options))
     ds = xr.Dataset({name: _canonical(value) for name, value in out.items()})
+    # the store's CF coordinates: the winter's time bounds (CF 7.1) and the mooring's position
+    cf = ("winter_time", "season_bounds", "lat", "lon")
+    ds = ds.assign_coords(
+        {
+            k: results[k]
+            for k in cf
+            if k in results.coords and set(results[k].dims) - {"bounds"} <= set(ds.dims)
+        }
+    )
     for var in ds.data_vars.values():  # CF 1.11 section 7.3: only real dims or standard names
         var.attrs["cell_methods"] = cf_cell_methods(var.attrs["cell_methods"], var.dims)
     ds = ds.assign_coords(
