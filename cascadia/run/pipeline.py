@@ -14,9 +14,9 @@ A run is planned on the client and executed on the workers:
    (:func:`cascadia.run.store.prepare_store`): its time axis is the union of the
    sources' periods on the standard daily calendar; an existing store grows (new
    combinations appended, a longer period added at its end) and gets a history line.
-   Combinations stored "done" with the same fingerprint are skipped. A combination lacking a predictor the
-   model reads (``tos`` of a source or model without it: optional per source,
-   strict per model) fails here with the reason; the others run.
+   Combinations stored "done" with the same fingerprint are skipped. A combination
+   lacking a predictor the model reads (``tos`` of a source or model without it:
+   optional per source, strict per model) fails here with the reason; the others run.
 2. **Graph** (workers). One task chain per remaining combination: extraction into
    the predictor cache → for projections, the member's QDM fit on its historical
    run against the reference (itself extracted once) → adjustment → prediction
