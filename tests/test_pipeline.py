@@ -132,7 +132,7 @@ def _chunks(path: str, combos: list[tuple[str, str, str]]) -> dict[str, tuple[by
     """Bytes and mtime of every chunk file of the given combinations (their index along
     ``combo`` is the first part of a chunk name of every (combo, ...) array)."""
     with xr.open_zarr(path) as ds:
-        labels = list(zip(*(ds[d].values.astype(str) for d in COMBO_DIMS), strict=True))
+        labels = list(zip(*([str(x) for x in ds[d].values] for d in COMBO_DIMS), strict=True))
     indices = {str(labels.index(c)) for c in combos}
     out = {}
     for array in Path(path).iterdir():
