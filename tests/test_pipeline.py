@@ -136,10 +136,10 @@ def _chunks(path: str, combos: list[tuple[str, str, str]]) -> dict[str, tuple[by
     indices = {str(labels.index(c)) for c in combos}
     out = {}
     for array in Path(path).iterdir():
-        attrs = array / ".zattrs"
-        if not attrs.exists() or json.loads(attrs.read_text())["_ARRAY_DIMENSIONS"][:1] != [
-            "combo"
-        ]:
+        if not (array / ".zarray").exists():  # the spread group, the root's metadata
+            continue
+        dims = json.loads((array / ".zattrs").read_text())["_ARRAY_DIMENSIONS"]
+        if dims[:1] != ["combo"]:
             continue
         for file in array.iterdir():
             if file.name.split(".")[0] in indices:
