@@ -546,7 +546,8 @@ def test_write_spread_on_s3_equals_local(
     write_spread(f"s3://{remote}", storage_options=s3_options)
     want = _open_strict(local)
     got = _open_strict(f"s3://{remote}", storage_options=s3_options)
-    xr.testing.assert_identical(got, want)
+    assert "spread statistics written" in got.attrs["history"]  # its own pass, its own time
+    xr.testing.assert_identical(got.assign_attrs(history=""), want.assign_attrs(history=""))
     assert np.isfinite(got["event_days_period_model_agreement"].sel(experiment="ssp585")).any()
 
 
