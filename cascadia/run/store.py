@@ -962,7 +962,7 @@ def prepare_store(
     Returns the schema to write with: the existing store's combinations (their indices
     fix the regions) followed by this run's new ones, on the time and winter axes grown
     at their end where the run goes further. No chunk of an existing combination is
-    written; ``history`` (a command) gets a line saying what changed.
+    written; ``history`` (a command) gets a line saying what changed, if anything did.
 
     Raises
     ------
@@ -987,10 +987,12 @@ def prepare_store(
     time, winters, _ = _grown_axes(existing, schema)
     new = tuple(c for c in schema.combos if c not in existing.combos)
     merged = replace(existing, combos=existing.combos + new, time=time, winters=winters)
+    current = root_attrs(url, storage_options)
+    updates = {k: v for k, v in (attrs or {}).items() if current.get(k) != v}
     grown = _grow(url, existing, merged, storage_options)
-    what = "; ".join(grown) if grown else "reused, nothing added"
-    updates = dict(attrs or {})
-    if history:
+    # a pass that changes nothing leaves the store byte for byte (no history line either)
+    if history and (grown or updates):
+        what = "; ".join(grown) if grown else f"attributes {sorted(updates)} updated"
         updates["history"] = _append_history(url, history_line(history, what), storage_options)
     if grown or updates:
         update_attrs(url, updates, storage_options, force=bool(grown))
