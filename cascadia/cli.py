@@ -511,6 +511,8 @@ def _run(args: argparse.Namespace) -> int:
             out,
             cache=args.cache,
             config=InferenceConfig(member_series=not args.no_member_series),
+            lock_wait=args.wait_for_lock,
+            replace_model=args.replace_model,
             cluster=args.cluster,
             workers=args.workers,
             on_total=on_total,
@@ -978,6 +980,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-member-series",
         action="store_true",
         help="do not store each member's daily series (temperature_member)",
+    )
+    run.add_argument(
+        "--wait-for-lock",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run writing the same store (default: refuse at once)",
+    )
+    run.add_argument(
+        "--replace-model",
+        action="store_true",
+        help="the store holds another model's results: recompute every combination with "
+        "this model (a store belongs to one model)",
     )
     run.set_defaults(handler=_run)
     demo = commands.add_parser(

@@ -9,6 +9,7 @@ recomputed here in memory with :meth:`TrainedModel.predict` on the cached predic
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -21,11 +22,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+from fsspec.implementations.local import LocalFileSystem
 from helpers import RUN_TWIN, small_preset
 
 from cascadia.cli import main
@@ -34,9 +37,10 @@ from cascadia.learning.train_job import run_train_job
 from cascadia.mooring.events import events_from_flags
 from cascadia.run.cluster import open_cluster
 from cascadia.run.inference import InferenceConfig, TrainedModel, load_count
+from cascadia.run.lock import StoreLock
 from cascadia.run.pipeline import RunSummary, run_pipeline
 from cascadia.run.spread import combo_winters
-from cascadia.run.store import COMBO_DIMS, RESULT_VARS, combo_status, open_cube
+from cascadia.run.store import COMBO_DIMS, RESULT_VARS, combo_status, open_cube, update_attrs
 from cascadia.sources.cache import PredictorCache, fingerprint
 from cascadia.sources.catalog import enumerate_combos, open_collection
 from cascadia.sources.config import load_run_catalog
@@ -256,6 +260,56 @@ def test_bad_input_exits_2_with_one_line(twin, tmp_path, capsys) -> None:
     assert main([*no_model, "--out", str(tmp_path / "r.zarr")]) == 2
     assert "is not a model directory" in capsys.readouterr().err
     assert not (tmp_path / "r.zarr").exists()
+
+
+class _ReadOnlyFileSystem(LocalFileSystem):
+    """A local filesystem that refuses every write, as a read-only mount does (root
+    ignores file modes, so a chmod cannot show it in CI)."""
+
+    protocol = ("readonly",)
+
+    def _refuse(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    mkdir = makedirs = pipe_file = rm = mv = touch = _refuse
+
+    def open(self, path, mode="rb", **kwargs):
+        if "r" not in mode:
+            self._refuse()
+        return super().open(path, mode, **kwargs)
+
+
+def test_a_store_another_run_writes_another_model_or_a_read_only_disk_is_refused(
+    twin, first_run, tmp_path, capsys
+) -> None:
+    """Issue 17 items 3 and 4: one writer per store, one model per store, and an output
+    that cannot be written fails with one line and exit 2 before any work."""
+    out = first_run["out"]
+    base = ["run", *[arg for c in twin["catalogs"] for arg in ("--catalog", c)]]
+    base += ["--model", str(twin["model"]), "--cache", twin["cache"]]
+    before = _chunks(out, list(_by_combo(first_run["summary"])))
+    with StoreLock(out, "reprocess"):
+        assert main([*base, "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert f"{out} is being written by run" in err[0] and "(reprocess)" in err[0]
+    assert "--wait-for-lock SECONDS" in err[0]
+    # another model: the store records the one it belongs to
+    copy = str(tmp_path / "other-model.zarr")
+    shutil.copytree(out, copy)
+    update_attrs(copy, {"model_checkpoint_hash": "0" * 64})
+    assert main([*base, "--out", copy]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds results of another model (000000000000)" in err[0]
+    assert "--replace-model" in err[0] and "new --out" in err[0]
+    # a read-only output
+    fsspec.register_implementation("readonly", _ReadOnlyFileSystem, clobber=True)
+    assert main([*base, "--out", f"readonly://{tmp_path}/ro.zarr"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write the results store" in err[0]
+    assert "Read-only file system" in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "ro.zarr").exists()
+    assert _chunks(out, list(_by_combo(first_run["summary"]))) == before  # nothing touched
 
 
 #: A run in a process of its own (two worker threads), to be killed with SIGKILL.

@@ -404,3 +404,31 @@ def test_a_write_that_dies_never_leaves_done_over_new_data(
         write_combo(str(store), schema, COMBOS[1], _combo_dataset(2), _prov("new"))
     row = combo_status(str(store)).set_index(list(COMBO_DIMS)).loc[COMBOS[1]]
     assert row["status"] == "writing" and row["fingerprint"] == ""
+
+
+def test_a_failed_combination_reads_as_nan_and_only_its_chunks_go(store: Path) -> None:
+    """Issue 17 item 6: a combination that fails on a rerun loses its old data (it reads as
+    NaN, as documented), and no other combination's chunk is touched."""
+    schema = _schema()
+    for seed, combo in enumerate(COMBOS[:2]):
+        write_combo(str(store), schema, combo, _combo_dataset(seed), _prov(str(seed)))
+    others = {k: v for k, v in _chunk_bytes(store).items()}
+    mark_failed(str(store), COMBOS[1], "predict: model inputs: tas@shelf: 92 missing days")
+    got = _sel(_cube(store), COMBOS[1])
+    for name in RESULT_VARS:
+        assert bool(got[name].isnull().all()), name
+    assert str(got.status.values) == "failed"
+    kept = _sel(_cube(store), COMBOS[0])
+    np.testing.assert_array_equal(
+        kept["temperature_mean"].values, _combo_dataset(0)["temperature_mean"].values
+    )
+    after = _chunk_bytes(store)
+    with xr.open_zarr(store) as ds:
+        along = list(zip(*([str(x) for x in ds[d].values] for d in COMBO_DIMS), strict=True))
+    mine = f"{along.index(COMBOS[1])}."
+    for key, data in others.items():
+        name = key.rsplit("/", 1)[-1]
+        if key.split("/")[0] in RESULT_VARS and name.startswith(mine):
+            assert key not in after, key  # its chunks are gone
+        elif key.split("/")[0] in RESULT_VARS:
+            assert after[key] == data, key  # every other result chunk byte-identical

@@ -57,6 +57,7 @@ import xarray as xr
 from cascadia import __version__
 from cascadia.mooring.events import winter_labels
 from cascadia.run.inference import InferenceConfig, TrainedModel, cached_model
+from cascadia.run.lock import StoreLock, StoreLockedError
 from cascadia.run.spread import write_spread
 from cascadia.run.store import (
     COMBO_DIMS,
@@ -587,6 +588,9 @@ def run_pipeline(
     workers: int | None = None,
     on_total: Callable[[int], None] | None = None,
     on_result: Callable[[ComboResult], None] | None = None,
+    lock_wait: float = 0.0,
+    replace_model: bool = False,
+    command_name: str = "run",
 ) -> RunSummary:
     """Run the model over every combination of ``catalogs`` into the store ``out``.
 
@@ -611,6 +615,14 @@ def run_pipeline(
         and closed.
     on_total, on_result
         Progress: the number of combinations once planned; each result as it comes.
+    lock_wait
+        Seconds to wait for another run's lease on ``out`` (:mod:`cascadia.run.lock`);
+        0 refuses at once.
+    replace_model
+        Accept a store written with another model: every combination is recomputed with
+        this one (otherwise such a store is refused: a store belongs to one model).
+    command_name
+        What holds the lease (``run``, ``reprocess``), for the message another run prints.
 
     Returns
     -------
@@ -619,7 +631,8 @@ def run_pipeline(
     Raises
     ------
     RunInputError
-        Bad catalogs, model directory, store or cluster settings (nothing computed).
+        Bad catalogs, model directory, store or cluster settings, a store another run is
+        writing, written by another model, or that cannot be written (nothing computed).
     """
     started = time.perf_counter()
     config = config or InferenceConfig()
@@ -647,6 +660,58 @@ def run_pipeline(
     )
     attrs = _store_attrs(model, config, loaded, plan)
     command = _command(loaded, model.directory, out)
+    lock = StoreLock(out, command_name, wait=lock_wait, storage_options=storage_options)
+    try:
+        lock.acquire()
+    except StoreLockedError as exc:
+        raise RunInputError(str(exc)) from None
+    except OSError as exc:  # read-only, full or forbidden: before any work
+        raise RunInputError(f"cannot write the results store {out}: {exc}") from None
+    try:
+        return _run_locked(
+            plan,
+            model,
+            config,
+            loaded,
+            schema,
+            attrs,
+            command,
+            out,
+            cache,
+            storage_options,
+            client,
+            cluster,
+            workers,
+            on_total,
+            on_result,
+            replace_model,
+            started,
+        )
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    plan: _Plan,
+    model: TrainedModel,
+    config: InferenceConfig,
+    loaded: list[RunCatalog],
+    schema: ResultsSchema,
+    attrs: dict[str, Any],
+    command: str,
+    out: str,
+    cache: PredictorCache,
+    storage_options: Mapping[str, Any] | None,
+    client: Client | None,
+    cluster: str | None,
+    workers: int | None,
+    on_total: Callable[[int], None] | None,
+    on_result: Callable[[ComboResult], None] | None,
+    replace_model: bool,
+    started: float,
+) -> RunSummary:
+    """The part of a run that writes the store, while this run holds its lease."""
+    replacing = _refuse_another_model(out, model, storage_options, replace_model)
     try:
         schema = prepare_store(out, schema, attrs, storage_options, history=command)
         # a catalog property, not a result: recorded for skipped combinations too
@@ -673,10 +738,10 @@ def run_pipeline(
         label, combo = entry.combo.label, entry.store_combo
         if entry.id in plan.failures:
             reason = plan.failures[entry.id]
-            if stored.loc[combo, "status"] == "done":
+            if stored.loc[combo, "status"] == "done" and not replacing:
                 reason += " (the stored result is kept)"
             else:
-                mark_failed(out, combo, reason, storage_options)
+                reason += _marked_failed(out, combo, reason, storage_options)
             record(ComboResult(label, entry.where, "failed", reason=reason, combo=combo))
             continue
         fp = _result_fingerprint(entry, plan, model.checksum, config)
@@ -803,10 +868,40 @@ def _execute(
             except Exception as cancelled:  # a cancelled future has no exception to give
                 exc = cancelled
             reason = _reason(entry, exc)
-            mark_failed(out, combo, reason, storage_options)
+            reason += _marked_failed(out, combo, reason, storage_options)
             record(ComboResult(label, entry.where, "failed", reason=reason, combo=combo))
         future.release()
     return submitted
+
+
+def _marked_failed(
+    out: str, combo: StoreCombo, reason: str, storage_options: Mapping[str, Any] | None
+) -> str:
+    """Mark a combination failed; what to add to its reason when even that write fails
+    (a full or read-only disk): the run goes on and the summary says so."""
+    try:
+        mark_failed(out, combo, reason, storage_options)
+    except OSError as exc:
+        return f" (could not be marked failed in the store: {exc})"
+    return ""
+
+
+def _refuse_another_model(
+    out: str, model: TrainedModel, storage_options: Mapping[str, Any] | None, replace: bool
+) -> bool:
+    """A store belongs to one model: refuse another unless told to replace it; whether
+    this run replaces another model's results (none of them is then kept)."""
+    try:
+        stored = root_attrs(out, storage_options).get("model_checkpoint_hash")
+    except (FileNotFoundError, KeyError, ValueError, OSError):
+        return False  # no store yet (or not one: prepare_store names that)
+    if stored and stored != model.checksum and not replace:
+        raise RunInputError(
+            f"the results store {out} holds results of another model ({stored[:12]}); "
+            f"this model {model.directory} is {model.checksum[:12]}. Write to a new --out, or "
+            "pass --replace-model to recompute every combination with this model"
+        )
+    return bool(stored) and stored != model.checksum
 
 
 def _command(catalogs: list[RunCatalog], model_dir: Path, out: str) -> str:

@@ -838,10 +838,33 @@ def mark_failed(
     reason: str,
     storage_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Mark one combination "failed"; its fingerprint is cleared so a rerun retries it."""
+    """Mark one combination "failed" and remove its data, so it reads as NaN.
+
+    Its data chunks are deleted first (which also frees space when the disk filled
+    up), then the status is written; the fingerprint is cleared so a rerun retries it.
+    """
     i = _index(_labels(url, storage_options), combo, url)
+    clear_combo(url, i, storage_options)
     meta = {"status": "failed", "status_reason": str(reason), "fingerprint": ""}
     _region_write(url, _table(meta), {COMBO: slice(i, i + 1)}, storage_options)
+
+
+def clear_combo(url: str, index: int, storage_options: Mapping[str, Any] | None = None) -> int:
+    """Delete every result chunk of the combination at ``index`` (they read as the NaN
+    fill value afterwards); the number of chunk objects deleted."""
+    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    doomed = []
+    for name in RESULT_VARS:
+        folder = f"{root.rstrip('/')}/{name}"
+        try:
+            keys = fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            continue
+        prefix = f"{index}."
+        doomed += [k for k in keys if k.rsplit("/", 1)[-1].startswith(prefix)]
+    if doomed:
+        fs.rm(doomed)
+    return len(doomed)
 
 
 def _as_str(values: Any) -> np.ndarray:
