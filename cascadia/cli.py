@@ -544,6 +544,51 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def _reprocess(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.workers < 1:
+        return _fail(f"--workers must be at least 1, got {args.workers}")
+    from rich.table import Table
+
+    from cascadia.run.pipeline import RunInputError
+    from cascadia.service.reprocess import reprocess_pass
+
+    def on_result(result) -> None:
+        if result.status == "failed":
+            _print_failure(console, result.label, result.reason)
+
+    command = "cascadia-ensemble reprocess " + " ".join(
+        [*(f"--catalog {c}" for c in args.catalog), f"--results {args.results}"]
+        + [f"--{k} {getattr(args, k)}" for k in ("model", "cluster") if getattr(args, k)]
+    )
+    try:
+        summary = reprocess_pass(
+            args.catalog,
+            args.model,
+            args.results,
+            cache=args.cache,
+            cluster=args.cluster,
+            workers=args.workers,
+            command=command,
+            on_result=on_result,
+        )
+    except RunInputError as exc:
+        return _fail(str(exc))
+    if summary.rows:
+        table = Table(title=f"results store {summary.store}")
+        for column in ("combination", "catalog entry", "outcome", "seconds", "why"):
+            table.add_column(column, overflow="fold")
+        for r in sorted(summary.rows, key=lambda r: (r.entry, r.label)):
+            table.add_row(r.label, r.entry, r.outcome, f"{r.seconds:.1f}", r.why)
+        Console().print(table)
+    print(
+        f"{summary.counts()}; {summary.tasks_submitted} tasks; "
+        f"spread statistics: {summary.spread}; {summary.seconds:.0f} s"
+    )
+    if summary.history:
+        print(f"history: {summary.history}")
+    return 0 if summary.ok else 1
+
+
 def _demo(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -995,6 +1040,48 @@ def build_parser() -> argparse.ArgumentParser:
         "this model (a store belongs to one model)",
     )
     run.set_defaults(handler=_run)
+    reprocess = commands.add_parser(
+        "reprocess",
+        help="bring a results store up to date: recompute what changed, append what is new",
+        description="One scheduled pass over a results store (see docs/deploy.md): "
+        "combinations whose inputs changed (catalog entry, input store content chunk by "
+        "chunk, model checksum, inference settings) are recomputed, newly catalogued ones "
+        "appended, the others left untouched; the spread statistics are rewritten only when "
+        "something changed; combinations no catalog lists any more are kept and reported. "
+        "Each pass appends one line to the store's history attribute. Exit 0 when nothing "
+        "failed, 1 when some combinations failed, 2 for bad input.",
+    )
+    reprocess.add_argument(
+        "--catalog",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="run catalog YAML (repeatable): every combination the store should hold",
+    )
+    reprocess.add_argument(
+        "--results", required=True, metavar="URL", help="results store (Zarr folder or URL)"
+    )
+    reprocess.add_argument(
+        "--model",
+        metavar="DIR",
+        help="model directory (default: the one the store records; a new checksum "
+        "recomputes every combination)",
+    )
+    reprocess.add_argument(
+        "--cache",
+        metavar="URL",
+        help="predictor cache folder or fsspec URL (default: ~/.cache/cascadia/predictors)",
+    )
+    reprocess.add_argument(
+        "--cluster",
+        metavar="KIND",
+        help="local | slurm | pbs | tcp://HOST:PORT (default: cascadia.cluster config, "
+        "local); opened only when something must be computed",
+    )
+    reprocess.add_argument(
+        "--workers", type=int, metavar="N", help="Dask workers (default: cores for local)"
+    )
+    reprocess.set_defaults(handler=_reprocess)
     demo = commands.add_parser(
         "demo",
         help="the whole chain on the embedded twin world: synth, train, run, report",

@@ -72,7 +72,13 @@ from cascadia.run.store import (
     write_combo,
 )
 from cascadia.sources.adjustment import MemberFit, adjust_combo, bias_config, fit_member
-from cascadia.sources.cache import PredictorCache, cache_combo, default_cache_url, fingerprint
+from cascadia.sources.cache import (
+    AssetIdentities,
+    PredictorCache,
+    cache_combo,
+    default_cache_url,
+    fingerprint,
+)
 from cascadia.sources.catalog import (
     Combo,
     SourceError,
@@ -193,7 +199,7 @@ def _member(entry: _Entry) -> tuple[str, str, str, str]:
     return (entry.catalog.path, entry.source.name, *entry.store_combo[1:])
 
 
-def _reference(catalog: RunCatalog) -> _Entry:
+def _reference(catalog: RunCatalog, identities: AssetIdentities) -> _Entry:
     """The reference reanalysis of a catalog's bias adjustment (one combination)."""
     section = catalog.bias_adjustment
     assert section is not None
@@ -205,7 +211,8 @@ def _reference(catalog: RunCatalog) -> _Entry:
             f"{ref_catalog.path} [{source.name}]: a bias-adjustment reference must be one "
             f"combination, the query selects {[c.label for c in combos]}"
         )
-    return _Entry(ref_catalog, source, combos[0], fingerprint(ref_catalog, source, combos[0]))
+    key = fingerprint(ref_catalog, source, combos[0], identities)
+    return _Entry(ref_catalog, source, combos[0], key)
 
 
 def _years(entry: _Entry) -> tuple[int, int]:
@@ -226,6 +233,7 @@ def _plan(catalogs: list[RunCatalog]) -> _Plan:
     years: dict[tuple[str, str, str], tuple[int, int]] = {}
     selection: dict[str, dict[str, Any]] = {}
     seen: set[tuple[str, str, str]] = set()
+    identities = AssetIdentities()  # each store listed once per run
     for catalog in catalogs:
         for source in catalog.sources:
             where = f"{catalog.path} [{source.name}]"
@@ -246,7 +254,8 @@ def _plan(catalogs: list[RunCatalog]) -> _Plan:
                     continue
                 seen.add(entry.id)
                 try:
-                    entry = _Entry(catalog, source, combo, fingerprint(catalog, source, combo))
+                    key = fingerprint(catalog, source, combo, identities)
+                    entry = _Entry(catalog, source, combo, key)
                     years[entry.id] = _years(entry)
                 except Exception as exc:
                     failures[entry.id] = _reason(entry, exc, "cannot read its inputs")
@@ -258,7 +267,7 @@ def _plan(catalogs: list[RunCatalog]) -> _Plan:
             for e in entries
         ):
             try:
-                references[catalog.path] = _reference(catalog)
+                references[catalog.path] = _reference(catalog, identities)
             except Exception as exc:
                 for entry in entries:
                     if entry.catalog is catalog and entry.source.role == "projection":
@@ -713,11 +722,12 @@ def _run_locked(
     """The part of a run that writes the store, while this run holds its lease."""
     replacing = _refuse_another_model(out, model, storage_options, replace_model)
     try:
-        schema = prepare_store(out, schema, attrs, storage_options, history=command)
-        # a catalog property, not a result: recorded for skipped combinations too
-        families = {e.store_combo: e.combo.family or e.store_combo[1] for e in plan.entries}
-        record_families(out, families, storage_options)
-        stored = combo_status(out, storage_options).set_index(list(COMBO_DIMS))
+        with _inline_dask():  # small client-side reads: never a round trip to the workers
+            schema = prepare_store(out, schema, attrs, storage_options, history=command)
+            # a catalog property, not a result: recorded for skipped combinations too
+            families = {e.store_combo: e.combo.family or e.store_combo[1] for e in plan.entries}
+            record_families(out, families, storage_options)
+            stored = combo_status(out, storage_options).set_index(list(COMBO_DIMS))
     except StoreError as exc:
         raise RunInputError(str(exc)) from None
 
@@ -880,7 +890,8 @@ def _marked_failed(
     """Mark a combination failed; what to add to its reason when even that write fails
     (a full or read-only disk): the run goes on and the summary says so."""
     try:
-        mark_failed(out, combo, reason, storage_options)
+        with _inline_dask():  # a client-side write: never a round trip to the workers
+            mark_failed(out, combo, reason, storage_options)
     except OSError as exc:
         return f" (could not be marked failed in the store: {exc})"
     return ""
@@ -912,7 +923,8 @@ def _command(catalogs: list[RunCatalog], model_dir: Path, out: str) -> str:
 
 def _spread(out: str, storage_options: Mapping[str, Any] | None, command: str) -> str:
     """Write the spread statistics when the set of done combinations changed."""
-    status = combo_status(out, storage_options)
+    with _inline_dask():
+        status = combo_status(out, storage_options)
     done = status[status["status"] == "done"]
     inputs = _digest(sorted(map(list, done[[*COMBO_DIMS, "fingerprint"]].values.tolist())))
     if root_attrs(out, storage_options).get("spread_inputs") == inputs:

@@ -3,9 +3,10 @@
 Extraction is the expensive I/O step (ARCO-ERA5 is one global hour per chunk),
 so each combination's daily regional predictors are written to a small,
 time-chunked Zarr keyed by an *input fingerprint*: the package version, the
-source's catalog entry, the regions and daily rules, and the identity (size and
-modification time or ETag) of every asset, the land fraction's included. Any
-change gives a new key; a store counts only once its ``.json`` marker, written
+source's catalog entry, the regions and daily rules, and the content identity of
+every asset, the land fraction's included: the size and modification time (or ETag)
+of every object of a Zarr store, chunks included, or of a NetCDF file. Any change
+gives a new key; a store counts only once its ``.json`` marker, written
 after the data, exists.
 """
 
@@ -15,7 +16,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,44 +39,99 @@ def default_cache_url() -> str:
     return str(Path(base) / "cascadia" / "predictors")
 
 
-def _asset_identity(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
-    """Size and version stamp of an asset (for a Zarr store: of its metadata document).
+#: Fields of a listing entry that identify an object's version, the first present wins: a
+#: content tag where the store keeps one (S3 ETag, GCS md5Hash), else its modification time.
+_STAMPS = ("ETag", "etag", "md5Hash", "mtime", "LastModified", "updated")
+
+
+def _stamp(info: Mapping[str, Any]) -> str:
+    for key in _STAMPS:
+        if info.get(key) not in (None, ""):
+            return f"{key}={info[key]}"
+    return ""
+
+
+def _asset_identity(url: str, storage_options: Mapping[str, Any]) -> dict[str, Any]:
+    """Content identity of an asset: the size and version stamp of every object in it.
+
+    One listing per asset (``fs.find``): every chunk of a Zarr store, its metadata
+    documents included, or the file itself (NetCDF), so any changed, added or deleted
+    chunk changes the identity; the names, sizes and stamps are hashed, the identity
+    stays small whatever the number of chunks. Over HTTP, which cannot list, only the
+    store's metadata document is seen (a documented limit).
 
     Raises :class:`~cascadia.sources.reach.Unreachable` within seconds when the
-    asset's host does not answer, before the filesystem's own retries start.
+    asset's host does not answer, before the filesystem's own retries start, and
+    :class:`FileNotFoundError` when nothing is there.
     """
     ensure_reachable(url, storage_options)
     fs, path = fsspec.core.url_to_fs(url, **storage_options)
-    probe = path
-    if fs.isdir(path):
-        for name in ("zarr.json", ".zmetadata", ".zgroup"):
-            if fs.exists(f"{path}/{name}"):
-                probe = f"{path}/{name}"
-                break
-    info = fs.info(probe)
-    stamp = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
-    return {"asset": url, "size": info.get("size"), "stamp": str(stamp)}
+    root = path.rstrip("/")
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if protocols & {"http", "https"}:
+        listing = _metadata_document(fs, root)
+    else:
+        listing = fs.find(root, detail=True) or {root: fs.info(root)}
+    lines = sorted(
+        f"{name[len(root) :]}\t{info.get('size')}\t{_stamp(info)}"
+        for name, info in listing.items()
+        if info.get("type") != "directory"
+    )
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    return {"asset": url, "objects": len(lines), "content": digest}
 
 
-def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
+def _metadata_document(fs: Any, path: str) -> dict[str, dict[str, Any]]:
+    """The store's metadata document (or the file itself) where objects cannot be listed."""
+    for name in ("zarr.json", ".zmetadata", ".zgroup"):
+        if fs.exists(f"{path}/{name}"):
+            return {f"{path}/{name}": fs.info(f"{path}/{name}")}
+    return {path: fs.info(path)}
+
+
+class AssetIdentities:
+    """Asset identities listed once each during one planning pass.
+
+    Why: combinations share assets (a source's land fraction, an ocean grid's cell
+    areas, a driving model's stores); a pass lists each store once. Make a new one per
+    pass: an identity kept across passes would hide a change made in between.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def __call__(self, url: str, storage_options: Mapping[str, Any]) -> dict[str, Any]:
+        key = (url, json.dumps(storage_options, sort_keys=True, default=str))
+        if key not in self._known:
+            self._known[key] = _asset_identity(url, storage_options)
+        return self._known[key]
+
+
+def fingerprint(
+    catalog: RunCatalog,
+    source: SourceConfig,
+    combo: Combo,
+    identities: AssetIdentities | None = None,
+) -> str:
     """SHA-256 of everything the cached predictors depend on.
 
+    The assets count by content (:func:`_asset_identity`: every chunk's size and
+    stamp); ``identities`` shares their listings between the combinations of one pass.
     Raises :class:`SourceError` naming the entry, the combination and the URL when
     an asset's host cannot be reached.
     """
+    identity = identities or AssetIdentities()
     try:
-        assets = [_asset_identity(a, source.storage_options) for a in combo.assets]
+        assets = [identity(a, source.storage_options) for a in combo.assets]
         land_fraction = (
-            _asset_identity(combo.land_fraction, source.storage_options)
-            if combo.land_fraction
-            else None
+            identity(combo.land_fraction, source.storage_options) if combo.land_fraction else None
         )
         # the fixed fields of other table groups (an ocean grid's sftof and areacello)
         fixed = sorted(
             {a for g in combo.groups for a in (g.land_fraction, g.cell_area) if a}
             - {combo.land_fraction}
         )
-        fixed_ids = [_asset_identity(a, source.storage_options) for a in fixed]
+        fixed_ids = [identity(a, source.storage_options) for a in fixed]
     except Unreachable as exc:
         raise SourceError(
             f"{catalog.path} [{source.name}] {combo.label}: asset store {exc}"
@@ -103,7 +159,7 @@ def fingerprint(catalog: RunCatalog, source: SourceConfig, combo: Combo) -> str:
         payload["driving"] = {
             "variables": list(driving.variables),
             "fingerprint": fingerprint(
-                driving_catalog, driving_catalog.source(driving.source), driving.combo
+                driving_catalog, driving_catalog.source(driving.source), driving.combo, identity
             ),
         }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

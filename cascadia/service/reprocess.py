@@ -1,0 +1,278 @@
+"""``cascadia-ensemble reprocess``: one scheduled pass that brings a results store up to date.
+
+A pass is a run (:func:`cascadia.run.pipeline.run_pipeline`) judged against what the
+store held before it:
+
+* **unchanged**: stored "done" with the same result fingerprint (the inputs' content,
+  chunk by chunk, the catalog entry, the bias adjustment, the model checksum and the
+  inference settings) - not recomputed, not rewritten;
+* **recomputed**: stored, but something it depends on changed (or it was not done);
+* **appended**: newly catalogued, not in the store before;
+* **failed**: as in a run, with the reason; a stored result of a combination whose
+  inputs cannot be read is kept;
+* **not in catalog**: stored, but no catalog of this pass lists it any more - kept in
+  the store and reported, never deleted silently.
+
+The spread statistics are rewritten only when the set of done combinations or one of
+their fingerprints changed, and the store's CF ``history`` gets one line per pass.
+The cluster is opened only when something must be computed. The model and the
+inference settings default to the ones the store records, so a schedule needs only
+the catalogs and the store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dask
+import fsspec
+import pandas as pd
+import zarr
+
+from cascadia.run.inference import InferenceConfig
+from cascadia.run.pipeline import ComboResult, RunInputError, RunSummary, run_pipeline
+from cascadia.run.store import COMBO_DIMS, StoreError, combo_status, open_schema
+from cascadia.service.history import append_history
+from cascadia.sources.config import RunCatalog
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["OUTCOMES", "ReprocessSummary", "reprocess_pass"]
+
+StoreCombo = tuple[str, str, str]
+
+#: What a pass did to a combination, in the order a summary lists them.
+OUTCOMES = ("recomputed", "appended", "unchanged", "failed", "not in catalog")
+
+
+@dataclass(frozen=True)
+class ReprocessRow:
+    """One combination of a pass: its outcome and why."""
+
+    combo: StoreCombo | None  # None: a whole catalog source that could not be listed
+    label: str
+    entry: str
+    outcome: str  # one of OUTCOMES
+    why: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ReprocessSummary:
+    """The outcome of one reprocessing pass (what the CLI prints, the service returns)."""
+
+    store: str
+    rows: list[ReprocessRow] = field(default_factory=list)
+    spread: str = ""
+    tasks_submitted: int = 0
+    model_checksum: str = ""
+    history: str = ""  # the line this pass appended to the store's history
+    seconds: float = 0.0
+
+    def count(self, outcome: str) -> int:
+        return sum(r.outcome == outcome for r in self.rows)
+
+    def combos(self, outcome: str) -> list[StoreCombo]:
+        return [r.combo for r in self.rows if r.outcome == outcome and r.combo is not None]
+
+    @property
+    def ok(self) -> bool:
+        return not self.count("failed") and not self.spread.startswith("failed")
+
+    def counts(self) -> str:
+        """``1 recomputed, 0 appended, 9 unchanged, 0 failed, 0 not in catalog``."""
+        return ", ".join(f"{self.count(o)} {o}" for o in OUTCOMES)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (the HTTP service's answer)."""
+        return {
+            "store": self.store,
+            "counts": {o: self.count(o) for o in OUTCOMES},
+            "combinations": [
+                {
+                    "experiment": r.combo[0] if r.combo else None,
+                    "source_id": r.combo[1] if r.combo else None,
+                    "member_id": r.combo[2] if r.combo else None,
+                    "label": r.label,
+                    "entry": r.entry,
+                    "outcome": r.outcome,
+                    "why": r.why,
+                    "seconds": round(r.seconds, 3),
+                }
+                for r in self.rows
+            ],
+            "spread": self.spread,
+            "tasks_submitted": self.tasks_submitted,
+            "model_checksum": self.model_checksum,
+            "history": self.history,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _store_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool:
+    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    return bool(fs.exists(f"{path.rstrip('/')}/.zmetadata"))
+
+
+def _store_attrs(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    options = {"storage_options": dict(storage_options)} if storage_options else {}
+    return dict(zarr.open_group(url, mode="r", zarr_format=2, **options).attrs)
+
+
+def _stored(url: str, storage_options: Mapping[str, Any] | None) -> pd.DataFrame | None:
+    """Status and provenance per stored combination before the pass (None: no store)."""
+    if not _store_exists(url, storage_options):
+        return None
+    with dask.config.set(scheduler="synchronous"):  # a few small arrays, read here
+        try:
+            open_schema(url, storage_options)  # says what is wrong with a foreign store
+        except StoreError as exc:
+            raise RunInputError(str(exc)) from None
+        return combo_status(url, storage_options).set_index(list(COMBO_DIMS))
+
+
+def _model_and_config(
+    model: str | Path | None,
+    config: InferenceConfig | None,
+    attrs: Mapping[str, Any],
+    results: str,
+) -> tuple[str | Path, InferenceConfig]:
+    """The model and inference settings of a pass: given, else those the store records."""
+    if model is None:
+        model = attrs.get("model_directory")
+        if not model:
+            raise RunInputError(
+                f"no model given and the results store {results} records none "
+                "(model_directory): pass --model DIR"
+            )
+    if config is None:
+        recorded = attrs.get("inference_config")
+        try:
+            config = InferenceConfig.model_validate(json.loads(recorded)) if recorded else None
+        except ValueError as exc:
+            raise RunInputError(
+                f"{results}: attribute inference_config is not valid ({exc}); "
+                "repair it or write to a new store"
+            ) from None
+    return model, config or InferenceConfig()
+
+
+def _why_recomputed(before: pd.Series, checksum: str) -> str:
+    if before["status"] != "done":
+        return f"was {before['status']}"
+    if before["model_checkpoint_hash"] != checksum:
+        return "model changed"
+    return "inputs or settings changed"
+
+
+def _rows(run: RunSummary, before: pd.DataFrame | None, checksum: str) -> list[ReprocessRow]:
+    rows = []
+    listed: set[StoreCombo] = set()
+    for r in run.results:
+        if r.combo is not None:
+            listed.add(r.combo)
+        known = before is not None and r.combo is not None and r.combo in before.index
+        if r.status == "skipped":
+            outcome, why = "unchanged", ""
+        elif r.status == "failed":
+            outcome, why = "failed", r.reason
+        elif known:
+            assert before is not None
+            outcome, why = "recomputed", _why_recomputed(before.loc[r.combo], checksum)
+        else:
+            outcome, why = "appended", "new in the catalog"
+        rows.append(ReprocessRow(r.combo, r.label, r.entry, outcome, why, r.seconds))
+    unlisted_sources = any(r.combo is None for r in run.results)
+    for combo in [] if before is None else list(before.index):
+        combo = tuple(str(c) for c in combo)
+        if combo in listed:
+            continue
+        why = "kept in the store: no catalog of this pass lists it" + (
+            " (some sources could not be listed)" if unlisted_sources else ""
+        )
+        entry = str(before.loc[combo, "catalog_entry"]) if before is not None else ""
+        rows.append(
+            ReprocessRow(
+                combo, "/".join((combo[1], combo[0], combo[2])), entry, "not in catalog", why
+            )
+        )
+    return rows
+
+
+def reprocess_pass(
+    catalogs: Sequence[str | RunCatalog],
+    model: str | Path | None,
+    results: str,
+    client: Client | None = None,
+    *,
+    cache: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    config: InferenceConfig | None = None,
+    cluster: str | None = None,
+    workers: int | None = None,
+    command: str = "cascadia reprocess_pass",
+    on_total: Callable[[int], None] | None = None,
+    on_result: Callable[[ComboResult], None] | None = None,
+) -> ReprocessSummary:
+    """Recompute what changed, append what is new, record the pass in the store's history.
+
+    Parameters
+    ----------
+    catalogs
+        Run catalogs (paths, URLs or loaded) listing every combination the store should hold.
+    model
+        Model directory; ``None``: the one the store records (``model_directory``).
+    results
+        Results store URL (created by the first pass when absent).
+    client
+        A connected Dask client; otherwise a cluster (``cluster``, ``workers``) is opened
+        only if something must be computed.
+    cache, storage_options, on_total, on_result
+        As for :func:`cascadia.run.pipeline.run_pipeline`.
+    config
+        Inference settings; ``None``: those the store records (``inference_config``).
+    command
+        How the pass was invoked, for the history line.
+
+    Raises
+    ------
+    RunInputError
+        Bad catalogs, model, store or cluster settings: nothing computed, no history line.
+    """
+    started = time.perf_counter()
+    before = _stored(results, storage_options)
+    attrs = _store_attrs(results, storage_options) if before is not None else {}
+    model, config = _model_and_config(model, config, attrs, results)
+    run = run_pipeline(
+        catalogs,
+        model,
+        results,
+        cache=cache,
+        storage_options=storage_options,
+        config=config,
+        client=client,
+        cluster=cluster,
+        workers=workers,
+        on_total=on_total,
+        on_result=on_result,
+    )
+    summary = ReprocessSummary(results, spread=run.spread, tasks_submitted=run.tasks_submitted)
+    if not _store_exists(results, storage_options):  # nothing could run: store not created
+        summary.rows = _rows(run, before, "")
+        summary.seconds = time.perf_counter() - started
+        return summary
+    summary.model_checksum = str(_store_attrs(results, storage_options)["model_checkpoint_hash"])
+    summary.rows = _rows(run, before, summary.model_checksum)
+    summary.history = append_history(
+        results,
+        f"{command}: {summary.counts()}; model {summary.model_checksum}",
+        storage_options,
+    )
+    summary.seconds = time.perf_counter() - started
+    return summary
