@@ -127,6 +127,9 @@ class RunSummary:
     seconds: float = 0.0
     #: "<catalog> [<source>]" -> its selection rules and the datasets they skipped.
     selection: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Status and provenance per stored combination when the run started (new ones
+    #: "missing"), indexed by (experiment, source_id, member_id); None: no store.
+    stored: pd.DataFrame | None = None
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -731,7 +734,7 @@ def _run_locked(
     except StoreError as exc:
         raise RunInputError(str(exc)) from None
 
-    summary = RunSummary(out, list(plan.source_failures), selection=plan.selection)
+    summary = RunSummary(out, list(plan.source_failures), selection=plan.selection, stored=stored)
     if on_total:
         on_total(len(plan.entries) + len(plan.source_failures))
 

@@ -29,14 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dask
 import fsspec
 import pandas as pd
 import zarr
 
 from cascadia.run.inference import InferenceConfig
 from cascadia.run.pipeline import ComboResult, RunInputError, RunSummary, run_pipeline
-from cascadia.run.store import COMBO_DIMS, StoreError, combo_status, open_schema
 from cascadia.service.history import append_history
 from cascadia.sources.config import RunCatalog
 
@@ -125,18 +123,6 @@ def _store_attrs(url: str, storage_options: Mapping[str, Any] | None) -> dict[st
     return dict(zarr.open_group(url, mode="r", zarr_format=2, **options).attrs)
 
 
-def _stored(url: str, storage_options: Mapping[str, Any] | None) -> pd.DataFrame | None:
-    """Status and provenance per stored combination before the pass (None: no store)."""
-    if not _store_exists(url, storage_options):
-        return None
-    with dask.config.set(scheduler="synchronous"):  # a few small arrays, read here
-        try:
-            open_schema(url, storage_options)  # says what is wrong with a foreign store
-        except StoreError as exc:
-            raise RunInputError(str(exc)) from None
-        return combo_status(url, storage_options).set_index(list(COMBO_DIMS))
-
-
 def _model_and_config(
     model: str | Path | None,
     config: InferenceConfig | None,
@@ -147,9 +133,9 @@ def _model_and_config(
     if model is None:
         model = attrs.get("model_directory")
         if not model:
+            where = "records none (model_directory)" if attrs else "does not exist yet"
             raise RunInputError(
-                f"no model given and the results store {results} records none "
-                "(model_directory): pass --model DIR"
+                f"no model given and the results store {results} {where}: pass --model DIR"
             )
     if config is None:
         recorded = attrs.get("inference_config")
@@ -163,45 +149,46 @@ def _model_and_config(
     return model, config or InferenceConfig()
 
 
-def _why_recomputed(before: pd.Series, checksum: str) -> str:
-    if before["status"] != "done":
-        return f"was {before['status']}"
-    if before["model_checkpoint_hash"] != checksum:
-        return "model changed"
-    return "inputs or settings changed"
+def _done_outcome(before: pd.DataFrame | None, combo: StoreCombo, checksum: str) -> tuple[str, str]:
+    """Appended (the store held no result for it) or recomputed, and why."""
+    if before is None or combo not in before.index:
+        return "appended", "new in the catalog"
+    row = before.loc[combo]
+    if row["status"] == "missing":
+        return "appended", "no result stored before"
+    if row["status"] != "done":
+        return "recomputed", f"was {row['status']}"
+    if row["model_checkpoint_hash"] != checksum:
+        return "recomputed", "model changed"
+    return "recomputed", "inputs or settings changed"
 
 
-def _rows(run: RunSummary, before: pd.DataFrame | None, checksum: str) -> list[ReprocessRow]:
+def _rows(run: RunSummary, checksum: str) -> list[ReprocessRow]:
+    before = run.stored
     rows = []
     listed: set[StoreCombo] = set()
     for r in run.results:
         if r.combo is not None:
             listed.add(r.combo)
-        known = before is not None and r.combo is not None and r.combo in before.index
         if r.status == "skipped":
             outcome, why = "unchanged", ""
-        elif r.status == "failed":
+        elif r.status == "failed" or r.combo is None:
             outcome, why = "failed", r.reason
-        elif known:
-            assert before is not None
-            outcome, why = "recomputed", _why_recomputed(before.loc[r.combo], checksum)
         else:
-            outcome, why = "appended", "new in the catalog"
+            outcome, why = _done_outcome(before, r.combo, checksum)
         rows.append(ReprocessRow(r.combo, r.label, r.entry, outcome, why, r.seconds))
     unlisted_sources = any(r.combo is None for r in run.results)
-    for combo in [] if before is None else list(before.index):
-        combo = tuple(str(c) for c in combo)
+    for index in [] if before is None else before.index:
+        combo = (str(index[0]), str(index[1]), str(index[2]))
         if combo in listed:
             continue
+        assert before is not None
         why = "kept in the store: no catalog of this pass lists it" + (
             " (some sources could not be listed)" if unlisted_sources else ""
         )
-        entry = str(before.loc[combo, "catalog_entry"]) if before is not None else ""
-        rows.append(
-            ReprocessRow(
-                combo, "/".join((combo[1], combo[0], combo[2])), entry, "not in catalog", why
-            )
-        )
+        label = f"{combo[1]}/{combo[0]}/{combo[2]}"
+        entry = str(before.loc[combo, "catalog_entry"])
+        rows.append(ReprocessRow(combo, label, entry, "not in catalog", why))
     return rows
 
 
@@ -246,8 +233,8 @@ def reprocess_pass(
         Bad catalogs, model, store or cluster settings: nothing computed, no history line.
     """
     started = time.perf_counter()
-    before = _stored(results, storage_options)
-    attrs = _store_attrs(results, storage_options) if before is not None else {}
+    exists = _store_exists(results, storage_options)
+    attrs = _store_attrs(results, storage_options) if exists else {}
     model, config = _model_and_config(model, config, attrs, results)
     run = run_pipeline(
         catalogs,
@@ -263,12 +250,12 @@ def reprocess_pass(
         on_result=on_result,
     )
     summary = ReprocessSummary(results, spread=run.spread, tasks_submitted=run.tasks_submitted)
-    if not _store_exists(results, storage_options):  # nothing could run: store not created
-        summary.rows = _rows(run, before, "")
+    if run.stored is None:  # nothing could run: the store was neither created nor touched
+        summary.rows = _rows(run, "")
         summary.seconds = time.perf_counter() - started
         return summary
     summary.model_checksum = str(_store_attrs(results, storage_options)["model_checkpoint_hash"])
-    summary.rows = _rows(run, before, summary.model_checksum)
+    summary.rows = _rows(run, summary.model_checksum)
     summary.history = append_history(
         results,
         f"{command}: {summary.counts()}; model {summary.model_checksum}",

@@ -71,6 +71,9 @@ def _asset_identity(url: str, storage_options: Mapping[str, Any]) -> dict[str, A
     if protocols & {"http", "https"}:
         listing = _metadata_document(fs, root)
     else:
+        # filesystems are cached by their options, some with their listings: a long-lived
+        # process (the HTTP service) must see what changed between its passes
+        fs.invalidate_cache(root)
         listing = fs.find(root, detail=True) or {root: fs.info(root)}
     lines = sorted(
         f"{name[len(root) :]}\t{info.get('size')}\t{_stamp(info)}"
@@ -138,10 +141,18 @@ def fingerprint(
         ) from None
     payload = {
         "cascadia": __version__,
-        # how the stores are read (options, time blocks) does not change what is extracted
+        # how the stores are read (options, time blocks) does not change what is extracted,
+        # nor which combinations the query and selection rules list: the datasets they
+        # chose are the assets below (a catalog widened by one member keeps the others')
         "source": source.model_dump(
             mode="json",
-            exclude={"storage_options", "collection_storage_options", "time_block_days"},
+            exclude={
+                "storage_options",
+                "collection_storage_options",
+                "time_block_days",
+                "query",
+                "selection",
+            },
         ),
         "regions": [r.model_dump(mode="json") for r in catalog.regions],
         "calendar": catalog.output_calendar,
