@@ -141,18 +141,22 @@ def _combo_files(store: str, combos: list[tuple[str, str, str]]) -> dict[str, tu
     import xarray as xr
 
     with xr.open_zarr(store) as ds:
-        if "combo" in ds.dims:
+        stacked = "combo" in ds.dims
+        lead = ("combo",) if stacked else COMBO_NAMES
+        variables = {str(n) for n, v in ds.variables.items() if v.dims[: len(lead)] == lead}
+        if stacked:
             keys = list(zip(*(ds[d].values.astype(str) for d in COMBO_NAMES), strict=True))
             prefixes = {str(keys.index(c)) for c in combos}
         else:
             labels = [[str(x) for x in ds[d].values] for d in COMBO_NAMES]
             prefixes = {".".join(str(labels[i].index(c[i])) for i in range(3)) for c in combos}
-    files = _files(store)
-    return {
-        path: value
-        for path, value in files.items()
-        if any(Path(path).name == p or Path(path).name.startswith(p + ".") for p in prefixes)
-    }
+    found = {}
+    for path, value in _files(store).items():
+        variable, *key = Path(path).parts  # chunk key "i.j.k..." or "i/j/k..." (or "c/i/...")
+        chunk = ".".join(key[1:] if key[:1] == ["c"] else key)
+        if variable in variables and any(chunk == p or chunk.startswith(p + ".") for p in prefixes):
+            found[path] = value
+    return found
 
 
 COMBO_NAMES = ("experiment", "source_id", "member_id")
@@ -238,6 +242,7 @@ def test_nothing_changed_rewrites_nothing(world, full_run, capsys) -> None:
 def test_a_changed_chunk_recomputes_only_its_combination(world, full_run, client) -> None:
     others = [c for c in _outcomes(full_run["summary"]) if c != CMIP_SSP]
     before_others = _combo_files(world["out"], others)
+    assert len(before_others) >= 9 * 10  # nine combinations, ten result and status arrays
     before_mean = _mean(world["out"], CMIP_SSP)
     spread_before = open_spread(world["out"])
     assert spread_before is not None
