@@ -310,6 +310,7 @@ def test_a_deleted_chunk_and_a_changed_netcdf_rerun_their_combinations(world, cl
     summary = _pass(world, client)
     outcomes = _outcomes(summary)
     rerun = {c for c, o in outcomes.items() if o != "unchanged"}
+    print({"/".join(c): outcomes[c] for c in sorted(rerun)})
     assert rerun == {ERA5, CMIP_HIST, CMIP_SSP, ERA20C}, summary.rows
     assert {outcomes[c] for c in rerun} <= {"recomputed", "failed"}
     assert outcomes[ERA20C] == "recomputed"

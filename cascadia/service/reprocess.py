@@ -7,7 +7,7 @@ store held before it:
   chunk by chunk, the catalog entry, the bias adjustment, the model checksum and the
   inference settings) - not recomputed, not rewritten;
 * **recomputed**: stored, but something it depends on changed (or it was not done);
-* **appended**: newly catalogued, not in the store before;
+* **appended**: newly catalogued: the store held no result for it before;
 * **failed**: as in a run, with the reason; a stored result of a combination whose
   inputs cannot be read is kept;
 * **not in catalog**: stored, but no catalog of this pass lists it any more - kept in
