@@ -603,6 +603,7 @@ def run_pipeline(
     lock_wait: float = 0.0,
     replace_model: bool = False,
     command_name: str = "run",
+    command: str | None = None,
 ) -> RunSummary:
     """Run the model over every combination of ``catalogs`` into the store ``out``.
 
@@ -635,6 +636,9 @@ def run_pipeline(
         this one (otherwise such a store is refused: a store belongs to one model).
     command_name
         What holds the lease (``run``, ``reprocess``), for the message another run prints.
+    command
+        How the run was invoked, for the store's history lines (default: the
+        equivalent ``cascadia-ensemble run`` command line).
 
     Returns
     -------
@@ -671,7 +675,7 @@ def run_pipeline(
         member_series=config.member_series,
     )
     attrs = _store_attrs(model, config, loaded, plan)
-    command = _command(loaded, model.directory, out)
+    command = command or _command(loaded, model.directory, out)
     lock = StoreLock(out, command_name, wait=lock_wait, storage_options=storage_options)
     try:
         lock.acquire()

@@ -31,17 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 import fsspec
 import pandas as pd
-import zarr
 
 from cascadia.run.inference import InferenceConfig
 from cascadia.run.pipeline import ComboResult, RunInputError, RunSummary, run_pipeline
-from cascadia.service.history import append_history
+from cascadia.run.store import append_history, root_attrs
 from cascadia.sources.config import RunCatalog
 
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["OUTCOMES", "ReprocessSummary", "reprocess_pass"]
+__all__ = ["OUTCOMES", "ReprocessSummary", "read_history", "reprocess_pass"]
 
 StoreCombo = tuple[str, str, str]
 
@@ -118,9 +117,10 @@ def _store_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool:
     return bool(fs.exists(f"{path.rstrip('/')}/.zmetadata"))
 
 
-def _store_attrs(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    options = {"storage_options": dict(storage_options)} if storage_options else {}
-    return dict(zarr.open_group(url, mode="r", zarr_format=2, **options).attrs)
+def read_history(url: str, storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """The lines of the store's CF ``history`` attribute, oldest first."""
+    text = str(root_attrs(url, storage_options).get("history", ""))
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def _model_and_config(
@@ -234,7 +234,7 @@ def reprocess_pass(
     """
     started = time.perf_counter()
     exists = _store_exists(results, storage_options)
-    attrs = _store_attrs(results, storage_options) if exists else {}
+    attrs = root_attrs(results, storage_options) if exists else {}
     model, config = _model_and_config(model, config, attrs, results)
     run = run_pipeline(
         catalogs,
@@ -248,18 +248,17 @@ def reprocess_pass(
         workers=workers,
         on_total=on_total,
         on_result=on_result,
+        command=command,
     )
     summary = ReprocessSummary(results, spread=run.spread, tasks_submitted=run.tasks_submitted)
     if run.stored is None:  # nothing could run: the store was neither created nor touched
         summary.rows = _rows(run, "")
         summary.seconds = time.perf_counter() - started
         return summary
-    summary.model_checksum = str(_store_attrs(results, storage_options)["model_checkpoint_hash"])
+    summary.model_checksum = str(root_attrs(results, storage_options)["model_checkpoint_hash"])
     summary.rows = _rows(run, summary.model_checksum)
-    summary.history = append_history(
-        results,
-        f"{command}: {summary.counts()}; model {summary.model_checksum}",
-        storage_options,
-    )
+    what = f"{summary.counts()}; model {summary.model_checksum}"
+    append_history(results, command, what, storage_options)
+    summary.history = read_history(results, storage_options)[-1]
     summary.seconds = time.perf_counter() - started
     return summary
