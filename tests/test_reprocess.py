@@ -135,20 +135,14 @@ def _files(store: str) -> dict[str, tuple[bytes, int]]:
 
 
 def _combo_files(store: str, combos: list[tuple[str, str, str]]) -> dict[str, tuple[bytes, int]]:
-    """Bytes and mtime of every chunk file of the given combinations (either layout: the
-    combination dims ``experiment/source_id/member_id`` or one stacked ``combo`` dim)."""
+    """Bytes and mtime of every chunk file of the given combinations: the chunks of the
+    data variables along ``combo`` (one combination per chunk) whose index is theirs."""
     import xarray as xr
 
     with xr.open_zarr(store) as ds:
-        stacked = "combo" in ds.dims
-        lead = ("combo",) if stacked else COMBO_NAMES
-        variables = {str(n) for n, v in ds.variables.items() if v.dims[: len(lead)] == lead}
-        if stacked:
-            keys = list(zip(*(ds[d].values.astype(str) for d in COMBO_NAMES), strict=True))
-            prefixes = {str(keys.index(c)) for c in combos}
-        else:
-            labels = [[str(x) for x in ds[d].values] for d in COMBO_NAMES]
-            prefixes = {".".join(str(labels[i].index(c[i])) for i in range(3)) for c in combos}
+        variables = {str(n) for n, v in ds.data_vars.items() if v.dims[:1] == ("combo",)}
+        keys = list(zip(*([str(x) for x in ds[d].values] for d in COMBO_NAMES), strict=True))
+        prefixes = {str(keys.index(c)) for c in combos}
     found = {}
     for path, value in _files(store).items():
         variable, *key = Path(path).parts  # chunk key "i.j.k..." or "i/j/k..." (or "c/i/...")
