@@ -269,9 +269,9 @@ def test_a_changed_chunk_recomputes_only_its_combination(world, full_run, client
     print(f"tasks: {summary.tasks_submitted} (full run: {full_run['summary'].tasks_submitted})")
     assert summary.tasks_submitted == 7
     # The issue's target is 10 % of the full run's time; on this tiny world a pass is
-    # bounded below by costs that do not shrink with one combination: the whole spread
-    # rewritten (~45 % of the pass) and the dense store's status reads (~15 %), measured in
-    # docs/deploy.md. Only "well under the full run" holds on a loaded machine.
+    # bounded below by a cost that does not shrink with one combination: the whole spread
+    # recomputed (~half of the pass, measured in docs/deploy.md). Only "well under the
+    # full run" holds on a loaded machine.
     assert seconds < 0.8 * full
 
 
