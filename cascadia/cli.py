@@ -568,6 +568,8 @@ def _reprocess(args: argparse.Namespace) -> int:
             cache=args.cache,
             cluster=args.cluster,
             workers=args.workers,
+            lock_wait=args.wait_for_lock,
+            replace_model=args.replace_model,
             command=command,
             on_result=on_result,
         )
@@ -1064,8 +1066,8 @@ def build_parser() -> argparse.ArgumentParser:
     reprocess.add_argument(
         "--model",
         metavar="DIR",
-        help="model directory (default: the one the store records; a new checksum "
-        "recomputes every combination)",
+        help="model directory (default: the one the store records; another model needs "
+        "--replace-model and recomputes every combination)",
     )
     reprocess.add_argument(
         "--cache",
@@ -1080,6 +1082,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reprocess.add_argument(
         "--workers", type=int, metavar="N", help="Dask workers (default: cores for local)"
+    )
+    reprocess.add_argument(
+        "--wait-for-lock",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run writing the same store (default: refuse at once)",
+    )
+    reprocess.add_argument(
+        "--replace-model",
+        action="store_true",
+        help="--model differs from the store's: recompute every combination with it",
     )
     reprocess.set_defaults(handler=_reprocess)
     demo = commands.add_parser(

@@ -33,6 +33,7 @@ import fsspec
 import pandas as pd
 
 from cascadia.run.inference import InferenceConfig
+from cascadia.run.lock import StoreLock, StoreLockedError
 from cascadia.run.pipeline import ComboResult, RunInputError, RunSummary, run_pipeline
 from cascadia.run.store import append_history, root_attrs
 from cascadia.sources.config import RunCatalog
@@ -192,6 +193,21 @@ def _rows(run: RunSummary, checksum: str) -> list[ReprocessRow]:
     return rows
 
 
+def _record(
+    url: str, command: str, what: str, storage_options: Mapping[str, Any] | None, wait: float
+) -> str:
+    """Append the pass's summary line under the store's lease; the line, or why not.
+
+    The run released the lease when it returned; another writer may hold it by now.
+    """
+    try:
+        with StoreLock(url, "reprocess", wait=wait, storage_options=storage_options):
+            append_history(url, command, what, storage_options)
+    except (StoreLockedError, OSError) as exc:
+        return f"not written: {exc}"
+    return read_history(url, storage_options)[-1]
+
+
 def reprocess_pass(
     catalogs: Sequence[str | RunCatalog],
     model: str | Path | None,
@@ -203,6 +219,8 @@ def reprocess_pass(
     config: InferenceConfig | None = None,
     cluster: str | None = None,
     workers: int | None = None,
+    lock_wait: float = 0.0,
+    replace_model: bool = False,
     command: str = "cascadia reprocess_pass",
     on_total: Callable[[int], None] | None = None,
     on_result: Callable[[ComboResult], None] | None = None,
@@ -224,6 +242,9 @@ def reprocess_pass(
         As for :func:`cascadia.run.pipeline.run_pipeline`.
     config
         Inference settings; ``None``: those the store records (``inference_config``).
+    lock_wait, replace_model
+        As for :func:`~cascadia.run.pipeline.run_pipeline`: seconds to wait for another
+        run's lease on the store; accept a store of another model (all recomputed).
     command
         How the pass was invoked, for the history line.
 
@@ -248,6 +269,9 @@ def reprocess_pass(
         workers=workers,
         on_total=on_total,
         on_result=on_result,
+        lock_wait=lock_wait,
+        replace_model=replace_model,
+        command_name="reprocess",
         command=command,
     )
     summary = ReprocessSummary(results, spread=run.spread, tasks_submitted=run.tasks_submitted)
@@ -258,7 +282,6 @@ def reprocess_pass(
     summary.model_checksum = str(root_attrs(results, storage_options)["model_checkpoint_hash"])
     summary.rows = _rows(run, summary.model_checksum)
     what = f"{summary.counts()}; model {summary.model_checksum}"
-    append_history(results, command, what, storage_options)
-    summary.history = read_history(results, storage_options)[-1]
+    summary.history = _record(results, command, what, storage_options, max(lock_wait, 60.0))
     summary.seconds = time.perf_counter() - started
     return summary
