@@ -581,7 +581,7 @@ def _reprocess(args: argparse.Namespace) -> int:
             table.add_column(column, overflow="fold")
         for r in sorted(summary.rows, key=lambda r: (r.entry, r.label)):
             table.add_row(r.label, r.entry, r.outcome, f"{r.seconds:.1f}", r.why)
-        Console().print(table)
+        _stdout().print(table)
     print(
         f"{summary.counts()}; {summary.tasks_submitted} tasks; "
         f"spread statistics: {summary.spread}; {summary.seconds:.0f} s"
