@@ -40,6 +40,27 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
+def _add_device(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="auto|cpu|cuda",
+        help=f"where the model {what}: auto (a GPU when torch sees one, else the CPU), cpu, "
+        "cuda or cuda:N (docs/deploy.md, GPU workers); the model directory does not depend on it",
+    )
+
+
+def _device_error(device: str) -> str | None:
+    """Why ``--device`` cannot be used here, or None (checked before any work)."""
+    from cascadia.learning.device import DeviceError, resolve_device
+
+    try:
+        resolve_device(device)
+    except DeviceError as exc:
+        return str(exc)
+    return None
+
+
 def _print_failure(out: Console, label: str, reason: str) -> None:
     """One line per failure, never wrapped, its text never read as rich markup."""
     from rich.markup import escape
@@ -374,6 +395,8 @@ def _train(args: argparse.Namespace) -> int:
     from cascadia.mooring.observations import ObservationError
     from cascadia.mooring.targets import TargetError
 
+    if bad := _device_error(args.device):
+        return _fail(bad)
     started = time.perf_counter()
     try:
         job = load_train_job(args.job)
@@ -385,6 +408,7 @@ def _train(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 log=lambda line: console.log(line),
                 progress=progress,
+                device=args.device,
             )
     except (JobError, ObservationError, TargetError, EventError, ValidationError) as exc:
         return _fail(str(exc))
@@ -412,10 +436,18 @@ def _tune(args: argparse.Namespace) -> int:
 
     if args.trials is not None and args.trials < 1:
         return _fail(f"--trials must be at least 1, got {args.trials}")
+    if bad := _device_error(args.device):
+        return _fail(bad)
     started = time.perf_counter()
     try:
         job = load_tune_job(args.job)
-        result = run_tune_job(job, args.study_dir, args.trials, log=lambda line: console.log(line))
+        result = run_tune_job(
+            job,
+            args.study_dir,
+            args.trials,
+            log=lambda line: console.log(line),
+            device=args.device,
+        )
     except (JobError, ObservationError, TargetError, EventError, ValidationError) as exc:
         return _fail(str(exc))
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result.states.items()))
@@ -517,6 +549,7 @@ def _run(args: argparse.Namespace) -> int:
             workers=args.workers,
             on_total=on_total,
             on_result=on_result,
+            device=args.device,
         )
     except RunInputError as exc:
         return _fail(str(exc))
@@ -572,6 +605,7 @@ def _reprocess(args: argparse.Namespace) -> int:
             replace_model=args.replace_model,
             command=command,
             on_result=on_result,
+            device=args.device,
         )
     except RunInputError as exc:
         return _fail(str(exc))
@@ -600,6 +634,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         return _fail(f"--workers must be at least 1, got {args.workers}")
+    if bad := _device_error(args.device):
+        return _fail(bad)
     columns = (
         "[progress.description]{task.description}",
         BarColumn(),
@@ -637,6 +673,7 @@ def _demo(args: argparse.Namespace) -> int:
             on_stage=on_stage,
             on_total=on_total,
             on_result=on_result,
+            device=args.device,
         )
     except (DemoError, JobError, RunInputError) as exc:
         return _fail(str(exc))
@@ -770,6 +807,8 @@ def _validate(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         return _fail(f"--workers must be at least 1, got {args.workers}")
+    if bad := _device_error(args.device):
+        return _fail(bad)
     status = console.status("validate")
     say = (lambda line: console.print(line)) if args.verbose else status.update
     status.start()
@@ -783,6 +822,7 @@ def _validate(args: argparse.Namespace) -> int:
             vary_physics=not args.fixed_physics,
             allow_development_seeds=args.allow_development_seeds,
             log=say,
+            device=args.device,
         )
     except (ValidateError, JobError, RunInputError) as exc:
         return _fail(str(exc))
@@ -960,6 +1000,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--overwrite", action="store_true", help="replace an existing model directory"
     )
+    _add_device(train, "trains")
     train.set_defaults(handler=_train)
 
     tune = commands.add_parser(
@@ -979,6 +1020,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--trials", type=int, metavar="N", help="total trials of the study (default: the job's)"
     )
+    _add_device(tune, "trains")
     tune.set_defaults(handler=_tune)
     run = commands.add_parser(
         "run",
@@ -1041,6 +1083,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the store holds another model's results: recompute every combination with "
         "this model (a store belongs to one model)",
     )
+    _add_device(run, "predicts (on each Dask worker)")
     run.set_defaults(handler=_run)
     reprocess = commands.add_parser(
         "reprocess",
@@ -1095,6 +1138,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--model differs from the store's: recompute every combination with it",
     )
+    _add_device(reprocess, "predicts (on each Dask worker)")
     reprocess.set_defaults(handler=_reprocess)
     demo = commands.add_parser(
         "demo",
@@ -1110,6 +1154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, metavar="N", help="Dask workers (default: one per core)"
     )
     demo.add_argument("--seed", type=int, default=0, help="twin world seed (default: 0)")
+    _add_device(demo, "trains and predicts")
     demo.set_defaults(handler=_demo)
     report = commands.add_parser(
         "report",
@@ -1202,6 +1247,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept seeds the repository was developed on (0-5, 7, 9, 100): not a validation",
     )
     validate.add_argument("--verbose", action="store_true", help="print every progress line")
+    _add_device(validate, "trains and predicts")
     validate.set_defaults(handler=_validate)
     ceiling = commands.add_parser(
         "ceiling",

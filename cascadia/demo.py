@@ -234,6 +234,7 @@ def run_demo(
     on_stage: Callable[[StageResult], None] = lambda _: None,
     on_total: Callable[[int], None] | None = None,
     on_result: Callable[[ComboResult], None] | None = None,
+    device: str = "auto",
 ) -> DemoResult:
     """Synth, train, run and report on the twin world of ``preset`` under ``out``.
 
@@ -260,6 +261,8 @@ def run_demo(
     log, on_stage, on_total, on_result
         Progress: lines of the current stage; each finished stage; the run's number of
         combinations and each combination's result.
+    device
+        Where the model trains and predicts (``auto``: a GPU when torch sees one).
 
     Raises
     ------
@@ -291,7 +294,7 @@ def run_demo(
             return True, "model already trained by this job"
         if result.model.exists():
             shutil.rmtree(result.model)
-        trained = run_train_job(load_train_job(job_file), result.model, log=log)
+        trained = run_train_job(load_train_job(job_file), result.model, log=log, device=device)
         return False, f"trained in {trained.train_seconds:.0f} s"
 
     def run() -> tuple[bool, str]:
@@ -304,6 +307,7 @@ def run_demo(
             workers=workers,
             on_total=on_total,
             on_result=on_result,
+            device=device,
         )
         result.summary = summary
         n = len(summary.results)

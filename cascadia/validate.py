@@ -319,6 +319,7 @@ def run_validate(
     vary_physics: bool = True,
     allow_development_seeds: bool = False,
     log: Callable[[str], None] = lambda _: None,
+    device: str = "auto",
 ) -> ValidateResult:
     """Build, train, run and score a fresh twin world per seed; write the summary.
 
@@ -341,6 +342,8 @@ def run_validate(
         :func:`cascadia.twin.world.build_world` as ``vary_physics``).
     log
         Progress lines.
+    device
+        Where each seed's model trains and predicts (``auto``: a GPU when torch sees one).
     """
     if preset not in VALIDATE_WORLDS:
         raise ValidateError(
@@ -387,6 +390,7 @@ def run_validate(
                 truth_periods=TRUTH_PERIODS[preset],
                 ceiling=False,
                 log=lambda line, s=seed: log(f"seed {s}: {line}"),
+                device=device,
             )
         except DemoError as exc:
             raise ValidateError(f"seed {seed}: {exc}") from None

@@ -336,6 +336,24 @@ def test_local_cluster_leaves_client_environment_alone(local_client: Client) -> 
     assert os.environ.get("OMP_NUM_THREADS") == OMP_AT_IMPORT
 
 
+def test_one_chain_runs_in_this_process_with_no_port_and_torch_unheld() -> None:
+    """A pass with one sequential chain starts no worker process (seconds of start-up and
+    imports) and leaves torch the machine's cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    started = time.perf_counter()
+    with open_cluster("local", workers=2, one_chain=True) as client:
+        opened = time.perf_counter() - started
+        info = client.scheduler_info()["workers"]
+        assert len(info) == 1 and {w["nthreads"] for w in info.values()} == {1}
+        assert all(address.startswith("inproc://") for address in info)
+        assert client.submit(os.getpid, pure=False).result() == os.getpid()
+        assert client.submit(torch.get_num_threads, pure=False).result() == before
+    assert opened < 5.0, f"an in-process cluster took {opened:.1f} s to open"
+    assert os.environ.get("OMP_NUM_THREADS") == OMP_AT_IMPORT
+
+
 def test_connect_to_existing_scheduler_leaves_it_running(local_client: Client) -> None:
     address = local_client.scheduler.address
     assert address.startswith("tcp://127.0.0.1:")

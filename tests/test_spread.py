@@ -25,6 +25,7 @@ import s3_server
 import xarray as xr
 
 from cascadia.report import background_summary, ood_by_period, write_run_report
+from cascadia.run import spread
 from cascadia.run.spread import SpreadError, SpreadOptions, spread_statistics, write_spread
 from cascadia.run.store import (
     ResultsSchema,
@@ -507,6 +508,77 @@ def test_rerun_replaces_and_keeps_the_rest(store: str, tmp_path: Path, results: 
     for name in ("temperature_mean", "event_days", "status", "fingerprint"):
         xr.testing.assert_identical(other[name], results[name])
     assert other.attrs["institution"] == "spread test"
+
+
+def test_a_pass_reads_only_the_combinations_whose_fingerprint_changed(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``combo_winters`` cache: after one scenario combination was rewritten (new
+    data, new fingerprint), the spread pass reads that combination and the historical run
+    it is joined to, nothing else, and gives what a pass without the cache gives."""
+    copy = str(tmp_path / "copy.zarr")
+    shutil.copytree(store, copy)
+    combo = ("ssp245", "MOD-B", "r1")
+    schema = open_schema(copy)
+    new = _dataset(_source(combo, seed=99), schema)
+    write_combo(copy, schema, combo, new, {**PROVENANCE, "fingerprint": "g"})
+    read: list[tuple[str, ...]] = []
+    real_read = spread._Reader.__call__
+
+    def counted(reader: spread._Reader, index: tuple[int, ...]) -> dict:
+        names = [reader.results[d].values[i] for d, i in zip(spread.COMBO_DIMS, index, strict=True)]
+        read.append(tuple(str(n) for n in names))
+        return real_read(reader, index)
+
+    monkeypatch.setattr(spread._Reader, "__call__", counted)
+    write_spread(copy)
+    assert sorted(set(read)) == [("historical", "MOD-B", "r1"), combo]
+    monkeypatch.undo()
+    cached = xr.open_zarr(copy, group="spread").load()
+    with open_cube(copy, spread=False) as results:
+        fresh = spread_statistics(results).load()
+    assert not np.allclose(  # the rewritten combination did change the statistics
+        cached["event_days_multimodel_mean"].sel(experiment="ssp245"),
+        xr.open_zarr(store, group="spread")["event_days_multimodel_mean"].sel(experiment="ssp245"),
+        equal_nan=True,
+    )
+    for name in fresh.data_vars:
+        xr.testing.assert_allclose(cached[name], fresh[name], rtol=1e-12)
+    # other options: the percentiles do not change a combination's winters (all cached)
+    read.clear()
+    monkeypatch.setattr(spread._Reader, "__call__", counted)
+    write_spread(copy, percentiles=(25, 75))
+    assert read == []
+
+
+def test_a_store_of_reanalyses_only_gets_its_spread(tmp_path: Path) -> None:
+    """One experiment: xarray's weighted quantile dropped the length-1 experiment dim and
+    the pass failed (`cascadia-ensemble run --catalog reanalysis.yaml` exited 1)."""
+    combos = tuple(("reanalysis", name, "r1") for name in ("ERA5", "ERA-20C", "20CRv3"))
+    schema = ResultsSchema(
+        combos=combos,
+        time=TIME,
+        quantiles=(0.5,),
+        n_members=ENSEMBLE,
+        winters=WINTERS,
+        member_series=False,
+    )
+    path = str(tmp_path / "reanalyses.zarr")
+    initialise_store(path, schema, {"institution": "spread test"})
+    for seed, combo in enumerate(combos):
+        write_combo(path, schema, combo, _dataset(_source(REANALYSIS, seed), schema), PROVENANCE)
+    write_spread(path)
+    stats = xr.open_zarr(path, group="spread")
+    pct = stats["event_days_multimodel_percentile"]
+    assert pct.dims == ("experiment", "percentile", "winter", "depth")
+    with open_cube(path, spread=False) as results:
+        winters = spread.combo_winters(results)["event_days"]
+    # three reanalyses weighted equally: their median is the middle one
+    want = winters.sel(experiment="reanalysis", member_id="r1").median("source_id", skipna=False)
+    got = pct.sel(experiment="reanalysis", percentile=50.0).load()
+    finite = np.isfinite(want.values)
+    assert finite.sum() > 50
+    np.testing.assert_allclose(got.values[finite], want.values[finite], rtol=1e-6)
 
 
 def test_bad_input_is_named(results: xr.Dataset) -> None:

@@ -101,7 +101,7 @@ def first_search(world: Path, seen: list[dict[str, Any]]) -> Iterator[Path]:
     """A 3-trial search through the CLI, with a spy on the objective's training data."""
     real = tuning.train_member
 
-    def spy(config: Any, series: Any, index: int, on_epoch: Any = None) -> Any:
+    def spy(config: Any, series: Any, index: int, on_epoch: Any = None, device: Any = None) -> Any:
         seen.append(
             {
                 "y": series.y.copy(),
@@ -110,7 +110,7 @@ def first_search(world: Path, seen: list[dict[str, Any]]) -> Iterator[Path]:
                 "validation": series.validation.copy(),
             }
         )
-        return real(config, series, index, on_epoch=on_epoch)
+        return real(config, series, index, on_epoch=on_epoch, device=device)
 
     job = _write(world, "tune.yaml", _job())
     started = time.perf_counter()

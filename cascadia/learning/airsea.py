@@ -156,6 +156,9 @@ def _daily_clear_sky(time: Any, lat_deg: float, steps: int = 96) -> tuple[FloatA
     Rosati & Miyakoda (1988) at ``steps`` instants of the day.
     """
     declination, distance = _solar_geometry(time, lat_deg)
+    # a day of the year has the same sun every year: each distinct day is computed once
+    days, of_day = np.unique(declination + 1j * distance, return_inverse=True)
+    declination, distance = days.real, days.imag
     lat = np.deg2rad(lat_deg)
     hour_angle = np.pi * (2.0 * (np.arange(steps) + 0.5) / steps - 1.0)
     mu = np.sin(lat) * np.sin(declination)[:, None] + np.cos(lat) * np.cos(declination)[
@@ -169,7 +172,8 @@ def _daily_clear_sky(time: Any, lat_deg: float, steps: int = 96) -> tuple[FloatA
     albedo = _albedo(mu)
     total = clear.sum(axis=1)
     weighted = np.where(total > 0, (clear * albedo).sum(axis=1) / np.maximum(total, 1e-9), 0.06)
-    return total / steps, weighted
+    of_day = of_day.reshape(-1)
+    return (total / steps)[of_day], weighted[of_day]
 
 
 def net_shortwave(

@@ -456,6 +456,12 @@ class DeepEnsemble:
         for m in self.members:
             m.eval()
 
+    def to(self, device: torch.device) -> DeepEnsemble:
+        """Move the members to ``device`` (in place); predictions come back as numpy."""
+        for m in self.members:
+            m.to(device)
+        return self
+
     # ---- prediction
 
     def predict(
@@ -500,9 +506,9 @@ class DeepEnsemble:
         mus, sigmas, probs = [], [], []
         for model in self.members:
             out = predict_series(model, x, segment=segment, warmup=warmup)
-            mus.append(out.mean.double().numpy() * scale + offset)
-            sigmas.append(np.exp(0.5 * out.log_var.double().numpy()) * scale)
-            probs.append(torch.sigmoid(out.event_logit.double()).numpy())
+            mus.append(out.mean.double().cpu().numpy() * scale + offset)
+            sigmas.append(np.exp(0.5 * out.log_var.double().cpu().numpy()) * scale)
+            probs.append(torch.sigmoid(out.event_logit.double()).cpu().numpy())
         mu, sigma, prob = np.stack(mus), np.stack(sigmas), np.stack(probs)
         event_probability = prob.mean(axis=0)
         if self.calibration is not None:

@@ -499,6 +499,7 @@ def run_train_job(
     overwrite: bool = False,
     log: Callable[[str], None] = print,
     progress: Callable[[TrainingProgress], None] | None = None,
+    device: str = "auto",
 ) -> TrainJobResult:
     """Train and evaluate the deep ensemble a job describes.
 
@@ -515,6 +516,9 @@ def run_train_job(
     progress : callable, optional
         Receives every candidate's epochs and completion while the ensemble trains
         (:func:`~cascadia.learning.training.train_ensemble`).
+    device : str
+        Where the candidates train (``auto``: a GPU when torch sees one; ``cpu``,
+        ``cuda``, ``cuda:N``); the model directory does not depend on it.
 
     Returns
     -------
@@ -548,7 +552,12 @@ def run_train_job(
 
     t1 = _time.perf_counter()
     trained = train_ensemble(
-        cfg, training_data(series), directory, overwrite=overwrite, progress=progress
+        cfg,
+        training_data(series),
+        directory,
+        overwrite=overwrite,
+        progress=progress,
+        device=device,
     )
     train_seconds = _time.perf_counter() - t1
     if cfg.n_candidates > cfg.members:

@@ -49,6 +49,7 @@ import xarray as xr
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cascadia.learning.device import resolve_device
 from cascadia.learning.ensemble import DeepEnsemble, Normalisation
 from cascadia.learning.folds import assign_folds, fold_of, select_per_fold
 from cascadia.learning.models import ModelOutput, build_model, model_class, predict_series
@@ -463,12 +464,13 @@ def _validate(
     model: torch.nn.Module, series: PreparedSeries, segment: int | None
 ) -> dict[str, float]:
     out = predict_series(model, series.x, segment=segment)  # type: ignore[arg-type]
-    y = torch.from_numpy(series.y)
-    mask = torch.from_numpy(series.validation)[:, None] & torch.isfinite(y)
+    device = out.mean.device
+    y = torch.from_numpy(series.y).to(device)
+    mask = torch.from_numpy(series.validation).to(device)[:, None] & torch.isfinite(y)
     return {
         "val_nll": gaussian_nll(out, y, mask).item(),
         "val_crps": gaussian_crps(out, y, mask).item(),
-        "val_bce": _event_bce(out, torch.from_numpy(series.events), mask).item(),
+        "val_bce": _event_bce(out, torch.from_numpy(series.events).to(device), mask).item(),
     }
 
 
@@ -477,6 +479,7 @@ def train_member(
     series: PreparedSeries,
     index: int,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    device: torch.device | None = None,
 ) -> MemberResult:
     """Train one member from its seed, with early stopping on validation NLL.
 
@@ -492,18 +495,22 @@ def train_member(
         Called after each epoch with its number and curve row (e.g. to report
         to an optuna trial); an exception it raises (``optuna.TrialPruned``)
         stops training and propagates.
+    device : torch.device, optional
+        Where to train (default: the CPU); the returned weights are CPU arrays either way.
 
     Returns
     -------
     MemberResult
         Best-epoch weights, curve and seed.
     """
+    device = device or torch.device("cpu")
     seed = config.candidate_seeds()[index]
     spec = config.member_architecture(index)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_depths = series.y.shape[1]
     model = build_model(spec.name, n_features=series.x.shape[1], n_depths=n_depths, **spec.hparams)
+    model = model.to(device)  # initialised on the CPU: the same weights on every device
     length = config.lookback_days + config.window_days
     if len(series.x) < length:
         raise ValueError(
@@ -516,11 +523,11 @@ def train_member(
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    x_all = torch.from_numpy(series.x)
-    y_all = torch.from_numpy(series.y)
-    e_all = torch.from_numpy(series.events)
-    train_all = torch.from_numpy(series.train)
-    offsets = torch.arange(length)
+    x_all = torch.from_numpy(series.x).to(device)
+    y_all = torch.from_numpy(series.y).to(device)
+    e_all = torch.from_numpy(series.events).to(device)
+    train_all = torch.from_numpy(series.train).to(device)
+    offsets = torch.arange(length, device=device)
     best = (math.inf, 0, copy.deepcopy(model.state_dict()))
     curve: list[dict[str, float]] = []
     stale = 0
@@ -529,7 +536,8 @@ def train_member(
         model.train()
         losses, nlls = [], []
         for _ in range(config.batches_per_epoch):
-            idx = torch.from_numpy(rng.choice(starts, size=config.batch_size))[:, None] + offsets
+            picked = torch.from_numpy(rng.choice(starts, size=config.batch_size)).to(device)
+            idx = picked[:, None] + offsets
             out, _ = model(x_all[idx])
             scored = ModelOutput(*(o[:, config.lookback_days :] for o in out))
             sl = idx[:, config.lookback_days :]
@@ -621,6 +629,22 @@ def _train_member_worker(
 
 def _finished(result: MemberResult) -> TrainingProgress:
     return TrainingProgress(result.index, result.best_epoch, result.best_val_score, True)
+
+
+def _train_here(
+    config: TrainingConfig,
+    splits: list[PreparedSeries],
+    progress: Callable[[TrainingProgress], None] | None,
+    device: torch.device,
+) -> list[MemberResult]:
+    """Every candidate in turn, in this process."""
+    results = []
+    for i, split in enumerate(splits):
+        on_epoch = None if progress is None else _epoch_reporter(i, config.early_stopping, progress)
+        results.append(train_member(config, split, i, on_epoch=on_epoch, device=device))
+        if progress is not None:
+            progress(_finished(results[-1]))
+    return results
 
 
 def _train_in_processes(
@@ -722,6 +746,7 @@ def train_ensemble(
     workers: int | None = None,
     overwrite: bool = False,
     progress: Callable[[TrainingProgress], None] | None = None,
+    device: str = "cpu",
 ) -> DeepEnsemble:
     """Train the candidates (in parallel processes), keep the M best on validation.
 
@@ -744,6 +769,11 @@ def train_ensemble(
     progress : callable, optional
         Called with a :class:`TrainingProgress` after every epoch of every candidate and
         when a candidate finishes (in this process, also for worker processes).
+    device : str
+        ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (:func:`cascadia.learning.device.
+        resolve_device`). On a GPU the candidates train one after another in this
+        process (they share the GPU; no worker processes); the model directory is the
+        same either way (CPU weights).
 
     Returns
     -------
@@ -756,24 +786,20 @@ def train_ensemble(
     Worker processes are spawned, so a script calling this with ``workers > 1``
     must guard its entry point with ``if __name__ == "__main__":``.
     """
+    on = resolve_device(device)  # before any work: a missing GPU is a one-line error
     series, norm = prepare_series(data, config)
     splits, folds = candidate_splits(config, data, series)
     n = config.n_candidates
     n_workers = min(workers or config.workers or min(n, os.cpu_count() or 1), n)
-    if n_workers == 1:
+    if on.type != "cpu":
+        results = _train_here(config, splits, progress, on)
+    elif n_workers == 1:
         # One torch thread, as in each worker process: small recurrent batches run
         # slower on several threads, and results do not depend on the core count.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            results = []
-            for i in range(n):
-                on_epoch = None
-                if progress is not None:
-                    on_epoch = _epoch_reporter(i, config.early_stopping, progress)
-                results.append(train_member(config, splits[i], i, on_epoch=on_epoch))
-                if progress is not None:
-                    progress(_finished(results[-1]))
+            results = _train_here(config, splits, progress, on)
         finally:
             torch.set_num_threads(threads)
     else:

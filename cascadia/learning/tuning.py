@@ -38,6 +38,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cascadia.learning.device import resolve_device
 from cascadia.learning.ensemble import DeepEnsemble
 from cascadia.learning.evaluation import (
     Forecast,
@@ -442,7 +443,9 @@ def _validation_crps(
     return [float(np.nanmean(crps[:, j])) for j in range(obs.shape[1])]
 
 
-def make_objective(job: TuneJob, data: SeriesData) -> Callable[[optuna.Trial], float]:
+def make_objective(
+    job: TuneJob, data: SeriesData, device: str = "cpu"
+) -> Callable[[optuna.Trial], float]:
     """The optuna objective: validation CRPS (°C, mean of depths) of one trial.
 
     ``data`` is what the search may see (:func:`search_data`): test winters
@@ -451,6 +454,8 @@ def make_objective(job: TuneJob, data: SeriesData) -> Callable[[optuna.Trial], f
     """
     base = job.train.training
     search = job.search
+
+    on = resolve_device(device)
 
     def objective(trial: optuna.Trial) -> float:
         started = _time.perf_counter()
@@ -471,7 +476,7 @@ def make_objective(job: TuneJob, data: SeriesData) -> Callable[[optuna.Trial], f
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {epoch} (member {index})")
 
-            results.append(train_member(config, prepared, index, on_epoch=report))
+            results.append(train_member(config, prepared, index, on_epoch=report, device=on))
         ensemble = DeepEnsemble(
             members=[r.model() for r in results],  # type: ignore[misc]
             normalisation=norm,
@@ -526,12 +531,14 @@ def run_search(
     storage_path: Path,
     trials: int | None = None,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> optuna.Study:
-    """Run the trials the study still lacks (``trials`` overrides ``search.trials``)."""
+    """Run the trials the study still lacks (``trials`` overrides ``search.trials``), each
+    trial's members trained on ``device``."""
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return _search(job, data, storage_path, trials, log)
+        return _search(job, data, storage_path, trials, log, device)
     finally:
         optuna.logging.set_verbosity(level)
 
@@ -542,6 +549,7 @@ def _search(
     storage_path: Path,
     trials: int | None,
     log: Callable[[str], None],
+    device: str,
 ) -> optuna.Study:
     study = open_study(job, storage_path)
     total = trials or job.search.trials
@@ -569,7 +577,7 @@ def _search(
                 log(f"trial {trial.number}: {trial.state.name.lower()} ({what}); {where}")
 
         study.optimize(
-            make_objective(job, data),
+            make_objective(job, data, device),
             n_trials=missing,
             timeout=job.search.timeout_seconds,
             callbacks=[show],
@@ -630,6 +638,7 @@ def retrain_candidates(
     data: SeriesData,
     directory: Path,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> list[Candidate]:
     """Train each top trial's configuration as a full ensemble (``candidates/trial_NNNN``)."""
     base = job.train.training
@@ -640,7 +649,7 @@ def retrain_candidates(
         config = candidate_config(base, cand, members)
         started = _time.perf_counter()
         target = directory / "candidates" / f"trial_{trial.number:04d}"
-        ensemble = train_ensemble(config, data, target, overwrite=True)
+        ensemble = train_ensemble(config, data, target, overwrite=True, device=device)
         save_feature_spec(target, job.train.features)
         log(
             f"rank {rank}: trial {trial.number} retrained as {members} members "
@@ -917,6 +926,7 @@ def run_tune_job(
     trials: int | None = None,
     *,
     log: Callable[[str], None] = print,
+    device: str = "auto",
 ) -> TuneResult:
     """Search, retrain the top-K configurations and compare them on the test winters.
 
@@ -930,26 +940,34 @@ def run_tune_job(
         Total trials of the study (overrides ``search.trials``).
     log : callable
         Receives one line per step.
+    device : str
+        Where every trial and retrained candidate trains (``auto``: a GPU when torch
+        sees one; ``cpu``, ``cuda``, ``cuda:N``).
 
     Raises
     ------
     JobError, ObservationError, TargetError
         Bad input, or no trial completed.
+    DeviceError
+        ``device`` names a GPU torch does not see (before any work).
     """
+    resolve_device(device)
     threads = torch.get_num_threads()
     if job.search.torch_threads is not None:
         torch.set_num_threads(job.search.torch_threads)
     try:
-        return _run(job, job.storage_path(study_dir), trials, log)
+        return _run(job, job.storage_path(study_dir), trials, log, device)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(job: TuneJob, storage: Path, trials: int | None, log: Callable[[str], None]) -> TuneResult:
+def _run(
+    job: TuneJob, storage: Path, trials: int | None, log: Callable[[str], None], device: str
+) -> TuneResult:
     directory = storage.parent
     prepared = prepare_job_series(job.train, log)
     data = search_data(prepared.series, prepared.winters, job.train.training.test_winters)
-    study = run_search(job, data, storage, trials, log)
+    study = run_search(job, data, storage, trials, log, device)
     states: dict[str, int] = {}
     for t in study.trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
@@ -959,7 +977,7 @@ def _run(job: TuneJob, storage: Path, trials: int | None, log: Callable[[str], N
             f"study {job.search.study_name!r} has no completed trial to compare ({states}); "
             "relax the pruner or run more trials"
         )
-    candidates = retrain_candidates(job, chosen, prepared, data, directory, log)
+    candidates = retrain_candidates(job, chosen, prepared, data, directory, log, device)
     comparison = compare_candidates(candidates, prepared, job)
     write_comparison(directory, comparison, job.search.study_name)
     with open(directory / "trials.csv", "w", encoding="utf-8") as fh:

@@ -557,6 +557,24 @@ def job_script(spec_or_kind: str | ClusterSpec | None, **overrides: Any) -> str:
     return str(job.job_script())
 
 
+def _open_in_process(stack: ExitStack) -> Client:
+    """One worker thread in this process: for work that is one sequential chain, where
+    worker processes would only add their start-up (seconds, and the imports of every
+    module a task needs) and a second process would sit idle."""
+    from distributed import Client, LocalCluster
+
+    cluster = stack.enter_context(
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=False,
+            memory_limit=0,  # the worker is this process: no nanny to restart it
+            dashboard_address=None,  # in-process transport: nothing listens on a port
+        )
+    )
+    return stack.enter_context(Client(cluster))
+
+
 def _open_local(spec: ClusterSpec, stack: ExitStack) -> Client:
     from dask.system import CPU_COUNT  # honours CPU affinity and cgroup quotas
     from distributed import Client, LocalCluster
@@ -651,6 +669,8 @@ _OPENERS: dict[str, Callable[[ClusterSpec, ExitStack], Client]] = {
 def open_cluster(
     spec_or_kind: str | ClusterSpec | None = None,
     workers: int | None = None,
+    *,
+    one_chain: bool = False,
     **overrides: Any,
 ) -> Iterator[Client]:
     """Start (or connect to) a Dask cluster and yield a client; shut it down on exit.
@@ -659,6 +679,10 @@ def open_cluster(
     ----------
     spec_or_kind, workers, **overrides
         As for :func:`resolve_spec`.
+    one_chain
+        The work is one sequential chain of tasks (a scheduled pass that recomputes one
+        combination): a ``local`` cluster is then one worker thread in this process, with
+        no worker start-up and torch free to use every core; other kinds are unchanged.
 
     Yields
     ------
@@ -681,6 +705,9 @@ def open_cluster(
     """
     spec = resolve_spec(spec_or_kind, workers, **overrides)
     with ExitStack() as stack:
+        if one_chain and spec.kind == "local":
+            yield _open_in_process(stack)
+            return
         client = _OPENERS[spec.kind](spec, stack)
         if spec.torch_threads is not None:
             client.register_plugin(TorchThreads(spec.torch_threads), name=TorchThreads.name)

@@ -38,6 +38,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cascadia.learning.calibration import Calibration, exceedance_probability, probability_events
+from cascadia.learning.device import resolve_device
 from cascadia.learning.ensemble import DEFAULT_QUANTILES, DeepEnsemble, EnsemblePrediction
 from cascadia.learning.evaluation import forecast_events
 from cascadia.learning.features import (
@@ -554,24 +555,28 @@ def _with_context(
     return joined, before.sizes["time"]
 
 
-_CACHE: dict[tuple[str, str], TrainedModel] = {}
+_CACHE: dict[tuple[str, str, str], TrainedModel] = {}
 _CACHE_LOCK = threading.Lock()
 _LOADS = [0]
 
 
-def cached_model(model_dir: str | Path, checksum: str) -> TrainedModel:
-    """The model of ``model_dir``, loaded once per process and reused by every task.
+def cached_model(model_dir: str | Path, checksum: str, device: str = "cpu") -> TrainedModel:
+    """The model of ``model_dir``, loaded once per process and reused by every task, its
+    members on ``device`` (:func:`cascadia.learning.device.resolve_device`, resolved here:
+    on each worker, so ``auto`` takes a GPU only where the worker has one).
 
     Raises
     ------
     InferenceError
         The directory no longer has the checksum the run was planned with.
     """
-    key = (str(Path(model_dir).resolve()), checksum)
+    on = resolve_device(device)
+    key = (str(Path(model_dir).resolve()), checksum, str(on))
     with _CACHE_LOCK:
         model = _CACHE.get(key)
         if model is None:
             model = TrainedModel.load(model_dir)
+            model.ensemble.to(on)
             if model.checksum != checksum:
                 raise InferenceError(
                     f"model directory {model_dir} changed during the run (checksum "

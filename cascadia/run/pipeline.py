@@ -55,6 +55,7 @@ import pandas as pd
 import xarray as xr
 
 from cascadia import __version__
+from cascadia.learning.device import DeviceError, resolve_device
 from cascadia.mooring.events import winter_labels
 from cascadia.run.inference import InferenceConfig, TrainedModel, cached_model
 from cascadia.run.lock import StoreLock, StoreLockedError
@@ -426,7 +427,11 @@ def _extract_task(entry: _Entry, cache: PredictorCache) -> str:
         # worker runs block reads too; the stores are opened here, not in tasks.
         from distributed import worker_client
 
-        with worker_client() as client:
+        # Such a graph is ~25 small tasks per block and variable: 200 000 tasks, ~60 MiB,
+        # for 85 years of hourly ERA5 in 31-day blocks (the demo world), by design; dask's
+        # "Sending large graph" warning would reach the user's terminal on every run.
+        quiet = {"distributed.admin.large-graph-warning-threshold": "1GiB"}
+        with worker_client() as client, dask.config.set(quiet):
             return cache_combo(*args, scheduler=client).url
 
 
@@ -475,6 +480,7 @@ class _Prediction:
     cache: PredictorCache
     combo: StoreCombo
     provenance: dict[str, str]
+    device: str = "auto"
 
 
 def _batch_job() -> str:
@@ -491,7 +497,7 @@ def _predict_task(
 ) -> tuple[float, str]:
     started = time.perf_counter()
     with _inline_dask():
-        model = cached_model(job.model_dir, job.checksum)
+        model = cached_model(job.model_dir, job.checksum, job.device)
         daily = job.cache.open(predictors_url).load()
         context = job.cache.open(context_url).load() if context_url else None
         results = model.predict(daily, context, job.config)
@@ -604,6 +610,7 @@ def run_pipeline(
     replace_model: bool = False,
     command_name: str = "run",
     command: str | None = None,
+    device: str = "auto",
 ) -> RunSummary:
     """Run the model over every combination of ``catalogs`` into the store ``out``.
 
@@ -639,6 +646,10 @@ def run_pipeline(
     command
         How the run was invoked, for the store's history lines (default: the
         equivalent ``cascadia-ensemble run`` command line).
+    device
+        Where each worker predicts: ``auto`` (a GPU where the worker's torch sees one),
+        ``cpu``, ``cuda`` or ``cuda:N``; checked here before any work, resolved on each
+        worker. Not part of a combination's fingerprint.
 
     Returns
     -------
@@ -651,6 +662,10 @@ def run_pipeline(
         writing, written by another model, or that cannot be written (nothing computed).
     """
     started = time.perf_counter()
+    try:
+        resolve_device(device)  # "cuda" on a machine without one: before any work
+    except DeviceError as exc:
+        raise RunInputError(str(exc)) from None
     config = config or InferenceConfig()
     cache = (
         cache if isinstance(cache, PredictorCache) else PredictorCache(cache or default_cache_url())
@@ -702,6 +717,7 @@ def run_pipeline(
             on_result,
             replace_model,
             started,
+            device,
         )
     finally:
         lock.release()
@@ -725,6 +741,7 @@ def _run_locked(
     on_result: Callable[[ComboResult], None] | None,
     replace_model: bool,
     started: float,
+    device: str,
 ) -> RunSummary:
     """The part of a run that writes the store, while this run holds its lease."""
     replacing = _refuse_another_model(out, model, storage_options, replace_model)
@@ -768,9 +785,19 @@ def _run_locked(
         else:
             todo.append((entry, fp))
     if todo:
-        with _client(client, cluster, workers) as dask_client:
+        with _client(client, cluster, workers, one_chain=len(todo) == 1) as dask_client:
             summary.tasks_submitted = _execute(
-                dask_client, plan, cache, schema, todo, model, config, out, storage_options, record
+                dask_client,
+                plan,
+                cache,
+                schema,
+                todo,
+                model,
+                config,
+                out,
+                storage_options,
+                record,
+                device,
             )
     summary.spread = _spread(out, storage_options, command)
     summary.seconds = time.perf_counter() - started
@@ -811,20 +838,25 @@ def _nothing_runs(
 
 
 @contextmanager
-def _client(client: Client | None, cluster: str | None, workers: int | None) -> Iterator[Client]:
+def _client(
+    client: Client | None, cluster: str | None, workers: int | None, *, one_chain: bool = False
+) -> Iterator[Client]:
     from cascadia.run.cluster import TorchThreads, open_cluster, resolve_spec
 
     if client is not None:
         # as open_cluster does for the clusters it starts: per-step sequence models run
         # many times slower when each worker's torch spreads over every core
         threads = resolve_spec("local").torch_threads
-        if threads is not None:
+        workers = client.scheduler_info().get("workers", {})
+        # in-process workers are the caller's own process: its threads are not ours to hold
+        in_process = bool(workers) and all(a.startswith("inproc://") for a in workers)
+        if threads is not None and not in_process:
             client.register_plugin(TorchThreads(threads), name=TorchThreads.name)
         yield client
         return
 
     try:
-        opened = open_cluster(cluster, workers=workers)
+        opened = open_cluster(cluster, workers=workers, one_chain=one_chain)
         dask_client = opened.__enter__()
     except (ValueError, ConnectionError, TimeoutError) as exc:
         raise RunInputError(f"cluster {cluster or '(configured)'}: {exc}") from None
@@ -845,6 +877,7 @@ def _execute(
     out: str,
     storage_options: Mapping[str, Any] | None,
     record: Callable[[ComboResult], None],
+    device: str,
 ) -> int:
     """Submit the chains of ``todo``, record each combination as it finishes."""
     from distributed import as_completed
@@ -870,6 +903,7 @@ def _execute(
                 "catalog_entry": f"{entry.where} {entry.combo.label}",
                 "selection": _selection(entry.combo),
             },
+            device=device,
         )
         pending[graph.prediction(entry, job, shared_schema).key] = entry
     submitted = len(graph.futures)

@@ -86,6 +86,10 @@ TITLE = "cascadia ensemble results"
 CONVENTIONS = "CF-1.11"  # units_metadata (temperature differences) is CF 1.11
 #: The child group of the spread statistics.
 SPREAD_GROUP = "spread"
+#: The child group of the per-combination winter values the spread is computed from: a
+#: cache keyed by each combination's fingerprint, so a pass re-reads only the
+#: combinations it recomputed (safe to delete: the next spread pass rebuilds it).
+WINTERS_GROUP = "combo_winters"
 #: The attribute that marks the spread statistics among the cube view's variables.
 SPREAD_ROLE, SPREAD_VALUE = "cascadia_role", "spread_statistics"
 MIGRATE_HINT = "cascadia-ensemble migrate --results {url}"

@@ -224,6 +224,7 @@ def reprocess_pass(
     command: str = "cascadia reprocess_pass",
     on_total: Callable[[int], None] | None = None,
     on_result: Callable[[ComboResult], None] | None = None,
+    device: str = "auto",
 ) -> ReprocessSummary:
     """Recompute what changed, append what is new, record the pass in the store's history.
 
@@ -238,7 +239,7 @@ def reprocess_pass(
     client
         A connected Dask client; otherwise a cluster (``cluster``, ``workers``) is opened
         only if something must be computed.
-    cache, storage_options, on_total, on_result
+    cache, storage_options, on_total, on_result, device
         As for :func:`cascadia.run.pipeline.run_pipeline`.
     config
         Inference settings; ``None``: those the store records (``inference_config``).
@@ -273,6 +274,7 @@ def reprocess_pass(
         replace_model=replace_model,
         command_name="reprocess",
         command=command,
+        device=device,
     )
     summary = ReprocessSummary(results, spread=run.spread, tasks_submitted=run.tasks_submitted)
     if run.stored is None:  # nothing could run: the store was neither created nor touched
