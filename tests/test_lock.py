@@ -119,3 +119,38 @@ def test_the_lease_works_on_an_object_store(s3_options) -> None:
             StoreLock(store, storage_options=s3_options).acquire()
         assert first.holder().run_id == first.run_id
     assert StoreLock(store, storage_options=s3_options).holder() is None
+
+
+def test_a_run_whose_lease_is_taken_over_stops_writing(tiny_run: dict, tmp_path: Path) -> None:
+    """Another run judged this one dead and took the store: this run cancels what is
+    queued, writes no further combination, no spread, and leaves the other's lease."""
+    from cascadia.run.cluster import open_cluster
+    from cascadia.run.pipeline import run_pipeline
+    from cascadia.run.store import combo_status
+
+    out = tmp_path / "results.zarr"
+    lease = Path(f"{out}.lock")
+    seen: list[str] = []
+
+    def on_result(result) -> None:
+        seen.append(result.status)
+        if len(seen) == 1:  # the first combination is in: another run takes over now
+            _lease(lease, run_id="b" * 32, command="reprocess")
+
+    with open_cluster("local", workers=1) as client:
+        summary = run_pipeline(
+            [tiny_run["catalog"]],
+            tiny_run["model"],
+            str(out),
+            cache=tiny_run["cache"],
+            client=client,
+            on_result=on_result,
+        )
+    assert summary.lease_lost and summary.spread.startswith("not written")
+    assert summary.count("done") == 1 and summary.count("failed") == 3, summary.results
+    for r in summary.failed:
+        assert "lease" in r.reason and "b" * 8 in r.reason, r.reason
+    assert json.loads(lease.read_text())["run_id"] == "b" * 32  # theirs, left in place
+    status = combo_status(str(out)).set_index(["experiment", "source_id", "member_id"])
+    assert (status["status"] == "done").sum() == 1  # nothing written after the takeover
+    assert not (out / "spread").exists()

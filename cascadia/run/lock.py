@@ -34,7 +34,7 @@ from typing import Any
 
 import fsspec
 
-__all__ = ["Lease", "StoreLock", "StoreLockedError"]
+__all__ = ["Lease", "LeaseLostError", "StoreLock", "StoreLockedError", "check_held"]
 
 #: Seconds without a heartbeat after which a lease is stale.
 DEFAULT_TTL = 60.0
@@ -44,6 +44,25 @@ SETTLE = 0.5
 
 class StoreLockedError(RuntimeError):
     """Another run holds the results store's lease."""
+
+
+class LeaseLostError(RuntimeError):
+    """Another run took this run's lease over: this run must not write the store."""
+
+
+def check_held(
+    store_url: str, run_id: str, storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Raise :class:`LeaseLostError` unless the lease of ``store_url`` is still
+    ``run_id``'s: a worker's last check before it writes a combination."""
+    lock = StoreLock(store_url, storage_options=storage_options)
+    current = lock.holder()
+    if current is None or current.run_id != run_id:
+        who = current.describe(time.time()) if current is not None else "nobody (removed)"
+        raise LeaseLostError(
+            f"not written: the results store's lease ({lock.url}) is now held by {who}; "
+            "this run stopped writing"
+        )
 
 
 @dataclass(frozen=True)
@@ -227,6 +246,14 @@ class StoreLock:
     def lost(self) -> bool:
         """Whether another run took the lease over while this one held it."""
         return self._lost.is_set()
+
+    def still_held(self) -> bool:
+        """Read the lease now (not at the next heartbeat): whether it is still ours."""
+        if not self._lost.is_set():
+            current = self.holder()
+            if current is None or current.run_id != self.run_id:
+                self._lost.set()
+        return not self._lost.is_set()
 
     def release(self) -> None:
         """Stop the heartbeat and remove the lease if it is still ours."""

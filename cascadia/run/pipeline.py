@@ -58,7 +58,7 @@ from cascadia import __version__
 from cascadia.learning.device import DeviceError, resolve_device
 from cascadia.mooring.events import winter_labels
 from cascadia.run.inference import InferenceConfig, TrainedModel, cached_model
-from cascadia.run.lock import StoreLock, StoreLockedError
+from cascadia.run.lock import LeaseLostError, StoreLock, StoreLockedError, check_held
 from cascadia.run.spread import write_spread
 from cascadia.run.store import (
     COMBO_DIMS,
@@ -131,6 +131,8 @@ class RunSummary:
     #: Status and provenance per stored combination when the run started (new ones
     #: "missing"), indexed by (experiment, source_id, member_id); None: no store.
     stored: pd.DataFrame | None = None
+    #: Another run took this run's lease over: it stopped writing (no spread, no history).
+    lease_lost: bool = False
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -481,6 +483,7 @@ class _Prediction:
     combo: StoreCombo
     provenance: dict[str, str]
     device: str = "auto"
+    lease: str = ""  # the run's lease id: checked just before the combination is written
 
 
 def _batch_job() -> str:
@@ -501,6 +504,8 @@ def _predict_task(
         daily = job.cache.open(predictors_url).load()
         context = job.cache.open(context_url).load() if context_url else None
         results = model.predict(daily, context, job.config)
+        if job.lease:  # another run may have taken the store over while this one predicted
+            check_held(job.store, job.lease, job.store_options)
         write_combo(job.store, schema, job.combo, results, job.provenance, job.store_options)
     return time.perf_counter() - started, _batch_job()
 
@@ -718,6 +723,7 @@ def run_pipeline(
             replace_model,
             started,
             device,
+            lock,
         )
     finally:
         lock.release()
@@ -742,6 +748,7 @@ def _run_locked(
     replace_model: bool,
     started: float,
     device: str,
+    lock: StoreLock,
 ) -> RunSummary:
     """The part of a run that writes the store, while this run holds its lease."""
     replacing = _refuse_another_model(out, model, storage_options, replace_model)
@@ -798,7 +805,13 @@ def _run_locked(
                 storage_options,
                 record,
                 device,
+                lock,
             )
+    if lock.lost or not lock.still_held():
+        summary.lease_lost = True
+        summary.spread = "not written: another run took the store's lease over"
+        summary.seconds = time.perf_counter() - started
+        return summary
     summary.spread = _spread(out, storage_options, command)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -878,8 +891,10 @@ def _execute(
     storage_options: Mapping[str, Any] | None,
     record: Callable[[ComboResult], None],
     device: str,
+    lock: StoreLock,
 ) -> int:
-    """Submit the chains of ``todo``, record each combination as it finishes."""
+    """Submit the chains of ``todo``, record each combination as it finishes; stop (the
+    queued chains cancelled, nothing more written) once another run took the lease."""
     from distributed import as_completed
 
     graph = _Graph(client, plan, cache)
@@ -904,11 +919,13 @@ def _execute(
                 "selection": _selection(entry.combo),
             },
             device=device,
+            lease=lock.run_id,
         )
         pending[graph.prediction(entry, job, shared_schema).key] = entry
     submitted = len(graph.futures)
-    for future in as_completed([graph.futures[("predict", *e.id)] for e in pending.values()]):
-        entry = pending[future.key]
+    waiting = as_completed([graph.futures[("predict", *e.id)] for e in pending.values()])
+    for future in waiting:
+        entry = pending.pop(future.key)
         label, combo = entry.combo.label, entry.store_combo
         if future.status == "finished":
             seconds, job = future.result()
@@ -919,9 +936,29 @@ def _execute(
             except Exception as cancelled:  # a cancelled future has no exception to give
                 exc = cancelled
             reason = _reason(entry, exc)
-            reason += _marked_failed(out, combo, reason, storage_options)
+            if not isinstance(exc, LeaseLostError):  # the store is no longer ours to mark
+                reason += _marked_failed(out, combo, reason, storage_options)
             record(ComboResult(label, entry.where, "failed", reason=reason, combo=combo))
         future.release()
+        if pending and not lock.still_held():
+            # another run took the store over: queued chains are cancelled (a prediction
+            # already running checks the lease again before it writes)
+            client.cancel(list(graph.futures.values()))
+            holder = lock.holder()
+            who = holder.describe(time.time()) if holder is not None else "nobody"
+            for entry in pending.values():
+                reason = f"{entry.where} {entry.combo.label}: not run: the store's lease "
+                reason += f"was taken over by {who}"
+                record(
+                    ComboResult(
+                        entry.combo.label,
+                        entry.where,
+                        "failed",
+                        reason=reason,
+                        combo=entry.store_combo,
+                    )
+                )
+            break
     return submitted
 
 

@@ -277,7 +277,9 @@ def reprocess_pass(
         device=device,
     )
     summary = ReprocessSummary(results, spread=run.spread, tasks_submitted=run.tasks_submitted)
-    if run.stored is None:  # nothing could run: the store was neither created nor touched
+    # nothing could run (the store was neither created nor touched), or another run took
+    # the store over mid-pass (its history is that run's to write)
+    if run.stored is None or run.lease_lost:
         summary.rows = _rows(run, "")
         summary.seconds = time.perf_counter() - started
         return summary
