@@ -170,9 +170,9 @@ PROVENANCE = {
 }
 
 
-def _schema() -> ResultsSchema:
+def _schema(combos: tuple[tuple[str, str, str], ...] = COMBOS) -> ResultsSchema:
     return ResultsSchema(
-        combos=COMBOS,
+        combos=combos,
         time=TIME,
         quantiles=(0.5,),
         n_members=ENSEMBLE,
@@ -555,14 +555,7 @@ def test_a_store_of_reanalyses_only_gets_its_spread(tmp_path: Path) -> None:
     """One experiment: xarray's weighted quantile dropped the length-1 experiment dim and
     the pass failed (`cascadia-ensemble run --catalog reanalysis.yaml` exited 1)."""
     combos = tuple(("reanalysis", name, "r1") for name in ("ERA5", "ERA-20C", "20CRv3"))
-    schema = ResultsSchema(
-        combos=combos,
-        time=TIME,
-        quantiles=(0.5,),
-        n_members=ENSEMBLE,
-        winters=WINTERS,
-        member_series=False,
-    )
+    schema = _schema(combos)
     path = str(tmp_path / "reanalyses.zarr")
     initialise_store(path, schema, {"institution": "spread test"})
     for seed, combo in enumerate(combos):
@@ -600,14 +593,7 @@ def test_write_spread_on_s3_equals_local(
 ) -> None:
     # a small store (two models, historical + ssp585) keeps the loopback traffic short
     mini = [(e, s, "r1") for e in (HIST, "ssp585") for s in ("MOD-A", "MOD-B")]
-    schema = ResultsSchema(
-        combos=tuple(mini),
-        time=TIME,
-        quantiles=(0.5,),
-        n_members=ENSEMBLE,
-        winters=WINTERS,
-        member_series=False,
-    )
+    schema = _schema(tuple(mini))
     local = str(tmp_path / "mini.zarr")
     initialise_store(local, schema)
     for combo in mini:

@@ -1232,26 +1232,19 @@ def write_spread(
             "title": "cascadia spread statistics across members and models",
         }
     )
-    stats.to_zarr(
-        url,
-        group=SPREAD_GROUP,
-        mode="w",
-        zarr_format=2,
-        consolidated=False,
-        storage_options=dict(storage_options) if storage_options else None,
-    )
     cache.attrs["comment"] = (
         "per-combination winter values the spread group is computed from, keyed by "
         f"{WINTER_KEY}; a cache: safe to delete, the next spread pass rebuilds it"
     )
-    cache.to_zarr(
-        url,
-        group=WINTERS_GROUP,
-        mode="w",
-        zarr_format=2,
-        consolidated=False,
-        storage_options=dict(storage_options) if storage_options else None,
-    )
+    for group, data in ((SPREAD_GROUP, stats), (WINTERS_GROUP, cache)):
+        data.to_zarr(
+            url,
+            group=group,
+            mode="w",
+            zarr_format=2,
+            consolidated=False,
+            storage_options=dict(storage_options) if storage_options else None,
+        )
     names = len(stats.data_vars)
     append_history(
         url,
