@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -411,11 +412,32 @@ def _time_axis(plan: _Plan) -> np.ndarray:
 # ---------------------------------------------------------------------------- tasks
 
 
+_INLINE_LOCK = threading.Lock()
+_INLINE: list[Any] = [0, None]  # threads inside _inline_dask, and the config they set
+
+
 @contextmanager
 def _inline_dask() -> Iterator[None]:
-    """Lazy xarray work inside a task runs in the task's own thread (one per worker)."""
-    with dask.config.set(scheduler="synchronous"):
+    """Lazy xarray work inside a task runs in the task's own thread (one per worker).
+
+    dask's config is one dict for the whole process: with several task threads in one
+    process (an in-process cluster), one thread leaving a plain ``dask.config.set`` block
+    would restore the distributed scheduler under another thread still inside its block,
+    whose reads would then wait for worker threads that are all busy (a deadlock). So the
+    first thread in sets the synchronous scheduler and the last one out restores it.
+    """
+    with _INLINE_LOCK:
+        if _INLINE[0] == 0:
+            _INLINE[1] = dask.config.set(scheduler="synchronous")
+        _INLINE[0] += 1
+    try:
         yield
+    finally:
+        with _INLINE_LOCK:
+            _INLINE[0] -= 1
+            if _INLINE[0] == 0:
+                _INLINE[1].__exit__(None, None, None)
+                _INLINE[1] = None
 
 
 def _extract_task(entry: _Entry, cache: PredictorCache) -> str:
