@@ -423,12 +423,16 @@ def _inline_dask() -> Iterator[None]:
     dask's config is one dict for the whole process: with several task threads in one
     process (an in-process cluster), one thread leaving a plain ``dask.config.set`` block
     would restore the distributed scheduler under another thread still inside its block,
-    whose reads would then wait for worker threads that are all busy (a deadlock). So the
-    first thread in sets the synchronous scheduler and the last one out restores it.
+    whose reads would then wait for worker threads that are all busy (a deadlock). So
+    every thread in sets the synchronous scheduler (again: a seceded task's
+    ``worker_client`` block sets the distributed one meanwhile) and the last one out
+    restores what the first one found.
     """
     with _INLINE_LOCK:
         if _INLINE[0] == 0:
-            _INLINE[1] = dask.config.set(scheduler="synchronous")
+            _INLINE[1] = dask.config.set(scheduler="synchronous")  # keeps what it replaced
+        else:
+            dask.config.set(scheduler="synchronous")
         _INLINE[0] += 1
     try:
         yield
