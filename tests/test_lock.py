@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import subprocess
@@ -84,6 +85,27 @@ def test_the_heartbeat_keeps_a_long_run_alive(tmp_path: Path) -> None:
         with pytest.raises(StoreLockedError):  # alive, although older than one ttl
             StoreLock(store, ttl=0.4).acquire()
         assert not lock.lost
+
+
+def test_a_heartbeat_that_cannot_write_for_a_while_goes_on(tmp_path: Path, monkeypatch) -> None:
+    """A full disk for a few beats: the heartbeat thread survives (no traceback from the
+    thread) and renews the lease once writes succeed again."""
+    crashes: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
+    with StoreLock(str(tmp_path / "results.zarr"), ttl=0.4) as lock:
+        write = lock._write
+
+        def full_disk(lease: Lease) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        lock._write = full_disk
+        stuck = lock.holder().heartbeat
+        time.sleep(0.5)  # five beats, every one failing
+        assert lock.holder().heartbeat == stuck
+        lock._write = write
+        time.sleep(0.3)
+        assert lock.holder().heartbeat > stuck and not lock.lost
+    assert crashes == []
 
 
 def test_of_many_runs_taking_over_a_stale_lease_exactly_one_wins(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ recomputed here in memory with :meth:`TrainedModel.predict` on the cached predic
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import re
@@ -28,6 +29,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+from distributed import LocalCluster
 from fsspec.implementations.local import LocalFileSystem
 from helpers import RUN_TWIN, small_preset
 
@@ -310,6 +312,103 @@ def test_a_store_another_run_writes_another_model_or_a_read_only_disk_is_refused
     assert "Read-only file system" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "ro.zarr").exists()
     assert _chunks(out, list(_by_combo(first_run["summary"]))) == before  # nothing touched
+
+
+class _FullDiskFileSystem(LocalFileSystem):
+    """A local filesystem of fixed capacity under one folder, as a small disk is: a write
+    that would take the folder past ``capacity`` bytes fails with ENOSPC and writes
+    nothing; deleting frees space. Writes are whole objects, as zarr's are."""
+
+    protocol = ("fulldisk",)
+    root = ""
+    capacity = 0
+
+    def used(self) -> int:
+        return sum(f.stat().st_size for f in Path(self.root).rglob("*") if f.is_file())
+
+    def _open(self, path, mode="rb", **kwargs):
+        if "r" in mode:
+            return super()._open(path, mode, **kwargs)
+        return _WriteOnClose(self, self._strip_protocol(path), mode)
+
+    def claim(self, path: str, size: int) -> None:
+        replaced = os.path.getsize(path) if os.path.isfile(path) else 0
+        if self.used() - replaced + size > self.capacity:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+
+
+class _WriteOnClose(io.BytesIO):
+    """A file of :class:`_FullDiskFileSystem`: its bytes land, or fail, on close."""
+
+    def __init__(self, fs: _FullDiskFileSystem, path: str, mode: str) -> None:
+        super().__init__()
+        self.fs, self.path, self.append = fs, path, "a" in mode
+
+    def close(self) -> None:
+        if not self.closed:
+            data = self.getvalue()
+            old = Path(self.path).read_bytes() if self.append and Path(self.path).exists() else b""
+            self.fs.claim(self.path, len(old) + len(data))
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).write_bytes(old + data)
+        super().close()
+
+
+def test_a_full_disk_fails_its_combinations_leaves_nothing_writing_and_loses_nothing(
+    twin, first_run, tmp_path, capsys
+) -> None:
+    """Issue 17 item 4: the output disk fills up during the run. The combinations whose
+    writes fail are marked failed (their partial chunks deleted, which frees the space for
+    the status), none is left `writing`, the summary is printed; what was written stays,
+    equal to a clean run's; once space is freed a rerun computes only the failed ones."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    fsspec.register_implementation("fulldisk", _FullDiskFileSystem, clobber=True)
+    full_size = sum(f.stat().st_size for f in Path(first_run["out"]).rglob("*") if f.is_file())
+    _FullDiskFileSystem.root = str(disk)
+    _FullDiskFileSystem.capacity = int(0.5 * full_size)
+    out = f"fulldisk://{disk}/results.zarr"
+    args = ["run", *[arg for c in twin["catalogs"] for arg in ("--catalog", c)]]
+    args += ["--model", str(twin["model"]), "--cache", twin["cache"], "--out", out]
+    # workers in this process, where the fulldisk protocol is registered
+    with LocalCluster(processes=False, n_workers=1, threads_per_worker=2) as cluster:
+        code = main([*args, "--cluster", cluster.scheduler_address])
+    printed = capsys.readouterr().out
+    status = combo_status(str(disk / "results.zarr")).set_index(list(COMBO_DIMS))
+    counts = status["status"].value_counts().to_dict()
+    with capsys.disabled():
+        used = _FullDiskFileSystem().used()
+        print(f"full disk: {counts}; {used} of {full_size} bytes used")
+    assert code == 1
+    assert "writing" not in counts
+    assert counts.get("done", 0) >= 1 and counts.get("failed", 0) >= 1, counts
+    failed = status[status["status"] == "failed"]
+    assert failed["status_reason"].str.contains("No space left on device").all()
+    summary = re.search(r"(\d+) done, 0 up to date, (\d+) failed; \d+ tasks", printed)
+    assert summary is not None, printed
+    assert (int(summary[1]), int(summary[2])) == (counts["done"], counts["failed"])
+    assert "No space left on device" in printed and "Traceback" not in printed
+
+    # what was written is a clean run's; the failed combinations read as NaN
+    clean = open_cube(first_run["out"], spread=False)
+    cube = open_cube(str(disk / "results.zarr"), spread=False)
+    clean_done = {k for k, v in _by_combo(first_run["summary"]).items() if v == "done"}
+    for combo, row in status.iterrows():
+        where = dict(zip(COMBO_DIMS, combo, strict=True))
+        values = cube["temperature_mean"].sel(where).values
+        if row["status"] == "failed":
+            assert np.isnan(values).all(), combo
+        elif combo in clean_done:
+            expected = clean["temperature_mean"].sel(where).values
+            np.testing.assert_allclose(values, expected, rtol=1e-6, equal_nan=True)
+
+    # space freed: a rerun computes exactly the failed combinations, all done
+    _FullDiskFileSystem.capacity = 100 * full_size
+    with LocalCluster(processes=False, n_workers=1, threads_per_worker=2) as cluster:
+        assert main([*args, "--cluster", cluster.scheduler_address]) == 0
+    printed = capsys.readouterr().out
+    assert f"{counts['failed']} done, {counts['done']} up to date, 0 failed" in printed
+    assert set(combo_status(str(disk / "results.zarr"))["status"]) == {"done"}
 
 
 #: A run in a process of its own (two worker threads), to be killed with SIGKILL.

@@ -232,12 +232,18 @@ class StoreLock:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.ttl / 4):
-            with self._critical():
-                current = self.holder()
-                if current is None or current.run_id != self.run_id:
-                    self._lost.set()  # taken over: someone judged us dead
-                    return
-                self._write(self._lease_renewed(current))
+            try:
+                with self._critical():
+                    current = self.holder()
+                    if current is None or current.run_id != self.run_id:
+                        self._lost.set()  # taken over: someone judged us dead
+                        return
+                    self._write(self._lease_renewed(current))
+            except OSError:
+                # a full or briefly unreachable disk: the lease keeps its last heartbeat
+                # and the next beat tries again; beats missed for a whole ttl make it
+                # stale, and the run notices a takeover through still_held()
+                continue
 
     def _lease_renewed(self, current: Lease) -> Lease:
         return Lease(**{**asdict(current), "heartbeat": time.time()})
