@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -100,6 +101,8 @@ __all__ = ["ComboResult", "RunInputError", "RunSummary", "run_pipeline"]
 
 StoreCombo = tuple[str, str, str]  # (experiment, source_id, member_id), as the store names it
 
+logger = logging.getLogger(__name__)
+
 
 class RunInputError(ValueError):
     """Bad input to a run (catalog, model, store, cluster): nothing was computed."""
@@ -134,6 +137,8 @@ class RunSummary:
     stored: pd.DataFrame | None = None
     #: Another run took this run's lease over: it stopped writing (no spread, no history).
     lease_lost: bool = False
+    #: Superseded versions deleted from the predictor cache (:meth:`PredictorCache.prune`).
+    cache_versions_deleted: int = 0
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -833,6 +838,7 @@ def _run_locked(
                 device,
                 lock,
             )
+        summary.cache_versions_deleted = _prune_cache(plan, cache)
     if lock.lost or not lock.still_held():
         summary.lease_lost = True
         summary.spread = "not written: another run took the store's lease over"
@@ -986,6 +992,22 @@ def _execute(
                 )
             break
     return submitted
+
+
+def _prune_cache(plan: _Plan, cache: PredictorCache) -> int:
+    """Drop superseded cache versions of every combination this run read, so a cache
+    shared by scheduled passes over changing inputs stays bounded; housekeeping only:
+    a cache that cannot be listed or written is left as it is."""
+    folders = {}
+    for entry in [*plan.entries, *plan.references.values(), *plan.historical.values()]:
+        folders[(entry.source.name, entry.combo.slug)] = entry
+    deleted = 0
+    for entry in folders.values():
+        try:
+            deleted += cache.prune(entry.source, entry.combo)
+        except OSError as exc:
+            logger.info("predictor cache of %s not pruned: %s", entry.combo.label, exc)
+    return deleted
 
 
 def _marked_failed(

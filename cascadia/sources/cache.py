@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ from cascadia.sources.extraction import Extracted, check_regions, extract_combo
 from cascadia.sources.reach import Unreachable, ensure_reachable
 
 TIME_CHUNK = 3650  # days per chunk of a cached series
+#: Versions of each cached product kept per combination by :meth:`PredictorCache.prune`:
+#: its current inputs' and the one before (two catalogs alternating on one cache, an edit
+#: undone), so a scheduled reprocess over changing inputs keeps the cache bounded.
+KEEP_VERSIONS = 2
 
 
 def default_cache_url() -> str:
@@ -49,6 +54,24 @@ def _stamp(info: Mapping[str, Any]) -> str:
         if info.get(key) not in (None, ""):
             return f"{key}={info[key]}"
     return ""
+
+
+def _modified(info: Mapping[str, Any]) -> float:
+    """A listing entry's modification time in seconds (local mtime, object stores'
+    LastModified / updated), 0 when the store gives none."""
+    for key in ("mtime", "LastModified", "updated", "last_modified"):
+        value = info.get(key)
+        if value in (None, ""):
+            continue
+        if isinstance(value, int | float):
+            return float(value)
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        try:
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            continue
+    return 0.0
 
 
 def _asset_identity(url: str, storage_options: Mapping[str, Any]) -> dict[str, Any]:
@@ -251,6 +274,43 @@ class PredictorCache:
 
     def _zarr_options(self, url: str) -> dict[str, Any] | None:
         return self.storage_options if "://" in url and self.storage_options else None
+
+    def prune(self, source: SourceConfig, combo: Combo, keep: int = KEEP_VERSIONS) -> int:
+        """Delete all but the ``keep`` newest complete versions of each product cached for
+        one combination (its predictors, bias-adjusted series, adjustment diagnostics and
+        QDM fits); the number of versions deleted.
+
+        Older versions belong to inputs that have since changed: nothing reads them but a
+        run still on those inputs, which would extract them again. Versions without their
+        marker are left alone (a writer may be at work); a marker goes before its data, so
+        a version is never complete and partly deleted.
+        """
+        fs, folder = fsspec.core.url_to_fs(
+            f"{self.url.rstrip('/')}/{source.name}/{combo.slug}", **self.storage_options
+        )
+        try:
+            listing = fs.ls(folder, detail=True)
+        except FileNotFoundError:
+            return 0
+        versions: dict[str, list[tuple[float, str, str]]] = {}
+        for info in listing:
+            marker = info["name"].rstrip("/")
+            name = marker.rsplit("/", 1)[-1]
+            if name.endswith(".zarr.done"):  # adjusted-, diagnostics-, qdm-<key>.zarr
+                data, kind = marker.removesuffix(".done"), name.split("-", 1)[0]
+            elif name.endswith(".json"):  # extracted predictors: <key>.json beside <key>.zarr
+                data, kind = marker.removesuffix(".json") + ".zarr", "predictors"
+            else:
+                continue
+            versions.setdefault(kind, []).append((_modified(info), marker, data))
+        deleted = 0
+        for found in versions.values():
+            for _, marker, data in sorted(found, reverse=True)[keep:]:
+                fs.rm(marker)
+                if fs.exists(data):
+                    fs.rm(data, recursive=True)
+                deleted += 1
+        return deleted
 
 
 @dataclass(frozen=True)
