@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -285,7 +286,7 @@ def _whole_days(ds: xr.Dataset, per_day: int) -> bool:
 
 
 def _by_reshape(da: xr.DataArray, per_day: int, stat: str, needed: int) -> xr.DataArray:
-    """Daily ``stat`` of ``da`` (see :func:`_whole_days`), NaN on days with under ``needed`` values."""
+    """Daily ``stat`` of ``da`` (see :func:`_whole_days`); NaN on days under ``needed`` values."""
     axis = da.get_axis_num("time")
     days = da.indexes["time"][::per_day]
     kernel = _DayStatistic(axis, per_day, stat, needed)
@@ -305,7 +306,7 @@ def _by_reshape(da: xr.DataArray, per_day: int, stat: str, needed: int) -> xr.Da
 class _DayStatistic:
     """A day statistic of whole days of ``per_day`` steps along ``axis`` (a picklable kernel)."""
 
-    reducers = {
+    reducers: ClassVar[dict[str, Callable[..., np.ndarray]]] = {
         "mean": np.nanmean,
         "max": np.nanmax,
         "min": np.nanmin,
@@ -320,7 +321,7 @@ class _DayStatistic:
         values = np.moveaxis(values, self.axis, -1)
         short = -values.shape[-1] % self.per_day  # a last day cut short by the data's end
         if short:
-            pad = np.full(values.shape[:-1] + (short,), np.nan, dtype=np.result_type(values, 1.0))
+            pad = np.full((*values.shape[:-1], short), np.nan, dtype=np.result_type(values, 1.0))
             values = np.concatenate([values, pad], axis=-1)
         days = values.reshape(*values.shape[:-1], -1, self.per_day)
         valid = np.count_nonzero(~np.isnan(days), axis=-1)

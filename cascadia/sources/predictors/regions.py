@@ -334,18 +334,25 @@ def _weighted_means(
     arithmetic is the same: the sum of weight x value over valid cells divided by
     the sum of the weights of the valid cells, NaN where that is zero.
     """
-    if da.chunks is not None:
-        da = da.chunk(dict.fromkeys(hdims, -1))
-    return xr.apply_ufunc(
-        _region_means,
-        da,
-        weights,
-        input_core_dims=[list(hdims), ["region", *hdims]],
-        output_core_dims=[["region"]],
-        dask="parallelized",
-        output_dtypes=[np.result_type(da.dtype, weights.dtype)],
-        keep_attrs="override",
-    )
+    other = [d for d in da.dims if d not in hdims]
+    da = da.transpose(*other, *hdims)
+    w = weights.transpose("region", *hdims).values
+    if da.chunks is None:
+        data = _region_means(da.values, w)
+    else:
+        whole = da.data.rechunk({da.ndim - 1 - i: -1 for i in range(len(hdims))})
+        data = whole.map_blocks(
+            _region_means,
+            w,
+            drop_axis=list(range(len(other), da.ndim)),
+            new_axis=len(other),
+            chunks=(*whole.chunks[: len(other)], (w.shape[0],)),
+            dtype=np.result_type(da.dtype, w.dtype),
+            meta=np.array((), dtype=np.result_type(da.dtype, w.dtype)),
+        )
+    coords = {c: v for c, v in da.coords.items() if not set(v.dims) & set(hdims)}
+    coords["region"] = weights["region"]
+    return xr.DataArray(data, dims=(*other, "region"), coords=coords, attrs=da.attrs)
 
 
 def _region_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
