@@ -408,3 +408,63 @@ def test_unknown_derivation_and_missing_inputs(era5: xr.Dataset) -> None:
     mapping = {"2m_temperature": "tas"}
     with pytest.raises(ValueError, match="tdps"):
         to_canonical(era5, mapping, ["hurs"])
+
+
+STATS = ("mean", "max", "min", "sum", "median")
+
+
+def test_daily_statistics_of_whole_day_chunks_match_resampling() -> None:
+    """Chunks of whole days take the reshape path, one task per chunk; any other chunking
+    resamples: the same days, values, coverage masks and attributes either way."""
+    rng = np.random.default_rng(7)
+    time = pd.date_range("2001-01-01", periods=24 * 9 + 7, freq="h")  # the last day cut short
+    values = rng.normal(280.0, 3.0, (time.size, 2))
+    values[30:42, 0] = np.nan  # the second day keeps 12 of 24 hours in a: below 75 %
+    values[50:54, 1] = np.nan  # the third keeps 20 of 24 in b: kept
+    attrs = {"units": "K", "cell_methods": "area: mean"}
+    ds = xr.Dataset(
+        {name: (("time", "region"), values + i, attrs) for i, name in enumerate(STATS)},
+        coords={"time": time, "region": ["a", "b"]},
+    )
+    table = dict(zip(STATS, STATS, strict=True))
+    whole = ds.chunk(time=48)
+    with dask.config.set(scheduler=_raise_on_compute):
+        fast = to_daily(whole, statistics=table)
+    graph = dict(fast["mean"].data.__dask_graph__())
+    assert not any("resample" in str(k) or "groupby" in str(k) for k in graph)
+    assert fast["mean"].chunks[0] == (2, 2, 2, 2, 2)
+    slow = to_daily(ds.chunk(time=50), statistics=table)  # 50 h: days straddle chunks
+    plain = to_daily(ds, statistics=table)  # numpy: the reshape path as well
+    days = np.pad(values, ((0, 17), (0, 0)), constant_values=np.nan).reshape(10, 24, 2)
+    for i, stat in enumerate(STATS):
+        want = getattr(np, f"nan{stat}")(days + i, axis=1)
+        want[1, 0] = want[9, :] = np.nan  # under 18 valid hours
+        for out in (fast, slow, plain):
+            np.testing.assert_allclose(out[stat].values, want, rtol=1e-12)
+            assert out[stat].attrs == {**attrs, "cell_methods": f"area: mean time: {stat}"}
+        xr.testing.assert_allclose(fast[stat], slow[stat], rtol=1e-12)
+        xr.testing.assert_identical(fast[stat]["time"], slow[stat]["time"])
+    np.testing.assert_array_equal(fast["time"].values, pd.date_range("2001-01-01", periods=10))
+
+
+def test_regional_means_equal_xarray_weighted_means(era5: xr.Dataset) -> None:
+    """One task per chunk, the arithmetic of ``Dataset.weighted(...).mean`` (NaN-aware)."""
+    tas = era5["2m_temperature"].copy()
+    tas[3, 1, 0] = np.nan
+    tas[5:9, :, 4:9] = np.nan  # the east region missing for four hours
+    ds = normalize_grid(era5.assign({"2m_temperature": tas}))
+    weights = xr.concat(
+        [region_weights(ds, r).drop_vars(["lat", "lon"]) for r in (SHELF, EAST)], dim="region"
+    ).assign_coords(region=["shelf", "east"])
+    want = ds.drop_vars(["lat", "lon"]).weighted(weights).mean(["lat", "lon"])
+    for data in (ds, ds.chunk(time=12, lat=2)):
+        got = regional_means(data, [SHELF, EAST])
+        if data.chunks:
+            assert got["2m_temperature"].chunks == ((2,), (12,) * 6)
+        for name in ds.data_vars:
+            np.testing.assert_allclose(
+                got[name].transpose("time", "region").values,
+                want[name].transpose("time", "region").values,
+                rtol=1e-13,
+            )
+    assert np.isnan(got["2m_temperature"].sel(region="east").values[5:9]).all()

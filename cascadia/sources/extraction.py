@@ -29,6 +29,7 @@ from typing import Any
 import dask
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 
 from cascadia.sources.catalog import (
     Combo,
@@ -176,23 +177,35 @@ def time_blocks(start: int, length: int, block: int) -> tuple[int, ...]:
     return tuple(b - a for a, b in itertools.pairwise(edges))
 
 
-def read_in_blocks(ds: xr.Dataset, days: int, start: int) -> xr.Dataset:
+def read_in_blocks(ds: xr.Dataset, days: int, start: int, identity: str = "") -> xr.Dataset:
     """Dask chunks of ``days`` days of whole on-disk chunks, for data opened without dask.
 
     Why: a task per on-disk chunk is ~400k tasks per variable for a one-hour-chunk
     store (ARCO-ERA5); a task per block reads every chunk of the block in one
     selection. ``ds`` is already cropped (its lazy arrays compose the crop with
     each block's time slice) and ``start`` is the position of its first step in
-    the store. Variables already backed by dask are left as they are.
+    the store. Blocks also hold whole days (for sub-daily steps that divide a
+    day), so that the daily statistics never straddle two blocks. Variables
+    already backed by dask are left as they are.
+
+    ``identity`` names the store (its assets): with the variable, the position in
+    the store and the cropped coordinates it names the dask keys, instead of a hash
+    of each lazily indexed array that pickles the store's array objects.
     """
     per_day = 86400.0 / time_step_seconds(ds["time"]) if ds.sizes["time"] > 1 else 1.0
+    whole_day = round(per_day) if math.isclose(per_day, round(per_day), rel_tol=1e-6) else 1
     chunked = {}
     for name, da in ds.data_vars.items():
         if "time" not in da.dims or da.chunks is not None:
             continue
         stored = int(da.encoding.get("preferred_chunks", {}).get("time", 1))
-        block = math.ceil(days * per_day / stored) * stored
-        chunked[name] = da.chunk({"time": time_blocks(start, da.sizes["time"], block)})
+        unit = math.lcm(stored, max(whole_day, 1))
+        block = math.ceil(days * per_day / unit) * unit
+        token = None
+        if identity:
+            grid = [da[d].values for d in da.dims if d != "time" and d in da.coords]
+            token = tokenize(identity, str(name), start, da.shape, da.dtype.str, *grid)
+        chunked[name] = da.chunk({"time": time_blocks(start, da.sizes["time"], block)}, token=token)
     return ds.assign(chunked)
 
 
@@ -448,7 +461,8 @@ def _extract_group(
         raw = crop_to_regions(raw, regions)
         if source.time_block_days is not None:
             start = int(stored.get_indexer(raw.indexes["time"][:1])[0])
-            raw = read_in_blocks(raw, source.time_block_days, start)
+            identity = " ".join(group.assets if group else combo.assets)
+            raw = read_in_blocks(raw, source.time_block_days, start, identity)
         raw = apply_accumulation(raw, source.accumulated)
         daily, gaps = standardise(
             raw,

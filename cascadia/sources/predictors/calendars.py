@@ -53,10 +53,12 @@ def _daily_range(index: pd.Index, calendar: str, cftime: bool) -> xr.DataArray:
 def linear_fill(obj: xr.DataArray, max_gap: int) -> xr.DataArray:
     """Linearly interpolate runs of at most ``max_gap`` NaNs along ``time``.
 
-    Why: xarray's ``interpolate_na`` needs ``time`` in a single dask chunk;
-    this formulation (forward/backward fills of values and positions) works on
-    any chunking and never extrapolates past the first or last valid value.
-    Positions are index positions, so the time axis must be regular.
+    Why: a daily series with a short gap should not lose its lookback windows;
+    nothing is extrapolated past the first or last valid value. Positions are
+    index positions, so the time axis must be regular. Lazy for dask inputs,
+    one task per variable: ``time`` is gathered into one chunk (the daily
+    regional series this fills are small), which a per-step formulation in
+    dask would spread over a dozen layers of tasks.
 
     Parameters
     ----------
@@ -70,18 +72,38 @@ def linear_fill(obj: xr.DataArray, max_gap: int) -> xr.DataArray:
     xarray.DataArray
         Same shape, attributes and units, short runs filled.
     """
-    if max_gap < 1:
+    if max_gap < 1 or obj.dtype.kind not in "fc":
         return obj
-    pos = xr.DataArray(np.arange(obj.sizes["time"], dtype=float), dims="time")
-    valid = obj.notnull()
-    known = pos.where(valid)
-    prev_pos, next_pos = known.ffill("time"), known.bfill("time")
-    prev_val, next_val = obj.ffill("time"), obj.bfill("time")
-    span = next_pos - prev_pos
-    # Valid points have span 0; mask them so that no 0/0 is evaluated.
-    interp = prev_val + (next_val - prev_val) * ((pos - prev_pos) / span.where(span > 0))
-    filled = obj.where(valid, interp.where(span - 1 <= max_gap))
-    return filled.transpose(*obj.dims).assign_attrs(obj.attrs)
+    filled = xr.apply_ufunc(
+        _linear_fill,
+        obj,
+        kwargs={"max_gap": max_gap},
+        input_core_dims=[["time"]],
+        output_core_dims=[["time"]],
+        dask="parallelized",
+        dask_gufunc_kwargs={"allow_rechunk": True},
+        output_dtypes=[np.result_type(obj.dtype, np.float64)],
+        keep_attrs=True,
+    )
+    return filled.transpose(*obj.dims)
+
+
+def _linear_fill(values: np.ndarray, max_gap: int) -> np.ndarray:
+    """:func:`linear_fill` on an array whose last axis is time."""
+    n = values.shape[-1]
+    steps = np.arange(n)
+    valid = ~np.isnan(values)
+    prev = np.maximum.accumulate(np.where(valid, steps, -1), axis=-1)
+    after = np.minimum.accumulate(np.where(valid, steps, n)[..., ::-1], axis=-1)[..., ::-1]
+    prev_val = np.take_along_axis(values, np.clip(prev, 0, n - 1), axis=-1)
+    next_val = np.take_along_axis(values, np.clip(after, 0, n - 1), axis=-1)
+    span = (after - prev).astype(np.float64)
+    bounded = (prev >= 0) & (after < n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # valid points have span 0: masked, so that no 0/0 is evaluated
+        share = (steps - prev) / np.where(span > 0, span, np.nan)
+        interp = prev_val + (next_val - prev_val) * share
+    return np.where(valid, values, np.where(bounded & (span - 1 <= max_gap), interp, np.nan))
 
 
 def _fill_where(ds: xr.Dataset, mask: xr.DataArray, max_gap: int) -> xr.Dataset:

@@ -302,6 +302,9 @@ def standardise(
         canonical = canonical.assign(sfcWind=speed.assign_attrs(CANONICAL_ATTRS["sfcWind"]))
     regional = regional_means(canonical, regions, land_fraction, cell_area)
     daily = to_daily(regional, min_coverage=min_coverage, statistics=statistics)
+    if any(da.chunks is not None for da in daily.data_vars.values()):
+        # a few kB per variable and year: the calendar and the gap filling run on one chunk
+        daily = daily.chunk({"time": -1})
     daily = to_calendar(daily, calendar=calendar)
     filled, report = fill_short_gaps(daily, max_gap_days=max_gap_days)
     filled = filled.transpose("time", "region", ...)

@@ -61,14 +61,33 @@ def wrap_longitude(lon: xr.DataArray) -> xr.DataArray:
     return wrapped.assign_attrs(lon.attrs)
 
 
+#: cf_xarray's coordinates of recently seen layouts (names, dims and attributes).
+_CF_SEEN: dict[tuple, dict[str, list[Hashable]]] = {}
+_CF_SEEN_MAX = 64
+
+
 def _cf_candidates(ds: xr.Dataset, key: str) -> list[Hashable]:
-    """Names that cf_xarray identifies as ``key`` (``"latitude"``/``"longitude"``)."""
-    try:
-        names = ds.cf.coordinates.get(key, [])
-    except (AttributeError, KeyError, ValueError):
-        return []
+    """Names that cf_xarray identifies as ``key`` (``"latitude"``/``"longitude"``).
+
+    cf_xarray reads only names, dimensions and attributes, and takes milliseconds
+    to; one extraction asks about the same layout a score of times (every
+    normalisation, weight and mask), so the answer is kept per layout.
+    """
+    layout = tuple(
+        (str(name), var.dims, tuple(sorted((str(k), repr(v)) for k, v in var.attrs.items())))
+        for name, var in ds.variables.items()
+    )
+    coordinates = _CF_SEEN.get(layout)
+    if coordinates is None:
+        try:
+            coordinates = {k: list(v) for k, v in ds.cf.coordinates.items()}
+        except (AttributeError, KeyError, ValueError):
+            coordinates = {}
+        if len(_CF_SEEN) >= _CF_SEEN_MAX:
+            _CF_SEEN.clear()
+        _CF_SEEN[layout] = coordinates
     # cf_xarray may flag rotated ``rlat``/``rlon`` on poorly-attributed files; skip them.
-    return [n for n in names if str(n) not in {"rlat", "rlon"}]
+    return [n for n in coordinates.get(key, []) if str(n) not in {"rlat", "rlon"}]
 
 
 def find_lat_lon(ds: xr.Dataset) -> tuple[Hashable, Hashable]:
