@@ -610,16 +610,26 @@ import sys
 from cascadia import cli
 cli._quiet_library_logs(library_info=sys.argv[1] == "-v")
 import xclim  # its import gives the root logger a stderr handler
+import time
+from distributed import WorkerPlugin
 from cascadia.run.cluster import open_cluster
-with open_cluster("local", workers=1):
-    pass
+
+class SlowExit(WorkerPlugin):  # a worker 6 s to exit, as on a loaded machine
+    def teardown(self, worker):
+        time.sleep(6)
+
+with open_cluster("local", workers=1) as client:
+    client.register_plugin(SlowExit())
+    assert client.submit(sum, [1, 2]).result() == 3
 print("done")
 """
 
 
 @pytest.mark.parametrize("flag", ["", "-v"])
 def test_a_local_cluster_is_quiet_unless_asked(flag: str) -> None:
-    """Quiet by default: the scheduler's INFO lines reach the terminal with -v only."""
+    """Quiet by default: the scheduler's INFO lines reach the terminal with -v only, and
+    so does the nanny's "Worker process still alive after 4.0 seconds, killing" when a
+    worker is slow to exit once the work is done (no warning after a clean run)."""
     done = subprocess.run(
         [os.environ.get("PYTHON", sys.executable), "-c", QUIET_SCRIPT, flag],
         capture_output=True,
@@ -630,5 +640,7 @@ def test_a_local_cluster_is_quiet_unless_asked(flag: str) -> None:
     assert done.stdout.strip() == "done"
     if flag:
         assert "INFO:distributed.scheduler" in done.stderr
+        assert "INFO:distributed.nanny:Worker process still alive" in done.stderr
     else:
         assert "INFO" not in done.stderr, done.stderr
+        assert "still alive" not in done.stderr and "WARNING" not in done.stderr, done.stderr

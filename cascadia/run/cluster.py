@@ -36,6 +36,7 @@ Examples
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -587,6 +588,8 @@ def _open_local(spec: ClusterSpec, stack: ExitStack) -> Client:
     # cluster has closed, since a restarted worker's nanny sets it again.
     saved = {key: os.environ.get(key) for key in _pre_spawn_keys()}
     stack.callback(_restore_environ, saved)
+    nanny_log, slow_exit = logging.getLogger("distributed.nanny"), _SlowExitIsInfo()
+    stack.callback(nanny_log.removeFilter, slow_exit)
     cluster = stack.enter_context(
         LocalCluster(
             n_workers=local.n_workers or CPU_COUNT,
@@ -597,8 +600,23 @@ def _open_local(spec: ClusterSpec, stack: ExitStack) -> Client:
             dashboard_address=local.dashboard_address,
         )
     )
+    stack.callback(nanny_log.addFilter, slow_exit)  # from the client's exit to the cluster's
     _restore_environ(saved)  # the workers have their environment; give ours back now
     return stack.enter_context(Client(cluster))
+
+
+class _SlowExitIsInfo(logging.Filter):
+    """While a cluster whose work is done closes, a nanny kills a worker that has not
+    exited within 4 s (a loaded machine, torch's threads winding down): harmless then, so
+    logged at INFO (shown with ``-v``) rather than as a warning after a clean run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and record.getMessage().startswith(
+            "Worker process still alive"
+        ):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
 
 
 def _pre_spawn_keys() -> list[str]:
