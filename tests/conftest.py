@@ -44,32 +44,21 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A smoke model's run over four combinations (2 experiments x 2 members) into a
     results store, on a one-worker local cluster; built once per session for
     tests/test_query.py and tests/test_service.py."""
-    from helpers import two_year_preset
+    from helpers import two_year_preset, world_and_smoke_model
 
-    from cascadia.learning.jobs import TrainJob, smoke_train_job
-    from cascadia.learning.train_job import run_train_job
     from cascadia.run.cluster import open_cluster
     from cascadia.run.pipeline import run_pipeline
-    from cascadia.twin.world import build_world
 
     root = tmp_path_factory.mktemp("tiny-run")
     started = time.perf_counter()
     preset = two_year_preset("tiny-run").model_copy(update={"cmip_members": 2})
-    build_world(str(root / "world"), preset, seed=0)
-    catalog = _tiny_run_catalog(root / "world")
-    job = smoke_train_job(
-        root / "world",
-        str(root / "cache"),
-        train_winters=[2014],
-        validation_winters=[2015],
-        test_winters=[2013],
-    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
+        world_and_smoke_model(root, preset)
     finally:
         torch.set_num_threads(threads)
+    catalog = _tiny_run_catalog(root / "world")
     with open_cluster("local", workers=1) as client:
         summary = run_pipeline(
             [str(catalog)], root / "model", str(root / "results.zarr"),

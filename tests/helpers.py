@@ -68,3 +68,23 @@ def chromium() -> str:
     if os.environ.get("CI") or os.geteuid() == 0:
         pytest.fail(f"{why}: run `bash deploy/chromium/install.sh` (make services) before pytest")
     pytest.skip(f"{why}; run `bash deploy/chromium/install.sh` as root to enable")
+
+
+def world_and_smoke_model(root: Path, preset: Preset) -> Path:
+    """A twin world of ``preset`` in ``root/world`` and a smoke model trained on it in
+    ``root/model`` (predictor cache ``root/cache``), with the winters a two-year world
+    has: 2014 to train on, 2015 to validate, 2013 to test. Returns the model directory."""
+    from cascadia.learning.jobs import TrainJob, smoke_train_job
+    from cascadia.learning.train_job import run_train_job
+    from cascadia.twin.world import build_world
+
+    build_world(str(root / "world"), preset, seed=0)
+    job = smoke_train_job(
+        root / "world",
+        str(root / "cache"),
+        train_winters=[2014],
+        validation_winters=[2015],
+        test_winters=[2013],
+    )
+    run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
+    return root / "model"

@@ -15,12 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from helpers import small_preset
+from helpers import small_preset, world_and_smoke_model
 
 from cascadia.cli import main
-from cascadia.learning.jobs import TrainJob, smoke_train_job
 from cascadia.learning.metrics import crps_gaussian
-from cascadia.learning.train_job import run_train_job
 from cascadia.twin import ocean
 from cascadia.twin.ceiling import (
     CeilingError,
@@ -32,7 +30,6 @@ from cascadia.twin.ceiling import (
     water_mass_salinity,
 )
 from cascadia.twin.realizations import make_history
-from cascadia.twin.world import build_world
 
 PRESET = small_preset("tiny-ceiling")
 TEST, VALIDATION = [2013], [2015]
@@ -44,15 +41,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny world and a smoke model trained on it."""
     root = tmp_path_factory.mktemp("ceiling")
-    build_world(str(root / "world"), PRESET, seed=0)
-    job = smoke_train_job(
-        root / "world",
-        str(root / "cache"),
-        train_winters=[2014],
-        validation_winters=VALIDATION,
-        test_winters=TEST,
-    )
-    run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
+    world_and_smoke_model(root, PRESET)  # the winters of TEST and VALIDATION
     return {"world": root / "world", "model": root / "model"}
 
 

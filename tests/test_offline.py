@@ -20,13 +20,10 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from helpers import two_year_preset
+from helpers import two_year_preset, world_and_smoke_model
 
 from cascadia.cli import main
-from cascadia.learning.jobs import TrainJob, smoke_train_job
-from cascadia.learning.train_job import run_train_job
 from cascadia.sources.reach import Unreachable, endpoint, ensure_reachable
-from cascadia.twin.world import build_world
 
 CATALOGS = Path(__file__).resolve().parents[1] / "catalogs"
 ARCO = "gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3"
@@ -53,15 +50,7 @@ SHIPPED = {
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A smoke model: ``run`` loads the model before it plans, as a user's run would."""
     root = tmp_path_factory.mktemp("offline")
-    build_world(str(root / "world"), two_year_preset("offline"), seed=0)
-    job = smoke_train_job(
-        root / "world",
-        str(root / "cache"),
-        train_winters=[2014],
-        validation_winters=[2015],
-        test_winters=[2013],
-    )
-    run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
+    world_and_smoke_model(root, two_year_preset("offline"))
     return root / "model"
 
 

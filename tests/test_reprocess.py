@@ -19,18 +19,15 @@ import numcodecs
 import numpy as np
 import pytest
 import yaml
-from helpers import two_year_preset
+from helpers import two_year_preset, world_and_smoke_model
 
 from cascadia.cli import main
-from cascadia.learning.jobs import TrainJob, smoke_train_job
-from cascadia.learning.train_job import run_train_job
 from cascadia.run.store import open_cube, open_spread
 from cascadia.service.reprocess import ReprocessSummary, read_history, reprocess_pass
 from cascadia.sources.cache import AssetIdentities
 from cascadia.sources.catalog import enumerate_combos, open_collection
 from cascadia.sources.config import load_run_catalog
 from cascadia.twin.presets import ReanalysisSpec, Years
-from cascadia.twin.world import build_world
 
 PRESET = two_year_preset("reprocess").model_copy(
     update={
@@ -68,16 +65,8 @@ def _write_catalogs(catalogs: Path, members: list[str], tag: str) -> list[str]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("reprocess")
     started = time.perf_counter()
-    build_world(str(root / "world"), PRESET, seed=0)
+    world_and_smoke_model(root, PRESET)
     catalogs = root / "world/catalogs"
-    job = smoke_train_job(
-        root / "world",
-        str(root / "cache"),
-        train_winters=[2014],
-        validation_winters=[2015],
-        test_winters=[2013],
-    )
-    run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
     print(f"world and model in {time.perf_counter() - started:.1f} s")
     return {
         "root": root,

@@ -21,10 +21,8 @@ import pytest
 import xarray as xr
 import yaml
 import zarr
-from helpers import two_year_preset
+from helpers import two_year_preset, world_and_smoke_model
 
-from cascadia.learning.jobs import TrainJob, smoke_train_job
-from cascadia.learning.train_job import run_train_job
 from cascadia.run.pipeline import run_pipeline
 from cascadia.run.store import COMBO_DIMS, RESULT_VARS, combo_status, open_cube, open_spread
 from cascadia.service.reprocess import reprocess_pass
@@ -32,7 +30,6 @@ from cascadia.sources.cache import KEEP_VERSIONS
 from cascadia.sources.catalog import enumerate_combos, open_collection
 from cascadia.sources.config import load_run_catalog
 from cascadia.twin.presets import ReanalysisSpec, Years
-from cascadia.twin.world import build_world
 
 PASSES = 30
 PRESET = two_year_preset("soak").model_copy(
@@ -161,15 +158,7 @@ class Inputs:
 @pytest.fixture(scope="module")
 def soak_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("soak")
-    build_world(str(root / "world"), PRESET, seed=0)
-    job = smoke_train_job(
-        root / "world",
-        str(root / "cache"),
-        train_winters=[2014],
-        validation_winters=[2015],
-        test_winters=[2013],
-    )
-    run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
+    world_and_smoke_model(root, PRESET)
     return {"root": root, "model": root / "model", "cache": str(root / "cache")}
 
 
