@@ -12,13 +12,16 @@ SLURM workers cannot import this test module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -338,18 +341,25 @@ def test_local_cluster_leaves_client_environment_alone(local_client: Client) -> 
 
 def test_one_chain_runs_in_this_process_with_no_port_and_torch_unheld() -> None:
     """A pass with one sequential chain starts no worker process (seconds of start-up and
-    imports) and leaves torch the machine's cores."""
+    imports) and leaves torch the machine's cores; port 8787 held by another run's
+    dashboard gives no warning."""
     import torch
 
     before = torch.get_num_threads()
-    started = time.perf_counter()
-    with open_cluster("local", workers=2, one_chain=True) as client:
-        opened = time.perf_counter() - started
-        info = client.scheduler_info()["workers"]
-        assert len(info) == 1 and {w["nthreads"] for w in info.values()} == {1}
-        assert all(address.startswith("inproc://") for address in info)
-        assert client.submit(os.getpid, pure=False).result() == os.getpid()
-        assert client.submit(torch.get_num_threads, pure=False).result() == before
+    busy = socket.socket()
+    with contextlib.suppress(OSError):  # held by someone else already: busy either way
+        busy.bind(("127.0.0.1", 8787))
+        busy.listen()
+    with busy, warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        started = time.perf_counter()
+        with open_cluster("local", workers=2, one_chain=True) as client:
+            opened = time.perf_counter() - started
+            info = client.scheduler_info()["workers"]
+            assert len(info) == 1 and {w["nthreads"] for w in info.values()} == {1}
+            assert all(address.startswith("inproc://") for address in info)
+            assert client.submit(os.getpid, pure=False).result() == os.getpid()
+            assert client.submit(torch.get_num_threads, pure=False).result() == before
     assert opened < 5.0, f"an in-process cluster took {opened:.1f} s to open"
     assert os.environ.get("OMP_NUM_THREADS") == OMP_AT_IMPORT
 
@@ -610,9 +620,17 @@ import sys
 from cascadia import cli
 cli._quiet_library_logs(library_info=sys.argv[1] == "-v")
 import xclim  # its import gives the root logger a stderr handler
+import socket
 import time
 from distributed import WorkerPlugin
 from cascadia.run.cluster import open_cluster
+
+busy = socket.socket()  # the dashboard's port taken, as by another run on this machine
+try:
+    busy.bind(("127.0.0.1", 8787))
+    busy.listen()
+except OSError:
+    pass  # taken already
 
 class SlowExit(WorkerPlugin):  # a worker 6 s to exit, as on a loaded machine
     def teardown(self, worker):
@@ -629,7 +647,8 @@ print("done")
 def test_a_local_cluster_is_quiet_unless_asked(flag: str) -> None:
     """Quiet by default: the scheduler's INFO lines reach the terminal with -v only, and
     so does the nanny's "Worker process still alive after 4.0 seconds, killing" when a
-    worker is slow to exit once the work is done (no warning after a clean run)."""
+    worker is slow to exit once the work is done (no warning after a clean run); the
+    dashboard's port taken by another run moves the dashboard without a warning."""
     done = subprocess.run(
         [os.environ.get("PYTHON", sys.executable), "-c", QUIET_SCRIPT, flag],
         capture_output=True,
@@ -638,9 +657,12 @@ def test_a_local_cluster_is_quiet_unless_asked(flag: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "done"
+    assert "already in use" not in done.stderr, done.stderr
     if flag:
         assert "INFO:distributed.scheduler" in done.stderr
         assert "INFO:distributed.nanny:Worker process still alive" in done.stderr
+        dashboard = re.search(r"dashboard at:\s+http://127\.0\.0\.1:(\d+)/status", done.stderr)
+        assert dashboard is not None and dashboard[1] != "8787", done.stderr
     else:
         assert "INFO" not in done.stderr, done.stderr
         assert "still alive" not in done.stderr and "WARNING" not in done.stderr, done.stderr

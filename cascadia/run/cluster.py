@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from functools import cache
@@ -570,7 +571,10 @@ def _open_in_process(stack: ExitStack) -> Client:
             threads_per_worker=1,
             processes=False,
             memory_limit=0,  # the worker is this process: no nanny to restart it
-            dashboard_address=None,  # in-process transport: nothing listens on a port
+            dashboard_address=None,  # in-process transport, no dashboard; the scheduler's
+            # own HTTP endpoints still listen: on a free loopback port, not on the 8787
+            # another run may hold (a warning otherwise)
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
     )
     return stack.enter_context(Client(cluster))
@@ -590,16 +594,20 @@ def _open_local(spec: ClusterSpec, stack: ExitStack) -> Client:
     stack.callback(_restore_environ, saved)
     nanny_log, slow_exit = logging.getLogger("distributed.nanny"), _SlowExitIsInfo()
     stack.callback(nanny_log.removeFilter, slow_exit)
-    cluster = stack.enter_context(
-        LocalCluster(
-            n_workers=local.n_workers or CPU_COUNT,
-            threads_per_worker=local.threads_per_worker,
-            processes=True,  # the nanny gives each worker OMP_NUM_THREADS=1
-            memory_limit=local.memory_limit,
-            host=local.host,
-            dashboard_address=local.dashboard_address,
+    with warnings.catch_warnings():
+        # a second run on this machine finds the dashboard's port taken: distributed then
+        # serves it on another port (its scheduler logs where, shown with -v), no warning
+        warnings.filterwarnings("ignore", message="Port .* is already in use", module="distributed")
+        cluster = stack.enter_context(
+            LocalCluster(
+                n_workers=local.n_workers or CPU_COUNT,
+                threads_per_worker=local.threads_per_worker,
+                processes=True,  # the nanny gives each worker OMP_NUM_THREADS=1
+                memory_limit=local.memory_limit,
+                host=local.host,
+                dashboard_address=local.dashboard_address,
+            )
         )
-    )
     stack.callback(nanny_log.addFilter, slow_exit)  # from the client's exit to the cluster's
     _restore_environ(saved)  # the workers have their environment; give ours back now
     return stack.enter_context(Client(cluster))
