@@ -6,10 +6,12 @@ import importlib.util
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 
 from cascadia.twin.presets import PRESETS, Preset, ReanalysisSpec, Years
@@ -88,3 +90,17 @@ def world_and_smoke_model(root: Path, preset: Preset) -> Path:
     )
     run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
     return root / "model"
+
+
+def trailing_background_numpy(temperature: np.ndarray) -> np.ndarray:
+    """The truth's event background written again in numpy: the q0.8 of the 365 days ending
+    on each day (>= half of them with data), then the mean of the last 31 such values that
+    exist (docs/events.md "Background", with the window ending on the day)."""
+    padded = np.concatenate([np.full(364, np.nan), temperature])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 365)
+    enough = np.isfinite(windows).sum(axis=1) >= 183
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows stay NaN
+        quantile = np.where(enough, np.nanquantile(windows, 0.8, axis=1), np.nan)
+        padded = np.concatenate([np.full(30, np.nan), quantile])
+        return np.nanmean(np.lib.stride_tricks.sliding_window_view(padded, 31), axis=1)

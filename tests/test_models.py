@@ -23,7 +23,8 @@ from cascadia.learning.models import (
     year_phase,
 )
 from cascadia.learning.models import base as models_base
-from cascadia.learning.models.reservoir import ColdReservoir
+from cascadia.learning.models.reservoir import ColdReservoir, DensityGate
+from cascadia.learning.training import resolve_gate
 
 SMALL = {
     "lstm": {"hidden": 16},
@@ -183,6 +184,51 @@ def test_reservoir_head_integrates_cold_inputs_and_segments_exactly() -> None:
     assert (level >= 0).all()
     torch.testing.assert_close(out.mean, model.head(h).mean - level)
     np.testing.assert_allclose(model.reservoir.timescale_days.detach().numpy(), 12.0, rtol=1e-4)
+
+
+def test_the_density_gate_only_lowers_cascading_as_the_shelf_gets_lighter() -> None:
+    """Whatever the network says, lighter shelf water cannot raise the event probability
+    or the cold-water input: far below the learned threshold both vanish."""
+    torch.manual_seed(4)
+    model = build_model("lstm", n_features=4, hidden=16, reservoir=True, gate_column=2).eval()
+    assert model.hparams["gate_column"] == 2
+    x = torch.randn(1, 800, 4)
+    probabilities, levels = [], []
+    for shift in (3.0, 0.0, -3.0, -30.0):
+        shifted = x.clone()
+        shifted[..., 2] += shift
+        with torch.no_grad():
+            out, _ = model(shifted)
+            h, _ = model.lstm(shifted)
+            level, _ = model.reservoir(h, None, model.gate(shifted[..., 2]))
+        torch.testing.assert_close(out.mean, model.head(h).mean - level)
+        probabilities.append(torch.sigmoid(out.event_logit).mean().item())
+        levels.append(level.mean().item())
+    # The LSTM sees the shifted column too, so only the far end is a clean comparison:
+    # 30 standard deviations lighter than the threshold the gate is ~e^-60.
+    assert probabilities[-1] < 1e-12 and levels[-1] < 1e-12
+    assert probabilities[0] > 0.1 and levels[0] > 1e-3
+    gate = DensityGate(2)
+    density = torch.linspace(-5, 5, 101)[None]
+    log_gate = gate(density)
+    assert log_gate.shape == (1, 101, 2) and (log_gate <= 0).all()
+    assert (torch.diff(log_gate, dim=1) > 0).all()
+    parts = predict_series(model, x, segment=300)
+    for a, b in zip(predict_series(model, x), parts, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_the_job_names_the_gate_and_the_inputs_resolve_its_column() -> None:
+    names = ("tas@shelf", "tos@shelf", "shelf_temperature@shelf", "shelf_sigma0@shelf")
+    assert resolve_gate({"hidden": 8, "density_gate": True}, names) == {
+        "hidden": 8,
+        "gate_column": 3,
+    }
+    assert resolve_gate({"hidden": 8, "density_gate": False}, names) == {"hidden": 8}
+    with pytest.raises(ValueError, match=r"shelf_sigma0 input column.*'tas@shelf'"):
+        resolve_gate({"density_gate": True}, names[:2])
+    with pytest.raises(ValueError, match="gate_column 7 is not one of 4 inputs"):
+        build_model("lstm", n_features=4, gate_column=7)
 
 
 @pytest.mark.parametrize("timescale", [0.5, 12.0, 200.0])

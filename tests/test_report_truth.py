@@ -1,11 +1,13 @@
 """The truth's winter event days, recomputed independently of ``cascadia.mooring.events``.
 
-The report counts the truth's cascading days on the physical anomaly (true temperature minus
-the twin's ``background_temperature``) over the November-April season each winter is named
-by. Here the rule of docs/events.md is written again in plain numpy - below-threshold days,
-runs merged across gaps of at most one day, at least two below-threshold days per event - on
-a tiny world's projection truth, and the report's numbers must be the same; winter 2014,
-when the twin's background steps up by 0.3 °C, must show no burst of spurious events.
+The report counts the truth's cascading days against the event rule's running-quantile
+background of the trailing window, and on the physical anomaly (true temperature minus the
+twin's ``background_temperature``), over the November-April season each winter is named by.
+Here the rule of docs/events.md is written again in plain numpy - the trailing q0.8 of 365
+days then a 31-day mean, below-threshold days, runs merged across gaps of at most one day,
+at least two below-threshold days per event - on a tiny world's projection truth, and the
+report's numbers must be the same; winter 2014, when the twin's background steps up by
+0.3 °C, must show no burst of spurious events with either background.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from helpers import trailing_background_numpy
 
 from cascadia.mooring.events import EventConfig, anomalies, event_days
 from cascadia.report import load_truth_index, season_event_days, truth_winter_event_days
+from cascadia.report.truth import causal_background
 from cascadia.twin.world import build_world
 
 THRESHOLDS = {500.0: 0.15, 1000.0: 0.10}  # °C, docs/events.md "Default thresholds"
@@ -63,9 +67,13 @@ def _event_days_numpy(anomaly: np.ndarray, threshold: float) -> np.ndarray:
     return events
 
 
-def _per_winter_numpy(series: xr.Dataset, depth: float) -> pd.Series:
+def _per_winter_numpy(series: xr.Dataset, depth: float, causal: bool = False) -> pd.Series:
     one = series.sel(depth=depth)
-    anomaly = one["temperature"].values - one["background_temperature"].values
+    temperature = one["temperature"].values
+    background = (
+        trailing_background_numpy(temperature) if causal else one["background_temperature"].values
+    )
+    anomaly = temperature - background
     events = _event_days_numpy(anomaly, THRESHOLDS[depth])
     year = np.array([t.year for t in one["time"].values])
     month = np.array([t.month for t in one["time"].values])
@@ -92,6 +100,21 @@ def test_report_truth_event_days_equal_an_independent_count(paths, depth) -> Non
         assert mine.loc[2013:2016].notna().all()
 
 
+@pytest.mark.parametrize("depth", [500.0, 1000.0])
+def test_report_truth_on_the_trailing_background_equals_an_independent_count(paths, depth) -> None:
+    events = EventConfig()
+    for series in paths:
+        one = series.sel(depth=depth)
+        background = causal_background(one["temperature"], events)
+        np.testing.assert_allclose(
+            background.values, trailing_background_numpy(one["temperature"].values), atol=1e-9
+        )
+        report = truth_winter_event_days(one["temperature"], background, events)
+        mine = _per_winter_numpy(series, depth, causal=True)
+        pd.testing.assert_series_equal(report, mine, check_names=False, atol=1e-9)
+        assert mine.loc[2013:2016].notna().all()
+
+
 def test_winter_2014_has_no_spurious_burst(paths) -> None:
     """The running quantile of the true series anticipates the 2014 background step and
     fills winter 2014 with 'events'; the physical anomaly does not."""
@@ -104,10 +127,14 @@ def test_winter_2014_has_no_spurious_burst(paths) -> None:
         quantile = anomalies(one["temperature"], config=events)
         flags = event_days(quantile, config=events).values
         running = season_event_days(flags, np.isfinite(quantile.values), one["time"].values)
-        others = physical.drop(2014).dropna()
-        # a burst is what the running quantile gives: far more than any other true winter
-        assert running[2014] > physical[2014] + 40, (running[2014], physical[2014])
-        assert physical[2014] <= max(others.max(), 0) + 30, physical.to_dict()
+        trailing = truth_winter_event_days(
+            one["temperature"], causal_background(one["temperature"], events), events
+        )
+        # a burst is what the centred running quantile gives: far more than any other winter
+        for truth in (physical, trailing):
+            others = truth.drop(2014).dropna()
+            assert running[2014] > truth[2014] + 40, (running[2014], truth[2014])
+            assert truth[2014] <= max(others.max(), 0) + 30, truth.to_dict()
 
 
 def test_season_event_days_counts_only_november_to_april() -> None:

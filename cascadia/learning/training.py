@@ -35,7 +35,7 @@ import math
 import multiprocessing as mp
 import os
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -330,6 +330,8 @@ class PreparedSeries:
     events: npt.NDArray[np.float32]
     train: npt.NDArray[np.bool_]
     validation: npt.NDArray[np.bool_]
+    #: Names of the predictor columns of ``x`` (the seasonal encodings follow them).
+    feature_names: tuple[str, ...] = ()
 
 
 def prepare_series(
@@ -375,6 +377,7 @@ def prepare_series(
         events=events,
         train=train,
         validation=validation,
+        feature_names=tuple(data.feature_names),
     )
     return prepared, norm
 
@@ -474,6 +477,30 @@ def _validate(
     }
 
 
+#: The slab density column the ``density_gate`` hyperparameter gates on (features.py).
+GATE_FEATURE = "shelf_sigma0"
+
+
+def resolve_gate(hparams: dict[str, Any], feature_names: Sequence[str]) -> dict[str, Any]:
+    """Turn the job's ``density_gate: true`` into the model's ``gate_column``.
+
+    The job names the physics (a gate on the shelf slab's density); which input
+    column carries it depends on the feature recipe, so it is resolved here, and the
+    resolved index is what the model directory records.
+    """
+    out = dict(hparams)
+    if not out.pop("density_gate", False):
+        return out
+    columns = [i for i, name in enumerate(feature_names) if name.split("@")[0] == GATE_FEATURE]
+    if len(columns) != 1:
+        raise ValueError(
+            f"density_gate needs exactly one {GATE_FEATURE} input column (features.physics: "
+            f"true); the inputs are {list(feature_names)}"
+        )
+    out["gate_column"] = columns[0]
+    return out
+
+
 def train_member(
     config: TrainingConfig,
     series: PreparedSeries,
@@ -509,7 +536,8 @@ def train_member(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_depths = series.y.shape[1]
-    model = build_model(spec.name, n_features=series.x.shape[1], n_depths=n_depths, **spec.hparams)
+    hparams = resolve_gate(spec.hparams, series.feature_names)
+    model = build_model(spec.name, n_features=series.x.shape[1], n_depths=n_depths, **hparams)
     model = model.to(device)  # initialised on the CPU: the same weights on every device
     length = config.lookback_days + config.window_days
     if len(series.x) < length:

@@ -641,10 +641,13 @@ def truth_chart(comparison: Mapping[str, Any]) -> Chart:
     scenarios = list(comparison["scenarios"])
     kinds = (
         ("run", "run (deep ensemble)", OKABE_ITO["blue"], ""),
-        ("truth", "truth (physical anomaly)", OKABE_ITO["orange"], "//"),
+        ("truth", "truth (event rule, trailing background)", OKABE_ITO["orange"], "//"),
+        ("truth_physical", "truth (physical anomaly)", OKABE_ITO["vermillion"], ".."),
     )
+    first = comparison["scenarios"][scenarios[0]] if scenarios else {}
+    kinds = tuple(k for k in kinds if k[0] in first)
     x = np.arange(len(scenarios))
-    width = 0.36
+    width = 0.8 / max(len(kinds), 1)
     fig = _figure(7.5, 4.2)
     ax = fig.subplots()
     for k, (key, label, colour, hatch) in enumerate(kinds):
@@ -653,8 +656,9 @@ def truth_chart(comparison: Mapping[str, Any]) -> Chart:
         lo = np.array([np.nan if r["model_min"] is None else r["model_min"] for r in rows])
         hi = np.array([np.nan if r["model_max"] is None else r["model_max"] for r in rows])
         err = np.vstack([mean - lo, hi - mean])
-        ax.bar(x + (k - 0.5) * width, mean, width, label=label, color=colour, hatch=hatch)
-        ax.errorbar(x + (k - 0.5) * width, mean, yerr=err, fmt="none", ecolor="black", lw=0.8)
+        offset = (k - (len(kinds) - 1) / 2) * width
+        ax.bar(x + offset, mean, width, label=label, color=colour, hatch=hatch)
+        ax.errorbar(x + offset, mean, yerr=err, fmt="none", ecolor="black", lw=0.8)
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xticks(x, scenarios)
     ax.set_ylabel("change in event days per winter (days)")
@@ -669,8 +673,10 @@ def truth_chart(comparison: Mapping[str, Any]) -> Chart:
     caption = (
         f"Change of the {comparison['quantity']}, {comparison['future_period']} against "
         f"{comparison['base_period']}, per scenario: the run (deep ensemble, the store's "
-        "event_days) and the twin's truth (the model's event rule on the true physical "
-        "anomaly). Bars: multi-model mean change; whiskers: the range, lowest to highest, "
-        f"of the models' changes (members averaged). {PALETTE_NOTE}"
+        "event_days) and the twin's truth: the model's event rule on the true temperature "
+        "with the running-quantile background of the trailing window, and on the physical "
+        "anomaly (true temperature minus the twin's background process). Bars: multi-model "
+        "mean change; whiskers: the range, lowest to highest, of the models' changes "
+        f"(members averaged). {PALETTE_NOTE}"
     )
     return Chart("truth-change", "Against the twin's truth", fig, caption)

@@ -624,7 +624,9 @@ def truth_change_table(comparison: Mapping[str, Any]) -> pd.DataFrame:
     """The truth comparison (``truth_comparison.json``) as one row per scenario and side."""
     rows = []
     for scenario, sides in comparison["scenarios"].items():
-        for side in ("run", "truth"):
+        for side in ("run", "truth", "truth_physical"):
+            if side not in sides:
+                continue
             one = sides[side]
             rows.append(
                 {

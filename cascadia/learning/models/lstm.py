@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cascadia.learning.models.base import GaussianEventHead, ModelOutput, SequenceModel, register
-from cascadia.learning.models.reservoir import ColdReservoir
+from cascadia.learning.models.reservoir import ColdReservoir, DensityGate
 
 __all__ = ["LSTMModel"]
 
@@ -38,6 +38,10 @@ class LSTMModel(SequenceModel):
         Add a :class:`~cascadia.learning.models.reservoir.ColdReservoir` to the mean: the
         network emits cold-water inputs, the head integrates them with a
         learned recovery time.
+    gate_column : int, optional
+        Input column of the shelf slab's density: the event logit and the reservoir's
+        cold-water input are scaled by a :class:`~cascadia.learning.models.reservoir.DensityGate`
+        on it, monotone in the density (set from the job's ``density_gate: true``).
     """
 
     stateful = True
@@ -50,6 +54,7 @@ class LSTMModel(SequenceModel):
         layers: int = 1,
         dropout: float = 0.1,
         reservoir: bool = False,
+        gate_column: int | None = None,
     ) -> None:
         super().__init__(n_features, n_depths)
         self.lstm = nn.LSTM(
@@ -62,6 +67,10 @@ class LSTMModel(SequenceModel):
         self.dropout = nn.Dropout(dropout)
         self.head = GaussianEventHead(hidden, n_depths)
         self.reservoir = ColdReservoir(hidden, n_depths) if reservoir else None
+        if gate_column is not None and not 0 <= gate_column < n_features:
+            raise ValueError(f"gate_column {gate_column} is not one of {n_features} inputs")
+        self.gate_column = gate_column
+        self.gate = None if gate_column is None else DensityGate(n_depths)
 
     def forward(
         self, x: torch.Tensor, state: LSTMState | None = None
@@ -78,7 +87,11 @@ class LSTMModel(SequenceModel):
         h, (h_n, c_n) = self.lstm(x, recurrent)
         h = self.dropout(h)
         out = self.head(h)
+        log_gate = None
+        if self.gate is not None:
+            log_gate = self.gate(x[..., self.gate_column])
+            out = out._replace(event_logit=out.event_logit + log_gate)
         if self.reservoir is None:
             return out, (h_n, c_n)
-        level, last = self.reservoir(h, None if state is None else state[2])
+        level, last = self.reservoir(h, None if state is None else state[2], log_gate)
         return out._replace(mean=out.mean - level), (h_n, c_n, last)

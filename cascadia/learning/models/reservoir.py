@@ -20,7 +20,33 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ColdReservoir"]
+__all__ = ["ColdReservoir", "DensityGate"]
+
+
+class DensityGate(nn.Module):
+    """Log of a gate in (0, 1) that rises monotonically with the shelf water's density.
+
+    Why: dense shelf water cascades only when it is denser than the water on the
+    slope it flows into (Shapiro et al. 2003, Oceanologica Acta 26; Durrieu de Madron
+    et al. 2005, Cont. Shelf Res. 25; Herrmann et al. 2008, JGR 113): the flux is a
+    threshold function of the density. A network fitted on ~20 winters has no reason
+    to respect that outside them — in a warmer climate, whose shelf is lighter than any
+    winter it saw, it can predict cascading that no dense water could drive. The gate
+    ``σ(a_d (ρ − c_d))`` on the (standardised) slab density, with a learned threshold
+    ``c_d`` and a positive learned steepness ``a_d`` per depth, scales the cold-water
+    input and the event probability: lighter shelf water can only lower them.
+    """
+
+    def __init__(self, n_depths: int, steepness: float = 2.0) -> None:
+        super().__init__()
+        self.threshold = nn.Parameter(torch.zeros(n_depths))
+        # softplus⁻¹(steepness): the steepness stays positive whatever the optimiser does
+        self.raw_steepness = nn.Parameter(torch.full((n_depths,), math.log(math.expm1(steepness))))
+
+    def forward(self, density: torch.Tensor) -> torch.Tensor:
+        """``log σ(a (ρ − c))``, ``(batch, time, depth)``, for ``density`` ``(batch, time)``."""
+        steepness = F.softplus(self.raw_steepness)
+        return F.logsigmoid(steepness * (density[..., None] - self.threshold))
 
 
 class ColdReservoir(nn.Module):
@@ -56,12 +82,16 @@ class ColdReservoir(nn.Module):
         return -1.0 / torch.log(torch.sigmoid(self.keep_logit))
 
     def forward(
-        self, h: torch.Tensor, level: torch.Tensor | None = None
+        self,
+        h: torch.Tensor,
+        level: torch.Tensor | None = None,
+        log_gate: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reservoir level ``(batch, time, depth)`` and its last value ``(batch, depth)``.
 
         ``level`` is the level before the first day (zeros if None), so a long
-        series run in segments gives the same levels as one pass.
+        series run in segments gives the same levels as one pass; ``log_gate``
+        (``(batch, time, depth)``, ≤ 0) scales the daily input (a :class:`DensityGate`).
 
         Chunked form, no loop over time: the series is cut into chunks of ``L`` days;
         inside each chunk the level from an empty start is one product with the
@@ -71,6 +101,8 @@ class ColdReservoir(nn.Module):
         nothing overflows whatever the learned time scale.
         """
         inflow = F.softplus(self.source(h))
+        if log_gate is not None:
+            inflow = inflow * torch.exp(log_gate)
         batch, n, depths = inflow.shape
         previous = inflow.new_zeros(batch, depths) if level is None else level
         if n == 0:
