@@ -183,7 +183,7 @@ def test_the_demo_writes_the_html_report_its_figures_and_tables(demo) -> None:
     # the truth comparison validate.py reads is still written, with its keys
     comparison = json.loads((report / "truth_comparison.json").read_text())
     assert {"scenarios", "hindcast", "base_period", "future_period"} <= set(comparison)
-    assert {"run", "truth"} <= set(comparison["scenarios"]["ssp585"])
+    assert {"run", "truth", "truth_physical"} <= set(comparison["scenarios"]["ssp585"])
 
 
 def test_per_winter_csv_equals_the_store(demo) -> None:
