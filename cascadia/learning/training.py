@@ -340,7 +340,7 @@ def prepare_series(
     """Standardise with the learning winters' statistics and build the split masks.
 
     The masks are the configured split; a cross-fitted ensemble
-    (``config.folds``) derives each candidate's masks with :func:`fold_series`.
+    (``config.folds``) derives each candidate's masks with :func:`candidate_splits`.
 
     Parameters
     ----------
