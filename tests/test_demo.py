@@ -71,6 +71,9 @@ def test_the_four_outputs_exist_and_every_combination_is_done(demo) -> None:
     assert first.ok
     report = (out / "report/report.html").read_text()
     assert "Against the twin's truth" in report and SCENARIO in report
+    # both truths are described in words, not as a mapping's repr
+    assert "truth_physical: the same rule on the physical anomaly" in report
+    assert "{&#x27;truth" not in report and "{'truth" not in report
     # the report says where the deep temperature is anomaly-only and shows the OOD scores
     assert "anomaly-only" in report and "Out-of-distribution inputs" in report
     assert (out / "report/ood.png").stat().st_size > 1000

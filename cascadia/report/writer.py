@@ -421,6 +421,7 @@ def _truth(
     path = w.out / TRUTH_JSON
     path.write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
     w.files.append(path)
+    truths = "; ".join(f"{kind}: {text}" for kind, text in comparison["truth_background"].items())
     w.page.section("Against the twin's truth")
     w.table(
         Table(
@@ -428,7 +429,7 @@ def _truth(
             f"Change of {comparison['quantity']}, {comparison['future_period']} vs "
             f"{comparison['base_period']}: the run and the twin's truth, multi-model mean, the "
             "range of the models' changes (members averaged), sign agreement and the period "
-            f"means. Truth: {comparison['truth_background']}. Run: {comparison['run_events']}. "
+            f"means. {truths}. Run: {comparison['run_events']}. "
             f"Reduction: {comparison['reduction']}.",
             tables.truth_change_table(comparison),
             [
