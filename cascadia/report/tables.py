@@ -26,6 +26,7 @@ from cascadia.report.store import (
     done_array,
     scenarios,
 )
+from cascadia.report.truth import TRUTH_KINDS
 from cascadia.run.spread import done_mask, season_days
 
 __all__ = [
@@ -624,7 +625,7 @@ def truth_change_table(comparison: Mapping[str, Any]) -> pd.DataFrame:
     """The truth comparison (``truth_comparison.json``) as one row per scenario and side."""
     rows = []
     for scenario, sides in comparison["scenarios"].items():
-        for side in ("run", "truth", "truth_physical"):
+        for side in ("run", *TRUTH_KINDS):
             if side not in sides:
                 continue
             one = sides[side]
