@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import shutil
@@ -18,6 +19,7 @@ from cascadia.learning.baselines import ClimatologyBaseline
 from cascadia.learning.ensemble import (
     CheckpointError,
     DeepEnsemble,
+    Normalisation,
     load_checkpoint,
     mixture_moments,
     mixture_quantiles,
@@ -27,6 +29,7 @@ from cascadia.learning.training import (
     MemberResult,
     SeriesData,
     TrainingConfig,
+    gate_features,
     prepare_series,
     select_candidates,
     train_ensemble,
@@ -285,6 +288,67 @@ def test_model_directory_round_trips(trained: tuple[DeepEnsemble, Path, SeriesDa
     np.testing.assert_allclose(b.mean, a.mean, atol=1e-5)
     np.testing.assert_allclose(b.std, a.std, atol=1e-5)
     np.testing.assert_allclose(b.event_probability, a.event_probability, atol=1e-5)
+
+
+def test_clamped_inputs_hold_every_predictor_inside_its_months_training_range(
+    trained: tuple[DeepEnsemble, Path, SeriesData],
+) -> None:
+    ensemble, _, data = trained
+    config = _config(clamp_inputs=True)
+    _, norm = prepare_series(data, config)
+    assert norm.clamp and norm.unclamped == ()
+    assert Normalisation.from_dict(json.loads(json.dumps(norm.to_dict()))) == norm
+    months = pd.DatetimeIndex(data.time).month.to_numpy() - 1
+    test = np.isin(data.winters(), TEST)
+    hotter = data.predictors.copy()
+    hotter[test, 0] = 50.0 * hotter[test, 0] + 100.0  # far beyond any training day
+    z = norm.inputs(hotter, data.time)
+    edge = (np.asarray(norm.feature_monthly_max)[months, 0] - norm.feature_mean[0]) / (
+        norm.feature_std[0]
+    )
+    np.testing.assert_allclose(z[test, 0], edge[test], rtol=1e-5)
+    free = dataclasses.replace(norm, clamp=False).inputs(data.predictors, data.time)
+    learning = np.isin(data.winters(), config.learning_winters())
+    np.testing.assert_array_equal(norm.inputs(data.predictors, data.time)[learning], free[learning])
+    # the members answer a climate 50x and 500x beyond the record alike: the edge's answer
+    held = dataclasses.replace(
+        ensemble, normalisation=dataclasses.replace(ensemble.normalisation, clamp=True)
+    )
+    further = hotter.copy()
+    further[test, 0] *= 10.0
+    a, b = held.predict(hotter, data.time), held.predict(further, data.time)
+    np.testing.assert_allclose(a.mean, b.mean, atol=1e-6)
+    assert not np.allclose(
+        ensemble.predict(hotter, data.time).mean, ensemble.predict(further, data.time).mean
+    )
+    # an unclamped column (a physically signed input) stays free
+    loose = Normalisation.fit(
+        data.predictors,
+        data.targets,
+        learning,
+        data.feature_names,
+        time=data.time,
+        clamp=True,
+        unclamped=("cooling",),
+    )
+    assert loose.inputs(hotter, data.time)[test, 0].max() > 100
+    with pytest.raises(ValueError, match="'rain'"):
+        Normalisation.fit(
+            data.predictors,
+            data.targets,
+            learning,
+            data.feature_names,
+            time=data.time,
+            clamp=True,
+            unclamped=("rain",),
+        )
+
+
+def test_the_density_gate_reads_the_one_input_the_clamp_leaves_free() -> None:
+    names = ("tas@shelf", "shelf_sigma0@shelf", "stratification@shelf")
+    gated = _config(architectures=None, hparams={"reservoir": True, "density_gate": True})
+    assert gate_features(gated, names) == ("shelf_sigma0@shelf",)
+    assert gate_features(_config(), names) == ()
 
 
 class _Sentinel:

@@ -158,6 +158,11 @@ class TrainingConfig(BaseModel):
     workers
         Parallel training processes (None: min(M, CPU cores)); 1 trains in
         this process.
+    clamp_inputs
+        Hold every standardised predictor inside the range the learning winters had in
+        that calendar month, in training and in every later prediction (saved with the
+        normalisation); the density gate's input stays free
+        (:meth:`cascadia.learning.ensemble.Normalisation.clamped`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -189,6 +194,7 @@ class TrainingConfig(BaseModel):
     winter_start_month: int = Field(11, ge=1, le=12)
     validation_segment_days: int | None = Field(None, ge=1)
     workers: int | None = Field(None, ge=1)
+    clamp_inputs: bool = False
 
     @field_validator("architecture")
     @classmethod
@@ -364,7 +370,14 @@ def prepare_series(
             raise ValueError(f"no finite target on any {name} winter day")
     learning = np.isin(winters, config.learning_winters())
     norm = normalisation or Normalisation.fit(
-        data.predictors, data.targets, learning, data.feature_names, data.depths, time=data.time
+        data.predictors,
+        data.targets,
+        learning,
+        data.feature_names,
+        data.depths,
+        time=data.time,
+        clamp=config.clamp_inputs,
+        unclamped=gate_features(config, data.feature_names),
     )
     events = (
         np.full(data.targets.shape, np.nan, dtype=np.float32)
@@ -479,6 +492,16 @@ def _validate(
 
 #: The slab density column the ``density_gate`` hyperparameter gates on (features.py).
 GATE_FEATURE = "shelf_sigma0"
+
+
+def gate_features(config: TrainingConfig, feature_names: Sequence[str]) -> tuple[str, ...]:
+    """The predictor a density gate of the ensemble reads (none without a gate)."""
+    specs = config.architectures or [
+        ArchitectureSpec(name=config.architecture, hparams=config.hparams)
+    ]
+    if not any(spec.hparams.get("density_gate", False) for spec in specs):
+        return ()
+    return tuple(name for name in feature_names if name.split("@")[0] == GATE_FEATURE)
 
 
 def resolve_gate(hparams: dict[str, Any], feature_names: Sequence[str]) -> dict[str, Any]:
