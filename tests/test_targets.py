@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
+from helpers import trailing_background_numpy
 
 from cascadia.mooring.events import EventConfig, winter_labels
 from cascadia.mooring.targets import BackgroundConfig, compute_background, held_out_targets
@@ -56,3 +57,30 @@ def test_without_exclusion_the_targets_are_the_usual_ones() -> None:
     usual = temp - compute_background(da, config, EventConfig()).values
     days = labels == 2004
     np.testing.assert_allclose(anomaly[days], usual[days])
+
+
+def test_a_trailing_background_sees_no_future_and_invents_no_cold_days_before_a_step() -> None:
+    """A +0.3 °C step (the 2014 kind): the centred window lifts the background months ahead
+    of it, and the quiet days before it become cascading; the trailing window cannot."""
+    time = pd.date_range("2008-11-01", "2016-10-31", freq="D")
+    rng = np.random.default_rng(3)
+    step = np.where(time >= pd.Timestamp("2013-11-01"), 0.3, 0.0)
+    values = 13.0 + step[:, None] + rng.normal(0, 0.01, (len(time), 2))
+    temp = xr.DataArray(
+        values, dims=("time", "depth"), coords={"time": time, "depth": [500.0, 1000.0]}
+    )
+    config = BackgroundConfig()
+    before = (time >= pd.Timestamp("2013-05-01")) & (time < pd.Timestamp("2013-11-01"))
+    cold = {}
+    for window in ("centred", "trailing"):
+        events = EventConfig(background_window=window)
+        background = compute_background(temp, config, events)
+        anomaly = (temp - background).values[before, 0]
+        cold[window] = int((anomaly < -events.thresholds[500.0]).sum())
+        if window == "trailing":
+            # the same numbers as the truth's background, written again in numpy
+            np.testing.assert_allclose(
+                background.values[364:, 0], trailing_background_numpy(values[:, 0])[364:], atol=1e-9
+            )
+            assert "trailing 365 d window" in background.attrs["comment"]
+    assert cold["centred"] > 60 and cold["trailing"] == 0, cold

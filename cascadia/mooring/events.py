@@ -63,14 +63,23 @@ class EventConfig(BaseModel):
         Runs of below-threshold days separated by at most this many days are merged
         into one event (cascading pulses every 3–6 days with brief relaxations).
     background_window_days
-        Length (days) of the centred window of the background quantile; ~1 year so
-        the background cannot follow a cascading season (weeks to two months).
+        Length (days) of the window of the background quantile; ~1 year so the
+        background cannot follow a cascading season (weeks to two months).
+    background_window
+        ``centred`` on the day, or ``trailing``: ending on it, so the background sees
+        no future. Why trailing: under a warming deep background a centred window
+        anticipates the warming by half a window, and the anomalies of every cold day
+        deepen — on the demo world's true 500 m series, 1994–2022, 18.4 event days per
+        winter against 14.7 with the trailing window and 14.1 on the physical anomaly
+        (docs/events.md). A trailing window lags a trend instead, by half a window of
+        it: the cold side of the anomaly is not inflated.
     background_quantile
         Quantile (0.5–1) of the window used as background.  A high quantile is set by
         the warm, non-cascading days, so cold events barely move it.
     background_smooth_days
-        Length (days) of the centred running mean applied to the quantile series,
-        which removes the day-to-day jitter of a running order statistic.
+        Length (days) of the running mean (centred or trailing, as the window)
+        applied to the quantile series, which removes the day-to-day jitter of a
+        running order statistic.
     background_min_fraction
         Fraction of the window that must hold data for a background value.
     winter_start_month
@@ -88,6 +97,7 @@ class EventConfig(BaseModel):
     min_duration_days: int = Field(default=2, ge=1)
     max_gap_days: int = Field(default=1, ge=0)
     background_window_days: int = Field(default=365, ge=3)
+    background_window: Literal["centred", "trailing"] = "centred"
     background_quantile: float = Field(default=0.8, gt=0.5, lt=1.0)
     background_smooth_days: int = Field(default=31, ge=1)
     background_min_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
@@ -188,13 +198,13 @@ def _event_mask_np(below: np.ndarray, max_gap: int, min_count: int) -> np.ndarra
 
 
 def _rolling_background(
-    arr: np.ndarray, window: int, quantile: float, smooth: int, min_periods: int
+    arr: np.ndarray, window: int, quantile: float, smooth: int, min_periods: int, center: bool
 ) -> np.ndarray:
-    """Centred running quantile then running mean along the last axis (pandas, O(n log w))."""
+    """Running quantile then running mean along the last axis (pandas, O(n log w))."""
     shape = arr.shape
     frame = pd.DataFrame(np.asarray(arr, dtype=np.float64).reshape(-1, shape[-1]).T)
-    quant = frame.rolling(window, center=True, min_periods=min_periods).quantile(quantile)
-    smoothed = quant.rolling(smooth, center=True, min_periods=1).mean()
+    quant = frame.rolling(window, center=center, min_periods=min_periods).quantile(quantile)
+    smoothed = quant.rolling(smooth, center=center, min_periods=1).mean()
     return smoothed.to_numpy().T.reshape(shape)
 
 
@@ -208,6 +218,7 @@ def background_series(
     smooth_days: int = 31,
     min_fraction: float = 0.5,
     *,
+    trailing: bool = False,
     dim: str = "time",
 ) -> xr.DataArray:
     """Slowly varying deep-water background that cascading events do not drag down.
@@ -238,6 +249,10 @@ def background_series(
         Running-mean length in days applied after the quantile.
     min_fraction
         Minimum fraction of the window with data, else NaN.
+    trailing
+        Windows (quantile and mean) that end on the day instead of being centred on
+        it: a background from the past only, which lags a step instead of
+        anticipating it (:class:`EventConfig` ``background_window``).
     dim
         Time dimension name.
 
@@ -266,14 +281,16 @@ def background_series(
             "quantile": float(quantile),
             "smooth": int(smooth_days),
             "min_periods": min_periods,
+            "center": not trailing,
         },
         keep_attrs=True,
     ).transpose(*temperature.dims)
     out.name = "background"
+    side = "trailing" if trailing else "centred"
     out.attrs.update(
         long_name="deep-water background temperature",
         comment=(
-            f"q{quantile:g} of a centred {window_days}-day window, smoothed by a centred "
+            f"q{quantile:g} of a {side} {window_days}-day window, smoothed by a {side} "
             f"{smooth_days}-day running mean"
         ),
     )
@@ -309,6 +326,7 @@ def anomalies(
             cfg.background_quantile,
             cfg.background_smooth_days,
             cfg.background_min_fraction,
+            trailing=cfg.background_window == "trailing",
             dim=dim,
         )
     out = temperature - background

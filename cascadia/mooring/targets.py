@@ -202,6 +202,7 @@ def compute_background(
         events.background_quantile,
         events.background_smooth_days,
         events.background_min_fraction,
+        trailing=events.background_window == "trailing",
     ).transpose("time", "depth")
     days = _days(temperature["time"].values)
     filled = np.stack(
@@ -214,8 +215,8 @@ def compute_background(
         "units": "degree_Celsius",
         "comment": (
             f"{config.method} (q{events.background_quantile:g}, "
-            f"{events.background_window_days} d window, {events.background_smooth_days} d "
-            f"smoothing) of the observations"
+            f"{events.background_window} {events.background_window_days} d window, "
+            f"{events.background_smooth_days} d smoothing) of the observations"
             + (f" without winters {list(exclude_winters)}" if config.exclude_test_winters else "")
             + f"; interpolated across gaps; outside the record: {config.extrapolation}"
         ),

@@ -6,8 +6,9 @@ history is known, so the report can say whether the projected change of cascadin
 days apply the model's own event rule (its ``job.yaml``: thresholds, duration, gaps and
 background) to the true temperature, with one change: the background is the running
 quantile of the *trailing* window (:func:`causal_background`), not of a centred one, so it
-sees no future and gives no spurious events ahead of a step (2014). That is the quantity
-the model is trained and calibrated on (the mooring's event days), measured on the truth.
+sees no future and gives no spurious events ahead of a step (2014). With the default job's
+``background_window: trailing`` that is exactly the quantity the model is trained and
+calibrated on (the mooring's event days), measured on the truth.
 A second truth, on the twin's physical anomaly (true temperature minus the background
 process the twin's ocean relaxes to), is reported next to it: the running quantile sits
 above that background by a fraction of the ordinary variability (docs/events.md), so it
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from cascadia.mooring.events import EventConfig, event_days
+from cascadia.mooring.events import EventConfig, background_series, event_days
 from cascadia.report.events import season_event_days
 from cascadia.report.store import (
     BASE_PERIOD,
@@ -138,20 +139,20 @@ def _history_truth(truth: xr.Dataset, depth: float) -> xr.Dataset:
 def causal_background(temperature: xr.DataArray, events: EventConfig) -> xr.DataArray:
     """The event rule's background of a daily series, from its past only.
 
-    The ``background_quantile`` of the trailing ``background_window_days`` window (NaN
-    unless ``background_min_fraction`` of it has data), then the trailing
-    ``background_smooth_days`` mean: the running quantile of
-    :func:`cascadia.mooring.events.background_series`, whose window is centred, moved
-    to end on the day itself. Its lag behind a trend (half a window, ~0.01 °C for the
-    projected deep warming) is far below the event thresholds.
+    :func:`cascadia.mooring.events.background_series` with the rule's quantile, window,
+    smoothing and minimum fraction over **trailing** windows, whatever window the job's
+    own targets use (``background_window``): the truth never sees the future. Its lag
+    behind a trend (half a window, ~0.01 °C for the projected deep warming) is far below
+    the event thresholds.
     """
-    values = pd.Series(np.asarray(temperature.values, dtype=np.float64))
-    window = events.background_window_days
-    quantile = values.rolling(
-        window, min_periods=max(1, int(np.ceil(events.background_min_fraction * window)))
-    ).quantile(events.background_quantile)
-    smooth = quantile.rolling(events.background_smooth_days, min_periods=1).mean()
-    return temperature.copy(data=smooth.to_numpy())
+    return background_series(
+        temperature,
+        events.background_window_days,
+        events.background_quantile,
+        events.background_smooth_days,
+        events.background_min_fraction,
+        trailing=True,
+    )
 
 
 def truth_winter_event_days(
