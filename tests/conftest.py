@@ -73,3 +73,17 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "cache": str(root / "cache"),
         "store": str(root / "results.zarr"),
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``cascadia-ensemble demo --preset tiny`` (world, model, run, report with the skill
+    ceiling), run once per session for tests/test_demo.py and tests/test_report.py; those
+    only read it (copies where they change something)."""
+    from cascadia.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    started = time.perf_counter()
+    first = run_demo("tiny", out, workers=2)
+    print(f"first run_demo {time.perf_counter() - started:.1f} s")
+    return {"out": out, "first": first}

@@ -1,13 +1,13 @@
 """The run report on a real tiny demo run: its numbers are the store's, and a real headless
 Chromium shows its figures.
 
-One module-scoped ``run_demo("tiny")`` (world, training, run, report) gives a real results
-store and the report its report stage wrote. Every number of the report's HTML tables and
-CSV files is held against the store read with plain xarray (and, for the hindcast, against
-the model directory's mooring series). The tiny store's spread has no later period, so a
-copy of it gets the spread of two periods it covers (``write_spread``: period changes,
-robustness, variance partition, trends), and ``cascadia-ensemble report`` writes its report:
-those tables are checked too, and both reports are opened in Chromium.
+The session's ``run_demo("tiny")`` (tests/conftest.py: world, training, run, report) gives a
+real results store and the report its report stage wrote. Every number of the report's HTML
+tables and CSV files is held against the store read with plain xarray (and, for the
+hindcast, against the model directory's mooring series). The tiny store's spread has no
+later period, so a copy of it gets the spread of two periods it covers (``write_spread``:
+period changes, robustness, variance partition, trends), and ``cascadia-ensemble report``
+writes its report: those tables are checked too, and both reports are opened in Chromium.
 
 Chromium (Debian package, deploy/chromium/install.sh, run by ``make services``) is never
 installed by the tests: without it the screenshot test skips on a developer machine that is
@@ -34,7 +34,6 @@ import yaml
 from PIL import Image
 
 from cascadia.cli import main
-from cascadia.demo import run_demo
 from cascadia.mooring.events import EventConfig, event_days
 from cascadia.run.spread import season_days, write_spread
 from cascadia.run.store import open_cube
@@ -49,10 +48,10 @@ BASE, FUTURE = (2005, 2010), (2011, 2016)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("report-demo") / "out"
-    result = run_demo("tiny", out, workers=2, ceiling=False)
-    assert result.ok
+def demo(tiny_demo: dict[str, Any]) -> dict[str, Path]:
+    """The session's tiny demo (tests/conftest.py): its report is what these tests read."""
+    out = tiny_demo["out"]
+    assert tiny_demo["first"].ok
     return {"out": out, "report": out / "report", "results": out / "results.zarr"}
 
 
