@@ -148,6 +148,15 @@ def demo_job(preset: str, out: str | Path, template: str | Path | None = None) -
     job["predictors"]["cache"] = str(root / "cache/predictors")
     job["observations"]["path"] = str(root / "world/observations/lacaze-duthiers.nc")
     job["output"] = str(root / "model")
+    analysis = ((job.get("targets") or {}).get("background") or {}).get("before_record")
+    if analysis:
+        files = _manifest(root / "world").get("ocean_analysis")
+        if files is None:
+            raise DemoError(
+                f"{root / 'world'} has no ocean analysis (a world built by an older cascadia): "
+                "delete it and run again"
+            )
+        analysis["path"] = str(root / "world" / files)
     # the model must run on every source of the run, not only the reference it trains on
     features = job.setdefault("features", {}) or {}
     features["variables"] = common_variables(root / "world")

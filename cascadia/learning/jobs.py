@@ -167,6 +167,9 @@ class TrainJob(_Strict):
         data["predictors"]["catalog"] = self.resolve(self.predictors.catalog)
         data["predictors"]["cache"] = self.resolve(self.predictors.cache)
         data["observations"]["path"] = self.resolve(self.observations.path)
+        analysis = self.targets.background.before_record
+        if analysis is not None:
+            data["targets"]["background"]["before_record"]["path"] = self.resolve(analysis.path)
         if self.output is not None:
             data["output"] = self.resolve(self.output)
         return TrainJob.model_validate(data)

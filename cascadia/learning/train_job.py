@@ -70,12 +70,14 @@ from cascadia.learning.jobs import JobError, TrainJob
 from cascadia.learning.metrics import gaussian_interval
 from cascadia.learning.training import SeriesData, TrainingProgress, train_ensemble
 from cascadia.learning.warm_split import warm_split_section
+from cascadia.mooring.before_record import BEFORE_RECORD_FILE, BeforeRecord, anchor_analysis
 from cascadia.mooring.events import winter_labels
 from cascadia.mooring.observations import load_mooring
 from cascadia.mooring.targets import AlignedSeries, align_series, held_out_targets
 from cascadia.sources.cache import PredictorCache, fill_cache, fingerprint
 from cascadia.sources.catalog import SourceError, enumerate_combos, open_collection
 from cascadia.sources.config import CatalogError, load_run_catalog
+from cascadia.sources.ocean_analysis import OceanAnalysisError, deep_temperature
 from cascadia.sources.predictors.plausibility import PredictorDataError, check_predictors
 
 __all__ = ["JobSeries", "TrainJobResult", "load_predictors", "prepare_job_series", "run_train_job"]
@@ -265,17 +267,56 @@ def _write_hindcast(path: Path, series: AlignedSeries, pred: Any) -> None:
     frame.to_csv(path, index=False, float_format="%.5f")
 
 
+def _background_frame(series: AlignedSeries) -> pd.DataFrame:
+    """``background.csv``'s table: daily background and observations per depth, by day."""
+    frame = pd.DataFrame(index=pd.DatetimeIndex(series.time, name="time"))
+    for j, depth in enumerate(series.depths):
+        frame[f"background_{depth:g}"] = series.background[:, j]
+        frame[f"observed_{depth:g}"] = series.temperature[:, j]
+    return frame
+
+
+def _before_record(
+    job: TrainJob, series: AlignedSeries, log: Callable[[str], None]
+) -> BeforeRecord | None:
+    """The ocean analysis' background before the record, read before training (a bad
+    file fails in seconds, not after the candidates); ``None`` when the job has none."""
+    cfg = job.targets.background.before_record
+    if cfg is None:
+        return None
+    try:
+        analysis = deep_temperature(cfg, series.depths)
+        before = anchor_analysis(analysis, _background_frame(series), series.depths, cfg)
+    except OceanAnalysisError as exc:
+        raise JobError(str(exc)) from None
+    for depth, row in before.summary["depths"].items():
+        test = row["back_test"]
+        log(
+            f"background before the record at {depth} m: {cfg.path} from {row['first_day']}, "
+            f"offset {row['offset']:+.3f} °C; record back-test RMSE {test['rmse_analysis']:.3f} "
+            f"°C (held: {test['rmse_hold']:.3f})"
+        )
+    return before
+
+
 def _write_records(
-    directory: Path, job: TrainJob, series: AlignedSeries, provenance: dict[str, Any], obs: Any
+    directory: Path,
+    job: TrainJob,
+    series: AlignedSeries,
+    provenance: dict[str, Any],
+    obs: Any,
+    before: BeforeRecord | None,
 ) -> None:
     (directory / "job.yaml").write_text(
         yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
     )
-    frame = pd.DataFrame({"time": pd.DatetimeIndex(series.time).strftime("%Y-%m-%d")})
-    for j, depth in enumerate(series.depths):
-        frame[f"background_{depth:g}"] = series.background[:, j]
-        frame[f"observed_{depth:g}"] = series.temperature[:, j]
+    frame = _background_frame(series).reset_index()
+    frame["time"] = frame["time"].dt.strftime("%Y-%m-%d")
     frame.to_csv(directory / "background.csv", index=False, float_format="%.5f")
+    if before is not None:
+        table = before.background.reset_index()
+        table["time"] = table["time"].dt.strftime("%Y-%m-%d")
+        table.to_csv(directory / BEFORE_RECORD_FILE, index=False, float_format="%.5f")
     save_feature_spec(directory, job.features)
     bg = job.targets.background
     records = {
@@ -284,6 +325,7 @@ def _write_records(
         "background_end_values": {
             f"{d:g}": float(series.background[-1, j]) for j, d in enumerate(series.depths)
         },
+        "background_before_record": before.summary if before is not None else None,
         "excluded_winters": list(job.training.test_winters) if bg.exclude_test_winters else [],
         "series": series.info,
         "predictors": provenance,
@@ -547,6 +589,7 @@ def run_train_job(
         prepared.series,
         prepared.winters,
     )
+    before = _before_record(job, series, log)
     cfg = job.training
     prep_seconds = _time.perf_counter() - t0
 
@@ -569,7 +612,7 @@ def run_train_job(
         )
     else:
         log(f"trained {cfg.members} members in {train_seconds:.1f} s")
-    _write_records(directory, job, series, provenance, obs)
+    _write_records(directory, job, series, provenance, obs, before)
 
     t2 = _time.perf_counter()
     ensemble = DeepEnsemble.load(directory)

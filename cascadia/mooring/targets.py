@@ -24,9 +24,11 @@ The background (:class:`BackgroundConfig`):
   line fitted to the last (first) ``trend_years`` of the background. ``hold``
   is the default because the background's drift is not an atmospheric
   response: a 10-year trend continued over a century (hindcasts to 1900,
-  projections to 2100) would invent degrees of warming or cooling. Projections
-  need an external, scenario-dependent background (e.g. from an ocean model);
-  that is not part of this module yet.
+  projections to 2100) would invent degrees of warming or cooling. Before the
+  record, ``before_record`` takes the changes of an ocean analysis instead
+  (:mod:`cascadia.mooring.before_record`); projections would need their own
+  ocean's deep temperature, which is not read yet (values after the record are
+  flagged anomaly-only in the results store).
 
 Also here: the canonical daily predictors of every region flattened into
 feature columns ``<variable>@<region>`` and aligned with the daily mooring
@@ -46,6 +48,7 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
 from cascadia.mooring.events import EventConfig, background_series, event_days, winter_labels
+from cascadia.sources.ocean_analysis import OceanAnalysisConfig
 
 __all__ = [
     "AlignedSeries",
@@ -82,6 +85,10 @@ class BackgroundConfig(BaseModel):
         ``linear_trend`` fitted to the last/first ``trend_years``.
     trend_years
         Length (years) of the end of the record used by ``linear_trend``.
+    before_record
+        An ocean analysis whose changes, anchored on the record, give the background
+        before the record (:mod:`cascadia.mooring.before_record`); ``extrapolation``
+        then applies after the record and before the analysis' first day only.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -90,6 +97,7 @@ class BackgroundConfig(BaseModel):
     exclude_test_winters: bool = True
     extrapolation: Literal["hold", "linear_trend"] = "hold"
     trend_years: float = Field(10.0, gt=0)
+    before_record: OceanAnalysisConfig | None = None
 
 
 def flatten_predictors(

@@ -28,6 +28,7 @@ from cascadia.report.store import (
 )
 from cascadia.report.truth import TRUTH_KINDS
 from cascadia.run.spread import done_mask, season_days
+from cascadia.run.store import ANALYSIS_KIND, ANOMALY_ONLY_KINDS
 
 __all__ = [
     "CHANGE_BASES",
@@ -535,7 +536,7 @@ def background_summary(results: xr.Dataset) -> dict[str, Any] | None:
     time = pd.DatetimeIndex(results["time"].values)
     depths = [float(d) for d in results["depth"].values]
     inside = np.zeros((time.size, len(depths)), dtype=bool)
-    held, total = np.zeros(len(depths)), np.zeros(len(depths))
+    held, analysed, total = np.zeros(len(depths)), np.zeros(len(depths)), np.zeros(len(depths))
     after: list[set[float]] = [set() for _ in depths]
     for e, s_, m in zip(*np.nonzero(done), strict=True):
         where = {"experiment": e, "source_id": s_, "member_id": m}
@@ -543,11 +544,13 @@ def background_summary(results: xr.Dataset) -> dict[str, Any] | None:
         kind = one["background_kind"].transpose("time", "depth").values
         background = one["background_temperature"].transpose("time", "depth").values
         inside |= kind == 0
-        held += (kind > 0).sum(axis=0)
+        anomaly_only = np.isin(kind, ANOMALY_ONLY_KINDS)
+        held += anomaly_only.sum(axis=0)
+        analysed += (kind == ANALYSIS_KIND).sum(axis=0)
         total += np.isfinite(kind).sum(axis=0)
         for j in range(len(depths)):
             last = np.flatnonzero(kind[:, j] == 0)
-            later = kind[:, j] > 0
+            later = anomaly_only[:, j].copy()
             if last.size:
                 later[: last[-1]] = False
             after[j].update(np.round(background[later, j], 3).tolist())
@@ -562,6 +565,7 @@ def background_summary(results: xr.Dataset) -> dict[str, Any] | None:
             "record": [str(days[0].date()), str(days[-1].date())] if days.size else None,
             "held_after_record": sorted(after[j]),
             "anomaly_only_share": round(float(held[j] / total[j]), 3) if total[j] else None,
+            "analysis_share": round(float(analysed[j] / total[j]), 3) if total[j] else None,
         }
     return out
 
@@ -600,6 +604,7 @@ def background_table(summary: Mapping[str, Any]) -> pd.DataFrame:
                 "record_last_day": row["record"][1] if row["record"] else "",
                 "held_after_record_degC": " ".join(f"{v:.3f}" for v in row["held_after_record"]),
                 "anomaly_only_share": row["anomaly_only_share"],
+                "analysis_share": row.get("analysis_share"),
             }
         )
     return pd.DataFrame(rows)

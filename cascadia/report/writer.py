@@ -350,11 +350,13 @@ def _background(w: _Writer, results: xr.Dataset) -> None:
     summary = tables.background_summary(results)
     if summary is None:
         return
-    w.page.section("Deep temperature after the mooring record: anomaly-only")
+    w.page.section("Deep temperature outside the mooring record: anomaly-only after it")
     w.page.text(
-        "The model predicts the anomaly against the deep background; outside the mooring "
+        "The model predicts the anomaly against the deep background. Before the mooring "
+        "record, a model trained with an ocean analysis takes the background from the "
+        "analysis' changes anchored on the record (background_kind 3); elsewhere outside the "
         "record the stored background is held at the record's end (start) value, not "
-        "projected (background_kind > 0). There temperature_mean is the anomaly plus that "
+        "projected (background_kind 1 or 2). There temperature_mean is the anomaly plus that "
         "held background: its level is not a projection. Read temperature_anomaly_mean (with "
         "temperature_std) for what the model projects."
     )
@@ -377,6 +379,7 @@ def _background(w: _Writer, results: xr.Dataset) -> None:
                 Column("record_last_day", "record to"),
                 Column("held_after_record_degC", "background held after it (°C)"),
                 Column("anomaly_only_share", "anomaly-only share of stored days", "{:.2f}"),
+                Column("analysis_share", "share from the ocean analysis", "{:.2f}"),
             ],
         ),
         "No depth in the summary.",

@@ -48,6 +48,7 @@ from cascadia.learning.features import (
     load_feature_spec,
     model_features,
 )
+from cascadia.mooring.before_record import BEFORE_RECORD_FILE
 from cascadia.mooring.events import EventConfig, winter_labels, winter_statistics
 from cascadia.mooring.targets import BackgroundConfig, TargetError, extend_background
 from cascadia.run.store import OOD_Z, SEASON_MONTHS
@@ -204,6 +205,16 @@ def _background_table(path: Path, depths: Sequence[float]) -> pd.DataFrame:
     return table
 
 
+def _before_record_table(path: Path) -> pd.DataFrame | None:
+    """``background_before_record.csv`` indexed by day; ``None`` for a model without one."""
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path, parse_dates=["time"]).set_index("time")
+    except (OSError, ValueError, KeyError) as exc:
+        raise InferenceError(f"{path} cannot be read as a background table: {exc}") from None
+
+
 @dataclass
 class TrainedModel:
     """Everything a prediction needs from one model directory.
@@ -224,6 +235,9 @@ class TrainedModel:
         The event rule of the training job.
     checksum : str
         :func:`model_checksum` of the directory.
+    before_record : pandas.DataFrame, optional
+        ``background_before_record.csv``: the anchored ocean-analysis background before
+        the record (:mod:`cascadia.mooring.before_record`), if the model has one.
     """
 
     directory: Path
@@ -233,6 +247,7 @@ class TrainedModel:
     background_config: BackgroundConfig
     events: EventConfig
     checksum: str
+    before_record: pd.DataFrame | None = None
 
     @classmethod
     def load(cls, model_dir: str | Path) -> TrainedModel:
@@ -254,7 +269,8 @@ class TrainedModel:
             raise InferenceError(f"{root}: {exc}") from None
         background_config, events = _treatment(root)
         table = _background_table(root / "background.csv", ensemble.normalisation.depths)
-        return cls(root, ensemble, features, table, background_config, events, checksum)
+        before = _before_record_table(root / BEFORE_RECORD_FILE)
+        return cls(root, ensemble, features, table, background_config, events, checksum, before)
 
     @property
     def depths(self) -> tuple[float, ...]:
@@ -273,32 +289,52 @@ class TrainedModel:
         """Background (°C) ``(time, depth)`` on consecutive days ``time``.
 
         Inside each depth's observed record, the training background
-        (``background.csv``); outside it, the record's end values continued by
-        ``targets.json``'s extrapolation rule (``hold`` or ``linear_trend``), as
-        :mod:`cascadia.mooring.targets` does.
+        (``background.csv``); before it, the ocean analysis anchored on the record
+        where the model has one (``background_before_record.csv``); beyond those, the
+        known values continued by ``targets.json``'s extrapolation rule (``hold`` or
+        ``linear_trend``), as :mod:`cascadia.mooring.targets` does.
         """
         days = pd.DatetimeIndex(np.asarray(time)).normalize()
         table = self.background
-        axis = pd.date_range(min(days[0], table.index[0]), max(days[-1], table.index[-1]))
+        first_day = table.index[0]
+        if self.before_record is not None and len(self.before_record):
+            first_day = min(first_day, self.before_record.index[0])
+        axis = pd.date_range(min(days[0], first_day), max(days[-1], table.index[-1]))
         out = np.empty((len(days), len(self.depths)))
         for j, (first, last) in enumerate(self._records()):
-            known = table[f"background_{self.depths[j]:g}"].loc[first:last]
-            values = known.reindex(axis).to_numpy(dtype=np.float64)
+            name = f"background_{self.depths[j]:g}"
+            known = table[name].loc[first:last].reindex(axis)
+            before = self._before(name, first)
+            if before is not None:
+                known = known.fillna(before.reindex(axis))
+            values = known.to_numpy(dtype=np.float64)
             filled = extend_background(values, axis, self.background_config)
             out[:, j] = pd.Series(filled, index=axis).reindex(days).to_numpy()
         return out
 
     def background_kind_on(self, time: Any) -> npt.NDArray[np.float64]:
         """Where :meth:`background_on` comes from, ``(time, depth)``: 0 inside the observed
-        record, outside it 1 (``hold``) or 2 (``linear_trend``): the
-        :data:`cascadia.run.store.BACKGROUND_KINDS` flags marking anomaly-only values."""
-        days = pd.DatetimeIndex(np.asarray(time)).normalize().to_numpy()
+        record, 3 the anchored ocean analysis before it, elsewhere 1 (``hold``) or 2
+        (``linear_trend``): the :data:`cascadia.run.store.BACKGROUND_KINDS` flags, 1 and 2
+        marking anomaly-only values."""
+        days = pd.DatetimeIndex(np.asarray(time)).normalize()
         outside = 1.0 if self.background_config.extrapolation == "hold" else 2.0
         out = np.empty((len(days), len(self.depths)))
         for j, (first, last) in enumerate(self._records()):
-            inside = (days >= first.to_datetime64()) & (days <= last.to_datetime64())
-            out[:, j] = np.where(inside, 0.0, outside)
+            inside = (days >= first) & (days <= last)
+            kind = np.where(inside, 0.0, outside)
+            before = self._before(f"background_{self.depths[j]:g}", first)
+            if before is not None:
+                kind[np.isfinite(before.reindex(days).to_numpy(dtype=np.float64))] = 3.0
+            out[:, j] = kind
         return out
+
+    def _before(self, column: str, first: pd.Timestamp) -> pd.Series | None:
+        """The anchored analysis background of one depth, on days before its record."""
+        if self.before_record is None or column not in self.before_record:
+            return None
+        series = self.before_record[column].dropna()
+        return series[series.index < first]
 
     def _records(self) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         """First and last observed day of each depth in ``background.csv``."""

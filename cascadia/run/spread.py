@@ -55,6 +55,7 @@ from cascadia.run.families import (
     model_families,
 )
 from cascadia.run.store import (
+    ANOMALY_ONLY_KINDS,
     CONVENTIONS,
     SEASON_MONTHS,
     SPREAD_GROUP,
@@ -350,8 +351,9 @@ def _one_combo(
         ok = counts / full >= options.min_winter_coverage
         out["winter_temperature_anomaly"] = np.where(ok, mean, np.nan)
     if "background_kind" in data:
-        # 1 where any season day of the winter has a background not from the record
-        held = np.where(np.isfinite(data["background_kind"]), data["background_kind"] > 0, np.nan)
+        # 1 where any season day of the winter has a held or trend-continued background
+        kind = data["background_kind"]
+        held = np.where(np.isfinite(kind), np.isin(kind, ANOMALY_ONLY_KINDS), np.nan)
         sums, counts = _season_sums(held, layout.season_index, n_w)
         out["winter_anomaly_only"] = np.where(counts > 0, (sums > 0).astype(np.float64), np.nan)
     # a day is covered when the combination has a prediction (at any depth) on it
@@ -694,7 +696,7 @@ def anomaly_only_periods(combos: xr.Dataset, options: SpreadOptions) -> list[str
     """Labels of the periods whose temperature change is taken on the anomaly.
 
     A period is anomaly-only when a done combination has a winter in it with a season day
-    whose background is not from the mooring record (``background_kind`` > 0); when the
+    whose background is held or trend-continued (``background_kind`` 1 or 2); when the
     baseline is, every period is (each change is against it). Empty for stores without
     ``background_kind`` (older stores).
     """

@@ -20,6 +20,7 @@ from cascadia.twin.catalogs import write_collections, write_run_catalogs
 from cascadia.twin.grids import RegularGrid, ocean_grid, regular_grid, rotated_grid
 from cascadia.twin.mooring import observe, write_mooring
 from cascadia.twin.ocean import OceanParams, sea_surface_temperature
+from cascadia.twin.ocean_analysis import FILE_PATTERN, write_ocean_analysis
 from cascadia.twin.physics import PARAMS_KEY, VARY_KEY, params_to_json, seed_params
 from cascadia.twin.presets import SCENARIOS, CmipSourceSpec, Preset, get_preset
 from cascadia.twin.projection_stores import FieldTask, field_task, start_field_tasks
@@ -112,7 +113,7 @@ def build_world(
     finish_projections = _start_projections(ctx, preset, projections, streams[4])
     _write_reanalyses(ctx, preset, history, streams, np.random.SeedSequence([seed, 98]))
 
-    report("truth, mooring observations, collections and run catalogs")
+    report("truth, mooring observations, ocean analysis, collections and run catalogs")
     _, hourly = write_history_truth(ctx, history, np.random.default_rng(streams[5]))
     obs_days = (history.axis.year >= preset.observations.start) & (
         history.axis.year <= preset.observations.end
@@ -122,6 +123,7 @@ def build_world(
     temp, qc = observe(hourly[:, hours], np.random.default_rng(streams[6]))
     time = pd.date_range(f"{preset.observations.start}-01-01", periods=temp.shape[0], freq="h")
     write_mooring(ctx, time, temp, qc)
+    write_ocean_analysis(ctx, history, np.random.SeedSequence([seed, 97]))
     report("waiting for the projection stores; projection truths")
     truth_rows = finish_projections()
     history_url = ctx.url("truth", "history.zarr")
@@ -157,6 +159,7 @@ def build_world(
         "catalogs": [u.removeprefix(out.rstrip("/") + "/") for u in catalogs],
         "observations": "observations/lacaze-duthiers.nc",
         "truth": "truth/index.csv",
+        "ocean_analysis": "ocean/en4/" + FILE_PATTERN.format(stamp="*"),
         "stores": {family: len(rows) for family, rows in ctx.rows.items()},
         "preset_spec": preset.model_dump(mode="json"),
         VARY_KEY: vary_physics,
