@@ -44,9 +44,10 @@ __all__ = [
 #: The training job of each preset (repository ``jobs/``): the demo job is the documented
 #: default ensemble; the tiny one a smoke job whose scores mean nothing.
 DEMO_JOBS: dict[str, str] = {"demo": "train.yaml", "tiny": "train-tiny.yaml"}
-#: The world of each demo preset. ``tiny`` is the tiny twin with ERA5, the historical
-#: runs and the mooring over 2004-2014 and one CMIP member: bias adjustment needs at
-#: least 10 years of overlap with the reference, which the 2-year tiny ERA5 lacks.
+#: The world of each demo preset. ``tiny`` is the tiny twin with ERA5 and the historical
+#: runs over 2004-2014 and one CMIP member (bias adjustment needs at least 10 years of
+#: overlap with the reference, which the 2-year tiny ERA5 lacks), and the mooring from
+#: 2008, so that ERA5's 2004-2007 are a hindcast before the record, as 1940-1992 in ``demo``.
 DEMO_WORLDS: dict[str, Preset] = {
     "demo": PRESETS["demo"],
     "tiny": PRESETS["tiny"].model_copy(
@@ -54,7 +55,7 @@ DEMO_WORLDS: dict[str, Preset] = {
             "name": "tiny-demo",
             "era5": ReanalysisSpec(years=Years(start=2004, end=2014), resolution=2.25),
             "historical": Years(start=2004, end=2014),
-            "observations": Years(start=2004, end=2014),
+            "observations": Years(start=2008, end=2014),
             "cmip_members": 1,
         }
     ),

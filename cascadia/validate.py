@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from cascadia.demo import DEMO_JOBS, DEMO_WORLDS, JOBS_DIR, TRUTH_PERIODS, DemoError, run_demo
-from cascadia.twin.presets import Preset, Years
+from cascadia.twin.presets import Preset
 from cascadia.twin.world import build_world
 
 __all__ = [
@@ -46,15 +46,10 @@ __all__ = [
 DEVELOPMENT_SEEDS: frozenset[int] = frozenset(
     {0, 1, 2, 3, 4, 5, 7, 9, 11, 12, 13, 21, 22, 23, 24, 25, 26, 100}
 )
-#: The world of each preset. ``demo`` is the demo's (mooring 1993-2025, ERA5 from 1940,
-#: so 1940-1992 is the hindcast before the record); the tiny one is the tiny demo world
-#: with its mooring starting in 2008, so ERA5's 2004-2007 are before the record.
-VALIDATE_WORLDS: dict[str, Preset] = {
-    "demo": DEMO_WORLDS["demo"],
-    "tiny": DEMO_WORLDS["tiny"].model_copy(
-        update={"name": "tiny-validate", "observations": Years(start=2008, end=2014)}
-    ),
-}
+#: The world of each preset: the demo's. ``demo``'s mooring spans 1993-2025 and its ERA5
+#: starts in 1940, so 1940-1992 is the hindcast before the record; ``tiny``'s mooring
+#: starts in 2008, so ERA5's 2004-2007 are before the record.
+VALIDATE_WORLDS: dict[str, Preset] = dict(DEMO_WORLDS)
 SEED_FILE = "seed.json"
 SUMMARY_JSON = "validate.json"
 SUMMARY_MD = "validate.md"

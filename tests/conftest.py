@@ -78,12 +78,55 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """``cascadia-ensemble demo --preset tiny`` (world, model, run, report with the skill
-    ceiling), run once per session for tests/test_demo.py and tests/test_report.py; those
-    only read it (copies where they change something)."""
+    ceiling), run once per session for tests/test_demo.py, tests/test_report.py and
+    tests/test_before_record.py; those only read it (copies where they change something).
+    Its folder is ``seed-0`` under ``base``, as ``cascadia-ensemble validate`` lays out a
+    seed: tests/test_validate.py validates seed 0 there, on this world and model."""
     from cascadia.demo import run_demo
 
-    out = tmp_path_factory.mktemp("demo") / "out"
+    base = tmp_path_factory.mktemp("demo")
+    out = base / "seed-0"
     started = time.perf_counter()
     first = run_demo("tiny", out, workers=2)
     print(f"first run_demo {time.perf_counter() - started:.1f} s")
-    return {"out": out, "first": first}
+    return {"out": out, "base": base, "first": first}
+
+
+@pytest.fixture(scope="session")
+def run_twin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The run twin (``helpers.RUN_TWIN``: ERA5, 20CR, ERA-20C, one CMIP model, one RCM) and
+    a smoke model trained on it, with the predictor cache its training filled; built once
+    for tests/test_pipeline.py and tests/test_run_slurm.py. The catalogs ``era5-run.yaml``
+    (ERA5 only) and ``cmip6-run.yaml`` (historical and ssp585) are beside the world's own.
+    Modules write their outputs in their own folders, and leave the world as they found it."""
+    from helpers import RUN_TWIN, small_preset
+
+    from cascadia.learning.jobs import TrainJob, smoke_train_job
+    from cascadia.learning.train_job import run_train_job
+    from cascadia.twin.world import build_world
+
+    root = tmp_path_factory.mktemp("run-twin")
+    started = time.perf_counter()
+    build_world(str(root / "world"), small_preset("run-twin", **RUN_TWIN), seed=0)
+    catalogs = root / "world/catalogs"
+    reanalysis = yaml.safe_load((catalogs / "reanalysis.yaml").read_text())
+    reanalysis["sources"] = [s for s in reanalysis["sources"] if s["name"] == "era5"]
+    (catalogs / "era5-run.yaml").write_text(yaml.safe_dump(reanalysis))
+    cmip = yaml.safe_load((catalogs / "cmip6.yaml").read_text())
+    cmip["sources"][0]["query"]["experiment_id"] = ["historical", "ssp585"]
+    (catalogs / "cmip6-run.yaml").write_text(yaml.safe_dump(cmip))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        job = smoke_train_job(root / "world", str(root / "cache"))
+        run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"run twin (world, model) in {time.perf_counter() - started:.1f} s")
+    return {
+        "root": root,
+        "world": root / "world",
+        "catalogs": catalogs,
+        "model": root / "model",
+        "cache": str(root / "cache"),
+    }

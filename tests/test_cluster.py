@@ -576,7 +576,7 @@ def test_jobs_of_several_workers_are_replaced_when_their_workers_retire(
     distributed alone never replaces a job of several workers (dask/distributed#9102):
     without cascadia's JobAdaptive this run stalls once the first jobs are gone.
     """
-    n_tasks, seconds = 480, 0.5  # 60 s of work for 4 workers: outlasts a 30 s lifetime
+    n_tasks, seconds = 320, 0.5  # 40 s of work for 4 workers: outlasts a 20 s lifetime
     with open_cluster(
         "slurm",
         jobs=2,
@@ -584,7 +584,7 @@ def test_jobs_of_several_workers_are_replaced_when_their_workers_retire(
         processes=2,
         memory="1GiB",
         walltime="00:02:00",
-        lifetime={"duration": "30s", "stagger": "5s"},
+        lifetime={"duration": "20s", "stagger": "3s"},
         queue=local_slurm,
         interface="lo",
         log_directory=str(tmp_path),

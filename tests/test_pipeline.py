@@ -28,14 +28,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-import yaml
 from distributed import LocalCluster
 from fsspec.implementations.local import LocalFileSystem
 from helpers import RUN_TWIN, small_preset
 
 from cascadia.cli import main
-from cascadia.learning.jobs import TrainJob, smoke_train_job
-from cascadia.learning.train_job import run_train_job
 from cascadia.mooring.events import events_from_flags
 from cascadia.run.cluster import open_cluster
 from cascadia.run.inference import InferenceConfig, TrainedModel, load_count
@@ -46,7 +43,6 @@ from cascadia.run.store import COMBO_DIMS, RESULT_VARS, combo_status, open_cube,
 from cascadia.sources.cache import PredictorCache, fingerprint
 from cascadia.sources.catalog import enumerate_combos, open_collection
 from cascadia.sources.config import load_run_catalog
-from cascadia.twin.world import build_world
 
 PRESET = small_preset("run-twin", **RUN_TWIN)
 ERA20C = ("reanalysis", "ERA-20C", "r1")
@@ -57,23 +53,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The world, run catalogs, a trained model and the predictor cache it filled."""
-    root = tmp_path_factory.mktemp("pipeline")
-    started = time.perf_counter()
-    build_world(str(root / "world"), PRESET, seed=0)
-    catalogs = root / "world/catalogs"
-    cmip = yaml.safe_load((catalogs / "cmip6.yaml").read_text())
-    cmip["sources"][0]["query"]["experiment_id"] = ["historical", "ssp585"]
-    (catalogs / "cmip6-run.yaml").write_text(yaml.safe_dump(cmip))
-    job = smoke_train_job(root / "world", str(root / "cache"))
-    run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
-    print(f"world and model in {time.perf_counter() - started:.1f} s")
+def twin(run_twin: dict[str, Any]) -> dict[str, Any]:
+    """The world, run catalogs, a trained model and the predictor cache it filled (the
+    session's run twin, tests/conftest.py)."""
+    root, catalogs = run_twin["root"], run_twin["catalogs"]
     return {
         "root": root,
         "catalogs": [str(catalogs / f"{n}.yaml") for n in ("reanalysis", "cmip6-run", "cordex")],
-        "model": root / "model",
-        "cache": str(root / "cache"),
+        "model": run_twin["model"],
+        "cache": run_twin["cache"],
         "era20c": root / "world/reanalysis/era20c/era20c_sfc_6hr_2010-2011.nc",
     }
 

@@ -275,7 +275,7 @@ def test_html_tables_equal_the_store_and_the_mooring(demo) -> None:
             obs = observed[f"observed_{depth:g}"].reindex(run.index)
             ok = run.notna() & obs.notna() & (run.index >= "1993-01-01")
             error = run[ok] - obs[ok]
-            assert int(row["days"]) == int(ok.sum()) > 3000
+            assert int(row["days"]) == int(ok.sum()) > 2000  # mooring 2008-2014, gaps
             _assert_shown(row["bias (°C)"], error.mean())
             _assert_shown(row["RMSE (°C)"], np.sqrt((error**2).mean()))
             _assert_shown(row["r daily T"], np.corrcoef(run[ok], obs[ok])[0, 1])
@@ -288,7 +288,7 @@ def test_html_tables_equal_the_store_and_the_mooring(demo) -> None:
             seen = _mooring_event_days(observed, depth, demo["out"] / "model/job.yaml")
             both = pd.concat([counts, seen], axis=1, keys=["run", "obs"]).dropna()
             both = both[both.index >= 1993]
-            assert int(row["winters"]) == len(both) >= 8
+            assert int(row["winters"]) == len(both) >= 4  # whole seasons of 2009-2014
             _assert_shown(row["event days hindcast"], both["run"].mean())
             _assert_shown(row["event days mooring"], both["obs"].mean())
 

@@ -33,12 +33,9 @@ import xarray as xr
 import yaml
 from helpers import RUN_TWIN, small_preset
 
-from cascadia.learning.jobs import TrainJob, smoke_train_job
-from cascadia.learning.train_job import run_train_job
 from cascadia.run.cluster import open_cluster
 from cascadia.run.pipeline import RunSummary, run_pipeline
 from cascadia.run.store import open_cube
-from cascadia.twin.world import build_world
 
 PRESET = small_preset("slurm-twin", **RUN_TWIN)
 # The session fixture that starts (or reuses) the local SLURM, shared with test_cluster.py.
@@ -51,25 +48,14 @@ pytestmark = pytest.mark.slurm
 
 
 @pytest.fixture(scope="module")
-def twin(local_slurm: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """World, run catalogs and trained model (after the SLURM check: no build if skipped)."""
-    root = tmp_path_factory.mktemp("run-slurm")
-    started = time.perf_counter()
-    build_world(str(root / "world"), PRESET, seed=0)
-    catalogs = root / "world/catalogs"
-    reanalysis = yaml.safe_load((catalogs / "reanalysis.yaml").read_text())
-    reanalysis["sources"] = [s for s in reanalysis["sources"] if s["name"] == "era5"]
-    (catalogs / "era5-run.yaml").write_text(yaml.safe_dump(reanalysis))
-    cmip = yaml.safe_load((catalogs / "cmip6.yaml").read_text())
-    cmip["sources"][0]["query"]["experiment_id"] = ["historical", "ssp585"]
-    (catalogs / "cmip6-run.yaml").write_text(yaml.safe_dump(cmip))
-    job = smoke_train_job(root / "world", str(root / "train-cache"))
-    run_train_job(TrainJob.model_validate(job), root / "model", log=lambda _: None)
-    print(f"world and model: {time.perf_counter() - started:.1f} s")
+def twin(local_slurm: str, run_twin: dict[str, Any], tmp_path_factory) -> dict[str, Any]:
+    """The session's run twin (tests/conftest.py: world, catalogs, trained model), after the
+    SLURM check (no build if skipped); this module's runs write under their own root."""
+    catalogs = run_twin["catalogs"]
     return {
-        "root": root,
+        "root": tmp_path_factory.mktemp("run-slurm"),
         "catalogs": [str(catalogs / "era5-run.yaml"), str(catalogs / "cmip6-run.yaml")],
-        "model": root / "model",
+        "model": run_twin["model"],
     }
 
 

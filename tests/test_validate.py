@@ -1,5 +1,9 @@
 """``cascadia-ensemble validate`` end to end on one tiny seed: validate.json's structure and
-numbers, the pre-record hindcast score, resuming, and the refusal of development seeds."""
+numbers, the pre-record hindcast score, resuming, and the refusal of development seeds.
+
+The seed is the session's tiny demo (tests/conftest.py), laid out as validate's ``seed-0``:
+validate finds its world, model and run done and scores them (the stages that would
+rebuild them are the demo's, tested in tests/test_demo.py)."""
 
 from __future__ import annotations
 
@@ -15,16 +19,16 @@ from cascadia.validate import DEVELOPMENT_SEEDS, ValidateError, run_validate
 
 pytestmark = pytest.mark.slow
 
-#: listed in DEVELOPMENT_SEEDS: this test is development, so the seed is not a validation one
-SEED = 9
+#: the tiny demo's world (listed in DEVELOPMENT_SEEDS: this test is development)
+SEED = 0
 SCENARIOS = {"ssp126", "ssp245", "ssp585"}
 
 
 @pytest.fixture(scope="module")
-def validated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("validate") / "out"
+def validated(tiny_demo: dict[str, Any]) -> dict[str, Any]:
+    out = tiny_demo["base"]
     args = ["validate", "--seeds", str(SEED), "--preset", "tiny", "--out", str(out)]
-    args += ["--workers", "1", "--fixed-physics", "--allow-development-seeds"]
+    args += ["--workers", "2", "--fixed-physics", "--allow-development-seeds"]
     started = time.perf_counter()
     assert main(args) == 0
     first = time.perf_counter() - started
@@ -35,7 +39,7 @@ def validated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         [SEED],
         preset="tiny",
         out=out,
-        workers=1,
+        workers=2,
         vary_physics=False,
         allow_development_seeds=True,
     )
@@ -55,6 +59,8 @@ def test_validate_json_holds_the_scores_changes_and_hindcast_of_the_seed(validat
     assert payload["settings"]["preset"] == "tiny"
     assert payload["settings"]["vary_physics"] is False
     record = payload["seeds"][str(SEED)]
+    # the demo's world, model and run were found done: no stage rebuilt them
+    assert record["stages"]["train"] < 10 and record["stages"]["synth"] < 10
     for depth in ("500", "1000"):
         scores = record["test_winters"][depth]
         assert 0 < scores["crps"] < 1.0  # °C: a trained model on a deep-water series
