@@ -149,7 +149,7 @@ def demo_job(preset: str, out: str | Path, template: str | Path | None = None) -
     job["predictors"]["cache"] = str(root / "cache/predictors")
     job["observations"]["path"] = str(root / "world/observations/lacaze-duthiers.nc")
     job["output"] = str(root / "model")
-    analysis = ((job.get("targets") or {}).get("background") or {}).get("before_record")
+    analysis = (job.get("targets") or {}).get("before_record")
     if analysis:
         files = _manifest(root / "world").get("ocean_analysis")
         if files is None:

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from cascadia.mooring.before_record import BEFORE_RECORD_FILE, anchor_analysis
+from cascadia.learning.before_record import BEFORE_RECORD_FILE, anchor_analysis
 from cascadia.run.inference import TrainedModel
 from cascadia.run.store import ANALYSIS_KIND, ANOMALY_ONLY_KINDS, BACKGROUND_KINDS
 from cascadia.sources.ocean_analysis import (

@@ -37,6 +37,7 @@ from cascadia.learning.training import TrainingConfig
 from cascadia.mooring.events import EventConfig
 from cascadia.mooring.observations import ObservationConfig
 from cascadia.mooring.targets import BackgroundConfig
+from cascadia.sources.ocean_analysis import OceanAnalysisConfig
 
 __all__ = [
     "EvaluationConfig",
@@ -93,10 +94,15 @@ class TargetSpec(_Strict):
     spinup_days
         Predictor days kept before the first observed day (≥ the lookback, so
         that the first observed days can be scored with a full year of context).
+    before_record
+        An ocean analysis whose changes, anchored on the record, give the background
+        before the record (:mod:`cascadia.learning.before_record`); the background's
+        ``extrapolation`` then applies after the record and before the analysis only.
     """
 
     background: BackgroundConfig = Field(default_factory=BackgroundConfig)
     spinup_days: int = Field(730, ge=0)
+    before_record: OceanAnalysisConfig | None = None
 
 
 class EvaluationConfig(_Strict):
@@ -167,9 +173,9 @@ class TrainJob(_Strict):
         data["predictors"]["catalog"] = self.resolve(self.predictors.catalog)
         data["predictors"]["cache"] = self.resolve(self.predictors.cache)
         data["observations"]["path"] = self.resolve(self.observations.path)
-        analysis = self.targets.background.before_record
+        analysis = self.targets.before_record
         if analysis is not None:
-            data["targets"]["background"]["before_record"]["path"] = self.resolve(analysis.path)
+            data["targets"]["before_record"]["path"] = self.resolve(analysis.path)
         if self.output is not None:
             data["output"] = self.resolve(self.output)
         return TrainJob.model_validate(data)

@@ -46,6 +46,7 @@ from cascadia.learning.baselines import (
     ClimatologyBaseline,
     PersistenceBaseline,
 )
+from cascadia.learning.before_record import BEFORE_RECORD_FILE, BeforeRecord, anchor_analysis
 from cascadia.learning.boosting import GradientBoostingBaseline
 from cascadia.learning.calibration import (
     Calibration,
@@ -70,7 +71,6 @@ from cascadia.learning.jobs import JobError, TrainJob
 from cascadia.learning.metrics import gaussian_interval
 from cascadia.learning.training import SeriesData, TrainingProgress, train_ensemble
 from cascadia.learning.warm_split import warm_split_section
-from cascadia.mooring.before_record import BEFORE_RECORD_FILE, BeforeRecord, anchor_analysis
 from cascadia.mooring.events import winter_labels
 from cascadia.mooring.observations import load_mooring
 from cascadia.mooring.targets import AlignedSeries, align_series, held_out_targets
@@ -281,7 +281,7 @@ def _before_record(
 ) -> BeforeRecord | None:
     """The ocean analysis' background before the record, read before training (a bad
     file fails in seconds, not after the candidates); ``None`` when the job has none."""
-    cfg = job.targets.background.before_record
+    cfg = job.targets.before_record
     if cfg is None:
         return None
     try:

@@ -25,8 +25,8 @@ The background (:class:`BackgroundConfig`):
   is the default because the background's drift is not an atmospheric
   response: a 10-year trend continued over a century (hindcasts to 1900,
   projections to 2100) would invent degrees of warming or cooling. Before the
-  record, ``before_record`` takes the changes of an ocean analysis instead
-  (:mod:`cascadia.mooring.before_record`); projections would need their own
+  record, a job's ``targets.before_record`` takes the changes of an ocean analysis
+  instead (:mod:`cascadia.learning.before_record`); projections would need their own
   ocean's deep temperature, which is not read yet (values after the record are
   flagged anomaly-only in the results store).
 
@@ -48,7 +48,6 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
 from cascadia.mooring.events import EventConfig, background_series, event_days, winter_labels
-from cascadia.sources.ocean_analysis import OceanAnalysisConfig
 
 __all__ = [
     "AlignedSeries",
@@ -85,10 +84,6 @@ class BackgroundConfig(BaseModel):
         ``linear_trend`` fitted to the last/first ``trend_years``.
     trend_years
         Length (years) of the end of the record used by ``linear_trend``.
-    before_record
-        An ocean analysis whose changes, anchored on the record, give the background
-        before the record (:mod:`cascadia.mooring.before_record`); ``extrapolation``
-        then applies after the record and before the analysis' first day only.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -97,7 +92,6 @@ class BackgroundConfig(BaseModel):
     exclude_test_winters: bool = True
     extrapolation: Literal["hold", "linear_trend"] = "hold"
     trend_years: float = Field(10.0, gt=0)
-    before_record: OceanAnalysisConfig | None = None
 
 
 def flatten_predictors(

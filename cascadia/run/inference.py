@@ -37,6 +37,7 @@ import xarray as xr
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cascadia.learning.before_record import BEFORE_RECORD_FILE
 from cascadia.learning.calibration import Calibration, exceedance_probability, probability_events
 from cascadia.learning.device import resolve_device
 from cascadia.learning.ensemble import DEFAULT_QUANTILES, DeepEnsemble, EnsemblePrediction
@@ -48,7 +49,6 @@ from cascadia.learning.features import (
     load_feature_spec,
     model_features,
 )
-from cascadia.mooring.before_record import BEFORE_RECORD_FILE
 from cascadia.mooring.events import EventConfig, winter_labels, winter_statistics
 from cascadia.mooring.targets import BackgroundConfig, TargetError, extend_background
 from cascadia.run.store import OOD_Z, SEASON_MONTHS
@@ -237,7 +237,7 @@ class TrainedModel:
         :func:`model_checksum` of the directory.
     before_record : pandas.DataFrame, optional
         ``background_before_record.csv``: the anchored ocean-analysis background before
-        the record (:mod:`cascadia.mooring.before_record`), if the model has one.
+        the record (:mod:`cascadia.learning.before_record`), if the model has one.
     """
 
     directory: Path

@@ -110,7 +110,7 @@ _IN_SEASON = (
 
 #: ``background_kind`` values: inside the mooring record, the two continuations of
 #: :class:`cascadia.mooring.targets.BackgroundConfig` outside it (anomaly-only there), and
-#: the ocean analysis anchored on the record before it (:mod:`cascadia.mooring.before_record`).
+#: the ocean analysis anchored on the record before it (:mod:`cascadia.learning.before_record`).
 BACKGROUND_KINDS: list[float] = [0.0, 1.0, 2.0, 3.0]
 #: The kinds whose stored temperature is the predicted anomaly on a background that is
 #: not estimated (held or trend-continued).
