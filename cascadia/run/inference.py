@@ -192,12 +192,17 @@ def _treatment(root: Path) -> tuple[BackgroundConfig, EventConfig]:
     return background, events
 
 
-def _background_table(path: Path, depths: Sequence[float]) -> pd.DataFrame:
-    """``background.csv`` indexed by day, with ``background_<d>`` and ``observed_<d>``."""
+def _day_table(path: Path) -> pd.DataFrame:
+    """A model directory's CSV of daily values, indexed by its ``time`` column."""
     try:
-        table = pd.read_csv(path, parse_dates=["time"]).set_index("time")
+        return pd.read_csv(path, parse_dates=["time"]).set_index("time")
     except (OSError, ValueError, KeyError) as exc:
         raise InferenceError(f"{path} cannot be read as a background table: {exc}") from None
+
+
+def _background_table(path: Path, depths: Sequence[float]) -> pd.DataFrame:
+    """``background.csv`` indexed by day, with ``background_<d>`` and ``observed_<d>``."""
+    table = _day_table(path)
     needed = [f"{kind}_{d:g}" for d in depths for kind in ("background", "observed")]
     absent = [c for c in needed if c not in table.columns]
     if absent:
@@ -207,12 +212,7 @@ def _background_table(path: Path, depths: Sequence[float]) -> pd.DataFrame:
 
 def _before_record_table(path: Path) -> pd.DataFrame | None:
     """``background_before_record.csv`` indexed by day; ``None`` for a model without one."""
-    if not path.is_file():
-        return None
-    try:
-        return pd.read_csv(path, parse_dates=["time"]).set_index("time")
-    except (OSError, ValueError, KeyError) as exc:
-        raise InferenceError(f"{path} cannot be read as a background table: {exc}") from None
+    return _day_table(path) if path.is_file() else None
 
 
 @dataclass
