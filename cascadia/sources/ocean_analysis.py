@@ -249,8 +249,12 @@ def deep_temperature(cfg: OceanAnalysisConfig, depths: Sequence[float]) -> pd.Da
                 with xr.open_dataset(path, engine="netcdf4") as ds:
                     profiles = _near_profiles(ds, cfg, where)
             else:
-                with fs.open(path) as handle, xr.open_dataset(handle, engine="h5netcdf") as ds:
-                    profiles = _near_profiles(ds, cfg, where)
+                with fs.open(path) as handle:
+                    classic = handle.read(3) == b"CDF"  # NetCDF-3: scipy reads file objects
+                    handle.seek(0)
+                    engine = "scipy" if classic else "h5netcdf"
+                    with xr.open_dataset(handle, engine=engine) as ds:
+                        profiles = _near_profiles(ds, cfg, where)
         except OceanAnalysisError:
             raise
         except (OSError, ValueError, KeyError) as exc:

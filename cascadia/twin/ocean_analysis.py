@@ -4,7 +4,7 @@ Why: outside the mooring record an atmosphere-driven model cannot know the deep
 background; the documented source for it before 1993 is an ocean objective analysis
 (EN4, Good et al. 2013, JGR 118: monthly 1-degree potential temperature since 1900).
 The twin writes one as the archive does: one NetCDF file per month
-(``EN.4.2.2.f.analysis.g10.YYYYMM.nc``), ``temperature`` in kelvin on
+(``EN.4.2.2.f.analysis.g10.YYYYMM.nc``, NetCDF-3 classic), ``temperature`` in kelvin on
 ``(time, depth, lat, lon)``, depth positive down, a ``temperature_uncertainty`` beside it,
 latitudes ascending and longitudes 0-360, land and levels below the sea floor missing.
 
@@ -133,6 +133,13 @@ def write_ocean_analysis(
         )
         url = ctx.url("ocean", "en4", FILE_PATTERN.format(stamp=start.strftime("%Y%m")))
         encoding = {"time": {"units": "days since 1800-01-01 00:00:00", "dtype": "float64"}}
-        write_netcdf(ds, url, storage_options=ctx.storage_options, encoding=encoding)
+        # NetCDF-3 (classic) files: a reader must not assume HDF5
+        write_netcdf(
+            ds,
+            url,
+            storage_options=ctx.storage_options,
+            encoding=encoding,
+            netcdf_format="NETCDF3_64BIT",
+        )
         urls.append(url)
     return urls

@@ -78,12 +78,14 @@ def write_netcdf(
     *,
     storage_options: dict[str, Any] | None = None,
     encoding: dict[str, dict[str, Any]] | None = None,
+    netcdf_format: str = "NETCDF4",
 ) -> None:
-    """Write NetCDF-4 to ``url`` (local or remote) with the netCDF4 engine."""
+    """Write NetCDF (NetCDF-4 unless ``netcdf_format`` says otherwise) to ``url`` (local or
+    remote) with the netCDF4 engine."""
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "file.nc"
-        ds.to_netcdf(local, engine="netcdf4", format="NETCDF4", encoding=encoding or {})
+        ds.to_netcdf(local, engine="netcdf4", format=netcdf_format, encoding=encoding or {})
         fs.makedirs(fs._parent(path), exist_ok=True)
         fs.put_file(str(local), path)
 
