@@ -156,8 +156,8 @@ def test_a_folder_becomes_a_collection_that_check_and_extract_run(
     assert per_asset["project"].value_counts().to_dict() == {
         # experiments x variables x grids (gn, gr), one Zarr store each; an earlier
         # version of the historical tas; fx sftlf per grid; Oday tos per experiment on the
-        # ocean grid (gn only) and its Ofx areacello and sftof
-        "CMIP6": 4 * 8 * 2 + 1 + 2 + 4 + 2,
+        # ocean grid (gn only) and its Ofx areacello and sftof; Omon thetao per experiment
+        "CMIP6": 4 * 8 * 2 + 1 + 2 + 4 + 2 + 4,
         "CORDEX": 7 + 1 + 1,  # variables, one file each; the fx sftlf file; the coupled tos
         "reanalysis": 2,  # the yearly CDS files, eight variables each
     }

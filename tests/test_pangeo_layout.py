@@ -150,7 +150,7 @@ def test_catalog_check_lists_the_skipped_datasets(
     monkeypatch.setenv("COLUMNS", "200")  # one table row per line
     assert main(["catalog", "check", "--catalog", str(world / "catalogs/cmip6-run.yaml")]) == 0
     printed = capsys.readouterr().out
-    assert "cmip6: 17 dataset(s) skipped by the selection rules" in printed
+    assert "cmip6: 15 dataset(s) skipped by the selection rules" in printed
     row = next(line for line in printed.splitlines() if "older version" in line)
     assert f"{MODEL}/historical/{MEMBER}" in row and " tas " in row
     assert f"older version {EARLIER} ({LATEST} is read)" in row
@@ -175,15 +175,16 @@ def test_default_rules_read_gn_and_the_newest_version(world: Path) -> None:
     assert reasons[_id("historical", "tas", version=EARLIER)] == (
         f"older version {EARLIER} ({LATEST} is read)"
     )
-    # every gr copy (8 variables in the collection x 2 experiments), nothing else
+    # every gr copy (the query's 7 variables on the atmosphere grid x 2 experiments; huss,
+    # which the catalog does not read, is not queried), nothing else
     gr = [s for s in listing.skipped if ".gr." in s.dataset]
-    assert len(gr) == 16 and len(listing.skipped) == 17
+    assert len(gr) == 14 and len(listing.skipped) == 15
     assert reasons[_id("ssp585", "pr", "gr")] == (
         "grid gr: read on gn, first of selection.grids complete in every experiment of the member"
     )
     # each combination carries its own skipped copies
     assert {s.combination for s in historical.skipped} == {historical.label}
-    assert len(historical.skipped) == 9
+    assert len(historical.skipped) == 8  # 7 gr copies and the earlier tas version
 
 
 def test_grid_preference_and_retraction(world: Path) -> None:
@@ -303,7 +304,7 @@ def test_a_run_reads_the_pangeo_layout_and_records_the_selection(
     print(f"model and run in {time.perf_counter() - started:.1f} s")
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "selection rules skipped 17 dataset(s)" in printed
+    assert "selection rules skipped 15 dataset(s)" in printed
     assert "2 done, 0 up to date, 0 failed" in printed
     status = combo_status(out).set_index(["experiment", "source_id", "member_id"])
     historical = json.loads(status.loc[("historical", MODEL, MEMBER), "selection"])
@@ -318,5 +319,5 @@ def test_a_run_reads_the_pangeo_layout_and_records_the_selection(
     ((where, selection),) = recorded.items()
     assert where.endswith("[cmip6]")
     assert selection["rules"]["grids"][:2] == ["gn", "gr"]
-    assert len(selection["skipped"]) == 17
+    assert len(selection["skipped"]) == 15
     assert results.notnull().any()

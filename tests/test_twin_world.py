@@ -35,9 +35,10 @@ from cascadia.twin.world import build_world
 
 CFTIME = xr.coders.CFDatetimeCoder(use_cftime=True)
 #: Sea surface temperatures: NaN over land in every source, as in the archives.
-SEA_ONLY = {"sea_surface_temperature", "sst", "tos"}
+SEA_ONLY = {"sea_surface_temperature", "sst", "tos", "thetao"}  # thetao: below the floor too
 TINY_SECONDS = 20.0
-TINY_BYTES = 20e6
+#: 20 MB, and the CMIP-like models' monthly thetao (0.45 MB, 12 stores of 3-D ocean).
+TINY_BYTES = 20.7e6
 #: netCDF4 >= 1.6.1 is not thread-safe and intake-esm opens assets in threads:
 #: NetCDF collections are opened with h5netcdf (docs/twin-world.md, "Reading it").
 #: Pangeo-layout CMIP6 stores carry height 2 m / 10 m: dropped so the variables merge.
@@ -81,8 +82,11 @@ def test_tiny_world_is_small_and_fast(tiny):
     assert manifest["preset"] == "tiny"
     # sources x members x exps x vars, the gr copy of TWIN-ESM-A's first member, one
     # earlier version, and one sftlf fx store per source and grid; tos per source, member
-    # and experiment on the ocean grid (Oday or Omon) and its Ofx areacello and sftof
-    assert manifest["stores"]["cmip6"] == 3 * 2 * 4 * 8 + 4 * 8 + 1 + 3 + 1 + 3 * 2 * 4 + 3 * 2
+    # and experiment on the ocean grid (Oday or Omon) and its Ofx areacello and sftof;
+    # the first member's Omon thetao per source and experiment
+    assert manifest["stores"]["cmip6"] == (
+        3 * 2 * 4 * 8 + 4 * 8 + 1 + 3 + 1 + 3 * 2 * 4 + 3 * 2 + 3 * 4
+    )
 
 
 def test_same_seed_gives_identical_bytes(tiny, tmp_path):

@@ -30,7 +30,13 @@ import pandas as pd
 
 from cascadia.sources.ocean_analysis import OceanAnalysisConfig, OceanAnalysisError
 
-__all__ = ["BEFORE_RECORD_FILE", "BeforeRecord", "anchor_analysis"]
+__all__ = [
+    "BEFORE_RECORD_FILE",
+    "DAYS_PER_YEAR",
+    "BeforeRecord",
+    "anchor_analysis",
+    "smoothed_daily",
+]
 
 #: The model directory's file of the anchored background before the record.
 BEFORE_RECORD_FILE = "background_before_record.csv"
@@ -58,12 +64,16 @@ class BeforeRecord:
     summary: dict[str, Any]
 
 
-def _smoothed_daily(monthly: pd.Series, smooth_days: int) -> pd.Series:
-    """Monthly values → every day between the first and last stamp (linear in time),
-    then the trailing mean of ``smooth_days`` (at least half of them present)."""
+def smoothed_daily(monthly: pd.Series, smooth_days: int) -> pd.Series:
+    """Monthly values → every day of the months they cover (linear in time between the
+    stamps, the first and last month's value held to their month's edges), then the
+    trailing mean of ``smooth_days`` (at least half of them present)."""
     monthly = monthly.dropna()
-    days = pd.date_range(monthly.index[0].normalize(), monthly.index[-1].normalize(), freq="D")
+    first = monthly.index[0].normalize().replace(day=1)
+    last = monthly.index[-1].normalize() + pd.offsets.MonthEnd(0)
+    days = pd.date_range(first, last, freq="D")
     daily = monthly.reindex(monthly.index.union(days)).interpolate("time").reindex(days)
+    daily = daily.ffill().bfill()  # only the edges are missing after the interpolation
     return daily.rolling(smooth_days, min_periods=smooth_days // 2).mean()
 
 
@@ -104,7 +114,7 @@ def anchor_analysis(
         observed = record[f"observed_{name}"].dropna()
         first, last = observed.index[0], observed.index[-1]
         background = record[f"background_{name}"].loc[first:last]
-        smooth = _smoothed_daily(analysis[depth], cfg.smooth_days)
+        smooth = smoothed_daily(analysis[depth], cfg.smooth_days)
         pair = pd.DataFrame({"record": background, "analysis": smooth}).dropna()
         anchor = pair[pair.index < first + pd.Timedelta(days=cfg.anchor_years * DAYS_PER_YEAR)]
         years = len(anchor) / DAYS_PER_YEAR

@@ -28,7 +28,7 @@ from cascadia.report.store import (
 )
 from cascadia.report.truth import TRUTH_KINDS
 from cascadia.run.spread import done_mask, season_days
-from cascadia.run.store import ANALYSIS_KIND, ANOMALY_ONLY_KINDS
+from cascadia.run.store import ANALYSIS_KIND, ANOMALY_ONLY_KINDS, MODEL_OCEAN_KIND
 
 __all__ = [
     "CHANGE_BASES",
@@ -527,7 +527,8 @@ def background_summary(results: xr.Dataset) -> dict[str, Any] | None:
 
     Returns, per depth, the mooring record's span (days whose background is from it, over
     the done combinations), the background held after it, and the share of stored days
-    that are anomaly-only; with the spread's ``anomaly_only_periods``. ``None`` for a store
+    that are anomaly-only, from an ocean analysis before the record and from a projection's
+    own ocean after it; with the spread's ``anomaly_only_periods``. ``None`` for a store
     without ``background_kind`` (older stores).
     """
     if "background_kind" not in results:
@@ -536,7 +537,7 @@ def background_summary(results: xr.Dataset) -> dict[str, Any] | None:
     time = pd.DatetimeIndex(results["time"].values)
     depths = [float(d) for d in results["depth"].values]
     inside = np.zeros((time.size, len(depths)), dtype=bool)
-    held, analysed, total = np.zeros(len(depths)), np.zeros(len(depths)), np.zeros(len(depths))
+    held, analysed, modelled, total = (np.zeros(len(depths)) for _ in range(4))
     after: list[set[float]] = [set() for _ in depths]
     for e, s_, m in zip(*np.nonzero(done), strict=True):
         where = {"experiment": e, "source_id": s_, "member_id": m}
@@ -547,6 +548,7 @@ def background_summary(results: xr.Dataset) -> dict[str, Any] | None:
         anomaly_only = np.isin(kind, ANOMALY_ONLY_KINDS)
         held += anomaly_only.sum(axis=0)
         analysed += (kind == ANALYSIS_KIND).sum(axis=0)
+        modelled += (kind == MODEL_OCEAN_KIND).sum(axis=0)
         total += np.isfinite(kind).sum(axis=0)
         for j in range(len(depths)):
             last = np.flatnonzero(kind[:, j] == 0)
@@ -566,6 +568,7 @@ def background_summary(results: xr.Dataset) -> dict[str, Any] | None:
             "held_after_record": sorted(after[j]),
             "anomaly_only_share": round(float(held[j] / total[j]), 3) if total[j] else None,
             "analysis_share": round(float(analysed[j] / total[j]), 3) if total[j] else None,
+            "model_ocean_share": round(float(modelled[j] / total[j]), 3) if total[j] else None,
         }
     return out
 
@@ -605,6 +608,7 @@ def background_table(summary: Mapping[str, Any]) -> pd.DataFrame:
                 "held_after_record_degC": " ".join(f"{v:.3f}" for v in row["held_after_record"]),
                 "anomaly_only_share": row["anomaly_only_share"],
                 "analysis_share": row.get("analysis_share"),
+                "model_ocean_share": row.get("model_ocean_share"),
             }
         )
     return pd.DataFrame(rows)

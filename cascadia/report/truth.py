@@ -46,10 +46,12 @@ from cascadia.run.spread import (
     combo_winters,
     period_changes,
 )
+from cascadia.run.store import MODEL_OCEAN_KIND
 
 __all__ = [
     "TRUTH_KINDS",
     "causal_background",
+    "deep_temperature_changes",
     "hindcast_scores",
     "load_truth_index",
     "run_changes",
@@ -338,6 +340,90 @@ def truth_comparison(
         "combinations_without_truth": missing,
         "scenarios": scenarios,
     }
+
+
+def _winter_means(time: xr.DataArray, values: np.ndarray) -> pd.Series:
+    """November-April means per winter (labelled by the year it ends) of a daily series,
+    in any calendar."""
+    year, month = time.dt.year.values, time.dt.month.values
+    keep = np.isin(month, (11, 12, 1, 2, 3, 4)) & np.isfinite(values)
+    label = (year + (month >= 11))[keep]
+    return pd.Series(values[keep]).groupby(label).mean()
+
+
+def _period_change(winters: pd.Series, base: tuple[int, int], future: tuple[int, int]) -> float:
+    """Mean of the future period's winters minus the base period's (NaN if either lacks
+    80 % of its winters)."""
+
+    def mean(first: int, last: int) -> float:
+        inside = winters.loc[first:last].dropna()
+        return float(inside.mean()) if len(inside) >= 0.8 * (last - first + 1) else np.nan
+
+    return mean(*future) - mean(*base)
+
+
+def deep_temperature_changes(
+    results: xr.Dataset,
+    truth_index: pd.DataFrame,
+    *,
+    base: tuple[int, int] = BASE_PERIOD,
+    future: tuple[int, int] = FUTURE_PERIOD,
+    depth: float = 500.0,
+) -> dict[str, Any]:
+    """Per scenario: the change of mean winter (November-April) deep temperature, the
+    run's stored ``temperature_mean`` against the twin's true temperature, per done
+    combination (historical joined), grouped by where the run's background in the future
+    period came from outside the record: the combination's own ocean (``background_kind``
+    4 on every such day) or not (held, anomaly-only)."""
+    kind_name = {True: "model_ocean", False: "held"}
+    out: dict[str, Any] = {
+        "quantity": f"mean winter (Nov-Apr) temperature at {depth:g} m, degC",
+        "base_period": f"{base[0]}-{base[1]}",
+        "future_period": f"{future[0]}-{future[1]}",
+        "scenarios": {},
+    }
+    opened: dict[str, xr.Dataset] = {}
+    for experiment, source, member in scenario_combos(results):
+        truth_source = _truth_source(truth_index, source)
+        url = truth_source and _truth_path(truth_index, truth_source, experiment, member)
+        if not url:
+            continue
+        true = _joined_truth(opened.setdefault(url, _open_truth(url)), experiment, member, depth)
+        true_change = _period_change(
+            _winter_means(true["time"], true["temperature"].values.astype(np.float64)),
+            base,
+            future,
+        )
+        series = []
+        for part in (HISTORICAL, experiment):
+            one = results.sel(experiment=part, source_id=source, member_id=member, depth=depth)
+            series.append(one[["temperature_mean", "background_kind"]].load())
+        run = series[0].combine_first(series[1])
+        run_change = _period_change(
+            _winter_means(run["time"], run["temperature_mean"].values), base, future
+        )
+        later = run["background_kind"].sel(time=slice(f"{future[0] - 1}-11-01", None)).values
+        later = later[np.isfinite(later) & (later != 0)]  # the record's days aside
+        own_ocean = bool(later.size) and bool((later == MODEL_OCEAN_KIND).all())
+        group = (
+            out["scenarios"]
+            .setdefault(experiment, {})
+            .setdefault(kind_name[own_ocean], {"per_combination": {}})
+        )
+        group["per_combination"][f"{source}/{member}"] = {
+            "run": _round(run_change),
+            "truth": _round(true_change),
+        }
+    for groups in out["scenarios"].values():
+        for group in groups.values():
+            pairs = np.array(
+                [[v["run"], v["truth"]] for v in group["per_combination"].values()], dtype=float
+            )
+            ok = np.isfinite(pairs).all(axis=1)
+            group["n"] = int(ok.sum())
+            group["run_mean"] = _round(float(pairs[ok, 0].mean())) if ok.any() else None
+            group["truth_mean"] = _round(float(pairs[ok, 1].mean())) if ok.any() else None
+    return out
 
 
 def _nse(predicted: np.ndarray, observed: np.ndarray) -> tuple[float | None, int]:

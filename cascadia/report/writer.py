@@ -34,7 +34,12 @@ from cascadia.report.store import (
     reference_source,
     scenarios,
 )
-from cascadia.report.truth import hindcast_scores, load_truth_index, truth_comparison
+from cascadia.report.truth import (
+    deep_temperature_changes,
+    hindcast_scores,
+    load_truth_index,
+    truth_comparison,
+)
 
 __all__ = ["REPORT_HTML", "ReportResult", "write_run_report"]
 
@@ -350,15 +355,17 @@ def _background(w: _Writer, results: xr.Dataset) -> None:
     summary = tables.background_summary(results)
     if summary is None:
         return
-    w.page.section("Deep temperature outside the mooring record: anomaly-only after it")
+    w.page.section("Deep temperature outside the mooring record")
     w.page.text(
         "The model predicts the anomaly against the deep background. Before the mooring "
         "record, a model trained with an ocean analysis takes the background from the "
-        "analysis' changes anchored on the record (background_kind 3); elsewhere outside the "
-        "record the stored background is held at the record's end (start) value, not "
-        "projected (background_kind 1 or 2). There temperature_mean is the anomaly plus that "
-        "held background: its level is not a projection. Read temperature_anomaly_mean (with "
-        "temperature_std) for what the model projects."
+        "analysis' changes anchored on the record (background_kind 3); after it, a projection "
+        "whose run catalog names its own ocean (deep_ocean: CMIP6 thetao) takes the changes of "
+        "that ocean near the mooring, anchored on the record's last decade (background_kind 4). "
+        "Elsewhere outside the record the stored background is held at the record's end "
+        "(start) value, not projected (background_kind 1 or 2): there temperature_mean is the "
+        "anomaly plus that held background, its level is not a projection; read "
+        "temperature_anomaly_mean (with temperature_std) for what the model projects."
     )
     periods = summary["anomaly_only_periods"]
     w.table(
@@ -421,6 +428,9 @@ def _truth(
     comparison = truth_comparison(results, index, events, base=base, future=future, depth=depth)
     start = record_start(model)
     comparison["hindcast"] = hindcast_scores(results, index, events, start)
+    comparison["deep_temperature"] = deep_temperature_changes(
+        results, index, base=base, future=future, depth=depth
+    )
     path = w.out / TRUTH_JSON
     path.write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
     w.files.append(path)

@@ -215,6 +215,14 @@ def _before_record_table(path: Path) -> pd.DataFrame | None:
     return _day_table(path) if path.is_file() else None
 
 
+def _after(after_record: pd.DataFrame | None, column: str, last: pd.Timestamp) -> pd.Series | None:
+    """A combination's anchored ocean background of one depth, on days after its record."""
+    if after_record is None or column not in after_record:
+        return None
+    series = after_record[column].dropna()
+    return series[series.index > last]
+
+
 @dataclass
 class TrainedModel:
     """Everything a prediction needs from one model directory.
@@ -285,14 +293,18 @@ class TrainedModel:
         """Levels of ``temperature_quantile``."""
         return DEFAULT_QUANTILES
 
-    def background_on(self, time: Any) -> npt.NDArray[np.float64]:
+    def background_on(
+        self, time: Any, after_record: pd.DataFrame | None = None
+    ) -> npt.NDArray[np.float64]:
         """Background (°C) ``(time, depth)`` on consecutive days ``time``.
 
         Inside each depth's observed record, the training background
         (``background.csv``); before it, the ocean analysis anchored on the record
-        where the model has one (``background_before_record.csv``); beyond those, the
-        known values continued by ``targets.json``'s extrapolation rule (``hold`` or
-        ``linear_trend``), as :mod:`cascadia.mooring.targets` does.
+        where the model has one (``background_before_record.csv``); after it, the
+        combination's own ocean anchored on the record where the run has one
+        (``after_record``, :func:`cascadia.run.deep_ocean.after_record_background`);
+        beyond those, the known values continued by ``targets.json``'s extrapolation
+        rule (``hold`` or ``linear_trend``), as :mod:`cascadia.mooring.targets` does.
         """
         days = pd.DatetimeIndex(np.asarray(time)).normalize()
         table = self.background
@@ -301,31 +313,36 @@ class TrainedModel:
             first_day = min(first_day, self.before_record.index[0])
         axis = pd.date_range(min(days[0], first_day), max(days[-1], table.index[-1]))
         out = np.empty((len(days), len(self.depths)))
-        for j, (first, last) in enumerate(self._records()):
+        for j, (first, last) in enumerate(self.records()):
             name = f"background_{self.depths[j]:g}"
             known = table[name].loc[first:last].reindex(axis)
-            before = self._before(name, first)
-            if before is not None:
-                known = known.fillna(before.reindex(axis))
+            for outside in (self._before(name, first), _after(after_record, name, last)):
+                if outside is not None:
+                    known = known.fillna(outside.reindex(axis))
             values = known.to_numpy(dtype=np.float64)
             filled = extend_background(values, axis, self.background_config)
             out[:, j] = pd.Series(filled, index=axis).reindex(days).to_numpy()
         return out
 
-    def background_kind_on(self, time: Any) -> npt.NDArray[np.float64]:
+    def background_kind_on(
+        self, time: Any, after_record: pd.DataFrame | None = None
+    ) -> npt.NDArray[np.float64]:
         """Where :meth:`background_on` comes from, ``(time, depth)``: 0 inside the observed
-        record, 3 the anchored ocean analysis before it, elsewhere 1 (``hold``) or 2
-        (``linear_trend``): the :data:`cascadia.run.store.BACKGROUND_KINDS` flags, 1 and 2
-        marking anomaly-only values."""
+        record, 3 the anchored ocean analysis before it, 4 the combination's own ocean
+        after it, elsewhere 1 (``hold``) or 2 (``linear_trend``): the
+        :data:`cascadia.run.store.BACKGROUND_KINDS` flags, 1 and 2 marking anomaly-only
+        values."""
         days = pd.DatetimeIndex(np.asarray(time)).normalize()
         outside = 1.0 if self.background_config.extrapolation == "hold" else 2.0
         out = np.empty((len(days), len(self.depths)))
-        for j, (first, last) in enumerate(self._records()):
+        for j, (first, last) in enumerate(self.records()):
+            name = f"background_{self.depths[j]:g}"
             inside = (days >= first) & (days <= last)
             kind = np.where(inside, 0.0, outside)
-            before = self._before(f"background_{self.depths[j]:g}", first)
-            if before is not None:
-                kind[np.isfinite(before.reindex(days).to_numpy(dtype=np.float64))] = 3.0
+            flags = ((self._before(name, first), 3.0), (_after(after_record, name, last), 4.0))
+            for known, flag in flags:
+                if known is not None:
+                    kind[np.isfinite(known.reindex(days).to_numpy(dtype=np.float64))] = flag
             out[:, j] = kind
         return out
 
@@ -336,7 +353,7 @@ class TrainedModel:
         series = self.before_record[column].dropna()
         return series[series.index < first]
 
-    def _records(self) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    def records(self) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         """First and last observed day of each depth in ``background.csv``."""
         out = []
         for depth in self.depths:
@@ -353,6 +370,7 @@ class TrainedModel:
         daily: xr.Dataset,
         context: xr.Dataset | None = None,
         config: InferenceConfig | None = None,
+        after_record: pd.DataFrame | None = None,
     ) -> xr.Dataset:
         """The results-store variables of one combination.
 
@@ -368,6 +386,10 @@ class TrainedModel:
             it ends the day before ``daily`` starts.
         config : InferenceConfig, optional
             Segments, context length, member series.
+        after_record : pandas.DataFrame, optional
+            The deep background after the record from the combination's own ocean
+            (:func:`cascadia.run.deep_ocean.after_record_background`); without it the
+            record's end is held there (anomaly-only).
 
         Returns
         -------
@@ -412,8 +434,8 @@ class TrainedModel:
         )
         ood = self.out_of_distribution(matrix).sel(winter=stats["winter"])
         time = time[own]
-        background = self.background_on(time)
-        kind = self.background_kind_on(time)
+        background = self.background_on(time, after_record)
+        kind = self.background_kind_on(time, after_record)
         members = np.arange(self.n_members)
         coords = {
             "time": time,

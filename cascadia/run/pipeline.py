@@ -59,6 +59,7 @@ import xarray as xr
 from cascadia import __version__
 from cascadia.learning.device import DeviceError, resolve_device
 from cascadia.mooring.events import winter_labels
+from cascadia.run.deep_ocean import DeepOceanInput, after_record_background
 from cascadia.run.inference import InferenceConfig, TrainedModel, cached_model
 from cascadia.run.lock import LeaseLostError, StoreLock, StoreLockedError, check_held
 from cascadia.run.spread import write_spread
@@ -399,12 +400,29 @@ def _result_fingerprint(entry: _Entry, plan: _Plan, checksum: str, config: Infer
     hist = plan.historical.get(entry.id)
     if hist is not None:
         payload["historical"] = hist.key
+    deep = _deep_ocean(entry, plan)
+    if deep is not None:
+        payload["deep_ocean"] = [list(deep.assets), deep.settings.model_dump(mode="json")]
     if entry.source.role == "projection" and entry.catalog.bias_adjustment is not None:
         payload["adjustment"] = {
             "reference": plan.references[entry.catalog.path].key,
             "settings": bias_config(entry.catalog).model_dump(mode="json"),
         }
     return _digest(payload)
+
+
+def _deep_ocean(entry: _Entry, plan: _Plan) -> DeepOceanInput | None:
+    """A projection's own ocean (the run catalog's ``deep_ocean``), a scenario's
+    historical run first; ``None`` where the source names none or the collection has
+    none for this combination (its background stays held after the record)."""
+    settings = entry.source.deep_ocean
+    if settings is None or entry.source.role != "projection" or not entry.combo.deep_ocean:
+        return None
+    hist = plan.historical.get(entry.id)
+    earlier = () if hist is None or hist is entry else (hist.combo.deep_ocean,)
+    assets = tuple(a for a in (*earlier, entry.combo.deep_ocean) if a)
+    options = dict(entry.source.storage_options)
+    return DeepOceanInput(f"{entry.where} {entry.combo.label}", assets, settings, options)
 
 
 def _time_axis(plan: _Plan) -> np.ndarray:
@@ -515,6 +533,7 @@ class _Prediction:
     provenance: dict[str, str]
     device: str = "auto"
     lease: str = ""  # the run's lease id: checked just before the combination is written
+    deep_ocean: DeepOceanInput | None = None  # its own ocean, for the background after the record
 
 
 def _batch_job() -> str:
@@ -534,7 +553,11 @@ def _predict_task(
         model = cached_model(job.model_dir, job.checksum, job.device)
         daily = job.cache.open(predictors_url).load()
         context = job.cache.open(context_url).load() if context_url else None
-        results = model.predict(daily, context, job.config)
+        after = None
+        record_end = max(last for _, last in model.records())
+        if job.deep_ocean is not None and pd.Timestamp(daily["time"].values[-1]) > record_end:
+            after, _ = after_record_background(job.deep_ocean, model.background, model.depths)
+        results = model.predict(daily, context, job.config, after)
         if job.lease:  # another run may have taken the store over while this one predicted
             check_held(job.store, job.lease, job.store_options)
         write_combo(job.store, schema, job.combo, results, job.provenance, job.store_options)
@@ -952,6 +975,7 @@ def _execute(
             },
             device=device,
             lease=lock.run_id,
+            deep_ocean=_deep_ocean(entry, plan),
         )
         pending[graph.prediction(entry, job, shared_schema).key] = entry
     submitted = len(graph.futures)

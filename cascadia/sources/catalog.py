@@ -40,6 +40,7 @@ import xarray as xr
 from cascadia.sources.config import (
     CatalogError,
     CellArea,
+    DeepOcean,
     LandFraction,
     RunCatalog,
     SourceConfig,
@@ -93,6 +94,7 @@ class Combo:
     driving: DrivingInput | None = None  # variables it takes from its driving model
     driving_note: str = ""  # why an absent variable could not come from the driving model
     family: str = ""  # model family (combo_id "family"; its source_id label without one)
+    deep_ocean: str = ""  # asset of its own ocean temperature (deep_ocean; "" if none)
 
     @property
     def label(self) -> str:
@@ -293,6 +295,11 @@ def list_combos(
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     asset_column = datastore.esmcat.assets.column_name
     fixed = _FixedFields(catalog, source, datastore, all_columns)
+    deep_rows = (
+        None
+        if source.deep_ocean is None
+        else fixed_rows(catalog, source, datastore, columns, source.deep_ocean)
+    )
     # every cell as text ("" when empty): the facets, labels and ids are built from it
     text = frame.apply(facet_column)
     keys = list(zip(*(text[c].tolist() for c in columns), strict=True))
@@ -390,6 +397,11 @@ def list_combos(
                 groups=tuple(groups),
                 absent=tuple(n for n in source.optional if source.variables.get(n) in lacking),
                 family=named[key][FAMILY],
+                deep_ocean=""
+                if deep_rows is None or source.deep_ocean is None
+                else find_land_fraction(
+                    deep_rows, source.deep_ocean, facets, columns, asset_column
+                ),
             )
         )
     return Listing(attach_driving(catalog, source, combos), chosen.skipped)
@@ -544,14 +556,17 @@ def fixed_rows(
     source: SourceConfig,
     datastore: intake_esm.esm_datastore,
     columns: Sequence[str],
-    spec: LandFraction | CellArea,
+    spec: LandFraction | CellArea | DeepOcean,
 ) -> pd.DataFrame:
-    """Rows of the collection that may hold a fixed field (land fraction, cell areas).
+    """Rows of the collection that may hold a field found per combination (land fraction,
+    cell areas, a projection's own ocean).
 
     Raises :class:`SourceError` if the query names a column the collection lacks,
     or ``match`` one that does not identify combinations (``columns``).
     """
-    what = "land_fraction" if isinstance(spec, LandFraction) else "cell_area"
+    what = {LandFraction: "land_fraction", CellArea: "cell_area", DeepOcean: "deep_ocean"}[
+        type(spec)
+    ]
     variable_column = datastore.esmcat.aggregation_control.variable_column_name
     unknown = sorted(set(spec.query) - set(datastore.df.columns))
     if unknown:
@@ -559,7 +574,7 @@ def fixed_rows(
             f"{_where(catalog, source)}: {what}.query refers to columns {unknown} "
             f"which the collection lacks (columns: {list(datastore.df.columns)})"
         )
-    unknown = sorted(set(spec.match or ()) - set(columns))
+    unknown = sorted(set(getattr(spec, "match", None) or ()) - set(columns))
     if unknown:
         raise SourceError(
             f"{_where(catalog, source)}: {what}.match refers to columns {unknown} "
@@ -570,7 +585,7 @@ def fixed_rows(
 
 def find_land_fraction(
     rows: pd.DataFrame,
-    spec: LandFraction | CellArea,
+    spec: LandFraction | CellArea | DeepOcean,
     facets: dict[str, str],
     columns: Sequence[str],
     asset_column: str,
@@ -580,9 +595,13 @@ def find_land_fraction(
     Among ``rows`` (:func:`fixed_rows`), those sharing the combination's
     ``spec.match`` columns (default: the combination columns the land-fraction
     query does not set); the one sharing most other combination columns wins
-    (same member, same experiment), then the last asset in sort order.
+    (same member, same experiment), then the last asset in sort order. A deep ocean
+    has no ``match``: every combination column counts (a run's own ocean, never another
+    member's).
     """
-    match = spec.match if spec.match is not None else [c for c in columns if c not in spec.query]
+    match = getattr(spec, "match", None)
+    if match is None:
+        match = [c for c in columns if c not in spec.query]
     for column in match:
         rows = rows[facet_column(rows[column]) == facets[column]]
     if rows.empty:

@@ -139,6 +139,29 @@ class CellArea(_Strict):
     units: str | None = None
 
 
+class DeepOcean(_Strict):
+    """Where a projection keeps its own ocean's temperature (CMIP6 ``thetao`` in ``Omon``).
+
+    Found per combination: the rows holding ``variable`` that satisfy ``query`` (which
+    replaces the source's query for this look-up) and share every combination column
+    the query does not set (each experiment and member reads its own run). Beyond the
+    mooring record, the run takes the deep background's changes from it, anchored on
+    the record (:mod:`cascadia.run.deep_ocean`); a combination without it keeps the
+    held, anomaly-only background. The settings mean what they mean for an ocean
+    analysis before the record (:class:`cascadia.sources.ocean_analysis.OceanAnalysisConfig`).
+    """
+
+    variable: str = Field("thetao", min_length=1)
+    query: dict[str, str | list[str]] = {}
+    radius_km: float = Field(150.0, gt=0.0)
+    smooth_days: int = Field(365, gt=0)
+    #: The model's ocean is anchored on the record's last ``anchor_years`` (the decade
+    #: nearest the projection) ...
+    anchor_years: float = Field(10.0, gt=0.0)
+    #: ... of which its historical and scenario runs must cover this many.
+    min_overlap_years: float = Field(5.0, gt=0.0)
+
+
 #: ``cell_area: cos_lat``: weight a curvilinear grid by cos(latitude) although its data
 #: name a cell-area variable (``cell_measures``): an explicit, approximate choice.
 COS_LAT = "cos_lat"
@@ -261,6 +284,8 @@ class SourceConfig(_Strict):
     cell_area: CellArea | Literal["cos_lat"] | None = None
     #: Several tables (and grids) in one combination: docs/catalogs.md, "Tables".
     tables: Tables | None = None
+    #: A projection's own ocean temperature, for the deep background beyond the record.
+    deep_ocean: DeepOcean | None = None
     #: Canonical variables a combination may lack (``tos`` of an uncoupled model): it
     #: then simply has none, and a model trained with it refuses that combination.
     optional: list[str] = []

@@ -87,15 +87,50 @@ class OceanAnalysisConfig(BaseModel):
 
 def _files(cfg: OceanAnalysisConfig) -> tuple[fsspec.AbstractFileSystem, list[str]]:
     fs, path = fsspec.core.url_to_fs(cfg.path, **cfg.storage_options)
-    if path.rstrip("/").endswith(".zarr"):
+    if _is_zarr(fs, path):
         if not fs.exists(path):
             raise OceanAnalysisError(f"ocean analysis {cfg.path}: no such Zarr store")
-        return fs, [path]
+        return fs, [path.rstrip("/")]
     files = sorted(fs.glob(path)) if any(c in path for c in "*?[") else [path]
     files = [f for f in files if fs.isfile(f)]
     if not files:
         raise OceanAnalysisError(f"ocean analysis {cfg.path}: no file matches")
     return fs, files
+
+
+def _is_zarr(fs: fsspec.AbstractFileSystem, path: str) -> bool:
+    """A Zarr store: named ``*.zarr``, or a folder with Zarr metadata (Pangeo's CMIP6
+    ``zstore`` URLs end in the version, ``.../v20190308/``)."""
+    path = path.rstrip("/")
+    if path.endswith(".zarr"):
+        return True
+    if any(c in path for c in "*?["):
+        return False
+    return any(fs.exists(f"{path}/{name}") for name in (".zmetadata", ".zgroup", "zarr.json"))
+
+
+def _time_index(time: xr.DataArray, where: str) -> pd.DatetimeIndex:
+    """Time stamps as standard-calendar days: a model calendar's (noleap, 360_day) dates are
+    taken by year, month and day (the 30th of a 360-day February becomes the 28th/29th):
+    monthly means only need the month."""
+    if np.issubdtype(time.dtype, np.datetime64):
+        return pd.DatetimeIndex(time.values)
+    try:
+        stamps = [(t.year, t.month, t.day) for t in time.values]
+    except AttributeError:
+        raise OceanAnalysisError(
+            f"{where}: time is not decoded to dates (dtype {time.dtype})"
+        ) from None
+    return pd.DatetimeIndex(
+        [pd.Timestamp(y, m, min(d, pd.Timestamp(y, m, 1).days_in_month)) for y, m, d in stamps]
+    )
+
+
+def _is_time(coord: xr.DataArray) -> bool:
+    """Decoded dates: numpy datetimes, or cftime dates of a model calendar."""
+    if np.issubdtype(coord.dtype, np.datetime64):
+        return True
+    return coord.dtype == object and coord.size > 0 and hasattr(coord.values[0], "calendar")
 
 
 def _vertical(da: xr.DataArray, where: str) -> Hashable:
@@ -161,7 +196,7 @@ def _near_profiles(ds: xr.Dataset, cfg: OceanAnalysisConfig, where: str) -> xr.D
     except ValueError as exc:
         raise OceanAnalysisError(f"{where}: {exc}") from None
     z = _vertical(da, where)
-    time = next((d for d in da.dims if np.issubdtype(da[d].dtype, np.datetime64)), None)
+    time = next((d for d in da.dims if d in da.coords and _is_time(da[d])), None)
     if time is None:
         raise OceanAnalysisError(f"{where}: {cfg.variable!r} has no decoded time axis")
     lat, lon = ds[lat_name], ds[lon_name]
@@ -179,8 +214,15 @@ def _near_profiles(ds: xr.Dataset, cfg: OceanAnalysisConfig, where: str) -> xr.D
             f"{where}: no grid cell within {cfg.radius_km:g} km of "
             f"({cfg.latitude:g}N, {cfg.longitude:g}E)"
         )
-    raw = da.transpose(time, z, *horizontal).values
-    cells = raw.reshape(*raw.shape[:2], -1)[:, :, near]
+    # read only the rectangle of cells around the mooring (a global CMIP6 store is GBs)
+    rows, cols = np.unravel_index(near, lat2.shape)
+    window = {
+        horizontal[0]: slice(rows.min(), rows.max() + 1),
+        horizontal[1]: slice(cols.min(), cols.max() + 1),
+    }
+    raw = da.isel(window).transpose(time, z, *horizontal).values
+    inside = (rows - rows.min()) * raw.shape[3] + (cols - cols.min())
+    cells = raw.reshape(*raw.shape[:2], -1)[:, :, inside]
     units = str(da.attrs.get("units", ""))
     if not units:
         raise OceanAnalysisError(f"{where}: {cfg.variable!r} has no units attribute")
@@ -191,7 +233,7 @@ def _near_profiles(ds: xr.Dataset, cfg: OceanAnalysisConfig, where: str) -> xr.D
         celsius,
         dims=("time", "level", "cell"),
         coords={
-            "time": pd.DatetimeIndex(da[time].values),
+            "time": _time_index(da[time], where),
             "depth_m": ("level", _depth_metres(da[z], where)),
             "weight": ("cell", np.cos(np.radians(flat_lat[near]))),
         },
@@ -241,7 +283,7 @@ def deep_temperature(cfg: OceanAnalysisConfig, depths: Sequence[float]) -> pd.Da
     for path in files:
         where = f"ocean analysis {fs.unstrip_protocol(path)}"
         try:
-            if path.rstrip("/").endswith(".zarr"):
+            if _is_zarr(fs, path):
                 ds = xr.open_zarr(fs.get_mapper(path), decode_timedelta=False)
                 profiles = _near_profiles(ds, cfg, where)
             elif "file" in fs.protocol:

@@ -281,6 +281,19 @@ def _source(
     }
 
 
+def _deep_ocean(preset: Preset) -> dict[str, Any]:
+    """The CMIP models' own ``thetao`` (Omon, first members only), anchored on the record;
+    a world whose historical runs share fewer than five years with the record (``tiny``)
+    anchors on what they share."""
+    shared = min(preset.historical.end, preset.observations.end) - max(
+        preset.historical.start, preset.observations.start
+    )
+    section: dict[str, Any] = {"variable": "thetao", "query": {"table_id": "Omon"}}
+    if shared < 5:
+        section["min_overlap_years"] = max(shared, 1)
+    return section
+
+
 def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
     """The run catalogs of the twin world, as plain data."""
     era5 = _source(
@@ -376,6 +389,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 {
                     "table_id": ["day", "Oday", "Omon"],
                     "experiment_id": ["historical", "ssp126", "ssp245", "ssp585"],
+                    "variable_id": list(CMIP_VARIABLES),
                 },
                 (preset.historical.start, preset.future.end),
                 CMIP_VARIABLES,
@@ -383,6 +397,7 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                 selection=CMIP_SELECTION,
                 optional=["tos"],
                 tables=CMIP_TABLES,
+                deep_ocean=_deep_ocean(preset),
                 # fx stores sit under one experiment and member: match on model and grid
                 land_fraction={
                     "variable": "sftlf",

@@ -48,6 +48,19 @@ FILE_PATTERN = "EN.4.2.2.f.analysis.g10.{stamp}.nc"
 CLIMATOLOGY = (1971, 2000)
 
 
+def water_column(sst: np.ndarray, deep: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Temperature profiles ``(time, level)``, degC, from the sea surface ``(time,)`` and the
+    deep water mass at 500 and 1000 m ``(time, 2)``: linear between and above the two deep
+    levels (down from 300 m), a weaker gradient below 1000 m (the nearly uniform deep
+    water), the surface reached over an 80 m e-folding mixed layer."""
+    slope = (deep[:, 1] - deep[:, 0]) / (DEEP[1] - DEEP[0])
+    below = deep[:, [0]] + slope[:, None] * (np.maximum(levels, 300.0) - DEEP[0])
+    beyond = DEEP[1] < levels
+    below[:, beyond] = deep[:, [1]] + 0.3 * slope[:, None] * (levels[beyond] - DEEP[1])
+    top = np.exp(-levels / 80.0)
+    return below + (sst[:, None] - below) * top
+
+
 def _profiles(history: Realization) -> tuple[pd.DatetimeIndex, np.ndarray]:
     """Monthly mean true profiles (month, level), degC, from the history's ocean."""
     ocean = history.ocean
@@ -60,14 +73,7 @@ def _profiles(history: Realization) -> tuple[pd.DatetimeIndex, np.ndarray]:
     )
     monthly = daily.resample("MS").mean()
     deep = np.stack([monthly["deep500"], monthly["deep1000"]], axis=1)
-    slope = (deep[:, 1] - deep[:, 0]) / (DEEP[1] - DEEP[0])
-    below = deep[:, [0]] + slope[:, None] * (np.maximum(LEVELS, 300.0) - DEEP[0])
-    # beneath 1000 m the gradient weakens (the deep water below is nearly uniform)
-    beyond = DEEP[1] < LEVELS
-    below[:, beyond] = deep[:, [1]] + 0.3 * slope[:, None] * (LEVELS[beyond] - DEEP[1])
-    top = np.exp(-LEVELS / 80.0)
-    profile = below + (monthly["sst"].to_numpy()[:, None] - below) * top
-    return monthly.index, profile
+    return monthly.index, water_column(monthly["sst"].to_numpy(), deep, LEVELS)
 
 
 def write_ocean_analysis(

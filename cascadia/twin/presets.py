@@ -62,6 +62,10 @@ class CmipSourceSpec(_Strict):
     ocean_resolution: float = 1.0
     tos_bias: float = 0.0
     ocean_table: Literal["Oday", "Omon"] = "Oday"
+    #: Static bias (K) of its intermediate water (``thetao`` near 500-1000 m, first
+    #: member only): CMIP6 models' Levantine Intermediate Water is often several tenths
+    #: of a degree too warm or too cold.
+    thetao_bias: float = 0.0
 
 
 class CordexSpec(_Strict):
@@ -112,6 +116,7 @@ CMIP_SOURCES = (
         superseded=("tas",),
         ocean_resolution=1.0,
         tos_bias=-0.9,
+        thetao_bias=0.6,
     ),
     CmipSourceSpec(
         source_id="TWIN-ESM-B",
@@ -126,6 +131,7 @@ CMIP_SOURCES = (
         ocean_resolution=1.25,
         tos_bias=1.3,
         ocean_table="Omon",
+        thetao_bias=-0.4,
     ),
     CmipSourceSpec(
         source_id="TWIN-ESM-C",
@@ -138,6 +144,7 @@ CMIP_SOURCES = (
         wind_factor=1.05,
         ocean_resolution=0.75,
         tos_bias=0.4,
+        thetao_bias=0.9,
     ),
 )
 

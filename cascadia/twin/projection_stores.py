@@ -12,16 +12,24 @@ from typing import Any
 
 import numpy as np
 
-from cascadia.twin.atmosphere import RegionalWeather
+from cascadia.twin.atmosphere import RegionalWeather, red_noise
 from cascadia.twin.grids import CurvilinearGrid, RegularGrid, RotatedGrid, regrid
 from cascadia.twin.ocean import sea_surface_temperature
+from cascadia.twin.ocean_analysis import SHELF_LATITUDE, water_column
 from cascadia.twin.realizations import Realization
-from cascadia.twin.sea import COARSE_LAND_THRESHOLD, OCEAN_LAND_THRESHOLD, sea_surface_field
+from cascadia.twin.sea import (
+    COARSE_LAND_THRESHOLD,
+    OCEAN_LAND_THRESHOLD,
+    sea_mask,
+    sea_surface_field,
+)
 from cascadia.twin.stores import (
     StoreContext,
     biased_fields,
     cmip_dataset,
     cmip_ocean_dataset,
+    cmip_thetao_dataset,
+    monthly_means,
     slice_weather,
     write_cmip_store,
     write_cordex_variable,
@@ -52,6 +60,8 @@ class FieldTask:
     ocean_table: str = "Oday"  # CMIP6: Oday, or Omon for a model with monthly tos only
     tos_bias: float = 0.0  # K, static bias of the model's sea surface
     sst: np.ndarray | None = None  # degC, the path's true sea surface on the experiment's days
+    thetao_bias: float = 0.0  # K, static bias of the model's intermediate water
+    deep: np.ndarray | None = None  # degC (day, 2): the path's water mass at 500 and 1000 m
 
 
 def experiment_days(path: Realization, experiment: str) -> slice:
@@ -76,6 +86,9 @@ def field_task(
     if layout.get("ocean_grid") is not None:
         assert path.ocean is not None, "run the ocean before writing a model's tos"
         layout["sst"] = sea_surface_temperature(path.ocean.offshore_temp, path.axis.phase)[index]
+    if layout.pop("thetao", False):
+        assert path.ocean is not None and layout.get("ocean_grid") is not None
+        layout["deep"] = np.asarray(path.ocean.background_temp)[:, index].T
     return FieldTask(family, weather, path.axis, index, grid, biases, meta, seed, **layout)
 
 
@@ -102,6 +115,8 @@ def write_field_task(
             write_cordex_variable(ctx, daily, task.axis, task.index, task.grid, task.meta, variable)
     if task.sst is not None:
         write_tos(ctx, task)
+    if task.deep is not None:
+        write_thetao(ctx, task)
     return [(collection, row) for collection, rows in ctx.rows.items() for row in rows]
 
 
@@ -144,6 +159,39 @@ def write_tos(ctx: StoreContext, task: FieldTask) -> None:
         write_cordex_variable(
             ctx, {"tos": tos}, task.axis, task.index, task.ocean_grid, task.meta, "tos"
         )
+
+
+#: The twin's ``thetao`` levels (m): a coarse ocean model's, down to 1500 m.
+THETAO_LEVELS = np.array([5.0, 50.0, 150.0, 300.0, 450.0, 600.0, 800.0, 1000.0, 1250.0, 1500.0])
+
+
+def write_thetao(ctx: StoreContext, task: FieldTask) -> None:
+    """The model's own ``thetao`` (Omon, on its ocean grid) from the path's water mass.
+
+    A model's ocean is the path's ocean seen through a coarse grid: its static bias
+    (``thetao_bias``) with a tilt in depth, a drift (spin-up not finished: up to about a
+    tenth of a degree per century) and a red-noise monthly error, from its own random
+    stream; land and the levels below the shelf's floor are missing.
+    """
+    assert task.deep is not None and task.sst is not None
+    assert isinstance(task.ocean_grid, CurvilinearGrid)
+    key = (*task.seed.spawn_key, 2)  # a child key no other task's seed has
+    rng = np.random.default_rng(np.random.SeedSequence(task.seed.entropy, spawn_key=key))
+    # one daily table, averaged per model month like tos
+    daily = np.column_stack([task.sst, task.deep])
+    monthly, time, time_bnds = monthly_means(daily, task.axis, task.index)
+    profile = water_column(monthly[:, 0], monthly[:, 1:], THETAO_LEVELS)
+    years = np.asarray(time.values) / 365.25  # years since 1850, near enough for a drift
+    tilt, drift = rng.normal(0.0, 0.1), rng.normal(0.0, 0.1)
+    static = task.thetao_bias + tilt * (THETAO_LEVELS - 700.0) / 1000.0
+    noise = red_noise(rng, years.size, np.exp(-1.0 / 6.0), 0.05)
+    profile = profile + static[None] + (drift * (years - 165.0) / 100.0 + noise)[:, None]
+    lat, _ = task.ocean_grid.mesh()
+    floor = np.where(lat > SHELF_LATITUDE, 100.0, 2500.0)
+    valid = sea_mask(task.ocean_grid)[None] & (THETAO_LEVELS[:, None, None] < floor[None])
+    field = np.where(valid[None], profile[:, :, None, None], np.nan)
+    args = (time, time_bnds, THETAO_LEVELS, task.ocean_grid, task.meta)
+    write_cmip_store(ctx, cmip_thetao_dataset(field, *args), task.meta)
 
 
 def start_field_tasks(

@@ -1044,6 +1044,24 @@ def _cmip_global_attrs(
     }
 
 
+def monthly_means(
+    values: np.ndarray, axis: DayAxis, index: slice
+) -> tuple[np.ndarray, xr.Variable, xr.Variable]:
+    """Calendar-month means (in the model's calendar) of daily ``values`` over ``index``,
+    stamped mid-month with the month's bounds, as CMOR writes Omon."""
+    time, time_bnds = _noon_time(axis, index, "days since 1850-01-01")
+    days = axis.time[index]
+    months = np.array([d.year * 12 + d.month for d in days])
+    starts = np.flatnonzero(np.diff(months, prepend=months[0] - 1))
+    ends = np.append(starts[1:], months.size)
+    means = np.stack([values[a:b].mean(axis=0) for a, b in zip(starts, ends, strict=True)])
+    lower = time_bnds.values[starts, 0]
+    upper = time_bnds.values[ends - 1, 1]
+    month_time = xr.Variable("time", 0.5 * (lower + upper), time.attrs)
+    bounds = xr.Variable(("time", "bnds"), np.stack([lower, upper], axis=1))
+    return means, month_time, bounds
+
+
 def cmip_ocean_dataset(
     values: np.ndarray,
     axis: DayAxis,
@@ -1060,15 +1078,7 @@ def cmip_ocean_dataset(
     time, time_bnds = _noon_time(axis, index, "days since 1850-01-01")
     frequency = "day"
     if table == "Omon":
-        days = axis.time[index]
-        months = np.array([d.year * 12 + d.month for d in days])
-        starts = np.flatnonzero(np.diff(months, prepend=months[0] - 1))
-        ends = np.append(starts[1:], months.size)
-        values = np.stack([values[a:b].mean(axis=0) for a, b in zip(starts, ends, strict=True)])
-        lower = time_bnds.values[starts, 0]
-        upper = time_bnds.values[ends - 1, 1]
-        time = xr.Variable("time", 0.5 * (lower + upper), time.attrs)
-        time_bnds = xr.Variable(("time", "bnds"), np.stack([lower, upper], axis=1))
+        values, time, time_bnds = monthly_means(values, axis, index)
         frequency = "mon"
     elif table != "Oday":
         raise ValueError(f"tos is written in table Oday or Omon, not {table!r}")
@@ -1088,6 +1098,51 @@ def cmip_ocean_dataset(
         },
         coords={"time": time, **_ocean_grid_coords(grid)},
         attrs=_cmip_global_attrs(meta, table, "tos", frequency),
+    )
+    return ds.set_coords(["time_bnds"])
+
+
+def cmip_thetao_dataset(
+    values: np.ndarray,
+    time: xr.Variable,
+    time_bnds: xr.Variable,
+    levels_m: np.ndarray,
+    grid: CurvilinearGrid,
+    meta: dict[str, str],
+) -> xr.Dataset:
+    """Omon ``thetao`` (degC, NaN over land and below the sea floor) ``(time, lev, j, i)``
+    on the ocean grid; ``lev`` in centimetres, positive down, as CESM publishes it."""
+    ds = xr.Dataset(
+        {
+            "thetao": (
+                ("time", "lev", "j", "i"),
+                values.astype(FLOAT),
+                {
+                    "standard_name": "sea_water_potential_temperature",
+                    "long_name": "Sea Water Potential Temperature",
+                    "units": "degC",
+                    "cell_methods": "area: mean where sea time: mean",
+                    "cell_measures": "area: areacello volume: volcello",
+                    "coordinates": "latitude longitude",
+                },
+            ),
+            "time_bnds": time_bnds,
+        },
+        coords={
+            "time": time,
+            "lev": (
+                "lev",
+                (levels_m * 100.0).astype("float64"),
+                {
+                    "long_name": "ocean model level",
+                    "units": "centimeters",
+                    "positive": "down",
+                    "axis": "Z",
+                },
+            ),
+            **_ocean_grid_coords(grid),
+        },
+        attrs=_cmip_global_attrs(meta, "Omon", "thetao", "mon"),
     )
     return ds.set_coords(["time_bnds"])
 

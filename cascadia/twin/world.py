@@ -338,6 +338,9 @@ def _start_projections(
                 ocean_grid=ocean_grids[source_id],
                 ocean_table=spec.ocean_table,
                 tos_bias=spec.tos_bias,
+                # as in CMIP6, the 3-D ocean is published for fewer members
+                thetao=member == FIRST_MEMBER,
+                thetao_bias=spec.thetao_bias,
             )
             tasks.append(task)
             truth_parts.setdefault(("cmip6", source_id), []).append((experiment, path))

@@ -1,0 +1,123 @@
+"""The deep background beyond the mooring record from a projection's own ocean.
+
+Why: a model trained on the record predicts the temperature's departure from the
+record's background; beyond the record's last day that background is not known. Held at
+its last value it misses the intermediate water's projected warming (+0.8 to +2 °C by
+2100 in a strong scenario), so the run used to flag those days anomaly-only
+(``background_kind`` 1). A climate model carries its own ocean (CMIP6 ``thetao``, found
+per combination by the run catalog's ``deep_ocean`` section): its **changes** near the
+mooring continue the background, anchored on the record's **level** over the record's
+last ``anchor_years`` (the delta method, as for the ocean analysis before the record,
+:mod:`cascadia.learning.before_record`). A model's ocean has its own static bias (removed
+by the anchoring), drift and decadal variability out of phase with the real ocean's
+(not removed: the anchoring's error, of the order of its decadal swings).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cascadia.learning.before_record import DAYS_PER_YEAR, smoothed_daily
+from cascadia.sources.config import DeepOcean
+from cascadia.sources.ocean_analysis import (
+    OceanAnalysisConfig,
+    OceanAnalysisError,
+    deep_temperature,
+)
+
+__all__ = ["DeepOceanInput", "after_record_background"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeepOceanInput:
+    """A combination's own ocean: its assets (a scenario's historical run first)."""
+
+    label: str  # the combination, for messages
+    assets: tuple[str, ...]
+    settings: DeepOcean
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def read(self, depths: Sequence[float]) -> pd.DataFrame:
+        """Temperature (°C) near the mooring at ``depths``, one row per month, the runs
+        joined in time order (a month in two runs: the later run's)."""
+        frames = []
+        for asset in self.assets:
+            cfg = OceanAnalysisConfig(
+                path=asset,
+                variable=self.settings.variable,
+                radius_km=self.settings.radius_km,
+                storage_options=self.storage_options,
+            )
+            frames.append(deep_temperature(cfg, depths))
+        joined = pd.concat(frames)
+        return joined[~joined.index.duplicated(keep="last")].sort_index()
+
+
+def after_record_background(
+    inp: DeepOceanInput, record: pd.DataFrame, depths: Sequence[float]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The anchored background after each depth's record, and what the anchoring did.
+
+    Parameters
+    ----------
+    inp : DeepOceanInput
+        The combination's ocean.
+    record : pandas.DataFrame
+        The model's ``background.csv``: daily ``background_<d>`` and ``observed_<d>``.
+    depths : sequence of float
+        The model's depths.
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        Daily ``background_<d>`` after the depth's last observed day (index ``time``);
+        per depth, the offset added, the anchoring days and the step on the record's
+        last day (anchored model ocean minus the record's background).
+
+    Raises
+    ------
+    OceanAnalysisError
+        An asset that cannot be read (named), or a model ocean covering less than
+        ``min_overlap_years`` of the record's last ``anchor_years`` at a depth.
+    """
+    settings = inp.settings
+    ocean = inp.read(depths)
+    columns: dict[str, pd.Series] = {}
+    summary: dict[str, Any] = {"assets": list(inp.assets), "depths": {}}
+    for depth in depths:
+        name = f"{depth:g}"
+        observed = record[f"observed_{name}"].dropna()
+        first, last = observed.index[0], observed.index[-1]
+        background = record[f"background_{name}"].loc[first:last]
+        smooth = smoothed_daily(ocean[depth], settings.smooth_days)
+        pair = pd.DataFrame({"record": background, "model": smooth}).dropna()
+        start = last - pd.Timedelta(days=settings.anchor_years * DAYS_PER_YEAR)
+        anchor = pair[pair.index > start]
+        years = len(anchor) / DAYS_PER_YEAR
+        if years < settings.min_overlap_years:
+            raise OceanAnalysisError(
+                f"{inp.label}: its {settings.variable} covers {years:.1f} of the last "
+                f"{settings.anchor_years:g} years of the {name} m record (to {last.date()}); "
+                f"anchoring needs {settings.min_overlap_years:g} (deep_ocean.min_overlap_years)"
+            )
+        offset = float((anchor["record"] - anchor["model"]).mean())
+        anchored = smooth + offset
+        columns[f"background_{name}"] = anchored[anchored.index > last]
+        step = anchored.get(last, np.nan) - background.iloc[-1]
+        summary["depths"][name] = {
+            "offset": round(offset, 4),
+            "anchor_days": [str(anchor.index[0].date()), str(anchor.index[-1].date())],
+            "step_at_record_end": round(float(step), 4) if np.isfinite(step) else None,
+        }
+    frame = pd.DataFrame(columns)
+    frame.index.name = "time"
+    logger.info("%s: deep background after the record from %s", inp.label, summary)
+    return frame, summary

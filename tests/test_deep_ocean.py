@@ -1,0 +1,140 @@
+"""The deep background after the mooring record, from a projection's own ocean.
+
+A user projecting deep temperature to 2100 relies on: the run catalog finding each
+combination's own ``thetao`` (its experiment and member, never another's), the model's
+ocean read from a Pangeo-like store (curvilinear grid, ``lev`` in cm, a model calendar)
+and anchored on the record's last decade, a scenario continuing its historical run, the
+stored background taking it after the record with its own flag (``background_kind`` 4,
+not anomaly-only), a combination without it keeping the flagged held value, and a
+clear error naming the store for what cannot be read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cftime
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import cascadia
+from cascadia.run.deep_ocean import DeepOceanInput, after_record_background
+from cascadia.run.inference import TrainedModel
+from cascadia.run.store import ANOMALY_ONLY_KINDS, BACKGROUND_KINDS, MODEL_OCEAN_KIND
+from cascadia.sources.catalog import list_combos
+from cascadia.sources.config import DeepOcean, load_run_catalog
+from cascadia.sources.ocean_analysis import OceanAnalysisError
+
+
+def _record(first: str, last: str, level: float) -> pd.DataFrame:
+    """A flat record background at 500 m (its own ``background.csv`` layout)."""
+    days = pd.date_range(first, last)
+    return pd.DataFrame(
+        {"background_500": level, "observed_500": level}, index=pd.Index(days, name="time")
+    )
+
+
+def _thetao_store(path: Path, years: range, value: Any) -> str:
+    """A Pangeo-like Omon ``thetao`` Zarr store (no ``.zarr`` suffix, URL ending in "/"):
+    noleap calendar, curvilinear 3 x 3 cells around the mooring, ``lev`` in cm."""
+    times = [cftime.DatetimeNoLeap(y, m, 15) for y in years for m in range(1, 13)]
+    decimal = np.array([t.year + (t.month - 0.5) / 12.0 for t in times])
+    lev_cm = np.array([30_000.0, 70_000.0, 120_000.0])  # 300, 700, 1200 m
+    j, i = np.meshgrid(np.arange(3), np.arange(3), indexing="ij")
+    column = value(decimal)[:, None] + 0.001 * (500.0 - lev_cm / 100.0)[None, :]
+    values = np.broadcast_to(column[:, :, None, None], (len(times), 3, 3, 3)).copy()
+    ds = xr.Dataset(
+        {"thetao": (("time", "lev", "j", "i"), values.astype("float32"), {"units": "degC"})},
+        coords={
+            "time": ("time", times),
+            "lev": ("lev", lev_cm, {"units": "centimeters", "positive": "down", "axis": "Z"}),
+            "latitude": (("j", "i"), 42.0 + 0.4 * j, {"standard_name": "latitude"}),
+            "longitude": (("j", "i"), 3.0 + 0.4 * i, {"standard_name": "longitude"}),
+        },
+    )
+    path.mkdir(parents=True)
+    ds.to_zarr(path, mode="w", zarr_format=2, consolidated=True)
+    return path.as_uri() + "/"
+
+
+def test_a_scenario_continues_the_record_with_its_own_ocean_changes(tmp_path: Path) -> None:
+    record = _record("1993-01-01", "2022-12-31", 13.10)
+
+    # the model's ocean: 0.6 degC too warm, flat to 2014, then warming 0.02 degC a year
+    def model(year: np.ndarray) -> np.ndarray:
+        return 13.70 + 0.02 * np.clip(year - 2015.0, 0.0, None)
+
+    historical = _thetao_store(tmp_path / "hist" / "v1", range(1990, 2015), model)
+    scenario = _thetao_store(tmp_path / "ssp" / "v1", range(2015, 2061), model)
+    settings = DeepOcean(smooth_days=30)
+    inp = DeepOceanInput("cmip6 [x] M/ssp585/r1", (historical, scenario), settings)
+    after, summary = after_record_background(inp, record, [500.0])
+
+    row = summary["depths"]["500"]
+    # anchored on 2013-2022, over which the model is 0.064 degC above its 2014 level on
+    # average (0.02 degC a year from 2015: 0.5 + 1.5 + ... + 7.5 years over ten years)
+    in_anchor = 0.02 * 3.2
+    assert row["offset"] == pytest.approx(13.10 - 13.70 - in_anchor, abs=0.01)
+    assert row["anchor_days"][1] == "2022-12-31"
+    assert after.index.min() == pd.Timestamp("2023-01-01")
+    # mid-2050: the record's level plus the model's change since the anchoring decade
+    value = after["background_500"].loc["2050-07-01"]
+    assert value == pytest.approx(13.10 + 0.02 * 35.5 - in_anchor, abs=0.01)
+    assert abs(row["step_at_record_end"] - (0.02 * 8.0 - in_anchor)) < 0.01
+
+    # the historical run alone ends before the anchoring decade's second half
+    short = DeepOceanInput("cmip6 [x] M/historical/r1", (historical,), settings)
+    with pytest.raises(OceanAnalysisError, match=r"M/historical/r1.*covers 2\.\d of the last"):
+        after_record_background(short, record, [500.0])
+    broken = tmp_path / "broken" / "v1"
+    broken.mkdir(parents=True)
+    (broken / ".zgroup").write_text("not json")
+    bad = DeepOceanInput("cmip6 [x] M/ssp585/r1", (broken.as_uri() + "/",), settings)
+    with pytest.raises(OceanAnalysisError, match=r"broken/v1.*cannot be read"):
+        after_record_background(bad, record, [500.0])
+
+
+def test_the_run_stores_each_first_member_scenario_background_from_its_own_ocean(
+    tiny_demo: dict[str, Any],
+) -> None:
+    out = tiny_demo["out"]
+    catalog = load_run_catalog(str(out / "world/catalogs/cmip6.yaml"))
+    source = catalog.sources[0]
+    assert source.deep_ocean is not None
+    combos = {c.label: c for c in list_combos(catalog, source).combos}
+    for label, combo in combos.items():
+        source_id, experiment, member = label.split("/")
+        if member == "r1i1p1f1":  # the twin publishes thetao for first members only
+            assert f"/{source_id}/{experiment}/{member}/Omon/thetao/" in combo.deep_ocean
+        else:
+            assert combo.deep_ocean == ""
+
+    model = TrainedModel.load(out / "model")
+    record_end = max(last for _, last in model.records())
+    results = cascadia.open_results(str(out / "results.zarr")).dataset
+    checked = 0
+    for label, combo in combos.items():
+        source_id, experiment, member = label.split("/")
+        if experiment == "historical":
+            continue
+        one = results.sel(experiment=experiment, source_id=source_id, member_id=member)
+        one = one.sel(time=slice(record_end + pd.Timedelta(days=1), None))
+        kind = one["background_kind"].sel(depth=500.0).values
+        kind = kind[np.isfinite(kind)]
+        assert kind.size > 300, label
+        if member != "r1i1p1f1":
+            assert set(kind) == {1.0}, label  # held, flagged anomaly-only
+            continue
+        assert set(kind) == {MODEL_OCEAN_KIND}, label
+        hist = combos[f"{source_id}/historical/{member}"]
+        inp = DeepOceanInput(label, (hist.deep_ocean, combo.deep_ocean), source.deep_ocean)
+        after, _ = after_record_background(inp, model.background, model.depths)
+        stored = one["background_temperature"].sel(depth=500.0).dropna("time").to_pandas()
+        expected = after["background_500"].reindex(stored.index)
+        np.testing.assert_allclose(stored.to_numpy(), expected.to_numpy(), atol=1e-5)
+        checked += 1
+    assert checked == 9  # three models x three scenarios
+    assert MODEL_OCEAN_KIND in BACKGROUND_KINDS and MODEL_OCEAN_KIND not in ANOMALY_ONLY_KINDS
