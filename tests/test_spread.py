@@ -634,6 +634,48 @@ def test_temperature_change_after_the_record_is_the_anomalys(results: xr.Dataset
     assert "warning" not in results["event_days_period_multimodel_change"].attrs
 
 
+def test_temperature_change_is_taken_over_the_combinations_with_a_projected_background(
+    sources: dict, tmp_path: Path
+) -> None:
+    """Where some combinations carry their own ocean's background after the record
+    (``background_kind`` 4) and the others a held one, the stored deep-temperature change
+    is taken over the former (their absolute warming), not reduced to the anomaly's."""
+    own = {(e, s, "r1") for e in (HIST, *SCENARIOS) for s in ("MOD-A", "MOD-B")}
+    changed = dict(sources)
+    for combo in own:
+        src = dict(sources[combo])
+        years = pd.DatetimeIndex(src["time"])
+        years = years.year + years.day_of_year / 366.0 - 1993.0
+        after = src["time"] > RECORD_END
+        projected = np.stack([13.0 + 0.03 * years, 12.8 + 0.015 * years], axis=1)
+        src["background"] = projected.astype(np.float32)
+        src["anomaly"] = (src["temperature"] - src["background"]).astype(np.float32)
+        src["kind"] = np.repeat(np.where(after, 4.0, 0.0)[:, None], 2, axis=1).astype(np.float32)
+        changed[combo] = src
+    path = str(tmp_path / "results.zarr")
+    _fill_store(path, changed)
+    write_spread(path)
+    results = _open_strict(path)
+    sel = {"experiment": "ssp585", "period": "2080-2100", "depth": 500.0}
+    change = results["winter_temperature_period_model_change"].sel(sel)
+    # MOD-A and MOD-B from their first members' absolute temperature, MOD-C has none
+    for model in ("MOD-A", "MOD-B"):
+        joined = _joined(("ssp585", model, "r1"), changed)
+        winters = _winter_values(joined)["winter_temperature"][:, 0]
+        w = np.asarray(WINTERS)
+        want = np.nanmean(winters[(w >= 2080) & (w <= 2100)]) - np.nanmean(
+            winters[(w >= 1993) & (w <= 2022)]
+        )
+        assert float(change.sel(source_id=model)) == pytest.approx(want, abs=1e-4)
+    assert np.isnan(float(change.sel(source_id="MOD-C")))
+    count = results["winter_temperature_period_model_count"].sel(sel)
+    assert int(count) == 2
+    # 0.03 degC a year over 87.5 years between the periods' middles: the warming, absolute
+    assert 2.3 < float(results["winter_temperature_period_multimodel_change"].sel(sel)) < 2.9
+    attrs = results["winter_temperature_period_multimodel_change"].attrs
+    assert "known background" in attrs["long_name"]
+
+
 def test_report_says_where_temperature_is_anomaly_only_and_shows_ood(
     store: str, results: xr.Dataset, tmp_path: Path
 ) -> None:

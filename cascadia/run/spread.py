@@ -102,11 +102,15 @@ CHANGE_STATS: tuple[str, ...] = (
     "period_likelihood",
 )
 ANOMALY_ONLY_WARNING = (
-    "outside the mooring record the stored background is held (or trend-continued), not "
-    "projected: temperature_mean there is the predicted anomaly plus that background, and "
-    "its change is the same in every scenario's background part; changes of periods with "
-    "such winters (anomaly_only_periods) are changes of the predicted anomaly only "
-    "(temperature_anomaly_mean), not of the deep temperature"
+    "outside the mooring record the stored background of some combinations is held (or "
+    "trend-continued), not projected: temperature_mean there is the predicted anomaly plus "
+    "that background, and its change is the same in every scenario's background part. "
+    "Changes of periods with such winters (anomaly_only_periods) are taken, per experiment, "
+    "over the combinations whose background is known in every period (the mooring record, "
+    "an ocean analysis before it, the projection's own ocean after it: background_kind 0, "
+    "3, 4; period_model_count says how many models) where it has any, else they are "
+    "changes of the predicted anomaly only (temperature_anomaly_mean), not of the deep "
+    "temperature"
 )
 MARKER = {SPREAD_ROLE: SPREAD_VALUE}
 WEIGHTING = (
@@ -714,6 +718,18 @@ def anomaly_only_periods(combos: xr.Dataset, options: SpreadOptions) -> list[str
     return held
 
 
+def with_known_background(combos: xr.Dataset, options: SpreadOptions) -> xr.DataArray:
+    """``winter_temperature`` of the combinations none of whose winters in the periods has
+    an anomaly-only background (held or trend-continued); NaN for the others."""
+    flags = combos["winter_anomaly_only"]
+    winter = flags["winter"]
+    inside = xr.zeros_like(winter, dtype=bool)
+    for first, last in options.periods:
+        inside = inside | ((winter >= first) & (winter <= last))
+    held = (flags.where(inside) > 0).any("winter")
+    return combos["winter_temperature"].where(~held)
+
+
 def _statistic_attrs(
     base: str, stat: str, source: xr.DataArray, options: SpreadOptions
 ) -> dict[str, Any]:
@@ -1141,19 +1157,28 @@ def spread_statistics(
             stats.update(period_changes(combos[base], options, family))
         if base == "winter_temperature" and held:
             anomaly = period_changes(combos["winter_temperature_anomaly"], options, family)
+            known = period_changes(with_known_background(combos, options), options, family)
             labels = options.period_labels
             use = xr.DataArray(
                 [p in held for p in labels], dims="period", coords={"period": labels}
             )
+            # where an experiment has combinations whose background is known in every
+            # period (a projection's own ocean after the record), their change; else the
+            # anomaly's
+            has = known["period_multimodel_change"].notnull()
             for name in CHANGE_STATS:
-                stats[name] = xr.where(use, anomaly[name], stats[name]).astype(stats[name].dtype)
+                chosen = xr.where(has, known[name], anomaly[name])
+                stats[name] = xr.where(use, chosen, stats[name]).astype(stats[name].dtype)
         for stat, value in stats.items():
             attrs = _statistic_attrs(base, stat, results[source], options)
             if base == "winter_temperature" and held:
                 attrs["warning"] = ANOMALY_ONLY_WARNING
                 if stat in CHANGE_STATS:
                     attrs["anomaly_only_periods"] = " ".join(held)
-                    attrs["long_name"] += " (periods in anomaly_only_periods: of the anomaly)"
+                    attrs["long_name"] += (
+                        " (periods in anomaly_only_periods: over the combinations with a known "
+                        "background, else of the anomaly)"
+                    )
             out[f"{base}_{stat}"] = value.assign_attrs(attrs)
     done = xr.DataArray(done_mask(results), dims=COMBO_DIMS)
     out["model_member_count"] = (
