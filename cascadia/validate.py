@@ -185,7 +185,23 @@ def seed_record(seed_dir: Path, seconds: float) -> dict[str, Any]:
         },
         "hindcast": comparison.get("hindcast"),
         "background_before_record": _before_record_check(seed_dir),
+        "deep_temperature_change": _deep_temperature(comparison),
     }
+
+
+def _deep_temperature(comparison: dict[str, Any]) -> dict[str, Any] | None:
+    """Per scenario, the stored winter deep-temperature change against the truth's, of the
+    combinations whose background after the record is their own ocean (report key
+    ``deep_temperature``); ``None`` for reports without it."""
+    deep = comparison.get("deep_temperature")
+    if not deep:
+        return None
+    out = {}
+    for scenario, groups in deep["scenarios"].items():
+        own = groups.get("model_ocean")
+        if own:
+            out[scenario] = {"run": own["run_mean"], "truth": own["truth_mean"], "n": own["n"]}
+    return {"quantity": deep["quantity"], "scenarios": out}
 
 
 def _before_record_check(seed_dir: Path) -> dict[str, Any] | None:
@@ -292,6 +308,12 @@ def _table(result: ValidateResult) -> list[str]:
             (f"{scenario}: relative error", e + "relative_error"),
             (f"{scenario}: run range covers truth", e + "range_covers_truth"),
             (f"{scenario}: true change, physical anomaly", e + "truth_physical_change"),
+        ]
+    for scenario in scenarios:
+        d = f"deep_temperature_change.scenarios.{scenario}."
+        rows += [
+            (f"{scenario}: 500 m winter T change, own ocean, run (°C)", d + "run"),
+            (f"{scenario}: 500 m winter T change, own ocean, truth (°C)", d + "truth"),
         ]
     for depth in DEPTHS:
         b = f"background_before_record.{depth}."

@@ -75,6 +75,12 @@ def test_validate_json_holds_the_scores_changes_and_hindcast_of_the_seed(validat
         # at most a whole Nov-Apr season of change
         assert abs(row["truth_change"]) <= 182 and abs(row["run_change"]) <= 182
         assert row["run_model_min"] <= row["run_change"] <= row["run_model_max"]
+    # the first members' own ocean after the record: the stored deep-temperature change
+    deep = record["deep_temperature_change"]
+    assert set(deep["scenarios"]) == SCENARIOS
+    for row in deep["scenarios"].values():
+        assert row["n"] == 3  # three models' first members
+        assert abs(row["run"] - row["truth"]) < 0.5  # °C, two winters after a decade
     # ERA5 2004-2014 with the mooring from 2008: the hindcast of 2004-2007 scored on the truth
     hindcast = record["hindcast"]
     assert hindcast["before"] == 2008 and hindcast["first_day"] == "2004-01-01"
@@ -86,6 +92,7 @@ def test_validate_json_holds_the_scores_changes_and_hindcast_of_the_seed(validat
     assert summary["n"] == 1 and summary["mean"] == summary["min"] == summary["max"]
     md = (validated["out"] / "validate.md").read_text()
     assert f"seed {SEED}" in md and "ssp585: true change" in md
+    assert "ssp585: 500 m winter T change, own ocean, run" in md
 
 
 def test_a_second_call_skips_the_done_seed(validated) -> None:
