@@ -35,6 +35,8 @@ __all__ = [
     "DAYS_PER_YEAR",
     "BeforeRecord",
     "anchor_analysis",
+    "anchor_offset",
+    "record_beside",
     "smoothed_daily",
 ]
 
@@ -77,6 +79,37 @@ def smoothed_daily(monthly: pd.Series, smooth_days: int) -> pd.Series:
     return daily.rolling(smooth_days, min_periods=smooth_days // 2).mean()
 
 
+def record_beside(
+    record: pd.DataFrame, depth: float, product: pd.Series, smooth_days: int
+) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
+    """A depth's record background over its observed span, the product smoothed like it
+    (:func:`smoothed_daily`), and the two side by side (columns ``record``, ``product``)
+    on the days both have."""
+    name = f"{depth:g}"
+    observed = record[f"observed_{name}"].dropna()
+    background = record[f"background_{name}"].loc[observed.index[0] : observed.index[-1]]
+    smooth = smoothed_daily(product, smooth_days)
+    return background, smooth, pd.DataFrame({"record": background, "product": smooth}).dropna()
+
+
+def anchor_offset(
+    pair: pd.DataFrame,
+    span: tuple[pd.Timestamp, pd.Timestamp],
+    min_years: float,
+    fault: str,
+) -> tuple[pd.DataFrame, float]:
+    """The days of :func:`record_beside`'s ``pair`` in ``[span[0], span[1])`` and the
+    product's offset from the record over them (record minus product, mean).
+
+    Raises :class:`OceanAnalysisError` with ``fault`` (its ``{years}`` replaced by them)
+    when they are fewer than ``min_years`` years."""
+    anchor = pair[(pair.index >= span[0]) & (pair.index < span[1])]
+    years = len(anchor) / DAYS_PER_YEAR
+    if years < min_years:
+        raise OceanAnalysisError(fault.replace("{years}", f"{years:.1f}"))
+    return anchor, float((anchor["record"] - anchor["product"]).mean())
+
+
 def _rmse(a: pd.Series, b: pd.Series | float) -> float:
     return float(np.sqrt(np.mean(np.asarray(a - b) ** 2)))
 
@@ -111,25 +144,22 @@ def anchor_analysis(
     summary: dict[str, Any] = {"path": cfg.path, "variable": cfg.variable, "depths": {}}
     for depth in depths:
         name = f"{depth:g}"
-        observed = record[f"observed_{name}"].dropna()
-        first, last = observed.index[0], observed.index[-1]
-        background = record[f"background_{name}"].loc[first:last]
-        smooth = smoothed_daily(analysis[depth], cfg.smooth_days)
-        pair = pd.DataFrame({"record": background, "analysis": smooth}).dropna()
-        anchor = pair[pair.index < first + pd.Timedelta(days=cfg.anchor_years * DAYS_PER_YEAR)]
-        years = len(anchor) / DAYS_PER_YEAR
-        if years < cfg.min_overlap_years:
-            raise OceanAnalysisError(
-                f"ocean analysis {cfg.path}: it covers {years:.1f} of the first "
-                f"{cfg.anchor_years:g} years of the {name} m record (from {first.date()}); "
-                f"anchoring needs {cfg.min_overlap_years:g} (min_overlap_years)"
-            )
-        offset = float((anchor["record"] - anchor["analysis"]).mean())
+        background, smooth, pair = record_beside(record, depth, analysis[depth], cfg.smooth_days)
+        first = background.index[0]
+        span = (first, first + pd.Timedelta(days=cfg.anchor_years * DAYS_PER_YEAR))
+        anchor, offset = anchor_offset(
+            pair,
+            span,
+            cfg.min_overlap_years,
+            f"ocean analysis {cfg.path}: it covers {{years}} of the first "
+            f"{cfg.anchor_years:g} years of the {name} m record (from {first.date()}); "
+            f"anchoring needs {cfg.min_overlap_years:g} (min_overlap_years)",
+        )
         anchored = smooth + offset
         columns[f"background_{name}"] = anchored[anchored.index < first]
         test = anchor.iloc[: len(anchor) // 3]
         fit = anchor.iloc[len(anchor) // 3 :]
-        fit_offset = float((fit["record"] - fit["analysis"]).mean())
+        fit_offset = float((fit["record"] - fit["product"]).mean())
         step = anchored.get(first, np.nan) - background.iloc[0]
         summary["depths"][name] = {
             "offset": round(offset, 4),
@@ -139,7 +169,7 @@ def anchor_analysis(
             "step_at_record_start": round(float(step), 4) if np.isfinite(step) else None,
             "back_test": {
                 "days": [str(test.index[0].date()), str(test.index[-1].date())],
-                "rmse_analysis": round(_rmse(test["analysis"] + fit_offset, test["record"]), 4),
+                "rmse_analysis": round(_rmse(test["product"] + fit_offset, test["record"]), 4),
                 "rmse_hold": round(_rmse(test["record"], fit["record"].iloc[0]), 4),
             },
         }

@@ -23,13 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cascadia.learning.before_record import DAYS_PER_YEAR, smoothed_daily
+from cascadia.learning.before_record import DAYS_PER_YEAR, anchor_offset, record_beside
 from cascadia.sources.config import DeepOcean
-from cascadia.sources.ocean_analysis import (
-    OceanAnalysisConfig,
-    OceanAnalysisError,
-    deep_temperature,
-)
+from cascadia.sources.ocean_analysis import OceanAnalysisConfig, deep_temperature
 
 __all__ = ["DeepOceanInput", "after_record_background"]
 
@@ -94,21 +90,18 @@ def after_record_background(
     summary: dict[str, Any] = {"assets": list(inp.assets), "depths": {}}
     for depth in depths:
         name = f"{depth:g}"
-        observed = record[f"observed_{name}"].dropna()
-        first, last = observed.index[0], observed.index[-1]
-        background = record[f"background_{name}"].loc[first:last]
-        smooth = smoothed_daily(ocean[depth], settings.smooth_days)
-        pair = pd.DataFrame({"record": background, "model": smooth}).dropna()
-        start = last - pd.Timedelta(days=settings.anchor_years * DAYS_PER_YEAR)
-        anchor = pair[pair.index > start]
-        years = len(anchor) / DAYS_PER_YEAR
-        if years < settings.min_overlap_years:
-            raise OceanAnalysisError(
-                f"{inp.label}: its {settings.variable} covers {years:.1f} of the last "
-                f"{settings.anchor_years:g} years of the {name} m record (to {last.date()}); "
-                f"anchoring needs {settings.min_overlap_years:g} (deep_ocean.min_overlap_years)"
-            )
-        offset = float((anchor["record"] - anchor["model"]).mean())
+        background, smooth, pair = record_beside(record, depth, ocean[depth], settings.smooth_days)
+        last = background.index[-1]
+        day = pd.Timedelta(days=1)
+        span = (last + day - pd.Timedelta(days=settings.anchor_years * DAYS_PER_YEAR), last + day)
+        anchor, offset = anchor_offset(
+            pair,
+            span,
+            settings.min_overlap_years,
+            f"{inp.label}: its {settings.variable} covers {{years}} of the last "
+            f"{settings.anchor_years:g} years of the {name} m record (to {last.date()}); "
+            f"anchoring needs {settings.min_overlap_years:g} (deep_ocean.min_overlap_years)",
+        )
         anchored = smooth + offset
         columns[f"background_{name}"] = anchored[anchored.index > last]
         step = anchored.get(last, np.nan) - background.iloc[-1]
