@@ -35,6 +35,7 @@ from helpers import RUN_TWIN, small_preset
 from cascadia.cli import main
 from cascadia.mooring.events import events_from_flags
 from cascadia.run.cluster import open_cluster
+from cascadia.run.deep_ocean import DeepOceanInput, after_record_background
 from cascadia.run.inference import InferenceConfig, TrainedModel, load_count
 from cascadia.run.lock import StoreLock
 from cascadia.run.pipeline import RunSummary, run_pipeline
@@ -113,12 +114,17 @@ def _predictors(twin: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, An
                     folder = Path(twin["cache"]) / source.name / combo.slug
                     (adjusted,) = folder.glob("adjusted-*.zarr")
                     found[key] = {"daily": xr.open_zarr(adjusted), "source": source}
+                    found[key]["ocean"] = combo.deep_ocean  # its own thetao ("" if none)
                 else:
                     daily = cache.get(source, combo, fingerprint(catalog, source, combo))
                     found[key] = {"daily": daily, "source": source}
     for key, item in found.items():
         if item["source"].role == "projection" and key[0] != "historical":
             item["context"] = found[("historical", *key[1:])]["daily"]
+            settings = item["source"].deep_ocean
+            if item["ocean"] and settings is not None:  # the background after the record
+                assets = (found[("historical", *key[1:])]["ocean"], item["ocean"])
+                item["deep"] = DeepOceanInput("/".join(key), assets, settings)
     return found
 
 
@@ -174,7 +180,11 @@ def test_every_combination_runs_and_equals_the_model_in_memory(twin, first_run) 
     inputs = _predictors(twin)
     for combo in statuses:
         item = inputs[combo]
-        expected = model.predict(item["daily"].load(), item.get("context"), InferenceConfig())
+        after = None
+        if "deep" in item:
+            after, _ = after_record_background(item["deep"], model.background, model.depths)
+        daily = item["daily"].load()
+        expected = model.predict(daily, item.get("context"), InferenceConfig(), after)
         stored = ds.sel(dict(zip(COMBO_DIMS, combo, strict=True)))
         assert str(stored.status.values) == "done"
         assert str(stored.package_version.values) and str(stored.fingerprint.values)
