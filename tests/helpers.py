@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
+import io
 import os
 import shutil
 import sys
+import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -13,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 
 from cascadia.twin.presets import PRESETS, Preset, ReanalysisSpec, Years
 
@@ -104,3 +108,51 @@ def trailing_background_numpy(temperature: np.ndarray) -> np.ndarray:
         quantile = np.where(enough, np.nanquantile(windows, 0.8, axis=1), np.nan)
         padded = np.concatenate([np.full(30, np.nan), quantile])
         return np.nanmean(np.lib.stride_tricks.sliding_window_view(padded, 31), axis=1)
+
+
+class FullDiskFileSystem(LocalFileSystem):
+    """A local filesystem of fixed capacity under one folder, as a small disk is: a write
+    that would take the folder past ``capacity`` bytes fails with ENOSPC and writes
+    nothing; deleting frees space. Writes are whole objects, as zarr's are."""
+
+    protocol = ("fulldisk",)
+    root = ""
+    capacity = 0
+    lock = threading.Lock()  # a claim and its write are one step, as the kernel's are
+    #: when a list: every write's path and the bytes the folder needs for it, in order
+    claims: list[tuple[str, int]] | None = None
+
+    def used(self) -> int:
+        return sum(f.stat().st_size for f in Path(self.root).rglob("*") if f.is_file())
+
+    def _open(self, path, mode="rb", **kwargs):
+        if "r" in mode:
+            return super()._open(path, mode, **kwargs)
+        return _WriteOnClose(self, self._strip_protocol(path), mode)
+
+    def claim(self, path: str, size: int) -> None:
+        replaced = os.path.getsize(path) if os.path.isfile(path) else 0
+        needed = self.used() - replaced + size
+        if self.claims is not None:
+            self.claims.append((path, needed))
+        if needed > self.capacity:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+
+
+class _WriteOnClose(io.BytesIO):
+    """A file of :class:`FullDiskFileSystem`: its bytes land, or fail, on close."""
+
+    def __init__(self, fs: FullDiskFileSystem, path: str, mode: str) -> None:
+        super().__init__()
+        self.fs, self.path, self.append = fs, path, "a" in mode
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        data = self.getvalue()
+        super().close()  # first: a failed write is not retried when the object is collected
+        old = Path(self.path).read_bytes() if self.append and Path(self.path).exists() else b""
+        with self.fs.lock:
+            self.fs.claim(self.path, len(old) + len(data))
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).write_bytes(old + data)

@@ -10,7 +10,6 @@ recomputed here in memory with :meth:`TrainedModel.predict` on the cached predic
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import re
@@ -30,7 +29,7 @@ import pytest
 import xarray as xr
 from distributed import LocalCluster
 from fsspec.implementations.local import LocalFileSystem
-from helpers import RUN_TWIN, small_preset
+from helpers import RUN_TWIN, FullDiskFileSystem, small_preset
 
 from cascadia.cli import main
 from cascadia.mooring.events import events_from_flags
@@ -312,46 +311,6 @@ def test_a_store_another_run_writes_another_model_or_a_read_only_disk_is_refused
     assert _chunks(out, list(_by_combo(first_run["summary"]))) == before  # nothing touched
 
 
-class _FullDiskFileSystem(LocalFileSystem):
-    """A local filesystem of fixed capacity under one folder, as a small disk is: a write
-    that would take the folder past ``capacity`` bytes fails with ENOSPC and writes
-    nothing; deleting frees space. Writes are whole objects, as zarr's are."""
-
-    protocol = ("fulldisk",)
-    root = ""
-    capacity = 0
-
-    def used(self) -> int:
-        return sum(f.stat().st_size for f in Path(self.root).rglob("*") if f.is_file())
-
-    def _open(self, path, mode="rb", **kwargs):
-        if "r" in mode:
-            return super()._open(path, mode, **kwargs)
-        return _WriteOnClose(self, self._strip_protocol(path), mode)
-
-    def claim(self, path: str, size: int) -> None:
-        replaced = os.path.getsize(path) if os.path.isfile(path) else 0
-        if self.used() - replaced + size > self.capacity:
-            raise OSError(errno.ENOSPC, "No space left on device", path)
-
-
-class _WriteOnClose(io.BytesIO):
-    """A file of :class:`_FullDiskFileSystem`: its bytes land, or fail, on close."""
-
-    def __init__(self, fs: _FullDiskFileSystem, path: str, mode: str) -> None:
-        super().__init__()
-        self.fs, self.path, self.append = fs, path, "a" in mode
-
-    def close(self) -> None:
-        if not self.closed:
-            data = self.getvalue()
-            old = Path(self.path).read_bytes() if self.append and Path(self.path).exists() else b""
-            self.fs.claim(self.path, len(old) + len(data))
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            Path(self.path).write_bytes(old + data)
-        super().close()
-
-
 def test_a_full_disk_fails_its_combinations_leaves_nothing_writing_and_loses_nothing(
     twin, first_run, tmp_path, capsys
 ) -> None:
@@ -361,10 +320,10 @@ def test_a_full_disk_fails_its_combinations_leaves_nothing_writing_and_loses_not
     equal to a clean run's; once space is freed a rerun computes only the failed ones."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    fsspec.register_implementation("fulldisk", _FullDiskFileSystem, clobber=True)
+    fsspec.register_implementation("fulldisk", FullDiskFileSystem, clobber=True)
     full_size = sum(f.stat().st_size for f in Path(first_run["out"]).rglob("*") if f.is_file())
-    _FullDiskFileSystem.root = str(disk)
-    _FullDiskFileSystem.capacity = int(0.5 * full_size)
+    FullDiskFileSystem.root = str(disk)
+    FullDiskFileSystem.capacity = int(0.5 * full_size)
     out = f"fulldisk://{disk}/results.zarr"
     args = ["run", *[arg for c in twin["catalogs"] for arg in ("--catalog", c)]]
     args += ["--model", str(twin["model"]), "--cache", twin["cache"], "--out", out]
@@ -375,7 +334,7 @@ def test_a_full_disk_fails_its_combinations_leaves_nothing_writing_and_loses_not
     status = combo_status(str(disk / "results.zarr")).set_index(list(COMBO_DIMS))
     counts = status["status"].value_counts().to_dict()
     with capsys.disabled():
-        used = _FullDiskFileSystem().used()
+        used = FullDiskFileSystem().used()
         print(f"full disk: {counts}; {used} of {full_size} bytes used")
     assert code == 1
     assert "writing" not in counts
@@ -401,7 +360,7 @@ def test_a_full_disk_fails_its_combinations_leaves_nothing_writing_and_loses_not
             np.testing.assert_allclose(values, expected, rtol=1e-6, equal_nan=True)
 
     # space freed: a rerun computes exactly the failed combinations, all done
-    _FullDiskFileSystem.capacity = 100 * full_size
+    FullDiskFileSystem.capacity = 100 * full_size
     with LocalCluster(processes=False, n_workers=1, threads_per_worker=2) as cluster:
         assert main([*args, "--cluster", cluster.scheduler_address]) == 0
     printed = capsys.readouterr().out

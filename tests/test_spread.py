@@ -23,11 +23,14 @@ import pandas as pd
 import pytest
 import s3_server
 import xarray as xr
+from helpers import FullDiskFileSystem
 
 from cascadia.report import background_summary, ood_by_period, write_run_report
 from cascadia.run import spread
 from cascadia.run.spread import SpreadError, SpreadOptions, spread_statistics, write_spread
 from cascadia.run.store import (
+    SPREAD_GROUP,
+    WINTERS_GROUP,
     ResultsSchema,
     initialise_store,
     mark_failed,
@@ -699,3 +702,43 @@ def test_report_says_where_temperature_is_anomaly_only_and_shows_ood(
     assert "anomaly-only" in text and "13.930" in text and "2041-2060, 2080-2100" in text
     assert '<td>ssp245</td><td class="num">0.35</td><td class="num">1.00</td>' in text
     assert (tmp_path / "report/ood.png") in report.files
+
+
+@pytest.mark.parametrize("cut_at", ["event_days/.zattrs", "event_days/0.0.0.0.0"])
+def test_a_cache_a_failed_pass_half_wrote_is_never_reused(
+    store: str, tmp_path: Path, cut_at: str
+) -> None:
+    """The disk fills while a store's first pass writes its ``combo_winters`` cache (the
+    statistics written, the cache cut off at ``cut_at``): that pass fails, and the next one -
+    space freed - computes what a pass without any cache gives, instead of failing on an
+    array left without its ``.zattrs`` (xarray raised a TypeError: CI saw the rerun of a
+    full-disk run exit 1) or reading a missing chunk as NaN winters."""
+    path = tmp_path / "disk" / "results.zarr"
+    fsspec.register_implementation("fulldisk", FullDiskFileSystem, clobber=True)
+    FullDiskFileSystem.root, FullDiskFileSystem.capacity = str(path.parent), 10**10
+
+    def first_pass_store() -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.copytree(store, path)
+        for group in (SPREAD_GROUP, WINTERS_GROUP):
+            shutil.rmtree(path / group)
+
+    # a pass with room for everything, to learn what the disk holds at each write
+    first_pass_store()
+    FullDiskFileSystem.claims = []
+    write_spread(f"fulldisk://{path}")
+    claims, FullDiskFileSystem.claims = FullDiskFileSystem.claims, None
+    k = [p for p, _ in claims].index(str(path / WINTERS_GROUP / cut_at))  # its first write
+    assert max(need for _, need in claims[:k]) < claims[k][1]  # earlier writes still fit
+
+    first_pass_store()
+    FullDiskFileSystem.capacity = claims[k][1] - 1
+    with pytest.raises(OSError, match=f"No space left on device: .*{cut_at}"):
+        write_spread(f"fulldisk://{path}")
+    FullDiskFileSystem.capacity = 10**10
+    write_spread(f"fulldisk://{path}")
+    with open_cube(str(path), spread=False) as results:
+        fresh = spread_statistics(results).load()
+    stored = xr.open_zarr(str(path), group=SPREAD_GROUP).load()
+    for name in fresh.data_vars:
+        xr.testing.assert_allclose(stored[name], fresh[name], rtol=1e-12)

@@ -32,6 +32,7 @@ Reductions, in this order (each skipping NaN):
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -65,8 +66,10 @@ from cascadia.run.store import (
     append_history,
     cf_cell_methods,
     open_cube,
+    set_group_attrs,
 )
 
+log = logging.getLogger(__name__)
 COMBO_DIMS: tuple[str, str, str] = ("experiment", "source_id", "member_id")
 PERIODS: tuple[tuple[int, int], ...] = ((1993, 2022), (2041, 2060), (2080, 2100))
 PERCENTILES: tuple[float, ...] = (10.0, 50.0, 90.0)
@@ -388,6 +391,8 @@ def _one_combo(
 
 #: The cache variable holding what each combination's winter values were computed from.
 WINTER_KEY = "winter_key"
+#: Set on the ``combo_winters`` group once every array of it is written.
+CACHE_COMPLETE = "complete"
 
 
 def winter_keys(results: xr.Dataset, options: SpreadOptions) -> np.ndarray:
@@ -1272,6 +1277,8 @@ def write_spread(
             consolidated=False,
             storage_options=dict(storage_options) if storage_options else None,
         )
+    # last: a cache cut off part-way (a full disk) is never marked, so never reused
+    set_group_attrs(url, WINTERS_GROUP, {CACHE_COMPLETE: 1}, storage_options)
     names = len(stats.data_vars)
     append_history(
         url,
@@ -1282,8 +1289,8 @@ def write_spread(
 
 
 def _cached_winters(url: str, storage_options: dict[str, Any] | None) -> xr.Dataset | None:
-    """The store's ``combo_winters`` group, loaded; None when absent or unreadable (it is
-    then rebuilt from the store)."""
+    """The store's ``combo_winters`` group, loaded; None when absent, not marked complete
+    by the pass that wrote it, or unreadable (it is then rebuilt from the store)."""
     fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     if not fs.exists(f"{path.rstrip('/')}/{WINTERS_GROUP}/.zgroup"):
         return None
@@ -1291,6 +1298,10 @@ def _cached_winters(url: str, storage_options: dict[str, Any] | None) -> xr.Data
         with xr.open_zarr(
             url, group=WINTERS_GROUP, consolidated=False, storage_options=storage_options
         ) as cached:
+            if cached.attrs.get(CACHE_COMPLETE) != 1:
+                log.info("%s: %s was left incomplete; rebuilt", url, WINTERS_GROUP)
+                return None
             return cached.load()
-    except (OSError, ValueError, KeyError):
+    except Exception as exc:  # a cache: whatever its fault, it is rebuilt
+        log.info("%s: %s unreadable (%s); rebuilt", url, WINTERS_GROUP, exc)
         return None

@@ -1120,6 +1120,20 @@ def update_attrs(
     zarr.consolidate_metadata(group.store, zarr_format=2)
 
 
+def set_group_attrs(
+    url: str, group: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None
+) -> None:
+    """Set attributes of one group (its ``.zattrs`` only; re-consolidating is the caller's)."""
+    zarr.open_group(
+        url,
+        path=group,
+        mode="r+",
+        zarr_format=2,
+        use_consolidated=False,
+        **_zarr_options(storage_options),
+    ).attrs.update(dict(attrs))
+
+
 def root_attrs(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The store's global attributes (without opening its arrays)."""
     return dict(
