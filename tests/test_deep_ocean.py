@@ -138,3 +138,42 @@ def test_the_run_stores_each_first_member_scenario_background_from_its_own_ocean
         checked += 1
     assert checked == 9  # three models x three scenarios
     assert MODEL_OCEAN_KIND in BACKGROUND_KINDS and MODEL_OCEAN_KIND not in ANOMALY_ONLY_KINDS
+
+
+def test_a_regional_model_takes_its_driving_models_ocean(tiny_demo: dict[str, Any]) -> None:
+    """An uncoupled RCM has no ocean: with ``driving_model.deep_ocean`` each CORDEX
+    combination takes the ``thetao`` of its driving GCM's run (same experiment and
+    member), and its stored background after the record is that ocean anchored on the
+    record (kind 4), not the held one."""
+    out = tiny_demo["out"]
+    cmip = load_run_catalog(str(out / "world/catalogs/cmip6.yaml"))
+    gcm = {c.label: c for c in list_combos(cmip, cmip.sources[0]).combos}
+    catalog = load_run_catalog(str(out / "world/catalogs/cordex.yaml"))
+    source = catalog.sources[0]
+    assert source.driving_model is not None and source.driving_model.deep_ocean
+    combos = {c.label: c for c in list_combos(catalog, source).combos}
+    assert combos
+    model = TrainedModel.load(out / "model")
+    record_end = max(last for _, last in model.records())
+    results = cascadia.open_results(str(out / "results.zarr")).dataset
+    checked = 0
+    for label, combo in combos.items():
+        source_id, experiment, member = label.split("/")
+        driving = f"{source_id.split('_')[0]}/{experiment}/{member}"
+        assert combo.ocean_driving is not None and combo.ocean_driving.combo.label == driving
+        assert combo.deep_ocean == gcm[driving].deep_ocean != ""
+        if experiment == "historical":
+            continue
+        one = results.sel(experiment=experiment, source_id=source_id, member_id=member)
+        one = one.sel(time=slice(record_end + pd.Timedelta(days=1), None))
+        kind = one["background_kind"].sel(depth=500.0).values
+        assert set(kind[np.isfinite(kind)]) == {MODEL_OCEAN_KIND}, label
+        hist = combos[f"{source_id}/historical/{member}"]
+        assert cmip.sources[0].deep_ocean is not None
+        inp = DeepOceanInput(label, (hist.deep_ocean, combo.deep_ocean), cmip.sources[0].deep_ocean)
+        after, _ = after_record_background(inp, model.background, model.depths)
+        stored = one["background_temperature"].sel(depth=500.0).dropna("time").to_pandas()
+        expected = after["background_500"].reindex(stored.index)
+        np.testing.assert_allclose(stored.to_numpy(), expected.to_numpy(), atol=1e-5)
+        checked += 1
+    assert checked >= 2

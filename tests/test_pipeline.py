@@ -113,7 +113,10 @@ def _predictors(twin: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, An
                     folder = Path(twin["cache"]) / source.name / combo.slug
                     (adjusted,) = folder.glob("adjusted-*.zarr")
                     found[key] = {"daily": xr.open_zarr(adjusted), "source": source}
-                    found[key]["ocean"] = combo.deep_ocean  # its own thetao ("" if none)
+                    found[key]["ocean"] = combo.deep_ocean  # its thetao ("" if none)
+                    if combo.ocean_driving is not None:  # the RCM's: its driving GCM's
+                        driving = load_run_catalog(combo.ocean_driving.catalog)
+                        found[key]["source"] = driving.source(combo.ocean_driving.source)
                 else:
                     daily = cache.get(source, combo, fingerprint(catalog, source, combo))
                     found[key] = {"daily": daily, "source": source}

@@ -412,17 +412,24 @@ def _result_fingerprint(entry: _Entry, plan: _Plan, checksum: str, config: Infer
 
 
 def _deep_ocean(entry: _Entry, plan: _Plan) -> DeepOceanInput | None:
-    """A projection's own ocean (the run catalog's ``deep_ocean``), a scenario's
-    historical run first; ``None`` where the source names none or the collection has
-    none for this combination (its background stays held after the record)."""
-    settings = entry.source.deep_ocean
-    if settings is None or entry.source.role != "projection" or not entry.combo.deep_ocean:
+    """A projection's ocean (the run catalog's ``deep_ocean``, or its driving model's:
+    ``driving_model.deep_ocean``), a scenario's historical run first; ``None`` where
+    neither names one or has one for this combination (its background stays held after
+    the record)."""
+    combo, source = entry.combo, entry.source
+    if source.role != "projection" or not combo.deep_ocean:
+        return None
+    label = f"{entry.where} {combo.label}"
+    if combo.ocean_driving is not None:  # the source of the ocean is the driving model's
+        driving = combo.ocean_driving
+        source = load_run_catalog(driving.catalog).source(driving.source)
+        label += f" ({driving.label})"
+    if source.deep_ocean is None:
         return None
     hist = plan.historical.get(entry.id)
     earlier = () if hist is None or hist is entry else (hist.combo.deep_ocean,)
-    assets = tuple(a for a in (*earlier, entry.combo.deep_ocean) if a)
-    options = dict(entry.source.storage_options)
-    return DeepOceanInput(f"{entry.where} {entry.combo.label}", assets, settings, options)
+    assets = tuple(a for a in (*earlier, combo.deep_ocean) if a)
+    return DeepOceanInput(label, assets, source.deep_ocean, dict(source.storage_options))
 
 
 def _time_axis(plan: _Plan) -> np.ndarray:

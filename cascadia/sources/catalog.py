@@ -41,6 +41,7 @@ from cascadia.sources.config import (
     CatalogError,
     CellArea,
     DeepOcean,
+    DrivingModel,
     LandFraction,
     RunCatalog,
     SourceConfig,
@@ -94,7 +95,8 @@ class Combo:
     driving: DrivingInput | None = None  # variables it takes from its driving model
     driving_note: str = ""  # why an absent variable could not come from the driving model
     family: str = ""  # model family (combo_id "family"; its source_id label without one)
-    deep_ocean: str = ""  # asset of its own ocean temperature (deep_ocean; "" if none)
+    deep_ocean: str = ""  # asset of its ocean temperature (deep_ocean; "" if none)
+    ocean_driving: DrivingInput | None = None  # the driving model whose deep_ocean it takes
 
     @property
     def label(self) -> str:
@@ -415,8 +417,10 @@ def attach_driving(catalog: RunCatalog, source: SourceConfig, combos: list[Combo
     the variable, and says why in ``driving_note`` (a model needing it refuses it then).
     """
     spec = source.driving_model
-    wanting = [c for c in combos if spec is not None and set(spec.variables) & set(c.absent)]
-    if spec is None or not wanting:
+    if spec is None:
+        return combos
+    wanting = [c for c in combos if set(spec.variables) & set(c.absent) or _wants_ocean(spec, c)]
+    if not wanting:
         return combos
     where = f"{_where(catalog, source)} driving_model"
     ids = {id(c) for c in wanting}
@@ -454,17 +458,28 @@ def attach_driving(catalog: RunCatalog, source: SourceConfig, combos: list[Combo
             note = f"{where}: the driving combination {found.label} lacks {spec.variables} too"
         else:
             note = ""
-        if not taken:
-            out.append(replace(combo, driving_note=note))
-            continue
-        out.append(
-            replace(
+        if set(spec.variables) & set(combo.absent) and not taken:
+            combo = replace(combo, driving_note=note)
+        elif taken:
+            combo = replace(
                 combo,
                 absent=tuple(v for v in combo.absent if v not in taken),
                 driving=DrivingInput(driving_catalog.path, driving_source.name, found, taken),
             )
-        )
+        if found is not None and found.deep_ocean and _wants_ocean(spec, combo):
+            ocean = (driving_source.deep_ocean.variable,) if driving_source.deep_ocean else ()
+            combo = replace(
+                combo,
+                deep_ocean=found.deep_ocean,
+                ocean_driving=DrivingInput(driving_catalog.path, driving_source.name, found, ocean),
+            )
+        out.append(combo)
     return out
+
+
+def _wants_ocean(spec: DrivingModel, combo: Combo) -> bool:
+    """Whether a combination takes its deep ocean from its driving model."""
+    return spec.deep_ocean and not combo.deep_ocean
 
 
 def predictors_of(source: SourceConfig, combo: Combo) -> list[str]:
@@ -873,7 +888,8 @@ def combos_table(combos: list[Combo]) -> pd.DataFrame:
                 **c.labels,
                 "assets": len(c.assets),
                 "missing": ", ".join(c.missing),
-                "driving": c.driving.label if c.driving else c.driving_note,
+                "driving": "; ".join(d.label for d in (c.driving, c.ocean_driving) if d is not None)
+                or c.driving_note,
             }
             for c in combos
         ]

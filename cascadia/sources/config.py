@@ -232,6 +232,10 @@ class DrivingModel(_Strict):
     match: dict[str, str] = Field(min_length=1)
     #: Optional canonical variables taken from the driving model when a combination lacks them.
     variables: list[str] = ["tos"]
+    #: Also take the driving combination's deep ocean (its source's ``deep_ocean``) for a
+    #: combination whose collection has none: an uncoupled RCM has no ocean, the one under
+    #: the sea surface it is given is its driving model's.
+    deep_ocean: bool = False
 
     @model_validator(mode="after")
     def _labels(self) -> DrivingModel:

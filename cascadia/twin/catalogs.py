@@ -431,6 +431,8 @@ def run_catalogs(preset: Preset) -> dict[str, dict[str, Any]]:
                         "member_id": "member_id",
                     },
                     "variables": ["tos"],
+                    # and the deep ocean under that surface: the driving model's thetao
+                    "deep_ocean": True,
                 },
                 combo_id={
                     "source_id": "{driving_source_id}_{source_id}",
