@@ -24,6 +24,7 @@ import cascadia
 from cascadia.run.deep_ocean import DeepOceanInput, after_record_background
 from cascadia.run.inference import TrainedModel
 from cascadia.run.store import ANOMALY_ONLY_KINDS, BACKGROUND_KINDS, MODEL_OCEAN_KIND
+from cascadia.sources.cache import PredictorCache
 from cascadia.sources.catalog import list_combos
 from cascadia.sources.config import DeepOcean, load_run_catalog
 from cascadia.sources.ocean_analysis import OceanAnalysisError
@@ -84,6 +85,18 @@ def test_a_scenario_continues_the_record_with_its_own_ocean_changes(tmp_path: Pa
     value = after["background_500"].loc["2050-07-01"]
     assert value == pytest.approx(13.10 + 0.02 * 35.5 - in_anchor, abs=0.01)
     assert abs(row["step_at_record_end"] - (0.02 * 8.0 - in_anchor)) < 0.01
+
+    # kept in the predictor cache once read: the same background, the stores not read again
+    cache = PredictorCache(str(tmp_path / "cache"))
+    first, _ = after_record_background(inp, record, [500.0], cache)
+    pd.testing.assert_frame_equal(first, after)
+    assert len(list((tmp_path / "cache" / "deep_ocean").glob("*.csv"))) == 2  # one per run
+    (tmp_path / "hist" / "v1").rename(tmp_path / "hist" / "moved")
+    again, _ = after_record_background(inp, record, [500.0], cache)
+    pd.testing.assert_frame_equal(again, after)
+    with pytest.raises(OceanAnalysisError, match="hist/v1"):
+        after_record_background(inp, record, [500.0])
+    (tmp_path / "hist" / "moved").rename(tmp_path / "hist" / "v1")
 
     # the historical run alone ends before the anchoring decade's second half
     short = DeepOceanInput("cmip6 [x] M/historical/r1", (historical,), settings)

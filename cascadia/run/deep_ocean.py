@@ -15,15 +15,20 @@ by the anchoring), drift and decadal variability out of phase with the real ocea
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
 
 from cascadia.learning.before_record import DAYS_PER_YEAR, anchor_offset, record_beside
+from cascadia.sources.cache import PredictorCache
 from cascadia.sources.config import DeepOcean
 from cascadia.sources.ocean_analysis import OceanAnalysisConfig, deep_temperature
 
@@ -41,24 +46,60 @@ class DeepOceanInput:
     settings: DeepOcean
     storage_options: dict[str, Any] = field(default_factory=dict)
 
-    def read(self, depths: Sequence[float]) -> pd.DataFrame:
+    def read(self, depths: Sequence[float], cache: PredictorCache | None = None) -> pd.DataFrame:
         """Temperature (°C) near the mooring at ``depths``, one row per month, the runs
-        joined in time order (a month in two runs: the later run's)."""
-        frames = []
-        for asset in self.assets:
-            cfg = OceanAnalysisConfig(
-                path=asset,
-                variable=self.settings.variable,
-                radius_km=self.settings.radius_km,
-                storage_options=self.storage_options,
-            )
-            frames.append(deep_temperature(cfg, depths))
+        joined in time order (a month in two runs: the later run's). With a ``cache``,
+        each run's series is kept there once read (see :func:`_cached_series`)."""
+        frames = [_cached_series(self, asset, depths, cache) for asset in self.assets]
         joined = pd.concat(frames)
         return joined[~joined.index.duplicated(keep="last")].sort_index()
 
 
+def _cached_series(
+    inp: DeepOceanInput, asset: str, depths: Sequence[float], cache: PredictorCache | None
+) -> pd.DataFrame:
+    """One run's monthly series near the mooring, from the predictor cache when there.
+
+    Why: a model's ``thetao`` store is chunked over the globe, so reading the few cells
+    near the mooring costs the whole store; a historical run is continued by every
+    scenario, and a rerun reprocesses them all. Kept as ``deep_ocean/<key>.csv`` beside
+    the cached predictors, keyed by the asset's URL (CMIP6 URLs carry the version) and
+    what shapes the series (variable, radius, depths); written whole under a temporary
+    name, then renamed, so a reader never sees half a file.
+    """
+    settings = inp.settings
+    what = [asset, settings.variable, settings.radius_km, [float(d) for d in depths]]
+    key = sha256(json.dumps(what).encode()).hexdigest()[:20]
+    url = f"{cache.url.rstrip('/')}/deep_ocean/{key}.csv" if cache is not None else ""
+    if cache is not None:
+        fs, path = fsspec.core.url_to_fs(url, **cache.storage_options)
+        if fs.exists(path):
+            with fs.open(path, "rb") as f:
+                kept = pd.read_csv(f, index_col="time", parse_dates=["time"])
+            kept.columns = [float(c) for c in kept.columns]
+            return kept
+    cfg = OceanAnalysisConfig(
+        path=asset,
+        variable=settings.variable,
+        radius_km=settings.radius_km,
+        storage_options=inp.storage_options,
+    )
+    series = deep_temperature(cfg, depths)
+    if cache is not None:
+        series.index.name = "time"
+        partial = f"{path}.{uuid.uuid4().hex}.partial"
+        fs.makedirs(fs._parent(path), exist_ok=True)
+        fs.pipe_file(partial, series.to_csv().encode())
+        fs.mv(partial, path)
+        logger.info("%s: %s series kept as %s", inp.label, asset, url)
+    return series
+
+
 def after_record_background(
-    inp: DeepOceanInput, record: pd.DataFrame, depths: Sequence[float]
+    inp: DeepOceanInput,
+    record: pd.DataFrame,
+    depths: Sequence[float],
+    cache: PredictorCache | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The anchored background after each depth's record, and what the anchoring did.
 
@@ -70,6 +111,8 @@ def after_record_background(
         The model's ``background.csv``: daily ``background_<d>`` and ``observed_<d>``.
     depths : sequence of float
         The model's depths.
+    cache : PredictorCache, optional
+        Where each run's series near the mooring is kept once read.
 
     Returns
     -------
@@ -85,7 +128,7 @@ def after_record_background(
         ``min_overlap_years`` of the record's last ``anchor_years`` at a depth.
     """
     settings = inp.settings
-    ocean = inp.read(depths)
+    ocean = inp.read(depths, cache)
     columns: dict[str, pd.Series] = {}
     summary: dict[str, Any] = {"assets": list(inp.assets), "depths": {}}
     for depth in depths:

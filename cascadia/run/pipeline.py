@@ -563,7 +563,9 @@ def _predict_task(
         after = None
         record_end = max(last for _, last in model.records())
         if job.deep_ocean is not None and pd.Timestamp(daily["time"].values[-1]) > record_end:
-            after, _ = after_record_background(job.deep_ocean, model.background, model.depths)
+            after, _ = after_record_background(
+                job.deep_ocean, model.background, model.depths, job.cache
+            )
         results = model.predict(daily, context, job.config, after)
         if job.lease:  # another run may have taken the store over while this one predicted
             check_held(job.store, job.lease, job.store_options)
