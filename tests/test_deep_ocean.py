@@ -110,6 +110,24 @@ def test_a_scenario_continues_the_record_with_its_own_ocean_changes(tmp_path: Pa
         after_record_background(bad, record, [500.0])
 
 
+def _demo_store(out: Path) -> tuple[TrainedModel, pd.Timestamp, xr.Dataset]:
+    """The demo's model, the last day of its record and its results store."""
+    model = TrainedModel.load(out / "model")
+    return (
+        model,
+        max(last for _, last in model.records()),
+        cascadia.open_results(str(out / "results.zarr")).dataset,
+    )
+
+
+def _assert_stored_background(one: xr.Dataset, inp: DeepOceanInput, model: TrainedModel) -> None:
+    """The stored 500 m background after the record is ``inp``'s, anchored on the record."""
+    after, _ = after_record_background(inp, model.background, model.depths)
+    stored = one["background_temperature"].sel(depth=500.0).dropna("time").to_pandas()
+    expected = after["background_500"].reindex(stored.index)
+    np.testing.assert_allclose(stored.to_numpy(), expected.to_numpy(), atol=1e-5)
+
+
 def test_the_run_stores_each_first_member_scenario_background_from_its_own_ocean(
     tiny_demo: dict[str, Any],
 ) -> None:
@@ -125,9 +143,7 @@ def test_the_run_stores_each_first_member_scenario_background_from_its_own_ocean
         else:
             assert combo.deep_ocean == ""
 
-    model = TrainedModel.load(out / "model")
-    record_end = max(last for _, last in model.records())
-    results = cascadia.open_results(str(out / "results.zarr")).dataset
+    model, record_end, results = _demo_store(out)
     checked = 0
     for label, combo in combos.items():
         source_id, experiment, member = label.split("/")
@@ -144,10 +160,7 @@ def test_the_run_stores_each_first_member_scenario_background_from_its_own_ocean
         assert set(kind) == {MODEL_OCEAN_KIND}, label
         hist = combos[f"{source_id}/historical/{member}"]
         inp = DeepOceanInput(label, (hist.deep_ocean, combo.deep_ocean), source.deep_ocean)
-        after, _ = after_record_background(inp, model.background, model.depths)
-        stored = one["background_temperature"].sel(depth=500.0).dropna("time").to_pandas()
-        expected = after["background_500"].reindex(stored.index)
-        np.testing.assert_allclose(stored.to_numpy(), expected.to_numpy(), atol=1e-5)
+        _assert_stored_background(one, inp, model)
         checked += 1
     assert checked == 9  # three models x three scenarios
     assert MODEL_OCEAN_KIND in BACKGROUND_KINDS and MODEL_OCEAN_KIND not in ANOMALY_ONLY_KINDS
@@ -166,9 +179,7 @@ def test_a_regional_model_takes_its_driving_models_ocean(tiny_demo: dict[str, An
     assert source.driving_model is not None and source.driving_model.deep_ocean
     combos = {c.label: c for c in list_combos(catalog, source).combos}
     assert combos
-    model = TrainedModel.load(out / "model")
-    record_end = max(last for _, last in model.records())
-    results = cascadia.open_results(str(out / "results.zarr")).dataset
+    model, record_end, results = _demo_store(out)
     checked = 0
     for label, combo in combos.items():
         source_id, experiment, member = label.split("/")
@@ -184,9 +195,6 @@ def test_a_regional_model_takes_its_driving_models_ocean(tiny_demo: dict[str, An
         hist = combos[f"{source_id}/historical/{member}"]
         assert cmip.sources[0].deep_ocean is not None
         inp = DeepOceanInput(label, (hist.deep_ocean, combo.deep_ocean), cmip.sources[0].deep_ocean)
-        after, _ = after_record_background(inp, model.background, model.depths)
-        stored = one["background_temperature"].sel(depth=500.0).dropna("time").to_pandas()
-        expected = after["background_500"].reindex(stored.index)
-        np.testing.assert_allclose(stored.to_numpy(), expected.to_numpy(), atol=1e-5)
+        _assert_stored_background(one, inp, model)
         checked += 1
     assert checked >= 2
