@@ -11,6 +11,7 @@ clear error naming the store for what cannot be read.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 import xarray as xr
 
 import cascadia
+from cascadia.run import deep_ocean
 from cascadia.run.deep_ocean import DeepOceanInput, after_record_background
 from cascadia.run.inference import TrainedModel
 from cascadia.run.store import ANOMALY_ONLY_KINDS, BACKGROUND_KINDS, MODEL_OCEAN_KIND
@@ -61,7 +63,9 @@ def _thetao_store(path: Path, years: range, value: Any) -> str:
     return path.as_uri() + "/"
 
 
-def test_a_scenario_continues_the_record_with_its_own_ocean_changes(tmp_path: Path) -> None:
+def test_a_scenario_continues_the_record_with_its_own_ocean_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     record = _record("1993-01-01", "2022-12-31", 13.10)
 
     # the model's ocean: 0.6 degC too warm, flat to 2014, then warming 0.02 degC a year
@@ -91,12 +95,19 @@ def test_a_scenario_continues_the_record_with_its_own_ocean_changes(tmp_path: Pa
     first, _ = after_record_background(inp, record, [500.0], cache)
     pd.testing.assert_frame_equal(first, after)
     assert len(list((tmp_path / "cache" / "deep_ocean").glob("*.csv"))) == 2  # one per run
-    (tmp_path / "hist" / "v1").rename(tmp_path / "hist" / "moved")
+    reads: list[str] = []
+    real_read = deep_ocean.deep_temperature
+    monkeypatch.setattr(
+        deep_ocean, "deep_temperature", lambda cfg, d: reads.append(cfg.path) or real_read(cfg, d)
+    )
     again, _ = after_record_background(inp, record, [500.0], cache)
     pd.testing.assert_frame_equal(again, after)
-    with pytest.raises(OceanAnalysisError, match="hist/v1"):
-        after_record_background(inp, record, [500.0])
-    (tmp_path / "hist" / "moved").rename(tmp_path / "hist" / "v1")
+    assert reads == []
+    # a store rewritten in place (same URL, other values) is read anew
+    shutil.rmtree(tmp_path / "hist" / "v1")
+    _thetao_store(tmp_path / "hist" / "v1", range(1990, 2015), lambda y: model(y) + 0.5)
+    after_record_background(inp, record, [500.0], cache)
+    assert reads == [historical]
 
     # the historical run alone ends before the anchoring decade's second half
     short = DeepOceanInput("cmip6 [x] M/historical/r1", (historical,), settings)

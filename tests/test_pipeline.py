@@ -190,6 +190,13 @@ def test_every_combination_runs_and_equals_the_model_in_memory(twin, first_run) 
         stored = ds.sel(dict(zip(COMBO_DIMS, combo, strict=True)))
         assert str(stored.status.values) == "done"
         assert str(stored.package_version.values) and str(stored.fingerprint.values)
+        # the store names the ocean a background after the record came from
+        ocean = json.loads(str(stored.selection.values)).get("deep_ocean")
+        if "deep" in item:
+            assert ocean["assets"] == list(item["deep"].assets), combo
+            assert ("thetao from cmip6" in ocean["of"]) == ("RCM" in combo[1]), ocean
+        else:
+            assert ocean is None, combo
         for name, (dims, _) in RESULT_VARS.items():
             got = stored[name]
             for dim in ("time", "winter"):

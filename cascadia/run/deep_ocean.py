@@ -28,9 +28,13 @@ import numpy as np
 import pandas as pd
 
 from cascadia.learning.before_record import DAYS_PER_YEAR, anchor_offset, record_beside
-from cascadia.sources.cache import PredictorCache
+from cascadia.sources.cache import AssetIdentities, PredictorCache
 from cascadia.sources.config import DeepOcean
-from cascadia.sources.ocean_analysis import OceanAnalysisConfig, deep_temperature
+from cascadia.sources.ocean_analysis import (
+    OceanAnalysisConfig,
+    OceanAnalysisError,
+    deep_temperature,
+)
 
 __all__ = ["DeepOceanInput", "after_record_background"]
 
@@ -63,15 +67,21 @@ def _cached_series(
     Why: a model's ``thetao`` store is chunked over the globe, so reading the few cells
     near the mooring costs the whole store; a historical run is continued by every
     scenario, and a rerun reprocesses them all. Kept as ``deep_ocean/<key>.csv`` beside
-    the cached predictors, keyed by the asset's URL (CMIP6 URLs carry the version) and
+    the cached predictors, keyed by the asset's content (the listing of its objects'
+    sizes and stamps, as the predictors are: a store rewritten in place is read anew) and
     what shapes the series (variable, radius, depths); written whole under a temporary
     name, then renamed, so a reader never sees half a file.
     """
     settings = inp.settings
     what = [asset, settings.variable, settings.radius_km, [float(d) for d in depths]]
-    key = sha256(json.dumps(what).encode()).hexdigest()[:20]
-    url = f"{cache.url.rstrip('/')}/deep_ocean/{key}.csv" if cache is not None else ""
+    url = ""
     if cache is not None:
+        try:
+            what.append(AssetIdentities()(asset, inp.storage_options)["content"])
+        except OSError as exc:  # unreachable, or nothing there
+            raise OceanAnalysisError(f"{inp.label}: {asset} cannot be read ({exc})") from None
+        key = sha256(json.dumps(what).encode()).hexdigest()[:20]
+        url = f"{cache.url.rstrip('/')}/deep_ocean/{key}.csv"
         fs, path = fsspec.core.url_to_fs(url, **cache.storage_options)
         if fs.exists(path):
             with fs.open(path, "rb") as f:

@@ -560,16 +560,17 @@ def _predict_task(
         model = cached_model(job.model_dir, job.checksum, job.device)
         daily = job.cache.open(predictors_url).load()
         context = job.cache.open(context_url).load() if context_url else None
-        after = None
+        after, provenance = None, job.provenance
         record_end = max(last for _, last in model.records())
         if job.deep_ocean is not None and pd.Timestamp(daily["time"].values[-1]) > record_end:
             after, _ = after_record_background(
                 job.deep_ocean, model.background, model.depths, job.cache
             )
+            provenance = _with_ocean(provenance, job.deep_ocean)
         results = model.predict(daily, context, job.config, after)
         if job.lease:  # another run may have taken the store over while this one predicted
             check_held(job.store, job.lease, job.store_options)
-        write_combo(job.store, schema, job.combo, results, job.provenance, job.store_options)
+        write_combo(job.store, schema, job.combo, results, provenance, job.store_options)
     return time.perf_counter() - started, _batch_job()
 
 
@@ -642,6 +643,14 @@ def _selection(combo: Combo) -> str:
     """The datasets a combination was read from and its copies skipped, as JSON."""
     skipped = [{"dataset": s.dataset, "reason": s.reason} for s in combo.skipped]
     return json.dumps({"datasets": list(combo.datasets), "skipped": skipped})
+
+
+def _with_ocean(provenance: dict[str, str], ocean: DeepOceanInput) -> dict[str, str]:
+    """``provenance`` whose selection also names the ocean the background after the record
+    came from: its assets, and whose ocean it is (the run's own, or its driving model's)."""
+    selection = json.loads(provenance["selection"])
+    selection["deep_ocean"] = {"assets": list(ocean.assets), "of": ocean.label}
+    return {**provenance, "selection": json.dumps(selection)}
 
 
 def _store_attrs(
