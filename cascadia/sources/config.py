@@ -513,7 +513,7 @@ def load_run_catalog(path: str, storage_options: dict[str, Any] | None = None) -
         raise CatalogError(f"{path}: no such run catalog") from None
     except yaml.YAMLError as exc:
         raise CatalogError(f"{path}: not valid YAML: {exc}") from None
-    except OSError as exc:
+    except Exception as exc:  # OSError, or a remote store's own (botocore's credentials)
         raise CatalogError(f"{path}: cannot be read: {exc}") from None
     if not isinstance(data, dict):
         raise CatalogError(f"{path}: expected a mapping at the top level")
