@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ def _cached_series(
     if cache is not None:
         series.index.name = "time"
         partial = f"{path}.{uuid.uuid4().hex}.partial"
-        fs.makedirs(fs._parent(path), exist_ok=True)
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
         fs.pipe_file(partial, series.to_csv().encode())
         fs.mv(partial, path)
         logger.info("%s: %s series kept as %s", inp.label, asset, url)
