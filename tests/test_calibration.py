@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import norm
 
 from cascadia.learning.calibration import (
+    CALIBRATION_FILE,
     Calibration,
     exceedance_probability,
     fit_calibration,
@@ -44,6 +48,13 @@ def test_std_scale_recovers_an_overconfident_ensemble() -> None:
     assert cal.std_scale[1] == pytest.approx(1.0, abs=0.1)
     # No validation event: the probability threshold is the plain 0.5.
     assert cal.event_probability_threshold == (0.5, 0.5)
+    # the levels are those of forecasts of mu's members: a run counts alike
+    assert cal.level_fitted_members == mu.shape[0]
+    assert cal.counts_members == (mu.shape[0] == 1)
+    single = fit_calibration(
+        mu[:1], sigma[:1], y, np.zeros((n, 2)), np.ones(n, bool), time, DEPTHS, EventConfig()
+    )
+    assert single.level_fitted_members == 1 and single.counts_members
 
 
 def test_probability_threshold_maximises_validation_csi() -> None:
@@ -88,3 +99,11 @@ def test_calibration_round_trips(tmp_path) -> None:
     cal.save(tmp_path)
     assert Calibration.load(tmp_path) == cal
     assert Calibration.load(tmp_path / "absent") is None
+    # a file written before the field: its level is the mixture's, as it was used
+    data = json.loads((tmp_path / CALIBRATION_FILE).read_text())
+    assert data.pop("level_fitted_members") is None
+    older = Calibration.from_dict(data)
+    assert older.level_fitted_members is None and not older.counts_members
+    one = dataclasses.replace(cal, level_fitted_members=1)
+    one.save(tmp_path)
+    assert Calibration.load(tmp_path) == one and one.counts_members

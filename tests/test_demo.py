@@ -83,6 +83,29 @@ def test_the_four_outputs_exist_and_every_combination_is_done(demo) -> None:
     assert rows["full_ocean"]["crps"] < rows["background_only"]["crps"]
 
 
+def test_the_stored_event_days_are_the_members_mean_count(demo) -> None:
+    """The tiny job is cross-fitted with one member per fold: its event level was fitted on
+    single members' out-of-fold forecasts, so every combination's per-winter event days
+    and events are the mean of its members' counts at that level (NaN where it has no
+    winter), and the store says so."""
+    out = demo["out"]
+    calibration = json.loads((out / "model/calibration.json").read_text())
+    assert calibration["level_fitted_members"] == 1
+    ds = xr.open_zarr(out / "results.zarr")
+    assert ds.attrs["event_rule"]  # the rule's settings stay recorded
+    assert "mean of the members' counts" in ds["event_days"].attrs["comment"]
+    done = (ds["status"] == 2).values  # CF flag 2: done
+    assert done.sum() >= 20
+    compared = 0
+    for name in ("event_days", "event_count"):
+        stored = ds[name].values[done]
+        members = ds[f"member_{name}"].values[done]
+        # a winter without a run is NaN for every member alike, and for the ensemble
+        np.testing.assert_allclose(stored, members.mean(axis=2), atol=1e-6)
+        compared += int(np.isfinite(stored).sum())
+    assert compared > 100
+
+
 def test_a_second_call_skips_synth_train_and_run_and_rewrites_nothing(demo) -> None:
     second = demo["second"]
     assert [s.skipped for s in second.stages] == [True, True, True, False]

@@ -157,9 +157,9 @@ def test_winter_statistics_follow_the_event_rule(twin, model) -> None:
     np.testing.assert_array_equal(out.winter_days.values, [120, 181, 61])
     season = np.isin(pd.DatetimeIndex(t).month, [11, 12, 1, 2, 3, 4])
 
-    def expected(probability: np.ndarray, anom: np.ndarray) -> dict[str, np.ndarray]:
+    def expected(probability: np.ndarray, anom: np.ndarray, level=0.3) -> dict[str, np.ndarray]:
         below = xr.DataArray(
-            probability >= 0.3, dims=("time", "depth"), coords={"time": t, "depth": [500, 1000]}
+            probability >= level, dims=("time", "depth"), coords={"time": t, "depth": [500, 1000]}
         )
         # the rule runs on the whole series, then only the season's days count
         flags = events_from_flags(below, config=rule).values & season[:, None]
@@ -184,11 +184,34 @@ def test_winter_statistics_follow_the_event_rule(twin, model) -> None:
     assert whole_year.sum() > mean_stats["event_days"].sum()
     for name, values in mean_stats.items():
         np.testing.assert_allclose(out[name].transpose("winter", "depth").values, values, atol=1e-9)
+    singles = [norm.cdf((-0.02 - pred.member_mean[m]) / pred.member_std[m]) for m in range(2)]
     for m in range(2):
-        single = norm.cdf((-0.02 - pred.member_mean[m]) / pred.member_std[m])
-        for name, values in expected(single, pred.member_mean[m]).items():
+        for name, values in expected(singles[m], pred.member_mean[m]).items():
             got = out[f"member_{name}"].isel(ensemble=m).transpose("winter", "depth").values
             np.testing.assert_allclose(got, values, atol=1e-9)
+    # A level fitted on single members' forecasts is a member's level: the winter counts
+    # are the members' mean; the peak stays the mixture-mean anomaly's on its own days.
+    # (A level inside the members' spread, where they disagree: the rule matters.)
+    level = float(np.quantile(mixture[season], 0.6))
+    single_level = Calibration(
+        (500.0, 1000.0), (1.0, 1.0), (0.02, 0.02), (level, level), (), "frequency", 1
+    )
+    counted = dataclasses.replace(
+        sensitive, ensemble=dataclasses.replace(ensemble, calibration=single_level)
+    ).predict(daily)
+    per_member = [expected(singles[m], pred.member_mean[m], level) for m in range(2)]
+    on_mixture = expected(mixture, anomaly, level)
+    for name in ("event_days", "event_count"):
+        mean_count = (per_member[0][name] + per_member[1][name]) / 2
+        got = counted[name].transpose("winter", "depth").values
+        np.testing.assert_allclose(got, mean_count, atol=1e-9)
+    days = (per_member[0]["event_days"] + per_member[1]["event_days"]) / 2
+    assert not np.allclose(days, on_mixture["event_days"]), days  # the rule matters here
+    np.testing.assert_allclose(
+        counted["peak_intensity"].transpose("winter", "depth").values,
+        on_mixture["peak_intensity"],
+        atol=1e-9,
+    )
 
 
 def test_background_continues_outside_the_record(twin, model) -> None:

@@ -484,7 +484,9 @@ def test_stored_event_days_equal_a_recount_of_the_stored_probability(twin, first
     ds = _open_strict(first_run["out"])
     model = TrainedModel.load(twin["model"])
     calibration = model.ensemble.calibration
-    assert calibration is not None
+    # fitted on the validation winters' two-member mixture: the mixture's count
+    assert calibration is not None and calibration.level_fitted_members == 2
+    assert not calibration.counts_members
     stored = combo_winters(ds)["event_days"]
     time = ds["time"].values
     compared, first_winter = 0, []

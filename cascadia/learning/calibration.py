@@ -24,6 +24,14 @@ projections — uses the same ones:
   count needs an unbiased rule; the CSI optimum sits on a flat, noisy curve (on
   the demo world two draws of the same job chose 0.35 and 0.60 and flagged
   20–30 % fewer days than observed), the frequency match moves little.
+
+A level is the level of the forecasts it was fitted on. A cross-fitted ensemble with one
+member per fold has only single-member out-of-fold forecasts, so its level is a single
+member's (``level_fitted_members`` 1): a run then counts each member's event days at that
+level and averages them (:attr:`Calibration.counts_members`), the count the calibration
+made unbiased. Thresholding the five-member mixture at the same level would count
+differently wherever the members disagree — the union of their cascades at a low level,
+their intersection at a high one.
 """
 
 from __future__ import annotations
@@ -84,6 +92,20 @@ class Calibration:
     event_probability_threshold: tuple[float, ...]
     fitted_on_winters: tuple[int, ...] = ()
     event_level_rule: EventLevelRule = "csi"
+    #: Members in each forecast the levels were fitted on: 1 for the out-of-fold forecast
+    #: of a cross-fitted ensemble with one member per fold, whose level is then a single
+    #: member's (:attr:`counts_members`); ``None`` (older files): the whole mixture.
+    level_fitted_members: int | None = None
+
+    @property
+    def counts_members(self) -> bool:
+        """Whether event days are counted per member and averaged, not on the mixture.
+
+        A level fitted on single members' probabilities is a single member's level:
+        applied to the mixture's probability, which averages members that disagree
+        out of sample, it flags more days at a low level and fewer at a high one.
+        """
+        return self.level_fitted_members == 1
 
     def to_dict(self) -> dict[str, Any]:
         def keyed(values: Sequence[float]) -> dict[str, float]:
@@ -95,6 +117,7 @@ class Calibration:
             "event_probability_threshold": keyed(self.event_probability_threshold),
             "fitted_on_winters": list(self.fitted_on_winters),
             "event_level_rule": self.event_level_rule,
+            "level_fitted_members": self.level_fitted_members,
         }
 
     @classmethod
@@ -111,6 +134,7 @@ class Calibration:
             values("event_probability_threshold"),
             tuple(int(w) for w in data.get("fitted_on_winters", [])),
             data.get("event_level_rule", "csi"),  # older files: the CSI rule
+            data.get("level_fitted_members"),  # older files: the mixture
         )
 
     def save(self, directory: str | Path) -> Path:
@@ -256,4 +280,5 @@ def fit_calibration(
         tuple(p_thresholds),
         tuple(int(w) for w in winters),
         rule,
+        int(mu.shape[0]),
     )

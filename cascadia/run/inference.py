@@ -113,8 +113,10 @@ def predicted_event_days(
     the ensemble with: with a calibration, a day is flagged when the (calibrated)
     probability of an anomaly below the threshold reaches the validation-fitted
     level, then the duration/gap rule applies (members: their own Gaussian, the
-    ensemble's level). A model directory without a calibration (older models)
-    falls back to the mixture-mean anomaly against the threshold.
+    ensemble's level; where that level is a single member's, a run's winter counts
+    are the members' mean, :meth:`TrainedModel.predict`). A model directory without a
+    calibration (older models) falls back to the mixture-mean anomaly against the
+    threshold.
     """
     if calibration is None:
         mean = forecast_events(np.asarray(prediction.mean), time, depths, events_cfg)
@@ -396,10 +398,13 @@ class TrainedModel:
         xarray.Dataset
             Over ``daily``'s days: ``temperature_mean``/``_std``/``_quantile``/
             ``_member`` (°C, background added), ``event_probability``; per winter
-            holding any of those days: ``event_days``, ``event_count``,
-            ``peak_intensity`` of the mixture-mean anomaly and ``member_*`` of each
-            member, over the November-April season of the whole run (a scenario's first
-            winter includes its context's days), with ``winter_days`` the days they cover.
+            holding any of those days: ``event_days``, ``event_count`` (the members'
+            mean where the calibration's level is a single member's,
+            :attr:`~cascadia.learning.calibration.Calibration.counts_members`, else
+            the mixture's), ``peak_intensity`` of the mixture-mean anomaly and
+            ``member_*`` of each member, over the November-April season of the whole
+            run (a scenario's first winter includes its context's days), with
+            ``winter_days`` the days they cover.
             Attributes record the checksum and the context days used.
 
         Raises
@@ -461,8 +466,13 @@ class TrainedModel:
         )
         if config.member_series:
             out["temperature_member"] = (etd, background[None] + pred.member_mean[:, own])
+        calibration = self.ensemble.calibration
+        by_member = calibration is not None and calibration.counts_members
         for name in ("event_days", "event_count", "peak_intensity"):
-            out[name] = stats[name].astype(np.float64)
+            ensemble_stat = stats[name]
+            if by_member and name != "peak_intensity":
+                ensemble_stat = member_stats[name].mean("ensemble")
+            out[name] = ensemble_stat.astype(np.float64)
             out[f"member_{name}"] = (
                 member_stats[name].transpose("winter", "ensemble", "depth").astype(np.float64)
             )

@@ -99,6 +99,11 @@ _COOLING = {"units": "degree_Celsius", "units_metadata": "temperature: differenc
 _EVENT_RULE = (
     "event rule of the model's job.yaml (events) on the predicted anomaly, see docs/events.md"
 )
+_ENSEMBLE_COUNT = (
+    "; the mean of the members' counts where the model's event level was fitted on single "
+    "members' forecasts (calibration.json level_fitted_members 1), else the count of the "
+    "mixture's event_probability"
+)
 #: Months of the cascading season a winter's statistics count: winter Y = 1 November Y-1
 #: to 30 April Y (docs/events.md); the winter-year's May-October days never count.
 SEASON_MONTHS: tuple[int, ...] = (11, 12, 1, 2, 3, 4)
@@ -239,19 +244,19 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "event_days": (
         ("winter", "depth"),
         {
-            "long_name": "Cascading event days per winter (deep-ensemble mean anomaly)",
+            "long_name": "Cascading event days per winter of the deep ensemble",
             "units": "days",
             "cell_methods": "time: sum" + _IN_SEASON,
-            "comment": _EVENT_RULE,
+            "comment": _EVENT_RULE + _ENSEMBLE_COUNT,
         },
     ),
     "event_count": (
         ("winter", "depth"),
         {
-            "long_name": "Cascading events starting in the winter (deep-ensemble mean anomaly)",
+            "long_name": "Cascading events starting in the winter, of the deep ensemble",
             "units": "1",
             "cell_methods": "time: sum" + _IN_SEASON,
-            "comment": _EVENT_RULE,
+            "comment": _EVENT_RULE + _ENSEMBLE_COUNT,
         },
     ),
     "peak_intensity": (
@@ -323,9 +328,6 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         },
     ),
 }
-#: Result variables a store may go without (``ResultsSchema.member_series``).
-OPTIONAL_VARS: tuple[str, ...] = ("temperature_member",)
-
 #: Result variables a store may go without (``ResultsSchema.member_series``).
 OPTIONAL_VARS: tuple[str, ...] = ("temperature_member",)
 #: CF 1.11 appendix E: the methods a cell_methods entry may name.
