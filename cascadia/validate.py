@@ -259,7 +259,7 @@ def _settings(preset: str, job: Path, vary_physics: bool) -> dict[str, Any]:
 
 def _check_seeds(seeds: Sequence[int], allow_development_seeds: bool) -> list[int]:
     if not seeds:
-        raise ValidateError("give at least one seed (e.g. --seeds 51 52 53)")
+        raise ValidateError("give at least one seed (e.g. --seeds 61 62 63)")
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     used = sorted(set(seeds) & DEVELOPMENT_SEEDS)
     if used and not allow_development_seeds:
