@@ -178,13 +178,16 @@ def _catalog_check(args: argparse.Namespace) -> int:
                 continue
             combos = listing.combos
             table = Table(title=f"{source.name} ({source.role}): {len(combos)} combination(s)")
-            for column in ("source_id", "experiment_id", "member_id", "assets", "missing"):
+            columns = ["source_id", "experiment_id", "member_id", "assets", "missing"]
+            driving = source.driving_model
+            oceans = source.deep_ocean is not None or (driving is not None and driving.deep_ocean)
+            for column in columns + ["deep ocean"] * oceans:
                 table.add_column(column)
             for combo in combos:
                 problems += bool(combo.missing)
-                table.add_row(
-                    *combo.labels.values(), str(len(combo.assets)), ", ".join(combo.missing) or "-"
-                )
+                row = [*combo.labels.values(), str(len(combo.assets)), ", ".join(combo.missing)]
+                ocean = [combo.ocean_of or "none: held (anomaly-only)"] * oceans
+                table.add_row(*(cell or "-" for cell in row), *ocean)
             out.print(table)
             if listing.skipped:
                 out.print(_skipped_table(source.name, listing.skipped))

@@ -192,16 +192,24 @@ def seed_record(seed_dir: Path, seconds: float) -> dict[str, Any]:
 
 def _deep_temperature(comparison: dict[str, Any]) -> dict[str, Any] | None:
     """Per scenario, the stored winter deep-temperature change against the truth's, of the
-    combinations whose background after the record is their own ocean (report key
-    ``deep_temperature``); ``None`` for reports without it."""
+    combinations whose background after the record is their own ocean, and (``sibling``)
+    of those taking a sibling member's (report key ``deep_temperature``); ``None`` for
+    reports without it."""
     deep = comparison.get("deep_temperature")
     if not deep:
         return None
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for scenario, groups in deep["scenarios"].items():
-        own = groups.get("model_ocean")
+        own, sibling = groups.get("model_ocean"), groups.get("sibling_ocean")
+        row = out.setdefault(scenario, {})
         if own:
-            out[scenario] = {"run": own["run_mean"], "truth": own["truth_mean"], "n": own["n"]}
+            row.update({"run": own["run_mean"], "truth": own["truth_mean"], "n": own["n"]})
+        if sibling:
+            row["sibling"] = {
+                "run": sibling["run_mean"],
+                "truth": sibling["truth_mean"],
+                "n": sibling["n"],
+            }
     return {"quantity": deep["quantity"], "scenarios": out}
 
 
@@ -264,9 +272,9 @@ def _check_seeds(seeds: Sequence[int], allow_development_seeds: bool) -> list[in
     used = sorted(set(seeds) & DEVELOPMENT_SEEDS)
     if used and not allow_development_seeds:
         raise ValidateError(
-            f"seed(s) {used} were used during development (demo default, tests, benchmarks: "
-            f"{sorted(DEVELOPMENT_SEEDS)}): a design is not judged on worlds it was tuned "
-            "to; choose other seeds"
+            f"seed(s) {used} were used during development (the demo's, the tests' and "
+            f"benchmarks' worlds, and the seeds validate has scored: {sorted(DEVELOPMENT_SEEDS)}"
+            "): a design is not judged on worlds it was tuned to; choose other seeds"
         )
     return seeds
 
@@ -315,6 +323,11 @@ def _table(result: ValidateResult) -> list[str]:
         rows += [
             (f"{scenario}: 500 m winter T change, own ocean, run (°C)", d + "run"),
             (f"{scenario}: 500 m winter T change, own ocean, truth (°C)", d + "truth"),
+            (f"{scenario}: 500 m winter T change, sibling's ocean, run (°C)", d + "sibling.run"),
+            (
+                f"{scenario}: 500 m winter T change, sibling's ocean, truth (°C)",
+                d + "sibling.truth",
+            ),
         ]
     for depth in DEPTHS:
         b = f"background_before_record.{depth}."

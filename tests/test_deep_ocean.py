@@ -1,16 +1,18 @@
 """The deep background after the mooring record, from a projection's own ocean.
 
 A user projecting deep temperature to 2100 relies on: the run catalog finding each
-combination's own ``thetao`` (its experiment and member, never another's), the model's
-ocean read from a Pangeo-like store (curvilinear grid, ``lev`` in cm, a model calendar)
-and anchored on the record's last decade, a scenario continuing its historical run, the
-stored background taking it after the record with its own flag (``background_kind`` 4,
-not anomaly-only), a combination without it keeping the flagged held value, and a
-clear error naming the store for what cannot be read.
+combination's own ``thetao`` (its experiment and member), or where its run publishes none
+a sibling member's of the same model and experiment, the model's ocean read from a
+Pangeo-like store (curvilinear grid, ``lev`` in cm, a model calendar) and anchored on the
+record's last decade, a scenario continuing its historical run, the stored background
+taking it after the record with its own flag (``background_kind`` 4, a sibling's 5; not
+anomaly-only), a combination without any keeping the flagged held value, and a clear
+error naming the store for what cannot be read.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,16 @@ import pytest
 import xarray as xr
 
 import cascadia
+from cascadia.cli import main
 from cascadia.run import deep_ocean
 from cascadia.run.deep_ocean import DeepOceanInput, after_record_background
 from cascadia.run.inference import TrainedModel
-from cascadia.run.store import ANOMALY_ONLY_KINDS, BACKGROUND_KINDS, MODEL_OCEAN_KIND
+from cascadia.run.store import (
+    ANOMALY_ONLY_KINDS,
+    BACKGROUND_KINDS,
+    MODEL_OCEAN_KIND,
+    SIBLING_OCEAN_KIND,
+)
 from cascadia.sources.cache import PredictorCache
 from cascadia.sources.catalog import list_combos
 from cascadia.sources.config import DeepOcean, load_run_catalog
@@ -149,10 +157,8 @@ def test_the_run_stores_each_first_member_scenario_background_from_its_own_ocean
     combos = {c.label: c for c in list_combos(catalog, source).combos}
     for label, combo in combos.items():
         source_id, experiment, member = label.split("/")
-        if member == "r1i1p1f1":  # the twin publishes thetao for first members only
-            assert f"/{source_id}/{experiment}/{member}/Omon/thetao/" in combo.deep_ocean
-        else:
-            assert combo.deep_ocean == ""
+        assert f"/{source_id}/{experiment}/{member}/Omon/thetao/" in combo.deep_ocean
+        assert combo.ocean_of == "own" and not combo.ocean_sibling, label
 
     model, record_end, results = _demo_store(out)
     checked = 0
@@ -165,16 +171,63 @@ def test_the_run_stores_each_first_member_scenario_background_from_its_own_ocean
         kind = one["background_kind"].sel(depth=500.0).values
         kind = kind[np.isfinite(kind)]
         assert kind.size > 300, label
-        if member != "r1i1p1f1":
-            assert set(kind) == {1.0}, label  # held, flagged anomaly-only
-            continue
         assert set(kind) == {MODEL_OCEAN_KIND}, label
         hist = combos[f"{source_id}/historical/{member}"]
         inp = DeepOceanInput(label, (hist.deep_ocean, combo.deep_ocean), source.deep_ocean)
         _assert_stored_background(one, inp, model)
+        selection = json.loads(str(one["selection"].values))
+        assert selection["deep_ocean"]["assets"] == list(inp.assets), label
         checked += 1
     assert checked == 9  # three models x three scenarios
     assert MODEL_OCEAN_KIND in BACKGROUND_KINDS and MODEL_OCEAN_KIND not in ANOMALY_ONLY_KINDS
+
+
+def test_a_member_without_thetao_takes_a_sibling_members_ocean(
+    tiny_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The twin publishes ``thetao`` for first members only: a second member takes its first
+    sibling's (same model and experiment), says so in ``catalog check``, and its stored
+    background after the record is flagged apart (kind 5, not anomaly-only); with
+    ``sibling_members: false`` it has none (held)."""
+    catalog = load_run_catalog(tiny_run["catalog"])
+    source = catalog.sources[0]
+    assert source.deep_ocean is not None and source.deep_ocean.sibling_members
+    combos = list_combos(catalog, source).combos
+    members = {c.labels["member_id"] for c in combos}
+    assert members == {"r1i1p1f1", "r2i1p1f1"}
+    first = {
+        (c.labels["source_id"], c.labels["experiment_id"]): c
+        for c in combos
+        if c.labels["member_id"] == "r1i1p1f1"
+    }
+    for combo in combos:
+        run = (combo.labels["source_id"], combo.labels["experiment_id"])
+        own = combo.labels["member_id"] == "r1i1p1f1"
+        assert "/r1i1p1f1/Omon/thetao/" in combo.deep_ocean, combo.label
+        assert combo.deep_ocean == first[run].deep_ocean, combo.label
+        assert combo.ocean_sibling == ("" if own else "r1i1p1f1"), combo.label
+        assert combo.ocean_of == ("own" if own else "member r1i1p1f1"), combo.label
+    # catalog check shows whose ocean each combination takes
+    assert main(["catalog", "check", "--catalog", tiny_run["catalog"]]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "r2i1p1f1" in line]
+    assert len(rows) == len(combos) // 2
+    for row in rows:
+        assert [c.strip() for c in row.split("│")][-2] == "member r1i1p1f1", row
+    alone = source.model_copy(
+        update={"deep_ocean": source.deep_ocean.model_copy(update={"sibling_members": False})}
+    )
+    for combo in list_combos(catalog, alone).combos:
+        own = combo.labels["member_id"] == "r1i1p1f1"
+        assert bool(combo.deep_ocean) == own and not combo.ocean_sibling, combo.label
+    # stored apart: kind 5 where the background after the record is a sibling's
+    model = TrainedModel.load(tiny_run["model"])
+    record_end = max(last for _, last in model.records())
+    days = pd.date_range(record_end - pd.Timedelta(days=9), periods=20)
+    after = pd.DataFrame({"background_500": 13.5, "background_1000": 13.1}, index=days)
+    kind = model.background_kind_on(days.values, after, SIBLING_OCEAN_KIND)
+    assert set(kind[days > record_end].ravel()) == {SIBLING_OCEAN_KIND}
+    assert set(kind[days <= record_end].ravel()) == {0.0}
+    assert SIBLING_OCEAN_KIND in BACKGROUND_KINDS and SIBLING_OCEAN_KIND not in ANOMALY_ONLY_KINDS
 
 
 def test_a_regional_model_takes_its_driving_models_ocean(tiny_demo: dict[str, Any]) -> None:

@@ -39,7 +39,15 @@ from cascadia.run.inference import InferenceConfig, TrainedModel, load_count
 from cascadia.run.lock import StoreLock
 from cascadia.run.pipeline import RunSummary, run_pipeline
 from cascadia.run.spread import combo_winters
-from cascadia.run.store import COMBO_DIMS, RESULT_VARS, combo_status, open_cube, update_attrs
+from cascadia.run.store import (
+    COMBO_DIMS,
+    MODEL_OCEAN_KIND,
+    RESULT_VARS,
+    SIBLING_OCEAN_KIND,
+    combo_status,
+    open_cube,
+    update_attrs,
+)
 from cascadia.sources.cache import PredictorCache, fingerprint
 from cascadia.sources.catalog import enumerate_combos, open_collection
 from cascadia.sources.config import load_run_catalog
@@ -114,6 +122,7 @@ def _predictors(twin: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, An
                     (adjusted,) = folder.glob("adjusted-*.zarr")
                     found[key] = {"daily": xr.open_zarr(adjusted), "source": source}
                     found[key]["ocean"] = combo.deep_ocean  # its thetao ("" if none)
+                    found[key]["sibling"] = combo.ocean_sibling  # or a sibling member's
                     if combo.ocean_driving is not None:  # the RCM's: its driving GCM's
                         driving = load_run_catalog(combo.ocean_driving.catalog)
                         found[key]["source"] = driving.source(combo.ocean_driving.source)
@@ -126,7 +135,9 @@ def _predictors(twin: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, An
             settings = item["source"].deep_ocean
             if item["ocean"] and settings is not None:  # the background after the record
                 assets = (found[("historical", *key[1:])]["ocean"], item["ocean"])
-                item["deep"] = DeepOceanInput("/".join(key), assets, settings)
+                item["deep"] = DeepOceanInput(
+                    "/".join(key), assets, settings, sibling=item["sibling"]
+                )
     return found
 
 
@@ -182,11 +193,12 @@ def test_every_combination_runs_and_equals_the_model_in_memory(twin, first_run) 
     inputs = _predictors(twin)
     for combo in statuses:
         item = inputs[combo]
-        after = None
+        after, kind = None, MODEL_OCEAN_KIND
         if "deep" in item:
             after, _ = after_record_background(item["deep"], model.background, model.depths)
+            kind = SIBLING_OCEAN_KIND if item["deep"].sibling else MODEL_OCEAN_KIND
         daily = item["daily"].load()
-        expected = model.predict(daily, item.get("context"), InferenceConfig(), after)
+        expected = model.predict(daily, item.get("context"), InferenceConfig(), after, kind)
         stored = ds.sel(dict(zip(COMBO_DIMS, combo, strict=True)))
         assert str(stored.status.values) == "done"
         assert str(stored.package_version.values) and str(stored.fingerprint.values)

@@ -28,7 +28,12 @@ from cascadia.report.store import (
 )
 from cascadia.report.truth import TRUTH_KINDS
 from cascadia.run.spread import done_mask, season_days
-from cascadia.run.store import ANALYSIS_KIND, ANOMALY_ONLY_KINDS, MODEL_OCEAN_KIND
+from cascadia.run.store import (
+    ANALYSIS_KIND,
+    ANOMALY_ONLY_KINDS,
+    MODEL_OCEAN_KIND,
+    SIBLING_OCEAN_KIND,
+)
 
 __all__ = [
     "CHANGE_BASES",
@@ -528,8 +533,8 @@ def background_summary(results: xr.Dataset) -> dict[str, Any] | None:
     Returns, per depth, the mooring record's span (days whose background is from it, over
     the done combinations), the background held after it, and the share of stored days
     that are anomaly-only, from an ocean analysis before the record and from a projection's
-    own ocean after it; with the spread's ``anomaly_only_periods``. ``None`` for a store
-    without ``background_kind`` (older stores).
+    own (or a sibling member's) ocean after it; with the spread's ``anomaly_only_periods``.
+    ``None`` for a store without ``background_kind`` (older stores).
     """
     if "background_kind" not in results:
         return None
@@ -548,7 +553,7 @@ def background_summary(results: xr.Dataset) -> dict[str, Any] | None:
         anomaly_only = np.isin(kind, ANOMALY_ONLY_KINDS)
         held += anomaly_only.sum(axis=0)
         analysed += (kind == ANALYSIS_KIND).sum(axis=0)
-        modelled += (kind == MODEL_OCEAN_KIND).sum(axis=0)
+        modelled += np.isin(kind, (MODEL_OCEAN_KIND, SIBLING_OCEAN_KIND)).sum(axis=0)
         total += np.isfinite(kind).sum(axis=0)
         for j in range(len(depths)):
             last = np.flatnonzero(kind[:, j] == 0)

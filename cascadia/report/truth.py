@@ -46,7 +46,7 @@ from cascadia.run.spread import (
     combo_winters,
     period_changes,
 )
-from cascadia.run.store import MODEL_OCEAN_KIND
+from cascadia.run.store import MODEL_OCEAN_KIND, SIBLING_OCEAN_KIND
 
 __all__ = [
     "TRUTH_KINDS",
@@ -374,8 +374,8 @@ def deep_temperature_changes(
     run's stored ``temperature_mean`` against the twin's true temperature, per done
     combination (historical joined), grouped by where the run's background in the future
     period came from outside the record: the combination's own ocean (``background_kind``
-    4 on every such day) or not (held, anomaly-only)."""
-    kind_name = {True: "model_ocean", False: "held"}
+    4 on every such day), a sibling member's (5) or neither (held, anomaly-only)."""
+    kind_name = {MODEL_OCEAN_KIND: "model_ocean", SIBLING_OCEAN_KIND: "sibling_ocean"}
     out: dict[str, Any] = {
         "quantity": f"mean winter (Nov-Apr) temperature at {depth:g} m, degC",
         "base_period": f"{base[0]}-{base[1]}",
@@ -404,11 +404,10 @@ def deep_temperature_changes(
         )
         later = run["background_kind"].sel(time=slice(f"{future[0] - 1}-11-01", None)).values
         later = later[np.isfinite(later) & (later != 0)]  # the record's days aside
-        own_ocean = bool(later.size) and bool((later == MODEL_OCEAN_KIND).all())
+        kinds = set(later.tolist())
+        name = kind_name.get(kinds.pop(), "held") if len(kinds) == 1 else "held"
         group = (
-            out["scenarios"]
-            .setdefault(experiment, {})
-            .setdefault(kind_name[own_ocean], {"per_combination": {}})
+            out["scenarios"].setdefault(experiment, {}).setdefault(name, {"per_combination": {}})
         )
         group["per_combination"][f"{source}/{member}"] = {
             "run": _round(run_change),

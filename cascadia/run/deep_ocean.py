@@ -50,6 +50,7 @@ class DeepOceanInput:
     assets: tuple[str, ...]
     settings: DeepOcean
     storage_options: dict[str, Any] = field(default_factory=dict)
+    sibling: str = ""  # the member whose ocean it is, where not the combination's own run's
 
     def read(self, depths: Sequence[float], cache: PredictorCache | None = None) -> pd.DataFrame:
         """Temperature (°C) near the mooring at ``depths``, one row per month, the runs

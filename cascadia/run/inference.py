@@ -51,7 +51,7 @@ from cascadia.learning.features import (
 )
 from cascadia.mooring.events import EventConfig, winter_labels, winter_statistics
 from cascadia.mooring.targets import BackgroundConfig, TargetError, extend_background
-from cascadia.run.store import OOD_Z, SEASON_MONTHS
+from cascadia.run.store import ANALYSIS_KIND, MODEL_OCEAN_KIND, OOD_Z, SEASON_MONTHS
 from cascadia.sources.predictors.plausibility import check_predictors
 
 __all__ = [
@@ -327,13 +327,16 @@ class TrainedModel:
         return out
 
     def background_kind_on(
-        self, time: Any, after_record: pd.DataFrame | None = None
+        self,
+        time: Any,
+        after_record: pd.DataFrame | None = None,
+        after_record_kind: float = MODEL_OCEAN_KIND,
     ) -> npt.NDArray[np.float64]:
         """Where :meth:`background_on` comes from, ``(time, depth)``: 0 inside the observed
-        record, 3 the anchored ocean analysis before it, 4 the combination's own ocean
-        after it, elsewhere 1 (``hold``) or 2 (``linear_trend``): the
-        :data:`cascadia.run.store.BACKGROUND_KINDS` flags, 1 and 2 marking anomaly-only
-        values."""
+        record, 3 the anchored ocean analysis before it, ``after_record_kind`` after it
+        (4 the combination's own ocean, 5 a sibling member's), elsewhere 1 (``hold``) or
+        2 (``linear_trend``): the :data:`cascadia.run.store.BACKGROUND_KINDS` flags, 1 and
+        2 marking anomaly-only values."""
         days = pd.DatetimeIndex(np.asarray(time)).normalize()
         outside = 1.0 if self.background_config.extrapolation == "hold" else 2.0
         out = np.empty((len(days), len(self.depths)))
@@ -341,7 +344,10 @@ class TrainedModel:
             name = f"background_{self.depths[j]:g}"
             inside = (days >= first) & (days <= last)
             kind = np.where(inside, 0.0, outside)
-            flags = ((self._before(name, first), 3.0), (_after(after_record, name, last), 4.0))
+            flags = (
+                (self._before(name, first), ANALYSIS_KIND),
+                (_after(after_record, name, last), after_record_kind),
+            )
             for known, flag in flags:
                 if known is not None:
                     kind[np.isfinite(known.reindex(days).to_numpy(dtype=np.float64))] = flag
@@ -373,6 +379,7 @@ class TrainedModel:
         context: xr.Dataset | None = None,
         config: InferenceConfig | None = None,
         after_record: pd.DataFrame | None = None,
+        after_record_kind: float = MODEL_OCEAN_KIND,
     ) -> xr.Dataset:
         """The results-store variables of one combination.
 
@@ -392,6 +399,8 @@ class TrainedModel:
             The deep background after the record from the combination's own ocean
             (:func:`cascadia.run.deep_ocean.after_record_background`); without it the
             record's end is held there (anomaly-only).
+        after_record_kind : float
+            Its ``background_kind``: 4 the combination's own ocean, 5 a sibling member's.
 
         Returns
         -------
@@ -440,7 +449,7 @@ class TrainedModel:
         ood = self.out_of_distribution(matrix).sel(winter=stats["winter"])
         time = time[own]
         background = self.background_on(time, after_record)
-        kind = self.background_kind_on(time, after_record)
+        kind = self.background_kind_on(time, after_record, after_record_kind)
         members = np.arange(self.n_members)
         coords = {
             "time": time,

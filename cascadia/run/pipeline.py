@@ -65,6 +65,8 @@ from cascadia.run.lock import LeaseLostError, StoreLock, StoreLockedError, check
 from cascadia.run.spread import write_spread
 from cascadia.run.store import (
     COMBO_DIMS,
+    MODEL_OCEAN_KIND,
+    SIBLING_OCEAN_KIND,
     ResultsSchema,
     StoreError,
     combo_status,
@@ -413,9 +415,9 @@ def _result_fingerprint(entry: _Entry, plan: _Plan, checksum: str, config: Infer
 
 def _deep_ocean(entry: _Entry, plan: _Plan) -> DeepOceanInput | None:
     """A projection's ocean (the run catalog's ``deep_ocean``, or its driving model's:
-    ``driving_model.deep_ocean``), a scenario's historical run first; ``None`` where
-    neither names one or has one for this combination (its background stays held after
-    the record)."""
+    ``driving_model.deep_ocean``; a sibling member's where its own run has none), a
+    scenario's historical run first; ``None`` where neither names one or has one for this
+    combination (its background stays held after the record)."""
     combo, source = entry.combo, entry.source
     if source.role != "projection" or not combo.deep_ocean:
         return None
@@ -424,12 +426,16 @@ def _deep_ocean(entry: _Entry, plan: _Plan) -> DeepOceanInput | None:
         driving = combo.ocean_driving
         source = load_run_catalog(driving.catalog).source(driving.source)
         label += f" ({driving.label})"
+    if combo.ocean_sibling:
+        label += f" (the ocean of member {combo.ocean_sibling})"
     if source.deep_ocean is None:
         return None
     hist = plan.historical.get(entry.id)
     earlier = () if hist is None or hist is entry else (hist.combo.deep_ocean,)
     assets = tuple(a for a in (*earlier, combo.deep_ocean) if a)
-    return DeepOceanInput(label, assets, source.deep_ocean, dict(source.storage_options))
+    return DeepOceanInput(
+        label, assets, source.deep_ocean, dict(source.storage_options), combo.ocean_sibling
+    )
 
 
 def _time_axis(plan: _Plan) -> np.ndarray:
@@ -567,7 +573,9 @@ def _predict_task(
                 job.deep_ocean, model.background, model.depths, job.cache
             )
             provenance = _with_ocean(provenance, job.deep_ocean)
-        results = model.predict(daily, context, job.config, after)
+        sibling = job.deep_ocean is not None and bool(job.deep_ocean.sibling)
+        kind = SIBLING_OCEAN_KIND if sibling else MODEL_OCEAN_KIND
+        results = model.predict(daily, context, job.config, after, kind)
         if job.lease:  # another run may have taken the store over while this one predicted
             check_held(job.store, job.lease, job.store_options)
         write_combo(job.store, schema, job.combo, results, provenance, job.store_options)

@@ -116,8 +116,9 @@ _IN_SEASON = (
 #: ``background_kind`` values: inside the mooring record, the two continuations of
 #: :class:`cascadia.mooring.targets.BackgroundConfig` outside it (anomaly-only there), the
 #: ocean analysis anchored on the record before it (:mod:`cascadia.learning.before_record`)
-#: and the combination's own ocean anchored on it after it (:mod:`cascadia.run.deep_ocean`).
-BACKGROUND_KINDS: list[float] = [0.0, 1.0, 2.0, 3.0, 4.0]
+#: and the combination's own ocean anchored on it after it (:mod:`cascadia.run.deep_ocean`),
+#: or, where its run has none, a sibling member's.
+BACKGROUND_KINDS: list[float] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
 #: The kinds whose stored temperature is the predicted anomaly on a background that is
 #: not estimated (held or trend-continued).
 ANOMALY_ONLY_KINDS: tuple[float, ...] = (1.0, 2.0)
@@ -125,13 +126,16 @@ ANOMALY_ONLY_KINDS: tuple[float, ...] = (1.0, 2.0)
 ANALYSIS_KIND = 3.0
 #: The kind of a projection's own ocean anchored on the record, after it.
 MODEL_OCEAN_KIND = 4.0
+#: The kind of another member's ocean (same model and experiment) anchored on it, after it.
+SIBLING_OCEAN_KIND = 5.0
 _BACKGROUND = (
     "inside the mooring record: the training background (the model directory's "
     "background.csv); before it, where the model has one, an ocean analysis's changes anchored "
     "on the record (background_before_record.csv); after it, where the run catalog names the "
-    "combination's own ocean (deep_ocean: CMIP6 thetao), its changes anchored on the record's "
-    "last decade; elsewhere outside it the record's end (start) value held, or continued by a "
-    "linear trend (targets.json) (background_kind)"
+    "combination's own ocean (deep_ocean: CMIP6 thetao; a sibling member's where its run has "
+    "none), its changes anchored on the record's last decade; elsewhere outside it the "
+    "record's end (start) value held, or continued by a linear trend (targets.json) "
+    "(background_kind)"
 )
 _ANOMALY_ONLY = (
     "0: inside the mooring record; 1, 2: outside it, where temperature_mean, "
@@ -139,7 +143,8 @@ _ANOMALY_ONLY = (
     "a held (1) or trend-continued (2) background, not a projection of the background; their "
     "change after the record is the anomaly's (temperature_anomaly_mean), identical in every "
     "scenario's background part; 3: before the record, the ocean analysis anchored on it; "
-    "4: after the record, the combination's own ocean anchored on it (docs/run.md)"
+    "4: after the record, the combination's own ocean anchored on it; 5: after it, a sibling "
+    "member's ocean (same model and experiment) anchored on it (docs/run.md)"
 )
 _ABSOLUTE = (
     "temperature_anomaly_mean + background_temperature; anomaly-only where background_kind is "
@@ -197,7 +202,8 @@ RESULT_VARS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "flag_values": BACKGROUND_KINDS,
             "flag_meanings": (
                 "mooring_record held_outside_record linear_trend_outside_record "
-                "ocean_analysis_before_record model_ocean_after_record"
+                "ocean_analysis_before_record model_ocean_after_record "
+                "sibling_member_ocean_after_record"
             ),
             "comment": _ANOMALY_ONLY,
         },

@@ -97,10 +97,22 @@ class Combo:
     family: str = ""  # model family (combo_id "family"; its source_id label without one)
     deep_ocean: str = ""  # asset of its ocean temperature (deep_ocean; "" if none)
     ocean_driving: DrivingInput | None = None  # the driving model whose deep_ocean it takes
+    ocean_sibling: str = ""  # the member whose deep_ocean it takes ("" its own or none)
 
     @property
     def label(self) -> str:
         return "/".join(self.labels[k] for k in LABELS)
+
+    @property
+    def ocean_of(self) -> str:
+        """Whose ocean the deep background after the record takes: ``own``, a sibling
+        member's, the driving model's; ``""`` where none (held, anomaly-only)."""
+        if not self.deep_ocean:
+            return ""
+        sibling = f"member {self.ocean_sibling}" if self.ocean_sibling else ""
+        if self.ocean_driving is None:
+            return sibling or "own"
+        return self.ocean_driving.label + (f" ({sibling})" if sibling else "")
 
     @property
     def slug(self) -> str:
@@ -406,7 +418,31 @@ def list_combos(
                 ),
             )
         )
+    if source.deep_ocean is not None and source.deep_ocean.sibling_members:
+        combos = with_sibling_oceans(combos)
     return Listing(attach_driving(catalog, source, combos), chosen.skipped)
+
+
+def with_sibling_oceans(combos: list[Combo]) -> list[Combo]:
+    """Each combination without its own ocean, with another member's of the same model and
+    experiment (the first by member label that has one).
+
+    Why: modelling centres publish ``thetao`` for some members only; the deep water's
+    forced warming is the model's, so a member without it is better served by a sibling's
+    ocean than by a background held at the record's end (anomaly-only).
+    """
+    first: dict[tuple[str, str], Combo] = {}
+    for combo in sorted(combos, key=lambda c: c.labels["member_id"]):
+        if combo.deep_ocean:
+            first.setdefault((combo.labels["source_id"], combo.labels["experiment_id"]), combo)
+    out = []
+    for combo in combos:
+        sibling = first.get((combo.labels["source_id"], combo.labels["experiment_id"]))
+        if not combo.deep_ocean and sibling is not None:
+            member = sibling.labels["member_id"]
+            combo = replace(combo, deep_ocean=sibling.deep_ocean, ocean_sibling=member)
+        out.append(combo)
+    return out
 
 
 def attach_driving(catalog: RunCatalog, source: SourceConfig, combos: list[Combo]) -> list[Combo]:
@@ -472,6 +508,7 @@ def attach_driving(catalog: RunCatalog, source: SourceConfig, combos: list[Combo
                 combo,
                 deep_ocean=found.deep_ocean,
                 ocean_driving=DrivingInput(driving_catalog.path, driving_source.name, found, ocean),
+                ocean_sibling=found.ocean_sibling,
             )
         out.append(combo)
     return out
@@ -876,21 +913,4 @@ def select_period(ds: xr.Dataset, start: int | None, end: int | None) -> xr.Data
         return ds
     return ds.sel(
         time=slice(None if start is None else f"{start}", None if end is None else f"{end}")
-    )
-
-
-def combos_table(combos: list[Combo]) -> pd.DataFrame:
-    """A one-row-per-combination summary for listings."""
-    return pd.DataFrame(
-        [
-            {
-                "source": c.source,
-                **c.labels,
-                "assets": len(c.assets),
-                "missing": ", ".join(c.missing),
-                "driving": "; ".join(d.label for d in (c.driving, c.ocean_driving) if d is not None)
-                or c.driving_note,
-            }
-            for c in combos
-        ]
     )

@@ -160,6 +160,10 @@ class DeepOcean(_Strict):
     anchor_years: float = Field(10.0, gt=0.0)
     #: ... of which its historical and scenario runs must cover this many.
     min_overlap_years: float = Field(5.0, gt=0.0)
+    #: A member without the variable takes another member's of the same model and
+    #: experiment (the first by member label): the forced change is the model's, the
+    #: variability another run's; stored apart (``background_kind`` 5).
+    sibling_members: bool = True
 
 
 #: ``cell_area: cos_lat``: weight a curvilinear grid by cos(latitude) although its data
