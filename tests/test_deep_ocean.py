@@ -34,7 +34,7 @@ from cascadia.run.store import (
     MODEL_OCEAN_KIND,
     SIBLING_OCEAN_KIND,
 )
-from cascadia.sources.cache import PredictorCache
+from cascadia.sources.cache import PredictorCache, fingerprint
 from cascadia.sources.catalog import list_combos
 from cascadia.sources.config import DeepOcean, load_run_catalog
 from cascadia.sources.ocean_analysis import OceanAnalysisError
@@ -219,6 +219,8 @@ def test_a_member_without_thetao_takes_a_sibling_members_ocean(
     for combo in list_combos(catalog, alone).combos:
         own = combo.labels["member_id"] == "r1i1p1f1"
         assert bool(combo.deep_ocean) == own and not combo.ocean_sibling, combo.label
+        # the switch does not shape the predictors: their cache keeps its key
+        assert fingerprint(catalog, alone, combo) == fingerprint(catalog, source, combo)
     # stored apart: kind 5 where the background after the record is a sibling's
     model = TrainedModel.load(tiny_run["model"])
     record_end = max(last for _, last in model.records())

@@ -166,15 +166,18 @@ def fingerprint(
         "cascadia": __version__,
         # how the stores are read (options, time blocks) does not change what is extracted,
         # nor which combinations the query and selection rules list: the datasets they
-        # chose are the assets below (a catalog widened by one member keeps the others')
+        # chose are the assets below (a catalog widened by one member keeps the others');
+        # nor does whether a member may take a sibling's deep ocean (added later: left out,
+        # caches written before it keep their keys)
         "source": source.model_dump(
             mode="json",
             exclude={
-                "storage_options",
-                "collection_storage_options",
-                "time_block_days",
-                "query",
-                "selection",
+                "storage_options": True,
+                "collection_storage_options": True,
+                "time_block_days": True,
+                "query": True,
+                "selection": True,
+                "deep_ocean": {"sibling_members"},
             },
         ),
         "regions": [r.model_dump(mode="json") for r in catalog.regions],
