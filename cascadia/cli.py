@@ -181,13 +181,16 @@ def _catalog_check(args: argparse.Namespace) -> int:
             columns = ["source_id", "experiment_id", "member_id", "assets", "missing"]
             driving = source.driving_model
             oceans = source.deep_ocean is not None or (driving is not None and driving.deep_ocean)
-            for column in columns + ["deep ocean"] * oceans:
+            if oceans:  # whose ocean the background after the record takes
+                columns.append("deep ocean")
+            for column in columns:
                 table.add_column(column)
             for combo in combos:
                 problems += bool(combo.missing)
-                row = [*combo.labels.values(), str(len(combo.assets)), ", ".join(combo.missing)]
-                ocean = [combo.ocean_of or "none: held (anomaly-only)"] * oceans
-                table.add_row(*(cell or "-" for cell in row), *ocean)
+                cells = [*combo.labels.values(), str(len(combo.assets)), ", ".join(combo.missing)]
+                if oceans:
+                    cells.append(combo.ocean_of or "none: held (anomaly-only)")
+                table.add_row(*(cell or "-" for cell in cells))
             out.print(table)
             if listing.skipped:
                 out.print(_skipped_table(source.name, listing.skipped))

@@ -407,7 +407,9 @@ def _result_fingerprint(entry: _Entry, plan: _Plan, checksum: str, config: Infer
         # the sibling switch shows in the assets (a sibling's thetao, and whose): left out,
         # stores written before it existed keep their fingerprints
         settings = deep.settings.model_dump(mode="json", exclude={"sibling_members"})
-        payload["deep_ocean"] = [list(deep.assets), settings, *[deep.sibling] * bool(deep.sibling)]
+        payload["deep_ocean"] = [list(deep.assets), settings]
+        if deep.sibling:
+            payload["deep_ocean"].append(deep.sibling)
     if entry.source.role == "projection" and entry.catalog.bias_adjustment is not None:
         payload["adjustment"] = {
             "reference": plan.references[entry.catalog.path].key,
