@@ -119,8 +119,28 @@ def scores_on_test_winters(metrics: dict[str, Any]) -> dict[str, Any]:
         }
         gains = [g for g in row["crps_gain"].values() if g is not None]
         row["min_crps_gain"] = min(gains) if gains else None
+        row["coverage_90_interval"] = _coverage_interval(metrics, depth)
         out[depth] = row
     return out
+
+
+def _coverage_interval(metrics: dict[str, Any], depth: str) -> dict[str, float | None]:
+    """The test coverage's interval over winters, and what calibration winters give.
+
+    Five test winters are few and misses come in winter-long runs: the range of the
+    coverage of as many calibration winters is what tells a miscalibrated interval from
+    an unlucky draw (``verification.coverage_90`` of ``metrics.json``; models trained
+    before it was written have none).
+    """
+    section = metrics.get("verification", {}).get("coverage_90", {}).get(depth, {})
+    drawn = section.get("calibration_winters", {})
+    return {
+        "ci_low": _number(section.get("ci_low")),
+        "ci_high": _number(section.get("ci_high")),
+        "calibration_coverage": _number(drawn.get("coverage")),
+        "calibration_low": _number(drawn.get("low")),
+        "calibration_high": _number(drawn.get("high")),
+    }
 
 
 def warm_split_scores(metrics: dict[str, Any], random: dict[str, Any]) -> dict[str, Any] | None:
@@ -300,6 +320,20 @@ def _table(result: ValidateResult) -> list[str]:
             (f"NSE {depth} m", t + "nse"),
             (f"same-week hit {depth} m", t + "event_hit_week"),
             (f"coverage 90 % {depth} m", t + "coverage_90"),
+            (
+                f"… its 95 % interval over test winters, low {depth} m",
+                t + "coverage_90_interval.ci_low",
+            ),
+            (f"… high {depth} m", t + "coverage_90_interval.ci_high"),
+            (
+                f"… calibration winters' coverage {depth} m",
+                t + "coverage_90_interval.calibration_coverage",
+            ),
+            (
+                f"… as many calibration winters give, low {depth} m",
+                t + "coverage_90_interval.calibration_low",
+            ),
+            (f"… high {depth} m", t + "coverage_90_interval.calibration_high"),
         ]
     for depth in DEPTHS:
         w = f"warm_split.{depth}."

@@ -215,6 +215,9 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
         assert inside == pytest.approx(metrics["ensemble"][depth]["coverage_90"], abs=0.01)
     report = (out / "report" / "report.md").read_text()
     assert "index_regression" in report and "pit.png" in report
+    coverage = verification["coverage_90"]["500"]["coverage"]
+    assert f"Coverage of the ensemble's 90 % interval at 500 m: {coverage:.3f}" in report
+    assert "winters it was calibrated on" in report
 
 
 def _check_verification(verification: dict[str, Any], metrics: dict[str, Any]) -> None:
@@ -250,6 +253,22 @@ def _check_verification(verification: dict[str, Any], metrics: dict[str, Any]) -
                 f"{depth} m skill vs {baseline}: {skill['skill']:.3f} "
                 f"[{skill['ci_low']:.3f}, {skill['ci_high']:.3f}]"
             )
+        _check_coverage(verification, metrics, depth, VALIDATION)
+
+
+def _check_coverage(
+    verification: dict[str, Any], metrics: dict[str, Any], depth: str, calibrated_on: list[int]
+) -> None:
+    """The test coverage with its interval over winters, read against calibration winters."""
+    coverage = verification["coverage_90"][depth]
+    assert coverage["coverage"] == pytest.approx(metrics["ensemble"][depth]["coverage_90"])
+    assert coverage["n_winters"] == len(TEST) and set(coverage["per_winter"]) == set(map(str, TEST))
+    drawn = coverage["calibration_winters"]
+    assert drawn["n_pool_winters"] == len(calibrated_on)
+    assert drawn["n_winters_drawn"] == len(TEST)
+    # The interval of the calibrated forecast on the winters it was calibrated on.
+    assert 0.5 < drawn["coverage"] <= 1.0
+    assert drawn["low"] <= drawn["coverage"] <= drawn["high"]
 
 
 def _check_warm_split(
@@ -331,6 +350,8 @@ def test_cross_fitted_train_job(world: Path, folds_model: Path) -> None:
         ok = np.isin(labels, TEST) & np.isfinite(anomaly[:, j])
         expected = crps_gaussian(anomaly[ok, j], clim.mean[ok, j], clim.std[ok, j])
         assert metrics["climatology"][depth]["crps"] == pytest.approx(expected, rel=1e-6)
+        # The out-of-fold forecast of all nine pool winters is the coverage's reference.
+        _check_coverage(metrics["verification"], metrics, depth, pool)
 
 
 def _burn() -> None:

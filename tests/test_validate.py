@@ -67,6 +67,10 @@ def test_validate_json_holds_the_scores_changes_and_hindcast_of_the_seed(validat
         assert 0 <= scores["coverage_90"] <= 1 and 0 <= scores["event_hit_week"] <= 1
         assert set(scores["crps_gain"]) >= {"climatology", "persistence", "index_regression"}
         assert scores["min_crps_gain"] == min(scores["crps_gain"].values())
+        # the coverage read against what as many calibration winters give
+        interval = scores["coverage_90_interval"]
+        assert interval["calibration_low"] <= interval["calibration_coverage"]
+        assert interval["calibration_coverage"] <= interval["calibration_high"]
     changes = record["event_days_change"]
     assert changes["base_period"] == "2005-2014" and changes["future_period"] == "2015-2016"
     assert set(changes["scenarios"]) == SCENARIOS
@@ -95,6 +99,7 @@ def test_validate_json_holds_the_scores_changes_and_hindcast_of_the_seed(validat
     md = (validated["out"] / "validate.md").read_text()
     assert f"seed {SEED}" in md and "ssp585: true change" in md
     assert "ssp585: 500 m winter T change, own ocean, run" in md
+    assert "coverage 90 % 500 m" in md and "as many calibration winters give" in md
 
 
 def test_a_second_call_skips_the_done_seed(validated) -> None:

@@ -22,6 +22,8 @@ from cascadia.learning.metrics import (
 )
 from cascadia.learning.verification import (
     conditioned_scores,
+    coverage_interval,
+    coverage_of_drawn_winters,
     crps_skill_interval,
     matched_contingency,
     pit_histogram,
@@ -260,6 +262,12 @@ def test_metrics_json_keys_are_consistent_and_described() -> None:
     assert skill["n_winters"] == 2
     assert skill["skill"] == pytest.approx(1 - row["crps"] / scores["climatology"]["500"]["crps"])
     assert skill["ci_low"] <= skill["skill"] <= skill["ci_high"]
+    # The coverage block repeats the ensemble's test coverage, with its interval; without
+    # calibration winters' scores it has no reference range.
+    coverage = section["coverage_90"]["500"]
+    assert coverage["coverage"] == pytest.approx(row["coverage_90"])
+    assert coverage["n_days"] == row["n_days"] and coverage["n_winters"] == 2
+    assert "calibration_winters" not in coverage
 
 
 # ------------------------------------------------------------------ bootstrap over winters
@@ -332,3 +340,40 @@ def test_bootstrap_needs_two_winters() -> None:
         ([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]), lambda a, b, axis: a.sum(axis) / b.sum(axis)
     )
     assert (low, high) == (None, None) and "degenerate" in note
+
+
+# ------------------------------------------------------------------ coverage over winters
+
+
+def test_coverage_interval_by_hand() -> None:
+    # Three winters of 100, 50 and 50 days with 90, 25 and 40 days inside.
+    winters = np.repeat([2001, 2002, 2003], [100, 50, 50])
+    inside = np.concatenate([np.arange(n) < k for n, k in ((100, 90), (50, 25), (50, 40))])
+    inside = inside.astype(float)
+    inside[0] = np.nan  # an unscored day is neither inside nor outside
+    out = coverage_interval(inside, winters, [2001, 2002, 2003, 2004], n_resamples=500)
+    assert out["n_winters"] == 3 and out["n_days"] == 199
+    assert out["coverage"] == pytest.approx(154 / 199)
+    assert out["per_winter"] == pytest.approx({"2001": 89 / 99, "2002": 0.5, "2003": 0.8})
+    # Winters this different: the interval is wide and holds the overall coverage.
+    assert out["ci_low"] < 0.7 < out["coverage"] < out["ci_high"]
+
+
+def test_five_drawn_calibration_winters_scatter_as_the_winters_do() -> None:
+    # A calibrated forecast whose misses come in winter-long runs: 28 winters of 180
+    # days, 22 covered at 0.95 and 6 at 0.7 (overall 0.895). Five of them drawn at random
+    # give 0.85 or less in 29 % of the draws (two poor winters or more, hypergeometric)
+    # and 0.8 in 5 % (three): a test coverage of 0.8 is a poor draw, not a miscalibration.
+    winters = np.repeat(np.arange(1993, 2021), 180)
+    rates = np.r_[np.full(22, 0.95), np.full(6, 0.7)]
+    inside = np.concatenate(
+        [np.r_[np.ones(round(r * 180)), np.zeros(180 - round(r * 180))] for r in rates]
+    )
+    out = coverage_of_drawn_winters(inside, winters, 5, draws=20000, seed=3)
+    assert out["n_pool_winters"] == 28 and out["n_winters_drawn"] == 5
+    assert out["coverage"] == pytest.approx((22 * 171 + 6 * 126) / (28 * 180))
+    assert out["low"] == pytest.approx(0.8, abs=1e-9)  # three poor winters of five
+    assert out["high"] == pytest.approx(0.95, abs=1e-9)  # none
+    # Fewer scored winters than drawn: no range.
+    few = coverage_of_drawn_winters(inside[: 3 * 180], winters[: 3 * 180], 5)
+    assert few["low"] is None and few["high"] is None and few["n_pool_winters"] == 3

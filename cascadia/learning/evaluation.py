@@ -65,6 +65,8 @@ from cascadia.learning.metrics import (
 from cascadia.learning.verification import (
     MatchedContingency,
     conditioned_scores,
+    coverage_interval,
+    coverage_of_drawn_winters,
     crps_skill_interval,
     matched_contingency,
     pit_histogram,
@@ -321,6 +323,7 @@ def verification_section(
     confidence: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
+    calibration_inside: FloatArray | None = None,
 ) -> dict[str, Any]:
     """The ``verification`` section of ``metrics.json``: reliability and skill intervals.
 
@@ -345,6 +348,11 @@ def verification_section(
         Event anomaly threshold per depth (°C, positive).
     confidence, n_resamples, seed
         Level, resamples and seed of the bootstrap.
+    calibration_inside : numpy.ndarray, optional
+        ``(time, depth)`` 1/0 where the calibration winters' held-out anomaly lay
+        inside/outside the calibrated forecast's 90 % interval (NaN elsewhere): the
+        range of coverage that as many of those winters give is what the ensemble's
+        test coverage is read against (``coverage_90``).
     """
     obs = np.where(test[:, None], observed, np.nan)
     anomaly = obs - background
@@ -380,6 +388,16 @@ def verification_section(
             for j, k in enumerate(keys)
         }
     n_winters = len([w for w in test_winters if np.any(test & (winters == w))])
+    inside = np.where(np.isfinite(obs), (obs >= ensemble.lower) & (obs <= ensemble.upper), np.nan)
+    coverage: dict[str, Any] = {}
+    for j, k in enumerate(keys):
+        coverage[k] = coverage_interval(
+            inside[:, j], winters, test_winters, confidence, n_resamples, seed
+        )
+        if calibration_inside is not None:
+            coverage[k]["calibration_winters"] = coverage_of_drawn_winters(
+                calibration_inside[:, j], winters, n_winters, confidence, seed=seed
+            )
     return {
         "descriptions": METRIC_DESCRIPTIONS,
         "pit": pit,
@@ -418,6 +436,29 @@ def verification_section(
                 "30). Read it as a rough range, not a significance test."
             ),
             "against": against,
+        },
+        "coverage_90": {
+            "statistic": (
+                "fraction of the test days whose observation lies inside the ensemble's "
+                "central 90 % interval (0.9 nominal)"
+            ),
+            "interval": (
+                "BCa bootstrap over whole test winters: a resampled winter brings its days "
+                "inside and its days scored"
+            ),
+            "calibration_winters": (
+                "the same kind of interval on the winters the calibration was fitted on "
+                "(out of fold: for a cross-fitted ensemble each day's forecast by the "
+                "members that never learned its winter - one member per fold by default, "
+                "so slightly narrower than the five-member mixture), scored against "
+                "held-out anomalies: coverage over all of them, and the central range "
+                "(confidence) of the coverage of as many of them as there are test "
+                "winters, drawn without replacement. Misses come in winter-long runs, so "
+                "a few winters scatter widely: a test coverage inside that range is what "
+                "a calibrated forecast gives on so few winters"
+            ),
+            "confidence": confidence,
+            **coverage,
         },
     }
 
@@ -652,16 +693,43 @@ def _verification_lines(
         )
         lines.append(f"- vs {name}: {_fmt(row['skill'])} {interval}")
     pit = verification["pit"]["ensemble"][key]
+    lines += ["", skill["caveat"], "", *_coverage_lines(verification, key)]
     lines += [
-        "",
-        skill["caveat"],
-        "",
         f"Ensemble PIT at {key} m: δ {_fmt(pit['delta'], 2)} (≈ 1 flat), dispersion "
         f"{_fmt(pit['dispersion'], 2)} (> 1 U-shaped: under-dispersed, < 1 dome: "
         f"over-dispersed), mean {_fmt(pit['mean'], 2)} over {pit['n']} days.",
         "",
     ]
     return lines
+
+
+def _coverage_lines(verification: Mapping[str, Any], key: str) -> list[str]:
+    """The test coverage, its interval over winters and what calibration winters give."""
+    section = verification.get("coverage_90", {})
+    row = section.get(key)
+    if row is None or row["coverage"] is None:  # metrics written before it existed
+        return []
+    level = f"{100 * section['confidence']:.0f} %"
+    interval = (
+        f"{level} BCa interval over test winters [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
+        if row["ci_low"] is not None
+        else f"no interval: {row['note']}"
+    )
+    per_winter = ", ".join(f"{w} {_fmt(v, 2)}" for w, v in row["per_winter"].items())
+    line = (
+        f"Coverage of the ensemble's 90 % interval at {key} m: {_fmt(row['coverage'])} "
+        f"({interval}; per winter {per_winter})."
+    )
+    drawn = row.get("calibration_winters")
+    if drawn and drawn["low"] is not None:
+        line += (
+            f" On the {drawn['n_pool_winters']} winters it was calibrated on, the "
+            f"calibrated interval covered {_fmt(drawn['coverage'])}; {drawn['n_winters_drawn']} "
+            f"of them drawn at random cover {_fmt(drawn['low'])} … {_fmt(drawn['high'])} "
+            f"({level} of draws): misses come in winter-long runs, so a test coverage "
+            "inside that range is what a calibrated interval gives on so few winters."
+        )
+    return [line, ""]
 
 
 def _reliability_figure(

@@ -55,7 +55,7 @@ from cascadia.learning.calibration import (
     fit_probability_thresholds,
     probability_events,
 )
-from cascadia.learning.ensemble import DeepEnsemble
+from cascadia.learning.ensemble import DeepEnsemble, mixture_quantiles
 from cascadia.learning.evaluation import (
     Forecast,
     bootstrap_crps_difference,
@@ -490,14 +490,16 @@ def _compare(
 
 def _calibrate(
     ensemble: DeepEnsemble, series: AlignedSeries, winters: npt.NDArray[np.int64], job: TrainJob
-) -> tuple[Calibration, npt.NDArray[np.bool_]]:
+) -> tuple[Calibration, npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
     """Fit the calibration on winters the members did not learn from.
 
     The validation winters, or for a cross-fitted ensemble the out-of-fold
     forecast of the whole pool; against held-out anomalies (each calibration
     winter measured against a background estimated without it, as the test
-    winters are). Returns the calibration and its days (where the baselines'
-    event levels are fitted too).
+    winters are). Returns the calibration, its days (where the baselines'
+    event levels are fitted too) and, per day and depth, whether the held-out
+    anomaly lies inside the calibrated forecast's central 90 % interval (1/0,
+    NaN off those days): what a test coverage is read against.
     """
     cfg = job.training
     raw = ensemble.predict(series.predictors, series.time)
@@ -531,7 +533,10 @@ def _calibrate(
         fitted_on,
         job.calibration.event_level,
     )
-    return calibration, days
+    lower, upper = mixture_quantiles(mean, std * np.asarray(calibration.std_scale), [0.05, 0.95])
+    scored = days[:, None] & np.isfinite(anomaly)
+    inside = np.where(scored, (anomaly >= lower) & (anomaly <= upper), np.nan)
+    return calibration, days, inside
 
 
 def run_train_job(
@@ -621,7 +626,9 @@ def run_train_job(
         np.isin(winters, info.get("validation_winters", cfg.validation_winters))
         for info in ensemble.info
     ]
-    ensemble.calibration, validation = _calibrate(ensemble, series, winters, job)
+    ensemble.calibration, validation, calibration_inside = _calibrate(
+        ensemble, series, winters, job
+    )
     ensemble.calibration.save(directory)
     where = "validation winters" if cfg.folds is None else "out-of-fold forecasts"
     log(f"calibrated on {where}: {ensemble.calibration.to_dict()}")
@@ -700,6 +707,7 @@ def run_train_job(
         confidence=job.evaluation.confidence,
         n_resamples=job.evaluation.bootstrap_samples,
         seed=job.evaluation.seed,
+        calibration_inside=calibration_inside,
     )
     write_json(directory / "comparison.json", comparison)
     write_json(directory / "winter_events.json", winter_events)

@@ -42,6 +42,8 @@ from cascadia.learning.metrics import event_flags, interval_coverage, spread_ski
 __all__ = [
     "MatchedContingency",
     "conditioned_scores",
+    "coverage_interval",
+    "coverage_of_drawn_winters",
     "crps_skill_interval",
     "matched_contingency",
     "pit_histogram",
@@ -407,6 +409,113 @@ def winter_bootstrap(
 
 def _skill_statistic(a: FloatArray, b: FloatArray, axis: int = -1) -> FloatArray:
     return 1.0 - a.sum(axis=axis) / b.sum(axis=axis)
+
+
+def _fraction_statistic(inside: FloatArray, days: FloatArray, axis: int = -1) -> FloatArray:
+    return inside.sum(axis=axis) / days.sum(axis=axis)
+
+
+def coverage_interval(
+    inside: npt.ArrayLike,
+    winters: npt.ArrayLike,
+    test_winters: Sequence[int],
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Interval coverage over the test days, with a BCa interval over whole winters.
+
+    Why winters: a forecast's misses come in winter-long runs (a background off by a few
+    hundredths of a degree for a whole quiet winter leaves most of its days outside a
+    narrow interval), so days are far from independent and five winters are few.
+
+    Parameters
+    ----------
+    inside : array-like
+        ``(time,)`` 1 where the observation lies inside the interval, 0 outside, NaN
+        where it is not scored.
+    winters, test_winters, confidence, n_resamples, seed
+        As :func:`crps_skill_interval`.
+
+    Returns
+    -------
+    dict
+        ``coverage``, ``ci_low``, ``ci_high``, ``n_winters``, ``n_days``, ``per_winter``
+        coverage and ``note`` (why an interval is missing, or None).
+    """
+    sums, counts, kept = winter_sums(inside, winters, test_winters)
+    out: dict[str, Any] = {
+        "coverage": None,
+        "ci_low": None,
+        "ci_high": None,
+        "n_winters": len(kept),
+        "n_days": int(counts.sum()),
+        "per_winter": {},
+        "note": None,
+    }
+    if not kept:
+        out["note"] = "no scored test day"
+        return out
+    low, high, note = winter_bootstrap(
+        (sums, counts),
+        _fraction_statistic,
+        confidence=confidence,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
+    out.update(
+        coverage=float(sums.sum() / counts.sum()),
+        ci_low=low,
+        ci_high=high,
+        per_winter={str(w): float(s / c) for w, s, c in zip(kept, sums, counts, strict=True)},
+        note=note,
+    )
+    return out
+
+
+def coverage_of_drawn_winters(
+    inside: npt.ArrayLike,
+    winters: npt.ArrayLike,
+    n_winters: int,
+    confidence: float = 0.95,
+    draws: int = 5000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """What the coverage of ``n_winters`` winters drawn from a calibrated set looks like.
+
+    ``inside`` is scored on winters the forecast was calibrated on (out of fold): its
+    overall coverage is the calibration's, and the range of the coverage of ``n_winters``
+    of them drawn without replacement is how far a test set of that size can fall from
+    it by the draw of winters alone. A test coverage inside that range is no evidence of
+    miscalibration; outside it, it is.
+
+    Returns
+    -------
+    dict
+        ``coverage`` (all winters), ``n_pool_winters``, ``n_winters_drawn``, ``low`` and
+        ``high`` (central ``confidence`` range of the drawn coverage), ``draws``; bounds
+        None when fewer winters than ``n_winters`` are scored.
+    """
+    values = np.asarray(inside, dtype=np.float64)
+    labels = np.asarray(winters)
+    pool = [int(w) for w in np.unique(labels[np.isfinite(values)])]
+    sums, counts, kept = winter_sums(values, labels, pool)
+    out: dict[str, Any] = {
+        "coverage": float(sums.sum() / counts.sum()) if kept else None,
+        "n_pool_winters": len(kept),
+        "n_winters_drawn": int(n_winters),
+        "low": None,
+        "high": None,
+        "draws": int(draws),
+    }
+    if n_winters < 1 or len(kept) < n_winters:
+        return out
+    rng = np.random.default_rng(seed)
+    picks = np.argsort(rng.random((draws, len(kept))), axis=1)[:, :n_winters]
+    drawn = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    alpha = (1.0 - confidence) / 2
+    out.update(low=float(np.quantile(drawn, alpha)), high=float(np.quantile(drawn, 1 - alpha)))
+    return out
 
 
 def crps_skill_interval(
