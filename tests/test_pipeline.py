@@ -525,3 +525,35 @@ def test_stored_event_days_equal_a_recount_of_the_stored_probability(twin, first
             compared += int(both.sum())
     print(f"compared {compared} winters; first scenario winter |store - recount|: {first_winter}")
     assert compared > 20
+
+
+def test_each_historical_is_bias_adjusted_once(twin, tmp_path, monkeypatch) -> None:
+    """A scenario's adjustment waits for its historical's: the historical (which its
+    diagnostics compare with) is adjusted once per member, not again by every scenario
+    that starts before it is done. Two worker threads, so both are ready at once."""
+    from distributed import Client
+
+    from cascadia.sources.bias import FittedAdjustment
+
+    adjusted: list[tuple[int, int]] = []
+    original = FittedAdjustment.adjust
+
+    def counting(self, simulation, variables=None):  # type: ignore[no-untyped-def]
+        years = simulation["time"].dt.year
+        adjusted.append((int(years[0]), int(years[-1])))
+        return original(self, simulation, variables)
+
+    monkeypatch.setattr(FittedAdjustment, "adjust", counting)
+    catalog = twin["catalogs"][1]  # cmip6-run.yaml, one member: historical, ssp585
+    with Client(processes=False, n_workers=2, threads_per_worker=1) as client:
+        summary = run_pipeline(
+            [catalog],
+            twin["model"],
+            str(tmp_path / "r.zarr"),
+            cache=str(tmp_path / "cache"),
+            client=client,
+        )
+    assert summary.count("done") == 2 and summary.ok
+    historical = (RUN_TWIN["historical"].start, RUN_TWIN["historical"].end)
+    future = (RUN_TWIN["future"].start, RUN_TWIN["future"].end)
+    assert sorted(adjusted) == sorted([historical, future]), adjusted

@@ -521,7 +521,7 @@ def _fit_task(
 
 
 def _adjust_task(
-    entry: _Entry, cache: PredictorCache, member: MemberFit, ref_url: str, _raw_url: str
+    entry: _Entry, cache: PredictorCache, member: MemberFit, ref_url: str, *_inputs: str
 ) -> str:
     with _inline_dask():
         url, _ = adjust_combo(
@@ -620,9 +620,13 @@ class _Graph:
         if entry.source.role != "projection" or entry.catalog.bias_adjustment is None:
             return self.raw(entry)
         ref = self.plan.references[entry.catalog.path]
-        member = self.fit(self.plan.historical[entry.id])
-        raw = self.raw(entry)
-        args = (entry, self.cache, member, self.raw(ref), raw)
+        hist = self.plan.historical[entry.id]
+        member = self.fit(hist)
+        args = (entry, self.cache, member, self.raw(ref), self.raw(entry))
+        if hist is not entry:
+            # a scenario's diagnostics compare it with its adjusted historical: after the
+            # historical's own task, or each scenario would adjust the historical again
+            args += (self.predictors(hist),)
         return self._submit(("adjust", *entry.id), _adjust_task, *args)
 
     def prediction(self, entry: _Entry, job: _Prediction, schema: Future) -> Future:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import xarray as xr
 
 from cascadia.sources.predictors.calendars import GapReport, fill_short_gaps, to_calendar
-from cascadia.sources.predictors.daily import to_daily
+from cascadia.sources.predictors.daily import one_time_chunk, to_daily
 from cascadia.sources.predictors.grids import normalize_grid
 from cascadia.sources.predictors.regions import Region, regional_means
 from cascadia.sources.predictors.units import (
@@ -304,7 +304,7 @@ def standardise(
     daily = to_daily(regional, min_coverage=min_coverage, statistics=statistics)
     if any(da.chunks is not None for da in daily.data_vars.values()):
         # a few kB per variable and year: the calendar and the gap filling run on one chunk
-        daily = daily.chunk({"time": -1})
+        daily = one_time_chunk(daily)
     daily = to_calendar(daily, calendar=calendar)
     filled, report = fill_short_gaps(daily, max_gap_days=max_gap_days)
     filled = filled.transpose("time", "region", ...)
