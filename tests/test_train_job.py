@@ -352,6 +352,41 @@ def test_cross_fitted_train_job(world: Path, folds_model: Path) -> None:
         assert metrics["climatology"][depth]["crps"] == pytest.approx(expected, rel=1e-6)
         # The out-of-fold forecast of all nine pool winters is the coverage's reference.
         _check_coverage(metrics["verification"], metrics, depth, pool)
+    _check_members_mean_events(out, metrics)
+
+
+def _check_members_mean_events(out: Path, metrics: dict[str, Any]) -> None:
+    """One member per fold: the level is a member's, and the ensemble's event scores and
+    per-winter counts are its members' mean at that level, as a run stores its counts."""
+    from cascadia.learning.calibration import member_probability_events
+    from cascadia.learning.ensemble import DeepEnsemble
+    from cascadia.learning.metrics import contingency_scores
+    from cascadia.learning.train_job import prepare_job_series
+
+    ensemble = DeepEnsemble.load(out)
+    calibration = ensemble.calibration
+    assert calibration is not None and calibration.counts_members
+    job = load_train_job(out / "job.yaml")
+    prepared = prepare_job_series(job, log=lambda _: None)
+    series, winters = prepared.series, prepared.winters
+    pred = ensemble.predict(series.predictors, series.time)
+    flags = member_probability_events(
+        pred.member_mean, pred.member_std, series.time, series.depths, calibration, job.events
+    )
+    test = np.isin(winters, TEST)
+    events = json.loads((out / "winter_events.json").read_text())
+    for j, depth in enumerate(("500", "1000")):
+        observed = np.where(test, series.events[:, j], np.nan)
+        tables = [contingency_scores(observed, np.where(test, f[:, j], np.nan)) for f in flags]
+        row = metrics["ensemble"][depth]
+        assert row["hits"] == pytest.approx(np.mean([t.hits for t in tables]))
+        assert row["false_alarms"] == pytest.approx(np.mean([t.false_alarms for t in tables]))
+        assert row["hits"] + row["misses"] == pytest.approx(row["n_observed_event_days"])
+        flagged = np.mean([t.hits + t.false_alarms for t in tables])
+        assert row["frequency_bias"] == pytest.approx(flagged / (row["hits"] + row["misses"]))
+        for w in TEST:
+            counted = flags[:, winters == w, j].sum(axis=1).mean()
+            assert events[depth][str(w)]["ensemble"] == pytest.approx(counted)
 
 
 def _burn() -> None:

@@ -58,6 +58,7 @@ __all__ = [
     "exceedance_probability",
     "fit_calibration",
     "fit_probability_thresholds",
+    "member_probability_events",
     "probability_events",
 ]
 
@@ -180,6 +181,35 @@ def probability_events(
         coords={"time": np.asarray(time), "depth": list(depths)},
     )
     return np.asarray(events_from_flags(flags, config=config).values, dtype=bool)
+
+
+def member_probability_events(
+    member_mean: npt.ArrayLike,
+    member_std: npt.ArrayLike,
+    time: Any,
+    depths: Sequence[float],
+    calibration: Calibration,
+    config: EventConfig,
+) -> npt.NDArray[np.bool_]:
+    """Each member's event days ``(member, time, depth)`` at the calibration's level.
+
+    A member's own (calibrated) Gaussian gives its ``P(anomaly < −threshold)``; the
+    ensemble's level and the duration rule flag its days. Where the level is a single
+    member's (:attr:`Calibration.counts_members`) these are the days whose mean count a
+    run stores and training scores.
+    """
+    return np.stack(
+        [
+            probability_events(
+                exceedance_probability(mu[None], sd[None], calibration.anomaly_threshold),
+                time,
+                depths,
+                calibration.event_probability_threshold,
+                config,
+            )
+            for mu, sd in zip(np.asarray(member_mean), np.asarray(member_std), strict=True)
+        ]
+    )
 
 
 def _best_scale(mu: FloatArray, sigma: FloatArray, y: FloatArray) -> float:

@@ -55,7 +55,6 @@ from cascadia.learning.metrics import (
     ContingencyScores,
     contingency_scores,
     crps_mixture,
-    event_hit_rates,
     interval_coverage,
     kge,
     nse,
@@ -69,6 +68,8 @@ from cascadia.learning.verification import (
     coverage_of_drawn_winters,
     crps_skill_interval,
     matched_contingency,
+    mean_contingency,
+    mean_matched_contingency,
     pit_histogram,
     reliability_diagram,
     winter_bootstrap,
@@ -119,7 +120,10 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     "day within +-3 days; blind to false alarms (see far_week, csi_week); equals pod_week",
     "event_hit_day": "recall only: fraction of observed event days forecast on the day "
     "(equals pod)",
-    "hits": "daily table: observed event days forecast as event days",
+    "hits": "daily table: observed event days forecast as event days. For an ensemble "
+    "whose event level is a single member's (calibration.json level_fitted_members 1, "
+    "the cross-fitted default) every event key is its members' mean at that level - "
+    "counts averaged, ratios from the mean counts - as the run counts event days",
     "misses": "daily table: observed event days not forecast",
     "false_alarms": "daily table: forecast event days not observed",
     "correct_negatives": "daily table: days neither observed nor forecast as event days",
@@ -172,6 +176,12 @@ class Forecast:
     event_probability : numpy.ndarray, optional
         ``(time, depth)`` forecast probability of an anomaly below the event threshold
         (1), whose reliability diagram ``metrics.json`` reports.
+    member_events : numpy.ndarray, optional
+        ``(member, time, depth)`` each member's event days at the ensemble's level, for
+        an ensemble that counts its event days per member (a level fitted on single
+        members' forecasts, :attr:`~cascadia.learning.calibration.Calibration.counts_members`):
+        its event scores and per-winter counts are then the members' mean, as the run
+        stores them, instead of those of ``events``.
     """
 
     name: str
@@ -181,6 +191,7 @@ class Forecast:
     upper: FloatArray
     events: npt.NDArray[np.bool_]
     event_probability: FloatArray | None = None
+    member_events: npt.NDArray[np.bool_] | None = None
 
     @property
     def mean(self) -> FloatArray:
@@ -224,18 +235,46 @@ def _finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _count(value: Any) -> int | float:
+    """A day count: an integer, or a members' mean (one decimal kept as measured)."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
+def _event_tables(
+    fc: Forecast, observed: FloatArray, scored: npt.NDArray[np.bool_], j: int
+) -> tuple[ContingencyScores, MatchedContingency]:
+    """The forecast's daily and same-week tables at depth ``j`` on the ``scored`` days.
+
+    The members' mean tables for an ensemble that counts event days per member.
+    """
+    if fc.member_events is None:
+        flags = np.where(scored, fc.events[:, j].astype(float), np.nan)
+        return (
+            contingency_scores(observed, flags),
+            matched_contingency(observed, flags, SAME_WEEK_HALF_WINDOW),
+        )
+    per_member = [np.where(scored, m[:, j].astype(float), np.nan) for m in fc.member_events]
+    return (
+        mean_contingency([contingency_scores(observed, f) for f in per_member]),
+        mean_matched_contingency(
+            [matched_contingency(observed, f, SAME_WEEK_HALF_WINDOW) for f in per_member]
+        ),
+    )
+
+
 def _table_scores(day: ContingencyScores, week: MatchedContingency) -> dict[str, Any]:
     """The daily and the same-week contingency tables as ``metrics.json`` keys."""
     return {
-        "hits": int(day.hits),
-        "misses": int(day.misses),
-        "false_alarms": int(day.false_alarms),
-        "correct_negatives": int(day.correct_negatives),
+        "hits": _count(day.hits),
+        "misses": _count(day.misses),
+        "false_alarms": _count(day.false_alarms),
+        "correct_negatives": _count(day.correct_negatives),
         "frequency_bias": _finite(day.frequency_bias),
-        "hits_week": week.hits,
-        "misses_week": week.misses,
-        "false_alarms_week": week.false_alarms,
-        "correct_negatives_week": week.correct_negatives,
+        "hits_week": _count(week.hits),
+        "misses_week": _count(week.misses),
+        "false_alarms_week": _count(week.false_alarms),
+        "correct_negatives_week": _count(week.correct_negatives),
         "pod_week": _finite(week.pod),
         "far_week": _finite(week.far),
         "csi_week": _finite(week.csi),
@@ -278,14 +317,12 @@ def evaluate_forecasts(
     out: dict[str, dict[str, dict[str, float | None]]] = {}
     for fc in forecasts:
         mean, std = fc.mean, fc.std
-        pred_ev = np.where(test[:, None] & np.isfinite(mean), fc.events.astype(float), np.nan)
         crps = fc.crps(obs)
         per_depth: dict[str, dict[str, float | None]] = {}
         for j, depth in enumerate(depths):
             o, m, s = obs[:, j], mean[:, j], std[:, j]
-            hits = event_hit_rates(obs_ev[:, j], pred_ev[:, j], 0, SAME_WEEK_HALF_WINDOW)
-            table = contingency_scores(obs_ev[:, j], pred_ev[:, j])
-            week = matched_contingency(obs_ev[:, j], pred_ev[:, j], SAME_WEEK_HALF_WINDOW)
+            scored = test & np.isfinite(m)
+            table, week = _event_tables(fc, obs_ev[:, j], scored, j)
             per_depth[f"{depth:g}"] = {
                 "rmse": _finite(rmse(o, m)),
                 "nse": _finite(nse(o, m)),
@@ -293,14 +330,14 @@ def evaluate_forecasts(
                 "crps": _finite(np.nanmean(crps[:, j])),
                 "coverage_90": _finite(interval_coverage(o, fc.lower[:, j], fc.upper[:, j])),
                 "spread_skill": _finite(spread_skill_ratio(o, m, s)),
-                "event_hit_week": _finite(hits["same_week"]),
-                "event_hit_day": _finite(hits["exact_day"]),
+                "event_hit_week": _finite(week.pod),
+                "event_hit_day": _finite(table.pod),
                 "csi": _finite(table.csi),
                 "pod": _finite(table.pod),
                 "far": _finite(table.far),
                 "nse_anomaly": _finite(nse(o - background[:, j], m - background[:, j])),
                 "n_days": int(np.isfinite(o + m).sum()),
-                "n_observed_event_days": int(hits["n_observed"]),
+                "n_observed_event_days": int(week.observed_days),
                 **_table_scores(table, week),
                 **conditioned_scores(
                     o, m, s, crps[:, j], fc.lower[:, j], fc.upper[:, j], obs_ev[:, j]
@@ -585,21 +622,28 @@ def diebold_mariano(
     return out
 
 
+def _winter_count(fc: Forecast, days: npt.NDArray[np.bool_], j: int) -> int | float:
+    """A forecast's event days among ``days`` at depth ``j`` (its members' mean count)."""
+    if fc.member_events is None:
+        return int(fc.events[days, j].sum())
+    return _count(fc.member_events[:, days, j].sum(axis=1).mean())
+
+
 def per_winter_event_days(
     forecasts: Sequence[Forecast],
     observed_events: FloatArray,
     winters: npt.NDArray[np.int64],
     test_winters: Sequence[int],
     depths: Sequence[float],
-) -> dict[str, dict[str, dict[str, int]]]:
+) -> dict[str, dict[str, dict[str, int | float]]]:
     """Event days per test winter: ``{depth: {winter: {"observed": n, model: n}}}``."""
-    out: dict[str, dict[str, dict[str, int]]] = {}
+    out: dict[str, dict[str, dict[str, int | float]]] = {}
     for j, depth in enumerate(depths):
-        rows: dict[str, dict[str, int]] = {}
+        rows: dict[str, dict[str, int | float]] = {}
         for w in test_winters:
             sel = winters == w
             row = {"observed": int(np.nansum(observed_events[sel, j] > 0.5))}
-            row.update({fc.name: int(fc.events[sel, j].sum()) for fc in forecasts})
+            row.update({fc.name: _winter_count(fc, sel, j) for fc in forecasts})
             rows[str(w)] = row
         out[f"{depth:g}"] = rows
     return out

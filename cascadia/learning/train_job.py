@@ -53,6 +53,7 @@ from cascadia.learning.calibration import (
     exceedance_probability,
     fit_calibration,
     fit_probability_thresholds,
+    member_probability_events,
     probability_events,
 )
 from cascadia.learning.ensemble import DeepEnsemble, mixture_quantiles
@@ -649,6 +650,17 @@ def run_train_job(
                 pred.event_probability, series.time, series.depths, p_event, job.events
             ),
             event_probability=pred.event_probability,
+            # scored as the run counts them: per member where the level is a member's
+            member_events=member_probability_events(
+                pred.member_mean,
+                pred.member_std,
+                series.time,
+                series.depths,
+                ensemble.calibration,
+                job.events,
+            )
+            if ensemble.calibration.counts_members
+            else None,
         )
     ]
     for m in range(member_mean.shape[0]):

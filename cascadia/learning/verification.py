@@ -37,7 +37,12 @@ import numpy.typing as npt
 from scipy import stats
 from scipy.ndimage import maximum_filter1d
 
-from cascadia.learning.metrics import event_flags, interval_coverage, spread_skill_ratio
+from cascadia.learning.metrics import (
+    ContingencyScores,
+    event_flags,
+    interval_coverage,
+    spread_skill_ratio,
+)
 
 __all__ = [
     "MatchedContingency",
@@ -46,6 +51,8 @@ __all__ = [
     "coverage_of_drawn_winters",
     "crps_skill_interval",
     "matched_contingency",
+    "mean_contingency",
+    "mean_matched_contingency",
     "pit_histogram",
     "reliability_diagram",
     "winter_bootstrap",
@@ -285,7 +292,7 @@ def _near(flags: npt.NDArray[np.bool_], half_window: int) -> npt.NDArray[np.bool
     return maximum_filter1d(flags.astype(np.uint8), size, mode="constant", cval=0) > 0
 
 
-def _ratio(num: int, den: int) -> float:
+def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else float("nan")
 
 
@@ -332,6 +339,52 @@ def matched_contingency(
         far=_ratio(false_alarms, n_pred),
         csi=_ratio(hits, hits + misses + false_alarms),
         frequency_bias=_ratio(n_pred, n_obs),
+    )
+
+
+def mean_contingency(tables: Sequence[ContingencyScores]) -> ContingencyScores:
+    """The members' mean daily table: counts averaged, scores from the mean counts.
+
+    Why: a level fitted on single members' forecasts is a member's level, so an ensemble
+    that counts its event days per member (:attr:`Calibration.counts_members`) is scored
+    per member too; averaging the counts, not the ratios, keeps the table's identities
+    (``hits + misses`` = observed days) and its frequency bias that of the mean count.
+    """
+    a, b, c, d = (
+        float(np.mean([getattr(t, k) for t in tables]))
+        for k in ("hits", "false_alarms", "misses", "correct_negatives")
+    )
+    return ContingencyScores(
+        hits=a,
+        misses=c,
+        false_alarms=b,
+        correct_negatives=d,
+        pod=_ratio(a, a + c),
+        far=_ratio(b, a + b),
+        csi=_ratio(a, a + b + c),
+        frequency_bias=_ratio(a + b, a + c),
+    )
+
+
+def mean_matched_contingency(tables: Sequence[MatchedContingency]) -> MatchedContingency:
+    """The members' mean same-week table (as :func:`mean_contingency`)."""
+    mean = {
+        k: float(np.mean([getattr(t, k) for t in tables]))
+        for k in (
+            "hits",
+            "misses",
+            "false_alarms",
+            "correct_negatives",
+            "observed_days",
+            "forecast_days",
+        )
+    }
+    return MatchedContingency(
+        **mean,  # type: ignore[arg-type]
+        pod=_ratio(mean["hits"], mean["observed_days"]),
+        far=_ratio(mean["false_alarms"], mean["forecast_days"]),
+        csi=_ratio(mean["hits"], mean["hits"] + mean["misses"] + mean["false_alarms"]),
+        frequency_bias=_ratio(mean["forecast_days"], mean["observed_days"]),
     )
 
 

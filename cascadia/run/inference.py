@@ -38,7 +38,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cascadia.learning.before_record import BEFORE_RECORD_FILE
-from cascadia.learning.calibration import Calibration, exceedance_probability, probability_events
+from cascadia.learning.calibration import (
+    Calibration,
+    member_probability_events,
+    probability_events,
+)
 from cascadia.learning.device import resolve_device
 from cascadia.learning.ensemble import DEFAULT_QUANTILES, DeepEnsemble, EnsemblePrediction
 from cascadia.learning.evaluation import forecast_events
@@ -124,17 +128,10 @@ def predicted_event_days(
         return mean, np.stack(members)
     levels = calibration.event_probability_threshold
     mean = probability_events(prediction.event_probability, time, depths, levels, events_cfg)
-    members = [
-        probability_events(
-            exceedance_probability(mu[None], sd[None], calibration.anomaly_threshold),
-            time,
-            depths,
-            levels,
-            events_cfg,
-        )
-        for mu, sd in zip(prediction.member_mean, prediction.member_std, strict=True)
-    ]
-    return mean, np.stack(members)
+    members = member_probability_events(
+        prediction.member_mean, prediction.member_std, time, depths, calibration, events_cfg
+    )
+    return mean, members
 
 
 def model_checksum(model_dir: str | Path) -> str:
