@@ -20,7 +20,6 @@ from cascadia.learning.metrics import (
     crps_gaussian,
     crps_mixture,
     csi,
-    event_hit_rates,
     far,
     gaussian_interval,
     interval_coverage,
@@ -30,6 +29,7 @@ from cascadia.learning.metrics import (
     rmse,
     spread_skill_ratio,
 )
+from cascadia.learning.verification import matched_contingency
 
 OBS = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
 PRED = np.array([1.5, 2.0, 2.0, 5.0, 9.0])
@@ -124,20 +124,18 @@ def test_interval_coverage_and_spread_skill() -> None:
     assert spread_skill_ratio([1.0, -1.0], [0.0, 0.0], [1.0, 2.0]) == pytest.approx(np.sqrt(2.5))
 
 
-def test_event_hit_rates_same_week_and_exact_day() -> None:
+def test_same_week_and_exact_day_hit_rates() -> None:
     obs = np.zeros(30, dtype=bool)
     obs[[5, 6, 7, 20]] = True
     pred = np.zeros(30)
     pred[[7, 9]] = 1.0  # day 7 exact; 5, 6 within ±3 of 7 or 9; day 20 missed
-    rates = event_hit_rates(obs, pred)
-    assert rates["n_observed"] == 4
-    assert rates["exact_day"] == pytest.approx(1 / 4)
-    assert rates["same_week"] == pytest.approx(3 / 4)
+    week = matched_contingency(obs, pred, half_window_days=3)
+    assert week.observed_days == 4
+    assert matched_contingency(obs, pred, half_window_days=0).pod == pytest.approx(1 / 4)
+    assert week.pod == pytest.approx(3 / 4)
     pred[20] = np.nan  # an unknown prediction is not scored
-    assert event_hit_rates(obs, pred)["n_observed"] == 3
-    two = event_hit_rates(np.stack([obs, obs], 1), np.stack([pred, np.zeros(30)], 1), axis=0)
-    np.testing.assert_allclose(two["exact_day"], [1 / 3, 0.0])
-    assert np.isnan(event_hit_rates(np.zeros(5), np.ones(5))["same_week"])
+    assert matched_contingency(obs, pred).observed_days == 3
+    assert np.isnan(matched_contingency(np.zeros(5), np.ones(5)).pod)
 
 
 def test_contingency_pod_far_csi_by_hand() -> None:

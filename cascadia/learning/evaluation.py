@@ -236,7 +236,7 @@ def _finite(value: Any) -> float | None:
 
 
 def _count(value: Any) -> int | float:
-    """A day count: an integer, or a members' mean (one decimal kept as measured)."""
+    """A day count: an integer, or a members' mean (a fraction where they disagree)."""
     value = float(value)
     return int(value) if value.is_integer() else value
 

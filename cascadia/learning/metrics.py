@@ -26,7 +26,6 @@ __all__ = [
     "crps_gaussian",
     "crps_mixture",
     "csi",
-    "event_hit_rates",
     "far",
     "gaussian_interval",
     "interval_coverage",
@@ -288,56 +287,6 @@ def event_flags(values: ArrayLike) -> tuple[npt.NDArray[np.bool_], npt.NDArray[n
     arr = arr.astype(np.float64)
     known = np.isfinite(arr)
     return np.where(known, arr, 0.0) > 0.5, known
-
-
-def event_hit_rates(
-    observed: ArrayLike, predicted: ArrayLike, axis: int = 0, half_window_days: int = 3
-) -> dict[str, np.ndarray | float]:
-    """Fraction of observed event days also predicted: exact day and same week.
-
-    Following Peña-Izquierdo et al. (2025), who reproduced 84 % of observed
-    intense-cascading days within the same week and 56 % on the exact day: an
-    observed event day is a *same-week* hit when a predicted event day lies
-    within ±``half_window_days`` days (a centred 7-day week), an *exact-day*
-    hit when the same day is predicted. Observed event days whose prediction is
-    unknown (NaN) are not counted.
-
-    Parameters
-    ----------
-    observed, predicted : array-like
-        Daily event flags (bool, or 0/1 floats with NaN), same shape.
-    axis : int
-        Time axis (days must be consecutive).
-    half_window_days : int
-        Half width of the "week" (3 → 7 days).
-
-    Returns
-    -------
-    dict
-        ``exact_day``, ``same_week`` (1; NaN without observed events) and
-        ``n_observed`` (number of observed event days scored).
-    """
-    obs, obs_known = event_flags(observed)
-    pred, pred_known = event_flags(predicted)
-    obs, pred = np.moveaxis(obs, axis, -1), np.moveaxis(pred, axis, -1)
-    known = np.moveaxis(obs_known & pred_known, axis, -1)
-    scored = obs & known
-    pred_on = pred & np.moveaxis(pred_known, axis, -1)
-    # Dilate the predicted events by ±half_window along time: any(pred[t-k..t+k]).
-    near = np.zeros_like(pred_on)
-    n = pred_on.shape[-1]
-    for shift in range(-half_window_days, half_window_days + 1):
-        lo, hi = max(0, shift), n + min(0, shift)
-        near[..., lo - shift : hi - shift] |= pred_on[..., lo:hi]
-    n_obs = scored.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        exact = np.where(n_obs > 0, (scored & pred_on).sum(axis=-1) / np.maximum(n_obs, 1), np.nan)
-        week = np.where(n_obs > 0, (scored & near).sum(axis=-1) / np.maximum(n_obs, 1), np.nan)
-    return {
-        "exact_day": _scalar(exact),
-        "same_week": _scalar(week),
-        "n_observed": _scalar(n_obs),
-    }
 
 
 @dataclass(frozen=True)
