@@ -305,8 +305,8 @@ def matched_contingency(
     hit when a forecast event day lies within ±``half_window_days`` days, so the POD is
     the "same-week" hit rate of Peña-Izquierdo et al. (2025), who reproduced 84 % of
     observed intense-cascading days within the same week and 56 % on the exact day.
-    Matching from the forecast side gives the false alarms. ``half_window_days=0`` is the plain daily
-    table. Days where the other flag is unknown (NaN) are not counted.
+    Matching from the forecast side gives the false alarms. ``half_window_days=0`` is
+    the plain daily table. Days where the other flag is unknown (NaN) are not counted.
 
     Parameters
     ----------
