@@ -186,6 +186,10 @@ def seed_record(seed_dir: Path, seconds: float) -> dict[str, Any]:
             "truth_model_min": truth["model_min"],
             "truth_model_max": truth["model_max"],
             "n_models": run["n_models"],
+            # in event days: a relative error means nothing where the truth barely changes
+            "error": _number(change - true_change)
+            if change is not None and true_change is not None
+            else None,
             "relative_error": (
                 _number((change - true_change) / abs(true_change))
                 if change is not None and true_change
@@ -351,6 +355,7 @@ def _table(result: ValidateResult) -> list[str]:
             (f"{scenario}: run model min", e + "run_model_min"),
             (f"{scenario}: run model max", e + "run_model_max"),
             (f"{scenario}: true change", e + "truth_change"),
+            (f"{scenario}: run − truth (event days)", e + "error"),
             (f"{scenario}: relative error", e + "relative_error"),
             (f"{scenario}: run range covers truth", e + "range_covers_truth"),
             (f"{scenario}: true change, physical anomaly", e + "truth_physical_change"),

@@ -79,6 +79,7 @@ def test_validate_json_holds_the_scores_changes_and_hindcast_of_the_seed(validat
         # at most a whole Nov-Apr season of change
         assert abs(row["truth_change"]) <= 182 and abs(row["run_change"]) <= 182
         assert row["run_model_min"] <= row["run_change"] <= row["run_model_max"]
+        assert row["error"] == pytest.approx(row["run_change"] - row["truth_change"])
     # the first members' own ocean after the record: the stored deep-temperature change
     deep = record["deep_temperature_change"]
     assert set(deep["scenarios"]) == SCENARIOS
@@ -100,6 +101,7 @@ def test_validate_json_holds_the_scores_changes_and_hindcast_of_the_seed(validat
     assert f"seed {SEED}" in md and "ssp585: true change" in md
     assert "ssp585: 500 m winter T change, own ocean, run" in md
     assert "coverage 90 % 500 m" in md and "as many calibration winters give" in md
+    assert "ssp585: run − truth (event days)" in md
 
 
 def test_a_second_call_skips_the_done_seed(validated) -> None:
