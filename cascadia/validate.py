@@ -62,7 +62,7 @@ DEPTHS = ("500", "1000")
 #: Test-winter scores of the deep ensemble taken from ``metrics.json``.
 SCORES = ("crps", "nse", "event_hit_week", "coverage_90")
 #: Entries of ``metrics.json`` that are not a forecast with scores per depth.
-_NOT_BASELINES = ("ensemble", "warm_split")
+_NOT_BASELINES = ("ensemble", "warm_split", "cold_split")
 
 
 class ValidateError(ValueError):
@@ -146,17 +146,19 @@ def _coverage_interval(metrics: dict[str, Any], depth: str) -> dict[str, float |
     }
 
 
-def warm_split_scores(metrics: dict[str, Any], random: dict[str, Any]) -> dict[str, Any] | None:
-    """The warm split's ensemble scores and their CRPS ratio to the random split's.
+def split_scores(
+    metrics: dict[str, Any], random: dict[str, Any], side: str
+) -> dict[str, Any] | None:
+    """A warm or cold split's ensemble scores and their CRPS ratio to the random split's.
 
-    Assumes ``metrics.json``'s ``warm_split`` entry holds forecasts like the top level
+    Assumes ``metrics.json``'s ``<side>_split`` entry holds forecasts like the top level
     (``{"ensemble": {depth: {metric: value}}}``) or the ensemble's depths directly;
-    ``None`` when the model has no warm split.
+    ``None`` when the model has no such split.
     """
-    warm = metrics.get("warm_split")
-    if not isinstance(warm, dict):
+    split = metrics.get(f"{side}_split")
+    if not isinstance(split, dict):
         return None
-    ensemble = warm.get("ensemble", warm)
+    ensemble = split.get("ensemble", split)
     out = {}
     for depth in DEPTHS:
         scores = ensemble.get(depth, {}) if isinstance(ensemble, dict) else {}
@@ -204,7 +206,8 @@ def seed_record(seed_dir: Path, seconds: float) -> dict[str, Any]:
     return {
         "seconds": round(seconds, 1),
         "test_winters": test,
-        "warm_split": warm_split_scores(metrics, test),
+        "warm_split": split_scores(metrics, test, "warm"),
+        "cold_split": split_scores(metrics, test, "cold"),
         "event_days_change": {
             "quantity": comparison["quantity"],
             "base_period": comparison["base_period"],
@@ -342,12 +345,14 @@ def _table(result: ValidateResult) -> list[str]:
             ),
             (f"… high {depth} m", t + "coverage_90_interval.calibration_high"),
         ]
-    for depth in DEPTHS:
-        w = f"warm_split.{depth}."
-        rows += [
-            (f"warm split CRPS / random {depth} m", w + "crps_ratio_to_random"),
-            (f"warm split same-week hit {depth} m", w + "event_hit_week"),
-        ]
+    for side in ("warm", "cold"):
+        for depth in DEPTHS:
+            w = f"{side}_split.{depth}."
+            rows += [
+                (f"{side} split CRPS / random {depth} m", w + "crps_ratio_to_random"),
+                (f"{side} split NSE {depth} m", w + "nse"),
+                (f"{side} split same-week hit {depth} m", w + "event_hit_week"),
+            ]
     for scenario in scenarios:
         e = f"event_days_change.scenarios.{scenario}."
         rows += [

@@ -108,7 +108,9 @@ def _write(root: Path, name: str, job: dict[str, Any]) -> Path:
 
 @pytest.mark.slow
 def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    job = _write(world, "train.yaml", _job(world, evaluation={"warm_split": True}))
+    job = _write(
+        world, "train.yaml", _job(world, evaluation={"warm_split": True, "cold_split": True})
+    )
     started = time.perf_counter()
     assert main(["train", "--job", str(job)]) == 0
     print(f"train job in {time.perf_counter() - started:.1f} s")
@@ -155,11 +157,17 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
     assert resolved["targets"]["background"]["extrapolation"] == "hold"
 
     metrics = json.loads((out / "metrics.json").read_text())
-    warm = metrics.pop("warm_split")
+    splits = {side: metrics.pop(f"{side}_split") for side in ("warm", "cold")}
     verification = metrics.pop("verification")
     assert set(metrics) == set(MODELS)
     _check_verification(verification, metrics)
-    _check_warm_split(world, out, warm, metrics)
+    for side, section in splits.items():
+        _check_split(side, out, section, metrics)
+    # Both rank the same winters the same way; their tests are the two ends.
+    assert splits["warm"]["winter_mean_tas_K"] == splits["cold"]["winter_mean_tas_K"]
+    assert not set(splits["warm"]["test_winters"]) & set(splits["cold"]["test_winters"])
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["warm_split_seconds"] > 0 and timing["cold_split_seconds"] > 0
     for model in MODELS:
         assert set(metrics[model]) == {"500", "1000"}
         for depth, row in metrics[model].items():
@@ -271,47 +279,55 @@ def _check_coverage(
     assert drawn["low"] <= drawn["coverage"] <= drawn["high"]
 
 
-def _check_warm_split(
-    world: Path, out: Path, warm: dict[str, Any], metrics: dict[str, Any]
-) -> None:
-    """The warm split: the warmest third of the winters by shelf air temperature is the test."""
+def _check_split(side: str, out: Path, split: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """A warm (cold) split: the warmest (coldest) third of the winters by shelf air
+    temperature is the test."""
     pool = sorted(TRAIN + VALIDATION + TEST)
-    temperature = {int(w): t for w, t in warm["winter_mean_tas_K"].items()}
+    temperature = {int(w): t for w, t in split["winter_mean_tas_K"].items()}
     assert sorted(temperature) == pool
-    # Recompute the Nov-Apr mean shelf air temperature from the cached predictors' features.
     norm = json.loads((out / "normalisation.json").read_text())
     assert "tas@gulf_of_lion_shelf" in norm["feature_names"]
     ranked = sorted(pool, key=lambda w: temperature[w])
-    assert warm["test_winters"] == sorted(ranked[-4:])  # round(11 / 3) warmest
-    assert min(temperature[w] for w in warm["test_winters"]) > max(
-        temperature[w] for w in warm["train_winters"] + warm["validation_winters"]
-    )
-    assert len(warm["validation_winters"]) == len(VALIDATION)
-    assert sorted(warm["train_winters"] + warm["validation_winters"] + warm["test_winters"]) == pool
+    rest = split["train_winters"] + split["validation_winters"]
+    # round(11 / 3) = 4 most extreme winters, all beyond every learning winter
+    if side == "warm":
+        assert split["test_winters"] == sorted(ranked[-4:])
+        assert min(temperature[w] for w in split["test_winters"]) > max(
+            temperature[w] for w in rest
+        )
+    else:
+        assert split["test_winters"] == sorted(ranked[:4])
+        assert max(temperature[w] for w in split["test_winters"]) < min(
+            temperature[w] for w in rest
+        )
+    assert len(split["validation_winters"]) == len(VALIDATION)
+    assert sorted(rest + split["test_winters"]) == pool
     # Its own model directory, trained with the same design and scored the same way.
-    config = yaml.safe_load((out / "warm_split" / "job.yaml").read_text())
-    assert config["training"]["test_winters"] == warm["test_winters"]
+    config = yaml.safe_load((out / f"{side}_split" / "job.yaml").read_text())
+    assert config["training"]["test_winters"] == split["test_winters"]
     assert config["training"]["epochs"] == 2 and config["training"]["members"] == 2
-    scored = {k: v for k, v in warm.items() if k in MODELS}
+    assert not config["evaluation"]["warm_split"] and not config["evaluation"]["cold_split"]
+    scored = {k: v for k, v in split.items() if k in MODELS}
     assert set(scored) == set(MODELS) - {"member_0", "member_1"}
-    assert set(warm) - set(scored) == {
+    assert set(split) - set(scored) == {
         "rule",
         "winter_mean_tas_K",
         "train_winters",
         "validation_winters",
         "test_winters",
-        "crps_ratio_warm_to_random",
+        f"crps_ratio_{side}_to_random",
     }
+    assert split["rule"].startswith(f"test = {side}est third")
     for depth in ("500", "1000"):
         row = scored["ensemble"][depth]
         assert {"crps", "nse", "coverage_90", "event_hit_week", "far"} <= set(row)
         assert row["crps"] > 0 and row["n_days"] > 300
-        ratio = warm["crps_ratio_warm_to_random"][depth]
+        ratio = split[f"crps_ratio_{side}_to_random"][depth]
         assert ratio == pytest.approx(row["crps"] / metrics["ensemble"][depth]["crps"])
         print(
-            f"{depth} m: CRPS random {metrics['ensemble'][depth]['crps']:.4f} warm "
-            f"{row['crps']:.4f} (ratio {ratio:.2f}); gradient boosting random "
-            f"{metrics['gradient_boosting'][depth]['crps']:.4f} warm "
+            f"{side} split {depth} m: CRPS random {metrics['ensemble'][depth]['crps']:.4f} "
+            f"split {row['crps']:.4f} (ratio {ratio:.2f}); gradient boosting random "
+            f"{metrics['gradient_boosting'][depth]['crps']:.4f} split "
             f"{scored['gradient_boosting'][depth]['crps']:.4f}"
         )
 

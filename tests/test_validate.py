@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cascadia.cli import main
-from cascadia.validate import DEVELOPMENT_SEEDS, ValidateError, run_validate
+from cascadia.validate import DEVELOPMENT_SEEDS, ValidateError, run_validate, split_scores
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +121,17 @@ def test_development_seeds_are_refused(tmp_path: Path, capsys) -> None:
     assert main(["validate", "--seeds", "3", "--preset", "tiny", "--out", str(tmp_path)]) == 2
     assert "used during development" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_split_scores_read_each_side_against_the_random_split() -> None:
+    """The warm and cold splits' ensemble scores, their CRPS over the random split's."""
+    random = {"500": {"crps": 0.04}, "1000": {"crps": 0.02}}
+    rows = {"500": {"crps": 0.05, "nse": 0.6, "event_hit_week": 0.5, "coverage_90": 0.8}}
+    rows["1000"] = {"crps": 0.03, "nse": 0.4, "event_hit_week": None, "coverage_90": 0.9}
+    metrics = {"cold_split": {"ensemble": rows, "climatology": {}}}
+    cold = split_scores(metrics, random, "cold")
+    assert cold is not None
+    assert cold["500"]["crps_ratio_to_random"] == pytest.approx(1.25)
+    assert cold["1000"]["crps_ratio_to_random"] == pytest.approx(1.5)
+    assert cold["500"]["nse"] == 0.6 and cold["1000"]["event_hit_week"] is None
+    assert split_scores(metrics, random, "warm") is None  # a model without a warm split

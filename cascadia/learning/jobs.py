@@ -125,6 +125,10 @@ class EvaluationConfig(_Strict):
         (by Nov–Apr mean air temperature of the shelf) and score it on the warmest
         third: ``metrics.json``'s ``warm_split`` section (an extrapolation check;
         it trains a second ensemble, doubling the training time).
+    cold_split
+        The mirror: trained on the warmer two thirds, scored on the coldest third
+        (``cold_split``): how the design extrapolates to the colder, more strongly
+        cascading winters of the hindcasts before the record. Another ensemble.
     """
 
     bootstrap_samples: int = Field(2000, ge=100)
@@ -132,6 +136,7 @@ class EvaluationConfig(_Strict):
     confidence: float = Field(0.95, gt=0, lt=1)
     report: bool = True
     warm_split: bool = False
+    cold_split: bool = False
 
 
 class TrainJob(_Strict):

@@ -20,9 +20,10 @@
    network's own features) on the winters the members learned from and write
    ``metrics.json``, ``comparison.json``, ``winter_events.json``, ``hindcast.csv``
    and ``report/``;
-5. with ``evaluation.warm_split``, train and score the same design on the colder
-   two thirds of the winters (:mod:`cascadia.learning.warm_split`) and add its
-   ``warm_split`` section to ``metrics.json``.
+5. with ``evaluation.warm_split`` (``cold_split``), train and score the same design on
+   the colder (warmer) two thirds of the winters
+   (:mod:`cascadia.learning.extrapolation_split`) and add its ``warm_split``
+   (``cold_split``) section to ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -66,12 +67,12 @@ from cascadia.learning.evaluation import (
     write_json,
     write_report,
 )
+from cascadia.learning.extrapolation_split import SIDES, split_section
 from cascadia.learning.features import input_series, model_features, save_feature_spec
 from cascadia.learning.folds import out_of_fold
 from cascadia.learning.jobs import JobError, TrainJob
 from cascadia.learning.metrics import gaussian_interval
 from cascadia.learning.training import SeriesData, TrainingProgress, train_ensemble
-from cascadia.learning.warm_split import warm_split_section
 from cascadia.mooring.events import winter_labels
 from cascadia.mooring.observations import load_mooring
 from cascadia.mooring.targets import AlignedSeries, align_series, held_out_targets
@@ -98,7 +99,7 @@ class TrainJobResult:
     metrics : dict
         ``{model: {depth: {metric: value}}}`` on the test winters, the
         ``verification`` section (PIT, reliability, skill intervals, descriptions)
-        and the ``warm_split`` section when the job asks for it.
+        and the ``warm_split`` and ``cold_split`` sections when the job asks for them.
     comparison : dict
         Paired bootstrap of the CRPS, ensemble vs best member.
     train_seconds : float
@@ -725,26 +726,30 @@ def run_train_job(
     write_json(directory / "winter_events.json", winter_events)
     eval_seconds = _time.perf_counter() - t2
     scores: dict[str, Any] = {**metrics, "verification": verification}
-    warm_seconds = None
-    if job.evaluation.warm_split:
+    split_seconds: dict[str, float] = {}
+    for side in SIDES:
+        if not getattr(job.evaluation, f"{side}_split"):
+            continue
         t3 = _time.perf_counter()
-        log("warm split: the same design on the colder two thirds of the winters")
+        rest = "colder" if side == "warm" else "warmer"
+        log(f"{side} split: the same design on the {rest} two thirds of the winters")
 
-        def run_warm(warm_job: TrainJob) -> dict[str, Any]:
+        def run_split(split: TrainJob, side: str = side) -> dict[str, Any]:
             return run_train_job(
-                warm_job,
-                directory / "warm_split",
+                split,
+                directory / f"{side}_split",
                 overwrite=True,
-                log=lambda line: log(f"  warm split: {line}"),
+                log=lambda line: log(f"  {side} split: {line}"),
             ).metrics
 
-        scores["warm_split"] = warm_split_section(
-            job, series, winters, metrics, run_warm, job.features.flux_region
+        section = split_section(
+            side, job, series, winters, metrics, run_split, job.features.flux_region
         )
-        warm_seconds = _time.perf_counter() - t3
+        scores[f"{side}_split"] = section
+        split_seconds[side] = _time.perf_counter() - t3
         log(
-            f"warm split (test {scores['warm_split']['test_winters']}) in {warm_seconds:.0f} s: "
-            f"CRPS warm/random {scores['warm_split']['crps_ratio_warm_to_random']}"
+            f"{side} split (test {section['test_winters']}) in {split_seconds[side]:.0f} s: "
+            f"CRPS {side}/random {section[f'crps_ratio_{side}_to_random']}"
         )
     write_json(directory / "metrics.json", scores)
     timing = {
@@ -752,7 +757,7 @@ def run_train_job(
         "train_seconds": train_seconds,
         "evaluate_seconds": eval_seconds,
         "baselines_seconds": baseline_seconds,
-        "warm_split_seconds": warm_seconds,
+        **{f"{side}_split_seconds": split_seconds.get(side) for side in SIDES},
         "members": cfg.members,
         "best_epochs": [i.get("best_epoch") for i in ensemble.info],
     }
