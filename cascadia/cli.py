@@ -1225,8 +1225,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="For each seed: build a fresh twin world (its physical parameters drawn "
         "per seed), train the frozen job on it, run it over every catalog of the world and "
         "compare with the truth; then write validate.json and validate.md under --out: "
-        "test-winter scores, warm-split scores, run-vs-truth change in winter event days "
-        "per scenario and the hindcast before the mooring record, per seed and as mean and "
+        "test-winter scores, warm- and cold-split scores, run-vs-truth change in winter event "
+        "days per scenario and the hindcast before the mooring record, per seed and as mean and "
         "range. Seeds already done with the same settings are skipped (see docs/run.md).",
     )
     validate.add_argument(
