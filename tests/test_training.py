@@ -337,52 +337,6 @@ def test_clamped_inputs_hold_every_predictor_inside_its_months_training_range(
         fit(unclamped=("rain",))
 
 
-def test_holding_the_warm_side_lets_colder_winters_through() -> None:
-    """warm_side: each input is held only on the side a warmer winter moves it to."""
-    time = pd.date_range("2000-01-01", "2011-12-31", freq="D")
-    rng = np.random.default_rng(3)
-    winter = np.asarray(time.year + (time.month >= 11))
-    mildness = {w: rng.normal() for w in np.unique(winter)}  # each winter's air anomaly
-    air = np.array([mildness[w] for w in winter]) + 0.3 * rng.normal(size=len(time))
-    names = ("tas@shelf", "buoyancy_loss@shelf", "pr@shelf")
-    # rain: a winter-to-winter signal uncorrelated with the air's (its part along the air's
-    # November-April means removed)
-    learning = time < pd.Timestamp("2010-11-01")
-    season = np.isin(time.month, (11, 12, 1, 2, 3, 4)) & learning
-    winters = np.unique(winter[season])
-    air_w = pd.Series(air[season]).groupby(winter[season]).mean().to_numpy()
-    rain_w = rng.normal(size=len(winters))
-    a, r = air_w - air_w.mean(), rain_w - rain_w.mean()
-    rain_w = r - (r @ a) / (a @ a) * a
-    rain = rain_w[np.clip(np.searchsorted(winters, winter), 0, len(winters) - 1)]
-    x = np.column_stack([air, -2.0 * air, rain])
-    targets = np.zeros((len(time), 2))
-    fit = functools.partial(Normalisation.fit, x, targets, learning, names, time=time, clamp=True)
-    norm = fit(warm_side_only=True)
-    # warmer air, less heat loss; rain has no direction
-    assert norm.warm_side == (1, -1, 0)
-    assert Normalisation.from_dict(json.loads(json.dumps(norm.to_dict()))) == norm
-    assert fit().warm_side is None  # both sides held
-    beyond = ~learning
-    colder, warmer = x.copy(), x.copy()
-    colder[beyond] = [-10.0, 20.0, -10.0]  # a cold, strongly cooled, dry winter
-    warmer[beyond] = [10.0, -20.0, 10.0]
-    z_cold, z_warm = norm.inputs(colder, time)[beyond], norm.inputs(warmer, time)[beyond]
-    z_both = fit().inputs(colder, time)[beyond]
-    for i in range(2):  # the cold side passes as it is, the warm side is held
-        raw = (colder[beyond, i] - norm.feature_mean[i]) / norm.feature_std[i]
-        np.testing.assert_allclose(z_cold[:, i], raw, rtol=1e-5)
-        assert np.abs(z_warm[:, i]).max() < 4.0 and np.abs(z_both[:, i]).max() < 4.0
-    assert np.abs(z_cold[:, 2]).max() < 4.0 and np.abs(z_warm[:, 2]).max() < 4.0
-    with pytest.raises(ValueError, match="no tas among"):
-        Normalisation.fit(
-            x, targets, learning, ("a", "b", "c"), time=time, clamp=True, warm_side_only=True
-        )
-    assert _config(clamp_inputs="warm_side").clamp_inputs == "warm_side"
-    with pytest.raises(pydantic.ValidationError):
-        _config(clamp_inputs="cold_side")
-
-
 def test_the_density_gate_reads_the_one_input_the_clamp_leaves_free() -> None:
     names = ("tas@shelf", "shelf_sigma0@shelf", "stratification@shelf")
     gated = _config(architectures=None, hparams={"reservoir": True, "density_gate": True})

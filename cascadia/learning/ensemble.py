@@ -178,11 +178,6 @@ class Normalisation:
         Predictors left free by the clamp: those whose effect has a physically fixed
         sign in the model (the density gate's slab density), which carry the response
         beyond the training range.
-    warm_side : tuple of int, optional
-        With it the clamp holds each predictor on one side only, the side a warmer
-        winter moves it to: +1 (rises with the winter's air temperature: its maximum
-        is held, colder values stay free), −1 (falls: its minimum is held), 0 (no
-        clear direction: both held). None: both sides held.
     """
 
     feature_names: tuple[str, ...]
@@ -195,7 +190,6 @@ class Normalisation:
     feature_monthly_max: tuple[tuple[float, ...], ...] | None = None
     clamp: bool = False
     unclamped: tuple[str, ...] = ()
-    warm_side: tuple[int, ...] | None = None
 
     @property
     def n_inputs(self) -> int:
@@ -214,7 +208,6 @@ class Normalisation:
         time: Any = None,
         clamp: bool = False,
         unclamped: Sequence[str] = (),
-        warm_side_only: bool = False,
     ) -> Normalisation:
         """Statistics over the rows where ``mask`` is true (NaN ignored).
 
@@ -237,9 +230,6 @@ class Normalisation:
         clamp, unclamped
             Clamp the inputs to each month's training range (needs ``time``), except
             the ``unclamped`` columns (class docstring).
-        warm_side_only
-            Clamp only on the side warmer winters move each input to, found on the
-            training days (:func:`warm_sides`; needs a ``tas`` predictor).
         """
         rows = np.asarray(mask, dtype=bool)
         x = np.asarray(predictors, dtype=np.float64)[rows]
@@ -255,9 +245,6 @@ class Normalisation:
         if time is not None:
             months = pd.DatetimeIndex(np.asarray(time)[rows]).month
             low, high = _monthly_range(x, months)
-        sides = None
-        if clamp and warm_side_only:
-            sides = warm_sides(x, pd.DatetimeIndex(np.asarray(time)[rows]), feature_names)
         return cls(
             feature_monthly_min=low,
             feature_monthly_max=high,
@@ -269,7 +256,6 @@ class Normalisation:
             depths=tuple(float(d) for d in depths),
             clamp=clamp,
             unclamped=tuple(unclamped),
-            warm_side=sides,
         )
 
     def inputs(self, predictors: npt.ArrayLike, time: Any) -> npt.NDArray[np.float32]:
@@ -308,9 +294,7 @@ class Normalisation:
         (docs/run.md, "Inputs held to the training range"). Held at the edge, the network
         answers such a day as the most extreme one it learned from, and only the
         physically signed parts (``unclamped``: the density gate) carry the response further.
-        With ``warm_side`` only the warm side is held: winters colder than any learned
-        reach the network as they are (docs/training.md, "Held inputs"). A month without
-        training days leaves its values free.
+        A month without training days leaves its values free.
         """
         if self.feature_monthly_min is None or self.feature_monthly_max is None:
             raise ValueError("clamping needs the monthly training range (a model without it)")
@@ -319,9 +303,6 @@ class Normalisation:
         high = (np.asarray(self.feature_monthly_max) - mean) / std
         free = [self.feature_names.index(name) for name in self.unclamped]
         low[:, free], high[:, free] = -np.inf, np.inf
-        if self.warm_side is not None:
-            side = np.asarray(self.warm_side)
-            low[:, side > 0], high[:, side < 0] = -np.inf, np.inf
         months = pd.DatetimeIndex(np.asarray(time)).month.to_numpy() - 1
         low = np.nan_to_num(low, nan=-np.inf)[months]
         high = np.nan_to_num(high, nan=np.inf)[months]
@@ -345,7 +326,6 @@ class Normalisation:
             "units": {"target": "degree_Celsius (anomaly)", "features": "canonical CF units"},
             "clamp": self.clamp,
             "unclamped": list(self.unclamped),
-            **({"warm_side": list(self.warm_side)} if self.warm_side is not None else {}),
             **(
                 {
                     "feature_monthly_min": [list(row) for row in self.feature_monthly_min],
@@ -370,48 +350,7 @@ class Normalisation:
             feature_monthly_max=_rows(data.get("feature_monthly_max")),
             clamp=bool(data.get("clamp", False)),  # older models: free inputs
             unclamped=tuple(data.get("unclamped", ())),
-            warm_side=(tuple(int(v) for v in data["warm_side"]) if data.get("warm_side") else None),
         )
-
-
-#: Months whose means rank the winters by warmth (the cooling season, November–April).
-_WINTER_MONTHS = (11, 12, 1, 2, 3, 4)
-#: |r| below which a predictor's winter mean has no clear direction with the air's.
-_MIN_DIRECTION = 0.3
-
-
-def warm_sides(
-    x: npt.NDArray[np.float64], time: pd.DatetimeIndex, feature_names: Sequence[str]
-) -> tuple[int, ...]:
-    """Per predictor, the side a warmer winter moves it to: +1, −1, or 0 (no clear direction).
-
-    Why: the held inputs guard projections, where warmer winters than any learned meet a
-    network that may answer them in any direction; the hindcasts before the record meet
-    the opposite, colder winters with stronger cascades, which held inputs answer as the
-    strongest learned one (the cold split, docs/run.md). The direction is the sign of the
-    correlation, over the training winters, of each predictor's November–April mean with
-    the mean of the ``tas`` predictors'; a correlation weaker than ±0.3 leaves both sides
-    held.
-
-    Raises
-    ------
-    ValueError
-        No ``tas`` predictor, or fewer than three winters.
-    """
-    tas = [i for i, name in enumerate(feature_names) if name.split("@")[0] == "tas"]
-    if not tas:
-        raise ValueError(
-            f"holding only the warm side ranks winters by air temperature: no tas among "
-            f"{list(feature_names)}"
-        )
-    season = np.isin(time.month, _WINTER_MONTHS)
-    winter = (time.year + (time.month >= _WINTER_MONTHS[0]))[season]
-    frame = pd.DataFrame(x[season]).groupby(np.asarray(winter)).mean()
-    if len(frame) < 3:
-        raise ValueError(f"ranking winters by air temperature needs 3 winters, got {len(frame)}")
-    air = frame[tas].mean(axis=1)
-    r = frame.corrwith(air).fillna(0.0).to_numpy()
-    return tuple(int(np.sign(v)) if abs(v) >= _MIN_DIRECTION else 0 for v in r)
 
 
 def _monthly_range(

@@ -162,10 +162,7 @@ class TrainingConfig(BaseModel):
         Hold every standardised predictor inside the range the learning winters had in
         that calendar month, in training and in every later prediction (saved with the
         normalisation); the density gate's input stays free
-        (:meth:`cascadia.learning.ensemble.Normalisation.clamped`). ``warm_side``: hold
-        each predictor only on the side warmer winters move it to, so that colder winters
-        than any learned reach the network as they are
-        (:func:`cascadia.learning.ensemble.warm_sides`).
+        (:meth:`cascadia.learning.ensemble.Normalisation.clamped`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -197,7 +194,7 @@ class TrainingConfig(BaseModel):
     winter_start_month: int = Field(11, ge=1, le=12)
     validation_segment_days: int | None = Field(None, ge=1)
     workers: int | None = Field(None, ge=1)
-    clamp_inputs: bool | Literal["warm_side"] = False
+    clamp_inputs: bool = False
 
     @field_validator("architecture")
     @classmethod
@@ -379,9 +376,8 @@ def prepare_series(
         data.feature_names,
         data.depths,
         time=data.time,
-        clamp=bool(config.clamp_inputs),
+        clamp=config.clamp_inputs,
         unclamped=gate_features(config, data.feature_names),
-        warm_side_only=config.clamp_inputs == "warm_side",
     )
     events = (
         np.full(data.targets.shape, np.nan, dtype=np.float32)
