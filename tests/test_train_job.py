@@ -226,6 +226,13 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
     coverage = verification["coverage_90"]["500"]["coverage"]
     assert f"Coverage of the ensemble's 90 % interval at 500 m: {coverage:.3f}" in report
     assert "winters it was calibrated on" in report
+    # the extrapolation checks beside the random split, each side's test winters named
+    assert "## Extrapolation checks" in report
+    for side in ("warm", "cold"):
+        winters = ", ".join(str(w) for w in splits[side]["test_winters"])
+        ratio = splits[side][f"crps_ratio_{side}_to_random"]["500"]
+        assert f"| {side} | {winters} | 500 m | " in report
+        assert f" | {ratio:.2f} | " in report
 
 
 def _check_verification(verification: dict[str, Any], metrics: dict[str, Any]) -> None:

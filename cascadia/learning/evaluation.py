@@ -776,6 +776,40 @@ def _coverage_lines(verification: Mapping[str, Any], key: str) -> list[str]:
     return [line, ""]
 
 
+def _split_lines(
+    splits: Mapping[str, Mapping[str, Any]],
+    metrics: Mapping[str, Mapping[str, Mapping[str, float | None]]],
+    depths: Sequence[float],
+) -> list[str]:
+    """The warm and cold splits beside the random split: can the design extrapolate?"""
+    lines = [
+        "## Extrapolation checks",
+        "",
+        "The same design trained on two thirds of the winters ranked by November-April shelf "
+        "air temperature and scored on the other, most extreme third (warm split: the "
+        "warmest, as in the projections; cold split: the coldest, as before the record). "
+        "CRPS ratio: split over random split (above 1: worse than on the random test "
+        "winters).",
+        "",
+        "| split | test winters | depth | CRPS | ratio to random | NSE | same-week hit | "
+        "frequency bias | gradient boosting CRPS |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for side, section in splits.items():
+        winters = ", ".join(str(w) for w in section["test_winters"])
+        for depth in depths:
+            key = f"{depth:g}"
+            row = section["ensemble"][key]
+            boosting = section.get("gradient_boosting", {}).get(key, {}).get("crps")
+            random = metrics["ensemble"][key]["crps"]
+            ratio = row["crps"] / random if row.get("crps") is not None and random else None
+            cells = [_fmt(row.get("crps"), 4), _fmt(ratio, 2), _fmt(row.get("nse"), 2)]
+            cells += [_fmt(row.get("event_hit_week"), 2), _fmt(row.get("frequency_bias"), 2)]
+            cells.append(_fmt(boosting, 4))
+            lines.append(f"| {side} | {winters} | {key} m | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _reliability_figure(
     path: Path, verification: Mapping[str, Any], depths: Sequence[float]
 ) -> Path:
@@ -838,12 +872,14 @@ def write_report(
     depths: Sequence[float],
     header: Sequence[str] = (),
     verification: Mapping[str, Any] | None = None,
+    splits: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Path]:
     """Write ``report.md`` and its PNGs (hindcast, scatter, event bars, PIT) in ``directory``.
 
     With ``verification`` (the section of :func:`verification_section`) the report adds
     ``reliability.png``, the PIT flatness, the event tables, the event/quiet-day scores
-    and the CRPS skill against each baseline with its interval.
+    and the CRPS skill against each baseline with its interval; with ``splits`` (the
+    ``warm_split`` / ``cold_split`` sections by side) the extrapolation checks.
 
     Returns
     -------
@@ -957,6 +993,8 @@ def write_report(
         lines.append("")
         if verification is not None:
             lines += _verification_lines(metrics, verification, key)
+    if splits:
+        lines += _split_lines(splits, metrics, depths)
     lines += [
         "![hindcast](hindcast.png)",
         "",

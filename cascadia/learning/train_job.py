@@ -784,6 +784,7 @@ def run_train_job(
             series.depths,
             header,
             verification=verification,
+            splits={side: scores[f"{side}_split"] for side in SIDES if f"{side}_split" in scores},
         )
     log(f"evaluated on winters {cfg.test_winters} in {eval_seconds:.1f} s → {directory}")
     return TrainJobResult(directory, scores, comparison, train_seconds)
