@@ -776,11 +776,7 @@ def _coverage_lines(verification: Mapping[str, Any], key: str) -> list[str]:
     return [line, ""]
 
 
-def _split_lines(
-    splits: Mapping[str, Mapping[str, Any]],
-    metrics: Mapping[str, Mapping[str, Mapping[str, float | None]]],
-    depths: Sequence[float],
-) -> list[str]:
+def _split_lines(splits: Mapping[str, Mapping[str, Any]], depths: Sequence[float]) -> list[str]:
     """The warm and cold splits beside the random split: can the design extrapolate?"""
     lines = [
         "## Extrapolation checks",
@@ -801,8 +797,7 @@ def _split_lines(
             key = f"{depth:g}"
             row = section["ensemble"][key]
             boosting = section.get("gradient_boosting", {}).get(key, {}).get("crps")
-            random = metrics["ensemble"][key]["crps"]
-            ratio = row["crps"] / random if row.get("crps") is not None and random else None
+            ratio = section[f"crps_ratio_{side}_to_random"].get(key)
             cells = [_fmt(row.get("crps"), 4), _fmt(ratio, 2), _fmt(row.get("nse"), 2)]
             cells += [_fmt(row.get("event_hit_week"), 2), _fmt(row.get("frequency_bias"), 2)]
             cells.append(_fmt(boosting, 4))
@@ -994,7 +989,7 @@ def write_report(
         if verification is not None:
             lines += _verification_lines(metrics, verification, key)
     if splits:
-        lines += _split_lines(splits, metrics, depths)
+        lines += _split_lines(splits, depths)
     lines += [
         "![hindcast](hindcast.png)",
         "",
