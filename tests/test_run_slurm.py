@@ -156,7 +156,7 @@ def test_slurm_store_equals_local_store(
 
 # --- a job reaching its walltime mid-run -----------------------------------------------------
 
-WALLTIME = "00:02:00"  # workers retire after 84 s +- 6 s, derived from it
+WALLTIME = "00:02:00"  # workers retire after 84 s (derived from it), staggered +- 1 s here
 
 
 def _retirements(logs: Path) -> dict[str, float]:
@@ -175,9 +175,11 @@ def _retirements(logs: Path) -> dict[str, float]:
 def walltime_run(twin: dict[str, Any], local_slurm: str) -> dict[str, Any]:
     """A run on 2 SLURM jobs of 2 minutes whose workers reach their lifetime mid-run.
 
-    The jobs start first; the run starts 10 s before the first worker's lifetime (from
-    the walltime: 84 s +- 6 s, counted from the worker process's start) can end, so the
-    hand-over falls inside the run on any machine, and both first jobs end early in it.
+    The jobs start first; the run starts 6 s before the first worker's lifetime (derived
+    from the walltime: 84 s, counted from the worker process's start) ends. The stagger is
+    1 s here, not the derived 6 s: with lifetimes up to 12 s apart, a run of about 20 s on
+    an idle machine could finish inside the later first job, and no new job would take any
+    work over. With both first jobs gone 6-8 s in, the rest of the run is theirs.
     """
     root = twin["root"]
     logs = root / "walltime-logs"
@@ -190,6 +192,7 @@ def walltime_run(twin: dict[str, Any], local_slurm: str) -> dict[str, Any]:
         queue=local_slurm,
         memory="2GiB",
         walltime=WALLTIME,
+        lifetime={"stagger": "1s"},
         interface="lo",
         log_directory=str(logs),
         local_directory=str(root / "walltime-space"),
@@ -200,7 +203,7 @@ def walltime_run(twin: dict[str, Any], local_slurm: str) -> dict[str, Any]:
         ends = client.run(
             lambda dask_worker: __import__("psutil").Process().create_time() + dask_worker.lifetime
         )
-        time.sleep(max(0.0, min(ends.values()) - 10 - time.time()))
+        time.sleep(max(0.0, min(ends.values()) - 6 - time.time()))
         started = time.time()
         summary = run_pipeline(
             twin["catalogs"], twin["model"], out, cache=str(root / "cache-walltime"), client=client
