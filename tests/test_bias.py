@@ -158,6 +158,49 @@ def test_continuous_series_equals_separate_runs(fitted, data, adjusted) -> None:
     assert float(abs(d.change_preservation_error.sel(variable="pr")).max()) < 0.05
 
 
+def test_variables_with_the_same_settings_are_adjusted_together_identically(
+    data, monkeypatch
+) -> None:
+    """tas, psl and uas (additive, monthly) share one xsdba call per window; the values
+    are exactly those of adjusting each alone, rain (its own settings) stays alone."""
+    from xsdba import QuantileDeltaMapping
+
+    def more(ds: xr.Dataset, seed: int, psl_bias: float) -> xr.Dataset:
+        rng = np.random.default_rng(seed)
+        n, shape = ds.sizes["time"], (ds.sizes["time"], len(REGIONS))
+        seasonal = np.cos(2 * np.pi * np.arange(n) / 365.25)[:, None]
+        return ds.assign(
+            psl=(
+                ("time", "region"),
+                101500 + psl_bias + 300 * seasonal + rng.normal(0, 800, shape),
+                {"units": "Pa"},
+            ),
+            uas=(("time", "region"), 1.0 + rng.normal(0, 4.0, shape), {"units": "m s-1"}),
+        )
+
+    reference = more(data["reference"], 11, 0.0)
+    historical = more(data["historical"], 12, 250.0)
+    future = more(data["future"], 13, 250.0)
+    fitted = fit(reference, historical, CONFIG)
+    calls = []
+    plain_adjust = QuantileDeltaMapping.adjust
+
+    def counted(self, sim, *args, **kwargs):
+        calls.append(sim.dims)
+        return plain_adjust(self, sim, *args, **kwargs)
+
+    monkeypatch.setattr(QuantileDeltaMapping, "adjust", counted)
+    together = fitted.adjust(future)
+    windows = len(range(2015, 2101, CONFIG.stride_years))
+    assert len(calls) == 2 * windows  # {tas, psl, uas} and pr, one call each per window
+    for var in ("tas", "psl", "uas", "pr"):
+        alone = fitted.adjust(future, variables=[var])[var]
+        xr.testing.assert_identical(together[var], alone)
+        assert together[var].attrs["units"] == future[var].attrs["units"]
+    assert list(together.data_vars) == ["tas", "pr", "psl", "uas"]
+    assert float(abs(together.psl - future.psl).mean()) > 150  # it was adjusted
+
+
 def test_without_windows_qdm_loses_the_change(fitted, data) -> None:
     """Ranking 1985-2100 at once maps a warming onto the model's own upper quantiles."""
     continuous = xr.concat([data["historical"], data["future"]], "time")[["tas"]]

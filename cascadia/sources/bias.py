@@ -67,6 +67,8 @@ _STORE_VERSION = 2
 _XSDBA_VARS = ("af", "hist_q", "P0_ref", "P0_hist", "pth")
 _MEAN_VARS = ("hist_mean", "hist_mean_adjusted")
 _PARAM_VARS = (*_XSDBA_VARS, *_MEAN_VARS)
+# Variables with the same settings are stacked along this dimension and adjusted together.
+_TOGETHER = "adjusted_together"
 _WATER_DENSITY = 1000.0  # kg m-3: turns a depth rate (mm/day) into a mass flux
 
 
@@ -514,19 +516,50 @@ class FittedAdjustment:
     overlap: tuple[str, str]
     jitter_under_thresh: Mapping[str, str] = field(default_factory=dict)
     hist_calendar: str = "proleptic_gregorian"
-    _models: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _models: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        for var, params in self.parameters.items():
-            spec = self.config.for_variable(var)
-            self._models[var] = _qdm(
+    def _model(self, names: tuple[str, ...]) -> Any:
+        """The QDM of ``names`` (one variable, or several stacked along ``_TOGETHER``)."""
+        if names not in self._models:
+            spec = self.config.for_variable(names[0])
+            self._models[names] = _qdm(
                 kind=spec.kind,
-                units=self.units[var],
+                units=self.units[names[0]] if len(names) == 1 else "1",
                 group=spec.grouper(),
-                adapt_freq_thresh=self.adapt_freq_thresh.get(var),
+                adapt_freq_thresh=self.adapt_freq_thresh.get(names[0]),
                 hist_calendar=self.hist_calendar,
-                params=params[[v for v in params.data_vars if v not in _MEAN_VARS]],
+                params=self._parameters(names).drop_vars(_MEAN_VARS, errors="ignore"),
             )
+        return self._models[names]
+
+    def _parameters(self, names: tuple[str, ...]) -> xr.Dataset:
+        if len(names) == 1:
+            return self.parameters[names[0]]
+        return xr.concat(
+            [self.parameters[v] for v in names], pd.Index(names, name=_TOGETHER), join="exact"
+        )
+
+    def _together(self, names: Sequence[str]) -> list[tuple[str, ...]]:
+        """``names`` in groups adjusted by one xsdba call per window.
+
+        Variables with the same settings, no frequency adaptation and no jitter (thresholds
+        in each variable's own units) and the same quantile nodes are stacked: QDM works
+        on each series of the stack independently, so the result is the same as one call
+        per variable, at a fraction of xsdba's per-call overhead.
+        """
+        groups: dict[Any, list[str]] = {}
+        for var in names:
+            spec = self.config.for_variable(var)
+            if var in self.adapt_freq_thresh or var in self.jitter_under_thresh:
+                key: Any = var
+            else:
+                key = (
+                    spec.model_dump_json(),
+                    tuple(self.parameters[var]["quantiles"].values.tolist()),
+                    tuple(self.parameters[var].sizes.items()),
+                )
+            groups.setdefault(key, []).append(var)
+        return [tuple(group) for group in groups.values()]
 
     @property
     def variables(self) -> list[str]:
@@ -579,7 +612,10 @@ class FittedAdjustment:
                     f"{var!r}: the simulation is in {units!r} but the adjustment was trained "
                     f"in {self.units[var]!r}; convert to the canonical units first"
                 )
-        out = {var: self._adjust_variable(var, simulation[var]) for var in names}
+        out: dict[str, xr.DataArray] = {}
+        for group in self._together(names):
+            out.update(self._adjust_group(group, simulation))
+        out = {var: out[var] for var in names}
         result = xr.Dataset(out, attrs=dict(simulation.attrs))
         result.attrs.update(
             bias_adjustment_method="xsdba QuantileDeltaMapping",
@@ -588,26 +624,43 @@ class FittedAdjustment:
         )
         return result
 
-    def _adjust_variable(self, var: str, da: xr.DataArray) -> xr.DataArray:
+    def _adjust_group(
+        self, names: tuple[str, ...], simulation: xr.Dataset
+    ) -> dict[str, xr.DataArray]:
+        """Adjust ``names`` (same settings) together, window by window."""
+        if len(names) == 1:
+            da = simulation[names[0]]
+        else:
+            da = xr.concat(
+                [simulation[v].drop_attrs() for v in names],
+                pd.Index(names, name=_TOGETHER),
+                coords="minimal",
+                compat="override",
+                join="exact",
+            ).assign_attrs(units="1")
         y0, y1 = _years(da)
         window, stride = self.config.window_years, self.config.stride_years
         if window is None or y1 - y0 + 1 <= window:
-            scen = self._adjust_block(var, da)
+            scen = self._adjust_block(names, da)
         else:
             pieces = []
             for b0 in range(y0, y1 + 1, stride):
                 b1 = min(b0 + stride - 1, y1)
                 w0 = min(max(b0 + (stride - window) // 2, y0), y1 - window + 1)
-                block = self._adjust_block(var, _sel_years(da, w0, w0 + window - 1))
+                block = self._adjust_block(names, _sel_years(da, w0, w0 + window - 1))
                 pieces.append(_sel_years(block, b0, b1))
             scen = xr.concat(pieces, "time")
-        scen = scen.transpose(*da.dims)
-        scen.attrs = {
-            **da.attrs,
-            "units": self.units[var],
-            "bias_adjustment": json.dumps(self.settings(var)),
-        }
-        return scen.rename(var)
+        out = {}
+        for var in names:
+            one = scen if len(names) == 1 else scen.sel({_TOGETHER: var}, drop=True)
+            one = one.transpose(*simulation[var].dims)
+            one.attrs = {
+                **simulation[var].attrs,
+                "units": self.units[var],
+                "bias_adjustment": json.dumps(self.settings(var)),
+            }
+            out[var] = one.rename(var)
+        return out
 
     def settings(self, variable: str) -> dict[str, Any]:
         """Every option ``variable`` is adjusted with, thresholds in the data's units."""
@@ -622,23 +675,21 @@ class FittedAdjustment:
             "stride_years": self.config.stride_years,
         }
 
-    def _adjust_block(self, var: str, da: xr.DataArray) -> xr.DataArray:
+    def _adjust_block(self, names: tuple[str, ...], da: xr.DataArray) -> xr.DataArray:
         """QDM of one window, then its mean change restored where configured."""
-        scen = self._qdm_block(var, da)
-        params = self.parameters[var]
-        if self.config.for_variable(var).preserve_mean_change and "hist_mean" in params:
+        scen = self._qdm_block(names, da)
+        spec = self.config.for_variable(names[0])
+        params = self._parameters(names)
+        if spec.preserve_mean_change and "hist_mean" in params:
             scen = _restore_mean_change(
-                scen,
-                da,
-                params["hist_mean"],
-                params["hist_mean_adjusted"],
-                self.config.for_variable(var),
+                scen, da, params["hist_mean"], params["hist_mean_adjusted"], spec
             )
         return scen
 
-    def _qdm_block(self, var: str, da: xr.DataArray) -> xr.DataArray:
+    def _qdm_block(self, names: tuple[str, ...], da: xr.DataArray) -> xr.DataArray:
         """Plain xsdba QDM of one window (jitter, adjust, dry days back to 0)."""
-        model = self._models[var]
+        model = self._model(names)
+        var = names[0]
         spec = self.config.for_variable(var)
         kwargs: dict[str, Any] = {"extrapolation": spec.extrapolation, "interp": spec.interp}
         if model.group.window > 1:
@@ -894,7 +945,7 @@ def fit(
         group = spec.grouper()
         means = {
             "hist_mean": _group_mean(hist, group),
-            "hist_mean_adjusted": _group_mean(fitted._qdm_block(var, hist), group),
+            "hist_mean_adjusted": _group_mean(fitted._qdm_block((var,), hist), group),
         }
         af = parameters[var]["af"]
         if group.prop in af.dims:  # same group order as xsdba's factors
