@@ -16,7 +16,7 @@ import xarray as xr
 
 from cascadia.sources.predictors.calendars import fill_short_gaps, to_calendar
 from cascadia.sources.predictors.canonical import CANONICAL_UNITS, standardise, to_canonical
-from cascadia.sources.predictors.daily import to_daily
+from cascadia.sources.predictors.daily import floor_to_day, to_daily
 from cascadia.sources.predictors.grids import normalize_grid
 from cascadia.sources.predictors.regions import (
     Region,
@@ -278,6 +278,19 @@ def test_noleap_to_standard_fills_feb29() -> None:
     np.testing.assert_allclose(float(out.sel(time="2004-02-29")), 0.5 * (feb28 + mar1))
     others = out.drop_sel(time=np.datetime64("2004-02-29"))
     np.testing.assert_array_equal(others.values, values)
+
+
+@pytest.mark.parametrize("calendar", ["noleap", "360_day", "all_leap", "standard", "julian"])
+@pytest.mark.parametrize("start", ["1836-01-01 12:00", "2015-01-01 00:00", "1999-12-30 23:59"])
+def test_daily_stamps_floored_to_midnight_on_every_calendar(calendar: str, start: str) -> None:
+    """Noon, midnight and last-minute stamps go to 00:00 of their own day, as
+    CFTimeIndex.floor puts them, over leap days and 150 years."""
+    time = xr.date_range(start, periods=150 * 365, freq="D", calendar=calendar, use_cftime=True)
+    ds = xr.Dataset({"tas": ("time", np.arange(time.size, dtype=float))}, coords={"time": time})
+    floored = floor_to_day(ds).indexes["time"]
+    assert floored.equals(time.floor("D"))
+    assert all(d.hour == 0 and d.minute == 0 for d in floored[:3])
+    assert floored[0].day == time[0].day
 
 
 def test_daily_cmip_like_source_through_standardise() -> None:
