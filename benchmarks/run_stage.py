@@ -63,12 +63,15 @@ def main() -> None:
                 client=client,
             )
         wall = time.perf_counter() - started
+    longest: list[tuple[float, str]] = []
     for task in stream.data:
         for span in task["startstops"]:
             if span["action"] == "compute":
                 row = totals[_step(task["key"])]
                 row[0] += 1
                 row[1] += span["stop"] - span["start"]
+                if _step(task["key"]) in STEPS:
+                    longest.append((span["stop"] - span["start"], str(task["key"])[:90]))
     steps = {k: {"tasks": int(n), "seconds": round(s, 1)} for k, (n, s) in totals.items()}
     print(
         f"run of {len(summary.results)} combinations on a cold cache, {args.workers} workers: "
@@ -78,6 +81,9 @@ def main() -> None:
     for name in sorted(steps, key=lambda k: (k not in STEPS, -steps[k]["seconds"])):
         row = steps[name]
         print(f"{name:<12} {row['tasks']:>6} {row['seconds']:>13.1f}")
+    print("longest tasks (an extraction that reads in blocks waits for them, seceded):")
+    for seconds, key in sorted(longest, reverse=True)[:8]:
+        print(f"  {seconds:7.1f} s  {key}")
     print(json.dumps({"wall_seconds": round(wall, 1), "steps": steps}))
 
 
