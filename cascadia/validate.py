@@ -179,6 +179,7 @@ def seed_record(seed_dir: Path, seconds: float) -> dict[str, Any]:
         run, truth = row["run"], row["truth"]
         change, true_change = run["change"], truth["change"]
         physical = row.get("truth_physical", {}).get("change")
+        sampling = row.get("sampling") or {}  # reports before the winter bootstrap: none
         scenarios[name] = {
             "run_change": change,
             "run_model_min": run["model_min"],
@@ -202,6 +203,12 @@ def seed_record(seed_dir: Path, seconds: float) -> dict[str, Any]:
                 if None in (run["model_min"], run["model_max"], true_change)
                 else bool(run["model_min"] <= true_change <= run["model_max"])
             ),
+            # how much the change moves with the winters drawn (report/truth.py)
+            "truth_change_low": sampling.get("truth_change_95", (None, None))[0],
+            "truth_change_high": sampling.get("truth_change_95", (None, None))[1],
+            "error_low": sampling.get("error_95", (None, None))[0],
+            "error_high": sampling.get("error_95", (None, None))[1],
+            "within_30_percent_of_draws": sampling.get("within_30_percent"),
         }
     return {
         "seconds": round(seconds, 1),
@@ -360,8 +367,16 @@ def _table(result: ValidateResult) -> list[str]:
             (f"{scenario}: run model min", e + "run_model_min"),
             (f"{scenario}: run model max", e + "run_model_max"),
             (f"{scenario}: true change", e + "truth_change"),
+            (f"{scenario}: … 95 % over the winters drawn, low", e + "truth_change_low"),
+            (f"{scenario}: … high", e + "truth_change_high"),
             (f"{scenario}: run − truth (event days)", e + "error"),
+            (f"{scenario}: … 95 % over the winters drawn (paired), low", e + "error_low"),
+            (f"{scenario}: … high", e + "error_high"),
             (f"{scenario}: relative error", e + "relative_error"),
+            (
+                f"{scenario}: share of winter draws within 30 % of the truth",
+                e + "within_30_percent_of_draws",
+            ),
             (f"{scenario}: run range covers truth", e + "range_covers_truth"),
             (f"{scenario}: true change, physical anomaly", e + "truth_physical_change"),
         ]

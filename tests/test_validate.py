@@ -80,6 +80,10 @@ def test_validate_json_holds_the_scores_changes_and_hindcast_of_the_seed(validat
         assert abs(row["truth_change"]) <= 182 and abs(row["run_change"]) <= 182
         assert row["run_model_min"] <= row["run_change"] <= row["run_model_max"]
         assert row["error"] == pytest.approx(row["run_change"] - row["truth_change"])
+        # how the change moves with the winters drawn: the point inside its interval
+        assert row["truth_change_low"] <= row["truth_change"] <= row["truth_change_high"]
+        assert row["error_low"] <= row["error_high"]
+        assert 0 <= row["within_30_percent_of_draws"] <= 1
     # the first members' own ocean after the record: the stored deep-temperature change
     deep = record["deep_temperature_change"]
     assert set(deep["scenarios"]) == SCENARIOS
@@ -102,6 +106,7 @@ def test_validate_json_holds_the_scores_changes_and_hindcast_of_the_seed(validat
     assert "ssp585: 500 m winter T change, own ocean, run" in md
     assert "coverage 90 % 500 m" in md and "as many calibration winters give" in md
     assert "ssp585: run − truth (event days)" in md
+    assert "ssp585: share of winter draws within 30 % of the truth" in md
 
 
 def test_a_second_call_skips_the_done_seed(validated) -> None:

@@ -17,10 +17,9 @@ from cascadia.report.tables import background_summary, ood_by_period
 from cascadia.report.truth import (
     hindcast_scores,
     load_truth_index,
-    run_changes,
     run_winter_event_days,
-    truth_changes,
     truth_comparison,
+    truth_cubes,
     truth_winter_event_days,
 )
 from cascadia.report.writer import REPORT_HTML, ReportResult, write_run_report
@@ -33,11 +32,10 @@ __all__ = [
     "hindcast_scores",
     "load_truth_index",
     "ood_by_period",
-    "run_changes",
     "run_winter_event_days",
     "season_event_days",
-    "truth_changes",
     "truth_comparison",
+    "truth_cubes",
     "truth_winter_event_days",
     "write_run_report",
 ]

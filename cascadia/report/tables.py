@@ -639,15 +639,19 @@ def truth_change_table(comparison: Mapping[str, Any]) -> pd.DataFrame:
     """The truth comparison (``truth_comparison.json``) as one row per scenario and side."""
     rows = []
     for scenario, sides in comparison["scenarios"].items():
+        sampling = sides.get("sampling") or {}
         for side in ("run", *TRUTH_KINDS):
             if side not in sides:
                 continue
             one = sides[side]
+            low, high = sampling.get(f"{side}_change_95", (None, None))
             rows.append(
                 {
                     "experiment": scenario,
                     "side": side,
                     "change": one["change"],
+                    "change_low": low,
+                    "change_high": high,
                     "model_min": one["model_min"],
                     "model_max": one["model_max"],
                     "agreement": one["agreement"],
@@ -656,7 +660,8 @@ def truth_change_table(comparison: Mapping[str, Any]) -> pd.DataFrame:
                     "future_mean": one["future_mean"],
                 }
             )
-    return pd.DataFrame(rows).astype({"change": float, "base_mean": float, "future_mean": float})
+    numbers = ("change", "change_low", "change_high", "base_mean", "future_mean")
+    return pd.DataFrame(rows).astype(dict.fromkeys(numbers, float))
 
 
 def truth_hindcast_table(scores: Mapping[str, Any]) -> pd.DataFrame:

@@ -44,7 +44,9 @@ from cascadia.run.spread import (
     HISTORICAL,
     SpreadOptions,
     combo_winters,
+    multimodel_change,
     period_changes,
+    winters_resampled,
 )
 from cascadia.run.store import MODEL_OCEAN_KIND, SIBLING_OCEAN_KIND
 
@@ -54,11 +56,11 @@ __all__ = [
     "deep_temperature_changes",
     "hindcast_scores",
     "load_truth_index",
-    "run_changes",
     "run_winter_event_days",
-    "truth_changes",
     "truth_comparison",
+    "truth_cubes",
     "truth_winter_event_days",
+    "winter_sampling",
 ]
 
 #: The truths the report compares the run with: the primary one first.
@@ -209,22 +211,16 @@ def _at(coords: dict[str, Any], combo: tuple[str, str, str]) -> tuple[int, int, 
     )
 
 
-def truth_changes(
+def truth_cubes(
     results: xr.Dataset,
     truth_index: pd.DataFrame,
     events: EventConfig,
     options: SpreadOptions,
     depth: float = 500.0,
-) -> tuple[dict[str, dict[str, xr.DataArray]], list[str]]:
-    """The true period changes of winter (November-April) event days, per truth.
-
-    For every done scenario combination of the run, its true series (historical +
-    scenario) gives winter event days (:func:`truth_winter_event_days`) against the
-    trailing running quantile (``truth``, :func:`causal_background`) and against the
-    twin's physical background (``truth_physical``); each goes through
-    :func:`cascadia.run.spread.period_changes` like the run's. Returns their outputs by
-    :data:`TRUTH_KINDS` and the combinations without a truth (named).
-    """
+) -> tuple[dict[str, xr.DataArray], list[str]]:
+    """Winter event days of the truth of every done scenario combination, per truth
+    (:data:`TRUTH_KINDS`), dims ``(experiment, source_id, member_id, winter)`` on the
+    store's winters; and the combinations without a truth (named)."""
     done = scenario_combos(results)
     coords, values = _cube(results, done)
     cubes = {kind: values.copy() for kind in TRUTH_KINDS}
@@ -248,22 +244,9 @@ def truth_changes(
                 series["temperature"], background, events, options.min_winter_coverage
             )
             cubes[kind][_at(coords, combo)] = per_winter.reindex(coords["winter"]).to_numpy()
-    changes = {
-        kind: period_changes(xr.DataArray(cube, dims=tuple(coords), coords=coords), options)
-        for kind, cube in cubes.items()
-    }
-    return changes, missing
-
-
-def run_changes(
-    results: xr.Dataset, options: SpreadOptions, depth: float = 500.0
-) -> dict[str, xr.DataArray]:
-    """The run's period changes of winter (November-April) event days of every done
-    scenario combination (:func:`run_winter_event_days`), reduced like the truth's."""
-    scenarios = sorted({c[0] for c in scenario_combos(results)})
-    return period_changes(
-        run_winter_event_days(results, options, depth).sel(experiment=scenarios), options
-    )
+    return {
+        kind: xr.DataArray(cube, dims=tuple(coords), coords=coords) for kind, cube in cubes.items()
+    }, missing
 
 
 def _summary(changes: Mapping[str, xr.DataArray], experiment: str, label: str) -> dict[str, Any]:
@@ -314,12 +297,17 @@ def truth_comparison(
     """
     options = SpreadOptions(periods=(tuple(base), tuple(future)))
     label = options.period_labels[1]
-    run = run_changes(results, options, depth)
-    truths, missing = truth_changes(results, truth_index, events, options, depth)
+    scenario_names = sorted({c[0] for c in scenario_combos(results)})
+    run_cube = run_winter_event_days(results, options, depth).sel(experiment=scenario_names)
+    truth_cube, missing = truth_cubes(results, truth_index, events, options, depth)
+    run = period_changes(run_cube, options)
+    truths = {kind: period_changes(cube, options) for kind, cube in truth_cube.items()}
+    sampling = winter_sampling(run_cube, truth_cube["truth"], options)
     scenarios = {
         str(experiment): {
             "run": _summary(run, str(experiment), label),
             **{kind: _summary(truths[kind], str(experiment), label) for kind in TRUTH_KINDS},
+            "sampling": sampling.get(str(experiment)),
         }
         for experiment in truths["truth"]["period_multimodel_change"]["experiment"].values
     }
@@ -338,8 +326,59 @@ def truth_comparison(
             "(cascadia.run.spread.period_changes)"
         ),
         "combinations_without_truth": missing,
+        "sampling": SAMPLING,
         "scenarios": scenarios,
     }
+
+
+#: Winter resamples of :func:`winter_sampling`.
+SAMPLING_DRAWS = 2000
+SAMPLING = (
+    f"{SAMPLING_DRAWS} draws of each period's winters with replacement, the same draw for the "
+    "run and the truth (paired: both see the same weather) and for every model; 95 % "
+    "intervals of the multi-model mean change of each, of the run's error (run minus "
+    "truth), and the fraction of draws in which the run's change is within 30 % of the "
+    "truth's. The truth's interval is how much the change itself moves with which winters "
+    "fell in the two periods: a target narrower than it cannot be told apart"
+)
+
+
+def winter_sampling(
+    run: xr.DataArray,
+    truth: xr.DataArray,
+    options: SpreadOptions,
+    draws: int = SAMPLING_DRAWS,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Per scenario, how the run's and the truth's multi-model mean changes move with the
+    winters drawn (:data:`SAMPLING`); cubes as :func:`truth_cubes` gives them."""
+    label = options.period_labels[1]
+
+    def changes(cube: xr.DataArray) -> xr.DataArray:
+        resampled = winters_resampled(cube, options, draws, seed)
+        return multimodel_change(resampled, options)[2].sel(period=label)
+
+    run_change, truth_change = changes(run), changes(truth)
+    out = {}
+    for experiment in truth_change["experiment"].values:
+        r = run_change.sel(experiment=experiment).to_numpy()
+        t = truth_change.sel(experiment=experiment).to_numpy()
+        ok = np.isfinite(r) & np.isfinite(t)
+        if not ok.any():
+            continue
+        r, t = r[ok], t[ok]
+
+        def interval(x: np.ndarray) -> list[float]:
+            return [round(float(v), 3) for v in np.percentile(x, [2.5, 97.5])]
+
+        out[str(experiment)] = {
+            "draws": int(ok.sum()),
+            "run_change_95": interval(r),
+            "truth_change_95": interval(t),
+            "error_95": interval(r - t),
+            "within_30_percent": round(float(np.mean(np.abs(r - t) <= 0.3 * np.abs(t))), 3),
+        }
+    return out
 
 
 def _winter_means(time: xr.DataArray, values: np.ndarray) -> pd.Series:

@@ -442,15 +442,19 @@ def _truth(
         Table(
             "truth_comparison",
             f"Change of {comparison['quantity']}, {comparison['future_period']} vs "
-            f"{comparison['base_period']}: the run and the twin's truth, multi-model mean, the "
-            "range of the models' changes (members averaged), sign agreement and the period "
-            f"means. {truths}. Run: {comparison['run_events']}. "
-            f"Reduction: {comparison['reduction']}.",
+            f"{comparison['base_period']}: the run and the twin's truth, multi-model mean, its "
+            "95 % interval over the winters drawn, the range of the models' changes (members "
+            f"averaged), sign agreement and the period means. {truths}. Run: "
+            f"{comparison['run_events']}. Reduction: {comparison['reduction']}. Interval: "
+            f"{comparison['sampling']} (the run's error and the fraction within 30 %: "
+            f"{TRUTH_JSON}).",
             tables.truth_change_table(comparison),
             [
                 Column("experiment", "scenario"),
                 Column("side", "run or truth"),
                 Column("change", "change (days)", "{:+.2f}"),
+                Column("change_low", "95 % over winters, low", "{:+.2f}"),
+                Column("change_high", "… high", "{:+.2f}"),
                 Column("model_min", "lowest model", "{:+.2f}"),
                 Column("model_max", "highest model", "{:+.2f}"),
                 Column("agreement", "sign agreement", "{:.2f}"),

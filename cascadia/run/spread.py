@@ -664,6 +664,41 @@ def period_means(combo: xr.DataArray, options: SpreadOptions) -> xr.DataArray:
     return out.assign_coords(period=np.array(options.period_labels, dtype=object))
 
 
+def multimodel_change(
+    combo: xr.DataArray, options: SpreadOptions, family: xr.DataArray | None = None
+) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray]:
+    """Per-model period means (members averaged), per-model change against the first
+    period (NaN for the first), and its family-weighted multi-model mean; any extra dims of
+    ``combo`` (e.g. bootstrap resamples) are carried along."""
+    family = _no_families(combo) if family is None else family
+    with _quiet_empty_slices():
+        model = period_means(combo, options).mean("member_id", skipna=True)
+        change = model - model.isel(period=0, drop=True)
+        change = change.where(change["period"] != options.period_labels[0])
+        weights = family_weights(change.notnull(), family)
+        return model, change, change.weighted(weights).mean("source_id", skipna=True)
+
+
+def winters_resampled(
+    combo: xr.DataArray, options: SpreadOptions, draws: int, seed: int = 0
+) -> xr.DataArray:
+    """``combo`` with its winters drawn with replacement inside each period, ``draws``
+    times along a new ``resample`` dim; every draw keeps the period's winter labels, so
+    :func:`period_means` sees the same periods and coverage rule. The draw depends only on
+    the winter axis and ``seed``: two cubes on the same winters (a run and its truth) are
+    resampled alike, which pairs them."""
+    winters = combo["winter"].values
+    rng = np.random.default_rng(seed)
+    picks, labels = [], []
+    for first, last in options.periods:
+        inside = np.flatnonzero((winters >= first) & (winters <= last))
+        picks.append(inside[rng.integers(0, inside.size, size=(draws, inside.size))])
+        labels.append(winters[inside])
+    index = xr.DataArray(np.concatenate(picks, axis=1), dims=("resample", "winter"))
+    out = combo.isel(winter=index)
+    return out.assign_coords(winter=np.concatenate(labels), resample=np.arange(draws))
+
+
 def period_changes(
     combo: xr.DataArray, options: SpreadOptions, family: xr.DataArray | None = None
 ) -> dict[str, xr.DataArray]:
@@ -671,12 +706,8 @@ def period_changes(
     and its robustness across models (:func:`cascadia.run.robustness.period_robustness`)."""
     family = _no_families(combo) if family is None else family
     with _quiet_empty_slices():
-        model = period_means(combo, options).mean("member_id", skipna=True)
-        change = model - model.isel(period=0, drop=True)
-        change = change.where(change["period"] != options.period_labels[0])
+        model, change, mm_change = multimodel_change(combo, options, family)
         mean_weights = family_weights(model.notnull(), family)
-        change_weights = family_weights(change.notnull(), family)
-        mm_change = change.weighted(change_weights).mean("source_id", skipna=True)
         robust = robustness.period_robustness(
             combo.mean("member_id", skipna=True),
             change,
