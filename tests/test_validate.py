@@ -107,6 +107,17 @@ def test_validate_json_holds_the_scores_changes_and_hindcast_of_the_seed(validat
     assert "coverage 90 % 500 m" in md and "as many calibration winters give" in md
     assert "ssp585: run − truth (event days)" in md
     assert "ssp585: share of winter draws within 30 % of the truth" in md
+    # the targets counted: the change's over the seed's scenarios
+    targets = {row["target"]: row for row in payload["targets"]}
+    within = targets["event-day change within 30 % of the truth"]
+    errors = [r["relative_error"] for r in changes["scenarios"].values()]
+    errors = [e for e in errors if e is not None]  # none where the truth does not change
+    assert within["of"] == len(errors) >= 1
+    assert within["met"] == sum(abs(e) <= 0.3 for e in errors) == 3 - len(within["missed"])
+    nse = targets["test NSE 500 m ≥ 0.85"]
+    assert nse["of"] == 1 and nse["met"] == int(record["test_winters"]["500"]["nse"] >= 0.85)
+    assert targets["test same-week hit 1000 m ≥ 0.9"]["of"] == 1
+    assert "## Against the targets" in md and "event-day change within 30 %" in md
 
 
 def test_a_second_call_skips_the_done_seed(validated) -> None:
