@@ -509,3 +509,42 @@ def test_chromium_shows_the_figures(which, demo, respun, tmp_path: Path) -> None
     for src in images:
         assert _find(blank, np.asarray(Image.open(report / src).convert("RGB"))) is None, src
     assert _drawn(blank)[1] < 0.2 * _drawn(shot)[1]
+
+
+def test_a_scenario_panel_without_any_event_draws_quietly() -> None:
+    """A first scenario with no event in any model (its peak-intensity panel empty) gets the
+    panel's note and no legend: nothing reaches the user's terminal as a warning."""
+    import warnings
+
+    from cascadia.report.figures import scenario_chart
+
+    winters = np.arange(2015, 2101)
+    rows = []
+    for scenario, peak in (("ssp126", np.nan), ("ssp585", 0.4)):
+        for quantity, units, value in (
+            ("event_days", "days", 3.0),
+            ("peak_intensity", "degree_Celsius", peak),
+        ):
+            for w in winters:
+                rows.append(
+                    {
+                        "experiment": scenario,
+                        "winter": w,
+                        "quantity": quantity,
+                        "depth": 500.0,
+                        "units": units,
+                        "multimodel_mean": value,
+                        "p10": value - 1,
+                        "p90": value + 1,
+                    }
+                )
+    spread = pd.DataFrame(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chart = scenario_chart(spread, ["ssp126", "ssp585"], "results.zarr", "equal")
+    assert chart is not None
+    axes = chart.figure.axes
+    first_event_days, first_peak = axes[0], axes[2]
+    assert first_event_days.get_legend() is not None
+    assert first_peak.get_legend() is None
+    assert any("no event in any model" in t.get_text() for t in first_peak.texts)

@@ -401,7 +401,8 @@ def scenario_chart(
                 ax.set_title(scenario, fontsize=10)
             if c == 0:
                 ax.set_ylabel(f"{labels.get(quantity, quantity)}\nat {depth:g} m ({unit})")
-                ax.legend(fontsize=7, loc="upper right")
+                if ax.get_legend_handles_labels()[0]:  # an empty panel has nothing to name
+                    ax.legend(fontsize=7, loc="upper right")
             ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("winter (year of its January)")
