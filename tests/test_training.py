@@ -34,6 +34,7 @@ from cascadia.learning.training import (
     prepare_series,
     select_candidates,
     train_ensemble,
+    train_member,
 )
 
 TRAIN = [*range(1992, 2002), 2003, 2004]
@@ -342,6 +343,56 @@ def test_the_density_gate_reads_the_one_input_the_clamp_leaves_free() -> None:
     gated = _config(architectures=None, hparams={"reservoir": True, "density_gate": True})
     assert gate_features(gated, names) == ("shelf_sigma0@shelf",)
     assert gate_features(_config(), names) == ()
+
+
+def test_an_anchored_gate_sits_below_the_training_event_days_and_is_not_learned() -> None:
+    """``density_gate: events``: per depth the threshold is the margin below the least dense
+    gate input on which the candidate's *training* days saw an event (a lighter event in a
+    validation winter is not read), and neither it nor the steepness moves in training."""
+    base = synthetic_series()
+    # a density-like input: the shelf's leaky 60-day integral of cooling (what the events follow)
+    shelf = pd.Series(base.predictors[:, 0]).ewm(alpha=1 - np.exp(-1 / 60)).mean().to_numpy()
+    data = dataclasses.replace(
+        base,
+        predictors=np.stack([shelf, base.predictors[:, 1]], axis=1),
+        feature_names=("shelf_sigma0@shelf", "wind"),
+    )
+    config = _config(
+        architectures=None,
+        architecture="lstm",
+        hparams={"hidden": 8, "reservoir": True, "density_gate": "events", "gate_margin": 0.3},
+        epochs=2,
+        min_epochs=1,
+        batches_per_epoch=2,
+    )
+    series, _ = prepare_series(data, config)
+    density = series.x[:, 0]
+    # an event on the lightest validation day: an anchor that read it would sit far lower
+    lightest = np.flatnonzero(series.validation)[np.argmin(density[series.validation])]
+    events = series.events.copy()
+    events[lightest] = 1.0
+    series = dataclasses.replace(series, events=events)
+    expected = [float(density[series.train & (events[:, d] > 0.5)].min()) - 0.3 for d in range(2)]
+    assert density[lightest] < expected[0] - 1.0  # at 500 m it would move the anchor
+
+    result = train_member(config, series, 0)
+    assert result.hparams["gate_column"] == 0
+    np.testing.assert_allclose(result.hparams["gate_threshold"], expected, atol=1e-6)
+    assert result.hparams["gate_steepness"] == 10.0
+    gate = result.model().gate
+    np.testing.assert_allclose(gate.threshold.detach().numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        torch.nn.functional.softplus(gate.raw_steepness).detach().numpy(), 10.0, rtol=1e-5
+    )
+    # at its threshold the gate is half open, a standard deviation above it fully
+    at = torch.tensor([[expected[0], expected[0] + 1.0]])
+    np.testing.assert_allclose(gate(at)[0, :, 0].exp().detach().numpy(), [0.5, 1.0], atol=1e-4)
+
+    no_deep_events = dataclasses.replace(series, events=np.where(np.arange(2) == 1, 0.0, events))
+    with pytest.raises(ValueError, match="target 1 has none"):
+        train_member(config, no_deep_events, 0)
+    with pytest.raises(ValueError, match="density_gate must be true, false or 'events'"):
+        train_member(_config(architectures=None, hparams={"density_gate": "yes"}), series, 0)
 
 
 class _Sentinel:

@@ -504,15 +504,36 @@ def gate_features(config: TrainingConfig, feature_names: Sequence[str]) -> tuple
     return tuple(name for name in feature_names if name.split("@")[0] == GATE_FEATURE)
 
 
-def resolve_gate(hparams: dict[str, Any], feature_names: Sequence[str]) -> dict[str, Any]:
-    """Turn the job's ``density_gate: true`` into the model's ``gate_column``.
+#: An anchored gate (``density_gate: events``): how far below the least dense training
+#: event day its threshold lies, and its steepness, both per standardised unit of the slab
+#: density. A priori, not fitted: open above 0.9 on every density the record cascaded at,
+#: closed below 0.05 half a standard deviation under the least dense of them.
+GATE_MARGIN = 0.25
+GATE_STEEPNESS = 10.0
+
+
+def resolve_gate(
+    hparams: dict[str, Any],
+    feature_names: Sequence[str],
+    series: PreparedSeries | None = None,
+) -> dict[str, Any]:
+    """Turn the job's ``density_gate`` into the model's gate hyperparameters.
 
     The job names the physics (a gate on the shelf slab's density); which input
     column carries it depends on the feature recipe, so it is resolved here, and the
-    resolved index is what the model directory records.
+    resolved index is what the model directory records. ``density_gate: true`` learns
+    the gate; ``events`` anchors it on the training days' observed events (``series``'s
+    standardised inputs, event flags and training mask, so a cross-fitted candidate
+    never reads its validation fold): per depth, the threshold is ``gate_margin``
+    (default :data:`GATE_MARGIN`) below the least dense slab on which an event was
+    observed, with a fixed ``gate_steepness`` (default :data:`GATE_STEEPNESS`).
     """
     out = dict(hparams)
-    if not out.pop("density_gate", False):
+    kind = out.pop("density_gate", False)
+    margin = out.pop("gate_margin", GATE_MARGIN)
+    if kind not in (True, False, "events"):
+        raise ValueError(f"density_gate must be true, false or 'events', got {kind!r}")
+    if not kind:
         return out
     columns = [i for i, name in enumerate(feature_names) if name.split("@")[0] == GATE_FEATURE]
     if len(columns) != 1:
@@ -521,7 +542,33 @@ def resolve_gate(hparams: dict[str, Any], feature_names: Sequence[str]) -> dict[
             f"true); the inputs are {list(feature_names)}"
         )
     out["gate_column"] = columns[0]
+    if kind == "events":
+        if series is None:
+            raise ValueError("density_gate: events needs the training series to anchor on")
+        out["gate_threshold"] = event_density_floor(series, columns[0], float(margin))
+        out.setdefault("gate_steepness", GATE_STEEPNESS)
     return out
+
+
+def event_density_floor(series: PreparedSeries, column: int, margin: float) -> list[float]:
+    """Per target: ``margin`` below the least dense input ``column`` on a training event day.
+
+    Raises
+    ------
+    ValueError
+        A target without an observed event day among the training days (named).
+    """
+    density = series.x[:, column]
+    floor = []
+    for d in range(series.events.shape[1]):
+        days = series.train & (series.events[:, d] > 0.5) & np.isfinite(density)
+        if not days.any():
+            raise ValueError(
+                f"density_gate: events needs an observed event day at every depth among the "
+                f"training days; target {d} has none (use density_gate: true)"
+            )
+        floor.append(round(float(density[days].min()) - margin, 6))
+    return floor
 
 
 def train_member(
@@ -559,7 +606,7 @@ def train_member(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_depths = series.y.shape[1]
-    hparams = resolve_gate(spec.hparams, series.feature_names)
+    hparams = resolve_gate(spec.hparams, series.feature_names, series)
     model = build_model(spec.name, n_features=series.x.shape[1], n_depths=n_depths, **hparams)
     model = model.to(device)  # initialised on the CPU: the same weights on every device
     length = config.lookback_days + config.window_days

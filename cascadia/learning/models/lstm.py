@@ -42,6 +42,11 @@ class LSTMModel(SequenceModel):
         Input column of the shelf slab's density: the event logit and the reservoir's
         cold-water input are scaled by a :class:`~cascadia.learning.models.reservoir.DensityGate`
         on it, monotone in the density (set from the job's ``density_gate: true``).
+    gate_threshold : list of float, optional
+        Anchor the gate: its threshold per depth (standardised density) and
+        ``gate_steepness``, both fixed (set from the job's ``density_gate: events``).
+    gate_steepness : float
+        The gate's steepness per standardised unit (its starting value when learned).
     """
 
     stateful = True
@@ -55,6 +60,8 @@ class LSTMModel(SequenceModel):
         dropout: float = 0.1,
         reservoir: bool = False,
         gate_column: int | None = None,
+        gate_threshold: list[float] | None = None,
+        gate_steepness: float = 2.0,
     ) -> None:
         super().__init__(n_features, n_depths)
         self.lstm = nn.LSTM(
@@ -70,7 +77,13 @@ class LSTMModel(SequenceModel):
         if gate_column is not None and not 0 <= gate_column < n_features:
             raise ValueError(f"gate_column {gate_column} is not one of {n_features} inputs")
         self.gate_column = gate_column
-        self.gate = None if gate_column is None else DensityGate(n_depths)
+        if gate_threshold is not None and gate_column is None:
+            raise ValueError("gate_threshold needs a gate_column")
+        self.gate = (
+            None
+            if gate_column is None
+            else DensityGate(n_depths, steepness=gate_steepness, threshold=gate_threshold)
+        )
 
     def forward(
         self, x: torch.Tensor, state: LSTMState | None = None

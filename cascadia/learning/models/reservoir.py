@@ -15,6 +15,7 @@ shelf state and the wind — not how long its trace lasts.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -35,13 +36,31 @@ class DensityGate(nn.Module):
     ``σ(a_d (ρ − c_d))`` on the (standardised) slab density, with a learned threshold
     ``c_d`` and a positive learned steepness ``a_d`` per depth, scales the cold-water
     input and the event probability: lighter shelf water can only lower them.
+
+    With ``threshold`` given the gate is anchored, not learned: its threshold and
+    steepness are fixed (no gradient). Why: a learned threshold is not identified by
+    the training winters — the network can say "no cascade" itself, so the gate stays
+    where it starts, far below the densities at which the record cascades — while the
+    record does say which slab densities cascaded (``density_gate: events``,
+    :func:`cascadia.learning.training.resolve_gate`).
     """
 
-    def __init__(self, n_depths: int, steepness: float = 2.0) -> None:
+    def __init__(
+        self,
+        n_depths: int,
+        steepness: float = 2.0,
+        threshold: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
-        self.threshold = nn.Parameter(torch.zeros(n_depths))
+        start = torch.zeros(n_depths) if threshold is None else torch.tensor(threshold)
+        if start.shape != (n_depths,):
+            raise ValueError(f"gate threshold {list(threshold or [])} needs one value per depth")
+        self.threshold = nn.Parameter(start.float(), requires_grad=threshold is None)
         # softplus⁻¹(steepness): the steepness stays positive whatever the optimiser does
-        self.raw_steepness = nn.Parameter(torch.full((n_depths,), math.log(math.expm1(steepness))))
+        self.raw_steepness = nn.Parameter(
+            torch.full((n_depths,), math.log(math.expm1(steepness))),
+            requires_grad=threshold is None,
+        )
 
     def forward(self, density: torch.Tensor) -> torch.Tensor:
         """``log σ(a (ρ − c))``, ``(batch, time, depth)``, for ``density`` ``(batch, time)``."""
