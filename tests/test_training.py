@@ -32,6 +32,7 @@ from cascadia.learning.training import (
     TrainingConfig,
     gate_features,
     prepare_series,
+    resolve_gate,
     select_candidates,
     train_ensemble,
     train_member,
@@ -388,9 +389,19 @@ def test_an_anchored_gate_sits_below_the_training_event_days_and_is_not_learned(
     at = torch.tensor([[expected[0], expected[0] + 1.0]])
     np.testing.assert_allclose(gate(at)[0, :, 0].exp().detach().numpy(), [0.5, 1.0], atol=1e-4)
 
-    no_deep_events = dataclasses.replace(series, events=np.where(np.arange(2) == 1, 0.0, events))
-    with pytest.raises(ValueError, match="target 1 has none"):
-        train_member(config, no_deep_events, 0)
+    # no event at 1000 m among the training days: it takes the highest floor of the others;
+    # none anywhere: nothing to anchor on, the gate stays learned (and the hparams say so)
+    no_deep = dataclasses.replace(series, events=np.where(np.arange(2) == 1, 0.0, events))
+    assert (
+        resolve_gate(config.hparams, series.feature_names, no_deep)["gate_threshold"]
+        == [pytest.approx(expected[0], abs=1e-6)] * 2
+    )
+    none = dataclasses.replace(series, events=np.zeros_like(events))
+    assert resolve_gate(config.hparams, series.feature_names, none) == {
+        "hidden": 8,
+        "reservoir": True,
+        "gate_column": 0,
+    }
     with pytest.raises(ValueError, match="density_gate must be true, false or 'events'"):
         train_member(_config(architectures=None, hparams={"density_gate": "yes"}), series, 0)
 

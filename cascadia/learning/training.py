@@ -545,30 +545,31 @@ def resolve_gate(
     if kind == "events":
         if series is None:
             raise ValueError("density_gate: events needs the training series to anchor on")
-        out["gate_threshold"] = event_density_floor(series, columns[0], float(margin))
-        out.setdefault("gate_steepness", GATE_STEEPNESS)
+        floor = event_density_floor(series, columns[0], float(margin))
+        if floor is not None:  # else no training event at all: the gate stays learned
+            out["gate_threshold"] = floor
+            out.setdefault("gate_steepness", GATE_STEEPNESS)
     return out
 
 
-def event_density_floor(series: PreparedSeries, column: int, margin: float) -> list[float]:
+def event_density_floor(series: PreparedSeries, column: int, margin: float) -> list[float] | None:
     """Per target: ``margin`` below the least dense input ``column`` on a training event day.
 
-    Raises
-    ------
-    ValueError
-        A target without an observed event day among the training days (named).
+    A target without a training event day takes the highest floor of the others (deeper
+    water, denser plume: a cascade the record never showed there needs at least the
+    densest slab that reached another depth); ``None`` when no target has any (nothing
+    to anchor on: the caller keeps the learned gate, and the model directory records no
+    ``gate_threshold``).
     """
     density = series.x[:, column]
-    floor = []
+    floor: list[float | None] = []
     for d in range(series.events.shape[1]):
         days = series.train & (series.events[:, d] > 0.5) & np.isfinite(density)
-        if not days.any():
-            raise ValueError(
-                f"density_gate: events needs an observed event day at every depth among the "
-                f"training days; target {d} has none (use density_gate: true)"
-            )
-        floor.append(round(float(density[days].min()) - margin, 6))
-    return floor
+        floor.append(round(float(density[days].min()) - margin, 6) if days.any() else None)
+    known = [f for f in floor if f is not None]
+    if not known:
+        return None
+    return [max(known) if f is None else f for f in floor]
 
 
 def train_member(
