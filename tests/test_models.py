@@ -218,38 +218,6 @@ def test_the_density_gate_only_lowers_cascading_as_the_shelf_gets_lighter() -> N
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
-def test_the_excess_gate_cuts_light_water_and_grows_with_the_density_excess() -> None:
-    """``form="excess"``: ≈ max(0, ρ − c) in standardised units — the same cut-off on light
-    water as the sigmoid gate, but a slab one unit denser than another that already cascades
-    carries proportionally more cold water instead of a gate stuck at 1; finite however
-    light the slab, and anchored (no gradient)."""
-    gate = DensityGate(2, steepness=10.0, threshold=[0.5, 1.0], form="excess")
-    density = torch.tensor([[-60.0, -3.0, 0.0, 1.5, 2.5, 4.5]])
-    level = torch.exp(gate(density))[0]
-    # one and two units above the 500 m threshold, two and four above it: linear growth
-    torch.testing.assert_close(level[3:, 0], torch.tensor([1.0, 2.0, 4.0]), rtol=1e-4, atol=0)
-    torch.testing.assert_close(level[4:, 1], torch.tensor([1.5, 3.5]), rtol=1e-4, atol=0)
-    assert (level[:2] < 1e-15).all() and torch.isfinite(gate(density)).all()
-    assert (torch.diff(gate(torch.linspace(-40, 8, 200)[None]), dim=1) > 0).all()
-    sigmoid = DensityGate(2, steepness=10.0, threshold=[0.5, 1.0])
-    assert torch.exp(sigmoid(density))[0, 4:].max() <= 1.0
-    assert not any(p.requires_grad for p in gate.parameters())
-    with pytest.raises(ValueError, match="gate form must be 'sigmoid' or 'excess'"):
-        DensityGate(2, form="linear")  # type: ignore[arg-type]
-    model = build_model(
-        "lstm",
-        n_features=3,
-        hidden=8,
-        reservoir=True,
-        gate_column=1,
-        gate_threshold=[0.0, 0.2],
-        gate_steepness=10.0,
-        gate_form="excess",
-    )
-    assert model.hparams["gate_form"] == "excess" and model.gate is not None
-    assert model.gate.form == "excess"
-
-
 def test_the_job_names_the_gate_and_the_inputs_resolve_its_column() -> None:
     names = ("tas@shelf", "tos@shelf", "shelf_temperature@shelf", "shelf_sigma0@shelf")
     assert resolve_gate({"hidden": 8, "density_gate": True}, names) == {

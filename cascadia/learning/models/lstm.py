@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cascadia.learning.models.base import GaussianEventHead, ModelOutput, SequenceModel, register
-from cascadia.learning.models.reservoir import ColdReservoir, DensityGate, GateForm
+from cascadia.learning.models.reservoir import ColdReservoir, DensityGate
 
 __all__ = ["LSTMModel"]
 
@@ -47,9 +47,6 @@ class LSTMModel(SequenceModel):
         ``gate_steepness``, both fixed (set from the job's ``density_gate: events``).
     gate_steepness : float
         The gate's steepness per standardised unit (its starting value when learned).
-    gate_form : {"sigmoid", "excess"}
-        The gate's shape (:class:`~cascadia.learning.models.reservoir.DensityGate`): bounded
-        by 1, or growing with the slab's density excess over the threshold.
     """
 
     stateful = True
@@ -65,7 +62,6 @@ class LSTMModel(SequenceModel):
         gate_column: int | None = None,
         gate_threshold: list[float] | None = None,
         gate_steepness: float = 2.0,
-        gate_form: GateForm = "sigmoid",
     ) -> None:
         super().__init__(n_features, n_depths)
         self.lstm = nn.LSTM(
@@ -86,9 +82,7 @@ class LSTMModel(SequenceModel):
         self.gate = (
             None
             if gate_column is None
-            else DensityGate(
-                n_depths, steepness=gate_steepness, threshold=gate_threshold, form=gate_form
-            )
+            else DensityGate(n_depths, steepness=gate_steepness, threshold=gate_threshold)
         )
 
     def forward(

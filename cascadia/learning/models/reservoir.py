@@ -16,16 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ColdReservoir", "DensityGate", "GateForm"]
-
-#: The gate's shape: ``sigmoid`` (bounded by 1) or ``excess`` (the density excess).
-GateForm = Literal["sigmoid", "excess"]
+__all__ = ["ColdReservoir", "DensityGate"]
 
 
 class DensityGate(nn.Module):
@@ -41,14 +37,6 @@ class DensityGate(nn.Module):
     ``c_d`` and a positive learned steepness ``a_d`` per depth, scales the cold-water
     input and the event probability: lighter shelf water can only lower them.
 
-    ``form="excess"`` replaces the bounded sigmoid by the density excess over the threshold,
-    ``softplus(a (ρ − c)) / a`` (≈ ``max(0, ρ − c)`` in standardised units): the same
-    monotone cut-off on light water, but no ceiling on dense water. Why: a dense plume's
-    downslope transport grows with its reduced gravity ``g' = g Δρ / ρ₀`` (the Nof 1983
-    drift speed ``g' s / f``, Deep-Sea Res. 30; Shapiro & Hill 1997, J. Phys. Oceanogr.
-    27), so shelf water denser than any the record cascaded carries more cold water, where
-    a sigmoid gate (open, = 1) leaves the network to extrapolate a response it never saw.
-
     With ``threshold`` given the gate is anchored, not learned: its threshold and
     steepness are fixed (no gradient). Why: a learned threshold is not identified by
     the training winters — the network can say "no cascade" itself, so the gate stays
@@ -62,12 +50,8 @@ class DensityGate(nn.Module):
         n_depths: int,
         steepness: float = 2.0,
         threshold: Sequence[float] | None = None,
-        form: GateForm = "sigmoid",
     ) -> None:
         super().__init__()
-        if form not in ("sigmoid", "excess"):
-            raise ValueError(f"gate form must be 'sigmoid' or 'excess', got {form!r}")
-        self.form = form
         start = torch.zeros(n_depths) if threshold is None else torch.tensor(threshold)
         if start.shape != (n_depths,):
             raise ValueError(f"gate threshold {list(threshold or [])} needs one value per depth")
@@ -79,16 +63,9 @@ class DensityGate(nn.Module):
         )
 
     def forward(self, density: torch.Tensor) -> torch.Tensor:
-        """The log gate, ``(batch, time, depth)``, for ``density`` ``(batch, time)``:
-        ``log σ(a (ρ − c))``, or ``log(softplus(a (ρ − c)) / a)`` for the excess form."""
+        """``log σ(a (ρ − c))``, ``(batch, time, depth)``, for ``density`` ``(batch, time)``."""
         steepness = F.softplus(self.raw_steepness)
-        x = steepness * (density[..., None] - self.threshold)
-        if self.form == "sigmoid":
-            return F.logsigmoid(x)
-        # below x = −20 softplus(x) is e^x to float precision: its log is x, finite however
-        # light the slab (the log of an underflowed softplus would be −inf)
-        log_softplus = torch.where(x < -20.0, x, torch.log(F.softplus(x.clamp(min=-20.0))))
-        return log_softplus - torch.log(steepness)
+        return F.logsigmoid(steepness * (density[..., None] - self.threshold))
 
 
 class ColdReservoir(nn.Module):
