@@ -65,7 +65,7 @@ DEPTHS = ("500", "1000")
 #: Test-winter scores of the deep ensemble taken from ``metrics.json``.
 SCORES = ("crps", "nse", "event_hit_week", "coverage_90")
 #: Entries of ``metrics.json`` that are not a forecast with scores per depth.
-_NOT_BASELINES = ("ensemble", "warm_split", "cold_split")
+_NOT_BASELINES = ("ensemble", "warm_split", "cold_split", "strong_split")
 
 
 class ValidateError(ValueError):
@@ -152,7 +152,7 @@ def _coverage_interval(metrics: dict[str, Any], depth: str) -> dict[str, float |
 def split_scores(
     metrics: dict[str, Any], random: dict[str, Any], side: str
 ) -> dict[str, Any] | None:
-    """A warm or cold split's ensemble scores and their CRPS ratio to the random split's.
+    """A warm, cold or strong split's ensemble scores and their CRPS ratio to the random split's.
 
     Assumes ``metrics.json``'s ``<side>_split`` entry holds forecasts like the top level
     (``{"ensemble": {depth: {metric: value}}}``) or the ensemble's depths directly;
@@ -218,6 +218,7 @@ def seed_record(seed_dir: Path, seconds: float) -> dict[str, Any]:
         "test_winters": test,
         "warm_split": split_scores(metrics, test, "warm"),
         "cold_split": split_scores(metrics, test, "cold"),
+        "strong_split": split_scores(metrics, test, "strong"),
         "event_days_change": {
             "quantity": comparison["quantity"],
             "base_period": comparison["base_period"],
@@ -457,7 +458,7 @@ def _table(result: ValidateResult) -> list[str]:
             ),
             (f"… high {depth} m", t + "coverage_90_interval.calibration_high"),
         ]
-    for side in ("warm", "cold"):
+    for side in ("warm", "cold", "strong"):
         for depth in DEPTHS:
             w = f"{side}_split.{depth}."
             rows += [

@@ -11,7 +11,12 @@ import pytest
 from test_training import TEST, TRAIN, VALIDATION, _config, synthetic_series
 
 from cascadia.learning.ensemble import DeepEnsemble
-from cascadia.learning.folds import assign_folds, out_of_fold, select_per_fold
+from cascadia.learning.extrapolation_split import (
+    split_by_air_temperature,
+    split_by_cascade_strength,
+)
+from cascadia.learning.folds import assign_folds, cascade_strength, out_of_fold, select_per_fold
+from cascadia.learning.jobs import JobError
 from cascadia.learning.metrics import crps_gaussian
 from cascadia.learning.training import candidate_splits, prepare_series, train_ensemble
 
@@ -139,3 +144,31 @@ def test_cross_fitted_ensemble_keeps_a_member_per_fold(tmp_path: Path) -> None:
                 )
             )
         assert info["validation_crps"] == pytest.approx(np.mean(per_depth), rel=1e-3)
+
+
+def test_the_splits_hold_out_the_coldest_warmest_or_strongest_winters() -> None:
+    """Cold and warm splits: a third of the winters by mean air temperature; strong: the
+    tenth whose coldest anomaly (in standard deviations, averaged over depths) is lowest —
+    the rest keeps the weaker cascades to learn from."""
+    temperature = {2000 + i: 280.0 + t for i, t in enumerate([3, 1, 8, 5, 0, 7, 2, 6, 4])}
+    train, validation, test = split_by_air_temperature(temperature, 2, "cold")
+    assert test == [2001, 2004, 2006]  # 280, 281, 282 K
+    assert sorted(train + validation + test) == sorted(temperature) and len(validation) == 2
+    assert split_by_air_temperature(temperature, 2, "warm")[2] == [2002, 2005, 2007]
+
+    winters = np.repeat(np.arange(2000, 2020), 10)
+    anomaly = np.zeros((200, 2))
+    minima = {2003: (-3.0, -1.0), 2011: (-2.0, -0.5), 2017: (-0.4, -0.1)}
+    for winter, (deep500, deep1000) in minima.items():
+        anomaly[np.flatnonzero(winters == winter)[4]] = deep500, deep1000
+    anomaly[winters == 2019, 1] = np.nan  # a depth without data counts by the other one
+    pool = list(range(2000, 2020))
+    strength = cascade_strength(pool, winters, anomaly)
+    assert strength[2003] < strength[2011] < strength[2017] < strength[2000] == 0.0
+    assert strength[2019] == 0.0
+    train, validation, test = split_by_cascade_strength(strength, 3)
+    assert test == [2003, 2011]  # round(20 / 10) = 2 strongest; 2017's weak one is learned
+    assert 2017 in train + validation and len(validation) == 3
+    assert sorted(train + validation + test) == pool
+    with pytest.raises(JobError, match="strong_split needs at least 3 winters"):
+        split_by_cascade_strength({2000: -1.0, 2001: 0.0}, 1)

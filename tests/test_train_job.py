@@ -109,7 +109,7 @@ def _write(root: Path, name: str, job: dict[str, Any]) -> Path:
 @pytest.mark.slow
 def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
     job = _write(
-        world, "train.yaml", _job(world, evaluation={"warm_split": True, "cold_split": True})
+        world, "train.yaml", _job(world, evaluation={"warm_split": True, "strong_split": True})
     )
     started = time.perf_counter()
     assert main(["train", "--job", str(job)]) == 0
@@ -157,17 +157,16 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
     assert resolved["targets"]["background"]["extrapolation"] == "hold"
 
     metrics = json.loads((out / "metrics.json").read_text())
-    splits = {side: metrics.pop(f"{side}_split") for side in ("warm", "cold")}
+    splits = {side: metrics.pop(f"{side}_split") for side in ("warm", "strong")}
+    assert "cold_split" not in metrics  # not asked for
     verification = metrics.pop("verification")
     assert set(metrics) == set(MODELS)
     _check_verification(verification, metrics)
     for side, section in splits.items():
         _check_split(side, out, section, metrics)
-    # Both rank the same winters the same way; their tests are the two ends.
-    assert splits["warm"]["winter_mean_tas_K"] == splits["cold"]["winter_mean_tas_K"]
-    assert not set(splits["warm"]["test_winters"]) & set(splits["cold"]["test_winters"])
     timing = json.loads((out / "timing.json").read_text())
-    assert timing["warm_split_seconds"] > 0 and timing["cold_split_seconds"] > 0
+    assert timing["warm_split_seconds"] > 0 and timing["strong_split_seconds"] > 0
+    assert timing["cold_split_seconds"] is None
     for model in MODELS:
         assert set(metrics[model]) == {"500", "1000"}
         for depth, row in metrics[model].items():
@@ -228,7 +227,7 @@ def test_train_job_end_to_end(world: Path, capsys: pytest.CaptureFixture[str]) -
     assert "winters it was calibrated on" in report
     # the extrapolation checks beside the random split, each side's test winters named
     assert "## Extrapolation checks" in report
-    for side in ("warm", "cold"):
+    for side in ("warm", "strong"):
         winters = ", ".join(str(w) for w in splits[side]["test_winters"])
         ratio = splits[side][f"crps_ratio_{side}_to_random"]["500"]
         assert f"| {side} | {winters} | 500 m | " in report
@@ -287,48 +286,46 @@ def _check_coverage(
 
 
 def _check_split(side: str, out: Path, split: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """A warm (cold) split: the warmest (coldest) third of the winters by shelf air
-    temperature is the test."""
+    """A warm split: the warmest third of the winters by shelf air temperature is the test;
+    a strong split: the strongest tenth of the cascades."""
     pool = sorted(TRAIN + VALIDATION + TEST)
-    temperature = {int(w): t for w, t in split["winter_mean_tas_K"].items()}
-    assert sorted(temperature) == pool
+    ranked_by = "winter_mean_tas_K" if side == "warm" else "winter_cascade_strength"
+    value = {int(w): t for w, t in split[ranked_by].items()}
+    assert sorted(value) == pool
     norm = json.loads((out / "normalisation.json").read_text())
     assert "tas@gulf_of_lion_shelf" in norm["feature_names"]
-    ranked = sorted(pool, key=lambda w: temperature[w])
     rest = split["train_winters"] + split["validation_winters"]
-    # round(11 / 3) = 4 most extreme winters, all beyond every learning winter
     if side == "warm":
-        assert split["test_winters"] == sorted(ranked[-4:])
-        assert min(temperature[w] for w in split["test_winters"]) > max(
-            temperature[w] for w in rest
-        )
+        # round(11 / 3) = 4 warmest winters, all beyond every learning winter
+        assert split["test_winters"] == sorted(sorted(pool, key=lambda w: value[w])[-4:])
+        assert min(value[w] for w in split["test_winters"]) > max(value[w] for w in rest)
+        assert split["rule"].startswith("test = warmest third")
     else:
-        assert split["test_winters"] == sorted(ranked[:4])
-        assert max(temperature[w] for w in split["test_winters"]) < min(
-            temperature[w] for w in rest
-        )
+        # round(11 / 10) = 1 winter: the one whose coldest anomaly is the most negative
+        (held,) = split["test_winters"]
+        assert value[held] == min(value.values()) < 0
+        assert split["rule"].startswith("test = the strongest tenth")
     assert len(split["validation_winters"]) == len(VALIDATION)
     assert sorted(rest + split["test_winters"]) == pool
     # Its own model directory, trained with the same design and scored the same way.
     config = yaml.safe_load((out / f"{side}_split" / "job.yaml").read_text())
     assert config["training"]["test_winters"] == split["test_winters"]
     assert config["training"]["epochs"] == 2 and config["training"]["members"] == 2
-    assert not config["evaluation"]["warm_split"] and not config["evaluation"]["cold_split"]
+    assert not any(config["evaluation"][f"{s}_split"] for s in ("warm", "cold", "strong"))
     scored = {k: v for k, v in split.items() if k in MODELS}
     assert set(scored) == set(MODELS) - {"member_0", "member_1"}
     assert set(split) - set(scored) == {
         "rule",
-        "winter_mean_tas_K",
+        ranked_by,
         "train_winters",
         "validation_winters",
         "test_winters",
         f"crps_ratio_{side}_to_random",
     }
-    assert split["rule"].startswith(f"test = {side}est third")
     for depth in ("500", "1000"):
         row = scored["ensemble"][depth]
         assert {"crps", "nse", "coverage_90", "event_hit_week", "far"} <= set(row)
-        assert row["crps"] > 0 and row["n_days"] > 300
+        assert row["crps"] > 0 and row["n_days"] > 75 * len(split["test_winters"])
         ratio = split[f"crps_ratio_{side}_to_random"][depth]
         assert ratio == pytest.approx(row["crps"] / metrics["ensemble"][depth]["crps"])
         print(

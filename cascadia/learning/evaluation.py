@@ -777,15 +777,17 @@ def _coverage_lines(verification: Mapping[str, Any], key: str) -> list[str]:
 
 
 def _split_lines(splits: Mapping[str, Mapping[str, Any]], depths: Sequence[float]) -> list[str]:
-    """The warm and cold splits beside the random split: can the design extrapolate?"""
+    """The warm, cold and strong splits beside the random split: can the design extrapolate?"""
     lines = [
         "## Extrapolation checks",
         "",
         "The same design trained on two thirds of the winters ranked by November-April shelf "
         "air temperature and scored on the other, most extreme third (warm split: the "
-        "warmest, as in the projections; cold split: the coldest, as before the record). "
-        "CRPS ratio: split over random split (above 1: worse than on the random test "
-        "winters).",
+        "warmest, as in the projections; cold split: the coldest, as before the record), "
+        "and on the strongest tenth of the cascades (strong split: cascades stronger than "
+        "any learned; its ratio is above 1 by construction, read it beside gradient "
+        "boosting). CRPS ratio: split over random split (above 1: worse than on the random "
+        "test winters).",
         "",
         "| split | test winters | depth | CRPS | ratio to random | NSE | same-week hit | "
         "frequency bias | gradient boosting CRPS |",
@@ -874,7 +876,7 @@ def write_report(
     With ``verification`` (the section of :func:`verification_section`) the report adds
     ``reliability.png``, the PIT flatness, the event tables, the event/quiet-day scores
     and the CRPS skill against each baseline with its interval; with ``splits`` (the
-    ``warm_split`` / ``cold_split`` sections by side) the extrapolation checks.
+    ``warm_split`` / ``cold_split`` / ``strong_split`` sections by side) the extrapolation checks.
 
     Returns
     -------

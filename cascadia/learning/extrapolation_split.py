@@ -1,4 +1,4 @@
-"""Warm and cold splits: does the design extrapolate beyond the winters it learned from?
+"""Warm, cold and strong splits: does the design extrapolate beyond the winters it learned from?
 
 Why: the headline of the study is a 2080–2100 projection, an extrapolation to a
 warmer climate, and the hindcasts before the mooring record reach winters colder,
@@ -16,6 +16,18 @@ temperature, per depth the ratio split CRPS / random-split CRPS (the issue asks 
 {depth: {metric: value}}}``), the scores of the ensemble and the baselines (CRPS,
 NSE, coverage, same-week event hit rate, false-alarm ratio, the same-week table's
 FAR and CSI, CRPS and coverage on event and quiet days…).
+
+The **strong** split asks the hindcasts' other question: the decades before the record
+cascaded harder than any winter in it. Ranking by air temperature cannot pose it — nearly
+every observed cascade of a world lies in its coldest third, so a cold split leaves the
+design no cascade to learn from. The strong split holds out only the strongest tenth of
+the winters by their cascade (:func:`cascadia.learning.folds.cascade_strength`: the
+coldest observed anomaly in standard deviations, averaged over depths; at least one
+winter) and trains on the rest, which keeps the weaker cascades: how does the design
+reach a cascade stronger than any it saw? Its section holds ``winter_cascade_strength``
+where the others hold ``winter_mean_tas_K``; its CRPS ratio to the random split is above
+1 by construction (the strongest winters are the hardest), so read it beside gradient
+boosting's on the same winters.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from cascadia.learning.folds import cascade_strength
 from cascadia.learning.jobs import JobError, TrainJob
 from cascadia.mooring.targets import AlignedSeries
 
@@ -35,13 +48,16 @@ __all__ = [
     "WINTER_MONTHS",
     "Side",
     "split_by_air_temperature",
+    "split_by_cascade_strength",
     "split_job",
     "split_section",
 ]
 
-Side = Literal["warm", "cold"]
+Side = Literal["warm", "cold", "strong"]
 #: The sides a job can ask for, in the order they are trained.
-SIDES: tuple[Side, ...] = ("warm", "cold")
+SIDES: tuple[Side, ...] = ("warm", "cold", "strong")
+#: Share of the winters the strong split holds out (at least one).
+STRONG_SHARE = 0.1
 
 #: Months of the winter mean (November–April): the cooling season.
 WINTER_MONTHS = (11, 12, 1, 2, 3, 4)
@@ -107,7 +123,26 @@ def split_by_air_temperature(
     so that they are neither all the most nor all the least extreme.
     """
     ranked = sorted(temperature, key=lambda w: (temperature[w], w), reverse=side == "cold")
-    n_test = max(1, round(len(ranked) / 3))
+    return _held_out(ranked, max(1, round(len(ranked) / 3)), n_validation, side)
+
+
+def split_by_cascade_strength(
+    strength: Mapping[int, float], n_validation: int
+) -> tuple[list[int], list[int], list[int]]:
+    """(train, validation, test) winters: the strongest tenth of the cascades is the test.
+
+    ``strength`` is :func:`cascadia.learning.folds.cascade_strength` (more negative:
+    stronger); validation winters are spread over the others' strength ranks.
+    """
+    ranked = sorted(strength, key=lambda w: (-strength[w], w))
+    return _held_out(ranked, max(1, round(len(ranked) * STRONG_SHARE)), n_validation, "strong")
+
+
+def _held_out(
+    ranked: list[int], n_test: int, n_validation: int, side: Side
+) -> tuple[list[int], list[int], list[int]]:
+    """The last ``n_test`` of ``ranked`` as the test, validation winters spread evenly
+    over the ranks of the others (neither all the most nor all the least extreme)."""
     rest, test = ranked[:-n_test], ranked[-n_test:]
     if len(rest) < 2:
         raise JobError(
@@ -126,7 +161,7 @@ def split_job(
     """The job's design on a split: only the winters change (no report, no recursion)."""
     data = job.model_dump()
     data["training"].update(train_winters=train, validation_winters=validation, test_winters=test)
-    data["evaluation"].update(warm_split=False, cold_split=False, report=False)
+    data["evaluation"].update(warm_split=False, cold_split=False, strong_split=False, report=False)
     data["output"] = None
     try:
         return TrainJob.model_validate(data)
@@ -162,10 +197,24 @@ def split_section(
     """
     cfg = job.training
     pool = sorted(set(cfg.train_winters) | set(cfg.validation_winters) | set(cfg.test_winters))
-    temperature = winter_mean_air_temperature(series, winters, region, pool)
-    train, validation, test = split_by_air_temperature(
-        temperature, len(cfg.validation_winters), side
-    )
+    n_validation = len(cfg.validation_winters)
+    if side == "strong":
+        ranking = cascade_strength(pool, winters, series.anomaly)
+        train, validation, test = split_by_cascade_strength(ranking, n_validation)
+        rule = (
+            "test = the strongest tenth of the job's winters by their coldest observed "
+            "anomaly (standard deviations, mean over depths); the same design trained on "
+            "the rest"
+        )
+        ranked_by = "winter_cascade_strength"
+    else:
+        ranking = winter_mean_air_temperature(series, winters, region, pool)
+        train, validation, test = split_by_air_temperature(ranking, n_validation, side)
+        rule = (
+            f"test = {side}est third of the job's winters by Nov-Apr mean tas@{region}; "
+            "the same design trained on the rest"
+        )
+        ranked_by = "winter_mean_tas_K"
     metrics = run(split_job(job, side, train, validation, test))
     # Forecasts only: members and the verification section (PIT, reliability) stay in
     # the split's own metrics.json.
@@ -178,11 +227,8 @@ def split_section(
         )
         ratio[depth] = split / random if split is not None and random else None
     return {
-        "rule": (
-            f"test = {side}est third of the job's winters by Nov-Apr mean tas@{region}; "
-            "the same design trained on the rest"
-        ),
-        "winter_mean_tas_K": {str(w): temperature[w] for w in sorted(temperature)},
+        "rule": rule,
+        ranked_by: {str(w): ranking[w] for w in sorted(ranking)},
         "train_winters": train,
         "validation_winters": validation,
         "test_winters": test,

@@ -24,12 +24,31 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["assign_folds", "fold_of", "out_of_fold", "select_per_fold"]
+__all__ = ["assign_folds", "cascade_strength", "fold_of", "out_of_fold", "select_per_fold"]
 
 
 def fold_of(candidate: int, folds: int) -> int:
     """Fold on which candidate ``candidate`` validates (round robin)."""
     return candidate % folds
+
+
+def cascade_strength(
+    pool: Sequence[int], winters: npt.ArrayLike, targets: npt.ArrayLike
+) -> dict[int, float]:
+    """Each pool winter's coldest observed anomaly, per depth in units of that depth's
+    standard deviation over the pool, averaged over depths: the more negative, the stronger
+    its cascade (0 for a winter without data: quiet)."""
+    labels = np.asarray(winters)
+    y = np.asarray(targets, dtype=np.float64)
+    in_pool = np.isin(labels, list(pool))
+    scale = np.nanstd(np.where(in_pool[:, None], y, np.nan), axis=0)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    strength = {}
+    for winter in pool:
+        days = y[labels == winter] / scale
+        minima = [np.nanmin(col) for col in days.T if np.isfinite(col).any()]
+        strength[int(winter)] = float(np.mean(minima)) if minima else 0.0
+    return strength
 
 
 def assign_folds(
@@ -59,16 +78,7 @@ def assign_folds(
     """
     if not 2 <= folds <= len(pool):
         raise ValueError(f"folds ({folds}) must be between 2 and the pool's {len(pool)} winters")
-    labels = np.asarray(winters)
-    y = np.asarray(targets, dtype=np.float64)
-    in_pool = np.isin(labels, list(pool))
-    scale = np.nanstd(np.where(in_pool[:, None], y, np.nan), axis=0)
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    strength = {}
-    for winter in pool:
-        days = y[labels == winter] / scale
-        minima = [np.nanmin(col) for col in days.T if np.isfinite(col).any()]
-        strength[winter] = float(np.mean(minima)) if minima else 0.0
+    strength = cascade_strength(pool, winters, targets)
     ranked = sorted(pool, key=lambda w: (strength[w], w))
     assigned: list[list[int]] = [[] for _ in range(folds)]
     for rank, winter in enumerate(ranked):

@@ -129,6 +129,11 @@ class EvaluationConfig(_Strict):
         The mirror: trained on the warmer two thirds, scored on the coldest third
         (``cold_split``): how the design extrapolates to the colder, more strongly
         cascading winters of the hindcasts before the record. Another ensemble.
+    strong_split
+        Trained without the strongest tenth of the winters by their cascade, scored on them
+        (``strong_split``): how the design reaches cascades stronger than any it learned
+        from, which a cold split cannot ask when the coldest third holds nearly every
+        cascade (:mod:`cascadia.learning.extrapolation_split`). Another ensemble.
     """
 
     bootstrap_samples: int = Field(2000, ge=100)
@@ -137,6 +142,7 @@ class EvaluationConfig(_Strict):
     report: bool = True
     warm_split: bool = False
     cold_split: bool = False
+    strong_split: bool = False
 
 
 class TrainJob(_Strict):

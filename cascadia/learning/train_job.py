@@ -20,10 +20,10 @@
    network's own features) on the winters the members learned from and write
    ``metrics.json``, ``comparison.json``, ``winter_events.json``, ``hindcast.csv``
    and ``report/``;
-5. with ``evaluation.warm_split`` (``cold_split``), train and score the same design on
-   the colder (warmer) two thirds of the winters
-   (:mod:`cascadia.learning.extrapolation_split`) and add its ``warm_split``
-   (``cold_split``) section to ``metrics.json``.
+5. with ``evaluation.warm_split`` (``cold_split``, ``strong_split``), train and score the
+   same design on the colder (warmer) two thirds of the winters (the winters without the
+   strongest tenth of the cascades) (:mod:`cascadia.learning.extrapolation_split`) and add
+   its ``warm_split`` (``cold_split``, ``strong_split``) section to ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ class TrainJobResult:
     metrics : dict
         ``{model: {depth: {metric: value}}}`` on the test winters, the
         ``verification`` section (PIT, reliability, skill intervals, descriptions)
-        and the ``warm_split`` and ``cold_split`` sections when the job asks for them.
+        and the ``warm_split``, ``cold_split`` and ``strong_split`` sections when the job
+        asks for them.
     comparison : dict
         Paired bootstrap of the CRPS, ensemble vs best member.
     train_seconds : float
@@ -731,8 +732,12 @@ def run_train_job(
         if not getattr(job.evaluation, f"{side}_split"):
             continue
         t3 = _time.perf_counter()
-        rest = "colder" if side == "warm" else "warmer"
-        log(f"{side} split: the same design on the {rest} two thirds of the winters")
+        rest = {
+            "warm": "the colder two thirds of the winters",
+            "cold": "the warmer two thirds of the winters",
+            "strong": "the winters without the strongest tenth of the cascades",
+        }[side]
+        log(f"{side} split: the same design on {rest}")
 
         def run_split(split: TrainJob, side: str = side) -> dict[str, Any]:
             return run_train_job(
