@@ -23,7 +23,6 @@ from cascadia.learning.models import (
     year_phase,
 )
 from cascadia.learning.models import base as models_base
-from cascadia.learning.models.base import InputDropout
 from cascadia.learning.models.reservoir import ColdReservoir, DensityGate
 from cascadia.learning.training import resolve_gate
 
@@ -230,34 +229,6 @@ def test_the_job_names_the_gate_and_the_inputs_resolve_its_column() -> None:
         resolve_gate({"density_gate": True}, names[:2])
     with pytest.raises(ValueError, match="gate_column 7 is not one of 4 inputs"):
         build_model("lstm", n_features=4, gate_column=7)
-
-
-def test_input_dropout_drops_whole_columns_in_training_and_nothing_in_prediction() -> None:
-    """A dropped input is its training mean (0) for the whole window; a kept one is the
-    input itself, not rescaled; prediction sees every input; the gate reads the density."""
-    torch.manual_seed(0)
-    dropout = InputDropout(0.25).train()
-    x = torch.randn(400, 30, 6)
-    out = dropout(x)
-    dropped = (out == 0).all(dim=1)
-    kept = (out == x).all(dim=1)
-    assert (dropped ^ kept).all()
-    assert abs(dropped.float().mean().item() - 0.25) < 0.03
-    assert torch.equal(dropout.eval()(x), x)
-    with pytest.raises(ValueError, match=r"input_dropout must lie in \[0, 1\), got 1.0"):
-        InputDropout(1.0)
-
-    plain = build_model("lstm", n_features=4, hidden=8, gate_column=3).eval()
-    dropping = build_model("lstm", n_features=4, hidden=8, gate_column=3, input_dropout=0.5)
-    dropping.load_state_dict(plain.state_dict())  # no parameters of its own
-    x = torch.randn(2, 50, 4)
-    with torch.no_grad():
-        torch.testing.assert_close(plain(x)[0], dropping.eval()(x)[0], rtol=0, atol=0)
-        # In training the LSTM may lose the density column, the gate never does.
-        dropping.train()
-        light = x.clone()
-        light[..., 3] -= 30.0
-        assert torch.sigmoid(dropping(light)[0].event_logit).max() < 1e-12
 
 
 @pytest.mark.parametrize("timescale", [0.5, 12.0, 200.0])

@@ -24,7 +24,6 @@ from torch import nn
 __all__ = [
     "LOG_VAR_BOUND",
     "GaussianEventHead",
-    "InputDropout",
     "ModelOutput",
     "SequenceModel",
     "available_models",
@@ -79,31 +78,6 @@ class GaussianEventHead(nn.Module):
         # tanh bound instead of a clamp: gradients never vanish at the edges.
         log_var = LOG_VAR_BOUND * torch.tanh(raw_log_var / LOG_VAR_BOUND)
         return ModelOutput(mean, log_var, logit)
-
-
-class InputDropout(nn.Module):
-    """Drop whole input columns of a training window: each replaced by its training mean.
-
-    Every column of every sequence is dropped with probability ``p`` for the whole window
-    (standardised inputs: the training mean is 0), so the network cannot lean on one
-    predictor's day-to-day sequence where others carry the same physics (feature
-    dropout against co-adaptation, Srivastava et al. 2014). Unlike ``nn.Dropout1d`` the
-    kept columns are not rescaled: a rescaled standardised input would be a different
-    predictor in training than in prediction. The identity when not training.
-    """
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"input_dropout must lie in [0, 1), got {p}")
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(batch, time, features)`` with dropped columns at 0 for their window."""
-        if not self.training or self.p == 0.0:
-            return x
-        keep = torch.rand(x.shape[0], 1, x.shape[2], device=x.device) >= self.p
-        return x * keep.to(x.dtype)
 
 
 class SequenceModel(nn.Module):

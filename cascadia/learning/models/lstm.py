@@ -5,13 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cascadia.learning.models.base import (
-    GaussianEventHead,
-    InputDropout,
-    ModelOutput,
-    SequenceModel,
-    register,
-)
+from cascadia.learning.models.base import GaussianEventHead, ModelOutput, SequenceModel, register
 from cascadia.learning.models.reservoir import ColdReservoir, DensityGate
 
 __all__ = ["LSTMModel"]
@@ -53,10 +47,6 @@ class LSTMModel(SequenceModel):
         ``gate_steepness``, both fixed (set from the job's ``density_gate: events``).
     gate_steepness : float
         The gate's steepness per standardised unit (its starting value when learned).
-    input_dropout : float
-        Probability that an input column is replaced by its training mean for a whole
-        training window (:class:`~cascadia.learning.models.base.InputDropout`); the
-        density gate still reads the slab density.
     """
 
     stateful = True
@@ -72,10 +62,8 @@ class LSTMModel(SequenceModel):
         gate_column: int | None = None,
         gate_threshold: list[float] | None = None,
         gate_steepness: float = 2.0,
-        input_dropout: float = 0.0,
     ) -> None:
         super().__init__(n_features, n_depths)
-        self.input_dropout = InputDropout(input_dropout)
         self.lstm = nn.LSTM(
             n_features,
             hidden,
@@ -109,7 +97,7 @@ class LSTMModel(SequenceModel):
         """
         self._check_input(x)
         recurrent = None if state is None else (state[0], state[1])
-        h, (h_n, c_n) = self.lstm(self.input_dropout(x), recurrent)
+        h, (h_n, c_n) = self.lstm(x, recurrent)
         h = self.dropout(h)
         out = self.head(h)
         log_gate = None
