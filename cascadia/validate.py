@@ -43,7 +43,7 @@ __all__ = [
 #: The repository's own worlds: the demo's default (0), the tests' worlds (0-5, 9),
 #: benchmarks and tuning tests (7), a training test (100).
 _OWN_SEEDS = (0, 1, 2, 3, 4, 5, 7, 9, 100)
-#: Seeds validate has scored (docs/run.md): their scores shaped the designs after them (the
+#: Seeds validate has scored (docs/validation.md): their scores shaped the designs after them (the
 #: density gate; the inputs held to their training range; the background before the
 #: record) or were looked at.
 _SCORED_SEEDS = (
@@ -296,7 +296,7 @@ def summarise(records: dict[int, dict[str, Any]]) -> dict[str, dict[str, float |
 
 @dataclass(frozen=True)
 class Target:
-    """One of the issues' targets (docs/run.md), read off a seed's flattened record.
+    """One of the issues' targets (docs/validation.md), read off a seed's flattened record.
 
     ``key`` may hold ``{depth}``, ``{scenario}`` or ``{source}``: the target is then
     checked for each that a seed has. Met when ``low <= value <= high``; the error

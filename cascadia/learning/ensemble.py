@@ -291,7 +291,7 @@ class Normalisation:
         Why: a network fitted on ~30 winters answers inputs beyond them with whatever its
         weights extrapolate to — on a development world, a shelf 3.4 standard deviations
         more stratified than any training winter was answered with *more* cascading
-        (docs/run.md, "Inputs held to the training range"). Held at the edge, the network
+        (docs/validation.md, "Inputs held to the training range"). Held at the edge, the network
         answers such a day as the most extreme one it learned from, and only the
         physically signed parts (``unclamped``: the density gate) carry the response further.
         A month without training days leaves its values free.
