@@ -13,6 +13,7 @@ the extraction tests).
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -220,3 +221,57 @@ def test_options_fit_and_diagnostics_are_stored_and_reused(adjusted):
     combos = enumerate_combos(catalog, source, open_collection(catalog, source))
     assert bias_config(catalog).overlap_start == 1981
     assert all("adjusted-" in adjusted_url(cache, source, c, "k" * 20) for c in combos)
+
+
+def _rewrite_raw(catalog, cache, model: str, experiment: str, change) -> None:
+    """Rewrite one combination's cached raw predictors in place, as a bad file would give."""
+    source = catalog.sources[0]
+    combos = enumerate_combos(catalog, source, open_collection(catalog, source))
+    (combo,) = [
+        c
+        for c in combos
+        if c.labels["source_id"] == model and c.labels["experiment_id"] == experiment
+    ]
+    url = cache.complete_url(source, combo, fingerprint(catalog, source, combo))
+    data = change(xr.open_zarr(url).load())
+    for name in data.variables:
+        data[name].encoding = {}
+    data.to_zarr(url, mode="w", zarr_format=2, consolidated=True)
+
+
+def test_a_units_error_in_a_raw_projection_travels_with_its_adjusted_values(adjusted, tmp_path):
+    """QDM maps °C labelled K, or mm/day labelled kg m-2 s-1, onto the reference's values,
+    so the raw series are checked first: what they show is kept on the adjusted variable
+    (``raw_check``, naming the combination it came from), for every combination fitted on
+    a bad historical run, and nowhere else; the model then refuses such a variable if it
+    reads it (test_inference.py)."""
+    root, catalog, _, _ = adjusted
+    shutil.copytree(root / "cache", tmp_path / "cache")
+    cache = PredictorCache(str(tmp_path / "cache"))
+    for store in (tmp_path / "cache/cmip6").glob("*/*-*.zarr*"):
+        if store.name.startswith(("qdm-", "adjusted-", "diagnostics-")):
+            shutil.rmtree(store) if store.is_dir() else store.unlink()
+
+    def celsius(ds: xr.Dataset) -> xr.Dataset:
+        return ds.assign(tas=(ds.tas - 273.15).assign_attrs(ds.tas.attrs))  # still "K"
+
+    def mm_per_day(ds: xr.Dataset) -> xr.Dataset:
+        return ds.assign(pr=(ds.pr * 86400).assign_attrs(ds.pr.attrs))  # still kg m-2 s-1
+
+    _rewrite_raw(catalog, cache, "TWIN-ESM-B", "historical", celsius)
+    _rewrite_raw(catalog, cache, "TWIN-ESM-A", "ssp585", mm_per_day)
+    assert [o.status for o in adjust_projections(catalog, cache)] == ["adjusted"] * 4
+    flags = {}
+    for model in MODELS:
+        for experiment in ("historical", "ssp585"):
+            _, adj = _series(catalog, cache, model, experiment)
+            flags[model, experiment] = {v: adj[v].attrs.get("raw_check", "") for v in ("tas", "pr")}
+    for experiment in ("historical", "ssp585"):  # both fitted on the bad historical run
+        tas = flags["TWIN-ESM-B", experiment]["tas"]
+        assert tas.startswith("TWIN-ESM-B/historical/r1i1p1f1 tas@"), tas
+        assert "°C labelled K" in tas and "found before bias adjustment" in tas
+        assert flags["TWIN-ESM-B", experiment]["pr"] == ""
+    pr = flags["TWIN-ESM-A", "ssp585"]["pr"]
+    assert pr.startswith("TWIN-ESM-A/ssp585/r1i1p1f1 pr@") and "physically possible" in pr
+    assert flags["TWIN-ESM-A", "ssp585"]["tas"] == ""
+    assert flags["TWIN-ESM-A", "historical"] == {"tas": "", "pr": ""}

@@ -38,7 +38,7 @@ from cascadia.run.inference import (
 from cascadia.sources.cache import PredictorCache, fill_cache, fingerprint
 from cascadia.sources.catalog import enumerate_combos, open_collection
 from cascadia.sources.config import load_run_catalog
-from cascadia.sources.predictors.plausibility import PredictorDataError
+from cascadia.sources.predictors.plausibility import RAW_CHECK, PredictorDataError
 from cascadia.twin.world import build_world
 
 PRESET = small_preset("tiny-inference")
@@ -427,6 +427,37 @@ def test_inputs_that_cannot_be_real_are_refused_naming_variable_and_dates(
         assert f"{days[400].date()}..{days[491].date()}" in str(info.value)
     # the unbroken series still predicts: the check refuses only what is broken
     assert np.isfinite(model.predict(daily)["temperature_mean"].values).all()
+
+
+def test_a_units_error_found_before_bias_adjustment_fails_only_where_read(twin, model) -> None:
+    """Bias adjustment maps a mislabelled raw projection onto plausible values; what its
+    raw series showed travels with the adjusted variable (``raw_check``) and fails the
+    prediction when the model reads that variable, also behind an unflagged context."""
+    daily = twin["era5"]
+    read = model.features.variables[0]
+    unread = sorted(set(map(str, daily.data_vars)) - set(model.features.variables or []))[0]
+    note = (
+        "TWIN-ESM-B/historical/r1i1p1f1 psl@gulf_of_lion_shelf: median 1012 Pa is not a "
+        "plausible daily mean: values look like hPa labelled Pa (found before bias adjustment)"
+    )
+    flagged = daily.copy()
+    flagged[read] = daily[read].copy().assign_attrs({RAW_CHECK: note})
+    days = daily.sizes["time"]
+    context, scenario = (
+        flagged.isel(time=slice(0, days // 2)),
+        flagged.isel(time=slice(days // 2, None)),
+    )
+    clean_context = daily.isel(time=slice(0, days // 2))
+    for data, before in ((flagged, None), (scenario, clean_context)):
+        with pytest.raises(PredictorDataError) as info:
+            model.predict(data, context=before)
+        assert str(info.value) == f"model inputs: {read}: {note}"
+    with pytest.raises(PredictorDataError, match="hPa labelled Pa"):  # a flagged context
+        model.predict(daily.isel(time=slice(days // 2, None)), context=context)
+    elsewhere = daily.copy()
+    elsewhere[unread] = daily[unread].copy().assign_attrs({RAW_CHECK: note})
+    expected = model.predict(daily)["temperature_mean"].values
+    np.testing.assert_array_equal(model.predict(elsewhere)["temperature_mean"].values, expected)
 
 
 def test_a_broken_variable_the_model_does_not_read_does_not_fail_it(twin, model) -> None:

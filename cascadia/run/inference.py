@@ -425,7 +425,8 @@ class TrainedModel:
         config = config or InferenceConfig()
         _check_daily(daily, "predictors")
         series, n_context = _with_context(daily, context, config.context_days)
-        check_predictors(series, "model inputs", input_series(series, self.features))
+        pairs = input_series(series, self.features)
+        check_predictors(series, "model inputs", pairs, flagged=(daily, context))
         matrix = self._features(series)
         time = matrix["time"].values
         pred = self.ensemble.predict(

@@ -25,6 +25,7 @@ from cascadia.sources.bias import BiasAdjustmentConfig, FittedAdjustment, diagno
 from cascadia.sources.cache import ComboOutcome, PredictorCache, fill_cache, fingerprint
 from cascadia.sources.catalog import Combo, SourceError, enumerate_combos, open_collection
 from cascadia.sources.config import RunCatalog, SourceConfig, load_run_catalog
+from cascadia.sources.predictors.plausibility import RAW_CHECK, magnitude_problems
 
 
 def bias_config(catalog: RunCatalog) -> BiasAdjustmentConfig:
@@ -238,8 +239,10 @@ def adjust_combo(
     raw = cache.get(source, combo, key)
     if raw is None:
         raise SourceError(f"{where} {combo.label}: not in the predictor cache")
+    raw = raw.load()
     fitted = member.load(cache)
-    adjusted = fitted.adjust(raw.load()).compute()
+    adjusted = fitted.adjust(raw).compute()
+    _flag_raw_problems(adjusted, raw, combo, member, cache, source, reference)
     adjusted.attrs.update(
         {
             "bias_adjustment": "xsdba QuantileDeltaMapping",
@@ -259,7 +262,45 @@ def adjust_combo(
             else fitted.adjust(hist_raw.load()).compute()
         )
         report = diagnostics(
-            reference, hist_raw.load(), hist_adjusted, raw.load(), adjusted, config=config
+            reference, hist_raw.load(), hist_adjusted, raw, adjusted, config=config
         )
         _write(report, url.replace("adjusted-", "diagnostics-"), cache)
     return url, "adjusted"
+
+
+#: Why a raw series' problems are kept with its adjusted values, as the run's error says.
+FOUND_BEFORE_ADJUSTMENT = (
+    "(found before bias adjustment, which maps a units error onto the reference's values "
+    "and leaves it in the projected change: fix the units attribute of the source files)"
+)
+
+
+def _flag_raw_problems(
+    adjusted: xr.Dataset,
+    raw: xr.Dataset,
+    combo: Combo,
+    member: MemberFit,
+    cache: PredictorCache,
+    source: SourceConfig,
+    reference: xr.Dataset,
+) -> None:
+    """Mark each adjusted variable whose inputs — this combination's raw series, the
+    historical run it was fitted on, the reference — hold impossible magnitudes or a
+    betraying median (:data:`~cascadia.sources.predictors.plausibility.RAW_CHECK`); the
+    model refuses such a variable only if it reads it."""
+    found = magnitude_problems(raw, combo.label)
+    if combo.facets != member.historical.facets:
+        hist_raw = cache.get(source, member.historical, member.hist_key)
+        if hist_raw is not None:
+            for name, problems in magnitude_problems(
+                hist_raw.load(), member.historical.label
+            ).items():
+                found.setdefault(name, []).extend(problems)
+    names = [str(v) for v in adjusted.data_vars if v in reference.data_vars]
+    for name, problems in magnitude_problems(
+        reference[names].load(), "the bias-adjustment reference"
+    ).items():
+        found.setdefault(name, []).extend(problems)
+    for name, problems in found.items():
+        if name in adjusted.data_vars:
+            adjusted[name].attrs[RAW_CHECK] = "; ".join(problems) + " " + FOUND_BEFORE_ADJUSTMENT

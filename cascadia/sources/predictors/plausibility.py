@@ -13,7 +13,7 @@ median near 15 "K", Pa labelled hPa a median near 1e8 Pa).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,14 @@ import xarray as xr
 
 from cascadia.sources.catalog import SourceError
 
-__all__ = ["PLAUSIBLE", "Plausible", "PredictorDataError", "check_predictors"]
+__all__ = [
+    "PLAUSIBLE",
+    "RAW_CHECK",
+    "Plausible",
+    "PredictorDataError",
+    "check_predictors",
+    "magnitude_problems",
+]
 
 
 class PredictorDataError(SourceError):
@@ -94,6 +101,9 @@ PLAUSIBLE: dict[str, Plausible] = {
     ),
 }
 
+#: The attribute of an adjusted variable that carries what its raw series showed.
+RAW_CHECK = "raw_check"
+
 #: Problems listed in one error before "and N more".
 MAX_LISTED = 6
 
@@ -111,6 +121,11 @@ def _day(time: pd.DatetimeIndex | np.ndarray, i: int) -> str:
 
 def _problems(name: str, values: np.ndarray, time: np.ndarray) -> list[str]:
     """What is wrong with one daily series (empty: nothing)."""
+    return _gaps(name, values, time) + _magnitudes(name, values, time)
+
+
+def _gaps(name: str, values: np.ndarray, time: np.ndarray) -> list[str]:
+    """Missing days and infinite values of one daily series."""
     found = []
     missing = np.isnan(values)
     if missing.any():
@@ -127,6 +142,12 @@ def _problems(name: str, values: np.ndarray, time: np.ndarray) -> list[str]:
         found.append(
             f"{name}: {int(infinite.sum())} infinite values, the first on {_day(time, first)}"
         )
+    return found
+
+
+def _magnitudes(name: str, values: np.ndarray, time: np.ndarray) -> list[str]:
+    """Values no archive's correct daily means reach, and a median that betrays a unit."""
+    found: list[str] = []
     finite = values[np.isfinite(values)]
     spec = PLAUSIBLE.get(name.split("@")[0])
     if spec is None or finite.size == 0:
@@ -151,7 +172,10 @@ def _problems(name: str, values: np.ndarray, time: np.ndarray) -> list[str]:
 
 
 def check_predictors(
-    daily: xr.Dataset, what: str, pairs: Iterable[tuple[str, str]] | None = None
+    daily: xr.Dataset,
+    what: str,
+    pairs: Iterable[tuple[str, str]] | None = None,
+    flagged: Sequence[xr.Dataset | None] = (),
 ) -> None:
     """Refuse predictors that cannot be real.
 
@@ -163,17 +187,24 @@ def check_predictors(
         What they are, for the message (``"model inputs"``).
     pairs : optional
         The (variable, region) series to check (default: all; absent ones are skipped).
+    flagged : optional
+        Datasets ``daily`` was joined from, whose variables' :data:`RAW_CHECK` also count
+        (a scenario's own flags, lost where its context came first).
 
     Raises
     ------
     PredictorDataError
         Missing days (gaps left after the short-gap fill), non-finite values, values
         outside :data:`PLAUSIBLE`'s bounds or a median that betrays a units error, each
-        named with its variable@region, count and dates.
+        named with its variable@region, count and dates; and what
+        :func:`magnitude_problems` found in a read variable before bias adjustment.
     """
     regions = [str(r) for r in daily["region"].values]
-    if pairs is None:
-        pairs = [(str(v), r) for v in daily.data_vars for r in regions]
+    pairs = (
+        list(pairs)
+        if pairs is not None
+        else [(str(v), r) for v in daily.data_vars for r in regions]
+    )
     time = daily["time"].values
     problems: list[str] = []
     for name, region in dict.fromkeys(pairs):
@@ -181,7 +212,37 @@ def check_predictors(
             continue
         values = np.asarray(daily[name].sel(region=region).values, dtype=np.float64)
         problems.extend(_problems(f"{name}@{region}", values, time))
+    read = dict.fromkeys(name for name, _ in pairs)
+    for data in (daily, *(f for f in flagged if f is not None)):
+        problems.extend(
+            f"{name}: {data[name].attrs[RAW_CHECK]}"
+            for name in read
+            if name in data.data_vars and data[name].attrs.get(RAW_CHECK)
+        )
     if problems:
+        problems = list(dict.fromkeys(problems))
         more = len(problems) - MAX_LISTED
         listed = "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
         raise PredictorDataError(f"{what}: {listed}")
+
+
+def magnitude_problems(daily: xr.Dataset, label: str) -> dict[str, list[str]]:
+    """Per variable: values no correct archive holds, or a median that betrays a units
+    error, each message starting with ``label`` (empty dict: nothing).
+
+    Why: a projection is bias-adjusted before the model reads it, and quantile delta
+    mapping maps *any* series onto the reference's distribution — hPa labelled Pa comes
+    out as plausible pascals while the model's change (+3 hPa) becomes +3 Pa. So the raw
+    series are checked before adjustment and what is found travels with the adjusted
+    variable (:data:`RAW_CHECK`) to :func:`check_predictors`, which refuses it only if
+    the model reads that variable.
+    """
+    regions = [str(r) for r in daily["region"].values]
+    time = daily["time"].values
+    found: dict[str, list[str]] = {}
+    for name in map(str, daily.data_vars):
+        for region in regions:
+            values = np.asarray(daily[name].sel(region=region).values, dtype=np.float64)
+            for problem in _magnitudes(f"{name}@{region}", values, time):
+                found.setdefault(name, []).append(f"{label} {problem}")
+    return found
