@@ -367,6 +367,23 @@ def test_units_conversions() -> None:
         to_canonical(ds, {"t2m": "tas"})
 
 
+@pytest.mark.parametrize(
+    ("units", "kelvin"),
+    [
+        ("degree_C", 288.15),  # UDUNITS, CMEMS sea temperature
+        ("degrees_C", 288.15),
+        ("degrees Celsius", 288.15),
+        ("degrees_K", 15.0),
+        ("degree_K", 15.0),
+        ("Kelvin", 15.0),
+        ("degrees Kelvin", 15.0),
+    ],
+)
+def test_udunits_temperature_spellings(units: str, kelvin: float) -> None:
+    da = xr.DataArray(np.array([15.0]), dims="x", attrs={"units": units}, name="tos")
+    np.testing.assert_allclose(convert_variable(da, "K").values, kelvin)
+
+
 def test_humidity_and_wind_helpers() -> None:
     tas = xr.DataArray(np.array([290.0, 275.0]), dims="x", attrs={"units": "K"})
     tdps = xr.DataArray(np.array([17.0 - 0.15, 1.85]), dims="x", attrs={"units": "degC"})

@@ -38,10 +38,37 @@ UNIT_SPELLINGS: dict[str, str] = {
     "fraction": "1",
     "0-1": "1",
     "(0 - 1)": "1",
-    "deg C": "degC",
-    "degrees C": "degC",
-    "deg K": "K",
     "m of water equivalent": "m",
+    # UDUNITS names of degrees Celsius and kelvin that pint misreads or lacks (CMEMS
+    # writes degrees_C); degC, deg_C, degreeC, degree_Celsius, celsius, degK, deg_K,
+    # degreeK, degree_Kelvin and kelvin are read as they are
+    **dict.fromkeys(
+        (
+            "deg C",
+            "degree C",
+            "degrees C",
+            "degree_C",
+            "degrees_C",
+            "degree Celsius",
+            "degrees Celsius",
+        ),
+        "degC",
+    ),
+    **dict.fromkeys(
+        (
+            "deg K",
+            "degree K",
+            "degrees K",
+            "degree_K",
+            "degrees_K",
+            "Kelvin",
+            "Kelvins",
+            "degree Kelvin",
+            "degrees Kelvin",
+            "degrees_Kelvin",
+        ),
+        "K",
+    ),
 }
 
 
