@@ -34,6 +34,7 @@ from typing import Any
 
 import fsspec
 import intake_esm
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -699,6 +700,9 @@ def open_combo(
     """The raw (lazy) dataset of one group of a combination (default: its first).
 
     A combination of a source without ``tables`` is one group: everything it reads.
+    Stores whose time axes overlap are joined by :func:`_open_each_asset` (xarray alone
+    fails, or keeps one of two stores that start at the same step), and ERA5's legacy
+    ``expver`` slices become one field (:func:`combine_expver`).
     """
     where = f"{_where(catalog, source)} {combo.label}"
     group = group or (combo.groups[0] if combo.groups else None)
@@ -731,6 +735,32 @@ def open_combo(
             ensure_reachable(asset, source.storage_options)
     except Unreachable as exc:
         raise SourceError(f"{where}: asset store {exc}") from None
+    if _overlapping_ranges(subset):
+        # combine_by_coords would keep one of two stores starting at the same step, unsaid
+        merged = _open_each_asset(subset, source, combo, listed, wanted, where)
+    else:
+        try:
+            merged = _open_subset(subset, source, combo, listed, wanted, where)
+        except SourceError as exc:
+            if NOT_MONOTONIC not in str(exc):
+                raise
+            merged = _open_each_asset(subset, source, combo, listed, wanted, where)
+    return combine_expver(merged, where)
+
+
+#: xarray's words when the time axes of a combination's stores overlap.
+NOT_MONOTONIC = "does not have monotonic global indexes"
+
+
+def _open_subset(
+    subset: intake_esm.esm_datastore,
+    source: SourceConfig,
+    combo: Combo,
+    listed: Sequence[str],
+    wanted: Sequence[str],
+    where: str,
+) -> xr.Dataset:
+    """The stores of ``subset`` opened and joined by intake-esm, renamed as the source says."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # intake-esm's merge compat default
@@ -745,9 +775,10 @@ def open_combo(
         cause = exc.__cause__ or exc
         raise SourceError(f"{where}: cannot open its stores: {cause}") from None
     if not datasets:
+        assets = sorted(set(subset.df[subset.esmcat.assets.column_name]))
         raise SourceError(
             f"{where}: intake-esm made no dataset of its {len(subset.df)} rows "
-            f"(assets {list(assets)}); an empty cell in a groupby_attrs column?"
+            f"(assets {assets}); an empty cell in a groupby_attrs column?"
         )
     merged = xr.merge(
         [_requested(ds, wanted) for ds in datasets.values()],
@@ -759,6 +790,129 @@ def open_combo(
     # intake-esm's bookkeeping attributes vary from run to run and leak asset paths
     merged.attrs = {k: v for k, v in merged.attrs.items() if not k.startswith("intake_esm")}
     return merged.rename(source.rename) if source.rename else merged
+
+
+def _range_bounds(text: str) -> tuple[str, str] | None:
+    """``YYYYMMDD-YYYYMMDD`` (or any two digit stamps of one length) as comparable bounds."""
+    start, _, end = str(text).partition("-")
+    if start.isdigit() and end.isdigit() and len(start) == len(end):
+        return start, end
+    return None
+
+
+def _overlapping_ranges(subset: intake_esm.esm_datastore) -> bool:
+    """Whether two stores holding the same variable list overlapping ``time_range`` values.
+
+    ``catalog build`` records each file's first and last day; a collection without the
+    column (or with other spellings) is left to the check of the joined time axis.
+    """
+    frame = subset.df
+    if "time_range" not in frame.columns:
+        return False
+    asset = subset.esmcat.assets.column_name
+    variable = subset.esmcat.aggregation_control.variable_column_name
+    for _, rows in frame.explode(variable).groupby(variable):
+        bounds = sorted(
+            b for b in (_range_bounds(r) for r in rows.drop_duplicates(asset)["time_range"]) if b
+        )
+        if any(b[0] <= a[1] for a, b in itertools.pairwise(bounds)):
+            return True
+    return False
+
+
+def _open_each_asset(
+    subset: intake_esm.esm_datastore,
+    source: SourceConfig,
+    combo: Combo,
+    listed: Sequence[str],
+    wanted: Sequence[str],
+    where: str,
+) -> xr.Dataset:
+    """The stores of a combination whose time axes overlap, opened one by one and joined.
+
+    Time steps that two stores both hold are kept once when their values are the same
+    (the same download saved twice); different values stop here, naming both stores,
+    the steps they share and the first variable that differs, since picking either
+    would be a guess.
+    """
+    asset_column = subset.esmcat.assets.column_name
+    frame = subset.df
+    parts: dict[str, xr.Dataset] = {}
+    for asset in dict.fromkeys(frame[asset_column]):
+        one = type(subset)(
+            {"esmcat": subset.esmcat.model_dump(), "df": frame[frame[asset_column] == asset]}
+        )
+        one.esmcat.catalog_file = None
+        parts[str(asset)] = _open_subset(one, source, combo, listed, wanted, f"{where} {asset}")
+    timed = {a: ds for a, ds in parts.items() if "time" in ds.dims and ds.sizes["time"] > 0}
+    by_variables: dict[tuple[str, ...], list[str]] = {}
+    for asset, ds in timed.items():
+        by_variables.setdefault(tuple(sorted(map(str, ds.data_vars))), []).append(asset)
+    joined = [ds for a, ds in parts.items() if a not in timed]
+    for assets in by_variables.values():
+        ordered = sorted(assets, key=lambda a: (timed[a].indexes["time"][0], a))
+        for first, second in itertools.pairwise(ordered):
+            _check_same_steps(timed[first], timed[second], first, second, where)
+        whole = xr.concat(
+            [timed[a] for a in ordered],
+            dim="time",
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            join="outer",
+        )
+        joined.append(whole.isel(time=~whole.indexes["time"].duplicated()))
+    return xr.merge(joined, compat="override", join="outer")
+
+
+def _check_same_steps(a: xr.Dataset, b: xr.Dataset, name_a: str, name_b: str, where: str) -> None:
+    """Raise unless the time steps two stores share hold the same values (NaN equal to NaN)."""
+    shared = a.indexes["time"].intersection(b.indexes["time"])
+    if shared.empty:
+        return
+    span = f"{shared[0]} to {shared[-1]} ({len(shared)} steps)"
+    for name in sorted(set(map(str, a.data_vars)) & set(map(str, b.data_vars))):
+        x = a[name].sel(time=shared)
+        y = b[name].sel(time=shared)
+        differ = (x != y) & ~(x.isnull() & y.isnull())
+        steps = differ.any([d for d in differ.dims if d != "time"])
+        if bool(steps.any()):
+            step = shared[int(np.argmax(steps.values))]
+            raise SourceError(
+                f"{where}: stores {name_a} and {name_b} both hold the time steps {span}, and "
+                f"their {name!r} differs (first at {step}); remove one of the two files (or "
+                "its rows) from the collection: cascadia will not choose between them"
+            )
+
+
+def combine_expver(ds: xr.Dataset, where: str) -> xr.Dataset:
+    """One ERA5 field from the ``expver`` slices of a pre-2024 CDS download, else ``ds``.
+
+    CDS files spanning the latest months held ``t2m(time, expver, ...)``: each step has
+    its value in expver 1 (final ERA5) or 5 (preliminary ERA5T) and NaN in the other.
+    ECMWF's recipe, ``ds.sel(expver=1).combine_first(ds.sel(expver=5))``: the lowest
+    expver (the final product) wins where several hold a value.
+    """
+    if "expver" not in ds.dims:
+        return ds
+    if "expver" not in ds.coords:
+        raise SourceError(
+            f"{where}: its stores have an 'expver' dimension (ERA5 final and ERA5T) without "
+            "its coordinate, so which slice is final is unknown; remove expver from "
+            "xarray_open_kwargs drop_variables"
+        )
+    try:
+        codes = [int(str(v)) for v in ds["expver"].values]
+    except ValueError:
+        raise SourceError(
+            f"{where}: expver values {ds['expver'].values.tolist()} are not ERA5 experiment "
+            "numbers (1 final, 5 ERA5T)"
+        ) from None
+    slices = [ds.isel(expver=i, drop=True) for i in np.argsort(codes, kind="stable")]
+    combined = slices[0]
+    for other in slices[1:]:
+        combined = combined.combine_first(other)
+    return combined
 
 
 def open_fixed_field(
@@ -817,6 +971,7 @@ def open_fixed_field(
     ds = ds.squeeze([d for d in joined if d in ds.dims], drop=True)
     renames = {k: v for k, v in source.rename.items() if k in ds.variables or k in ds.dims}
     ds = ds.rename(renames) if renames else ds  # e.g. new-CDS valid_time -> time
+    ds = combine_expver(ds, f"{where} {asset}")
     if spec.variable not in ds.variables:
         raise SourceError(
             f"{where}: {asset} holds no variable {spec.variable!r} "

@@ -30,6 +30,7 @@ import dask
 import numpy as np
 import xarray as xr
 from dask.base import tokenize
+from xclim.core.units import pint2cfunits
 
 from cascadia.sources.catalog import (
     Combo,
@@ -52,7 +53,7 @@ from cascadia.sources.predictors.canonical import DERIVATIONS, standardise
 from cascadia.sources.predictors.grids import find_lat_lon, horizontal_dims, is_curvilinear
 from cascadia.sources.predictors.masks import as_cell_area, as_land_fraction
 from cascadia.sources.predictors.regions import Region
-from cascadia.sources.predictors.units import time_step_seconds
+from cascadia.sources.predictors.units import amount_to_rate, source_units, time_step_seconds
 
 #: Seconds in a day: the step of daily data.
 DAY_SECONDS = 86400.0
@@ -116,8 +117,14 @@ def apply_accumulation(ds: xr.Dataset, conventions: dict[str, str]) -> xr.Datase
                 f"total stamped at its own day (CDS daily statistics) is 'daily_total'"
             )
         da = ds[name].shift(time=-1) if convention == "period_ending" else ds[name]
-        units = ds[name].attrs.get("units", "")
-        out[name] = (da / step).assign_attrs({**ds[name].attrs, "units": f"{units} s-1"})
+        if str(da.attrs.get("units", "")).strip() == "":
+            raise ValueError(
+                f"{name!r} is declared {convention!r} but has no units attribute; an "
+                "accumulated amount needs one (ERA5: 'm' for tp, 'J m**-2' for ssrd)"
+            )
+        # the spelling read as the conversion reads it ('m of water equivalent'), then / s
+        amount = da.assign_attrs(units=pint2cfunits(source_units(da, name)))
+        out[name] = amount_to_rate(amount, step)
     return ds.assign(out)
 
 
@@ -464,6 +471,9 @@ def _extract_group(
             identity = " ".join(group.assets if group else combo.assets)
             raw = read_in_blocks(raw, source.time_block_days, start, identity)
         raw = apply_accumulation(raw, source.accumulated)
+    except (ValueError, KeyError) as exc:
+        raise SourceError(f"{where}: {exc} ({_assets_text(group, combo)})") from None
+    try:
         daily, gaps = standardise(
             raw,
             regions,
@@ -477,10 +487,47 @@ def _extract_group(
         )
     except (ValueError, KeyError) as exc:
         raise SourceError(f"{where}: {exc}") from None
+    _refuse_extra_dims(daily, mapping, where, _assets_text(group, combo))
     note = _land_fraction_note(source, land)
     if area is not None:
         note += f", cells weighted by {area.attrs['source_variable']}"
     return daily, gaps, note
+
+
+def _assets_text(group: Group | None, combo: Combo, shown: int = 3) -> str:
+    """The stores a group reads, for messages: the first few and how many."""
+    assets = list(group.assets if group else combo.assets)
+    more = f" and {len(assets) - shown} more" if len(assets) > shown else ""
+    return f"stores {', '.join(assets[:shown])}{more}"
+
+
+def _refuse_extra_dims(daily: xr.Dataset, mapping: dict[str, str], where: str, stores: str) -> None:
+    """Stop a predictor that kept a dimension besides time and region before it is cached.
+
+    A source dimension nothing reduces (an ensemble ``number``, a ``step``, a
+    ``height`` axis) would otherwise be written into the cache as a series per value
+    and break every later reader; which value is meant is the user's call.
+    """
+    source_of = {canonical: name for name, canonical in mapping.items()}
+    extra = {
+        str(name): [str(d) for d in da.dims if d not in ("time", "region")]
+        for name, da in daily.data_vars.items()
+    }
+    extra = {name: dims for name, dims in extra.items() if dims}
+    if not extra:
+        return
+    named = "; ".join(
+        f"{name} (source variable {source_of.get(name, name)!r}) has "
+        + ", ".join(f"{d!r} ({daily.sizes[d]} values)" for d in dims)
+        for name, dims in extra.items()
+    )
+    dims = sorted({d for ds in extra.values() for d in ds})
+    raise SourceError(
+        f"{where} ({stores}): predictors must have only the dimensions time and region, "
+        f"but {named}; drop the dimension's variable with xarray_open_kwargs: "
+        f"{{drop_variables: {dims}}} if it only labels one value, or select one value "
+        "of it in the files before building the collection"
+    )
 
 
 def _land_fraction_note(source: SourceConfig, land: xr.DataArray | None) -> str:
