@@ -13,10 +13,12 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import h5netcdf
 import intake_esm
+import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
@@ -320,6 +322,96 @@ def test_drs_names_and_paths_give_the_facets():
             Asset("file:///d/x.nc", "x.nc", "netcdf"),
             AssetInfo({"t2m": ("number", "time", "lat", "lon")}, {}, "time", members=2),
         )
+
+
+#: A CDS download's grid (latitude descending) and its land: the coast of the Gulf of Lion.
+CDS_LAT = np.arange(44.5, 41.49, -0.25)
+CDS_LON = np.arange(2.0, 6.01, 0.25)
+CDS_LAND = (
+    (CDS_LAT[:, None] > 43.2) | (np.broadcast_to(CDS_LON, (CDS_LAT.size, CDS_LON.size)) < 3.1)
+).astype("float32")
+
+
+def _cds_file(path: Path, times: pd.DatetimeIndex, **fields: np.ndarray) -> None:
+    """A file as the new CDS writes it: ``valid_time`` in seconds, ``number``, ``expver``."""
+    seconds = (times - pd.Timestamp("1970-01-01")) // pd.Timedelta("1s")
+    coords = {
+        "valid_time": (
+            "valid_time",
+            np.asarray(seconds, dtype="int64"),
+            {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian"},
+        ),
+        "latitude": ("latitude", CDS_LAT, {"units": "degrees_north"}),
+        "longitude": ("longitude", CDS_LON, {"units": "degrees_east"}),
+        "number": ((), np.int64(0)),
+        "expver": ("valid_time", np.array(["0001"] * len(times), dtype=object)),
+    }
+    units = {"t2m": "K", "lsm": "(0 - 1)"}
+    data = {
+        name: (
+            ("valid_time", "latitude", "longitude"),
+            values.astype("float32"),
+            {"units": units[name]},
+        )
+        for name, values in fields.items()
+    }
+    xr.Dataset(data, coords=coords).to_netcdf(path, engine="h5netcdf")
+
+
+def _cds_days(path: Path, start: str, with_lsm: bool = True) -> None:
+    """Five days of t2m from ``start``: 290 K on land, 280 K at sea, one kelvin more a day
+    from 2000-12-27 on."""
+    times = pd.date_range(start, periods=5)
+    days = np.asarray((times - pd.Timestamp("2000-12-27")).days, dtype=float)
+    t2m = np.where(CDS_LAND > 0.5, 290.0, 280.0)[None] + days[:, None, None]
+    lsm = {"lsm": np.repeat(CDS_LAND[None], 5, axis=0)} if with_lsm else {}
+    _cds_file(path, times, t2m=t2m, **lsm)
+
+
+def _era5_catalog(path: Path, collection: str) -> Path:
+    """The shipped catalogs/era5-cds.yaml source (query, land_fraction…), reading tas only."""
+    shipped = yaml.safe_load((Path(__file__).parents[1] / "catalogs/era5-cds.yaml").read_text())
+    source = {**shipped["sources"][0], "collection": collection, "variables": {"tas": "t2m"}}
+    for key in ("period", "derived", "accumulated"):
+        source.pop(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        yaml.safe_dump({"version": 1, "regions": shipped["regions"], "sources": [source]})
+    )
+    return path
+
+
+def _shelf_tas(run: Path) -> tuple[Any, np.ndarray]:
+    """The one combination of the catalog and its daily tas over the (sea-only) shelf."""
+    catalog = load_run_catalog(str(run))
+    source = catalog.source("era5")
+    (combo,) = enumerate_combos(catalog, source)
+    data = extract_combo(catalog, source, combo).data.compute()
+    return combo, data["tas"].sel(region="gulf_of_lion_shelf").values
+
+
+#: The shelf's daily tas from 2000-12-27 to 2001-01-05 when the land-sea mask is applied:
+#: its sea cells alone.
+SEA_TAS = 280.0 + np.arange(10.0)
+
+
+def test_paths_with_spaces_and_accents_are_built_opened_and_read(tmp_path, capsys):
+    data = (tmp_path / "ERA5 downloads" / "données").resolve()
+    data.mkdir(parents=True)
+    _cds_days(data / "era5_2000 (1).nc", "2000-12-27")
+    _cds_days(data / "era5_2001.nc", "2001-01-01")
+    collection = tmp_path / "my collections" / "era5 (v1).json"
+    assert main(["catalog", "build", str(data), "--out", str(collection)]) == 0
+    assert "%20" not in capsys.readouterr().out
+
+    frame = intake_esm.esm_datastore(str(collection)).df
+    assert sorted(set(frame["path"])) == [
+        f"file://{data}/era5_2000 (1).nc",
+        f"file://{data}/era5_2001.nc",
+    ]
+    run = _era5_catalog(tmp_path / "run catalogs" / "era5.yaml", "../my collections/era5 (v1).json")
+    _, shelf = _shelf_tas(run)
+    np.testing.assert_allclose(shelf, SEA_TAS, rtol=1e-6)
 
 
 #: The placeholders of jobs/lacaze-duthiers.yaml, and what a tiny world puts there.

@@ -258,8 +258,18 @@ def _protocol(fs: fsspec.AbstractFileSystem) -> str:
 
 
 def _asset(fs: fsspec.AbstractFileSystem, root: str, path: str, fmt: str) -> Asset:
-    url = Path(path).resolve().as_uri() if _protocol(fs) == "file" else fs.unstrip_protocol(path)
+    url = _file_uri(path) if _protocol(fs) == "file" else fs.unstrip_protocol(path)
     return Asset(url=url, relative=path[len(root) :].strip("/"), format=fmt)
+
+
+def _file_uri(path: str) -> str:
+    """``file://`` and the absolute path as it is, spaces and accents included.
+
+    fsspec, and through it intake-esm and xarray, strip ``file://`` and never
+    percent-decode: ``Path.as_uri``'s ``ERA5%20downloads`` names a folder that
+    does not exist.
+    """
+    return "file://" + Path(path).resolve().as_posix()
 
 
 # --------------------------------------------------------------------------- reading an asset
@@ -596,7 +606,7 @@ def _write(
 
 
 def _uri(url: str) -> str:
-    return url if "://" in url else Path(url).resolve().as_uri()
+    return url if "://" in url else _file_uri(url)
 
 
 def _write_text(text: str, url: str, storage_options: Mapping[str, Any] | None) -> None:
