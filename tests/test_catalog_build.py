@@ -300,8 +300,10 @@ def test_drs_names_and_paths_give_the_facets():
 
     stem = "tas_EUR-11_MPI-M-MPI-ESM-LR_rcp85_r1i1p1_CLMcom-CCLM4-8-17_v1_day_20060101-20101231"
     asset = Asset(f"file:///d/{stem}.nc", f"{stem}.nc", "netcdf")
-    (row,) = parse_cordex(asset, _info("tas", institute_id="CLMcom", model_id="CCLM4-8-17"))
-    assert (row["institution_id"], row["source_id"]) == ("CLMcom", "CCLM4-8-17")
+    # real CORDEX-CMIP5 files repeat the institute in model_id; some give the model alone
+    for model_id in ("CLMcom-CCLM4-8-17", "CCLM4-8-17"):
+        (row,) = parse_cordex(asset, _info("tas", institute_id="CLMcom", model_id=model_id))
+        assert (row["institution_id"], row["source_id"]) == ("CLMcom", "CCLM4-8-17")
     assert (row["domain_id"], row["driving_source_id"]) == ("EUR-11", "MPI-M-MPI-ESM-LR")
     assert (row["member_id"], row["rcm_version"], row["frequency"]) == ("r1i1p1", "v1", "day")
 
@@ -412,6 +414,75 @@ def test_paths_with_spaces_and_accents_are_built_opened_and_read(tmp_path, capsy
     run = _era5_catalog(tmp_path / "run catalogs" / "era5.yaml", "../my collections/era5 (v1).json")
     _, shelf = _shelf_tas(run)
     np.testing.assert_allclose(shelf, SEA_TAS, rtol=1e-6)
+
+
+def _cordex_file(folder: Path, variable: str, rcm: str, attrs: dict[str, str]) -> None:
+    """A CORDEX-CMIP5 file with its DRS name and its ESGF global attributes."""
+    fx = variable == "sftlf"
+    member, tail = ("r0i0p0", "fx") if fx else ("r1i1p1", "day_20060101-20060105")
+    name = f"{variable}_EUR-11_MPI-M-MPI-ESM-LR_rcp85_{member}_{rcm}_v1_{tail}.nc"
+    grid = {"rlat": np.arange(3.0), "rlon": np.arange(4.0)}
+    if fx:
+        ds = xr.Dataset({variable: (("rlat", "rlon"), np.full((3, 4), 50.0))}, coords=grid)
+    else:
+        time = pd.date_range("2006-01-01", periods=5)
+        ds = xr.Dataset(
+            {variable: (("time", "rlat", "rlon"), np.full((5, 3, 4), 280.0))},
+            coords={"time": time, **grid},
+        )
+    ds.attrs = {"project_id": "CORDEX", "CORDEX_domain": "EUR-11", **attrs}
+    ds.to_netcdf(folder / name, engine="h5netcdf")
+
+
+def test_real_cordex_attributes_split_institute_and_model_in_a_flat_folder(tmp_path):
+    """ESGF's CORDEX-CMIP5 files repeat the institute in ``model_id``
+    (``CLMcom``/``CLMcom-CCLM4-8-17``): without DRS folders the split comes from them."""
+    data = tmp_path / "cordex"
+    data.mkdir()
+    rcms = {"CLMcom-CCLM4-8-17": "CLMcom", "SMHI-RCA4": "SMHI"}
+    for rcm, institute in rcms.items():
+        for variable in ("tas", "sftlf"):
+            _cordex_file(data, variable, rcm, {"institute_id": institute, "model_id": rcm})
+    frame = build_collection(str(data), str(tmp_path / "cordex.json")).frame
+    assert sorted(set(zip(frame["institution_id"], frame["source_id"], strict=True))) == [
+        ("CLMcom", "CCLM4-8-17"),
+        ("SMHI", "RCA4"),
+    ]
+
+    # the run catalog of docs/own-data.md: its land fraction matched on the institution
+    catalog = {
+        "version": 1,
+        "regions": [{"name": "box", "lat_min": 0, "lat_max": 1, "lon_min": 0, "lon_max": 1}],
+        "sources": [
+            {
+                "name": "euro-cordex",
+                "collection": "cordex.json",
+                "role": "projection",
+                "query": {"project": "CORDEX", "frequency": "day"},
+                "variables": {"tas": "tas"},
+                "land_fraction": {
+                    "variable": "sftlf",
+                    "query": {"frequency": "fx"},
+                    "match": ["domain_id", "institution_id", "source_id"],
+                },
+                "combo_id": {
+                    "source_id": "{driving_source_id}_{institution_id}-{source_id}_{rcm_version}",
+                    "experiment_id": "{experiment_id}",
+                    "member_id": "{member_id}",
+                },
+            }
+        ],
+    }
+    (tmp_path / "cordex.yaml").write_text(yaml.safe_dump(catalog, sort_keys=False))
+    run = load_run_catalog(str(tmp_path / "cordex.yaml"))
+    combos = enumerate_combos(run, run.source("euro-cordex"))
+    assert [(c.label, Path(c.land_fraction).name) for c in combos] == [
+        (
+            f"MPI-M-MPI-ESM-LR_{rcm}_v1/rcp85/r1i1p1",
+            f"sftlf_EUR-11_MPI-M-MPI-ESM-LR_rcp85_r0i0p0_{rcm}_v1_fx.nc",
+        )
+        for rcm in sorted(rcms)
+    ]
 
 
 #: The placeholders of jobs/lacaze-duthiers.yaml, and what a tiny world puts there.

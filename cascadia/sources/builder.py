@@ -413,11 +413,18 @@ def parse_cordex(asset: Asset, info: AssetInfo) -> list[dict[str, str]]:
 
 
 def _split_rcm(rcm: str, attrs: Mapping[str, Any], directories: list[str]) -> tuple[str, str]:
-    """(institution, model) of a CORDEX-CMIP5 RCM name, from the attributes or the DRS path."""
+    """(institution, model) of a CORDEX-CMIP5 RCM name, from the attributes or the DRS path.
+
+    ESGF's files repeat the institute in the model (``institute_id = "CLMcom"``,
+    ``model_id = "CLMcom-CCLM4-8-17"``, as in the file name); others give the model
+    alone (``model_id = "CCLM4-8-17"``). Either way the model is what follows the
+    institute: ``("CLMcom", "CCLM4-8-17")``.
+    """
     for inst_key, model_key in (("institute_id", "model_id"), ("institution_id", "source_id")):
-        institution, model = attrs.get(inst_key), attrs.get(model_key)
-        if institution and model and rcm == f"{institution}-{model}":
-            return str(institution), str(model)
+        institution, model = str(attrs.get(inst_key) or ""), str(attrs.get(model_key) or "")
+        prefix = f"{institution}-"
+        if institution and model and rcm in (model, prefix + model) and rcm.startswith(prefix):
+            return institution, rcm[len(prefix) :]
     for directory in directories:  # CORDEX DRS: .../<domain>/<institution>/<gcm>/...
         if rcm.startswith(f"{directory}-"):
             return directory, rcm[len(directory) + 1 :]
