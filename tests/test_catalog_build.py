@@ -416,6 +416,25 @@ def test_paths_with_spaces_and_accents_are_built_opened_and_read(tmp_path, capsy
     np.testing.assert_allclose(shelf, SEA_TAS, rtol=1e-6)
 
 
+def test_a_land_sea_mask_downloaded_once_serves_a_daily_source(tmp_path):
+    """The CDS returns the invariant lsm with one time step: catalogued with frequency
+    ``none``, it still masks the shipped catalog's ``frequency: day`` source."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _cds_days(data / "era5_2000.nc", "2000-12-27", with_lsm=False)
+    _cds_days(data / "era5_2001.nc", "2001-01-01", with_lsm=False)
+    mask = data / "era5_land-sea-mask.nc"
+    _cds_file(mask, pd.DatetimeIndex(["2000-01-01"]), lsm=CDS_LAND[None])
+    result = build_collection(str(data), str(tmp_path / "era5.json"))
+    lsm = result.frame[result.frame["variable_id"] == "lsm"]
+    assert lsm[["frequency", "time_range"]].values.tolist() == [["none", "20000101-20000101"]]
+
+    combo, shelf = _shelf_tas(_era5_catalog(tmp_path / "era5.yaml", "era5.json"))
+    assert combo.land_fraction == f"file://{mask.resolve()}"
+    assert len(combo.assets) == 2  # the mask is no data file of the combination
+    np.testing.assert_allclose(shelf, SEA_TAS, rtol=1e-6)
+
+
 def _cordex_file(folder: Path, variable: str, rcm: str, attrs: dict[str, str]) -> None:
     """A CORDEX-CMIP5 file with its DRS name and its ESGF global attributes."""
     fx = variable == "sftlf"

@@ -55,6 +55,10 @@ from cascadia.sources.selection import Skipped, facet_column, select
 LABELS = ("source_id", "experiment_id", "member_id")
 #: The optional ``combo_id`` key naming a combination's model family (not a result label).
 FAMILY = "family"
+#: The time-frequency column of built and ESGF collections, and its values for fields
+#: without a time axis (``none``: ``catalog build``'s one-step invariant file).
+FREQUENCY = "frequency"
+FIXED_FREQUENCIES = ("fx", "none")
 
 
 class SourceError(RuntimeError):
@@ -650,16 +654,26 @@ def find_land_fraction(
     query does not set); the one sharing most other combination columns wins
     (same member, same experiment), then the last asset in sort order. A deep ocean
     has no ``match``: every combination column counts (a run's own ocean, never another
-    member's).
+    member's). Under a land fraction's or cell area's default ``match``, a fixed field's
+    ``frequency`` (``fx``, ``none``) matches any: a land-sea mask downloaded once, one
+    time step, serves the ``frequency: day`` combinations (a row of their own frequency
+    still wins).
     """
     match = getattr(spec, "match", None)
+    relaxed: list[str] = []
     if match is None:
         match = [c for c in columns if c not in spec.query]
+        if not isinstance(spec, DeepOcean):  # an ocean run is never a fixed field
+            relaxed = [c for c in match if c == FREQUENCY]
     for column in match:
-        rows = rows[facet_column(rows[column]) == facets[column]]
+        values = facet_column(rows[column])
+        same = values == facets[column]
+        if column in relaxed:
+            same |= values.isin(FIXED_FREQUENCIES)
+        rows = rows[same]
     if rows.empty:
         return ""
-    others = [c for c in columns if c not in match and c in rows.columns]
+    others = [c for c in columns if (c not in match or c in relaxed) and c in rows.columns]
     shared = sum((facet_column(rows[c]) == facets[c]).astype(int) for c in others)
     ranked = rows.assign(_shared=shared).sort_values(["_shared", asset_column], kind="stable")
     return str(ranked[asset_column].iloc[-1])
