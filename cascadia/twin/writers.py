@@ -21,10 +21,12 @@ def join(root: str, *parts: str) -> str:
 
 
 def as_uri(url: str) -> str:
-    """A URL intake-esm and zarr accept: local paths become absolute ``file://`` URIs."""
+    """A URL intake-esm and zarr accept: local paths become absolute ``file://`` URIs,
+    not percent-encoded (fsspec strips ``file://`` and never decodes: a world written
+    under a folder with a space would name stores that do not exist)."""
     if "://" in url:
         return url
-    return Path(url).resolve().as_uri()
+    return "file://" + Path(url).resolve().as_posix()
 
 
 def zarr_storage_options(url: str, options: dict[str, Any] | None) -> dict[str, Any] | None:
