@@ -35,6 +35,7 @@ from PIL import Image
 
 from cascadia.cli import main
 from cascadia.mooring.events import EventConfig, event_days
+from cascadia.report.tables import count_level_mismatch
 from cascadia.run.spread import season_days, write_spread
 from cascadia.run.store import open_cube
 
@@ -241,6 +242,7 @@ def test_scenario_spread_csv_equals_the_store(demo) -> None:
 
 def test_html_tables_equal_the_store_and_the_mooring(demo) -> None:
     page = _page(demo["report"])
+    html = (demo["report"] / "report.html").read_text(encoding="utf-8")
     with open_cube(str(demo["results"])) as ds:
         status = ds["status"].load()
         done = status == "done"
@@ -291,6 +293,23 @@ def test_html_tables_equal_the_store_and_the_mooring(demo) -> None:
             assert int(row["winters"]) == len(both) >= 4  # whole seasons of 2009-2014
             _assert_shown(row["event days hindcast"], both["run"].mean())
             _assert_shown(row["event days mooring"], both["obs"].mean())
+            # a count level a quarter or more off the mooring's is said, at that depth only
+            ratio = both["run"].mean() / both["obs"].mean()
+            said = f"at {depth:g} m the ERA5 hindcast counts" in html
+            assert said == (not 0.8 <= ratio <= 1.25), (depth, ratio)
+
+
+def test_a_count_level_off_the_moorings_is_picked_out() -> None:
+    frame = pd.DataFrame(
+        {
+            "depth": [500.0, 1000.0, 700.0, 900.0],
+            "event_days_run": [14.2, 10.4, 3.0, 2.0],
+            "event_days_observed": [6.8, 10.0, 4.0, 0.0],
+        }
+    )
+    off = count_level_mismatch(frame)
+    assert off["depth"].tolist() == [500.0, 700.0]  # 2.09 and 0.75; 1.04 inside; 0 observed
+    np.testing.assert_allclose(off["ratio"], [14.2 / 6.8, 0.75])
 
 
 def _mooring_event_days(observed: pd.DataFrame, depth: float, job: Path) -> pd.Series:
