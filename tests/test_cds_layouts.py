@@ -119,6 +119,15 @@ def test_a_dimension_left_on_a_predictor_stops_the_extraction(tmp_path):
         _extract(tmp_path)
 
 
+def test_a_dimension_of_one_value_is_dropped(tmp_path):
+    """A single level (or member) names one value: the series is that value's."""
+    level = np.full((48, 1), 281.5)
+    _write(_data(tmp_path) / "era5_2001.nc", HOURS, {"t2m": (level, "K")}, pressure_level=[850])
+    tas = _extract(tmp_path)["tas"]
+    assert tas.dims == ("time", "region")
+    np.testing.assert_allclose(tas.sel(region="gulf").values, [281.5, 281.5], rtol=1e-6)
+
+
 def test_accumulated_depths_in_the_ecmwf_spelling_become_fluxes(tmp_path):
     tp = np.full(48, 0.001)  # 1 mm each hour: 24 kg m-2 a day
     fields = {"t2m": (np.full(48, 280.0), "K"), "tp": (tp, "m of water equivalent")}

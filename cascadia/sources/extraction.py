@@ -487,7 +487,7 @@ def _extract_group(
         )
     except (ValueError, KeyError) as exc:
         raise SourceError(f"{where}: {exc}") from None
-    _refuse_extra_dims(daily, mapping, where, _assets_text(group, combo))
+    daily = _refuse_extra_dims(daily, mapping, where, _assets_text(group, combo))
     note = _land_fraction_note(source, land)
     if area is not None:
         note += f", cells weighted by {area.attrs['source_variable']}"
@@ -501,13 +501,19 @@ def _assets_text(group: Group | None, combo: Combo, shown: int = 3) -> str:
     return f"stores {', '.join(assets[:shown])}{more}"
 
 
-def _refuse_extra_dims(daily: xr.Dataset, mapping: dict[str, str], where: str, stores: str) -> None:
-    """Stop a predictor that kept a dimension besides time and region before it is cached.
+def _refuse_extra_dims(
+    daily: xr.Dataset, mapping: dict[str, str], where: str, stores: str
+) -> xr.Dataset:
+    """``daily`` without length-one dimensions besides time and region (a ``height`` or
+    ``number`` axis naming one value); a predictor that keeps a longer one stops here,
+    before it is cached.
 
-    A source dimension nothing reduces (an ensemble ``number``, a ``step``, a
-    ``height`` axis) would otherwise be written into the cache as a series per value
-    and break every later reader; which value is meant is the user's call.
+    A source dimension nothing reduces (ensemble members, pressure levels) would otherwise
+    be written into the cache as a series per value and break every later reader; which
+    value is meant is the user's call.
     """
+    single = [d for d in daily.dims if d not in ("time", "region") and daily.sizes[d] == 1]
+    daily = daily.squeeze(single, drop=True)
     source_of = {canonical: name for name, canonical in mapping.items()}
     extra = {
         str(name): [str(d) for d in da.dims if d not in ("time", "region")]
@@ -515,18 +521,17 @@ def _refuse_extra_dims(daily: xr.Dataset, mapping: dict[str, str], where: str, s
     }
     extra = {name: dims for name, dims in extra.items() if dims}
     if not extra:
-        return
+        return daily
     named = "; ".join(
         f"{name} (source variable {source_of.get(name, name)!r}) has "
         + ", ".join(f"{d!r} ({daily.sizes[d]} values)" for d in dims)
         for name, dims in extra.items()
     )
-    dims = sorted({d for ds in extra.values() for d in ds})
     raise SourceError(
         f"{where} ({stores}): predictors must have only the dimensions time and region, "
-        f"but {named}; drop the dimension's variable with xarray_open_kwargs: "
-        f"{{drop_variables: {dims}}} if it only labels one value, or select one value "
-        "of it in the files before building the collection"
+        f"but {named}; give the catalog files of one value of it (one level, one member: "
+        "select it in the files before building the collection, e.g. with `ncks -d` or "
+        "xarray) or a source variable without that dimension"
     )
 
 
