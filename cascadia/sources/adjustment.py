@@ -240,9 +240,16 @@ def adjust_combo(
     if raw is None:
         raise SourceError(f"{where} {combo.label}: not in the predictor cache")
     raw = raw.load()
+    hist_raw = None  # the historical run this scenario's fit was made on, read once
+    if combo.facets != member.historical.facets:
+        stored = cache.get(source, member.historical, member.hist_key)
+        if stored is None:
+            raise SourceError(f"{where} {member.historical.label}: not in the predictor cache")
+        hist_raw = stored.load()
     fitted = member.load(cache)
     adjusted = fitted.adjust(raw).compute()
-    _flag_raw_problems(adjusted, raw, combo, member, cache, source, reference)
+    inputs = [(combo.label, raw), (member.historical.label, hist_raw)]
+    _flag_raw_problems(adjusted, inputs, reference)
     adjusted.attrs.update(
         {
             "bias_adjustment": "xsdba QuantileDeltaMapping",
@@ -251,19 +258,14 @@ def adjust_combo(
         }
     )
     _write(adjusted, url, cache)
-    if combo.facets != member.historical.facets:
-        hist_raw = cache.get(source, member.historical, member.hist_key)
-        if hist_raw is None:
-            raise SourceError(f"{where} {member.historical.label}: not in the predictor cache")
+    if hist_raw is not None:
         hist_url = member.adjusted_url(cache, source, member.historical, member.hist_key)
         hist_adjusted = (
             _read(hist_url, cache).load()
             if _exists(hist_url + ".done", cache)
-            else fitted.adjust(hist_raw.load()).compute()
+            else fitted.adjust(hist_raw).compute()
         )
-        report = diagnostics(
-            reference, hist_raw.load(), hist_adjusted, raw, adjusted, config=config
-        )
+        report = diagnostics(reference, hist_raw, hist_adjusted, raw, adjusted, config=config)
         _write(report, url.replace("adjusted-", "diagnostics-"), cache)
     return url, "adjusted"
 
@@ -277,30 +279,22 @@ FOUND_BEFORE_ADJUSTMENT = (
 
 def _flag_raw_problems(
     adjusted: xr.Dataset,
-    raw: xr.Dataset,
-    combo: Combo,
-    member: MemberFit,
-    cache: PredictorCache,
-    source: SourceConfig,
+    inputs: list[tuple[str, xr.Dataset | None]],
     reference: xr.Dataset,
 ) -> None:
-    """Mark each adjusted variable whose inputs — this combination's raw series, the
-    historical run it was fitted on, the reference — hold impossible magnitudes or a
-    betraying median (:data:`~cascadia.sources.predictors.plausibility.RAW_CHECK`); the
-    model refuses such a variable only if it reads it."""
-    found = magnitude_problems(raw, combo.label)
-    if combo.facets != member.historical.facets:
-        hist_raw = cache.get(source, member.historical, member.hist_key)
-        if hist_raw is not None:
-            for name, problems in magnitude_problems(
-                hist_raw.load(), member.historical.label
-            ).items():
-                found.setdefault(name, []).extend(problems)
+    """Mark each adjusted variable whose inputs hold impossible magnitudes or a
+    betraying median (:data:`~cascadia.sources.predictors.plausibility.RAW_CHECK`): the
+    labelled raw series of ``inputs`` (this combination's and the historical run it was
+    fitted on; None: none) and the reference. The model refuses such a variable only if
+    it reads it."""
     names = [str(v) for v in adjusted.data_vars if v in reference.data_vars]
-    for name, problems in magnitude_problems(
-        reference[names].load(), "the bias-adjustment reference"
-    ).items():
-        found.setdefault(name, []).extend(problems)
+    checked = [*inputs, ("the bias-adjustment reference", reference[names].load())]
+    found: dict[str, list[str]] = {}
+    for label, data in checked:
+        if data is None:
+            continue
+        for name, problems in magnitude_problems(data, label).items():
+            found.setdefault(name, []).extend(problems)
     for name, problems in found.items():
         if name in adjusted.data_vars:
             adjusted[name].attrs[RAW_CHECK] = "; ".join(problems) + " " + FOUND_BEFORE_ADJUSTMENT
